@@ -1,0 +1,202 @@
+"""Typed configuration: ``params.yaml`` (one section per stage) and ``pipelines/<area>.yaml``."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from riskml.contract import CONTROL_KINDS, RISK_AREAS, RiskmlError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataParams(_Section):
+    source: Literal["simulate", "ingest"] = "simulate"
+    ingest_file: str = ""
+    ingest_mapping: str = ""
+
+
+class SimulateParams(_Section):
+    seed: int = 42
+    n_items: int = Field(300_000, gt=0)
+    start_date: date = date(2023, 1, 1)
+    months: int = Field(24, ge=6)
+    n_importers: int = Field(3000, gt=10)
+    n_declarants: int = Field(300, gt=2)
+    n_suppliers: int = Field(6000, gt=10)
+    random_control_rate: float = Field(0.02, ge=0, le=1)
+    targeted_rate: float = Field(0.03, ge=0, le=1)
+    pca_rate: float = Field(0.01, ge=0, le=1)
+    drift_month: int = Field(15, ge=0)
+
+
+class SplitParams(_Section):
+    train_start: date
+    valid_start: date
+    test_start: date
+    test_end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SplitParams:
+        if not (self.train_start < self.valid_start < self.test_start < self.test_end):
+            raise ValueError(
+                "split dates must satisfy train_start < valid_start < test_start < test_end"
+            )
+        return self
+
+
+class FeatureParams(_Section):
+    reference_months: int = Field(12, ge=1)
+    min_reference_count: int = Field(5, ge=1)
+    prior_strength: float = Field(20.0, ge=0)
+
+
+class TrainParams(_Section):
+    objective: Literal["binary"] = "binary"
+    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_boost_round: int = Field(1000, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    min_child_samples: int = Field(20, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+    seed: int = 42
+    num_threads: int = Field(2, ge=1)
+
+
+class EvaluateParams(_Section):
+    seed: int = 42
+
+
+class ExplainParams(_Section):
+    top_n: int = Field(200, ge=1)
+    n_reasons: int = Field(5, ge=1, le=10)
+    chunk_size: int = Field(2000, ge=1)
+
+
+class SelectParams(_Section):
+    random_share: float = Field(0.1, ge=0, lt=1)
+    max_per_importer: int = Field(10, ge=1)
+    seed: int = 42
+
+
+class MlflowParams(_Section):
+    experiment: str = "riskml"
+
+
+class Params(_Section):
+    """The whole of ``params.yaml``."""
+
+    data: DataParams = DataParams()
+    simulate: SimulateParams = SimulateParams()
+    split: SplitParams
+    features: FeatureParams = FeatureParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    explain: ExplainParams = ExplainParams()
+    select: SelectParams = SelectParams()
+    mlflow: MlflowParams = MlflowParams()
+
+
+class Rule(_Section):
+    """A transparent targeting rule: every condition must hold (AND); a list is a set of values.
+
+    For ``hs_code`` the values are prefixes (chapter, heading, subheading).
+    """
+
+    name: str
+    when: dict[str, list[Any]]
+    weight: float = 1.0
+
+
+class AreaSpec(_Section):
+    """One risk area's spec, from ``pipelines/<area>.yaml``."""
+
+    name: str
+    title: str
+    positive: str
+    detectable_by: list[str]
+    hs_scope: list[str] = []
+    inspection_rates: list[float]
+    operating_rate: float = Field(gt=0, le=1)
+    capacity: int = Field(gt=0)
+    rank_by: Literal["probability", "expected_recovery"] = "probability"
+    exclude_features: list[str] = []
+    legacy_rules: list[Rule] = []
+
+    @field_validator("name")
+    @classmethod
+    def _known_area(cls, v: str) -> str:
+        if v not in RISK_AREAS:
+            raise ValueError(f"unknown risk area {v!r}; allowed: {', '.join(RISK_AREAS)}")
+        return v
+
+    @field_validator("detectable_by")
+    @classmethod
+    def _known_controls(cls, v: list[str]) -> list[str]:
+        bad = sorted(set(v) - set(CONTROL_KINDS))
+        if bad:
+            raise ValueError(f"unknown control kind(s) {bad}; allowed: {', '.join(CONTROL_KINDS)}")
+        return v
+
+    @field_validator("inspection_rates")
+    @classmethod
+    def _rates(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < r <= 1 for r in v):
+            raise ValueError("inspection_rates must be a non-empty list of fractions in (0, 1]")
+        return sorted(v)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise RiskmlError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise RiskmlError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RiskmlError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _explain(path: Path, exc: ValidationError) -> RiskmlError:
+    lines = [
+        f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    ]
+    return RiskmlError(f"{path}: invalid configuration, fix these entries:\n" + "\n".join(lines))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; raise :class:`RiskmlError` naming the bad entries."""
+    path = Path(path)
+    try:
+        return Params.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise _explain(path, exc) from exc
+
+
+def load_area_spec(path: str | Path) -> AreaSpec:
+    """Read and validate one ``pipelines/<area>.yaml``."""
+    path = Path(path)
+    try:
+        return AreaSpec.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise _explain(path, exc) from exc
+
+
+def load_area_specs(folder: str | Path = "pipelines") -> dict[str, AreaSpec]:
+    """Every area spec in ``folder``, keyed by area name, in the canonical area order."""
+    folder = Path(folder)
+    specs = {s.name: s for s in (load_area_spec(p) for p in sorted(folder.glob("*.yaml")))}
+    if not specs:
+        raise RiskmlError(f"{folder}: no area spec (*.yaml) found")
+    return {a: specs[a] for a in RISK_AREAS if a in specs}

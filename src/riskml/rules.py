@@ -1,0 +1,40 @@
+"""Transparent targeting rules: conditions on declaration fields, as legacy systems use them.
+
+The legacy-rule baseline of the evaluation and the simulated legacy control system both score
+declarations with :func:`rule_score`, so the baseline is exactly the system that made the labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from riskml.config import Rule
+from riskml.contract import RiskmlError
+
+
+def rule_mask(declarations: pd.DataFrame, rule: Rule) -> pd.Series:
+    """Boolean Series: the rows on which every condition of ``rule`` holds."""
+    mask = np.ones(len(declarations), dtype=bool)
+    for column, values in rule.when.items():
+        if column not in declarations.columns:
+            raise RiskmlError(
+                f"rule {rule.name!r}: condition on unknown column {column!r}; "
+                "use a declarations column of the data contract"
+            )
+        col = declarations[column]
+        if column == "hs_code":
+            prefixes = tuple(str(v) for v in values)
+            hit = col.astype("string").str.startswith(prefixes).fillna(False).to_numpy(bool)
+        else:
+            hit = col.isin(values).fillna(False).to_numpy(bool)
+        mask &= hit
+    return pd.Series(mask, index=declarations.index, name=rule.name)
+
+
+def rule_score(declarations: pd.DataFrame, rules: list[Rule]) -> pd.Series:
+    """Sum of the weights of the rules that fire on each row (0 when none fires)."""
+    score = np.zeros(len(declarations), dtype=float)
+    for rule in rules:
+        score += rule.weight * rule_mask(declarations, rule).to_numpy(float)
+    return pd.Series(score, index=declarations.index, name="rule_score")
