@@ -95,6 +95,7 @@ class MlflowParams(_Section):
 class Params(_Section):
     """The whole of ``params.yaml``."""
 
+    areas: list[str] = list(RISK_AREAS)
     data: DataParams = DataParams()
     simulate: SimulateParams = SimulateParams()
     split: SplitParams
@@ -104,6 +105,15 @@ class Params(_Section):
     explain: ExplainParams = ExplainParams()
     select: SelectParams = SelectParams()
     mlflow: MlflowParams = MlflowParams()
+
+
+    @field_validator("areas")
+    @classmethod
+    def _known_areas(cls, v: list[str]) -> list[str]:
+        bad = sorted(set(v) - set(RISK_AREAS))
+        if bad:
+            raise ValueError(f"unknown risk area(s) {bad}; allowed: {', '.join(RISK_AREAS)}")
+        return v
 
 
 class Rule(_Section):

@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine (Python 3.11 and the package registries):
+#   make run   - set up .venv and run the whole pipeline (dvc repro) on the default simulated data
+#   make test  - set up .venv and run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: run test install lint bench clean-outputs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	dvc repro
+	@echo "Done: metrics in metrics/, plots in plots/, candidates in data/candidates/, MLflow store in mlflow.db (mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db)"
+
+test: $(STAMP)
+	pytest
+
+lint: $(STAMP)
+	ruff check src tests bench
+
+bench: $(STAMP)
+	python bench/pipeline_timing.py
+
+clean-outputs:
+	rm -rf data/raw data/interim data/features data/scores data/explanations data/candidates models/*/ metrics plots mlflow.db mlartifacts

@@ -1,0 +1,3 @@
+from riskml.cli import app
+
+app()

@@ -1,0 +1,260 @@
+"""The ``riskml`` command: one sub-command per pipeline stage (see ``dvc.yaml``)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from riskml.config import AreaSpec, Params, load_area_specs, load_params
+from riskml.contract import RISK_AREAS, RiskmlError
+
+app = typer.Typer(
+    help="riskml: customs risk models per WCO risk area, as a DVC pipeline tracked in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+RootOpt = Annotated[Path, typer.Option("--root", help="project folder (holds params.yaml)")]
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user errors into a one-paragraph message and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RiskmlError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _config(root: Path) -> tuple[Params, dict[str, AreaSpec]]:
+    """params.yaml and the specs of the areas it lists (``areas``)."""
+    params = load_params(root / "params.yaml")
+    specs = load_area_specs(root / "pipelines")
+    missing = [a for a in params.areas if a not in specs]
+    if missing:
+        raise RiskmlError(
+            f"params.yaml lists area(s) {missing} without a spec; add pipelines/<area>.yaml"
+        )
+    return params, {a: specs[a] for a in params.areas}
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar; yields ``update(done, total)``. Silent when not on a terminal."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _done(stage: str, started: float, summary: str) -> None:
+    console.print(f"[green]✓[/] {stage}: {summary} [dim]({time.perf_counter() - started:.1f} s)[/]")
+
+
+def _areas(specs: dict[str, AreaSpec], area: str | None) -> list[str]:
+    if area is None:
+        return list(specs)
+    if area not in specs:
+        raise RiskmlError(
+            f"unknown area {area!r}; areas with a spec in pipelines/: {', '.join(specs)} "
+            f"(known risk areas: {', '.join(RISK_AREAS)})"
+        )
+    return [area]
+
+
+@app.command()
+@_handle_errors
+def simulate(
+    root: RootOpt = Path("."),
+    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+    n_items: Annotated[int | None, typer.Option(help="override simulate.n_items")] = None,
+) -> None:
+    """Generate the simulated customs world (declarations, outcomes, truth) as Parquet."""
+    from riskml.simulate import run
+
+    params, specs = _config(root)
+    sim = params.simulate if n_items is None else params.simulate.model_copy(
+        update={"n_items": n_items}
+    )
+    started = time.perf_counter()
+    with _progress("simulating months") as update:
+        summary = run(out or root / "data/raw", sim, specs, progress=update)
+    _done("simulate", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
+def ingest(
+    file: Annotated[Path, typer.Argument(help="external CSV or Parquet file")],
+    mapping: Annotated[Path, typer.Option(help="YAML column mapping")],
+    root: RootOpt = Path("."),
+    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+) -> None:
+    """Map an external declarations file into the canonical tables."""
+    from riskml.ingest import run_ingest
+
+    started = time.perf_counter()
+    summary = run_ingest(file, mapping, out or root / "data/raw")
+    _done("ingest", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
+def source(root: RootOpt = Path(".")) -> None:
+    """Produce data/raw from the source chosen in params (``data.source``: simulate or ingest)."""
+    params, _ = _config(root)
+    if params.data.source == "simulate":
+        simulate(root=root, out=None, n_items=None)
+        return
+    if not params.data.ingest_file or not params.data.ingest_mapping:
+        raise RiskmlError(
+            "params.yaml: data.source is 'ingest' but data.ingest_file or data.ingest_mapping "
+            "is empty; set both (the file under data/external/)"
+        )
+    ingest(
+        file=root / params.data.ingest_file,
+        mapping=root / params.data.ingest_mapping,
+        root=root,
+        out=None,
+    )
+
+
+@app.command()
+@_handle_errors
+def validate(root: RootOpt = Path(".")) -> None:
+    """Check data/raw against the data contract; good rows to data/interim, the rest quarantined."""
+    from riskml.contract import run_validate
+
+    started = time.perf_counter()
+    report = run_validate(
+        root / "data/raw", root / "data/interim", root / "metrics/validation.json"
+    )
+    _done("validate", started, _fmt_counts(report))
+
+
+@app.command()
+@_handle_errors
+def features(root: RootOpt = Path(".")) -> None:
+    """Build the causal features of every declaration item (data/features/features.parquet)."""
+    from riskml.features import build_features, model_feature_columns
+    from riskml.io import read_parquet, write_parquet
+
+    params, _ = _config(root)
+    started = time.perf_counter()
+    decl = read_parquet(root / "data/interim/declarations.parquet")
+    outcomes = read_parquet(root / "data/interim/outcomes.parquet")
+    with _progress("building features") as update:
+        frame = build_features(decl, outcomes, params.features, progress=update)
+    write_parquet(frame, root / "data/features/features.parquet")
+    _done(
+        "features",
+        started,
+        f"{len(frame):,} items × {len(model_feature_columns(frame))} model features",
+    )
+
+
+@app.command()
+@_handle_errors
+def train(
+    root: RootOpt = Path("."),
+    area: Annotated[str | None, typer.Option(help="one risk area (default: every area)")] = None,
+) -> None:
+    """Train one LightGBM classifier per risk area, tracked and registered in MLflow."""
+    from riskml.train import run_train
+
+    params, specs = _config(root)
+    for name in _areas(specs, area):
+        started = time.perf_counter()
+        summary = run_train(name, root.resolve(), params, specs[name])
+        _done(f"train {name}", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
+def evaluate(root: RootOpt = Path(".")) -> None:
+    """Score the test window and measure every area against random and legacy-rule baselines."""
+    from riskml.evaluate import run_evaluate
+
+    params, specs = _config(root)
+    started = time.perf_counter()
+    summary = run_evaluate(root.resolve(), params, specs)
+    _done("evaluate", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
+def explain(root: RootOpt = Path(".")) -> None:
+    """TreeSHAP reasons in plain words for each area's top candidates."""
+    from riskml.explain import run_explain
+
+    params, specs = _config(root)
+    started = time.perf_counter()
+    summary = run_explain(root.resolve(), params, specs)
+    _done("explain", started, _fmt_counts(summary))
+
+
+@app.command(name="select")
+@_handle_errors
+def select_(root: RootOpt = Path(".")) -> None:
+    """Ranked audit candidate lists per area, within capacity, with a random-control share."""
+    from riskml.select import run_select
+
+    params, specs = _config(root)
+    started = time.perf_counter()
+    summary = run_select(root.resolve(), params, specs)
+    _done("select", started, _fmt_counts(summary))
+
+
+def _fmt_counts(summary: Any) -> str:
+    """A one-line rendering of a stage's summary dict (scalars only, nested dicts flattened)."""
+    if not isinstance(summary, dict):
+        return str(summary)
+    parts = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            inner = ", ".join(
+                f"{k}={_fmt_scalar(v)}" for k, v in value.items() if not isinstance(v, dict | list)
+            )
+            if inner:
+                parts.append(f"{key}({inner})")
+        elif not isinstance(value, list):
+            parts.append(f"{key}={_fmt_scalar(value)}")
+    return "; ".join(parts)
+
+
+def _fmt_scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
