@@ -1,0 +1,128 @@
+"""Per-area labels from control outcomes: found, controlled and clean, or never controlled.
+
+An outcome row is one control result. It *informs* an area when
+
+* it found an offence of that area (whatever the control kind): the item is a positive; or
+* its control kind can detect the area (``AreaSpec.detectable_by``) and it is either a clean
+  result without a risk area (clean for every area the kind can detect), a clean result for this
+  very area, or a finding of *another* area (the control looked and found no offence of this one).
+
+A clean row that names another area is a clean result for that area only and says nothing here.
+Items no informative outcome reaches have no label: "not inspected" is not "compliant".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from riskml.config import AreaSpec
+from riskml.contract import CONTROL_KINDS, KEY, RiskmlError
+
+LABEL_COLUMNS: list[str] = [*KEY, "label", "control_kind", "recovered"]
+
+_OUTCOME_NEEDS = [*KEY, "control_kind", "result_date", "risk_area", "offence_found"]
+
+
+def _check_columns(frame: pd.DataFrame, needed: list[str], table: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise RiskmlError(
+            f"{table}: missing column(s) {missing}; build the table with the data contract "
+            "(riskml.contract) first"
+        )
+
+
+def _area_rows(outcomes: pd.DataFrame, spec: AreaSpec, known_before) -> pd.DataFrame:
+    """The outcome rows that inform ``spec``'s area, with a positive flag and recovered duty."""
+    o = outcomes
+    if known_before is not None:
+        o = o[(o["result_date"] < pd.Timestamp(known_before)).fillna(False).to_numpy(bool)]
+    area = o["risk_area"].astype("string").str.strip()
+    no_area = (area.isna() | (area == "")).to_numpy(bool)
+    this_area = (area == spec.name).fillna(False).to_numpy(bool)
+    found = o["offence_found"].astype("boolean").fillna(False).to_numpy(bool)
+    kind = o["control_kind"].astype("string")
+    detects = kind.isin(spec.detectable_by).fillna(False).to_numpy(bool)
+
+    positive = found & this_area
+    clean_here = ~found & (no_area | this_area)
+    other_finding = found & ~no_area & ~this_area
+    informs = positive | (detects & (clean_here | other_finding))
+
+    duty = o["additional_duty"] if "additional_duty" in o.columns else pd.Series(0.0, o.index)
+    rows = pd.DataFrame(
+        {
+            "declaration_id": o["declaration_id"].astype("string").to_numpy(),
+            "item_no": o["item_no"].astype("int64").to_numpy(),
+            "control_kind": kind.to_numpy(),
+            "result_date": o["result_date"].to_numpy(),
+            "positive": positive,
+            "recovered": np.where(positive, duty.astype("float64").fillna(0.0).to_numpy(), 0.0),
+        }
+    )[informs]
+    # Earliest result first; same-day ties broken by the fixed order of control kinds.
+    order = {k: i for i, k in enumerate(CONTROL_KINDS)}
+    rows["kind_rank"] = rows["control_kind"].map(order).fillna(len(order)).astype("int64")
+    return rows.sort_values(["result_date", "kind_rank"], kind="stable")
+
+
+def _per_item(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per controlled item: label, deciding control kind, recovered duty."""
+    grouped = rows.groupby(KEY, sort=False)
+    agg = grouped.agg(
+        positive=("positive", "any"),
+        recovered=("recovered", "sum"),
+    )
+    agg["any_random"] = (rows["control_kind"] == "random").groupby(
+        [rows["declaration_id"], rows["item_no"]], sort=False
+    ).any()
+    first_any = rows.drop_duplicates(KEY).set_index(KEY)["control_kind"]
+    first_pos = rows[rows["positive"]].drop_duplicates(KEY).set_index(KEY)["control_kind"]
+    agg["first_any"] = first_any
+    agg["first_pos"] = first_pos
+    deciding = agg["first_pos"].where(agg["positive"], agg["first_any"])
+    agg["control_kind"] = deciding.where(~agg["any_random"].astype(bool), "random")
+    agg["label"] = agg["positive"].astype("float64")
+    return agg[["label", "control_kind", "recovered"]].reset_index()
+
+
+def build_labels(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    spec: AreaSpec,
+    *,
+    known_before: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Labels of one risk area, one row per declaration item in the order of ``declarations``.
+
+    Columns: ``declaration_id, item_no``; ``label`` (1.0 an offence of the area was found, 0.0
+    controlled by a kind that can detect the area and nothing of the area found, NaN never
+    controlled for the area); ``control_kind`` (``"random"`` when a random control was among the
+    informative controls, so that random rows form an unbiased sample; otherwise the kind of the
+    earliest finding for a positive, of the earliest informative control for a negative; null
+    when unlabelled); ``recovered`` (additional duty of the area's findings, 0 otherwise).
+
+    ``known_before``: only outcomes whose ``result_date`` is strictly before it count (label
+    delay: results not known at training time are missing labels).
+
+    Examples
+    --------
+    >>> labels = build_labels(decl, outc, specs["revenue"], known_before=pd.Timestamp("2024-04-01"))
+    ... # doctest: +SKIP
+    """
+    _check_columns(declarations, KEY, "declarations")
+    _check_columns(outcomes, _OUTCOME_NEEDS, "outcomes")
+    keys = pd.DataFrame(
+        {
+            "declaration_id": declarations["declaration_id"].astype("string").to_numpy(),
+            "item_no": declarations["item_no"].astype("int64").to_numpy(),
+        }
+    )
+    per_item = _per_item(_area_rows(outcomes, spec, known_before))
+    out = keys.merge(per_item, on=KEY, how="left", validate="many_to_one", sort=False)
+    out["recovered"] = out["recovered"].fillna(0.0).astype("float64")
+    out["label"] = out["label"].astype("float64")
+    out["control_kind"] = out["control_kind"].astype("string")
+    out.index = declarations.index
+    return out[LABEL_COLUMNS]

@@ -1,0 +1,190 @@
+"""Labels per area on hand-built frames with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from riskml.config import AreaSpec
+from riskml.labels import LABEL_COLUMNS, build_labels
+
+
+def _spec(name: str, detectable_by: list[str]) -> AreaSpec:
+    return AreaSpec(
+        name=name,
+        title=name,
+        positive="found",
+        detectable_by=detectable_by,
+        inspection_rates=[0.01],
+        operating_rate=0.01,
+        capacity=10,
+    )
+
+
+REVENUE = _spec("revenue", ["documentary", "physical", "pca", "random"])
+DRUGS = _spec("drugs", ["physical", "scanner", "random"])
+
+
+@pytest.fixture
+def declarations() -> pd.DataFrame:
+    ids = ["D1", "D1", "D2", "D3", "D4", "D5", "D6", "D7"]
+    items = [1, 2, 1, 1, 1, 1, 1, 1]
+    return pd.DataFrame(
+        {
+            "declaration_id": ids,
+            "item_no": items,
+            "accepted_date": pd.to_datetime(["2024-01-01"] * len(ids)),
+        },
+        index=range(10, 10 + len(ids)),
+    )
+
+
+def _outcome(did, item, kind, date, area=None, found=False, duty=0.0):
+    return {
+        "declaration_id": did,
+        "item_no": item,
+        "control_kind": kind,
+        "result_date": pd.Timestamp(date),
+        "risk_area": area,
+        "offence_found": found,
+        "offence_code": None,
+        "additional_duty": duty,
+        "quantity_seized": 0.0,
+    }
+
+
+@pytest.fixture
+def outcomes() -> pd.DataFrame:
+    rows = [
+        # D1/1: revenue found by a documentary check, 120 recovered, plus a later PCA finding 30.
+        _outcome("D1", 1, "documentary", "2024-01-05", "revenue", True, 120.0),
+        _outcome("D1", 1, "pca", "2024-06-01", "revenue", True, 30.0),
+        # D1/2: clean physical control without area: clean for revenue and drugs.
+        _outcome("D1", 2, "physical", "2024-01-10"),
+        # D2/1: scanner clean: clean for drugs only (revenue cannot be seen by a scanner).
+        _outcome("D2", 1, "scanner", "2024-01-03"),
+        # D3/1: random control found drugs: revenue 0 (random looked), drugs 1.
+        _outcome("D3", 1, "random", "2024-01-04", "drugs", True, 0.0),
+        # D4/1: documentary clean for ipr only: says nothing about revenue or drugs.
+        _outcome("D4", 1, "documentary", "2024-01-04", "ipr", False),
+        # D5/1: random clean, later a PCA finds revenue: positive, kind random.
+        _outcome("D5", 1, "random", "2024-01-02"),
+        _outcome("D5", 1, "pca", "2024-09-01", "revenue", True, 50.0),
+        # D6/1: controlled only after the training cut-off.
+        _outcome("D6", 1, "physical", "2024-12-01", "revenue", True, 10.0),
+        # D7/1: never controlled.
+    ]
+    return pd.DataFrame(rows)
+
+
+def _by_key(frame: pd.DataFrame) -> dict:
+    return {
+        (r.declaration_id, r.item_no): (r.label, r.control_kind, r.recovered)
+        for r in frame.itertuples()
+    }
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    if a is pd.NA or b is pd.NA:
+        return a is b
+    return a == b
+
+
+def _check(frame: pd.DataFrame, expected: dict) -> None:
+    got = _by_key(frame)
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        assert all(_same(g, w) for g, w in zip(got[key], want, strict=True)), (key, got[key], want)
+
+
+def test_revenue_labels(declarations, outcomes):
+    nan = float("nan")
+    labels = build_labels(declarations, outcomes, REVENUE)
+    assert list(labels.columns) == LABEL_COLUMNS
+    assert list(labels.index) == list(declarations.index)
+    assert list(labels["declaration_id"]) == list(declarations["declaration_id"])
+    _check(
+        labels,
+        {
+            ("D1", 1): (1.0, "documentary", 150.0),
+            ("D1", 2): (0.0, "physical", 0.0),
+            ("D2", 1): (nan, pd.NA, 0.0),
+            ("D3", 1): (0.0, "random", 0.0),
+            ("D4", 1): (nan, pd.NA, 0.0),
+            ("D5", 1): (1.0, "random", 50.0),
+            ("D6", 1): (1.0, "physical", 10.0),
+            ("D7", 1): (nan, pd.NA, 0.0),
+        },
+    )
+
+
+def test_drugs_labels(declarations, outcomes):
+    nan = float("nan")
+    labels = build_labels(declarations, outcomes, DRUGS)
+    _check(
+        labels,
+        {
+            # the documentary revenue finding says nothing (documentary cannot see drugs),
+            # the PCA neither; so D1/1 is unlabelled for drugs.
+            ("D1", 1): (nan, pd.NA, 0.0),
+            ("D1", 2): (0.0, "physical", 0.0),
+            ("D2", 1): (0.0, "scanner", 0.0),
+            ("D3", 1): (1.0, "random", 0.0),
+            ("D4", 1): (nan, pd.NA, 0.0),
+            ("D5", 1): (0.0, "random", 0.0),
+            ("D6", 1): (0.0, "physical", 0.0),
+            ("D7", 1): (nan, pd.NA, 0.0),
+        },
+    )
+
+
+def test_known_before_hides_late_results(declarations, outcomes):
+    nan = float("nan")
+    labels = build_labels(
+        declarations, outcomes, REVENUE, known_before=pd.Timestamp("2024-06-01")
+    )
+    _check(
+        labels,
+        {
+            # the PCA result of 2024-06-01 is not known strictly before 2024-06-01
+            ("D1", 1): (1.0, "documentary", 120.0),
+            ("D1", 2): (0.0, "physical", 0.0),
+            ("D2", 1): (nan, pd.NA, 0.0),
+            ("D3", 1): (0.0, "random", 0.0),
+            ("D4", 1): (nan, pd.NA, 0.0),
+            ("D5", 1): (0.0, "random", 0.0),
+            ("D6", 1): (nan, pd.NA, 0.0),
+            ("D7", 1): (nan, pd.NA, 0.0),
+        },
+    )
+
+
+def test_no_outcomes_means_no_labels(declarations, outcomes):
+    labels = build_labels(declarations, outcomes.iloc[0:0], REVENUE)
+    assert labels["label"].isna().all()
+    assert labels["control_kind"].isna().all()
+    assert (labels["recovered"] == 0).all()
+    assert labels["label"].dtype == "float64"
+
+
+def test_earliest_informative_kind_decides_negative(declarations):
+    outcomes = pd.DataFrame(
+        [
+            _outcome("D7", 1, "pca", "2024-05-01"),
+            _outcome("D7", 1, "documentary", "2024-02-01"),
+        ]
+    )
+    labels = build_labels(declarations, outcomes, REVENUE)
+    row = labels[labels["declaration_id"] == "D7"].iloc[0]
+    assert row["label"] == 0.0 and row["control_kind"] == "documentary"
+
+
+def test_missing_column_is_a_clear_error(declarations, outcomes):
+    from riskml.contract import RiskmlError
+
+    with pytest.raises(RiskmlError, match="control_kind"):
+        build_labels(declarations, outcomes.drop(columns="control_kind"), REVENUE)
