@@ -12,7 +12,15 @@ stored as Parquet:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
 
 RISK_AREAS: tuple[str, ...] = (
     "revenue",
@@ -106,3 +114,538 @@ def column_names(table: str, *, required_only: bool = False) -> list[str]:
 
 class RiskmlError(Exception):
     """An error the user can fix: bad file, bad column, bad parameter. The message says how."""
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: canonical dtypes, value checks, pandera schemas and the good/quarantine split.
+# --------------------------------------------------------------------------------------------
+
+PANDAS_DTYPES: dict[str, str] = {
+    "string": "str",
+    "int": "int64",
+    "float": "float64",
+    "date": "datetime64[ns]",
+    "bool": "bool",
+}
+
+OUTCOME_KEY: list[str] = [*KEY, "control_kind", "risk_area"]
+TABLE_KEYS: dict[str, list[str]] = {
+    "declarations": KEY,
+    "outcomes": OUTCOME_KEY,
+    "truth": [*KEY, "risk_area"],
+}
+
+# Optional column an input may carry (ingest sets it): the row number in the source file, used
+# as `row` in the quarantine instead of the position in the table.
+SOURCE_ROW = "source_row"
+
+QUARANTINE_COLUMNS: list[str] = [
+    "table", "row", "column", "check", "reason", "declaration_id", "item_no", "record",
+]
+
+DATE_MIN = pd.Timestamp("1990-01-01")
+
+# The value checks, each defined once: validate() builds masks from them, schema() builds
+# pandera checks from them.
+BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
+    "item_no": (("ge", 1),),
+    "quantity": (("gt", 0),),
+    "gross_mass_kg": (("gt", 0),),
+    "net_mass_kg": (("gt", 0),),
+    "fob_value": (("ge", 0),),
+    "cif_value": (("gt", 0),),
+    "duty_rate": (("ge", 0), ("le", 1)),
+    "duties_paid": (("ge", 0),),
+    "additional_duty": (("ge", 0),),
+    "quantity_seized": (("ge", 0),),
+    "evaded_duty": (("ge", 0),),
+    "true_prob": (("ge", 0), ("le", 1)),
+}
+ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
+    "transport_mode": TRANSPORT_MODES,
+    "control_kind": CONTROL_KINDS,
+    "risk_area": RISK_AREAS,
+}
+PATTERNS: dict[str, tuple[str, str]] = {"hs_code": (r"\d{6,10}", "6 to 10 digits")}
+
+_OPS: dict[str, tuple[str, Callable[[pd.Series, float], pd.Series]]] = {
+    "gt": (">", lambda s, v: s > v),
+    "ge": (">=", lambda s, v: s >= v),
+    "le": ("<=", lambda s, v: s <= v),
+}
+_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A check across columns of one row; ``ok`` returns True where the row passes."""
+
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    reason: str
+    ok: Callable[[pd.DataFrame], pd.Series]
+
+
+ROW_RULES: tuple[RowRule, ...] = (
+    RowRule(
+        "net_mass_le_gross_mass",
+        "declarations",
+        ("net_mass_kg", "gross_mass_kg"),
+        "net mass above gross mass",
+        lambda d: ~(d["net_mass_kg"] > d["gross_mass_kg"]).fillna(False).astype(bool),
+    ),
+    RowRule(
+        "offence_has_risk_area",
+        "outcomes",
+        ("offence_found", "risk_area"),
+        "offence found without a risk area",
+        lambda d: ~(d["offence_found"].fillna(False).astype(bool) & d["risk_area"].isna()),
+    ),
+)
+
+
+def canonical_dtype(column: Column) -> str:
+    """The pandas dtype of a canonical column (optional bools are nullable ``boolean``)."""
+    if column.dtype == "bool" and not column.required:
+        return "boolean"
+    return PANDAS_DTYPES[column.dtype]
+
+
+def date_max(today: date | None = None) -> pd.Timestamp:
+    """Latest acceptable date: the end of ``today`` (default: the current day)."""
+    return pd.Timestamp(today or date.today()) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+
+
+def schema(table: str, *, today: date | None = None) -> pa.DataFrameSchema:
+    """The pandera schema of a canonical table: dtypes, nullability, value and row checks, key."""
+    columns = {}
+    for col in TABLES[table]:
+        checks = [getattr(pa.Check, op)(v) for op, v in BOUNDS.get(col.name, ())]
+        if col.name in ALLOWED_VALUES:
+            checks.append(pa.Check.isin(ALLOWED_VALUES[col.name]))
+        if col.name in PATTERNS:
+            checks.append(pa.Check.str_matches(rf"^{PATTERNS[col.name][0]}$"))
+        if col.dtype == "date":
+            checks.append(pa.Check.in_range(DATE_MIN, date_max(today)))
+        columns[col.name] = pa.Column(canonical_dtype(col), checks, nullable=not col.required)
+    row_checks = [pa.Check(r.ok, name=r.name) for r in ROW_RULES if r.table == table]
+    return pa.DataFrameSchema(
+        columns, checks=row_checks, unique=TABLE_KEYS[table], strict=True, name=table
+    )
+
+
+def empty_table(table: str) -> pd.DataFrame:
+    """A canonical table with no rows and the canonical dtypes."""
+    return pd.DataFrame(
+        {c.name: pd.Series(dtype=canonical_dtype(c)) for c in TABLES[table]}
+    )
+
+
+def check_columns(df: pd.DataFrame, table: str, *, name: str = "") -> list[str]:
+    """Raise :class:`RiskmlError` when a required column is missing; return the unknown ones."""
+    name = name or table
+    missing = [c for c in column_names(table, required_only=True) if c not in df.columns]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        cols = ", ".join(repr(c) for c in missing)
+        raise RiskmlError(
+            f"{name}: missing required column{plural} {cols}; add it or map it in the ingest "
+            "mapping (see docs/data-contract.md)"
+        )
+    known = {*column_names(table), SOURCE_ROW}
+    return [str(c) for c in df.columns if c not in known]
+
+
+@dataclass
+class ValidationResult:
+    """Good rows with canonical dtypes, the quarantined rows with reasons, and a summary."""
+
+    declarations: pd.DataFrame
+    outcomes: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict[str, Any]
+
+
+# --- conversion to canonical dtypes ---------------------------------------------------------
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Values as stripped text; empty text is missing. Integral floats lose their '.0'."""
+    if pd.api.types.is_float_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        values = s.to_numpy(dtype=float, na_value=np.nan)
+        finite = np.isfinite(values)
+        if (values[finite] % 1 == 0).all() and (np.abs(values[finite]) < 2**53).all():
+            s = s.astype("Int64")
+    out = s.astype("str").str.strip()
+    return out.mask(out == "")
+
+
+def _to_float(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        out = s.astype("float64")
+        present = out.notna()
+    else:
+        text = _text(s)
+        present = text.notna()
+        out = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = present & ~np.isfinite(out.fillna(0.0))
+    bad |= present & out.isna()
+    return out.mask(bad), bad
+
+
+def _to_int(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    num, bad = _to_float(s)
+    bad |= num.notna() & (num % 1 != 0)
+    return num.mask(bad), bad
+
+
+def _to_date(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(s):
+        return s, pd.Series(False, index=s.index)
+    text = _text(s)
+    out = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    if isinstance(out.dtype, pd.DatetimeTZDtype):
+        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    return out, text.notna() & out.isna()
+
+
+def _to_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("boolean"), pd.Series(False, index=s.index)
+    text = _text(s).str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[text.isin(_TRUE).to_numpy(bool)] = True
+    out[text.isin(_FALSE).to_numpy(bool)] = False
+    return out, text.notna() & out.isna()
+
+
+def _to_string(s: pd.Series, name: str) -> tuple[pd.Series, pd.Series]:
+    text = _text(s)
+    if name in ALLOWED_VALUES:
+        text = text.str.lower()
+    return text, pd.Series(False, index=s.index)
+
+
+_CONVERTERS = {"float": _to_float, "int": _to_int, "date": _to_date, "bool": _to_bool}
+_NOT_A = {"float": "a number", "int": "an integer", "date": "a date (YYYY-MM-DD)",
+          "bool": "a boolean (true/false, 1/0)"}
+
+
+# --- collecting failures --------------------------------------------------------------------
+
+
+def _failure(mask: pd.Series | np.ndarray, column: str, check: str,
+             reasons: Callable[[np.ndarray], list[str]] | str) -> pd.DataFrame:
+    pos = np.flatnonzero(np.asarray(mask, dtype=bool))
+    reason = [reasons] * len(pos) if isinstance(reasons, str) else reasons(pos)
+    return pd.DataFrame({"pos": pos, "column": column, "check": check, "reason": reason})
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, pd.Timestamp):
+        return v.strftime("%Y-%m-%d") if v == v.normalize() else v.isoformat()
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _convert_table(df: pd.DataFrame, table: str, today: date | None
+                   ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Canonical columns (missing optional ones as nulls) and the per-row failures found."""
+    n = len(df)
+    conv: dict[str, pd.Series] = {}
+    failures: list[pd.DataFrame] = []
+    for col in TABLES[table]:
+        if col.name not in df.columns:
+            conv[col.name] = pd.Series(pd.NA, index=df.index, dtype=canonical_dtype(col))
+            continue
+        raw = df[col.name]
+        if col.dtype == "string":
+            values, bad = _to_string(raw, col.name)
+        else:
+            values, bad = _CONVERTERS[col.dtype](raw)
+        if bad.any():
+            raw_text = _text(raw).to_numpy(dtype=object)
+            failures.append(_failure(
+                bad, col.name, f"not {_NOT_A[col.dtype]}",
+                lambda p, c=col, t=raw_text: [f"column {c.name}: {t[i]!r} is not "
+                                             f"{_NOT_A[c.dtype]}" for i in p]))
+        if col.required:
+            failures.append(_failure(values.isna() & ~bad, col.name, "missing value",
+                                     f"column {col.name}: missing value"))
+        failures.extend(_value_failures(col, values, today))
+        conv[col.name] = values
+    frame = pd.DataFrame(conv, index=pd.RangeIndex(n))
+    for rule in ROW_RULES:
+        if rule.table == table:
+            failures.append(_failure(~rule.ok(frame), ", ".join(rule.columns), rule.name,
+                                     rule.reason))
+    key = TABLE_KEYS[table]
+    required_key = [k for k in key if k in column_names(table, required_only=True)]
+    key_ok = frame[required_key].notna().all(axis=1)
+    dup = frame.duplicated(key, keep=False) & key_ok
+    failures.append(_failure(dup, ", ".join(key), "duplicate key", "duplicate key"))
+    return frame, failures
+
+
+def _value_failures(col: Column, values: pd.Series, today: date | None) -> list[pd.DataFrame]:
+    out = []
+    present = values.notna()
+    arr = _LazyValues(values)
+    for op, bound in BOUNDS.get(col.name, ()):
+        sym, fn = _OPS[op]
+        bad = present & ~fn(values, bound).fillna(True).astype(bool)
+        out.append(_failure(bad, col.name, f"not {sym} {bound:g}", lambda p, s=sym, b=bound:
+                            [f"column {col.name}: {_fmt(arr[i])} is not {s} {b:g}" for i in p]))
+    if col.name in ALLOWED_VALUES:
+        allowed = ALLOWED_VALUES[col.name]
+        bad = present & ~values.isin(allowed)
+        out.append(_failure(bad, col.name, "unknown value", lambda p: [
+            f"column {col.name}: {arr[i]!r} is not one of {', '.join(allowed)}" for i in p]))
+    if col.name in PATTERNS:
+        pattern, meaning = PATTERNS[col.name]
+        bad = present & ~values.str.fullmatch(pattern).fillna(False).astype(bool)
+        out.append(_failure(bad, col.name, f"not {meaning}", lambda p: [
+            f"column {col.name}: {arr[i]!r} is not {meaning}" for i in p]))
+    if col.dtype == "date":
+        latest = date_max(today)
+        out.append(_failure(present & (values < DATE_MIN), col.name, "before 1990",
+                            lambda p: [f"column {col.name}: {_fmt(arr[i])} is before "
+                                       f"{DATE_MIN:%Y-%m-%d}" for i in p]))
+        out.append(_failure(present & (values > latest), col.name, "in the future",
+                            lambda p: [f"column {col.name}: {_fmt(arr[i])} is in the future "
+                                       f"(after {latest:%Y-%m-%d})" for i in p]))
+    return out
+
+
+class _LazyValues:
+    """Element access to a Series by position, without converting the whole column."""
+
+    def __init__(self, values: pd.Series) -> None:
+        self._values = values
+
+    def __getitem__(self, i: int) -> Any:
+        return self._values.iat[i]
+
+
+def _outcome_link_failures(outcomes: pd.DataFrame, declarations_in: pd.DataFrame,
+                           declarations_ok: pd.DataFrame) -> list[pd.DataFrame]:
+    """Outcomes whose declaration is unknown or quarantined, or whose result predates it."""
+    keys = outcomes[KEY].reset_index(drop=True)
+    good = declarations_ok[[*KEY, "accepted_date"]].drop_duplicates(KEY)
+    linked = keys.merge(good, on=KEY, how="left", validate="many_to_one")
+    key_ok = keys.notna().all(axis=1).to_numpy()
+    missing = key_ok & linked["accepted_date"].isna().to_numpy()
+    known = keys.merge(declarations_in[KEY].dropna().drop_duplicates(), on=KEY, how="left",
+                       indicator=True)["_merge"].eq("both").to_numpy()
+    early = (outcomes["result_date"].to_numpy() < linked["accepted_date"].to_numpy())
+    acc = linked["accepted_date"].to_numpy()
+    res = outcomes["result_date"].to_numpy()
+    col = ", ".join(KEY)
+    return [
+        _failure(missing & known, col, "declaration quarantined",
+                 "the declaration of this outcome was quarantined"),
+        _failure(missing & ~known, col, "unknown declaration",
+                 "no declaration with this (declaration_id, item_no)"),
+        _failure(early, "result_date", "result before acceptance", lambda p: [
+            f"column result_date: {_fmt(pd.Timestamp(res[i]))} is before the declaration's "
+            f"accepted_date {_fmt(pd.Timestamp(acc[i]))}" for i in p]),
+    ]
+
+
+# --- assembling the result ------------------------------------------------------------------
+
+
+def _finalise(frame: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.DataFrame:
+    """Rows without any failure, cast to the canonical dtypes, in contract order."""
+    keep = np.ones(len(frame), dtype=bool)
+    keep[failures["pos"].to_numpy(dtype=np.int64)] = False
+    good = frame.loc[keep].reset_index(drop=True)
+    return good.astype({c.name: canonical_dtype(c) for c in TABLES[table]})
+
+
+def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.DataFrame:
+    if failures.empty:
+        return empty_quarantine()
+    failures = failures.sort_values(["pos", "column"], kind="stable").reset_index(drop=True)
+    pos = failures["pos"].to_numpy(dtype=np.int64)
+    upos = np.unique(pos)
+    sub = raw.iloc[upos]
+    records = sub.to_json(orient="records", lines=True, date_format="iso", force_ascii=False,
+                          default_handler=str).rstrip("\n").split("\n")
+    record_of = dict(zip(upos.tolist(), records, strict=True))
+    rows = (raw[SOURCE_ROW].to_numpy()[pos] if SOURCE_ROW in raw.columns else pos)
+
+    def key_text(name: str) -> np.ndarray:
+        if name not in raw.columns:
+            return np.full(len(pos), None, dtype=object)
+        return _text(sub[name]).to_numpy(dtype=object)[np.searchsorted(upos, pos)]
+
+    return pd.DataFrame({
+        "table": table,
+        "row": pd.array(rows, dtype="int64"),
+        "column": failures["column"],
+        "check": failures["check"],
+        "reason": failures["reason"],
+        "declaration_id": key_text("declaration_id"),
+        "item_no": key_text("item_no"),
+        "record": [record_of[p] for p in pos.tolist()],
+    }).astype({c: "str" for c in QUARANTINE_COLUMNS if c != "row"})
+
+
+def empty_quarantine() -> pd.DataFrame:
+    """A quarantine table with no rows."""
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str")
+                         for c in QUARANTINE_COLUMNS})
+
+
+def _table_report(raw: pd.DataFrame, good: pd.DataFrame, failures: pd.DataFrame,
+                  dropped: list[str], table: str) -> dict[str, Any]:
+    reasons = (failures["column"] + ": " + failures["check"]).value_counts()
+    return {
+        "rows_in": len(raw),
+        "rows_kept": len(good),
+        "rows_quarantined": len(raw) - len(good),
+        "dropped_columns": dropped,
+        "absent_optional_columns": [c for c in column_names(table) if c not in raw.columns],
+        "reasons": {str(k): int(v) for k, v in reasons.items()},
+    }
+
+
+def _schema_failures(good: pd.DataFrame, table: str, today: date | None) -> pd.DataFrame:
+    """Rows of ``good`` the pandera schema rejects (none, unless the masks above miss a case)."""
+    try:
+        schema(table, today=today).validate(good, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        if cases["index"].isna().any():
+            raise RiskmlError(f"{table}: schema check failed on whole columns:\n{cases}") from exc
+        return pd.DataFrame({
+            "pos": cases["index"].astype("int64").to_numpy(),
+            "column": cases["column"].astype("str").fillna("").to_numpy(),
+            "check": "schema: " + cases["check"].astype("str"),
+            "reason": ("schema check " + cases["check"].astype("str") + " failed on "
+                       + cases["failure_case"].astype("str")).to_numpy(),
+        }).drop_duplicates()
+    return pd.DataFrame(columns=["pos", "column", "check", "reason"])
+
+
+def _validate_table(raw: pd.DataFrame, table: str, name: str, today: date | None,
+                    extra: Callable[[pd.DataFrame], list[pd.DataFrame]] | None = None,
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    dropped = check_columns(raw, table, name=name)
+    raw = raw.reset_index(drop=True)
+    frame, failures = _convert_table(raw, table, today)
+    if extra is not None:
+        failures.extend(extra(frame))
+    fail = pd.concat(failures, ignore_index=True)
+    good = _finalise(frame, table, fail)
+    schema_fail = _schema_failures(good, table, today)
+    if not schema_fail.empty:  # map positions in `good` back to positions in `raw`
+        kept_pos = np.setdiff1d(np.arange(len(raw)), fail["pos"].to_numpy(dtype=np.int64))
+        schema_fail["pos"] = kept_pos[schema_fail["pos"].to_numpy()]
+        fail = pd.concat([fail, schema_fail], ignore_index=True)
+        good = _finalise(frame, table, fail)
+    quarantine = _quarantine(raw, table, fail)
+    return good, quarantine, _table_report(raw, good, fail, dropped, table), frame
+
+
+def validate(declarations: pd.DataFrame, outcomes: pd.DataFrame | None, *, source: str = "",
+             today: date | None = None) -> ValidationResult:
+    """Split declarations and outcomes into good rows (canonical dtypes) and quarantined rows.
+
+    Whole-table problems (a missing required column) raise :class:`RiskmlError`; unknown
+    columns are dropped and reported; every failing row check gives one quarantine row with its
+    reason, and a row with any failure is left out of the good rows. ``today`` bounds the dates
+    (default: the current day).
+
+    Examples
+    --------
+    >>> res = validate(declarations, outcomes, source="data/raw")  # doctest: +SKIP
+    >>> res.report["declarations"]["rows_quarantined"]  # doctest: +SKIP
+    """
+    def name(table: str) -> str:
+        return f"{table} ({source})" if source else table
+
+    if outcomes is None:
+        outcomes = empty_table("outcomes")
+    check_columns(declarations, "declarations", name=name("declarations"))
+    check_columns(outcomes, "outcomes", name=name("outcomes"))
+    decl, q_decl, r_decl, decl_frame = _validate_table(
+        declarations, "declarations", name("declarations"), today)
+    decl_in = decl_frame[KEY].dropna()
+    out, q_out, r_out, _ = _validate_table(
+        outcomes, "outcomes", name("outcomes"), today,
+        extra=lambda frame: _outcome_link_failures(frame, decl_in, decl))
+    quarantine = pd.concat([q for q in (q_decl, q_out) if not q.empty] or [empty_quarantine()],
+                           ignore_index=True)
+    report = {
+        "source": source,
+        "declarations": r_decl,
+        "outcomes": r_out,
+        "quarantine_rows": len(quarantine),
+    }
+    return ValidationResult(decl, out, quarantine, report)
+
+
+
+# --- stage entry ----------------------------------------------------------------------------
+
+
+def _read_input(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise RiskmlError(
+            f"{path}: file not found; run `riskml simulate` or `riskml ingest` first"
+        )
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise RiskmlError(
+            f"{path}: cannot be read as Parquet ({exc}); re-run the stage that wrote it"
+        ) from exc
+
+
+def _kept_truth(truth: pd.DataFrame, declarations: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Truth rows of the kept declarations, with canonical dtypes."""
+    check_columns(truth, "truth", name=str(path))
+    truth = truth[column_names("truth")].astype(
+        {c.name: canonical_dtype(c) for c in TRUTH_COLUMNS}
+    )
+    return truth.merge(declarations[KEY], on=KEY, how="inner")
+
+
+def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[str, Any]:
+    """Stage ``validate``: raw tables -> good interim tables, quarantine and report JSON.
+
+    Reads ``raw_dir/{declarations,outcomes}.parquet`` (and ``truth.parquet`` when present),
+    writes ``interim_dir/{declarations,outcomes,quarantine}.parquet`` (and ``truth.parquet``
+    restricted to kept declarations) and ``report_path``. Nothing is written when a whole file
+    is unusable. Returns the report.
+    """
+    from riskml.io import write_json, write_parquet  # riskml.io imports this module
+
+    raw_dir, interim_dir, report_path = Path(raw_dir), Path(interim_dir), Path(report_path)
+    paths = {t: raw_dir / f"{t}.parquet" for t in ("declarations", "outcomes")}
+    tables = {t: _read_input(p) for t, p in paths.items()}
+    for table, path in paths.items():
+        check_columns(tables[table], table, name=str(path))
+    result = validate(tables["declarations"], tables["outcomes"], source=str(raw_dir))
+    truth_path = raw_dir / "truth.parquet"
+    truth = None
+    if truth_path.exists():
+        raw_truth = _read_input(truth_path)
+        truth = _kept_truth(raw_truth, result.declarations, truth_path)
+        result.report["truth"] = {"rows_in": len(raw_truth), "rows_kept": len(truth)}
+    write_parquet(result.declarations, interim_dir / "declarations.parquet")
+    write_parquet(result.outcomes, interim_dir / "outcomes.parquet")
+    write_parquet(result.quarantine, interim_dir / "quarantine.parquet")
+    if truth is not None:
+        write_parquet(truth, interim_dir / "truth.parquet")
+    else:  # a truth file left by an earlier simulated run would not match these declarations
+        (interim_dir / "truth.parquet").unlink(missing_ok=True)
+    write_json(result.report, report_path)
+    return result.report
