@@ -99,8 +99,10 @@ def simulate(
     from riskml.simulate import run
 
     params, specs = _config(root)
-    sim = params.simulate if n_items is None else params.simulate.model_copy(
-        update={"n_items": n_items}
+    sim = (
+        params.simulate
+        if n_items is None
+        else params.simulate.model_copy(update={"n_items": n_items})
     )
     started = time.perf_counter()
     with _progress("simulating months") as update:

@@ -77,7 +77,6 @@ class EvaluateParams(_Section):
 
 
 class ExplainParams(_Section):
-    top_n: int = Field(200, ge=1)
     n_reasons: int = Field(5, ge=1, le=10)
     chunk_size: int = Field(2000, ge=1)
 
@@ -105,7 +104,6 @@ class Params(_Section):
     explain: ExplainParams = ExplainParams()
     select: SelectParams = SelectParams()
     mlflow: MlflowParams = MlflowParams()
-
 
     @field_validator("areas")
     @classmethod
@@ -179,9 +177,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _explain(path: Path, exc: ValidationError) -> RiskmlError:
-    lines = [
-        f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-    ]
+    lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
     return RiskmlError(f"{path}: invalid configuration, fix these entries:\n" + "\n".join(lines))
 
 
