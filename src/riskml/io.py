@@ -67,7 +67,7 @@ def write_text(text: str, path: str | Path) -> Path:
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a Parquet file; a missing file is a :class:`RiskmlError` that says which stage makes it."""
+    """Read a Parquet file; a missing file is a :class:`RiskmlError` naming the stage to run."""
     path = Path(path)
     if not path.exists():
         raise RiskmlError(
