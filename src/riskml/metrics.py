@@ -1,0 +1,372 @@
+"""Targeting metrics at an inspection rate: precision, recall, revenue share, and oracle forms.
+
+At an inspection rate ``rate`` the ``ceil(rate * n)`` items with the highest score are selected
+(ties broken by position: the earlier item first, so results never depend on the sort
+algorithm). The field reports, for a test period (see ``docs`` and the domain notes):
+
+* precision@rate: offences among the selected / number selected;
+* recall@rate: offences among the selected / all offences;
+* revenue@rate: recoverable value among the selected / all recoverable value;
+* the same *normalised*: divided by what an oracle ranking by the truth reaches at that rate.
+
+Every function takes arrays and returns numbers; none reads files. Labels must be 0/1: an
+unlabelled row (NaN) is not a negative, so it is rejected rather than silently counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.metrics import average_precision_score
+
+from riskml.contract import RiskmlError
+
+__all__ = [
+    "InvalidMetricInput",
+    "average_precision",
+    "metrics_at_rates",
+    "precision_at_rate",
+    "recall_at_rate",
+    "revenue_at_rate",
+    "selection_size",
+    "top_k_mask",
+]
+
+
+class InvalidMetricInput(RiskmlError, ValueError):
+    """Bad input to a metric: caught as a :class:`ValueError` or as a :class:`RiskmlError`."""
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _check_rate(rate: float) -> float:
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise InvalidMetricInput(f"rate must be a number in (0, 1], got {rate!r}") from None
+    if not 0 < rate <= 1:
+        raise InvalidMetricInput(f"rate must be in (0, 1] (a share of items), got {rate!r}")
+    return rate
+
+
+def _as_1d(x: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise InvalidMetricInput(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _check_score(score: ArrayLike, n: int | None = None) -> np.ndarray:
+    s = _as_1d(score, "score")
+    if s.size == 0:
+        raise InvalidMetricInput("score is empty; a metric needs at least one item")
+    if n is not None and s.size != n:
+        raise InvalidMetricInput(f"score has {s.size} items but y_true has {n}; pass equal lengths")
+    try:
+        s = s.astype(float)
+    except (TypeError, ValueError):
+        raise InvalidMetricInput("score must be numeric") from None
+    if not np.isfinite(s).all():
+        raise InvalidMetricInput(
+            f"score has {int((~np.isfinite(s)).sum())} NaN or infinite values; score every item"
+        )
+    return s
+
+
+def _check_labels(y_true: ArrayLike) -> np.ndarray:
+    y = _as_1d(y_true, "y_true")
+    if y.dtype == object:
+        y = np.array([np.nan if v is None else v for v in y], dtype=float)
+    try:
+        y = y.astype(float)
+    except (TypeError, ValueError):
+        raise InvalidMetricInput("y_true must be numeric or boolean labels 0/1") from None
+    missing = int(np.isnan(y).sum())
+    if missing:
+        raise InvalidMetricInput(
+            f"y_true has {missing} missing labels (NaN); an unlabelled item is not a negative: "
+            "keep only labelled items (label 0 or 1) before computing metrics"
+        )
+    bad = np.setdiff1d(np.unique(y), [0.0, 1.0])
+    if bad.size:
+        raise InvalidMetricInput(
+            f"y_true must hold only 0 and 1 (or False/True), found {bad[:5].tolist()}"
+        )
+    return y
+
+
+def _check_value(value: ArrayLike, n: int) -> np.ndarray:
+    v = _as_1d(value, "value")
+    if v.size != n:
+        raise InvalidMetricInput(f"value has {v.size} items but score has {n}; pass equal lengths")
+    try:
+        v = v.astype(float)
+    except (TypeError, ValueError):
+        raise InvalidMetricInput("value must be numeric (recoverable amount per item)") from None
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise InvalidMetricInput(
+            "value must be finite and >= 0 (recoverable amount per item; 0 when none)"
+        )
+    return v
+
+
+def _inputs(
+    y_true: ArrayLike | None, score: ArrayLike, value: ArrayLike | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    y = None if y_true is None else _check_labels(y_true)
+    s = _check_score(score, None if y is None else y.size)
+    v = None if value is None else _check_value(value, s.size)
+    return y, s, v
+
+
+# --- selection ---------------------------------------------------------------------------------
+
+
+def selection_size(n: int, *, rate: float) -> int:
+    """Number of items inspected at ``rate`` among ``n``: ``ceil(rate * n)``, at least one.
+
+    A rounding guard keeps ``0.07 * 100`` at 7 rather than 8.
+
+    Examples
+    --------
+    >>> selection_size(1000, rate=0.01)
+    10
+    >>> selection_size(150, rate=0.01)
+    2
+    """
+    rate = _check_rate(rate)
+    if n < 1:
+        raise InvalidMetricInput(f"n must be >= 1, got {n}")
+    return max(1, min(n, math.ceil(rate * n - 1e-9)))
+
+
+def _order(score: np.ndarray) -> np.ndarray:
+    # Stable sort of the negated score: highest first, ties in original order.
+    return np.argsort(-score, kind="stable")
+
+
+def top_k_mask(score: ArrayLike, *, rate: float) -> np.ndarray:
+    """Boolean mask of the items selected at ``rate``: the top ``ceil(rate * n)`` by score.
+
+    Ties are broken by position (the earlier item first).
+
+    Examples
+    --------
+    >>> top_k_mask([0.1, 0.9, 0.5, 0.9], rate=0.5).tolist()
+    [False, True, False, True]
+    """
+    s = _check_score(score)
+    k = selection_size(s.size, rate=rate)
+    mask = np.zeros(s.size, dtype=bool)
+    mask[_order(s)[:k]] = True
+    return mask
+
+
+def _oracle_hits(y: np.ndarray, k: int) -> float:
+    return float(min(k, y.sum()))
+
+
+def _oracle_value(gain: np.ndarray, k: int) -> float:
+    return float(np.sort(gain)[::-1][:k].sum())
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else float("nan")
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def precision_at_rate(
+    y_true: ArrayLike, score: ArrayLike, *, rate: float, normalised: bool = False
+) -> float:
+    """Share of offences among the items selected at inspection rate ``rate``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Labels 0/1 (or booleans). NaN (unlabelled) is rejected.
+    score : array-like of shape (n,)
+        Higher means more suspicious.
+    rate : float in (0, 1]
+        Share of items inspected; ``ceil(rate * n)`` are selected.
+    normalised : bool, default=False
+        Divide by the precision an oracle reaches at the same rate, ``min(k, P) / k``;
+        NaN when there is no positive.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> precision_at_rate([1, 0, 1, 0], [0.9, 0.8, 0.1, 0.2], rate=0.5)
+    0.5
+    >>> precision_at_rate([1, 0, 0, 0], [0.9, 0.8, 0.1, 0.2], rate=0.5, normalised=True)
+    1.0
+    """
+    y, s, _ = _inputs(y_true, score)
+    k = selection_size(s.size, rate=rate)
+    hits = float(y[_order(s)[:k]].sum())
+    if normalised:
+        return _ratio(hits, _oracle_hits(y, k))
+    return hits / k
+
+
+def recall_at_rate(
+    y_true: ArrayLike, score: ArrayLike, *, rate: float, normalised: bool = False
+) -> float:
+    """Share of all offences that are among the items selected at inspection rate ``rate``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Labels 0/1 (or booleans). NaN (unlabelled) is rejected.
+    score : array-like of shape (n,)
+        Higher means more suspicious.
+    rate : float in (0, 1]
+        Share of items inspected; ``ceil(rate * n)`` are selected.
+    normalised : bool, default=False
+        Divide by the recall an oracle reaches at the same rate, ``min(k, P) / P``.
+
+    Returns
+    -------
+    float
+        NaN when there is no positive (recall is undefined).
+
+    Examples
+    --------
+    >>> recall_at_rate([1, 0, 1, 0], [0.9, 0.8, 0.1, 0.2], rate=0.5)
+    0.5
+    """
+    y, s, _ = _inputs(y_true, score)
+    k = selection_size(s.size, rate=rate)
+    hits = float(y[_order(s)[:k]].sum())
+    den = _oracle_hits(y, k) if normalised else float(y.sum())
+    return _ratio(hits, den)
+
+
+def revenue_at_rate(
+    y_true: ArrayLike | None,
+    score: ArrayLike,
+    *,
+    value: ArrayLike,
+    rate: float,
+    normalised: bool = False,
+) -> float:
+    """Share of the total recoverable value that lies among the items selected at ``rate``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,) or None
+        Labels 0/1: only the value of positives counts. None: every item's value counts (use
+        when ``value`` is already zero on negatives, e.g. evaded duty from the truth).
+    score : array-like of shape (n,)
+        Higher means more suspicious.
+    value : array-like of shape (n,)
+        Recoverable amount per item, >= 0.
+    rate : float in (0, 1]
+        Share of items inspected; ``ceil(rate * n)`` are selected.
+    normalised : bool, default=False
+        Divide by the share an oracle ranking by value reaches at the same rate.
+
+    Returns
+    -------
+    float
+        NaN when the total recoverable value is zero.
+
+    Examples
+    --------
+    >>> revenue_at_rate([1, 0, 1, 0], [0.9, 0.8, 0.1, 0.2], value=[30, 5, 10, 0], rate=0.5)
+    0.75
+    >>> revenue_at_rate(None, [0.1, 0.9], value=[3.0, 1.0], rate=0.5, normalised=True)
+    0.3333333333333333
+    """
+    y, s, v = _inputs(y_true, score, value)
+    gain = v if y is None else v * y
+    k = selection_size(s.size, rate=rate)
+    got = float(gain[_order(s)[:k]].sum())
+    den = _oracle_value(gain, k) if normalised else float(gain.sum())
+    return _ratio(got, den)
+
+
+def average_precision(y_true: ArrayLike, score: ArrayLike) -> float:
+    """Average precision (area under the precision-recall step curve), NaN without positives.
+
+    Wraps :func:`sklearn.metrics.average_precision_score` with this module's validation.
+
+    Examples
+    --------
+    >>> average_precision([1, 0, 1, 0], [0.9, 0.8, 0.1, 0.2])
+    0.75
+    """
+    y, s, _ = _inputs(y_true, score)
+    if y.sum() == 0:
+        return float("nan")
+    return float(average_precision_score(y, s))
+
+
+def metrics_at_rates(
+    y_true: ArrayLike,
+    score: ArrayLike,
+    *,
+    rates: Iterable[float],
+    value: ArrayLike | None = None,
+) -> dict:
+    """All metrics of one ranking on one population, at each inspection rate.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Labels 0/1 (or booleans). NaN (unlabelled) is rejected.
+    score : array-like of shape (n,)
+        Higher means more suspicious.
+    rates : iterable of float in (0, 1]
+        Inspection rates.
+    value : array-like of shape (n,), optional
+        Recoverable amount per item; only the value of positives counts. Adds the revenue
+        share and its normalised form.
+
+    Returns
+    -------
+    dict
+        ``n``, ``positives``, ``prevalence``, ``average_precision`` and ``rates``: for each
+        rate (a float key) ``n_selected``, ``precision``, ``recall``, ``precision_normalised``
+        (equal to the normalised recall) and, with ``value``, ``revenue_share`` and
+        ``revenue_share_normalised``. Undefined values (no positive) are NaN.
+
+    Examples
+    --------
+    >>> m = metrics_at_rates([1, 0, 1, 0], [0.9, 0.8, 0.1, 0.2], rates=[0.25, 0.5])
+    >>> m["rates"][0.5]["precision"], m["rates"][0.25]["recall"]
+    (0.5, 0.5)
+    """
+    rates = [_check_rate(r) for r in rates]
+    if not rates:
+        raise InvalidMetricInput("rates must hold at least one rate in (0, 1]")
+    y, s, v = _inputs(y_true, score, value)
+    out: dict = {
+        "n": int(s.size),
+        "positives": int(y.sum()),
+        "prevalence": float(y.mean()),
+        "average_precision": average_precision(y, s),
+        "rates": {},
+    }
+    for rate in rates:
+        block = {
+            "n_selected": selection_size(s.size, rate=rate),
+            "precision": precision_at_rate(y, s, rate=rate),
+            "recall": recall_at_rate(y, s, rate=rate),
+            "precision_normalised": precision_at_rate(y, s, rate=rate, normalised=True),
+        }
+        if v is not None:
+            block["revenue_share"] = revenue_at_rate(y, s, value=v, rate=rate)
+            block["revenue_share_normalised"] = revenue_at_rate(
+                y, s, value=v, rate=rate, normalised=True
+            )
+        out["rates"][rate] = block
+    return out

@@ -1,0 +1,478 @@
+"""One LightGBM classifier per risk area, trained on the past, early-stopped on the next period.
+
+Time split (``params.yaml`` → ``split``):
+
+* train on labelled items accepted in ``[train_start, valid_start)``;
+* stop early on labelled items accepted in ``[valid_start, test_start)``;
+* ``[test_start, test_end)`` is left to :mod:`riskml.evaluate`.
+
+Labels must be those *known before* ``test_start``: :func:`run_train` builds them with
+``build_labels(..., known_before=split.test_start)``, so an audit whose result came later is a
+missing label here, as it was on the day the model would have been trained. Callers of
+:func:`train_area` must do the same.
+
+The classes are not re-weighted (no ``is_unbalance`` / ``scale_pos_weight``): the model's output
+stays a calibrated-ish probability, which the expected-recovery ranking and the reviewers need;
+ranking quality does not depend on the weights. Rare areas get a smaller ``min_child_samples``
+instead, so that a leaf can still isolate a small group of positives.
+
+:func:`run_train` is the stage entry: it reads the files, trains, logs the run and the model to
+MLflow (registered as ``riskml-<area>``, alias ``challenger``; ``champion`` too for the first
+version) and writes ``models/<area>/{model.txt, features.json, model_card.md}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+from riskml import io, tracking
+from riskml.config import AreaSpec, Params, SplitParams, TrainParams
+from riskml.contract import KEY, RiskmlError
+from riskml.metrics import average_precision
+
+#: Fewer positives than this in a window: the area cannot be trained or early-stopped sensibly.
+MIN_POSITIVES = 5
+#: Rows of the feature sample used to infer the MLflow signature and the input example.
+SIGNATURE_SAMPLE = 200
+INPUT_EXAMPLE_ROWS = 5
+NON_FEATURES = (*KEY, "accepted_date")
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def registered_model_name(area: str) -> str:
+    """Name of the area's model in the MLflow registry."""
+    return f"riskml-{area}"
+
+
+def model_dir(root: Path, area: str) -> Path:
+    """Folder of the area's model files (a DVC output)."""
+    return Path(root) / "models" / area
+
+
+@dataclass
+class TrainedModel:
+    """A trained area model and the facts its card and run report."""
+
+    area: str
+    booster: lgb.Booster
+    feature_names: list[str]
+    best_iteration: int
+    n_train: int
+    n_train_positives: int
+    n_valid: int
+    n_valid_positives: int
+    valid_average_precision: float
+    lgb_params: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of an offence of the area for each row of ``frame``."""
+        return self.booster.predict(feature_matrix(frame, self.feature_names))
+
+
+# --- features and windows ----------------------------------------------------------------------
+
+
+def feature_columns(frame: pd.DataFrame, spec: AreaSpec) -> list[str]:
+    """Model input columns of ``frame`` for ``spec``'s area, minus ``spec.exclude_features``.
+
+    Defers to :func:`riskml.features.model_feature_columns` when it exists; otherwise every
+    numeric column that is neither a key, the date, nor a ``ctx_`` context column.
+    """
+    try:
+        from riskml.features import model_feature_columns
+    except ImportError:
+        cols = [
+            c
+            for c in frame.columns
+            if c not in NON_FEATURES
+            and not str(c).startswith("ctx_")
+            and pd.api.types.is_numeric_dtype(frame[c])
+        ]
+    else:
+        cols = list(model_feature_columns(frame))
+    unknown = sorted(set(spec.exclude_features) - set(frame.columns))
+    if unknown:
+        raise RiskmlError(
+            f"pipelines/{spec.name}.yaml: exclude_features names unknown feature(s) {unknown}; "
+            "use names of data/features/features.parquet columns"
+        )
+    cols = [c for c in cols if c not in set(spec.exclude_features)]
+    if not cols:
+        raise RiskmlError(f"area {spec.name!r}: no model feature left; check exclude_features")
+    return cols
+
+
+def feature_matrix(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The model's input: ``names`` columns of ``frame`` as float64 (the signature's type)."""
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise RiskmlError(
+            f"features: missing model input column(s) {missing}; rebuild the features "
+            "(`riskml features`) or retrain the model"
+        )
+    return frame[names].astype("float64")
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["declaration_id"] = out["declaration_id"].astype("string")
+    out["item_no"] = out["item_no"].astype("int64")
+    return out
+
+
+def labelled_rows(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Features of the items that have a label (0 or 1), with ``label`` joined on the key."""
+    lab = _keyed(labels[[*KEY, "label"]])
+    lab = lab[lab["label"].notna()]
+    out = _keyed(features).merge(lab, on=KEY, how="inner", validate="one_to_one")
+    out["accepted_date"] = pd.to_datetime(out["accepted_date"])
+    return out
+
+
+def in_window(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
+    """Rows with ``accepted_date`` in ``[start, end)``."""
+    d = pd.to_datetime(frame["accepted_date"])
+    return frame[(d >= pd.Timestamp(start)) & (d < pd.Timestamp(end))]
+
+
+def _check_window(area: str, window: str, start: date, end: date, rows: pd.DataFrame) -> int:
+    positives = int(rows["label"].sum())
+    if positives < MIN_POSITIVES:
+        raise RiskmlError(
+            f"area {area!r}: the {window} window [{start}, {end}) has {len(rows)} labelled items "
+            f"and {positives} positive(s), fewer than {MIN_POSITIVES}; widen the window "
+            "(split dates in params.yaml), add data (simulate.n_items or more outcomes), or "
+            f"leave the area out (`riskml train --area` for the others)"
+        )
+    return positives
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def lgb_params(params: TrainParams, n_positives: int) -> dict[str, Any]:
+    """LightGBM parameters: the ``train`` section, deterministic, adapted to rare positives."""
+    # A leaf needs min_child_samples rows; with few positives, lower it so that a leaf can
+    # still hold a small group of them (about a tenth of the positives, never below 5).
+    min_child = int(min(params.min_child_samples, max(5, n_positives // 10)))
+    return {
+        "objective": params.objective,
+        "metric": "average_precision",
+        "num_leaves": params.num_leaves,
+        "learning_rate": params.learning_rate,
+        "min_child_samples": min_child,
+        "feature_fraction": params.feature_fraction,
+        "bagging_fraction": params.bagging_fraction,
+        "bagging_freq": params.bagging_freq,
+        "lambda_l2": params.lambda_l2,
+        "seed": params.seed,
+        "num_threads": params.num_threads,
+        "deterministic": True,
+        "force_col_wise": True,
+        "verbosity": -1,
+    }
+
+
+def train_area(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    spec: AreaSpec,
+    split: SplitParams,
+    params: TrainParams,
+) -> TrainedModel:
+    """Train ``spec``'s area model on ``[train_start, valid_start)``, early-stopped on the next
+    window ``[valid_start, test_start)``.
+
+    ``labels`` (from :func:`riskml.labels.build_labels`) must be built with
+    ``known_before=split.test_start``; unlabelled rows (NaN) are left out. Raises
+    :class:`RiskmlError` when a window has fewer than :data:`MIN_POSITIVES` positives.
+    """
+    names = feature_columns(features, spec)
+    rows = labelled_rows(features, labels)
+    train = in_window(rows, split.train_start, split.valid_start)
+    valid = in_window(rows, split.valid_start, split.test_start)
+    train_pos = _check_window(spec.name, "train", split.train_start, split.valid_start, train)
+    valid_pos = _check_window(spec.name, "validation", split.valid_start, split.test_start, valid)
+
+    config = lgb_params(params, train_pos)
+    dtrain = lgb.Dataset(
+        feature_matrix(train, names), label=train["label"].to_numpy(), free_raw_data=True
+    )
+    dvalid = lgb.Dataset(
+        feature_matrix(valid, names), label=valid["label"].to_numpy(), reference=dtrain
+    )
+    booster = lgb.train(
+        config,
+        dtrain,
+        num_boost_round=params.num_boost_round,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
+    best = int(booster.best_iteration or booster.current_iteration())
+    # Keep only the trees up to the best iteration, so that model.txt, the MLflow model and
+    # every later predict agree without anyone passing num_iteration.
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    valid_score = booster.predict(feature_matrix(valid, names))
+    valid_ap = average_precision(valid["label"].to_numpy(), valid_score)
+    return TrainedModel(
+        area=spec.name,
+        booster=booster,
+        feature_names=names,
+        best_iteration=best,
+        n_train=len(train),
+        n_train_positives=train_pos,
+        n_valid=len(valid),
+        n_valid_positives=valid_pos,
+        valid_average_precision=valid_ap,
+        lgb_params=config,
+    )
+
+
+# --- MLflow ------------------------------------------------------------------------------------
+
+
+def _run_params(model: TrainedModel, spec: AreaSpec, split: SplitParams, params: TrainParams):
+    out: dict[str, Any] = {f"train.{k}": v for k, v in params.model_dump().items()}
+    out.update({f"split.{k}": str(v) for k, v in split.model_dump().items()})
+    out.update(
+        {
+            "area": spec.name,
+            "area.detectable_by": ",".join(spec.detectable_by),
+            "area.hs_scope": ",".join(spec.hs_scope) or "all",
+            "area.exclude_features": ",".join(spec.exclude_features) or "none",
+            "area.rank_by": spec.rank_by,
+            "area.operating_rate": spec.operating_rate,
+            "lgb.min_child_samples": model.lgb_params["min_child_samples"],
+            "n_features": len(model.feature_names),
+        }
+    )
+    return out
+
+
+def _run_metrics(model: TrainedModel) -> dict[str, float]:
+    metrics = {
+        "best_iteration": model.best_iteration,
+        "n_train": model.n_train,
+        "n_train_positives": model.n_train_positives,
+        "n_valid": model.n_valid,
+        "n_valid_positives": model.n_valid_positives,
+        "valid_prevalence": model.n_valid_positives / model.n_valid,
+    }
+    if not math.isnan(model.valid_average_precision):
+        metrics["valid_average_precision"] = model.valid_average_precision
+    return metrics
+
+
+def set_aliases(client: mlflow.MlflowClient, name: str, version: str) -> dict[str, str]:
+    """Point ``challenger`` at ``version``; ``champion`` too if the model has none yet.
+
+    Promotion of a challenger to champion is a separate, deliberate step.
+    """
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    if CHAMPION not in client.get_registered_model(name).aliases:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return dict(client.get_registered_model(name).aliases)
+
+
+def log_to_mlflow(
+    model: TrainedModel,
+    sample: pd.DataFrame,
+    spec: AreaSpec,
+    params: Params,
+    root: Path,
+    tracking_uri: str,
+) -> dict[str, Any]:
+    """Log one run for the area (params, metrics, tags, the Booster) and register the model.
+
+    ``sample``: feature rows for the signature and the input example.
+    """
+    exp_id = tracking.ensure_experiment(root, params.mlflow.experiment, tracking_uri)
+    client = tracking.use_store(tracking_uri)
+    name = registered_model_name(spec.name)
+    x = feature_matrix(sample, model.feature_names)
+    signature = infer_signature(x, model.booster.predict(x))
+    tags = tracking.run_tags(root, area=spec.name, stage="train")
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{spec.name}", tags=tags) as run:
+        mlflow.log_params(_run_params(model, spec, params.split, params.train))
+        mlflow.log_metrics(_run_metrics(model))
+        info = mlflow.lightgbm.log_model(
+            model.booster,
+            name="model",
+            signature=signature,
+            input_example=x.head(INPUT_EXAMPLE_ROWS),
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    aliases = set_aliases(client, name, version)
+    return {
+        "experiment_id": exp_id,
+        "run_id": run.info.run_id,
+        "model_id": info.model_id,
+        "registered_model": name,
+        "version": version,
+        "model_uri": f"models:/{name}/{version}",
+        "aliases": sorted(a for a, v in aliases.items() if str(v) == version),
+    }
+
+
+# --- model files -------------------------------------------------------------------------------
+
+
+def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict) -> str:
+    """A short Markdown card: what the model predicts, on which data, and how well."""
+    s, t = params.split, params.train
+    ap = model.valid_average_precision
+    prevalence = model.n_valid_positives / model.n_valid
+    return "\n".join(
+        [
+            f"# Model card: {spec.title} (`{spec.name}`)",
+            "",
+            f"**Predicts**: probability that a declaration item holds a {spec.name} offence, "
+            f"where a positive is: {spec.positive}.",
+            "",
+            "**Label**: 1 when a control found an offence of the area, 0 when a control that "
+            f"can detect it ({', '.join(spec.detectable_by)}) found none; items never "
+            "controlled for the area have no label and were not used. Only results known "
+            f"before {s.test_start} count.",
+            "",
+            "## Data",
+            "",
+            "| window | dates | labelled items | positives |",
+            "|---|---|---|---|",
+            f"| train | [{s.train_start}, {s.valid_start}) | {model.n_train:,} | "
+            f"{model.n_train_positives:,} |",
+            f"| validation (early stopping) | [{s.valid_start}, {s.test_start}) | "
+            f"{model.n_valid:,} | {model.n_valid_positives:,} |",
+            "",
+            "Labelled items are the controlled ones, chosen mostly by targeting: they are not a "
+            "random sample, see `metrics/` for the random-control and test-window figures.",
+            "",
+            "## Model",
+            "",
+            f"LightGBM binary classifier, {len(model.feature_names)} features, "
+            f"{model.best_iteration} trees (best iteration), learning rate {t.learning_rate}, "
+            f"{t.num_leaves} leaves, min_child_samples "
+            f"{model.lgb_params['min_child_samples']}, seed {t.seed}; no class re-weighting.",
+            "",
+            f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
+            "",
+            f"MLflow: run `{logged.get('run_id')}`, registered model "
+            f"`{logged.get('registered_model')}` version {logged.get('version')} "
+            f"(aliases: {', '.join(logged.get('aliases', [])) or 'none'}).",
+            "",
+        ]
+    )
+
+
+def write_model_files(
+    model: TrainedModel, spec: AreaSpec, params: Params, logged: dict, folder: Path
+) -> dict[str, Path]:
+    """Write ``model.txt``, ``features.json`` and ``model_card.md`` atomically into ``folder``."""
+    s = params.split
+    meta = {
+        "area": spec.name,
+        "features": model.feature_names,
+        "best_iteration": model.best_iteration,
+        "train_window": [str(s.train_start), str(s.valid_start)],
+        "valid_window": [str(s.valid_start), str(s.test_start)],
+        "labels_known_before": str(s.test_start),
+        "valid_average_precision": model.valid_average_precision,
+        "mlflow": logged,
+    }
+    paths = {
+        "model": folder / "model.txt",
+        "features": folder / "features.json",
+        "card": folder / "model_card.md",
+    }
+    io.write_text(model.booster.model_to_string(), paths["model"])
+    io.write_json(meta, paths["features"])
+    io.write_text(model_card(model, spec, params, logged), paths["card"])
+    return paths
+
+
+def load_model(root: Path, area: str) -> tuple[lgb.Booster, dict[str, Any]]:
+    """The area's saved Booster and its ``features.json``; RiskmlError if not trained yet."""
+    folder = model_dir(root, area)
+    model_path, meta_path = folder / "model.txt", folder / "features.json"
+    for path in (model_path, meta_path):
+        if not path.exists():
+            raise RiskmlError(
+                f"{path}: not found; train the area first (`riskml train --area {area}`)"
+            )
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    return lgb.Booster(model_file=str(model_path)), meta
+
+
+# --- stage entry -------------------------------------------------------------------------------
+
+
+def train_and_register(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    root: Path,
+    params: Params,
+    spec: AreaSpec,
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Train, log to MLflow, register, and write ``models/<area>/``; return a summary."""
+    root = Path(root).resolve()
+    model = train_area(features, labels, spec, params.split, params.train)
+    window = in_window(features, params.split.train_start, params.split.test_start)
+    sample = window.sample(min(SIGNATURE_SAMPLE, len(window)), random_state=params.train.seed)
+    logged = log_to_mlflow(
+        model, sample, spec, params, root, tracking_uri or tracking.default_tracking_uri(root)
+    )
+    paths = write_model_files(model, spec, params, logged, model_dir(root, spec.name))
+    return {
+        "area": spec.name,
+        "train_rows": model.n_train,
+        "train_positives": model.n_train_positives,
+        "valid_rows": model.n_valid,
+        "valid_positives": model.n_valid_positives,
+        "best_iteration": model.best_iteration,
+        "valid_average_precision": round(model.valid_average_precision, 4),
+        "run_id": logged["run_id"],
+        "version": logged["version"],
+        "aliases": logged["aliases"],
+        "model_dir": str(paths["model"].parent),
+    }
+
+
+def run_train(
+    area: str,
+    root: Path,
+    params: Params,
+    spec: AreaSpec,
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Stage ``riskml train --area <area>``: read features and outcomes, train, log, write files.
+
+    Reads ``data/features/features.parquet`` and ``data/interim/{declarations,outcomes}.parquet``
+    under ``root``; labels are built with ``known_before=split.test_start``.
+    """
+    from riskml.labels import build_labels
+
+    if spec.name != area:
+        raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
+    root = Path(root).resolve()
+    features = io.read_parquet(root / "data/features/features.parquet")
+    declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
+    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
+    labels = build_labels(declarations, outcomes, spec, known_before=params.split.test_start)
+    return train_and_register(features, labels, root, params, spec, tracking_uri=tracking_uri)
