@@ -271,8 +271,8 @@ class ValidationResult:
 # --- conversion to canonical dtypes ---------------------------------------------------------
 
 
-def _text(s: pd.Series) -> pd.Series:
-    """Values as stripped text; empty text is missing. Integral floats lose their '.0'."""
+def as_text(s: pd.Series) -> pd.Series:
+    """Values as stripped text (``str`` dtype); empty text is missing; integral floats lose '.0'."""
     if pd.api.types.is_float_dtype(s) and not pd.api.types.is_bool_dtype(s):
         values = s.to_numpy(dtype=float, na_value=np.nan)
         finite = np.isfinite(values)
@@ -287,7 +287,7 @@ def _to_float(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         out = s.astype("float64")
         present = out.notna()
     else:
-        text = _text(s)
+        text = as_text(s)
         present = text.notna()
         out = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = present & ~np.isfinite(out.fillna(0.0))
@@ -306,17 +306,18 @@ def _to_date(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_dtype(s):
         return s, pd.Series(False, index=s.index)
-    text = _text(s)
+    text = as_text(s)
     out = pd.to_datetime(text, format="ISO8601", errors="coerce")
     if isinstance(out.dtype, pd.DatetimeTZDtype):
         out = out.dt.tz_convert("UTC").dt.tz_localize(None)
     return out, text.notna() & out.isna()
 
 
-def _to_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+def parse_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Nullable booleans from true/false, yes/no, 1/0 (any case), and where a value was invalid."""
     if pd.api.types.is_bool_dtype(s):
         return s.astype("boolean"), pd.Series(False, index=s.index)
-    text = _text(s).str.lower()
+    text = as_text(s).str.lower()
     out = pd.Series(pd.NA, index=s.index, dtype="boolean")
     out[text.isin(_TRUE).to_numpy(bool)] = True
     out[text.isin(_FALSE).to_numpy(bool)] = False
@@ -324,13 +325,13 @@ def _to_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def _to_string(s: pd.Series, name: str) -> tuple[pd.Series, pd.Series]:
-    text = _text(s)
+    text = as_text(s)
     if name in ALLOWED_VALUES:
         text = text.str.lower()
     return text, pd.Series(False, index=s.index)
 
 
-_CONVERTERS = {"float": _to_float, "int": _to_int, "date": _to_date, "bool": _to_bool}
+_CONVERTERS = {"float": _to_float, "int": _to_int, "date": _to_date, "bool": parse_bool}
 _NOT_A = {"float": "a number", "int": "an integer", "date": "a date (YYYY-MM-DD)",
           "bool": "a boolean (true/false, 1/0)"}
 
@@ -361,7 +362,7 @@ def _convert_table(df: pd.DataFrame, table: str, today: date | None
     failures: list[pd.DataFrame] = []
     for col in TABLES[table]:
         if col.name not in df.columns:
-            conv[col.name] = pd.Series(pd.NA, index=df.index, dtype=canonical_dtype(col))
+            conv[col.name] = pd.Series(index=df.index, dtype=canonical_dtype(col))
             continue
         raw = df[col.name]
         if col.dtype == "string":
@@ -369,7 +370,7 @@ def _convert_table(df: pd.DataFrame, table: str, today: date | None
         else:
             values, bad = _CONVERTERS[col.dtype](raw)
         if bad.any():
-            raw_text = _text(raw).to_numpy(dtype=object)
+            raw_text = as_text(raw).to_numpy(dtype=object)
             failures.append(_failure(
                 bad, col.name, f"not {_NOT_A[col.dtype]}",
                 lambda p, c=col, t=raw_text: [f"column {c.name}: {t[i]!r} is not "
@@ -483,7 +484,7 @@ def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Dat
     def key_text(name: str) -> np.ndarray:
         if name not in raw.columns:
             return np.full(len(pos), None, dtype=object)
-        return _text(sub[name]).to_numpy(dtype=object)[np.searchsorted(upos, pos)]
+        return as_text(sub[name]).to_numpy(dtype=object)[np.searchsorted(upos, pos)]
 
     return pd.DataFrame({
         "table": table,
