@@ -1,0 +1,316 @@
+"""The feature catalogue: group, description and a plain-language reason template per feature.
+
+Templates are ``str.format`` strings over one row of the feature frame (model features and
+``ctx_`` columns). :func:`format_reason` picks the right sentence: ``template_missing`` when a
+referenced value is missing, ``template_zero`` when a flag or count is 0, ``template`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from string import Formatter
+from typing import Any
+
+import pandas as pd
+
+from riskml.contract import RISK_AREAS
+from riskml.features.history import PROFILES, stat_names
+
+GROUPS: tuple[str, ...] = (
+    "value",
+    "importer history",
+    "declarant history",
+    "supplier history",
+    "origin history",
+    "goods history",
+    "novelty",
+    "goods",
+    "route",
+    "calendar",
+)
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What a feature means and how to say it to a reviewer."""
+
+    name: str
+    group: str
+    description: str
+    template: str
+    template_zero: str = ""
+    template_missing: str = ""
+
+
+AREA_WORDS: dict[str, str] = {
+    "revenue": "revenue",
+    "drugs": "drugs",
+    "ipr": "counterfeit",
+    "environment": "environmental",
+    "health_safety": "health and safety",
+    "security": "security",
+}
+
+_PEERS = (
+    "the median of {ctx_uv_ref_count:.0f} declarations of {ctx_uv_ref_group} "
+    "in the previous {ctx_ref_months:.0f} months"
+)
+
+_STATIC: list[FeatureInfo] = [
+    FeatureInfo(
+        "uv_kg_log", "value", "log unit value per kg (CIF / net mass, else gross mass)",
+        "unit value of {ctx_uv_kg:,.2f} per kg",
+    ),
+    FeatureInfo(
+        "uv_kg_rz", "value",
+        "robust z-score of the log unit value per kg against the reference median and MAD",
+        "unit value per kg {ctx_uv_kg_gap:.0%} {ctx_uv_kg_dir} " + _PEERS,
+        template_missing="no reference price: too few comparable declarations in the "
+        "previous {ctx_ref_months:.0f} months",
+    ),
+    FeatureInfo(
+        "uv_kg_pct_vs_ref", "value",
+        "relative gap of the unit value per kg to the reference median (-0.78 = 78% below)",
+        "unit value per kg {ctx_uv_kg_gap:.0%} {ctx_uv_kg_dir} " + _PEERS,
+        template_missing="no reference price: too few comparable declarations in the "
+        "previous {ctx_ref_months:.0f} months",
+    ),
+    FeatureInfo(
+        "uv_q_log", "value", "log unit value per unit of quantity (CIF / quantity)",
+        "unit value of {ctx_uv_q:,.2f} per {ctx_quantity_unit}",
+    ),
+    FeatureInfo(
+        "uv_q_rz", "value",
+        "robust z-score of the log unit value per quantity unit against the reference",
+        "unit value per {ctx_quantity_unit} {ctx_uv_q_gap:.0%} {ctx_uv_q_dir} " + _PEERS,
+        template_missing="no reference price: too few comparable declarations",
+    ),
+    FeatureInfo(
+        "uv_q_pct_vs_ref", "value",
+        "relative gap of the unit value per quantity unit to the reference median",
+        "unit value per {ctx_quantity_unit} {ctx_uv_q_gap:.0%} {ctx_uv_q_dir} " + _PEERS,
+        template_missing="no reference price: too few comparable declarations",
+    ),
+    FeatureInfo(
+        "uv_ref_count", "value", "number of peer declarations behind the reference price",
+        "reference price from {uv_ref_count:.0f} declarations of {ctx_uv_ref_group} "
+        "in the previous {ctx_ref_months:.0f} months",
+        template_missing="no reference price: too few comparable declarations",
+    ),
+    FeatureInfo(
+        "uv_ref_level", "value",
+        "level of the reference price: 1 HS6×origin, 2 HS6, 3 HS4, 0 none",
+        "reference price taken at the {ctx_uv_ref_level} level ({ctx_uv_ref_group})",
+        template_zero="no reference price: too few comparable declarations",
+    ),
+    FeatureInfo("duty_rate", "value", "applied ad valorem duty rate", "duty rate {duty_rate:.1%}"),
+    FeatureInfo(
+        "duty_to_cif", "value", "duties paid / CIF value",
+        "duties paid are {duty_to_cif:.1%} of the customs value",
+    ),
+    FeatureInfo(
+        "cif_to_fob", "value", "CIF value / FOB value (missing without FOB)",
+        "customs value is {cif_to_fob:.2f} times the invoice value",
+    ),
+    FeatureInfo(
+        "log_cif", "value", "log CIF value", "customs value of {ctx_cif_value:,.0f}",
+    ),
+    FeatureInfo(
+        "preference_claim", "value", "a preferential origin was claimed (1/0)",
+        "preferential origin claimed for goods from {ctx_origin}",
+        template_zero="no preferential origin claimed for goods from {ctx_origin}",
+    ),
+    FeatureInfo(
+        "imp_age_days", "novelty", "days since the importer's first declaration",
+        "importer first seen {imp_age_days:.0f} days ago",
+        template_zero="first declaration of this importer",
+    ),
+    FeatureInfo(
+        "decl_age_days", "novelty", "days since the declarant's first declaration",
+        "declarant first seen {decl_age_days:.0f} days ago",
+        template_zero="first declaration of this declarant",
+    ),
+    FeatureInfo(
+        "first_imp_hs4", "novelty", "1 when the importer never declared this HS4 before",
+        "first import of HS heading {ctx_hs4} by this importer",
+        template_zero="the importer has declared HS heading {ctx_hs4} before",
+    ),
+    FeatureInfo(
+        "first_imp_origin", "novelty", "1 when the importer never declared this origin before",
+        "first import from {ctx_origin} by this importer",
+        template_zero="the importer has imported from {ctx_origin} before",
+    ),
+    FeatureInfo(
+        "first_imp_supplier", "novelty",
+        "1 when the importer never declared goods of this supplier before",
+        "first purchase by this importer from this supplier",
+        template_zero="the importer has bought from this supplier before",
+        template_missing="supplier not declared",
+    ),
+    FeatureInfo(
+        "first_imp_declarant", "novelty",
+        "1 when the importer never used this declarant before",
+        "first declaration lodged for this importer by this declarant",
+        template_zero="the declarant has lodged declarations for this importer before",
+    ),
+    FeatureInfo(
+        "imp_hs4_share", "novelty",
+        "share of the importer's earlier items (before this month) in this HS4",
+        "{imp_hs4_share:.0%} of the importer's earlier items were in HS heading {ctx_hs4}",
+        template_missing="no earlier declaration of this importer",
+    ),
+    FeatureInfo("hs_chapter", "goods", "HS chapter (2 digits)", "goods of HS chapter {ctx_hs2}"),
+    FeatureInfo(
+        "log_gross_mass", "goods", "log gross mass in kg", "gross mass {ctx_gross_mass:,.0f} kg"
+    ),
+    FeatureInfo(
+        "net_to_gross", "goods", "net mass / gross mass", "net mass is {net_to_gross:.0%} of gross"
+    ),
+    FeatureInfo(
+        "log_quantity", "goods", "log quantity in the supplementary unit",
+        "quantity {ctx_quantity:,.0f} {ctx_quantity_unit}",
+    ),
+    FeatureInfo(
+        "procedure_requested", "goods", "requested customs procedure (first 2 digits)",
+        "customs procedure {ctx_procedure}",
+    ),
+    FeatureInfo(
+        "transport_mode_code", "route",
+        "transport mode, index in riskml.contract.TRANSPORT_MODES",
+        "transport by {ctx_transport_mode}",
+    ),
+    FeatureInfo(
+        "departure_not_origin", "route", "1 when the country of departure differs from origin",
+        "goods of {ctx_origin} origin shipped from {ctx_departure}",
+        template_zero="shipped from the country of origin {ctx_origin}",
+    ),
+    FeatureInfo(
+        "weekday", "calendar", "weekday of acceptance (0 = Monday)",
+        "declared on a {ctx_weekday_name}",
+    ),
+    FeatureInfo(
+        "month_of_year", "calendar", "month of acceptance (1-12)", "declared in {ctx_month_name}"
+    ),
+]  # fmt: skip
+
+_PROFILE_GROUPS = {
+    "imp": "importer history",
+    "decl": "declarant history",
+    "sup": "supplier history",
+    "orig": "origin history",
+    "hs6o": "goods history",
+    "imphs4": "goods history",
+}
+_WHO = {
+    "imp": "importer",
+    "decl": "declarant",
+    "sup": "supplier",
+    "orig": "goods from {ctx_origin}",
+    "hs6o": "HS {ctx_hs6} from {ctx_origin}",
+    "imphs4": "this importer in HS heading {ctx_hs4}",
+}
+
+
+def _profile_info(prefix: str, stat: str, stats: str) -> FeatureInfo:
+    name, who = f"{prefix}_{stat}", _WHO[prefix]
+    group = _PROFILE_GROUPS[prefix]
+    known = "known at the start of the month"
+    if stat == "n_items":
+        return FeatureInfo(
+            name, group, f"{who}: items declared in earlier months",
+            f"{who}: {{{name}:.0f}} items declared before this month",
+            template_zero=f"{who}: no item declared before this month",
+        )
+    if stat == "n_controls":
+        return FeatureInfo(
+            name, group, f"{who}: controls with a result {known}",
+            f"{who}: controls with a known result: {{{name}:.0f}}",
+            template_zero=f"{who}: never controlled before",
+        )
+    if stat == "n_find":
+        return FeatureInfo(
+            name, group, f"{who}: findings of any area {known}",
+            f"{who}: offences found in {{{name}:.0f}} of {{{prefix}_n_controls:.0f}} controls",
+            template_zero=f"{who}: no offence found in {{{prefix}_n_controls:.0f}} controls",
+        )
+    if stat == "recovered":
+        return FeatureInfo(
+            name, group, f"{who}: additional duties recovered, {known}",
+            f"{who}: {{{name}:,.0f}} in additional duties recovered so far",
+        )
+    if stat == "days_since_find":
+        return FeatureInfo(
+            name, group, f"{who}: days since the latest finding {known}",
+            f"{who}: last finding {{{name}:.0f}} days ago",
+            template_missing=f"{who}: no finding on record",
+        )
+    area = stat.removeprefix("n_find_").removeprefix("hr_")
+    words = AREA_WORDS[area]
+    if stat.startswith("n_find_"):
+        return FeatureInfo(
+            name, group, f"{who}: {words} findings {known}",
+            f"{who}: {words} offences found in {{{name}:.0f}} of {{{prefix}_n_controls:.0f}} "
+            "controls",
+            template_zero=f"{who}: no {words} offence found in "
+            f"{{{prefix}_n_controls:.0f}} controls",
+        )
+    counts = (
+        f"found in {{{prefix}_n_find_{area}:.0f}} of {{{prefix}_n_controls:.0f}} controls"
+        if stats == "full"
+        else f"over {{{prefix}_n_controls:.0f}} controls"
+    )
+    return FeatureInfo(
+        name, group,
+        f"{who}: {words} hit rate, empirical-Bayes smoothed towards the overall rate",
+        f"{who}: {words} hit rate {{{name}:.1%}} ({counts}) against "
+        f"{{ctx_global_hr_{area}:.1%}} overall",
+    )  # fmt: skip
+
+
+def _catalogue() -> dict[str, FeatureInfo]:
+    entries = {info.name: info for info in _STATIC}
+    for profile in PROFILES:
+        for stat in stat_names(profile.stats):
+            info = _profile_info(profile.prefix, stat, profile.stats)
+            entries[info.name] = info
+    return entries
+
+
+CATALOGUE: dict[str, FeatureInfo] = _catalogue()
+assert set(AREA_WORDS) == set(RISK_AREAS)
+assert all(info.group in GROUPS for info in CATALOGUE.values())
+
+
+def template_fields(template: str) -> list[str]:
+    """The row fields a template refers to."""
+    return [f for _, f, _, _ in Formatter().parse(template) if f]
+
+
+def _missing(value: Any) -> bool:
+    """True for None, pandas NA and NaN scalars."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_reason(name: str, row: Mapping[str, Any]) -> str | None:
+    """The reason sentence of feature ``name`` for one row (a dict or a Series of the frame).
+
+    Returns ``None`` when a value the sentence needs is missing and there is no sentence for it.
+    """
+    info = CATALOGUE[name]
+    value = row[name]
+    if _missing(value):
+        template = info.template_missing
+    elif info.template_zero and float(value) == 0:
+        template = info.template_zero
+    else:
+        template = info.template
+    if not template:
+        return None
+    values = {f: row[f] for f in template_fields(template)}
+    if any(_missing(v) for v in values.values()):
+        return None
+    return template.format(**values)

@@ -1,0 +1,43 @@
+"""Novelty: how long an importer has been seen, and first-time combinations.
+
+The first day an entity (or pair) was seen is the minimum acceptance day over all its rows. For a
+row of day *t* that minimum is at most *t*, and it is below *t* exactly when an earlier
+declaration exists, so these features depend only on declarations accepted before *t*: they are
+exact to the day, finer than the monthly snapshots.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from riskml.features.prepare import Prepared
+
+# (feature, entity columns) of the first-time flags: 1 when no earlier declaration has the pair.
+FIRST_TIME: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("first_imp_hs4", ("importer_id", "hs4")),
+    ("first_imp_origin", ("importer_id", "origin_country")),
+    ("first_imp_supplier", ("importer_id", "supplier_id")),
+    ("first_imp_declarant", ("importer_id", "declarant_id")),
+)
+
+
+def first_day(code: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Per row, the first day its entity was seen (float; NaN when the entity is missing)."""
+    out = np.full(len(code), np.nan)
+    keyed = code >= 0
+    first = pd.Series(day[keyed]).groupby(code[keyed]).transform("min")
+    out[keyed] = first.to_numpy(np.float64)
+    return out
+
+
+def novelty_features(prep: Prepared) -> dict[str, np.ndarray]:
+    """Importer and declarant age in days, and first-time flags of importer pairs."""
+    out = {
+        "imp_age_days": prep.day - first_day(prep.code("importer_id"), prep.day),
+        "decl_age_days": prep.day - first_day(prep.code("declarant_id"), prep.day),
+    }
+    for name, columns in FIRST_TIME:
+        first = first_day(prep.code(*columns), prep.day)
+        out[name] = np.where(np.isnan(first), np.nan, (first == prep.day).astype(np.float64))
+    return {k: v.astype(np.float32) for k, v in out.items()}

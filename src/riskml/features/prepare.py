@@ -1,0 +1,185 @@
+"""Integer codes, days and months of declaration rows, and outcome events attached to rows.
+
+Everything downstream works on numpy integer arrays: entity codes (internal only, never model
+inputs), day numbers, and month indices. Month index 1 is the first month of the declarations;
+outcome events are placed in the month their result became known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from riskml.contract import KEY, RISK_AREAS, RiskmlError
+
+DECLARATION_NEEDS = [
+    *KEY,
+    "accepted_date",
+    "office",
+    "transport_mode",
+    "importer_id",
+    "declarant_id",
+    "origin_country",
+    "hs_code",
+    "quantity",
+    "gross_mass_kg",
+    "cif_value",
+    "duties_paid",
+]
+OUTCOME_NEEDS = [*KEY, "control_kind", "result_date", "risk_area", "offence_found"]
+
+
+def check_columns(frame: pd.DataFrame, needed: list[str], table: str) -> None:
+    """Raise :class:`RiskmlError` naming the columns of ``table`` that are missing."""
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise RiskmlError(
+            f"{table}: missing column(s) {missing}; build the table with the data contract "
+            "(riskml.contract) first"
+        )
+
+
+def optional(frame: pd.DataFrame, column: str, dtype: str) -> pd.Series:
+    """``frame[column]`` as ``dtype``, or an all-missing Series when the column is absent."""
+    if column in frame.columns:
+        return frame[column].astype(dtype)
+    return pd.Series(pd.NA, index=frame.index, dtype=dtype)
+
+
+def codes_of(*columns: pd.Series) -> np.ndarray:
+    """Dense int64 codes of the combination of ``columns``; -1 where any part is missing."""
+    combined = np.zeros(len(columns[0]), dtype=np.int64)
+    missing = np.zeros(len(columns[0]), dtype=bool)
+    for col in columns:
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        missing |= codes < 0
+        combined = combined * (len(uniques) + 1) + codes.astype(np.int64)
+    dense, _ = pd.factorize(combined)
+    dense = dense.astype(np.int64)
+    dense[missing] = -1
+    return dense
+
+
+def day_numbers(dates: pd.Series) -> np.ndarray:
+    """Days since 1970-01-01 (int64); missing dates become the minimum int64."""
+    values = pd.to_datetime(dates).to_numpy().astype("datetime64[D]")
+    return values.astype(np.int64)
+
+
+def month_numbers(dates: pd.Series) -> np.ndarray:
+    """Months since 1970-01 (int64)."""
+    values = pd.to_datetime(dates).to_numpy().astype("datetime64[M]")
+    return values.astype(np.int64)
+
+
+@dataclass
+class Prepared:
+    """Declaration rows as arrays, and the outcome events known per row and month."""
+
+    declarations: pd.DataFrame
+    day: np.ndarray
+    month: np.ndarray  # 1..n_months
+    n_months: int
+    hs4: pd.Series
+    hs6: pd.Series
+    codes: dict[str, np.ndarray] = field(default_factory=dict)
+    controls: pd.DataFrame = field(default_factory=pd.DataFrame)  # row, month
+    # findings: row, month, day, area, count (first result of an item/control/area), duty
+    findings: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def code(self, *columns: str) -> np.ndarray:
+        """Codes of an entity (a column or a tuple of columns), computed once."""
+        name = "×".join(columns)
+        if name not in self.codes:
+            parts = [self.column(c) for c in columns]
+            self.codes[name] = codes_of(*parts)
+        return self.codes[name]
+
+    def column(self, name: str) -> pd.Series:
+        if name == "hs4":
+            return self.hs4
+        if name == "hs6":
+            return self.hs6
+        return optional(self.declarations, name, "string")
+
+
+def _attach_rows(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Outcomes with the position of their declaration row (outcomes of unknown items dropped)."""
+    rows = pd.DataFrame(
+        {
+            "declaration_id": declarations["declaration_id"].astype("string").to_numpy(),
+            "item_no": declarations["item_no"].astype("int64").to_numpy(),
+            "row": np.arange(len(declarations), dtype=np.int64),
+        }
+    ).drop_duplicates(KEY)
+    o = pd.DataFrame(
+        {
+            "declaration_id": outcomes["declaration_id"].astype("string").to_numpy(),
+            "item_no": outcomes["item_no"].astype("int64").to_numpy(),
+            "control_kind": outcomes["control_kind"].astype("string").to_numpy(),
+            "result_date": pd.to_datetime(outcomes["result_date"]).to_numpy(),
+            "risk_area": outcomes["risk_area"].astype("string").str.strip().to_numpy(),
+            "offence_found": outcomes["offence_found"].astype("boolean").fillna(False).to_numpy(
+                bool
+            ),
+            "additional_duty": optional(outcomes, "additional_duty", "float64")
+            .fillna(0.0)
+            .to_numpy(),
+        }
+    )
+    o = o[o["result_date"].notna().to_numpy()]
+    return o.merge(rows, on=KEY, how="inner", sort=False)
+
+
+def prepare(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> Prepared:
+    """Validate the needed columns and turn the tables into codes, days, months and events."""
+    check_columns(declarations, DECLARATION_NEEDS, "declarations")
+    check_columns(outcomes, OUTCOME_NEEDS, "outcomes")
+    if declarations["accepted_date"].isna().any():
+        raise RiskmlError("declarations: accepted_date has missing values; validate the data first")
+    decl = declarations.reset_index(drop=True)
+    abs_month = month_numbers(decl["accepted_date"])
+    first = int(abs_month.min()) if len(decl) else 0
+    month = abs_month - first + 1
+    n_months = int(month.max()) if len(decl) else 0
+    hs = decl["hs_code"].astype("string").str.strip()
+    prepared = Prepared(
+        declarations=decl,
+        day=day_numbers(decl["accepted_date"]),
+        month=month,
+        n_months=n_months,
+        hs4=hs.str.slice(0, 4),
+        hs6=hs.str.slice(0, 6),
+    )
+
+    o = _attach_rows(decl, outcomes)
+    o_month = month_numbers(o["result_date"]) - first + 1
+    # Results known before the first month count from month 1; results known in or after the last
+    # month can never be before a month start of the data.
+    o["month"] = np.clip(o_month, 0, None)
+    o["day"] = day_numbers(o["result_date"])
+    o = o[o["month"].to_numpy() < n_months]
+    controls = (
+        o.sort_values("result_date", kind="stable")
+        .drop_duplicates(["row", "control_kind"])[["row", "month"]]
+        .reset_index(drop=True)
+    )
+    found = o[o["offence_found"].to_numpy() & o["risk_area"].isin(RISK_AREAS).to_numpy(bool)]
+    # One finding per (item, control, area), counted when first known; duty counted at each
+    # result's own date, so that a later reassessment is not known early.
+    found = found.sort_values("result_date", kind="stable")
+    findings = pd.DataFrame(
+        {
+            "row": found["row"].to_numpy(),
+            "month": found["month"].to_numpy(),
+            "day": found["day"].to_numpy(),
+            "area": found["risk_area"].to_numpy(),
+            "count": (~found.duplicated(["row", "control_kind", "risk_area"])).to_numpy(float),
+            "duty": found["additional_duty"].to_numpy(),
+        }
+    )
+    prepared.controls = controls
+    prepared.findings = findings
+    return prepared

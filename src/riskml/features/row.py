@@ -1,0 +1,98 @@
+"""Features of a declaration item on its own: value ratios, goods, route and calendar.
+
+These use nothing but the row itself, so they are causal by construction and run per partition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from riskml.contract import TRANSPORT_MODES
+from riskml.features.prepare import Prepared, optional
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+def _positive(series: pd.Series) -> np.ndarray:
+    """Float values with non-positive or missing entries as NaN."""
+    x = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(x > 0, x, np.nan)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def unit_values(decl: pd.DataFrame) -> pd.DataFrame:
+    """Log unit value per kg (CIF / net mass, falling back to gross mass) and per quantity unit."""
+    cif = _positive(decl["cif_value"])
+    net = _positive(optional(decl, "net_mass_kg", "float64"))
+    mass = np.where(np.isnan(net), _positive(decl["gross_mass_kg"]), net)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(
+            {
+                "uv_kg_log": np.log(cif / mass),
+                "uv_q_log": np.log(cif / _positive(decl["quantity"])),
+            }
+        )
+
+
+def value_features(decl: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Duty rate, duties/CIF, CIF/FOB, log CIF and the preference claim."""
+    cif = _positive(decl["cif_value"])
+    fob = _positive(optional(decl, "fob_value", "float64"))
+    duties = decl["duties_paid"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    pref = optional(decl, "preference_claim", "boolean")
+    return {
+        "duty_rate": optional(decl, "duty_rate", "float64").to_numpy(np.float64, na_value=np.nan),
+        "duty_to_cif": _ratio(duties, cif),
+        "cif_to_fob": _ratio(cif, fob),
+        "log_cif": np.log(cif),
+        "preference_claim": pref.astype("float64").to_numpy(np.float64, na_value=np.nan),
+    }
+
+
+def goods_features(prep: Prepared) -> dict[str, np.ndarray]:
+    """HS chapter, masses, quantity and the requested procedure."""
+    decl = prep.declarations
+    net = _positive(optional(decl, "net_mass_kg", "float64"))
+    gross = _positive(decl["gross_mass_kg"])
+    chapter = pd.to_numeric(prep.hs4.str.slice(0, 2), errors="coerce")
+    procedure = pd.to_numeric(
+        optional(decl, "procedure", "string").str.strip().str.slice(0, 2), errors="coerce"
+    )
+    return {
+        "hs_chapter": chapter.astype("float64").to_numpy(np.float64, na_value=np.nan),
+        "log_gross_mass": np.log(gross),
+        "net_to_gross": _ratio(net, gross),
+        "log_quantity": np.log(_positive(decl["quantity"])),
+        "procedure_requested": procedure.astype("float64").to_numpy(np.float64, na_value=np.nan),
+    }
+
+
+def route_features(decl: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Transport mode code (fixed vocabulary ``TRANSPORT_MODES``) and departure ≠ origin."""
+    mode = decl["transport_mode"].astype("string").str.strip().str.lower()
+    vocabulary = {m: i for i, m in enumerate(TRANSPORT_MODES)}
+    code = mode.map(vocabulary).fillna(vocabulary["unknown"]).astype("int64")
+    dep = optional(decl, "departure_country", "string")
+    differs = (dep != decl["origin_country"].astype("string")).astype("float64")
+    return {
+        "transport_mode_code": code.to_numpy().astype(np.int8),
+        "departure_not_origin": differs.to_numpy(np.float64, na_value=np.nan),
+    }
+
+
+def calendar_features(prep: Prepared) -> dict[str, np.ndarray]:
+    """Weekday (0 = Monday) and month of the year (1-12) of acceptance."""
+    month_of_year = prep.declarations["accepted_date"].dt.month.to_numpy()
+    return {
+        "weekday": ((prep.day + 3) % 7).astype(np.int8),  # 1970-01-01 was a Thursday
+        "month_of_year": month_of_year.astype(np.int8),
+    }
