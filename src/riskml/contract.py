@@ -339,9 +339,15 @@ _NOT_A = {"float": "a number", "int": "an integer", "date": "a date (YYYY-MM-DD)
 # --- collecting failures --------------------------------------------------------------------
 
 
+_NO_FAILURES = pd.DataFrame({"pos": pd.Series(dtype="int64"), "column": pd.Series(dtype="str"),
+                             "check": pd.Series(dtype="str"), "reason": pd.Series(dtype="str")})
+
+
 def _failure(mask: pd.Series | np.ndarray, column: str, check: str,
              reasons: Callable[[np.ndarray], list[str]] | str) -> pd.DataFrame:
     pos = np.flatnonzero(np.asarray(mask, dtype=bool))
+    if len(pos) == 0:
+        return _NO_FAILURES
     reason = [reasons] * len(pos) if isinstance(reasons, str) else reasons(pos)
     return pd.DataFrame({"pos": pos, "column": column, "check": check, "reason": reason})
 
@@ -543,7 +549,7 @@ def _validate_table(raw: pd.DataFrame, table: str, name: str, today: date | None
     frame, failures = _convert_table(raw, table, today)
     if extra is not None:
         failures.extend(extra(frame))
-    fail = pd.concat(failures, ignore_index=True)
+    fail = pd.concat([f for f in failures if len(f)] or [_NO_FAILURES], ignore_index=True)
     good = _finalise(frame, table, fail)
     schema_fail = _schema_failures(good, table, today)
     if not schema_fail.empty:  # map positions in `good` back to positions in `raw`
@@ -570,7 +576,9 @@ def validate(declarations: pd.DataFrame, outcomes: pd.DataFrame | None, *, sourc
     >>> res.report["declarations"]["rows_quarantined"]  # doctest: +SKIP
     """
     def name(table: str) -> str:
-        return f"{table} ({source})" if source else table
+        if not source or Path(source).stem == table:
+            return source or table
+        return f"{table} ({source})"
 
     if outcomes is None:
         outcomes = empty_table("outcomes")

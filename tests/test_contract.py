@@ -1,0 +1,338 @@
+"""The data contract: schemas, validate() and the validate stage."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from riskml.contract import (
+    DECLARATION_COLUMNS,
+    KEY,
+    OUTCOME_COLUMNS,
+    QUARANTINE_COLUMNS,
+    SOURCE_ROW,
+    RiskmlError,
+    canonical_dtype,
+    column_names,
+    run_validate,
+    schema,
+    validate,
+)
+
+TODAY = date(2026, 1, 1)
+
+
+def _fixture_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fixtures" /
+                                                  f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+canonical = _fixture_module("canonical")
+
+
+@pytest.fixture
+def decl() -> pd.DataFrame:
+    return canonical.declarations(12)
+
+
+@pytest.fixture
+def outc(decl) -> pd.DataFrame:
+    return canonical.outcomes(decl, 4)
+
+
+def _set(df: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
+    df = df.astype({column: object})
+    df.loc[row, column] = value
+    return df
+
+
+def _assert_partition(res, n_decl: int, n_out: int) -> None:
+    """Nothing silently dropped: kept + distinct quarantined rows == input rows, per table."""
+    q = res.quarantine
+    for table, n, kept in (("declarations", n_decl, res.declarations),
+                           ("outcomes", n_out, res.outcomes)):
+        rows = q.loc[q["table"] == table, "row"].nunique()
+        assert len(kept) + rows == n, table
+        assert res.report[table]["rows_kept"] == len(kept)
+        assert res.report[table]["rows_quarantined"] == rows
+
+
+# --- good data ------------------------------------------------------------------------------
+
+
+def test_valid_tables_pass_with_canonical_dtypes(decl, outc):
+    res = validate(decl, outc, today=TODAY)
+    assert len(res.declarations) == len(decl) and len(res.outcomes) == len(outc)
+    assert res.quarantine.empty and list(res.quarantine.columns) == QUARANTINE_COLUMNS
+    for table, cols in (("declarations", DECLARATION_COLUMNS), ("outcomes", OUTCOME_COLUMNS)):
+        frame = getattr(res, table)
+        assert list(frame.columns) == column_names(table)
+        assert {c.name: str(frame[c.name].dtype) for c in cols} == {
+            c.name: canonical_dtype(c) for c in cols}
+        schema(table, today=TODAY).validate(frame)  # pandera is the authority downstream
+    assert res.declarations["item_no"].dtype == np.int64
+    assert res.declarations["accepted_date"].dtype == "datetime64[ns]"
+    assert res.outcomes["offence_found"].dtype == bool
+
+
+def test_text_input_is_parsed(decl, outc):
+    text = decl.astype(str)
+    text["accepted_date"] = decl["accepted_date"].dt.strftime("%Y-%m-%d")
+    res = validate(text, outc, today=TODAY)
+    assert res.quarantine.empty
+    pd.testing.assert_frame_equal(res.declarations, validate(decl, outc, today=TODAY).declarations)
+
+
+def test_optional_columns_may_be_absent(decl, outc):
+    optional = [c for c in column_names("declarations") if c not in
+                column_names("declarations", required_only=True)]
+    res = validate(decl.drop(columns=optional), outc.drop(columns=["offence_code"]), today=TODAY)
+    assert res.quarantine.empty
+    assert res.declarations[optional].isna().all().all()
+    assert res.report["declarations"]["absent_optional_columns"] == optional
+    schema("declarations", today=TODAY).validate(res.declarations)
+
+
+def test_outcomes_none_gives_empty_outcomes(decl):
+    res = validate(decl, None, today=TODAY)
+    assert res.outcomes.empty and list(res.outcomes.columns) == column_names("outcomes")
+
+
+# --- whole-file problems --------------------------------------------------------------------
+
+
+def test_missing_required_column_raises_naming_it(decl, outc):
+    with pytest.raises(RiskmlError, match=r"declarations.csv: missing required column 'hs_code'"
+                                          r".*ingest mapping"):
+        validate(decl.drop(columns=["hs_code"]), outc, source="declarations.csv")
+    with pytest.raises(RiskmlError, match=r"outcomes.*'control_kind'"):
+        validate(decl, outc.drop(columns=["control_kind"]))
+
+
+def test_unknown_columns_are_dropped_and_reported(decl, outc):
+    res = validate(decl.assign(colour="red"), outc, today=TODAY)
+    assert "colour" not in res.declarations.columns and res.quarantine.empty
+    assert res.report["declarations"]["dropped_columns"] == ["colour"]
+
+
+# --- row checks -----------------------------------------------------------------------------
+
+BAD_DECLARATION_VALUES = [
+    ("cif_value", "abc", "cif_value", "column cif_value: 'abc' is not a number"),
+    ("cif_value", 0.0, "cif_value", "column cif_value: 0 is not > 0"),
+    ("quantity", -3.0, "quantity", "column quantity: -3 is not > 0"),
+    ("gross_mass_kg", 0.0, "gross_mass_kg", "is not > 0"),
+    ("net_mass_kg", 1e9, "net_mass_kg, gross_mass_kg", "net mass above gross mass"),
+    ("fob_value", -1.0, "fob_value", "is not >= 0"),
+    ("duties_paid", -5.0, "duties_paid", "is not >= 0"),
+    ("duty_rate", 1.5, "duty_rate", "column duty_rate: 1.5 is not <= 1"),
+    ("duty_rate", -0.1, "duty_rate", "is not >= 0"),
+    ("hs_code", "12AB56", "hs_code", "'12AB56' is not 6 to 10 digits"),
+    ("hs_code", "12345", "hs_code", "is not 6 to 10 digits"),
+    ("hs_code", "12345678901", "hs_code", "is not 6 to 10 digits"),
+    ("accepted_date", "2023-02-30", "accepted_date", "'2023-02-30' is not a date"),
+    ("accepted_date", "1985-06-01", "accepted_date", "is before 1990-01-01"),
+    ("accepted_date", "2030-01-01", "accepted_date", "is in the future"),
+    ("transport_mode", "boat", "transport_mode", "'boat' is not one of sea, air"),
+    ("item_no", "x", "item_no", "'x' is not an integer"),
+    ("item_no", 1.5, "item_no", "'1.5' is not an integer"),
+    ("item_no", 0, "item_no", "0 is not >= 1"),
+    ("office", None, "office", "column office: missing value"),
+    ("office", "  ", "office", "missing value"),
+    ("preference_claim", "maybe", "preference_claim", "is not a boolean"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "where", "reason"), BAD_DECLARATION_VALUES)
+def test_bad_declaration_value_is_quarantined(decl, column, value, where, reason):
+    bad = _set(decl, 3, column, value)
+    res = validate(bad, None, today=TODAY)
+    q = res.quarantine
+    assert (q["table"] == "declarations").all() and (q["row"] == 3).all(), q
+    hit = q[q["column"] == where]
+    assert len(hit) == 1 and reason in hit["reason"].iloc[0], q
+    assert q.loc[0, "declaration_id"] == decl.loc[3, "declaration_id"]
+    assert json.loads(q.loc[0, "record"])["declaration_id"] == decl.loc[3, "declaration_id"]
+    assert decl.loc[3, "declaration_id"] not in set(
+        res.declarations.loc[res.declarations["item_no"] == decl.loc[3, "item_no"],
+                             "declaration_id"])
+    _assert_partition(res, len(decl), 0)
+    schema("declarations", today=TODAY).validate(res.declarations)
+
+
+def test_record_keeps_the_raw_value(decl):
+    res = validate(_set(decl, 2, "cif_value", "abc"), None, today=TODAY)
+    assert json.loads(res.quarantine.loc[0, "record"])["cif_value"] == "abc"
+
+
+def test_row_failing_several_checks_appears_once_per_reason(decl):
+    bad = _set(_set(decl, 1, "cif_value", "abc"), 1, "hs_code", "xx")
+    res = validate(bad, None, today=TODAY)
+    assert sorted(res.quarantine["column"]) == ["cif_value", "hs_code"]
+    assert (res.quarantine["row"] == 1).all()
+    assert len(res.declarations) == len(decl) - 1
+    assert res.report["declarations"]["reasons"] == {
+        "cif_value: not a number": 1, "hs_code: not 6 to 10 digits": 1}
+
+
+def test_duplicate_keys_quarantine_every_copy(decl):
+    bad = pd.concat([decl, decl.iloc[[4]]], ignore_index=True)
+    res = validate(bad, None, today=TODAY)
+    q = res.quarantine
+    assert sorted(q["row"]) == [4, len(decl)]
+    assert (q["reason"] == "duplicate key").all()
+    assert (q["column"] == "declaration_id, item_no").all()
+    _assert_partition(res, len(bad), 0)
+
+
+def test_source_row_names_the_file_row(decl):
+    bad = _set(decl, 2, "quantity", -1.0).assign(**{SOURCE_ROW: np.arange(len(decl)) + 100})
+    res = validate(bad, None, today=TODAY)
+    assert res.quarantine.loc[0, "row"] == 102
+    assert SOURCE_ROW not in res.declarations.columns
+    assert res.report["declarations"]["dropped_columns"] == []
+
+
+BAD_OUTCOME_VALUES = [
+    ("risk_area", "piracy", "risk_area", "'piracy' is not one of revenue"),
+    ("control_kind", "sniffer dog", "control_kind", "is not one of documentary"),
+    ("risk_area", None, "offence_found, risk_area", "offence found without a risk area"),
+    ("additional_duty", -10.0, "additional_duty", "is not >= 0"),
+    ("result_date", "2023-13-01", "result_date", "is not a date"),
+    ("result_date", "2000-01-01", "result_date", "before the declaration's accepted_date"),
+    ("declaration_id", "NOPE", "declaration_id, item_no", "no declaration with this"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "where", "reason"), BAD_OUTCOME_VALUES)
+def test_bad_outcome_value_is_quarantined(decl, outc, column, value, where, reason):
+    bad = _set(outc, 0, column, value)  # row 0 is an offence found (see the fixture)
+    res = validate(decl, bad, today=TODAY)
+    q = res.quarantine
+    assert len(q) == 1, q
+    assert q.loc[0, "table"] == "outcomes" and q.loc[0, "row"] == 0
+    assert q.loc[0, "column"] == where and reason in q.loc[0, "reason"]
+    _assert_partition(res, len(decl), len(outc))
+    schema("outcomes", today=TODAY).validate(res.outcomes)
+
+
+def test_clean_result_without_risk_area_is_kept(decl, outc):
+    res = validate(decl, outc, today=TODAY)
+    clean = res.outcomes[~res.outcomes["offence_found"]]
+    assert len(clean) == 2 and clean["risk_area"].isna().all()
+
+
+def test_outcome_of_a_quarantined_declaration_is_quarantined(decl, outc):
+    target = decl.index[(decl["declaration_id"] == outc.loc[1, "declaration_id"])
+                        & (decl["item_no"] == outc.loc[1, "item_no"])][0]
+    res = validate(_set(decl, target, "hs_code", "bad"), outc, today=TODAY)
+    q = res.quarantine.set_index("table")
+    assert "was quarantined" in q.loc["outcomes", "reason"]
+    assert q.loc["outcomes", "row"] == 1
+    _assert_partition(res, len(decl), len(outc))
+
+
+def test_report_counts(decl, outc):
+    bad = _set(_set(decl, 0, "cif_value", "abc"), 5, "cif_value", "n/a")
+    report = validate(bad, outc, source="x", today=TODAY).report
+    assert report["source"] == "x"
+    assert report["declarations"]["rows_in"] == len(decl)
+    assert report["declarations"]["reasons"]["cif_value: not a number"] == 2
+    assert report["outcomes"]["rows_in"] == len(outc)
+
+
+# --- property: kept and quarantined rows partition the input --------------------------------
+
+CORRUPTIONS = {
+    "cif_value": st.sampled_from(["abc", -1.0, 0.0, None, "1e400"]),
+    "hs_code": st.sampled_from(["", "12", "ABCDEF", "1234567890123"]),
+    "accepted_date": st.sampled_from(["2023-02-29", "1989-12-31", "2099-01-01", "soon"]),
+    "item_no": st.sampled_from([0, -1, "one", 2.5]),
+    "declaration_id": st.sampled_from(["D0000000", None]),
+    "transport_mode": st.sampled_from(["ship", None, "SEA"]),
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 29), st.sampled_from(sorted(CORRUPTIONS)),
+                          st.data()), max_size=12))
+def test_kept_and_quarantined_rows_partition_the_input(edits):
+    decl = canonical.declarations(30)
+    outc = canonical.outcomes(decl, 8)
+    for row, column, data in edits:
+        decl = _set(decl, row, column, data.draw(CORRUPTIONS[column]))
+    res = validate(decl, outc, today=TODAY)
+    _assert_partition(res, len(decl), len(outc))
+    schema("declarations", today=TODAY).validate(res.declarations)
+    schema("outcomes", today=TODAY).validate(res.outcomes)
+    kept = set(zip(res.declarations["declaration_id"], res.declarations["item_no"], strict=True))
+    assert set(zip(res.outcomes["declaration_id"], res.outcomes["item_no"], strict=True)) <= kept
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+
+def _write_raw(raw: Path, decl: pd.DataFrame, outc: pd.DataFrame, truth: bool = True) -> None:
+    raw.mkdir(parents=True)
+    decl.to_parquet(raw / "declarations.parquet")
+    outc.to_parquet(raw / "outcomes.parquet")
+    if truth:
+        pd.DataFrame({"declaration_id": decl["declaration_id"], "item_no": decl["item_no"],
+                      "risk_area": "revenue", "offence": False, "evaded_duty": 0.0,
+                      "true_prob": 0.01}).to_parquet(raw / "truth.parquet")
+
+
+def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
+    _write_raw(tmp_path / "raw", _set(decl, 0, "cif_value", -1.0), outc)
+    report = run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "metrics" / "v.json")
+    interim = tmp_path / "interim"
+    assert sorted(p.name for p in interim.iterdir()) == [
+        "declarations.parquet", "outcomes.parquet", "quarantine.parquet", "truth.parquet"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert json.loads((tmp_path / "metrics" / "v.json").read_text()) == report
+    good = pd.read_parquet(interim / "declarations.parquet")
+    schema("declarations").validate(good)
+    assert len(good) == len(decl) - 1 == len(pd.read_parquet(interim / "truth.parquet"))
+    assert len(pd.read_parquet(interim / "quarantine.parquet")) == 1
+
+
+def test_run_validate_always_writes_a_quarantine(tmp_path, decl, outc):
+    _write_raw(tmp_path / "raw", decl, outc, truth=False)
+    run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
+    q = pd.read_parquet(tmp_path / "interim" / "quarantine.parquet")
+    assert q.empty and list(q.columns) == QUARANTINE_COLUMNS
+    assert not (tmp_path / "interim" / "truth.parquet").exists()
+
+
+def test_run_validate_missing_column_leaves_nothing(tmp_path, decl, outc):
+    _write_raw(tmp_path / "raw", decl.drop(columns=["office"]), outc)
+    with pytest.raises(RiskmlError, match=r"declarations.parquet: missing required column "
+                                          r"'office'"):
+        run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
+    assert not (tmp_path / "interim").exists() and not (tmp_path / "v.json").exists()
+
+
+def test_run_validate_missing_or_broken_file(tmp_path, decl, outc):
+    _write_raw(tmp_path / "raw", decl, outc)
+    (tmp_path / "raw" / "outcomes.parquet").write_text("not parquet")
+    with pytest.raises(RiskmlError, match=r"outcomes.parquet: cannot be read"):
+        run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
+    (tmp_path / "raw" / "outcomes.parquet").unlink()
+    with pytest.raises(RiskmlError, match=r"outcomes.parquet: file not found"):
+        run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
+    assert not (tmp_path / "interim").exists()
+
+
+def test_keys_are_canonical(decl):
+    assert KEY == ["declaration_id", "item_no"]
