@@ -1,0 +1,255 @@
+"""The month-by-month generator and the two entry points, :func:`simulate` and :func:`run`.
+
+One :class:`World` holds the small, run-long state (entities, hidden propensities, findings known
+to the control system, declaration counters); :meth:`World.month` turns it into the three
+canonical tables of one month. :func:`run` streams the months to Parquet so that a run of ten
+million items never holds more than one month in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskml.config import AreaSpec, SimulateParams
+from riskml.contract import RISK_AREAS, TABLES, Column, RiskmlError
+from riskml.io import atomic_path
+from riskml.simulate.catalogue import load_catalogue
+from riskml.simulate.controls import ControlHistory, control_outcomes, select_controls
+from riskml.simulate.declare import declare, revenue_mechanism
+from riskml.simulate.entities import draw_propensity, add_months, build_entities
+from riskml.simulate.geography import load_geography
+from riskml.simulate.offences import (
+    A,
+    area_logits,
+    calibrate,
+    offence_codes,
+    offence_probabilities,
+)
+from riskml.simulate.trade import Batch, month_trade
+
+PROPENSITY_RHO = 0.97  # month-to-month persistence of an importer's hidden propensity
+PILOT_ITEMS = 30_000
+_ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(),
+          "date": pa.timestamp("ns"), "bool": pa.bool_()}
+
+
+@dataclass(frozen=True)
+class Month:
+    """One month of the run: its number, first day, first day after it and item count."""
+
+    index: int
+    start: np.datetime64
+    end: np.datetime64
+    n_items: int
+
+
+def month_plan(params: SimulateParams) -> list[Month]:
+    """Months of the run with their item counts: mild seasonality, slow growth, exact total."""
+    first = np.datetime64(params.start_date, "D")
+    bounds = [first] + [np.datetime64(add_months(params.start_date, m), "D")
+                        for m in range(1, params.months + 1)]
+    days = np.array([(bounds[m + 1] - bounds[m]).astype(int) for m in range(params.months)])
+    moy = np.array([(params.start_date.month - 1 + m) % 12 for m in range(params.months)])
+    w = days * (1 + 0.12 * np.sin(2 * np.pi * (moy - 3) / 12)) * (
+        1 + 0.15 * np.arange(params.months) / params.months)
+    raw = params.n_items * w / w.sum()
+    counts = np.floor(raw).astype(int)
+    counts[np.argsort(counts - raw)[: params.n_items - counts.sum()]] += 1
+    if (counts < 1).any():
+        raise RiskmlError(
+            f"simulate.n_items={params.n_items} is too small for {params.months} months; "
+            "use at least one item per month"
+        )
+    return [Month(m, bounds[m], bounds[m + 1], int(counts[m])) for m in range(params.months)]
+
+
+class World:
+    """The simulated customs world of one run."""
+
+    def __init__(self, params: SimulateParams, specs: dict[str, AreaSpec]) -> None:
+        self.params, self.specs = params, specs
+        self.cat, self.geo = load_catalogue(), load_geography()
+        self.ents = build_entities(params, self.geo)
+        self.plan = month_plan(params)
+        self.propensity = self.ents.importer_propensity.copy()
+        self.history = ControlHistory(params.n_importers)
+        self._next_seq: dict[int, int] = {}
+        per_year = params.n_items / 1.9 * 12 / params.months * 1.5
+        self._id_width = max(6, len(str(int(per_year))))
+        self.intercepts = self._calibrate()
+
+    def _after_drift(self, m: int) -> bool:
+        return m >= self.params.drift_month
+
+    def _calibrate(self) -> np.ndarray:
+        logits = []
+        for m in sorted({0, min(self.params.drift_month, self.params.months - 1)}):
+            rng = np.random.default_rng([self.params.seed, 7, m])
+            month = self.plan[m]
+            batch = month_trade(rng, self.ents, self.geo, self.cat, month.start, month.end,
+                                PILOT_ITEMS, after_drift=self._after_drift(m))
+            logits.append(area_logits(rng, batch, self.ents, self.geo, self.cat,
+                                      self.propensity, after_drift=self._after_drift(m)))
+        return calibrate(np.vstack(logits))
+
+    def _declaration_ids(self, batch: Batch) -> np.ndarray:
+        starts = batch["decl_start"]
+        year = batch["date"][starts].astype("datetime64[Y]").astype(int) + 1970
+        seq = np.empty(len(starts), dtype=np.int64)
+        for y in np.unique(year):
+            rows = year == y
+            first = self._next_seq.get(int(y), 1)
+            seq[rows] = first + np.arange(rows.sum())
+            self._next_seq[int(y)] = first + int(rows.sum())
+        ids = np.strings.add(np.strings.add("D", year.astype(str)),
+                             np.strings.zfill(seq.astype(str), self._id_width))
+        return ids.astype(object)[batch["decl"]]
+
+    def month(self, m: int) -> dict[str, pd.DataFrame]:
+        """The declarations, outcomes and truth of month ``m`` (months run in order)."""
+        p, month = self.params, self.plan[m]
+        rng = np.random.default_rng([p.seed, 1, m])
+        if m > 0:
+            shock = draw_propensity(rng, len(self.propensity), 1.0)
+            self.propensity = (PROPENSITY_RHO * self.propensity
+                               + np.sqrt(1 - PROPENSITY_RHO**2) * shock)
+        self.history.advance(month.start)
+        batch = month_trade(rng, self.ents, self.geo, self.cat, month.start, month.end,
+                            month.n_items, after_drift=self._after_drift(m))
+        logits = area_logits(rng, batch, self.ents, self.geo, self.cat, self.propensity,
+                             after_drift=self._after_drift(m))
+        prob = offence_probabilities(logits, self.intercepts)
+        offence = rng.random(prob.shape) < prob
+        mechanism = revenue_mechanism(rng, batch, self.cat, self.geo)
+        values = declare(rng, batch, self.cat, self.geo,
+                         self.ents.importer_size[batch["importer"]], offence, mechanism)
+        declarations = self._declarations(batch, values)
+        truth = _truth(declarations, offence, values["evaded_duty"], prob)
+        item, kind = select_controls(rng, declarations, batch, self.specs, self.history, p)
+        outcomes, found_items = control_outcomes(
+            rng, declarations, batch, item, kind, offence,
+            offence_codes(batch, self.cat, mechanism), values["evaded_duty"], self.specs)
+        found = outcomes["offence_found"].to_numpy()
+        self.history.record(outcomes["result_date"].to_numpy()[found].astype("datetime64[D]"),
+                            batch["importer"][found_items],
+                            (outcomes["risk_area"][found] == "revenue").to_numpy())
+        return {"declarations": declarations, "outcomes": outcomes, "truth": truth}
+
+    def _declarations(self, batch: Batch, v: Batch) -> pd.DataFrame:
+        e, g, c = self.ents, self.geo, self.cat
+        return pd.DataFrame({
+            "declaration_id": self._declaration_ids(batch),
+            "item_no": batch["item_no"].astype(np.int64),
+            "accepted_date": batch["date"].astype("datetime64[ns]"),
+            "office": g.office_code[batch["office"]],
+            "procedure": batch["procedure"],
+            "transport_mode": v["transport_mode"],
+            "importer_id": e.importer_id[batch["importer"]],
+            "declarant_id": e.declarant_id[batch["declarant"]],
+            "supplier_id": e.supplier_id[batch["supplier"]],
+            "origin_country": g.code[v["origin_decl"]],
+            "departure_country": np.where(batch["departure"] == batch["origin"],
+                                          g.code[v["origin_decl"]], g.code[batch["departure"]]),
+            "hs_code": c.hs_code[v["hs_decl"]],
+            "description": c.description[v["hs_decl"]],
+            "quantity": v["quantity"],
+            "quantity_unit": v["quantity_unit"],
+            "gross_mass_kg": v["gross_mass_kg"],
+            "net_mass_kg": v["net_mass_kg"],
+            "fob_value": v["fob_value"],
+            "cif_value": v["cif_value"],
+            "duty_rate": v["duty_rate"],
+            "duties_paid": v["duties_paid"],
+            "preference_claim": v["preference_claim"].astype(bool),
+        })
+
+
+def _truth(declarations: pd.DataFrame, offence: np.ndarray, evaded: np.ndarray,
+           prob: np.ndarray) -> pd.DataFrame:
+    k = len(RISK_AREAS)
+    evaded_all = np.zeros_like(prob)
+    evaded_all[:, A["revenue"]] = evaded
+    return pd.DataFrame({
+        "declaration_id": np.repeat(declarations["declaration_id"].to_numpy(), k),
+        "item_no": np.repeat(declarations["item_no"].to_numpy(), k),
+        "risk_area": np.tile(np.array(RISK_AREAS, dtype=object), len(declarations)),
+        "offence": offence.ravel(),
+        "evaded_duty": evaded_all.ravel(),
+        "true_prob": prob.ravel(),
+    })
+
+
+def iter_months(params: SimulateParams, specs: dict[str, AreaSpec]
+                ) -> Iterator[dict[str, pd.DataFrame]]:
+    """Yield the three tables month by month."""
+    world = World(params, specs)
+    for m in range(params.months):
+        yield world.month(m)
+
+
+def simulate(params: SimulateParams, specs: dict[str, AreaSpec]) -> dict[str, pd.DataFrame]:
+    """The whole simulated run in memory: ``declarations``, ``outcomes`` and ``truth``."""
+    parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+    for tables in iter_months(params, specs):
+        for t, df in tables.items():
+            parts[t].append(df)
+    return {t: pd.concat(dfs, ignore_index=True) for t, dfs in parts.items()}
+
+
+def _schema(columns: tuple[Column, ...]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, _ARROW[c.dtype]) for c in columns])
+
+
+def run(
+    out_dir: Path,
+    params: SimulateParams,
+    specs: dict[str, AreaSpec],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``{declarations,outcomes,truth}.parquet`` into ``out_dir`` month by month.
+
+    Files appear only when the whole run succeeded (temp files, then rename). Returns a summary:
+    rows per table, prevalence per area, share of items controlled, hits per area.
+    """
+    out_dir = Path(out_dir)
+    schemas = {t: _schema(cols) for t, cols in TABLES.items()}
+    rows = dict.fromkeys(TABLES, 0)
+    offences = np.zeros(len(RISK_AREAS))
+    found = dict.fromkeys(RISK_AREAS, 0)
+    controlled = 0
+    evaded = 0.0
+    with ExitStack() as stack:
+        writers = {}
+        for t in TABLES:
+            tmp = stack.enter_context(atomic_path(out_dir / f"{t}.parquet"))
+            writers[t] = stack.enter_context(pq.ParquetWriter(tmp, schemas[t]))
+        for m, tables in enumerate(iter_months(params, specs)):
+            for t, df in tables.items():
+                writers[t].write_table(pa.Table.from_pandas(df, schema=schemas[t],
+                                                            preserve_index=False))
+                rows[t] += len(df)
+            truth, out = tables["truth"], tables["outcomes"]
+            offences += truth["offence"].to_numpy().reshape(-1, len(RISK_AREAS)).sum(axis=0)
+            evaded += float(truth["evaded_duty"].sum())
+            controlled += len(out[["declaration_id", "item_no"]].drop_duplicates())
+            for area, count in out.loc[out["offence_found"], "risk_area"].value_counts().items():
+                found[str(area)] += int(count)
+            if progress is not None:
+                progress(m + 1, params.months)
+    n = rows["declarations"]
+    return {
+        "rows": rows,
+        "prevalence": {a: round(float(offences[i] / n), 5) for i, a in enumerate(RISK_AREAS)},
+        "share_controlled": round(controlled / n, 4),
+        "found": found,
+        "evaded_duty": round(evaded, 2),
+    }

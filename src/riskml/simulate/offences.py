@@ -1,0 +1,202 @@
+"""Who offends, in which area: the logit of each item's offence probability per risk area.
+
+logit = intercept(area) + hidden entity propensities (importer, declarant, supplier)
+        + goods and route factors of the area + item noise.
+
+The intercepts are calibrated once per run on a pilot sample so that the prevalence of each
+area lands near :data:`TARGET_PREVALENCE`. ``true_prob`` in the truth table is the logistic of
+this logit (the noise included): what an oracle that knew the hidden traits would score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from riskml.contract import RISK_AREAS
+from riskml.simulate.catalogue import SECTORS, Catalogue, load_catalogue
+from riskml.simulate.entities import Entities
+from riskml.simulate.geography import Geography
+from riskml.simulate.trade import Batch
+
+A = {a: i for i, a in enumerate(RISK_AREAS)}
+TARGET_PREVALENCE: dict[str, float] = {
+    "revenue": 0.045,
+    "drugs": 0.0008,
+    "ipr": 0.01,
+    "environment": 0.0015,
+    "health_safety": 0.003,
+    "security": 0.0003,
+}
+NOISE_SD = 0.6
+NEW_IMPORTER_DAYS = 180
+# The revenue hot spots (HS chapters, origins) before and after the drift month.
+REVENUE_HOT = {
+    False: ((22, 24, 61, 62, 64), ("CN", "TR", "BD", "PK", "VN")),
+    True: ((27, 33, 42, 85, 87), ("AE", "MY", "TH", "HK", "IN")),
+}
+
+
+@dataclass(frozen=True)
+class GoodsMasks:
+    """Boolean arrays over catalogue codes: the goods each fraud mechanism targets."""
+
+    conceal: np.ndarray
+    precursor: np.ndarray
+    branded: np.ndarray
+    ods: np.ndarray
+    ods_weak: np.ndarray
+    wildlife: np.ndarray
+    waste: np.ndarray
+    meds: np.ndarray
+    toys: np.ndarray
+    devices: np.ndarray
+    food: np.ndarray
+    weapons: np.ndarray
+    dual_use: np.ndarray
+
+
+@lru_cache(maxsize=1)
+def goods_masks() -> GoodsMasks:
+    """The goods masks over the catalogue."""
+    cat = load_catalogue()
+    p = cat.prefixed
+    return GoodsMasks(
+        conceal=p("08", "09", "0303", "0304", "0306", "0710", "0811"),
+        precursor=p("2939", "2914", "2932", "291524"),
+        branded=p("61", "62", "64", "42", "8517", "9503", "9101", "9102", "3303", "3304",
+                  "9004", "8518", "7117", "9504"),
+        ods=p("290371", "290372", "290377", "290379", "3827", "8415", "8418"),
+        ods_weak=p("2903", "3824"),
+        wildlife=p("0106", "0505", "0507", "0508", "4103", "4113", "4301", "4303", "440349",
+                   "44072", "9601"),
+        waste=p("3915", "4707", "7204", "6309", "271091", "271099"),
+        meds=p("3003", "3004"),
+        toys=p("9503"),
+        devices=p("9018"),
+        food=(cat.chapter >= 2) & (cat.chapter <= 21),
+        weapons=p("93", "3601", "3602", "3603", "3604", "2844"),
+        dual_use=p("8542", "8517", "8526", "9013", "9014"),
+    )
+
+
+def area_logits(
+    rng: np.random.Generator,
+    batch: Batch,
+    ents: Entities,
+    geo: Geography,
+    cat: Catalogue,
+    importer_propensity: np.ndarray,
+    *,
+    after_drift: bool,
+) -> np.ndarray:
+    """(items, areas) offence logits without the area intercepts."""
+    g = goods_masks()
+    hs, origin, dep = batch["hs"], batch["origin"], batch["departure"]
+    imp, dcl, sup = batch["importer"], batch["declarant"], batch["supplier"]
+    n = len(hs)
+    role = geo.role
+    new = (batch["importer_age_days"] < NEW_IMPORTER_DAYS).astype(float)
+    unrelated = batch["unrelated"].astype(float)
+    postal = batch["postal"].astype(float)
+    forwarder = ents.importer_forwarder[imp].astype(float)
+    complicit = ents.declarant_complicit[dcl].astype(float)
+    rerouted = (dep != origin).astype(float)
+    rate = np.where(batch["legit_pref"], 0.0, cat.duty_rate[hs])
+
+    base = (importer_propensity[imp] + ents.declarant_propensity[dcl]
+            + rng.normal(0, NOISE_SD, size=(n, len(RISK_AREAS))))
+    out = np.empty_like(base)
+
+    chapters, origins = REVENUE_HOT[after_drift]
+    hot = 1.2 * np.isin(cat.chapter[hs], chapters) + 0.8 * np.isin(origin, geo.index(origins))
+    rev = (base[:, A["revenue"]] + ents.supplier_propensity[sup, A["revenue"]]
+           + 1.2 * complicit + 6.0 * rate + hot + 0.3 * new)
+    out[:, A["revenue"]] = np.where(rate > 0, rev, -np.inf)
+
+    route = np.maximum.reduce([role["drug_source"][origin], role["drug_transit"][origin],
+                               role["drug_transit"][dep]])
+    if after_drift:
+        route = np.maximum(route, role["drug_transit_new"][dep])
+    conceal, prec = g.conceal[hs], g.precursor[hs]
+    out[:, A["drugs"]] = (base[:, A["drugs"]] + 1.5 * complicit + 3.5 * conceal * route
+                          + prec * (1.2 + 3.0 * role["precursor_source"][origin])
+                          + 1.5 * new + 1.0 * unrelated + 0.8 * forwarder
+                          - 2.5 * ~(conceal | prec))
+
+    branded = g.branded[hs]
+    out[:, A["ipr"]] = (base[:, A["ipr"]] + ents.supplier_propensity[sup, A["ipr"]]
+                        + 0.8 * complicit + 2.5 * branded + 1.5 * role["counterfeit"][origin]
+                        + 0.6 * role["counterfeit"][dep] + 1.2 * postal + 0.5 * new
+                        - 2.0 * ~branded)
+
+    ods, wild, waste = g.ods[hs] | g.ods_weak[hs], g.wildlife[hs], g.waste[hs]
+    out[:, A["environment"]] = (base[:, A["environment"]] + 0.8 * complicit
+                                + ods * (1.0 * g.ods[hs] + 3.0 * role["ods_source"][origin])
+                                + wild * (1.0 + 2.5 * role["wildlife_source"][origin])
+                                + waste * (1.0 + 1.5 * role["transit_hub"][dep] * rerouted)
+                                + 1.0 * unrelated + 0.8 * new - 2.5 * ~(ods | wild | waste))
+
+    meds, toys, dev, food = g.meds[hs], g.toys[hs], g.devices[hs], g.food[hs]
+    not_pharma = ents.importer_sector[imp] != SECTORS.index("pharma")
+    out[:, A["health_safety"]] = (
+        base[:, A["health_safety"]] + 0.8 * complicit + 0.6 * new
+        + meds * (1.0 + 2.0 * role["falsified_medicines"][origin] + 1.0 * postal
+                  + 1.5 * not_pharma)
+        + toys * (0.8 + 2.0 * role["unsafe_toys"][origin])
+        + 0.5 * dev + 0.3 * food - 2.5 * ~(meds | toys | dev | food)
+    )
+
+    weapons, dual = g.weapons[hs], g.dual_use[hs]
+    diversion = role["diversion_hub"][dep] * rerouted
+    out[:, A["security"]] = (base[:, A["security"]] + 0.8 * complicit + 1.0 * forwarder
+                             + 1.0 * new + weapons * (2.5 + 1.5 * unrelated)
+                             + dual * (0.5 + 3.0 * diversion) + 0.5 * diversion
+                             - 3.0 * ~(weapons | dual))
+    return out
+
+
+def calibrate(logits: np.ndarray) -> np.ndarray:
+    """Area intercepts such that the mean offence probability meets the target prevalence."""
+    out = np.empty(logits.shape[1])
+    for area, j in A.items():
+        lo, hi = -20.0, 10.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if _sigmoid(logits[:, j] + mid).mean() < TARGET_PREVALENCE[area]:
+                lo = mid
+            else:
+                hi = mid
+        out[j] = (lo + hi) / 2
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def offence_probabilities(logits: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
+    """(items, areas) probabilities from logits and calibrated intercepts."""
+    return _sigmoid(logits + intercepts)
+
+
+def offence_codes(batch: Batch, cat: Catalogue, mechanism: np.ndarray) -> np.ndarray:
+    """(items, areas) national offence code each item would carry if found, per area."""
+    g = goods_masks()
+    hs = batch["hs"]
+    n = len(hs)
+    codes = np.empty((n, len(RISK_AREAS)), dtype=object)
+    codes[:, A["revenue"]] = mechanism
+    codes[:, A["drugs"]] = np.where(g.precursor[hs], "DRG-PRE", "DRG-CON")
+    codes[:, A["ipr"]] = "IPR-CF"
+    codes[:, A["environment"]] = np.select(
+        [g.ods[hs] | g.ods_weak[hs], g.wildlife[hs], g.waste[hs]],
+        ["ENV-ODS", "ENV-CITES", "ENV-WST"], "ENV-OTH")
+    codes[:, A["health_safety"]] = np.select(
+        [g.meds[hs], g.toys[hs], g.devices[hs], g.food[hs]],
+        ["SAF-MED", "SAF-TOY", "SAF-DEV", "SAF-FOOD"], "SAF-OTH")
+    codes[:, A["security"]] = np.select([g.weapons[hs], g.dual_use[hs]],
+                                        ["SEC-WPN", "SEC-DU"], "SEC-OTH")
+    return codes
