@@ -194,14 +194,21 @@ def load_mapping(path: str | Path) -> Mapping:
                           + "\n".join(lines)) from exc
 
 
+_CSV_SUFFIXES = (".csv", ".txt", ".tsv", ".gz", ".zip")
+
+
 def read_source(file: str | Path, mapping: Mapping) -> pd.DataFrame:
-    """The source file as read: CSV columns as text (no leading zero or code is lost)."""
+    """The source file as read: CSV columns as text (no leading zero or code is lost).
+
+    The file suffix decides the format (.parquet/.pq, .csv/.txt/.tsv/.gz/.zip); the mapping's
+    ``format`` applies to other suffixes.
+    """
     file = Path(file)
     if not file.exists():
         raise RiskmlError(f"{file}: file not found")
-    kind = mapping.format
-    if kind == "auto":
-        kind = "parquet" if file.suffix.lower() in (".parquet", ".pq") else "csv"
+    suffix = file.suffix.lower()
+    kind = "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in _CSV_SUFFIXES \
+        else mapping.format if mapping.format != "auto" else "csv"
     try:
         if kind == "parquet":
             return pd.read_parquet(file)
