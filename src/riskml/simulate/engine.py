@@ -25,7 +25,7 @@ from riskml.io import atomic_path
 from riskml.simulate.catalogue import load_catalogue
 from riskml.simulate.controls import ControlHistory, control_outcomes, select_controls
 from riskml.simulate.declare import declare, revenue_mechanism
-from riskml.simulate.entities import draw_propensity, add_months, build_entities
+from riskml.simulate.entities import add_months, build_entities, draw_propensity
 from riskml.simulate.geography import load_geography
 from riskml.simulate.offences import (
     A,

@@ -20,7 +20,7 @@ from riskml.simulate.geography import Geography
 N_SLOTS = 6
 SLOT_WEIGHTS = np.array([0.4, 0.2, 0.15, 0.1, 0.1, 0.05])
 # Spread of the hidden compliance propensity (logit scale) per area, in RISK_AREAS order.
-PROPENSITY_SD = np.array([1.4, 1.2, 1.1, 1.0, 1.0, 1.0])
+PROPENSITY_SD = np.array([1.6, 1.2, 1.1, 1.0, 1.0, 1.0])
 GENERAL = SECTORS.index("general")
 
 
@@ -138,7 +138,7 @@ def build_entities(params: SimulateParams, geo: Geography) -> Entities:
     return Entities(
         importer_id=_ids("IMP", n_imp, 5),
         importer_sector=imp_sector,
-        importer_weight=_zipf(rng, n_imp, 1.05),
+        importer_weight=_zipf(rng, n_imp, 0.7),
         importer_size=rng.normal(0, 0.6, size=n_imp),
         importer_registered=registered,
         importer_forwarder=forwarder,
