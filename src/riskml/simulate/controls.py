@@ -137,8 +137,8 @@ def select_controls(
     kinds_t = _targeted_kind(rng, dominant[targeted], areas)
 
     rev = norm[:, areas.index("revenue")] if "revenue" in areas else np.zeros(n)
-    weight = (0.2 + rev + 0.8 * np.log1p(history.known_revenue[imp])
-              + 3.0 * declarations["duty_rate"].to_numpy())
+    weight = (0.1 + 2.0 * rev + 1.5 * np.log1p(history.known_revenue[imp])
+              + 5.0 * declarations["duty_rate"].to_numpy())
     key = np.log(np.maximum.reduceat(weight, starts)) + rng.gumbel(size=n_decl)
     pca = _fill(params.pca_rate * n, np.argsort(-key, kind="stable"), sizes)
 
