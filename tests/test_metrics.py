@@ -164,3 +164,24 @@ def test_precision_times_selected_equals_recall_times_positives(data, rate):
     assert hits == pytest.approx(round(hits))
     if y.sum():
         assert recall_at_rate(y, s, rate=rate) * y.sum() == pytest.approx(hits)
+
+
+@settings(max_examples=100, deadline=None)
+@given(labels_and_scores, st.lists(st.floats(0.001, 1.0), min_size=1, max_size=4))
+def test_metrics_at_rates_agrees_with_single_rate_functions(data, rates):
+    y, s, v = map(np.asarray, data)
+    m = metrics_at_rates(y, s, rates=rates, value=v)
+    for rate in rates:
+        block = m["rates"][float(rate)]
+        expected = {
+            "precision": precision_at_rate(y, s, rate=rate),
+            "recall": recall_at_rate(y, s, rate=rate),
+            "precision_normalised": precision_at_rate(y, s, rate=rate, normalised=True),
+            "revenue_share": revenue_at_rate(y, s, value=v, rate=rate),
+            "revenue_share_normalised": revenue_at_rate(
+                y, s, value=v, rate=rate, normalised=True
+            ),
+        }
+        for key, want in expected.items():
+            got = block[key]
+            assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want), key

@@ -349,24 +349,33 @@ def metrics_at_rates(
     if not rates:
         raise InvalidMetricInput("rates must hold at least one rate in (0, 1]")
     y, s, v = _inputs(y_true, score, value)
+    # One sort for every rate: cumulative hits (and value) down the ranking and for an oracle.
+    order = _order(s)
+    hits = np.cumsum(y[order])
+    best_hits = np.minimum(np.arange(1, s.size + 1), y.sum())
+    if v is not None:
+        gain = v * y
+        got = np.cumsum(gain[order])
+        best = np.cumsum(np.sort(gain)[::-1])
+    positives = float(y.sum())
     out: dict = {
         "n": int(s.size),
-        "positives": int(y.sum()),
+        "positives": int(positives),
         "prevalence": float(y.mean()),
         "average_precision": average_precision(y, s),
         "rates": {},
     }
     for rate in rates:
+        k = selection_size(s.size, rate=rate)
+        h = float(hits[k - 1])
         block = {
-            "n_selected": selection_size(s.size, rate=rate),
-            "precision": precision_at_rate(y, s, rate=rate),
-            "recall": recall_at_rate(y, s, rate=rate),
-            "precision_normalised": precision_at_rate(y, s, rate=rate, normalised=True),
+            "n_selected": k,
+            "precision": h / k,
+            "recall": _ratio(h, positives),
+            "precision_normalised": _ratio(h, float(best_hits[k - 1])),
         }
         if v is not None:
-            block["revenue_share"] = revenue_at_rate(y, s, value=v, rate=rate)
-            block["revenue_share_normalised"] = revenue_at_rate(
-                y, s, value=v, rate=rate, normalised=True
-            )
+            block["revenue_share"] = _ratio(float(got[k - 1]), float(gain.sum()))
+            block["revenue_share_normalised"] = _ratio(float(got[k - 1]), float(best[k - 1]))
         out["rates"][rate] = block
     return out

@@ -285,7 +285,8 @@ def set_aliases(client: mlflow.MlflowClient, name: str, version: str) -> dict[st
     client.set_registered_model_alias(name, CHALLENGER, version)
     if CHAMPION not in client.get_registered_model(name).aliases:
         client.set_registered_model_alias(name, CHAMPION, version)
-    return dict(client.get_registered_model(name).aliases)
+    # The SQLite store returns versions as int, a server as str: normalise to str.
+    return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
 
 
 def log_to_mlflow(
@@ -315,6 +316,8 @@ def log_to_mlflow(
             signature=signature,
             input_example=x.head(INPUT_EXAMPLE_ROWS),
             registered_model_name=name,
+            # Stated, not inferred: inference imports the model in a subprocess (~8 s a run).
+            pip_requirements=mlflow.lightgbm.get_default_pip_requirements(),
         )
     version = str(info.registered_model_version)
     aliases = set_aliases(client, name, version)
@@ -325,7 +328,7 @@ def log_to_mlflow(
         "registered_model": name,
         "version": version,
         "model_uri": f"models:/{name}/{version}",
-        "aliases": sorted(a for a, v in aliases.items() if str(v) == version),
+        "aliases": sorted(a for a, v in aliases.items() if v == version),
     }
 
 

@@ -1,0 +1,428 @@
+"""Evaluation of each area's model on the test window, beside random and legacy-rule baselines.
+
+Every item accepted in ``[test_start, test_end)`` is scored (and only those: no training or
+validation row ever enters a metric). Metrics are reported on three populations, because a
+labelled item is one that a control chose, mostly by targeting:
+
+* ``labelled``: test items with a label once every outcome is known (biased towards what the
+  legacy rules looked at);
+* ``random_control``: test items labelled by a random control, the unbiased sample (small);
+* ``truth``: every test item against the simulator's truth (simulated data only).
+
+Methods ranked: ``model`` (probability), ``legacy_rules`` (:func:`riskml.rules.rule_score`,
+ties broken by a seeded random order), ``random`` (a seeded random ranking; its expected
+precision is the prevalence), and on the truth ``oracle`` (ranking by ``true_prob``).
+
+:func:`score_frame`, :func:`assemble_scores`, :func:`evaluate_scores` and the plot tables are
+pure; :func:`run_evaluate` is the stage entry that reads and writes files and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from sklearn.metrics import precision_recall_curve
+
+from riskml import io, tracking
+from riskml.config import AreaSpec, Params
+from riskml.contract import KEY, RiskmlError
+from riskml.metrics import metrics_at_rates
+from riskml.rules import rule_score
+from riskml.train import feature_matrix, in_window, load_model
+
+log = logging.getLogger(__name__)
+
+LABELLED, RANDOM_CONTROL, TRUTH = "labelled", "random_control", "truth"
+POPULATIONS: dict[str, str] = {
+    LABELLED: "test-window items with a label once every outcome is known; chosen mostly by "
+    "targeting, so biased towards what earlier targeting looked at",
+    RANDOM_CONTROL: "test-window items labelled by a random control: the unbiased sample",
+    TRUTH: "every test-window item, against the simulator's truth (simulated data only)",
+}
+METHODS: tuple[str, ...] = ("model", "legacy_rules", "random", "oracle")
+#: Inspection rates of the plot data: 0.5% to 20% by 0.5%.
+PLOT_RATES: tuple[float, ...] = tuple(round(0.005 * i, 3) for i in range(1, 41))
+PR_CURVE_POINTS = 200
+TRUTH_COLUMNS = ["offence", "evaded_duty", "true_prob"]
+SCORE_COLUMNS = [
+    *KEY,
+    "accepted_date",
+    "score",
+    "rule_score",
+    "label",
+    "control_kind",
+    "recovered",
+]
+METRICS_DIR = "metrics"
+PLOTS_DIR = "plots"
+SCORES_DIR = "data/scores"
+
+
+def rate_label(rate: float) -> str:
+    """``0.05`` → ``"5%"``: the key of a rate in the metrics files."""
+    return f"{rate * 100:g}%"
+
+
+# --- pure computations -------------------------------------------------------------------------
+
+
+def score_frame(
+    booster: lgb.Booster,
+    features: pd.DataFrame,
+    feature_names: list[str],
+    *,
+    start: date,
+    end: date,
+) -> pd.DataFrame:
+    """Key, ``accepted_date`` and ``score`` (probability) of every item accepted in [start, end)."""
+    rows = in_window(features, start, end)
+    out = rows[[*KEY, "accepted_date"]].reset_index(drop=True)
+    out["declaration_id"] = out["declaration_id"].astype("string")
+    out["item_no"] = out["item_no"].astype("int64")
+    out["score"] = booster.predict(feature_matrix(rows, feature_names)) if len(rows) else []
+    return out
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["declaration_id"] = frame["declaration_id"].astype("string")
+    frame["item_no"] = frame["item_no"].astype("int64")
+    return frame
+
+
+def assemble_scores(
+    scored: pd.DataFrame,
+    declarations: pd.DataFrame,
+    labels: pd.DataFrame,
+    spec: AreaSpec,
+    truth: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The scored test items with their legacy-rule score, label and (if given) truth.
+
+    ``labels`` from :func:`riskml.labels.build_labels` with every outcome (no ``known_before``);
+    ``truth`` in the contract's long form (filtered here to ``spec``'s area).
+    """
+    decl = _keyed(declarations)
+    decl = decl.assign(rule_score=rule_score(decl, spec.legacy_rules).to_numpy())
+    out = scored.merge(decl[[*KEY, "rule_score"]], on=KEY, how="left", validate="one_to_one")
+    lab = _keyed(labels[[*KEY, "label", "control_kind", "recovered"]])
+    out = out.merge(lab, on=KEY, how="left", validate="one_to_one")
+    out["rule_score"] = out["rule_score"].fillna(0.0)
+    out["recovered"] = out["recovered"].fillna(0.0).astype("float64")
+    out["label"] = out["label"].astype("float64")
+    out["control_kind"] = out["control_kind"].astype("string")
+    if truth is not None:
+        t = _keyed(truth[truth["risk_area"] == spec.name][[*KEY, *TRUTH_COLUMNS]])
+        if len(t):
+            out = out.merge(t, on=KEY, how="left", validate="one_to_one")
+            out["offence"] = out["offence"].astype("boolean")
+    return out
+
+
+def _seed(seed: int, area: str) -> np.random.Generator:
+    # The same seed and area give the same random baseline on every run and machine.
+    return np.random.default_rng([seed, zlib.crc32(area.encode())])
+
+
+def ranking_scores(scores: pd.DataFrame, *, seed: int, area: str) -> dict[str, np.ndarray]:
+    """Score of each method per row: higher first. Rule ties broken by a seeded random order."""
+    rng = _seed(seed, area)
+    random_score = rng.random(len(scores))
+    jitter = rng.random(len(scores))
+    rank = np.empty(len(scores))
+    rank[np.lexsort((jitter, scores["rule_score"].to_numpy(float)))] = np.arange(len(scores))
+    out = {
+        "model": scores["score"].to_numpy(float),
+        "legacy_rules": rank / max(len(scores), 1),
+        "random": random_score,
+    }
+    if "true_prob" in scores.columns:
+        out["oracle"] = scores["true_prob"].fillna(0.0).to_numpy(float)
+    return out
+
+
+def population_rows(scores: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each population present: (row mask, labels, recoverable value)."""
+    labelled = scores["label"].notna().to_numpy()
+    random_ctl = labelled & (scores["control_kind"] == "random").fillna(False).to_numpy(bool)
+    y = scores["label"].fillna(0).to_numpy(float)
+    rec = scores["recovered"].to_numpy(float)
+    pops = {LABELLED: (labelled, y, rec), RANDOM_CONTROL: (random_ctl, y, rec)}
+    if "offence" in scores.columns and scores["offence"].notna().any():
+        known = scores["offence"].notna().to_numpy(bool)
+        offence = scores["offence"].fillna(False).to_numpy(float)
+        evaded = scores["evaded_duty"].fillna(0.0).to_numpy(float)
+        pops[TRUTH] = (known, offence, evaded)
+    return pops
+
+
+def evaluate_scores(
+    scores: pd.DataFrame,
+    spec: AreaSpec,
+    *,
+    seed: int,
+    rates: list[float] | None = None,
+) -> dict[str, Any]:
+    """Metrics per population → method → rate (keys like ``"5%"``) → metric.
+
+    Each population block says its population, description, ``n`` and ``positives``; a method
+    block carries ``average_precision`` and ``rates``. The ``oracle`` method exists on the truth
+    only; ``random`` also reports its expected precision (the prevalence).
+    """
+    rates = list(rates or spec.inspection_rates)
+    methods = ranking_scores(scores, seed=seed, area=spec.name)
+    out: dict[str, Any] = {}
+    for pop, (mask, y, value) in population_rows(scores).items():
+        block: dict[str, Any] = {
+            "population": pop,
+            "description": POPULATIONS[pop],
+            "n": int(mask.sum()),
+            "positives": int(y[mask].sum()),
+        }
+        if not mask.any():
+            block["note"] = "no item in this population: no metric"
+            out[pop] = block
+            continue
+        block["prevalence"] = float(y[mask].mean())
+        block["methods"] = {}
+        for method, score in methods.items():
+            if method == "oracle" and pop != TRUTH:
+                continue
+            m = metrics_at_rates(y[mask], score[mask], rates=rates, value=value[mask])
+            mblock: dict[str, Any] = {"average_precision": m["average_precision"]}
+            if method == "random":
+                mblock["expected_precision"] = m["prevalence"]
+            mblock["rates"] = {rate_label(r): v for r, v in m["rates"].items()}
+            block["methods"][method] = mblock
+        out[pop] = block
+    return out
+
+
+def rate_curve_table(
+    scores: pd.DataFrame, spec: AreaSpec, *, seed: int, rates: tuple[float, ...] = PLOT_RATES
+) -> pd.DataFrame:
+    """Long table for ``dvc plots``: rate, method, population, precision, recall, revenue_share."""
+    result = evaluate_scores(scores, spec, seed=seed, rates=list(rates))
+    rows = []
+    for pop, block in result.items():
+        for method, mblock in block.get("methods", {}).items():
+            for rate in rates:
+                m = mblock["rates"][rate_label(rate)]
+                rows.append(
+                    {
+                        "rate": rate,
+                        "method": method,
+                        "population": pop,
+                        "precision": m["precision"],
+                        "recall": m["recall"],
+                        "revenue_share": m.get("revenue_share"),
+                    }
+                )
+    return pd.DataFrame(rows, columns=[
+        "rate", "method", "population", "precision", "recall", "revenue_share"
+    ])
+
+
+def pr_curve_table(
+    scores: pd.DataFrame, spec: AreaSpec, *, seed: int, max_points: int = PR_CURVE_POINTS
+) -> pd.DataFrame:
+    """Precision-recall curves (at most ``max_points`` per curve): population, method, recall,
+    precision."""
+    methods = ranking_scores(scores, seed=seed, area=spec.name)
+    parts = []
+    for pop, (mask, y, _) in population_rows(scores).items():
+        if not mask.any() or y[mask].sum() == 0:
+            continue
+        for method, score in methods.items():
+            if method == "oracle" and pop != TRUTH:
+                continue
+            precision, recall, _ = precision_recall_curve(y[mask], score[mask])
+            keep = np.unique(np.linspace(0, len(recall) - 1, min(max_points, len(recall)))
+                             .round().astype(int))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "population": pop,
+                        "method": method,
+                        "recall": recall[keep],
+                        "precision": precision[keep],
+                    }
+                )
+            )
+    cols = ["population", "method", "recall", "precision"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def headline(result: dict[str, Any], spec: AreaSpec) -> dict[str, Any]:
+    """Model vs legacy rules vs random at the operating rate, on the truth if any, else labelled."""
+    pop = TRUTH if TRUTH in result else LABELLED
+    block = result[pop]
+    out: dict[str, Any] = {
+        "population": pop,
+        "n": block["n"],
+        "positives": block["positives"],
+        "rate": spec.operating_rate,
+    }
+    key = rate_label(spec.operating_rate)
+    for method, mblock in block.get("methods", {}).items():
+        if method == "oracle":
+            continue
+        m = mblock["rates"].get(key)
+        if m is None:  # the operating rate is not among the inspection rates
+            continue
+        out[method] = {
+            "precision": m["precision"],
+            "recall": m["recall"],
+            "revenue_share": m.get("revenue_share"),
+            "average_precision": mblock["average_precision"],
+        }
+    return out
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become None (strict JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return None if not math.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def mlflow_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Flat MLflow metric names, e.g. ``test.truth.model.precision_at_5pct``."""
+    out: dict[str, float] = {}
+    for pop, block in result.items():
+        out[f"test.{pop}.n"] = block["n"]
+        out[f"test.{pop}.positives"] = block["positives"]
+        for method, mblock in block.get("methods", {}).items():
+            prefix = f"test.{pop}.{method}"
+            out[f"{prefix}.average_precision"] = mblock["average_precision"]
+            for rate, m in mblock["rates"].items():
+                suffix = rate.replace("%", "pct")
+                for name, value in m.items():
+                    if name != "n_selected":
+                        out[f"{prefix}.{name}_at_{suffix}"] = value
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+# --- stage entry -------------------------------------------------------------------------------
+
+
+def _read_truth(root: Path) -> pd.DataFrame | None:
+    for path in (root / "data/interim/truth.parquet", root / "data/raw/truth.parquet"):
+        if path.exists():
+            return io.read_parquet(path)
+    return None
+
+
+def _log_test_metrics(run_id: str | None, result: dict, tracking_uri: str, area: str) -> bool:
+    if not run_id:
+        log.warning("%s: features.json has no MLflow run id; test metrics not logged", area)
+        return False
+    client = tracking.use_store(tracking_uri)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        log.warning("%s: MLflow run %s not found in %s; test metrics not logged",
+                    area, run_id, tracking_uri)
+        return False
+    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in mlflow_metrics(result).items()]
+    for i in range(0, len(metrics), 500):  # under the store's batch limit
+        client.log_batch(run_id, metrics=metrics[i : i + 500])
+    client.set_tag(run_id, "evaluated", "true")
+    return True
+
+
+def evaluate_area(
+    root: Path,
+    params: Params,
+    spec: AreaSpec,
+    tables: dict[str, pd.DataFrame | None],
+    tracking_uri: str,
+) -> dict[str, Any]:
+    """Score, measure and write the files of one area; return its headline."""
+    from riskml.labels import build_labels
+
+    booster, meta = load_model(root, spec.name)
+    split, seed = params.split, params.evaluate.seed
+    scored = score_frame(
+        booster, tables["features"], meta["features"], start=split.test_start, end=split.test_end
+    )
+    if scored.empty:
+        raise RiskmlError(
+            f"area {spec.name!r}: no item accepted in the test window "
+            f"[{split.test_start}, {split.test_end}); check split dates in params.yaml"
+        )
+    labels = build_labels(tables["declarations"], tables["outcomes"], spec)
+    scores = assemble_scores(scored, tables["declarations"], labels, spec, tables["truth"])
+    result = evaluate_scores(scores, spec, seed=seed)
+    doc = {
+        "area": spec.name,
+        "test_window": [str(split.test_start), str(split.test_end)],
+        "model": {k: meta.get("mlflow", {}).get(k) for k in ("registered_model", "version")},
+        "populations": result,
+    }
+    io.write_json(_clean(doc), root / METRICS_DIR / f"{spec.name}.json")
+    plots = root / PLOTS_DIR / spec.name
+    io.write_csv(rate_curve_table(scores, spec, seed=seed), plots / "precision_at_rate.csv")
+    io.write_csv(pr_curve_table(scores, spec, seed=seed), plots / "pr_curve.csv")
+    io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
+    logged = _log_test_metrics(meta.get("mlflow", {}).get("run_id"), result, tracking_uri,
+                               spec.name)
+    head = headline(result, spec)
+    head["mlflow_logged"] = logged
+    return head
+
+
+def run_evaluate(
+    root: Path,
+    params: Params,
+    specs: dict[str, AreaSpec],
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Stage ``riskml evaluate``: every area's test metrics, plot data, scores and summary.
+
+    Reads ``models/<area>/``, ``data/features/features.parquet``,
+    ``data/interim/{declarations,outcomes}.parquet`` and, when present, the simulator's
+    ``truth.parquet`` (``data/interim`` or ``data/raw``). Writes ``metrics/<area>.json``,
+    ``metrics/summary.json``, ``plots/<area>/{precision_at_rate,pr_curve}.csv`` and
+    ``data/scores/<area>.parquet``, and logs the test metrics to each area's training run.
+    """
+    root = Path(root).resolve()
+    uri = tracking_uri or tracking.default_tracking_uri(root)
+    for area in specs:  # fail before any work when a model is missing
+        load_model(root, area)
+    tables = {
+        "features": io.read_parquet(root / "data/features/features.parquet"),
+        "declarations": io.read_parquet(root / "data/interim/declarations.parquet"),
+        "outcomes": io.read_parquet(root / "data/interim/outcomes.parquet"),
+        "truth": _read_truth(root),
+    }
+    summary = {area: evaluate_area(root, params, spec, tables, uri) for area, spec in specs.items()}
+    io.write_json(_clean(summary), root / METRICS_DIR / "summary.json")
+    return {area: _short(head) for area, head in summary.items()}
+
+
+def _short(head: dict[str, Any]) -> dict[str, Any]:
+    """One line per area for the CLI: precision at the operating rate per method."""
+    out: dict[str, Any] = {"on": head["population"], "n": head["n"], "rate": head["rate"]}
+    for method in ("model", "legacy_rules", "random"):
+        if method in head:
+            out[f"{method}_precision"] = head[method]["precision"]
+    return out

@@ -1,0 +1,139 @@
+"""riskml.train: time windows, rare areas, determinism, model files and the MLflow registry."""
+
+from __future__ import annotations
+
+import json
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskml.contract import RiskmlError
+from riskml.labels import build_labels
+from riskml.metrics import average_precision
+from riskml.train import (
+    MIN_POSITIVES,
+    feature_columns,
+    in_window,
+    run_train,
+    train_area,
+)
+
+
+def _aliases(client) -> dict[str, str]:
+    return {a: str(v) for a, v in client.get_registered_model("riskml-revenue").aliases.items()}
+
+
+def _labels(world, spec, known_before):
+    return build_labels(world["declarations"], world["outcomes"], spec, known_before=known_before)
+
+
+def test_feature_columns_skip_keys_context_and_excluded(world, revenue_spec):
+    cols = feature_columns(world["features"], revenue_spec)
+    assert cols == ["f_signal", "f_noise", "f_high_duty", "f_log_value"]
+    spec = revenue_spec.model_copy(update={"exclude_features": ["f_noise"]})
+    assert "f_noise" not in feature_columns(world["features"], spec)
+    spec = revenue_spec.model_copy(update={"exclude_features": ["nope"]})
+    with pytest.raises(RiskmlError, match="unknown feature"):
+        feature_columns(world["features"], spec)
+
+
+def test_model_learns_signal_on_a_later_window(world, revenue_spec, params):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    model = train_area(world["features"], labels, revenue_spec, split, params.train)
+    assert model.n_train_positives >= MIN_POSITIVES
+    assert model.best_iteration >= 1
+    assert model.valid_average_precision > model.n_valid_positives / model.n_valid
+    # Judge on the truth of every item of the (never seen) test window.
+    test = in_window(world["features"], split.test_start, split.test_end)
+    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
+    y = truth["offence"].to_numpy(float)
+    ap = average_precision(y, model.predict(test))
+    assert ap > y.mean() + 0.15, (ap, y.mean())
+
+
+def test_training_is_deterministic(world, revenue_spec, params):
+    labels = _labels(world, revenue_spec, params.split.test_start)
+    a = train_area(world["features"], labels, revenue_spec, params.split, params.train)
+    b = train_area(world["features"], labels, revenue_spec, params.split, params.train)
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+
+
+def test_only_train_window_rows_are_trained_on(world, revenue_spec, params):
+    labels = _labels(world, revenue_spec, None)  # even if later labels are passed in
+    model = train_area(world["features"], labels, revenue_spec, params.split, params.train)
+    rows = world["features"][["declaration_id", "accepted_date"]].merge(
+        labels.dropna(subset=["label"]).astype({"declaration_id": str}), on="declaration_id"
+    )
+    expected = in_window(rows, params.split.train_start, params.split.valid_start)
+    assert model.n_train == len(expected)
+
+
+def test_rare_area_raises_naming_area_window_and_count(world, revenue_spec, params):
+    labels = _labels(world, revenue_spec, params.split.test_start)
+    labels = labels.copy()
+    pos = labels.index[labels["label"] == 1]
+    labels.loc[pos[3:], "label"] = 0.0  # 3 positives left in all
+    with pytest.raises(RiskmlError, match=r"area 'revenue': the train window .* 3 positive"):
+        train_area(world["features"], labels, revenue_spec, params.split, params.train)
+
+
+def test_run_train_writes_files_and_registers_with_aliases(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    first = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    folder = world_root / "models/revenue"
+    assert {p.name for p in folder.iterdir()} == {"model.txt", "features.json", "model_card.md"}
+    meta = json.loads((folder / "features.json").read_text())
+    assert meta["area"] == "revenue"
+    assert meta["features"] == ["f_signal", "f_noise", "f_high_duty", "f_log_value"]
+    assert meta["mlflow"]["run_id"] == first["run_id"]
+    assert meta["mlflow"]["version"] == "1"
+    card = (folder / "model_card.md").read_text()
+    assert "revenue" in card and "Validation average precision" in card
+    assert not list(folder.glob(".*.tmp"))
+
+    client = mlflow.MlflowClient(tracking_uri)
+    assert _aliases(client) == {"champion": "1", "challenger": "1"}
+    run = client.get_run(first["run_id"])
+    assert run.data.tags["area"] == "revenue"
+    assert run.data.params["train.num_leaves"] == str(params.train.num_leaves)
+    assert run.data.params["split.test_start"] == str(params.split.test_start)
+    assert run.data.metrics["valid_average_precision"] == pytest.approx(
+        first["valid_average_precision"], abs=1e-4
+    )
+    assert not (world_root.parent / "mlruns").exists()
+    assert (world_root / "mlartifacts").is_dir()
+
+    second = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    assert second["version"] == "2"
+    assert _aliases(client) == {"champion": "1", "challenger": "2"}
+    assert client.get_model_version_by_alias("riskml-revenue", "challenger").run_id == (
+        second["run_id"]
+    )
+
+    # The registered model is the saved model.txt.
+    logged = mlflow.lightgbm.load_model("models:/riskml-revenue@challenger")
+    saved = lgb.Booster(model_file=str(folder / "model.txt"))
+    x = world["features"][meta["features"]].astype("float64").head(500)
+    np.testing.assert_allclose(logged.predict(x), saved.predict(x), rtol=0, atol=1e-12)
+    model_info = mlflow.models.get_model_info("models:/riskml-revenue@challenger")
+    assert model_info.signature.inputs.input_names() == meta["features"]
+
+
+def test_outcomes_known_after_test_start_do_not_change_the_model(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    before = (world_root / "models/revenue/model.txt").read_text()
+    # Flip every result that became known on or after test_start.
+    outcomes = world["outcomes"].copy()
+    late = outcomes["result_date"] >= pd.Timestamp(params.split.test_start)
+    outcomes.loc[late, "offence_found"] = ~outcomes.loc[late, "offence_found"]
+    outcomes.loc[late, "risk_area"] = "revenue"
+    outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
+    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    assert (world_root / "models/revenue/model.txt").read_text() == before
