@@ -264,7 +264,7 @@ CORRUPTIONS = {
 }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 29), st.sampled_from(sorted(CORRUPTIONS)),
                           st.data()), max_size=12))
 def test_kept_and_quarantined_rows_partition_the_input(edits):

@@ -282,17 +282,44 @@ def as_text(s: pd.Series) -> pd.Series:
     return out.mask(out == "")
 
 
+def _parse(s: pd.Series, parser: Callable[[pd.Series], pd.Series]
+           ) -> tuple[pd.Series, pd.Series]:
+    """``(parsed, bad)``: typed values parse directly, only the leftovers go through text.
+
+    ``bad`` marks values that are present but do not parse. Rendering a whole mixed column as
+    text first would be slow (dates, floats), hence the two passes.
+    """
+    if s.dtype == object:
+        try:
+            out = parser(s)
+        except (TypeError, ValueError):
+            out = None
+        if out is not None:
+            retry = (out.isna() & s.notna()).to_numpy()
+            bad = pd.Series(False, index=s.index)
+            if retry.any():
+                text = as_text(s[retry])
+                again = parser(text)
+                out = out.copy()
+                out[retry] = again
+                bad[retry] = (text.notna() & again.isna()).to_numpy()
+            return out, bad
+    text = as_text(s)
+    out = parser(text)
+    return out, text.notna() & out.isna()
+
+
+def _parse_numbers(s: pd.Series) -> pd.Series:
+    out = pd.to_numeric(s, errors="coerce").astype("float64")
+    return out.where(np.isfinite(out.fillna(0.0)))
+
+
 def _to_float(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         out = s.astype("float64")
-        present = out.notna()
-    else:
-        text = as_text(s)
-        present = text.notna()
-        out = pd.to_numeric(text, errors="coerce").astype("float64")
-    bad = present & ~np.isfinite(out.fillna(0.0))
-    bad |= present & out.isna()
-    return out.mask(bad), bad
+        bad = out.notna() & ~np.isfinite(out.fillna(0.0))
+        return out.mask(bad), bad
+    return _parse(s, _parse_numbers)
 
 
 def _to_int(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -301,16 +328,25 @@ def _to_int(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     return num.mask(bad), bad
 
 
+def _naive(out: pd.Series) -> pd.Series:
+    if isinstance(out.dtype, pd.DatetimeTZDtype):
+        return out.dt.tz_convert("UTC").dt.tz_localize(None)
+    return out
+
+
+def _parse_dates(s: pd.Series) -> pd.Series:
+    try:
+        out = pd.to_datetime(s, format="ISO8601", errors="coerce")
+    except (TypeError, ValueError):  # mixed time zones
+        out = pd.to_datetime(s, format="ISO8601", errors="coerce", utc=True)
+    return _naive(out)
+
+
 def _to_date(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    s = _naive(s)
     if pd.api.types.is_datetime64_dtype(s):
         return s, pd.Series(False, index=s.index)
-    text = as_text(s)
-    out = pd.to_datetime(text, format="ISO8601", errors="coerce")
-    if isinstance(out.dtype, pd.DatetimeTZDtype):
-        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
-    return out, text.notna() & out.isna()
+    return _parse(s, _parse_dates)
 
 
 def parse_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -376,11 +412,10 @@ def _convert_table(df: pd.DataFrame, table: str, today: date | None
         else:
             values, bad = _CONVERTERS[col.dtype](raw)
         if bad.any():
-            raw_text = as_text(raw).to_numpy(dtype=object)
             failures.append(_failure(
                 bad, col.name, f"not {_NOT_A[col.dtype]}",
-                lambda p, c=col, t=raw_text: [f"column {c.name}: {t[i]!r} is not "
-                                             f"{_NOT_A[c.dtype]}" for i in p]))
+                lambda p, c=col, r=raw: [f"column {c.name}: {t!r} is not {_NOT_A[c.dtype]}"
+                                         for t in as_text(r.iloc[p]).tolist()]))
         if col.required:
             failures.append(_failure(values.isna() & ~bad, col.name, "missing value",
                                      f"column {col.name}: missing value"))
