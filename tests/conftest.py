@@ -89,9 +89,7 @@ def make_world(n: int = 6000, seed: int = 0) -> dict[str, pd.DataFrame]:
             "item_no": np.ones(controlled.sum(), dtype="int64"),
             "control_kind": np.where(random_ctl, "random", "physical")[controlled],
             "result_date": (accepted + pd.Timedelta(days=30))[controlled],
-            "risk_area": pd.array(
-                np.where(offence, "revenue", None)[controlled], dtype="string"
-            ),
+            "risk_area": pd.array(np.where(offence, "revenue", None)[controlled], dtype="string"),
             "offence_found": offence[controlled],
             "offence_code": pd.array([None] * int(controlled.sum()), dtype="string"),
             "additional_duty": evaded[controlled],

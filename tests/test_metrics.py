@@ -178,9 +178,7 @@ def test_metrics_at_rates_agrees_with_single_rate_functions(data, rates):
             "recall": recall_at_rate(y, s, rate=rate),
             "precision_normalised": precision_at_rate(y, s, rate=rate, normalised=True),
             "revenue_share": revenue_at_rate(y, s, value=v, rate=rate),
-            "revenue_share_normalised": revenue_at_rate(
-                y, s, value=v, rate=rate, normalised=True
-            ),
+            "revenue_share_normalised": revenue_at_rate(y, s, value=v, rate=rate, normalised=True),
         }
         for key, want in expected.items():
             got = block[key]

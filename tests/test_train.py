@@ -111,8 +111,9 @@ def test_run_train_writes_files_and_registers_with_aliases(
     second = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     assert second["version"] == "2"
     assert _aliases(client) == {"champion": "1", "challenger": "2"}
-    assert client.get_model_version_by_alias("riskml-revenue", "challenger").run_id == (
-        second["run_id"]
+    assert (
+        client.get_model_version_by_alias("riskml-revenue", "challenger").run_id
+        == (second["run_id"])
     )
 
     # The registered model is the saved model.txt.

@@ -228,9 +228,9 @@ def rate_curve_table(
                         "revenue_share": m.get("revenue_share"),
                     }
                 )
-    return pd.DataFrame(rows, columns=[
-        "rate", "method", "population", "precision", "recall", "revenue_share"
-    ])
+    return pd.DataFrame(
+        rows, columns=["rate", "method", "population", "precision", "recall", "revenue_share"]
+    )
 
 
 def pr_curve_table(
@@ -247,8 +247,9 @@ def pr_curve_table(
             if method == "oracle" and pop != TRUTH:
                 continue
             precision, recall, _ = precision_recall_curve(y[mask], score[mask])
-            keep = np.unique(np.linspace(0, len(recall) - 1, min(max_points, len(recall)))
-                             .round().astype(int))
+            keep = np.unique(
+                np.linspace(0, len(recall) - 1, min(max_points, len(recall))).round().astype(int)
+            )
             parts.append(
                 pd.DataFrame(
                     {
@@ -337,8 +338,9 @@ def _log_test_metrics(run_id: str | None, result: dict, tracking_uri: str, area:
     try:
         client.get_run(run_id)
     except MlflowException:
-        log.warning("%s: MLflow run %s not found in %s; test metrics not logged",
-                    area, run_id, tracking_uri)
+        log.warning(
+            "%s: MLflow run %s not found in %s; test metrics not logged", area, run_id, tracking_uri
+        )
         return False
     now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in mlflow_metrics(result).items()]
@@ -382,8 +384,9 @@ def evaluate_area(
     io.write_csv(rate_curve_table(scores, spec, seed=seed), plots / "precision_at_rate.csv")
     io.write_csv(pr_curve_table(scores, spec, seed=seed), plots / "pr_curve.csv")
     io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
-    logged = _log_test_metrics(meta.get("mlflow", {}).get("run_id"), result, tracking_uri,
-                               spec.name)
+    logged = _log_test_metrics(
+        meta.get("mlflow", {}).get("run_id"), result, tracking_uri, spec.name
+    )
     head = headline(result, spec)
     head["mlflow_logged"] = logged
     return head

@@ -1,0 +1,170 @@
+"""riskml.evaluate: test-window scoring, populations, baselines, files and MLflow logging."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskml.contract import RiskmlError
+from riskml.evaluate import (
+    LABELLED,
+    RANDOM_CONTROL,
+    TRUTH,
+    assemble_scores,
+    evaluate_scores,
+    ranking_scores,
+    run_evaluate,
+)
+from riskml.labels import build_labels
+from riskml.train import run_train
+
+
+def _scores(n=2000, seed=0, with_truth=True):
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1, 8, n)
+    offence = rng.random(n) < p
+    labelled = rng.random(n) < 0.4
+    frame = pd.DataFrame(
+        {
+            "declaration_id": [f"D{i}" for i in range(n)],
+            "item_no": 1,
+            "accepted_date": pd.Timestamp("2024-02-01"),
+            "score": p + rng.normal(0, 0.02, n),
+            "rule_score": rng.integers(0, 3, n).astype(float),
+            "label": np.where(labelled, offence.astype(float), np.nan),
+            "control_kind": pd.array(
+                np.where(labelled, np.where(rng.random(n) < 0.3, "random", "physical"), None),
+                dtype="string",
+            ),
+            "recovered": np.where(labelled & offence, 100.0, 0.0),
+        }
+    )
+    if with_truth:
+        frame["offence"] = pd.array(offence, dtype="boolean")
+        frame["evaded_duty"] = np.where(offence, 100.0, 0.0)
+        frame["true_prob"] = p
+    return frame
+
+
+def test_evaluate_scores_structure_and_populations(revenue_spec):
+    scores = _scores()
+    result = evaluate_scores(scores, revenue_spec, seed=1)
+    assert set(result) == {LABELLED, RANDOM_CONTROL, TRUTH}
+    assert result[LABELLED]["n"] == scores["label"].notna().sum()
+    assert result[RANDOM_CONTROL]["n"] == (scores["control_kind"] == "random").sum()
+    assert result[TRUTH]["n"] == len(scores)
+    for pop, block in result.items():
+        assert block["population"] == pop
+        methods = block["methods"]
+        assert ("oracle" in methods) == (pop == TRUTH)
+        assert set(methods["model"]["rates"]) == {"1%", "2%", "5%", "10%"}
+        m = methods["model"]["rates"]["5%"]
+        assert {"precision", "recall", "revenue_share", "n_selected"} <= set(m)
+    truth = result[TRUTH]["methods"]
+    at5 = {k: v["rates"]["5%"]["precision"] for k, v in truth.items()}
+    # Ranking by the true probability is the best in expectation, not on every sample.
+    assert at5["oracle"] > at5["random"] and at5["model"] > at5["random"]
+    assert truth["random"]["expected_precision"] == pytest.approx(result[TRUTH]["prevalence"])
+
+
+def test_no_truth_means_no_truth_population(revenue_spec):
+    result = evaluate_scores(_scores(with_truth=False), revenue_spec, seed=1)
+    assert set(result) == {LABELLED, RANDOM_CONTROL}
+
+
+def test_empty_population_says_so(revenue_spec):
+    scores = _scores()
+    scores["control_kind"] = scores["control_kind"].replace("random", "physical")
+    block = evaluate_scores(scores, revenue_spec, seed=1)[RANDOM_CONTROL]
+    assert block["n"] == 0 and "methods" not in block and "note" in block
+
+
+def test_baselines_are_seeded_and_rule_ties_are_broken(revenue_spec):
+    scores = _scores()
+    a = ranking_scores(scores, seed=3, area="revenue")
+    b = ranking_scores(scores, seed=3, area="revenue")
+    c = ranking_scores(scores, seed=4, area="revenue")
+    np.testing.assert_array_equal(a["random"], b["random"])
+    assert not np.array_equal(a["random"], c["random"])
+    rules = a["legacy_rules"]
+    assert len(np.unique(rules)) == len(rules)  # no tie left
+    # the tie-break never reorders different rule scores
+    r = scores["rule_score"].to_numpy()
+    assert rules[r == 2].min() > rules[r == 1].max() > 0
+    assert rules[r == 1].min() > rules[r == 0].max()
+
+
+def test_assemble_scores_joins_rule_label_and_truth(world, revenue_spec):
+    test = world["features"].head(50)[["declaration_id", "item_no", "accepted_date"]].copy()
+    test["score"] = 0.5
+    labels = build_labels(world["declarations"], world["outcomes"], revenue_spec)
+    out = assemble_scores(test, world["declarations"], labels, revenue_spec, world["truth"])
+    assert list(out.columns) == [
+        "declaration_id",
+        "item_no",
+        "accepted_date",
+        "score",
+        "rule_score",
+        "label",
+        "control_kind",
+        "recovered",
+        "offence",
+        "evaded_duty",
+        "true_prob",
+    ]
+    assert len(out) == 50
+    hs = world["declarations"].set_index("declaration_id").loc[out["declaration_id"], "hs_code"]
+    assert (out["rule_score"].to_numpy() > 0).tolist() == hs.str.startswith(
+        ("2203", "2402", "6109")
+    ).tolist()
+
+
+def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracking_uri):
+    with pytest.raises(RiskmlError, match="train the area first"):
+        run_evaluate(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
+    trained = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    summary = run_evaluate(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
+    assert summary["revenue"]["on"] == TRUTH
+
+    # Only test-window items are scored: every one of them, nothing else.
+    scores = pd.read_parquet(world_root / "data/scores/revenue.parquet")
+    split = params.split
+    dates = pd.to_datetime(world["features"]["accepted_date"])
+    in_test = (dates >= pd.Timestamp(split.test_start)) & (dates < pd.Timestamp(split.test_end))
+    assert len(scores) == in_test.sum()
+    assert set(scores["declaration_id"]) == set(world["features"].loc[in_test, "declaration_id"])
+    assert scores["score"].between(0, 1).all()
+
+    doc = json.loads((world_root / "metrics/revenue.json").read_text())
+    pops = doc["populations"]
+    assert pops[TRUTH]["n"] == len(scores)
+    assert pops[LABELLED]["n"] == scores["label"].notna().sum()
+    truth = pops[TRUTH]["methods"]
+    assert truth["model"]["average_precision"] > truth["random"]["average_precision"] + 0.1
+    assert truth["model"]["rates"]["5%"]["precision"] > truth["random"]["rates"]["5%"]["precision"]
+
+    head = json.loads((world_root / "metrics/summary.json").read_text())["revenue"]
+    assert head["population"] == TRUTH and head["rate"] == revenue_spec.operating_rate
+    assert {"model", "legacy_rules", "random"} <= set(head)
+
+    curve = pd.read_csv(world_root / "plots/revenue/precision_at_rate.csv")
+    assert list(curve.columns) == [
+        "rate",
+        "method",
+        "population",
+        "precision",
+        "recall",
+        "revenue_share",
+    ]
+    assert curve["rate"].min() == pytest.approx(0.005) and curve["rate"].max() == 0.2
+    assert set(curve["population"]) == {LABELLED, RANDOM_CONTROL, TRUTH}
+    pr = pd.read_csv(world_root / "plots/revenue/pr_curve.csv")
+    assert {"population", "method", "recall", "precision"} <= set(pr.columns)
+
+    run = mlflow.MlflowClient(tracking_uri).get_run(trained["run_id"])
+    key = "test.truth.model.precision_at_5pct"
+    assert run.data.metrics[key] == pytest.approx(truth["model"]["rates"]["5%"]["precision"])
