@@ -307,12 +307,13 @@ def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
     assert len(pd.read_parquet(interim / "quarantine.parquet")) == 1
 
 
-def test_run_validate_always_writes_a_quarantine(tmp_path, decl, outc):
+def test_run_validate_always_writes_quarantine_and_truth(tmp_path, decl, outc):
     _write_raw(tmp_path / "raw", decl, outc, truth=False)
     run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
     q = pd.read_parquet(tmp_path / "interim" / "quarantine.parquet")
     assert q.empty and list(q.columns) == QUARANTINE_COLUMNS
-    assert not (tmp_path / "interim" / "truth.parquet").exists()
+    truth = pd.read_parquet(tmp_path / "interim" / "truth.parquet")
+    assert truth.empty and list(truth.columns) == column_names("truth")
 
 
 def test_run_validate_missing_column_leaves_nothing(tmp_path, decl, outc):

@@ -72,7 +72,7 @@ def test_conversion_failures_reach_the_quarantine(sample):
     decl, failures = map_declarations(bad, mapping)
     outc = label_outcomes(bad, decl, mapping.labels)
     assert len(decl) == len(outc) == len(bad)  # nothing dropped at ingest
-    assert failures == {"accepted_date": 1}
+    assert failures == {"accepted_date": 1, "cif_value": 1}
     res = validate(decl, outc, today=TODAY)
     q = res.quarantine.set_index(["table", "row", "column"])["reason"]
     assert "'13-02-30' is not a date" in q[("declarations", 3, "accepted_date")]
@@ -117,11 +117,11 @@ def test_mapping_features(tmp_path):
     assert len(res.declarations) == 2 and len(res.outcomes) == 2
 
 
-def test_stale_truth_is_removed(tmp_path):
+def test_truth_is_written_empty(tmp_path):
     (tmp_path / "raw").mkdir()
-    (tmp_path / "raw" / "truth.parquet").write_text("old")
+    (tmp_path / "raw" / "truth.parquet").write_text("stale, from a simulated run")
     run_ingest(SAMPLE, Path("date_bacuda"), tmp_path / "raw")
-    assert not (tmp_path / "raw" / "truth.parquet").exists()
+    assert pd.read_parquet(tmp_path / "raw" / "truth.parquet").empty
 
 
 def test_mapped_column_missing_from_file(tmp_path, sample):

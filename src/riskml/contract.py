@@ -666,9 +666,9 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
     """Stage ``validate``: raw tables -> good interim tables, quarantine and report JSON.
 
     Reads ``raw_dir/{declarations,outcomes}.parquet`` (and ``truth.parquet`` when present),
-    writes ``interim_dir/{declarations,outcomes,quarantine}.parquet`` (and ``truth.parquet``
-    restricted to kept declarations) and ``report_path``. Nothing is written when a whole file
-    is unusable. Returns the report.
+    writes ``interim_dir/{declarations,outcomes,quarantine,truth}.parquet`` (truth restricted to
+    kept declarations; empty without a raw truth, as for real data) and ``report_path``.
+    Nothing is written when a whole file is unusable. Returns the report.
     """
     from riskml.io import write_json, write_parquet  # riskml.io imports this module
 
@@ -679,17 +679,12 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
         check_columns(tables[table], table, name=str(path))
     result = validate(tables["declarations"], tables["outcomes"], source=str(raw_dir))
     truth_path = raw_dir / "truth.parquet"
-    truth = None
-    if truth_path.exists():
-        raw_truth = _read_input(truth_path)
-        truth = _kept_truth(raw_truth, result.declarations, truth_path)
-        result.report["truth"] = {"rows_in": len(raw_truth), "rows_kept": len(truth)}
+    raw_truth = _read_input(truth_path) if truth_path.exists() else empty_table("truth")
+    truth = _kept_truth(raw_truth, result.declarations, truth_path)
+    result.report["truth"] = {"rows_in": len(raw_truth), "rows_kept": len(truth)}
     write_parquet(result.declarations, interim_dir / "declarations.parquet")
     write_parquet(result.outcomes, interim_dir / "outcomes.parquet")
     write_parquet(result.quarantine, interim_dir / "quarantine.parquet")
-    if truth is not None:
-        write_parquet(truth, interim_dir / "truth.parquet")
-    else:  # a truth file left by an earlier simulated run would not match these declarations
-        (interim_dir / "truth.parquet").unlink(missing_ok=True)
+    write_parquet(truth, interim_dir / "truth.parquet")  # empty for real data: fixed DVC outs
     write_json(result.report, report_path)
     return result.report

@@ -263,8 +263,12 @@ def convert_column(raw: pd.Series, col: Column, spec: ColumnSpec) -> tuple[pd.Se
     if col.dtype == "date" and spec.date_format:
         parsed = pd.to_datetime(text, format=spec.date_format, errors="coerce")
         return _typed_or_raw(parsed, text, lambda s: s.dt.strftime("%Y-%m-%d"))
-    if col.dtype in ("float", "int") and spec.scale is not None:
-        parsed = pd.to_numeric(text, errors="coerce") * spec.scale
+    if col.dtype in ("float", "int") and (
+        spec.scale is not None or not pd.api.types.is_numeric_dtype(raw)
+    ):
+        parsed = pd.to_numeric(text, errors="coerce")
+        if spec.scale is not None:
+            parsed = parsed * spec.scale
         return _typed_or_raw(parsed, text, lambda s: s.map(repr, na_action="ignore"))
     if col.dtype == "string" and spec.zfill:
         digits = text.str.fullmatch(r"\d+").fillna(False).astype(bool)
@@ -337,8 +341,9 @@ def label_outcomes(raw: pd.DataFrame, declarations: pd.DataFrame,
 
 
 def run_ingest(file: Path, mapping_path: Path, raw_dir: Path) -> dict[str, Any]:
-    """Stage ``ingest``: ``file`` through the mapping -> ``raw_dir/{declarations,outcomes}``.
+    """Stage ``ingest``: ``file`` through the mapping -> ``raw_dir/{declarations,outcomes,truth}``.
 
+    ``truth.parquet`` is written empty: real data carries no truth.
     Both tables carry ``source_row`` (the 0-based data row of ``file``) so that the quarantine
     of ``validate`` points at the source line. Returns a summary.
     """
@@ -353,8 +358,9 @@ def run_ingest(file: Path, mapping_path: Path, raw_dir: Path) -> dict[str, Any]:
     outcomes = label_outcomes(raw, declarations, mapping.labels)
     write_parquet(declarations, raw_dir / "declarations.parquet")
     write_parquet(outcomes, raw_dir / "outcomes.parquet")
-    # a truth file from an earlier simulated run would not describe these declarations
-    (raw_dir / "truth.parquet").unlink(missing_ok=True)
+    # real data has no truth; an empty table keeps the stage outputs fixed and replaces a truth
+    # file an earlier simulated run may have left
+    write_parquet(empty_table("truth"), raw_dir / "truth.parquet")
     return {
         "file": str(file),
         "mapping": str(mapping_file),
