@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from datetime import date
 from pathlib import Path
 
@@ -264,14 +265,27 @@ CORRUPTIONS = {
 }
 
 
+OUTCOME_CORRUPTIONS = {
+    "risk_area": st.sampled_from([None, "piracy", "IPR"]),
+    "control_kind": st.sampled_from(["x", None]),
+    "result_date": st.sampled_from(["2000-01-01", None, "2023-02-31"]),
+    "offence_found": st.sampled_from(["maybe", None, "yes", 0]),
+    "item_no": st.sampled_from([7, "x"]),
+}
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 29), st.sampled_from(sorted(CORRUPTIONS)),
-                          st.data()), max_size=12))
-def test_kept_and_quarantined_rows_partition_the_input(edits):
+                          st.data()), max_size=12),
+       st.lists(st.tuples(st.integers(0, 7), st.sampled_from(sorted(OUTCOME_CORRUPTIONS)),
+                          st.data()), max_size=6))
+def test_kept_and_quarantined_rows_partition_the_input(edits, outcome_edits):
     decl = canonical.declarations(30)
     outc = canonical.outcomes(decl, 8)
     for row, column, data in edits:
         decl = _set(decl, row, column, data.draw(CORRUPTIONS[column]))
+    for row, column, data in outcome_edits:
+        outc = _set(outc, row, column, data.draw(OUTCOME_CORRUPTIONS[column]))
     res = validate(decl, outc, today=TODAY)
     _assert_partition(res, len(decl), len(outc))
     schema("declarations", today=TODAY).validate(res.declarations)
@@ -337,3 +351,16 @@ def test_run_validate_missing_or_broken_file(tmp_path, decl, outc):
 
 def test_keys_are_canonical(decl):
     assert KEY == ["declaration_id", "item_no"]
+
+
+@pytest.mark.slow
+def test_validate_is_fast_on_a_realistic_volume():
+    decl = canonical.declarations(300_000)
+    decl["declaration_id"] = [f"D{i:07d}" for i in range(len(decl))]
+    outc = canonical.outcomes(decl, 20_000)
+    decl = _set(decl, 5, "cif_value", "abc")
+    start = time.perf_counter()
+    res = validate(decl, outc)
+    elapsed = time.perf_counter() - start
+    assert len(res.declarations) == len(decl) - 1 and len(res.outcomes) == len(outc)
+    assert elapsed < 30, f"validate took {elapsed:.1f} s"  # ~2-4 s here; catch a blow-up only
