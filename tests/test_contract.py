@@ -32,8 +32,9 @@ TODAY = date(2026, 1, 1)
 
 
 def _fixture_module(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "fixtures" /
-                                                  f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).parent / "fixtures" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -61,8 +62,10 @@ def _set(df: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
 def _assert_partition(res, n_decl: int, n_out: int) -> None:
     """Nothing silently dropped: kept + distinct quarantined rows == input rows, per table."""
     q = res.quarantine
-    for table, n, kept in (("declarations", n_decl, res.declarations),
-                           ("outcomes", n_out, res.outcomes)):
+    for table, n, kept in (
+        ("declarations", n_decl, res.declarations),
+        ("outcomes", n_out, res.outcomes),
+    ):
         rows = q.loc[q["table"] == table, "row"].nunique()
         assert len(kept) + rows == n, table
         assert res.report[table]["rows_kept"] == len(kept)
@@ -80,7 +83,8 @@ def test_valid_tables_pass_with_canonical_dtypes(decl, outc):
         frame = getattr(res, table)
         assert list(frame.columns) == column_names(table)
         assert {c.name: str(frame[c.name].dtype) for c in cols} == {
-            c.name: canonical_dtype(c) for c in cols}
+            c.name: canonical_dtype(c) for c in cols
+        }
         schema(table, today=TODAY).validate(frame)  # pandera is the authority downstream
     assert res.declarations["item_no"].dtype == np.int64
     assert res.declarations["accepted_date"].dtype == "datetime64[ns]"
@@ -96,8 +100,11 @@ def test_text_input_is_parsed(decl, outc):
 
 
 def test_optional_columns_may_be_absent(decl, outc):
-    optional = [c for c in column_names("declarations") if c not in
-                column_names("declarations", required_only=True)]
+    optional = [
+        c
+        for c in column_names("declarations")
+        if c not in column_names("declarations", required_only=True)
+    ]
     res = validate(decl.drop(columns=optional), outc.drop(columns=["offence_code"]), today=TODAY)
     assert res.quarantine.empty
     assert res.declarations[optional].isna().all().all()
@@ -114,8 +121,11 @@ def test_outcomes_none_gives_empty_outcomes(decl):
 
 
 def test_missing_required_column_raises_naming_it(decl, outc):
-    with pytest.raises(RiskmlError, match=r"declarations.csv: missing required column 'hs_code'"
-                                          r".*ingest mapping"):
+    with pytest.raises(
+        RiskmlError,
+        match=r"declarations.csv: missing required column 'hs_code'"
+        r".*ingest mapping",
+    ):
         validate(decl.drop(columns=["hs_code"]), outc, source="declarations.csv")
     with pytest.raises(RiskmlError, match=r"outcomes.*'control_kind'"):
         validate(decl, outc.drop(columns=["control_kind"]))
@@ -166,8 +176,10 @@ def test_bad_declaration_value_is_quarantined(decl, column, value, where, reason
     assert q.loc[0, "declaration_id"] == decl.loc[3, "declaration_id"]
     assert json.loads(q.loc[0, "record"])["declaration_id"] == decl.loc[3, "declaration_id"]
     assert decl.loc[3, "declaration_id"] not in set(
-        res.declarations.loc[res.declarations["item_no"] == decl.loc[3, "item_no"],
-                             "declaration_id"])
+        res.declarations.loc[
+            res.declarations["item_no"] == decl.loc[3, "item_no"], "declaration_id"
+        ]
+    )
     _assert_partition(res, len(decl), 0)
     schema("declarations", today=TODAY).validate(res.declarations)
 
@@ -184,7 +196,9 @@ def test_row_failing_several_checks_appears_once_per_reason(decl):
     assert (res.quarantine["row"] == 1).all()
     assert len(res.declarations) == len(decl) - 1
     assert res.report["declarations"]["reasons"] == {
-        "cif_value: not a number": 1, "hs_code: not 6 to 10 digits": 1}
+        "cif_value: not a number": 1,
+        "hs_code: not 6 to 10 digits": 1,
+    }
 
 
 def test_duplicate_keys_quarantine_every_copy(decl):
@@ -235,8 +249,10 @@ def test_clean_result_without_risk_area_is_kept(decl, outc):
 
 
 def test_outcome_of_a_quarantined_declaration_is_quarantined(decl, outc):
-    target = decl.index[(decl["declaration_id"] == outc.loc[1, "declaration_id"])
-                        & (decl["item_no"] == outc.loc[1, "item_no"])][0]
+    target = decl.index[
+        (decl["declaration_id"] == outc.loc[1, "declaration_id"])
+        & (decl["item_no"] == outc.loc[1, "item_no"])
+    ][0]
     res = validate(_set(decl, target, "hs_code", "bad"), outc, today=TODAY)
     q = res.quarantine.set_index("table")
     assert "was quarantined" in q.loc["outcomes", "reason"]
@@ -275,10 +291,15 @@ OUTCOME_CORRUPTIONS = {
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 29), st.sampled_from(sorted(CORRUPTIONS)),
-                          st.data()), max_size=12),
-       st.lists(st.tuples(st.integers(0, 7), st.sampled_from(sorted(OUTCOME_CORRUPTIONS)),
-                          st.data()), max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 29), st.sampled_from(sorted(CORRUPTIONS)), st.data()), max_size=12
+    ),
+    st.lists(
+        st.tuples(st.integers(0, 7), st.sampled_from(sorted(OUTCOME_CORRUPTIONS)), st.data()),
+        max_size=6,
+    ),
+)
 def test_kept_and_quarantined_rows_partition_the_input(edits, outcome_edits):
     decl = canonical.declarations(30)
     outc = canonical.outcomes(decl, 8)
@@ -302,9 +323,16 @@ def _write_raw(raw: Path, decl: pd.DataFrame, outc: pd.DataFrame, truth: bool = 
     decl.to_parquet(raw / "declarations.parquet")
     outc.to_parquet(raw / "outcomes.parquet")
     if truth:
-        pd.DataFrame({"declaration_id": decl["declaration_id"], "item_no": decl["item_no"],
-                      "risk_area": "revenue", "offence": False, "evaded_duty": 0.0,
-                      "true_prob": 0.01}).to_parquet(raw / "truth.parquet")
+        pd.DataFrame(
+            {
+                "declaration_id": decl["declaration_id"],
+                "item_no": decl["item_no"],
+                "risk_area": "revenue",
+                "offence": False,
+                "evaded_duty": 0.0,
+                "true_prob": 0.01,
+            }
+        ).to_parquet(raw / "truth.parquet")
 
 
 def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
@@ -312,7 +340,11 @@ def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
     report = run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "metrics" / "v.json")
     interim = tmp_path / "interim"
     assert sorted(p.name for p in interim.iterdir()) == [
-        "declarations.parquet", "outcomes.parquet", "quarantine.parquet", "truth.parquet"]
+        "declarations.parquet",
+        "outcomes.parquet",
+        "quarantine.parquet",
+        "truth.parquet",
+    ]
     assert not list(tmp_path.rglob("*.tmp"))
     assert json.loads((tmp_path / "metrics" / "v.json").read_text()) == report
     good = pd.read_parquet(interim / "declarations.parquet")
@@ -332,8 +364,11 @@ def test_run_validate_always_writes_quarantine_and_truth(tmp_path, decl, outc):
 
 def test_run_validate_missing_column_leaves_nothing(tmp_path, decl, outc):
     _write_raw(tmp_path / "raw", decl.drop(columns=["office"]), outc)
-    with pytest.raises(RiskmlError, match=r"declarations.parquet: missing required column "
-                                          r"'office'"):
+    with pytest.raises(
+        RiskmlError,
+        match=r"declarations.parquet: missing required column "
+        r"'office'",
+    ):
         run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
     assert not (tmp_path / "interim").exists() and not (tmp_path / "v.json").exists()
 

@@ -86,22 +86,24 @@ def test_conversion_failures_reach_the_quarantine(sample):
 
 
 def test_mapping_features(tmp_path):
-    src = pd.DataFrame({
-        "Declaration ID": ["A", "A", "B"],
-        "Date": ["2021-03-01", "2021-03-01", "2021-03-02"],
-        "Office ID": ["O1", "O1", "O2"],
-        "Mode of Transport": ["10", "40", "99"],
-        "Declarant ID": ["d1", "d1", "d2"],
-        "Importer ID": ["i1", "i1", "i2"],
-        "Seller ID": ["s1", "s1", "s2"],
-        "HS6 Code": ["10121", "870323", "950300"],
-        "Country of Departure": ["CN", "CN", "US"],
-        "Country of Origin": ["CN", "CN", "US"],
-        "Tax Rate": ["8", "0", "12.5"],
-        "Net Mass": ["10.5", "3", "7"],
-        "Item Price": ["1000", "200", "50"],
-        "Fraud": ["0", "1", "0"],
-    })
+    src = pd.DataFrame(
+        {
+            "Declaration ID": ["A", "A", "B"],
+            "Date": ["2021-03-01", "2021-03-01", "2021-03-02"],
+            "Office ID": ["O1", "O1", "O2"],
+            "Mode of Transport": ["10", "40", "99"],
+            "Declarant ID": ["d1", "d1", "d2"],
+            "Importer ID": ["i1", "i1", "i2"],
+            "Seller ID": ["s1", "s1", "s2"],
+            "HS6 Code": ["10121", "870323", "950300"],
+            "Country of Departure": ["CN", "CN", "US"],
+            "Country of Origin": ["CN", "CN", "US"],
+            "Tax Rate": ["8", "0", "12.5"],
+            "Net Mass": ["10.5", "3", "7"],
+            "Item Price": ["1000", "200", "50"],
+            "Fraud": ["0", "1", "0"],
+        }
+    )
     file = tmp_path / "kcs.parquet"
     src.to_parquet(file)
     run_ingest(file, Path("kcs_synthetic"), tmp_path / "raw")
@@ -127,24 +129,37 @@ def test_truth_is_written_empty(tmp_path):
 def test_mapped_column_missing_from_file(tmp_path, sample):
     file = tmp_path / "date.csv"
     sample.drop(columns=["cif.value"]).to_csv(file, index=False)
-    with pytest.raises(RiskmlError, match=r"date.csv: column\(s\) 'cif.value' \(for "
-                                          r"declarations.cif_value\).*not found"):
+    with pytest.raises(
+        RiskmlError,
+        match=r"date.csv: column\(s\) 'cif.value' \(for "
+        r"declarations.cif_value\).*not found",
+    ):
         run_ingest(file, Path("date_bacuda"), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda m: m["declarations"].update(colour="x"), r"declarations.*unknown canonical column"),
-    (lambda m: m["declarations"].pop("office"), r"required column\(s\) \['office'\] not mapped"),
-    (lambda m: m["labels"].update(risk_area="piracy"), r"labels.risk_area.*unknown risk area"),
-    (lambda m: m["labels"].update(control_kind="x"), r"labels.control_kind.*unknown control"),
-    (lambda m: m["declarations"].update(office={"from": "a", "value": "b"}),
-     r"declarations.office.*exactly one of"),
-    (lambda m: m["declarations"].update(office={"from": "a", "scale": 2}),
-     r"office: scale applies to numeric columns only"),
-    (lambda m: m.update(colour="x"), r"colour.*Extra inputs"),
-    (lambda m: m["labels"].pop("label_delay_days"), r"labels.label_delay_days.*Field required"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["declarations"].update(colour="x"), r"declarations.*unknown canonical column"),
+        (
+            lambda m: m["declarations"].pop("office"),
+            r"required column\(s\) \['office'\] not mapped",
+        ),
+        (lambda m: m["labels"].update(risk_area="piracy"), r"labels.risk_area.*unknown risk area"),
+        (lambda m: m["labels"].update(control_kind="x"), r"labels.control_kind.*unknown control"),
+        (
+            lambda m: m["declarations"].update(office={"from": "a", "value": "b"}),
+            r"declarations.office.*exactly one of",
+        ),
+        (
+            lambda m: m["declarations"].update(office={"from": "a", "scale": 2}),
+            r"office: scale applies to numeric columns only",
+        ),
+        (lambda m: m.update(colour="x"), r"colour.*Extra inputs"),
+        (lambda m: m["labels"].pop("label_delay_days"), r"labels.label_delay_days.*Field required"),
+    ],
+)
 def test_bad_mapping_names_the_file_and_key(tmp_path, change, message):
     data = _date_mapping()
     change(data)

@@ -140,7 +140,14 @@ TABLE_KEYS: dict[str, list[str]] = {
 SOURCE_ROW = "source_row"
 
 QUARANTINE_COLUMNS: list[str] = [
-    "table", "row", "column", "check", "reason", "declaration_id", "item_no", "record",
+    "table",
+    "row",
+    "column",
+    "check",
+    "reason",
+    "declaration_id",
+    "item_no",
+    "record",
 ]
 
 DATE_MIN = pd.Timestamp("1990-01-01")
@@ -238,9 +245,7 @@ def schema(table: str, *, today: date | None = None) -> pa.DataFrameSchema:
 
 def empty_table(table: str) -> pd.DataFrame:
     """A canonical table with no rows and the canonical dtypes."""
-    return pd.DataFrame(
-        {c.name: pd.Series(dtype=canonical_dtype(c)) for c in TABLES[table]}
-    )
+    return pd.DataFrame({c.name: pd.Series(dtype=canonical_dtype(c)) for c in TABLES[table]})
 
 
 def check_columns(df: pd.DataFrame, table: str, *, name: str = "") -> list[str]:
@@ -282,8 +287,7 @@ def as_text(s: pd.Series) -> pd.Series:
     return out.mask(out == "")
 
 
-def _parse(s: pd.Series, parser: Callable[[pd.Series], pd.Series]
-           ) -> tuple[pd.Series, pd.Series]:
+def _parse(s: pd.Series, parser: Callable[[pd.Series], pd.Series]) -> tuple[pd.Series, pd.Series]:
     """``(parsed, bad)``: typed values parse directly, only the leftovers go through text.
 
     ``bad`` marks values that are present but do not parse. Rendering a whole mixed column as
@@ -368,19 +372,33 @@ def _to_string(s: pd.Series, name: str) -> tuple[pd.Series, pd.Series]:
 
 
 _CONVERTERS = {"float": _to_float, "int": _to_int, "date": _to_date, "bool": parse_bool}
-_NOT_A = {"float": "a number", "int": "an integer", "date": "a date (YYYY-MM-DD)",
-          "bool": "a boolean (true/false, 1/0)"}
+_NOT_A = {
+    "float": "a number",
+    "int": "an integer",
+    "date": "a date (YYYY-MM-DD)",
+    "bool": "a boolean (true/false, 1/0)",
+}
 
 
 # --- collecting failures --------------------------------------------------------------------
 
 
-_NO_FAILURES = pd.DataFrame({"pos": pd.Series(dtype="int64"), "column": pd.Series(dtype="str"),
-                             "check": pd.Series(dtype="str"), "reason": pd.Series(dtype="str")})
+_NO_FAILURES = pd.DataFrame(
+    {
+        "pos": pd.Series(dtype="int64"),
+        "column": pd.Series(dtype="str"),
+        "check": pd.Series(dtype="str"),
+        "reason": pd.Series(dtype="str"),
+    }
+)
 
 
-def _failure(mask: pd.Series | np.ndarray, column: str, check: str,
-             reasons: Callable[[np.ndarray], list[str]] | str) -> pd.DataFrame:
+def _failure(
+    mask: pd.Series | np.ndarray,
+    column: str,
+    check: str,
+    reasons: Callable[[np.ndarray], list[str]] | str,
+) -> pd.DataFrame:
     pos = np.flatnonzero(np.asarray(mask, dtype=bool))
     if len(pos) == 0:
         return _NO_FAILURES
@@ -396,8 +414,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _convert_table(df: pd.DataFrame, table: str, today: date | None
-                   ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+def _convert_table(
+    df: pd.DataFrame, table: str, today: date | None
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Canonical columns (missing optional ones as nulls) and the per-row failures found."""
     n = len(df)
     conv: dict[str, pd.Series] = {}
@@ -412,20 +431,34 @@ def _convert_table(df: pd.DataFrame, table: str, today: date | None
         else:
             values, bad = _CONVERTERS[col.dtype](raw)
         if bad.any():
-            failures.append(_failure(
-                bad, col.name, f"not {_NOT_A[col.dtype]}",
-                lambda p, c=col, r=raw: [f"column {c.name}: {t!r} is not {_NOT_A[c.dtype]}"
-                                         for t in as_text(r.iloc[p]).tolist()]))
+            failures.append(
+                _failure(
+                    bad,
+                    col.name,
+                    f"not {_NOT_A[col.dtype]}",
+                    lambda p, c=col, r=raw: [
+                        f"column {c.name}: {t!r} is not {_NOT_A[c.dtype]}"
+                        for t in as_text(r.iloc[p]).tolist()
+                    ],
+                )
+            )
         if col.required:
-            failures.append(_failure(values.isna() & ~bad, col.name, "missing value",
-                                     f"column {col.name}: missing value"))
+            failures.append(
+                _failure(
+                    values.isna() & ~bad,
+                    col.name,
+                    "missing value",
+                    f"column {col.name}: missing value",
+                )
+            )
         failures.extend(_value_failures(col, values, today))
         conv[col.name] = values
     frame = pd.DataFrame(conv, index=pd.RangeIndex(n))
     for rule in ROW_RULES:
         if rule.table == table:
-            failures.append(_failure(~rule.ok(frame), ", ".join(rule.columns), rule.name,
-                                     rule.reason))
+            failures.append(
+                _failure(~rule.ok(frame), ", ".join(rule.columns), rule.name, rule.reason)
+            )
     key = TABLE_KEYS[table]
     required_key = [k for k in key if k in column_names(table, required_only=True)]
     key_ok = frame[required_key].notna().all(axis=1)
@@ -441,26 +474,63 @@ def _value_failures(col: Column, values: pd.Series, today: date | None) -> list[
     for op, bound in BOUNDS.get(col.name, ()):
         sym, fn = _OPS[op]
         bad = present & ~fn(values, bound).fillna(True).astype(bool)
-        out.append(_failure(bad, col.name, f"not {sym} {bound:g}", lambda p, s=sym, b=bound:
-                            [f"column {col.name}: {_fmt(arr[i])} is not {s} {b:g}" for i in p]))
+        out.append(
+            _failure(
+                bad,
+                col.name,
+                f"not {sym} {bound:g}",
+                lambda p, s=sym, b=bound: [
+                    f"column {col.name}: {_fmt(arr[i])} is not {s} {b:g}" for i in p
+                ],
+            )
+        )
     if col.name in ALLOWED_VALUES:
         allowed = ALLOWED_VALUES[col.name]
         bad = present & ~values.isin(allowed)
-        out.append(_failure(bad, col.name, "unknown value", lambda p: [
-            f"column {col.name}: {arr[i]!r} is not one of {', '.join(allowed)}" for i in p]))
+        out.append(
+            _failure(
+                bad,
+                col.name,
+                "unknown value",
+                lambda p: [
+                    f"column {col.name}: {arr[i]!r} is not one of {', '.join(allowed)}" for i in p
+                ],
+            )
+        )
     if col.name in PATTERNS:
         pattern, meaning = PATTERNS[col.name]
         bad = present & ~values.str.fullmatch(pattern).fillna(False).astype(bool)
-        out.append(_failure(bad, col.name, f"not {meaning}", lambda p: [
-            f"column {col.name}: {arr[i]!r} is not {meaning}" for i in p]))
+        out.append(
+            _failure(
+                bad,
+                col.name,
+                f"not {meaning}",
+                lambda p: [f"column {col.name}: {arr[i]!r} is not {meaning}" for i in p],
+            )
+        )
     if col.dtype == "date":
         latest = date_max(today)
-        out.append(_failure(present & (values < DATE_MIN), col.name, "before 1990",
-                            lambda p: [f"column {col.name}: {_fmt(arr[i])} is before "
-                                       f"{DATE_MIN:%Y-%m-%d}" for i in p]))
-        out.append(_failure(present & (values > latest), col.name, "in the future",
-                            lambda p: [f"column {col.name}: {_fmt(arr[i])} is in the future "
-                                       f"(after {latest:%Y-%m-%d})" for i in p]))
+        out.append(
+            _failure(
+                present & (values < DATE_MIN),
+                col.name,
+                "before 1990",
+                lambda p: [
+                    f"column {col.name}: {_fmt(arr[i])} is before {DATE_MIN:%Y-%m-%d}" for i in p
+                ],
+            )
+        )
+        out.append(
+            _failure(
+                present & (values > latest),
+                col.name,
+                "in the future",
+                lambda p: [
+                    f"column {col.name}: {_fmt(arr[i])} is in the future (after {latest:%Y-%m-%d})"
+                    for i in p
+                ],
+            )
+        )
     return out
 
 
@@ -474,28 +544,49 @@ class _LazyValues:
         return self._values.iat[i]
 
 
-def _outcome_link_failures(outcomes: pd.DataFrame, declarations_in: pd.DataFrame,
-                           declarations_ok: pd.DataFrame) -> list[pd.DataFrame]:
+def _outcome_link_failures(
+    outcomes: pd.DataFrame, declarations_in: pd.DataFrame, declarations_ok: pd.DataFrame
+) -> list[pd.DataFrame]:
     """Outcomes whose declaration is unknown or quarantined, or whose result predates it."""
     keys = outcomes[KEY].reset_index(drop=True)
     good = declarations_ok[[*KEY, "accepted_date"]].drop_duplicates(KEY)
     linked = keys.merge(good, on=KEY, how="left", validate="many_to_one")
     key_ok = keys.notna().all(axis=1).to_numpy()
     missing = key_ok & linked["accepted_date"].isna().to_numpy()
-    known = keys.merge(declarations_in[KEY].dropna().drop_duplicates(), on=KEY, how="left",
-                       indicator=True)["_merge"].eq("both").to_numpy()
-    early = (outcomes["result_date"].to_numpy() < linked["accepted_date"].to_numpy())
+    known = (
+        keys.merge(
+            declarations_in[KEY].dropna().drop_duplicates(), on=KEY, how="left", indicator=True
+        )["_merge"]
+        .eq("both")
+        .to_numpy()
+    )
+    early = outcomes["result_date"].to_numpy() < linked["accepted_date"].to_numpy()
     acc = linked["accepted_date"].to_numpy()
     res = outcomes["result_date"].to_numpy()
     col = ", ".join(KEY)
     return [
-        _failure(missing & known, col, "declaration quarantined",
-                 "the declaration of this outcome was quarantined"),
-        _failure(missing & ~known, col, "unknown declaration",
-                 "no declaration with this (declaration_id, item_no)"),
-        _failure(early, "result_date", "result before acceptance", lambda p: [
-            f"column result_date: {_fmt(pd.Timestamp(res[i]))} is before the declaration's "
-            f"accepted_date {_fmt(pd.Timestamp(acc[i]))}" for i in p]),
+        _failure(
+            missing & known,
+            col,
+            "declaration quarantined",
+            "the declaration of this outcome was quarantined",
+        ),
+        _failure(
+            missing & ~known,
+            col,
+            "unknown declaration",
+            "no declaration with this (declaration_id, item_no)",
+        ),
+        _failure(
+            early,
+            "result_date",
+            "result before acceptance",
+            lambda p: [
+                f"column result_date: {_fmt(pd.Timestamp(res[i]))} is before the declaration's "
+                f"accepted_date {_fmt(pd.Timestamp(acc[i]))}"
+                for i in p
+            ],
+        ),
     ]
 
 
@@ -517,36 +608,45 @@ def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Dat
     pos = failures["pos"].to_numpy(dtype=np.int64)
     upos = np.unique(pos)
     sub = raw.iloc[upos]
-    records = sub.to_json(orient="records", lines=True, date_format="iso", force_ascii=False,
-                          default_handler=str).rstrip("\n").split("\n")
+    records = (
+        sub.to_json(
+            orient="records", lines=True, date_format="iso", force_ascii=False, default_handler=str
+        )
+        .rstrip("\n")
+        .split("\n")
+    )
     record_of = dict(zip(upos.tolist(), records, strict=True))
-    rows = (raw[SOURCE_ROW].to_numpy()[pos] if SOURCE_ROW in raw.columns else pos)
+    rows = raw[SOURCE_ROW].to_numpy()[pos] if SOURCE_ROW in raw.columns else pos
 
     def key_text(name: str) -> np.ndarray:
         if name not in raw.columns:
             return np.full(len(pos), None, dtype=object)
         return as_text(sub[name]).to_numpy(dtype=object)[np.searchsorted(upos, pos)]
 
-    return pd.DataFrame({
-        "table": table,
-        "row": pd.array(rows, dtype="int64"),
-        "column": failures["column"],
-        "check": failures["check"],
-        "reason": failures["reason"],
-        "declaration_id": key_text("declaration_id"),
-        "item_no": key_text("item_no"),
-        "record": [record_of[p] for p in pos.tolist()],
-    }).astype({c: "str" for c in QUARANTINE_COLUMNS if c != "row"})
+    return pd.DataFrame(
+        {
+            "table": table,
+            "row": pd.array(rows, dtype="int64"),
+            "column": failures["column"],
+            "check": failures["check"],
+            "reason": failures["reason"],
+            "declaration_id": key_text("declaration_id"),
+            "item_no": key_text("item_no"),
+            "record": [record_of[p] for p in pos.tolist()],
+        }
+    ).astype({c: "str" for c in QUARANTINE_COLUMNS if c != "row"})
 
 
 def empty_quarantine() -> pd.DataFrame:
     """A quarantine table with no rows."""
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str")
-                         for c in QUARANTINE_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c == "row" else "str") for c in QUARANTINE_COLUMNS}
+    )
 
 
-def _table_report(raw: pd.DataFrame, good: pd.DataFrame, failures: pd.DataFrame,
-                  dropped: list[str], table: str) -> dict[str, Any]:
+def _table_report(
+    raw: pd.DataFrame, good: pd.DataFrame, failures: pd.DataFrame, dropped: list[str], table: str
+) -> dict[str, Any]:
     reasons = (failures["column"] + ": " + failures["check"]).value_counts()
     return {
         "rows_in": len(raw),
@@ -566,19 +666,29 @@ def _schema_failures(good: pd.DataFrame, table: str, today: date | None) -> pd.D
         cases = exc.failure_cases
         if cases["index"].isna().any():
             raise RiskmlError(f"{table}: schema check failed on whole columns:\n{cases}") from exc
-        return pd.DataFrame({
-            "pos": cases["index"].astype("int64").to_numpy(),
-            "column": cases["column"].astype("str").fillna("").to_numpy(),
-            "check": "schema: " + cases["check"].astype("str"),
-            "reason": ("schema check " + cases["check"].astype("str") + " failed on "
-                       + cases["failure_case"].astype("str")).to_numpy(),
-        }).drop_duplicates()
+        return pd.DataFrame(
+            {
+                "pos": cases["index"].astype("int64").to_numpy(),
+                "column": cases["column"].astype("str").fillna("").to_numpy(),
+                "check": "schema: " + cases["check"].astype("str"),
+                "reason": (
+                    "schema check "
+                    + cases["check"].astype("str")
+                    + " failed on "
+                    + cases["failure_case"].astype("str")
+                ).to_numpy(),
+            }
+        ).drop_duplicates()
     return pd.DataFrame(columns=["pos", "column", "check", "reason"])
 
 
-def _validate_table(raw: pd.DataFrame, table: str, name: str, today: date | None,
-                    extra: Callable[[pd.DataFrame], list[pd.DataFrame]] | None = None,
-                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
+def _validate_table(
+    raw: pd.DataFrame,
+    table: str,
+    name: str,
+    today: date | None,
+    extra: Callable[[pd.DataFrame], list[pd.DataFrame]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
     dropped = check_columns(raw, table, name=name)
     raw = raw.reset_index(drop=True)
     frame, failures = _convert_table(raw, table, today)
@@ -596,8 +706,13 @@ def _validate_table(raw: pd.DataFrame, table: str, name: str, today: date | None
     return good, quarantine, _table_report(raw, good, fail, dropped, table), frame
 
 
-def validate(declarations: pd.DataFrame, outcomes: pd.DataFrame | None, *, source: str = "",
-             today: date | None = None) -> ValidationResult:
+def validate(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame | None,
+    *,
+    source: str = "",
+    today: date | None = None,
+) -> ValidationResult:
     """Split declarations and outcomes into good rows (canonical dtypes) and quarantined rows.
 
     Whole-table problems (a missing required column) raise :class:`RiskmlError`; unknown
@@ -610,6 +725,7 @@ def validate(declarations: pd.DataFrame, outcomes: pd.DataFrame | None, *, sourc
     >>> res = validate(declarations, outcomes, source="data/raw")  # doctest: +SKIP
     >>> res.report["declarations"]["rows_quarantined"]  # doctest: +SKIP
     """
+
     def name(table: str) -> str:
         if not source or Path(source).stem == table:
             return source or table
@@ -620,13 +736,19 @@ def validate(declarations: pd.DataFrame, outcomes: pd.DataFrame | None, *, sourc
     check_columns(declarations, "declarations", name=name("declarations"))
     check_columns(outcomes, "outcomes", name=name("outcomes"))
     decl, q_decl, r_decl, decl_frame = _validate_table(
-        declarations, "declarations", name("declarations"), today)
+        declarations, "declarations", name("declarations"), today
+    )
     decl_in = decl_frame[KEY].dropna()
     out, q_out, r_out, _ = _validate_table(
-        outcomes, "outcomes", name("outcomes"), today,
-        extra=lambda frame: _outcome_link_failures(frame, decl_in, decl))
-    quarantine = pd.concat([q for q in (q_decl, q_out) if not q.empty] or [empty_quarantine()],
-                           ignore_index=True)
+        outcomes,
+        "outcomes",
+        name("outcomes"),
+        today,
+        extra=lambda frame: _outcome_link_failures(frame, decl_in, decl),
+    )
+    quarantine = pd.concat(
+        [q for q in (q_decl, q_out) if not q.empty] or [empty_quarantine()], ignore_index=True
+    )
     report = {
         "source": source,
         "declarations": r_decl,
@@ -636,15 +758,12 @@ def validate(declarations: pd.DataFrame, outcomes: pd.DataFrame | None, *, sourc
     return ValidationResult(decl, out, quarantine, report)
 
 
-
 # --- stage entry ----------------------------------------------------------------------------
 
 
 def _read_input(path: Path) -> pd.DataFrame:
     if not path.exists():
-        raise RiskmlError(
-            f"{path}: file not found; run `riskml simulate` or `riskml ingest` first"
-        )
+        raise RiskmlError(f"{path}: file not found; run `riskml simulate` or `riskml ingest` first")
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
@@ -656,9 +775,7 @@ def _read_input(path: Path) -> pd.DataFrame:
 def _kept_truth(truth: pd.DataFrame, declarations: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Truth rows of the kept declarations, with canonical dtypes."""
     check_columns(truth, "truth", name=str(path))
-    truth = truth[column_names("truth")].astype(
-        {c.name: canonical_dtype(c) for c in TRUTH_COLUMNS}
-    )
+    truth = truth[column_names("truth")].astype({c.name: canonical_dtype(c) for c in TRUTH_COLUMNS})
     return truth.merge(declarations[KEY], on=KEY, how="inner")
 
 

@@ -59,8 +59,11 @@ class ColumnSpec(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> ColumnSpec:
-        given = [k for k in ("from", "value", "sequence_within", "product")
-                 if getattr(self, "from_" if k == "from" else k) is not None]
+        given = [
+            k
+            for k in ("from", "value", "sequence_within", "product")
+            if getattr(self, "from_" if k == "from" else k) is not None
+        ]
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of from, value, sequence_within, product"
@@ -125,9 +128,7 @@ class Mapping(_Model):
     def _canonical(cls, v: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
         unknown = [k for k in v if k not in _DECL]
         if unknown:
-            raise ValueError(
-                f"unknown canonical column(s) {unknown}; allowed: {', '.join(_DECL)}"
-            )
+            raise ValueError(f"unknown canonical column(s) {unknown}; allowed: {', '.join(_DECL)}")
         missing = [c for c in column_names("declarations", required_only=True) if c not in v]
         if missing:
             raise ValueError(
@@ -147,12 +148,14 @@ def _check_spec(col: Column, spec: ColumnSpec, specs: dict[str, ColumnSpec]) -> 
     if spec.zfill is not None and col.dtype != "string":
         raise ValueError(f"{col.name}: zfill applies to text columns only")
     if spec.sequence_within is not None and spec.sequence_within not in specs:
-        raise ValueError(f"{col.name}: sequence_within names unmapped column "
-                         f"{spec.sequence_within!r}")
+        raise ValueError(
+            f"{col.name}: sequence_within names unmapped column {spec.sequence_within!r}"
+        )
     for other in spec.product or []:
         if other not in specs or _DECL[other].dtype not in ("float", "int") or other == col.name:
-            raise ValueError(f"{col.name}: product needs other mapped numeric columns, "
-                             f"not {other!r}")
+            raise ValueError(
+                f"{col.name}: product needs other mapped numeric columns, not {other!r}"
+            )
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -167,8 +170,10 @@ def resolve_mapping(name_or_path: str | Path) -> Path:
     if path.parent == Path(".") and packaged.is_file():
         return Path(str(packaged))
     shipped = ", ".join(sorted(p.stem for p in packaged_mappings()))
-    raise RiskmlError(f"{name_or_path}: mapping file not found; give a path or one of the "
-                      f"packaged mappings: {shipped}")
+    raise RiskmlError(
+        f"{name_or_path}: mapping file not found; give a path or one of the "
+        f"packaged mappings: {shipped}"
+    )
 
 
 def packaged_mappings() -> list[Path]:
@@ -190,8 +195,9 @@ def load_mapping(path: str | Path) -> Mapping:
         return Mapping.model_validate(data)
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise RiskmlError(f"{path}: invalid ingest mapping, fix these keys:\n"
-                          + "\n".join(lines)) from exc
+        raise RiskmlError(
+            f"{path}: invalid ingest mapping, fix these keys:\n" + "\n".join(lines)
+        ) from exc
 
 
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv", ".gz", ".zip")
@@ -207,16 +213,31 @@ def read_source(file: str | Path, mapping: Mapping) -> pd.DataFrame:
     if not file.exists():
         raise RiskmlError(f"{file}: file not found")
     suffix = file.suffix.lower()
-    kind = "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in _CSV_SUFFIXES \
-        else mapping.format if mapping.format != "auto" else "csv"
+    kind = (
+        "parquet"
+        if suffix in (".parquet", ".pq")
+        else "csv"
+        if suffix in _CSV_SUFFIXES
+        else mapping.format
+        if mapping.format != "auto"
+        else "csv"
+    )
     try:
         if kind == "parquet":
             return pd.read_parquet(file)
-        return pd.read_csv(file, dtype="str", keep_default_na=False, na_values=[""],
-                           sep=mapping.csv.sep, encoding=mapping.csv.encoding)
+        return pd.read_csv(
+            file,
+            dtype="str",
+            keep_default_na=False,
+            na_values=[""],
+            sep=mapping.csv.sep,
+            encoding=mapping.csv.encoding,
+        )
     except Exception as exc:  # parser, codec and Arrow errors all mean the same to the user
-        raise RiskmlError(f"{file}: cannot be read as {kind} ({exc}); check the file or the "
-                          "mapping's format/csv settings") from exc
+        raise RiskmlError(
+            f"{file}: cannot be read as {kind} ({exc}); check the file or the "
+            "mapping's format/csv settings"
+        ) from exc
 
 
 def source_columns(mapping: Mapping) -> dict[str, str]:
@@ -230,8 +251,9 @@ def source_columns(mapping: Mapping) -> dict[str, str]:
     return used
 
 
-def check_source(raw: pd.DataFrame, mapping: Mapping, *, file: str = "",
-                 mapping_file: str = "") -> None:
+def check_source(
+    raw: pd.DataFrame, mapping: Mapping, *, file: str = "", mapping_file: str = ""
+) -> None:
     """Raise :class:`RiskmlError` when a column the mapping names is not in the file."""
     absent = {src: key for src, key in source_columns(mapping).items() if src not in raw.columns}
     if absent:
@@ -304,8 +326,9 @@ def map_declarations(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     return frame, {k: v for k, v in failures.items() if v}
 
 
-def label_outcomes(raw: pd.DataFrame, declarations: pd.DataFrame,
-                   labels: LabelSpec | None) -> pd.DataFrame:
+def label_outcomes(
+    raw: pd.DataFrame, declarations: pd.DataFrame, labels: LabelSpec | None
+) -> pd.DataFrame:
     """One outcome per source row from the label columns (none without ``labels``)."""
     if labels is None:
         return empty_table("outcomes")
@@ -316,21 +339,26 @@ def label_outcomes(raw: pd.DataFrame, declarations: pd.DataFrame,
     if labels.clean_scope == "risk_area":
         area = np.where(found.eq(False).fillna(False).to_numpy(bool), labels.risk_area, area)
     offence = found.astype(object).where(~bad, label_text)  # invalid labels stay visible
-    accepted = pd.to_datetime(declarations["accepted_date"], format="ISO8601", errors="coerce") \
-        if not pd.api.types.is_datetime64_any_dtype(declarations["accepted_date"]) \
+    accepted = (
+        pd.to_datetime(declarations["accepted_date"], format="ISO8601", errors="coerce")
+        if not pd.api.types.is_datetime64_any_dtype(declarations["accepted_date"])
         else declarations["accepted_date"]
-    out = pd.DataFrame({
-        "declaration_id": declarations["declaration_id"],
-        "item_no": declarations["item_no"],
-        "control_kind": labels.control_kind,
-        "result_date": accepted + pd.Timedelta(days=labels.label_delay_days),
-        "risk_area": pd.Series(area, dtype="str"),
-        "offence_found": offence.astype("str") if bad.any() else found,
-    })
+    )
+    out = pd.DataFrame(
+        {
+            "declaration_id": declarations["declaration_id"],
+            "item_no": declarations["item_no"],
+            "control_kind": labels.control_kind,
+            "result_date": accepted + pd.Timedelta(days=labels.label_delay_days),
+            "risk_area": pd.Series(area, dtype="str"),
+            "offence_found": offence.astype("str") if bad.any() else found,
+        }
+    )
     if labels.additional_duty:
         spec = ColumnSpec(**{"from": labels.additional_duty, "scale": labels.additional_duty_scale})
         out["additional_duty"], _ = convert_column(
-            raw[labels.additional_duty], Column("additional_duty", "float", False, ""), spec)
+            raw[labels.additional_duty], Column("additional_duty", "float", False, ""), spec
+        )
     if labels.offence_code:
         out["offence_code"] = as_text(raw[labels.offence_code])
     out[SOURCE_ROW] = declarations[SOURCE_ROW].to_numpy()
