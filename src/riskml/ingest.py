@@ -162,12 +162,16 @@ def _check_spec(col: Column, spec: ColumnSpec, specs: dict[str, ColumnSpec]) -> 
 
 
 def resolve_mapping(name_or_path: str | Path) -> Path:
-    """A mapping file path; a bare name such as ``date_bacuda`` means a packaged mapping."""
+    """A mapping file path; a missing path without suffix names a packaged mapping.
+
+    ``date_bacuda`` (also ``<root>/date_bacuda``, as ``params.yaml`` paths are joined to the
+    project root) means ``riskml/mappings/date_bacuda.yaml``.
+    """
     path = Path(name_or_path)
     if path.exists():
         return path
-    packaged = resources.files("riskml") / "mappings" / f"{path.stem}.yaml"
-    if path.parent == Path(".") and packaged.is_file():
+    packaged = resources.files("riskml") / "mappings" / f"{path.name}.yaml"
+    if not path.suffix and packaged.is_file():
         return Path(str(packaged))
     shipped = ", ".join(sorted(p.stem for p in packaged_mappings()))
     raise RiskmlError(
