@@ -151,6 +151,8 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     assert head["population"] == TRUTH and head["rate"] == revenue_spec.operating_rate
     assert {"model", "legacy_rules", "random"} <= set(head)
 
+    raw = (world_root / "plots/revenue/precision_at_rate.csv").read_bytes()
+    assert raw.startswith(b"rate,")  # no byte-order mark: dvc plots reads the header as is
     curve = pd.read_csv(world_root / "plots/revenue/precision_at_rate.csv")
     assert list(curve.columns) == [
         "rate",

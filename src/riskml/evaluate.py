@@ -323,6 +323,17 @@ def mlflow_metrics(result: dict[str, Any]) -> dict[str, float]:
 # --- stage entry -------------------------------------------------------------------------------
 
 
+def write_plot_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Plot data as plain UTF-8 CSV, atomically.
+
+    Not :func:`riskml.io.write_csv`: its byte-order mark (for Excel) would become part of the
+    first column's name and ``dvc plots`` would not find the field.
+    """
+    with io.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8")
+    return Path(path)
+
+
 def _read_truth(root: Path) -> pd.DataFrame | None:
     for path in (root / "data/interim/truth.parquet", root / "data/raw/truth.parquet"):
         if path.exists():
@@ -381,8 +392,8 @@ def evaluate_area(
     }
     io.write_json(_clean(doc), root / METRICS_DIR / f"{spec.name}.json")
     plots = root / PLOTS_DIR / spec.name
-    io.write_csv(rate_curve_table(scores, spec, seed=seed), plots / "precision_at_rate.csv")
-    io.write_csv(pr_curve_table(scores, spec, seed=seed), plots / "pr_curve.csv")
+    write_plot_csv(rate_curve_table(scores, spec, seed=seed), plots / "precision_at_rate.csv")
+    write_plot_csv(pr_curve_table(scores, spec, seed=seed), plots / "pr_curve.csv")
     io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
     logged = _log_test_metrics(
         meta.get("mlflow", {}).get("run_id"), result, tracking_uri, spec.name
