@@ -12,9 +12,17 @@ from riskml import tracking
 
 def test_default_tracking_uri_is_absolute_sqlite_at_root(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = tracking.default_tracking_uri(Path("."))
     assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_store_follows_dvc_root_out_of_a_temporary_workspace(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    parent = tmp_path / "repo"
+    monkeypatch.setenv("DVC_ROOT", str(parent))
+    assert tracking.default_tracking_uri(tmp_path / "tmp-exp") == f"sqlite:///{parent}/mlflow.db"
 
 
 def test_env_var_overrides_tracking_uri(tmp_path, monkeypatch):

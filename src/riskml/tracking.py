@@ -27,12 +27,23 @@ DVC_ROOT_ENV = "DVC_ROOT"
 ARTIFACTS_DIR = "mlartifacts"
 
 
+def store_root(root: Path) -> Path:
+    """Folder of the local MLflow store: ``DVC_ROOT`` when DVC runs the stage, else ``root``.
+
+    A queued or ``--temp`` DVC experiment runs its stages in a temporary copy of the repository
+    that is deleted afterwards; DVC then points ``DVC_ROOT`` at the parent repository, so runs
+    and registered models outlive the copy.
+    """
+    return Path(os.environ.get(DVC_ROOT_ENV) or root).resolve()
+
+
 def default_tracking_uri(root: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store ``<root>/mlflow.db`` (absolute path)."""
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store ``mlflow.db`` at the repository root
+    (:func:`store_root`), as an absolute path."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if env:
         return env
-    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{store_root(root) / 'mlflow.db'}"
 
 
 def git_commit(root: Path) -> str | None:
@@ -90,7 +101,8 @@ def use_store(tracking_uri: str) -> MlflowClient:
 def ensure_experiment(root: Path, name: str, tracking_uri: str) -> str:
     """Id of experiment ``name``, created if missing, and make it the active one.
 
-    On a local store the experiment's artifacts go to ``<root>/mlartifacts``; on a server the
+    On a local store the experiment's artifacts go to ``mlartifacts`` beside the store
+    (:func:`store_root`); on a server the
     server decides (its artifact proxy).
     """
     client = use_store(tracking_uri)
@@ -98,7 +110,7 @@ def ensure_experiment(root: Path, name: str, tracking_uri: str) -> str:
     if exp is None:
         location = None
         if is_local_store(tracking_uri):
-            location = (Path(root).resolve() / ARTIFACTS_DIR).as_uri()
+            location = (store_root(root) / ARTIFACTS_DIR).as_uri()
         exp_id = client.create_experiment(name, artifact_location=location)
     else:
         exp_id = exp.experiment_id
