@@ -237,3 +237,13 @@ def test_run_writes_three_parquet_files_month_by_month(tmp_path, specs):
         pd.testing.assert_frame_equal(got, expected[table], check_dtype=False)
     assert set(summary["prevalence"]) == set(RISK_AREAS)
     assert 0.04 < summary["share_controlled"] < 0.08
+
+
+def test_rare_areas_get_useful_numbers_of_findings(specs):
+    """The legacy system targets the strongest rare-area rules hard enough to produce labels."""
+    p = load_params(ROOT / "params.yaml").simulate.model_copy(update={"n_items": 150_000})
+    w = simulate(p, specs)
+    found = w["outcomes"].loc[w["outcomes"]["offence_found"], "risk_area"].value_counts()
+    for area in ("drugs", "environment", "health_safety", "security"):
+        assert found.get(area, 0) >= 8, found.to_dict()
+    assert found["revenue"] > 200 and found["ipr"] > 100, found.to_dict()

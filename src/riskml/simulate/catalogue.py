@@ -204,6 +204,10 @@ SECTOR_SHARE: dict[str, float] = {
     "defense": 0.005, "general": 0.08,
 }
 
+# Relative frequency of some headings within their sector (default 1): cooling equipment and
+# chemical preparations are a small part of machinery and chemicals trade.
+POPULARITY_SCALE: dict[str, float] = {"8415": 0.25, "8418": 0.25, "3824": 0.5}
+
 UNITS: tuple[str, ...] = ("kg", "u", "l", "pair")
 
 
@@ -257,7 +261,7 @@ def load_catalogue() -> Catalogue:
                     float(uv) * float(np.exp(rng.normal(0, 0.3))),
                     1.0 if unit == "kg" else float(kg) * float(np.exp(rng.normal(0, 0.15))),
                     round(r, 3),
-                    float(rng.lognormal(0, 1.0)),
+                    float(rng.lognormal(0, 1.0)) * POPULARITY_SCALE.get(heading, 1.0),
                 )
             )
     hs6 = np.array([r[0] for r in rows], dtype=object)

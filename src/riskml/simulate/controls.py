@@ -41,13 +41,23 @@ AREA_WEIGHT = {"revenue": 1.0, "drugs": 1.2, "security": 1.2, "ipr": 0.8, "envir
 TARGET_KIND: dict[str, tuple[tuple[str, str], float]] = {  # area -> kinds, P(first kind)
     "revenue": (("documentary", "physical"), 0.7),
     "drugs": (("scanner", "physical"), 0.5),
-    "security": (("scanner", "physical"), 0.5),
+    "security": (("physical", "scanner"), 0.6),
+    "environment": (("physical", "documentary"), 0.6),
+    "health_safety": (("physical", "documentary"), 0.6),
 }
 DEFAULT_KIND = (("documentary", "physical"), 0.5)
 DELAY_DAYS = {"documentary": (1, 10), "physical": (2, 21), "scanner": (0, 5), "random": (2, 21),
               "pca": (60, 270)}
 LAB_DAYS = (0, 14)  # extra delay for seized goods sent to a laboratory
 HISTORY_WEIGHT = 0.6
+# Rare areas: probability that an item hit by the area's strongest legacy rule is controlled
+# (licensed and sensitive goods are checked very often); weaker rules fall off steeply.
+# q = min(RARE_CAP, RARE_RATE x (rule score / strongest rule weight) ** RULE_GAMMA): a score
+# above the strongest rule (two rules at once) is checked even more often.
+RARE_RATE = {"security": 0.6, "drugs": 0.2, "health_safety": 0.15, "environment": 0.2}
+RARE_CAP = 0.7
+RULE_GAMMA = 3.0
+MIN_GENERIC_SHARE = 0.5  # share of the targeted budget always left to revenue, ipr and history
 
 
 @dataclass
@@ -105,6 +115,28 @@ def _targeted_kind(rng: np.random.Generator, dominant: np.ndarray, areas: list[s
     return kind
 
 
+def _strongest(rules) -> float:
+    return max((r.weight for r in rules if r.weight > 0), default=1.0)
+
+
+def rare_target_probability(declarations: pd.DataFrame, specs: dict[str, AreaSpec]
+                            ) -> np.ndarray:
+    """(items, areas) probability that the rules of a rare area send the item to a control.
+
+    ``RARE_RATE[area] x (rule score / strongest rule weight) ** RULE_GAMMA``, capped at
+    ``RARE_CAP``:
+    the strongest rule of an area (arms, fruit from cocaine source countries, refrigerant gases,
+    medicines) is checked at the area's rate, weaker rules much less. 0 for the other areas.
+    """
+    q = np.zeros((len(declarations), len(specs)))
+    for j, (area, spec) in enumerate(specs.items()):
+        if area in RARE_RATE:
+            s = rule_score(declarations, spec.legacy_rules).to_numpy()
+            r = s / _strongest(spec.legacy_rules)
+            q[:, j] = np.minimum(RARE_CAP, RARE_RATE[area] * r**RULE_GAMMA)
+    return q
+
+
 def select_controls(
     rng: np.random.Generator,
     declarations: pd.DataFrame,
@@ -118,23 +150,44 @@ def select_controls(
     sizes = np.diff(np.append(starts, n))
     n_decl = len(starts)
     areas = list(specs)
+    imp = batch["importer"]
+
+    # rare areas: a per-declaration probability from the strongest rule hit of its items
+    q = rare_target_probability(declarations, specs)
+    q_decl = np.maximum.reduceat(q, starts, axis=0) if len(areas) else np.zeros((n_decl, 1))
+    p_rare = 1.0 - np.prod(1.0 - q_decl, axis=1)
+    # the other areas (revenue, ipr) and the importer's known findings: a ranked score
     norm = np.zeros((n, max(len(areas), 1)))
     for j, area in enumerate(areas):
-        rules = specs[area].legacy_rules
-        top = sum(r.weight for r in rules if r.weight > 0) or 1.0
-        norm[:, j] = AREA_WEIGHT.get(area, 1.0) * rule_score(declarations, rules).to_numpy() / top
-    imp = batch["importer"]
+        if area not in RARE_RATE:
+            rules = specs[area].legacy_rules
+            top = sum(r.weight for r in rules if r.weight > 0) or 1.0
+            norm[:, j] = AREA_WEIGHT.get(area, 1.0) * rule_score(declarations, rules).to_numpy() / top
     item_score = (norm.sum(axis=1) + HISTORY_WEIGHT * np.log1p(history.known[imp])
                   + rng.normal(0, 0.25, n))
     decl_score = np.maximum.reduceat(item_score, starts)
     decl_area = np.maximum.reduceat(norm, starts, axis=0)
-    dominant = np.where(decl_area.max(axis=1) > 0, decl_area.argmax(axis=1), -1)
 
+    u = rng.random(n_decl)
     random_decl = np.flatnonzero(rng.random(n_decl) < params.random_control_rate)
-    rest = np.setdiff1d(np.arange(n_decl), random_decl)
+    is_random = np.zeros(n_decl, dtype=bool)
+    is_random[random_decl] = True
+    budget = params.targeted_rate * n
+    # drawn with p_rare; draws beyond their share of the budget are thinned evenly (key = u/p)
+    key = u / np.maximum(p_rare, 1e-12)
+    cand = np.flatnonzero((key < 1.0) & ~is_random)
+    rare = _fill((1.0 - MIN_GENERIC_SHARE) * budget, cand[np.argsort(key[cand], kind="stable")],
+                 sizes)
+    taken = is_random.copy()
+    taken[rare] = True
+    rest = np.flatnonzero(~taken)
     order = rest[np.argsort(-decl_score[rest], kind="stable")]
-    targeted = _fill(params.targeted_rate * n, order, sizes)
-    kinds_t = _targeted_kind(rng, dominant[targeted], areas)
+    generic = _fill(budget - sizes[rare].sum(), order, sizes)
+    targeted = np.concatenate([rare, generic])
+    dominant = np.concatenate([
+        q_decl[rare].argmax(axis=1) if len(areas) else np.full(len(rare), -1),
+        np.where(decl_area[generic].max(axis=1) > 0, decl_area[generic].argmax(axis=1), -1)])
+    kinds_t = _targeted_kind(rng, dominant, areas)
 
     rev = norm[:, areas.index("revenue")] if "revenue" in areas else np.zeros(n)
     weight = (0.1 + 2.0 * rev + 1.5 * np.log1p(history.known_revenue[imp])

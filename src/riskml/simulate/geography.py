@@ -33,10 +33,10 @@ _COUNTRIES: dict[str, tuple[float, float]] = {
 
 # Countries whose suppliers usually serve each sector (weight), on top of general trade.
 SECTOR_COUNTRIES: dict[str, dict[str, float]] = {
-    "food_fresh": {"EC": 6, "CO": 5, "CR": 5, "PE": 3, "ZA": 4, "MA": 4, "ES": 6, "NL": 3,
+    "food_fresh": {"EC": 4, "CO": 3, "CR": 3, "PE": 3, "ZA": 4, "MA": 4, "ES": 6, "NL": 3,
                    "BR": 3, "CL": 3, "AR": 2, "NO": 4, "VN": 3, "TH": 2, "IN": 2, "PA": 2,
                    "DO": 2, "EG": 2, "KE": 1, "GH": 1, "CI": 1, "US": 2, "PL": 2, "MX": 2},
-    "food_grocery": {"BR": 4, "CO": 3, "VN": 4, "ET": 2, "IN": 4, "ID": 3, "CI": 3, "GH": 2,
+    "food_grocery": {"BR": 3, "CO": 2, "VN": 4, "ET": 2, "IN": 4, "ID": 3, "CI": 3, "GH": 2,
                      "KE": 2, "LK": 2, "TH": 3, "MY": 3, "DE": 4, "FR": 3, "IT": 4, "NL": 3,
                      "US": 3, "CN": 3, "TR": 2, "PE": 1, "EC": 1},
     "beverages_tobacco": {"FR": 6, "IT": 5, "ES": 4, "GB": 4, "DE": 3, "US": 2, "CL": 2,

@@ -24,11 +24,11 @@ from riskml.simulate.trade import Batch
 A = {a: i for i, a in enumerate(RISK_AREAS)}
 TARGET_PREVALENCE: dict[str, float] = {
     "revenue": 0.045,
-    "drugs": 0.0008,
+    "drugs": 0.001,
     "ipr": 0.01,
-    "environment": 0.0015,
+    "environment": 0.002,
     "health_safety": 0.003,
-    "security": 0.0003,
+    "security": 0.00045,
 }
 NOISE_SD = 0.6
 NEW_IMPORTER_DAYS = 180
@@ -121,7 +121,7 @@ def area_logits(
     if after_drift:
         route = np.maximum(route, role["drug_transit_new"][dep])
     conceal, prec = g.conceal[hs], g.precursor[hs]
-    out[:, A["drugs"]] = (base[:, A["drugs"]] + 1.5 * complicit + 3.5 * conceal * route
+    out[:, A["drugs"]] = (base[:, A["drugs"]] + 1.5 * complicit + 4.5 * conceal * route
                           + prec * (1.2 + 3.0 * role["precursor_source"][origin])
                           + 1.5 * new + 1.0 * unrelated + 0.8 * forwarder
                           - 2.5 * ~(conceal | prec))
@@ -134,7 +134,7 @@ def area_logits(
 
     ods, wild, waste = g.ods[hs] | g.ods_weak[hs], g.wildlife[hs], g.waste[hs]
     out[:, A["environment"]] = (base[:, A["environment"]] + 0.8 * complicit
-                                + ods * (1.0 * g.ods[hs] + 3.0 * role["ods_source"][origin])
+                                + ods * (2.0 * g.ods[hs] + 3.0 * role["ods_source"][origin])
                                 + wild * (1.0 + 2.5 * role["wildlife_source"][origin])
                                 + waste * (1.0 + 1.5 * role["transit_hub"][dep] * rerouted)
                                 + 1.0 * unrelated + 0.8 * new - 2.5 * ~(ods | wild | waste))
@@ -152,8 +152,8 @@ def area_logits(
     weapons, dual = g.weapons[hs], g.dual_use[hs]
     diversion = role["diversion_hub"][dep] * rerouted
     out[:, A["security"]] = (base[:, A["security"]] + 0.8 * complicit + 1.0 * forwarder
-                             + 1.0 * new + weapons * (2.5 + 1.5 * unrelated)
-                             + dual * (0.5 + 3.0 * diversion) + 0.5 * diversion
+                             + 1.0 * new + weapons * (4.0 + 1.5 * unrelated)
+                             + dual * (0.0 + 3.0 * diversion) + 0.5 * diversion
                              - 3.0 * ~(weapons | dual))
     return out
 
