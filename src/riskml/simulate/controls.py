@@ -162,7 +162,8 @@ def select_controls(
         if area not in RARE_RATE:
             rules = specs[area].legacy_rules
             top = sum(r.weight for r in rules if r.weight > 0) or 1.0
-            norm[:, j] = AREA_WEIGHT.get(area, 1.0) * rule_score(declarations, rules).to_numpy() / top
+            score = rule_score(declarations, rules).to_numpy()
+            norm[:, j] = AREA_WEIGHT.get(area, 1.0) * score / top
     item_score = (norm.sum(axis=1) + HISTORY_WEIGHT * np.log1p(history.known[imp])
                   + rng.normal(0, 0.25, n))
     decl_score = np.maximum.reduceat(item_score, starts)
