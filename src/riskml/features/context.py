@@ -16,40 +16,36 @@ from riskml.features.reference import LEVEL_NAMES, Reference
 from riskml.features.row import MONTHS, WEEKDAYS
 
 
-def _by_code(code: np.ndarray, labels_of_first_rows) -> pd.Series:
-    """Per row, the label of its group, built once per group from the group's first row."""
-    keyed = code >= 0
-    uniq, first = np.unique(code[keyed], return_index=True)
-    rows = np.flatnonzero(keyed)[first]
-    labels = np.asarray(labels_of_first_rows(rows), dtype=object)
-    out = np.full(len(code), None, dtype=object)
-    out[keyed] = labels[np.searchsorted(uniq, code[keyed])]
-    return pd.Series(out, dtype="string")
-
-
 def _hs6_text(hs6: pd.Series) -> pd.Series:
     return hs6.str.slice(0, 4) + "." + hs6.str.slice(4, 6)
 
 
-def reference_group(prep: Prepared, level: np.ndarray) -> pd.Series:
-    """Readable comparison group of each row's reference price, e.g. ``HS 6109.10 from CN``."""
+def reference_group(prep: Prepared, level: np.ndarray) -> pd.Categorical:
+    """Readable comparison group of each row's reference price, e.g. ``HS 6109.10 from CN``.
+
+    Each label is built once per distinct group (from the group's first row) and taken by code.
+    """
     origin = prep.column("origin_country")
-    hs6, hs4 = prep.hs6, prep.hs4
     builders = {
-        1: (
-            prep.code("hs6", "origin_country"),
-            lambda r: ("HS " + _hs6_text(hs6.iloc[r]) + " from " + origin.iloc[r]).to_numpy(),
-        ),
-        2: (prep.code("hs6"), lambda r: ("HS " + _hs6_text(hs6.iloc[r])).to_numpy()),
-        3: (prep.code("hs4"), lambda r: ("HS " + hs4.iloc[r]).to_numpy()),
-    }
-    out = pd.Series(pd.NA, index=range(len(level)), dtype="string")
-    for code_value, (codes, build) in builders.items():
-        sel = level == code_value
-        if sel.any():
-            labels = _by_code(np.where(sel, codes, -1), build)
-            out[sel] = labels[sel]
-    return out
+        1: (prep.code("hs6", "origin_country"),
+            lambda r: "HS " + _hs6_text(prep.hs6.iloc[r]) + " from " + origin.iloc[r]),
+        2: (prep.code("hs6"), lambda r: "HS " + _hs6_text(prep.hs6.iloc[r])),
+        3: (prep.code("hs4"), lambda r: "HS " + prep.hs4.iloc[r]),
+    }  # fmt: skip
+    labels: list[np.ndarray] = []
+    codes = np.full(len(level), -1, dtype=np.int64)
+    offset = 0
+    for value, (group, build) in builders.items():
+        rows = np.flatnonzero((level == value) & (group >= 0))
+        uniq, first = np.unique(group[rows], return_index=True)
+        labels.append(build(rows[first]).to_numpy(dtype=object, na_value=None))
+        codes[rows] = offset + np.searchsorted(uniq, group[rows])
+        offset += len(uniq)
+    categories = np.concatenate(labels) if labels else np.array([], dtype=object)
+    # Distinct groups can share a label only if codes were malformed; keep categories unique.
+    categories, remap = np.unique(categories.astype(str), return_inverse=True)
+    codes = np.where(codes >= 0, remap[np.clip(codes, 0, None)], -1)
+    return pd.Categorical.from_codes(codes, categories=categories)
 
 
 def _gap(x: np.ndarray, median: np.ndarray) -> tuple[np.ndarray, pd.Categorical]:
@@ -84,7 +80,7 @@ def context_columns(
         "ctx_uv_q_ref_median": np.exp(ref.median["uv_q_log"]),
         "ctx_uv_ref_count": ref.count,
         "ctx_uv_ref_level": level_names.take(ref.level.astype(np.int64)),
-        "ctx_uv_ref_group": reference_group(prep, ref.level).to_numpy(),
+        "ctx_uv_ref_group": reference_group(prep, ref.level),
         "ctx_uv_kg_gap": kg_gap,
         "ctx_uv_kg_dir": kg_dir,
         "ctx_uv_q_gap": q_gap,
@@ -93,13 +89,13 @@ def context_columns(
         "ctx_cif_value": decl["cif_value"].astype("float64").to_numpy(),
         "ctx_gross_mass": decl["gross_mass_kg"].astype("float64").to_numpy(),
         "ctx_quantity": decl["quantity"].astype("float64").to_numpy(),
-        "ctx_quantity_unit": unit.astype("category").to_numpy(),
-        "ctx_hs2": prep.hs4.str.slice(0, 2).to_numpy(),
-        "ctx_hs4": prep.hs4.to_numpy(),
-        "ctx_hs6": _hs6_text(prep.hs6).to_numpy(),
-        "ctx_origin": decl["origin_country"].astype("string").to_numpy(),
-        "ctx_departure": optional(decl, "departure_country", "string").to_numpy(),
-        "ctx_procedure": optional(decl, "procedure", "string").to_numpy(),
+        "ctx_quantity_unit": unit.astype("category"),
+        "ctx_hs2": prep.hs4.str.slice(0, 2),
+        "ctx_hs4": prep.hs4,
+        "ctx_hs6": _hs6_text(prep.hs6),
+        "ctx_origin": decl["origin_country"].astype("string"),
+        "ctx_departure": optional(decl, "departure_country", "string"),
+        "ctx_procedure": optional(decl, "procedure", "string"),
         "ctx_transport_mode": pd.Categorical(mode, categories=list(TRANSPORT_MODES)),
         "ctx_weekday_name": pd.Categorical.from_codes((prep.day + 3) % 7, categories=WEEKDAYS),
         "ctx_month_name": pd.Categorical.from_codes(
@@ -108,10 +104,4 @@ def context_columns(
     }
     for area in RISK_AREAS:
         ctx[f"ctx_global_hr_{area}"] = rates[area][prep.month].astype(np.float32)
-    frame = pd.DataFrame(ctx)
-    for col in ("ctx_uv_ref_group", "ctx_hs2", "ctx_hs4", "ctx_hs6", "ctx_origin"):
-        frame[col] = frame[col].astype("string")
-    frame[["ctx_departure", "ctx_procedure"]] = frame[["ctx_departure", "ctx_procedure"]].astype(
-        "string"
-    )
-    return frame
+    return pd.DataFrame(ctx)

@@ -37,29 +37,22 @@ class Reference:
 
 
 def _window_stats(
-    groups: np.ndarray, values: pd.DataFrame
-) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Grouped median, MAD and count of ``values`` over one window (groups sorted)."""
-    frame = values.assign(_g=groups)
-    grouped = frame.groupby("_g", sort=True)
-    median = grouped.median()
-    count = grouped.count()
-    index = median.index.to_numpy()
-    pos = np.searchsorted(index, groups)
-    dev = (values - median.to_numpy()[pos]).abs().assign(_g=groups)
-    mad = dev.groupby("_g", sort=True).median()
-    return index, median, mad, count
-
-
-def _lookup(index: np.ndarray, table: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
-    """Rows of ``table`` (indexed by sorted ``index``) for ``groups``; NaN when absent."""
-    out = np.full((len(groups), table.shape[1]), np.nan)
-    if len(index) == 0:
-        return out
-    pos = np.clip(np.searchsorted(index, groups), 0, len(index) - 1)
-    hit = index[pos] == groups
-    out[hit] = table.to_numpy(dtype=np.float64)[pos[hit]]
-    return out
+    groups: np.ndarray, values: pd.DataFrame, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, MAD and count of each column of ``values`` per group, as dense (group, column)
+    arrays (NaN / 0 for groups absent from the window)."""
+    shape = (n_groups, values.shape[1])
+    median, mad, count = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape)
+    if len(groups) == 0:
+        return median, mad, count
+    grouped = values.groupby(groups, sort=True)
+    med = grouped.median()
+    index = med.index.to_numpy()
+    median[index] = med.to_numpy(np.float64)
+    count[index] = grouped.count().to_numpy(np.float64)
+    dev = (values - median[groups]).abs()
+    mad[index] = dev.groupby(groups, sort=True).median().to_numpy(np.float64)
+    return median, mad, count
 
 
 def reference_prices(
@@ -73,35 +66,40 @@ def reference_prices(
     names = list(log_values.columns)
     level = np.zeros(n, dtype=np.int8)
     count = np.full(n, np.nan)
-    median = {c: np.full(n, np.nan) for c in names}
-    mad = {c: np.full(n, np.nan) for c in names}
+    median = np.full((n, len(names)), np.nan)
+    mad = np.full((n, len(names)), np.nan)
 
     order = np.argsort(prep.month, kind="stable")
     sorted_month = prep.month[order]
     codes = {code: prep.code(*cols) for code, _, cols in LEVELS}
     for m in np.unique(prep.month):
-        lo, hi = np.searchsorted(sorted_month, [m - months, m])
-        window = order[lo:hi]
-        rows = order[np.searchsorted(sorted_month, m) : np.searchsorted(sorted_month, m + 1)]
-        todo = rows
+        lo, hi, end = np.searchsorted(sorted_month, [m - months, m, m + 1])
+        window, todo = order[lo:hi], order[hi:end]
         for code, _, _ in LEVELS:
             if len(todo) == 0 or len(window) == 0:
                 break
             g = codes[code]
-            win = window[g[window] >= 0]
-            index, med, dev, cnt = _window_stats(g[win], log_values.iloc[win])
-            found = _lookup(index, cnt, g[todo])[:, 0]
-            ok = np.nan_to_num(found) >= min_count
+            n_groups = int(g.max()) + 1
+            # Only the groups this month's remaining rows need.
+            needed = np.zeros(n_groups + 1, dtype=bool)
+            needed[g[todo]] = True
+            needed[-1] = False  # code -1 (missing) lands on the extra last slot
+            win = window[needed[g[window]]]
+            med, dev, cnt = _window_stats(g[win], log_values.iloc[win], n_groups + 1)
+            found = cnt[g[todo], 0]
+            ok = found >= min_count
             chosen = todo[ok]
             level[chosen] = code
             count[chosen] = found[ok]
-            med_rows = _lookup(index, med, g[chosen])
-            mad_rows = _lookup(index, dev, g[chosen])
-            for j, c in enumerate(names):
-                median[c][chosen] = med_rows[:, j]
-                mad[c][chosen] = mad_rows[:, j]
+            median[chosen] = med[g[chosen]]
+            mad[chosen] = dev[g[chosen]]
             todo = todo[~ok]
-    return Reference(level=level, count=count, median=median, mad=mad)
+    return Reference(
+        level=level,
+        count=count,
+        median={c: median[:, j] for j, c in enumerate(names)},
+        mad={c: mad[:, j] for j, c in enumerate(names)},
+    )
 
 
 def robust_z(x: np.ndarray, median: np.ndarray, mad: np.ndarray) -> np.ndarray:
