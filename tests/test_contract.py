@@ -143,6 +143,7 @@ BAD_DECLARATION_VALUES = [
     ("cif_value", "abc", "cif_value", "column cif_value: 'abc' is not a number"),
     ("cif_value", 0.0, "cif_value", "column cif_value: 0 is not > 0"),
     ("quantity", -3.0, "quantity", "column quantity: -3 is not > 0"),
+    ("cif_value", -123456.78, "cif_value", "column cif_value: -123456.78 is not > 0"),
     ("gross_mass_kg", 0.0, "gross_mass_kg", "is not > 0"),
     ("net_mass_kg", 1e9, "net_mass_kg, gross_mass_kg", "net mass above gross mass"),
     ("fob_value", -1.0, "fob_value", "is not >= 0"),

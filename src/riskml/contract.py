@@ -410,7 +410,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, pd.Timestamp):
         return v.strftime("%Y-%m-%d") if v == v.normalize() else v.isoformat()
     if isinstance(v, float):
-        return f"{v:g}"
+        return f"{v:.15g}"  # short, yet never rounds a value a person will look up
     return str(v)
 
 
