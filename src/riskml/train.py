@@ -89,7 +89,8 @@ def feature_columns(frame: pd.DataFrame, spec: AreaSpec) -> list[str]:
     """Model input columns of ``frame`` for ``spec``'s area, minus ``spec.exclude_features``.
 
     Defers to :func:`riskml.features.model_feature_columns` when it exists; otherwise every
-    numeric column that is neither a key, the date, nor a ``ctx_`` context column.
+    numeric, non-boolean column that is neither a key, the date, nor a ``ctx_`` context column
+    (the same rule).
     """
     try:
         from riskml.features import model_feature_columns
@@ -100,6 +101,7 @@ def feature_columns(frame: pd.DataFrame, spec: AreaSpec) -> list[str]:
             if c not in NON_FEATURES
             and not str(c).startswith("ctx_")
             and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])
         ]
     else:
         cols = list(model_feature_columns(frame))
