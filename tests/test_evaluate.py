@@ -139,7 +139,7 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     assert set(scores["declaration_id"]) == set(world["features"].loc[in_test, "declaration_id"])
     assert scores["score"].between(0, 1).all()
 
-    doc = json.loads((world_root / "metrics/revenue.json").read_text())
+    doc = json.loads((world_root / "metrics/areas/revenue.json").read_text())
     pops = doc["populations"]
     assert pops[TRUTH]["n"] == len(scores)
     assert pops[LABELLED]["n"] == scores["label"].notna().sum()
@@ -151,9 +151,9 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     assert head["population"] == TRUTH and head["rate"] == revenue_spec.operating_rate
     assert {"model", "legacy_rules", "random"} <= set(head)
 
-    raw = (world_root / "plots/revenue/precision_at_rate.csv").read_bytes()
+    raw = (world_root / "plots/evaluation/revenue/precision_at_rate.csv").read_bytes()
     assert raw.startswith(b"rate,")  # no byte-order mark: dvc plots reads the header as is
-    curve = pd.read_csv(world_root / "plots/revenue/precision_at_rate.csv")
+    curve = pd.read_csv(world_root / "plots/evaluation/revenue/precision_at_rate.csv")
     assert list(curve.columns) == [
         "rate",
         "method",
@@ -164,7 +164,11 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     ]
     assert curve["rate"].min() == pytest.approx(0.005) and curve["rate"].max() == 0.2
     assert set(curve["population"]) == {LABELLED, RANDOM_CONTROL, TRUTH}
-    pr = pd.read_csv(world_root / "plots/revenue/pr_curve.csv")
+    wide = pd.read_csv(world_root / "plots/evaluation/revenue/precision.csv")
+    assert {"rate", "model", "legacy_rules", "random", "oracle"} <= set(wide.columns)
+    on_truth = curve[(curve["population"] == TRUTH) & (curve["method"] == "model")]
+    assert wide["model"].tolist() == pytest.approx(on_truth["precision"].tolist())
+    pr = pd.read_csv(world_root / "plots/evaluation/revenue/pr_curve.csv")
     assert {"population", "method", "recall", "precision"} <= set(pr.columns)
 
     run = mlflow.MlflowClient(tracking_uri).get_run(trained["run_id"])

@@ -63,8 +63,9 @@ SCORE_COLUMNS = [
     "control_kind",
     "recovered",
 ]
-METRICS_DIR = "metrics"
-PLOTS_DIR = "plots"
+METRICS_DIR = "metrics/areas"
+SUMMARY_PATH = "metrics/summary.json"
+PLOTS_DIR = "plots/evaluation"
 SCORES_DIR = "data/scores"
 
 
@@ -233,6 +234,16 @@ def rate_curve_table(
     )
 
 
+def method_columns(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One column per method (rate as x) for ``dvc plots``, on the headline population: the truth
+    of every item when known, else the labelled rows."""
+    pops = set(curves["population"])
+    pop = TRUTH if TRUTH in pops else "labelled"
+    block = curves[curves["population"] == pop]
+    wide = block.pivot_table(index="rate", columns="method", values=metric, dropna=False)
+    return wide.reset_index().rename_axis(columns=None)
+
+
 def pr_curve_table(
     scores: pd.DataFrame, spec: AreaSpec, *, seed: int, max_points: int = PR_CURVE_POINTS
 ) -> pd.DataFrame:
@@ -392,7 +403,10 @@ def evaluate_area(
     }
     io.write_json(_clean(doc), root / METRICS_DIR / f"{spec.name}.json")
     plots = root / PLOTS_DIR / spec.name
-    write_plot_csv(rate_curve_table(scores, spec, seed=seed), plots / "precision_at_rate.csv")
+    curves = rate_curve_table(scores, spec, seed=seed)
+    write_plot_csv(curves, plots / "precision_at_rate.csv")
+    for metric in ("precision", "revenue_share"):
+        write_plot_csv(method_columns(curves, metric), plots / f"{metric}.csv")
     write_plot_csv(pr_curve_table(scores, spec, seed=seed), plots / "pr_curve.csv")
     io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
     logged = _log_test_metrics(
@@ -414,8 +428,8 @@ def run_evaluate(
 
     Reads ``models/<area>/``, ``data/features/features.parquet``,
     ``data/interim/{declarations,outcomes}.parquet`` and, when present, the simulator's
-    ``truth.parquet`` (``data/interim`` or ``data/raw``). Writes ``metrics/<area>.json``,
-    ``metrics/summary.json``, ``plots/<area>/{precision_at_rate,pr_curve}.csv`` and
+    ``truth.parquet`` (``data/interim`` or ``data/raw``). Writes ``metrics/areas/<area>.json``,
+    ``metrics/summary.json``, ``plots/evaluation/<area>/{precision_at_rate,pr_curve,precision,revenue_share}.csv`` and
     ``data/scores/<area>.parquet``, and logs the test metrics to each area's training run.
     """
     root = Path(root).resolve()
@@ -429,7 +443,7 @@ def run_evaluate(
         "truth": _read_truth(root),
     }
     summary = {area: evaluate_area(root, params, spec, tables, uri) for area, spec in specs.items()}
-    io.write_json(_clean(summary), root / METRICS_DIR / "summary.json")
+    io.write_json(_clean(summary), root / SUMMARY_PATH)
     return {area: _short(head) for area, head in summary.items()}
 
 

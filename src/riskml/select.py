@@ -149,7 +149,9 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         selected["area"] = area
         info_path = root / "models" / area / "features.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
-        selected["model_version"] = str(info.get("model_version", ""))
+        mlf = info.get("mlflow", {})
+        version = f"{mlf.get('registered_model', '')} v{mlf.get('version', '')}" if mlf else ""
+        selected["model_version"] = version
         write_csv(selected[CANDIDATE_COLUMNS], root / "data/candidates" / f"{area}.csv")
         summary[area] = len(selected)
     return {"candidates": summary}
