@@ -44,7 +44,8 @@ def reference_group(prep: Prepared, level: np.ndarray) -> pd.Categorical:
     categories = np.concatenate(labels) if labels else np.array([], dtype=object)
     # Distinct groups can share a label only if codes were malformed; keep categories unique.
     categories, remap = np.unique(categories.astype(str), return_inverse=True)
-    codes = np.where(codes >= 0, remap[np.clip(codes, 0, None)], -1)
+    if len(categories):
+        codes = np.where(codes >= 0, remap[np.clip(codes, 0, None)], -1)
     return pd.Categorical.from_codes(codes, categories=categories)
 
 
@@ -80,7 +81,7 @@ def context_columns(
         "ctx_uv_q_ref_median": np.exp(ref.median["uv_q_log"]),
         "ctx_uv_ref_count": ref.count,
         "ctx_uv_ref_level": level_names.take(ref.level.astype(np.int64)),
-        "ctx_uv_ref_group": reference_group(prep, ref.level),
+        "ctx_uv_ref_group": pd.Series(reference_group(prep, ref.level)).astype("string"),
         "ctx_uv_kg_gap": kg_gap,
         "ctx_uv_kg_dir": kg_dir,
         "ctx_uv_q_gap": q_gap,
@@ -89,7 +90,7 @@ def context_columns(
         "ctx_cif_value": decl["cif_value"].astype("float64").to_numpy(),
         "ctx_gross_mass": decl["gross_mass_kg"].astype("float64").to_numpy(),
         "ctx_quantity": decl["quantity"].astype("float64").to_numpy(),
-        "ctx_quantity_unit": unit.astype("category"),
+        "ctx_quantity_unit": unit,
         "ctx_hs2": prep.hs4.str.slice(0, 2),
         "ctx_hs4": prep.hs4,
         "ctx_hs6": _hs6_text(prep.hs6),
