@@ -424,3 +424,12 @@ def test_future_rewrites_leave_past_features_unchanged(world, world_features, cu
     # the rewrite did change something later on, so the test has teeth
     cols = model_feature_columns(world_features)
     assert not world_features.loc[~past, cols].equals(rewritten.loc[~past, cols])
+
+
+def test_docs_list_every_feature():
+    from pathlib import Path
+
+    from riskml.features.catalogue import catalogue_markdown
+
+    docs = (Path(__file__).parents[1] / "docs" / "features.md").read_text(encoding="utf-8")
+    assert catalogue_markdown() in docs, "regenerate the table with catalogue_markdown()"

@@ -314,3 +314,12 @@ def format_reason(name: str, row: Mapping[str, Any]) -> str | None:
     if any(_missing(v) for v in values.values()):
         return None
     return template.format(**values)
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as a Markdown table (the one in ``docs/features.md``)."""
+    lines = ["| feature | group | description | reason template |", "|---|---|---|---|"]
+    for info in CATALOGUE.values():
+        template = info.template.replace("|", "\\|")
+        lines.append(f"| `{info.name}` | {info.group} | {info.description} | `{template}` |")
+    return "\n".join(lines) + "\n"
