@@ -1,7 +1,5 @@
 """Explanations: TreeSHAP contributions from a real LightGBM model, additivity, sentences."""
 
-from dataclasses import dataclass
-
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -9,23 +7,22 @@ import pytest
 
 from riskml.contract import RiskmlError
 from riskml.explain import check_additivity, contributions, explain_area, reasons, sentence
-
-
-@dataclass
-class Info:
-    group: str
-    description: str
-    template: str
-
+from riskml.features.catalogue import FeatureInfo
 
 CATALOGUE = {
-    "pct_vs_ref": Info(
-        "value",
-        "unit value against the reference",
-        "unit value {pct_below:.0%} below the median of {ctx_ref_count:.0f} declarations",
-    ),
-    "imp_hits": Info("importer history", "importer findings", "importer: {imp_hits:.0f} findings"),
-    "noise": Info("other", "noise", "noise is {noise:.2f}"),
+    info.name: info
+    for info in (
+        FeatureInfo(
+            "pct_vs_ref",
+            "value",
+            "unit value against the reference",
+            "unit value {pct_below:.0%} below the median of {ctx_ref_count:.0f} declarations",
+        ),
+        FeatureInfo(
+            "imp_hits", "importer history", "importer findings", "importer: {imp_hits:.0f} findings"
+        ),
+        FeatureInfo("noise", "other", "noise", "noise is {noise:.2f}"),
+    )
 }
 
 

@@ -9,7 +9,6 @@ bias column, add up to the raw score: :func:`check_additivity` verifies it on ev
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pandas as pd
 
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
+from riskml.features.catalogue import fill_reason
 
 EXPLANATION_COLUMNS = [
     "declaration_id",
@@ -67,27 +67,12 @@ def check_additivity(contrib: np.ndarray, raw_score: np.ndarray, *, atol: float 
         )
 
 
-def _format(template: str, row: Mapping[str, Any]) -> str | None:
-    """Fill ``template`` from ``row``; None when a field is missing or not a number it needs."""
-    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
-    values = {}
-    for field in fields:
-        value = row.get(field)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        values[field] = value
-    try:
-        return template.format(**values)
-    except (ValueError, TypeError, KeyError, IndexError):
-        return None
-
-
 def sentence(feature: str, row: Mapping[str, Any], catalogue: Mapping[str, Any]) -> str:
     """The plain-language sentence for ``feature`` on ``row``, from its catalogue template."""
     info = catalogue.get(feature)
     if info is None:
         return f"{feature} = {_plain(row.get(feature))}"
-    text = _format(info.template, row)
+    text = fill_reason(info, row)
     if text is None:
         text = f"{info.description}: {_plain(row.get(feature))}"
     return text

@@ -300,8 +300,13 @@ def format_reason(name: str, row: Mapping[str, Any]) -> str | None:
 
     Returns ``None`` when a value the sentence needs is missing and there is no sentence for it.
     """
-    info = CATALOGUE[name]
-    value = row[name]
+    return fill_reason(CATALOGUE[name], row)
+
+
+def fill_reason(info: FeatureInfo, row: Mapping[str, Any]) -> str | None:
+    """The sentence of ``info`` for one row: its zero or missing variant where the value calls for
+    it; ``None`` when a value the sentence needs is missing and there is nothing to say."""
+    value = row.get(info.name)
     if _missing(value):
         template = info.template_missing
     elif info.template_zero and float(value) == 0:
@@ -310,7 +315,7 @@ def format_reason(name: str, row: Mapping[str, Any]) -> str | None:
         template = info.template
     if not template:
         return None
-    values = {f: row[f] for f in template_fields(template)}
+    values = {f: row.get(f) for f in template_fields(template)}
     if any(_missing(v) for v in values.values()):
         return None
     return template.format(**values)
