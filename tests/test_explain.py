@@ -105,3 +105,18 @@ def test_sentence_falls_back_to_description_when_a_fact_is_missing():
     row = {"pct_vs_ref": -1.0, "pct_below": float("nan"), "ctx_ref_count": 3.0}
     assert sentence("pct_vs_ref", row, CATALOGUE) == "unit value against the reference: -1"
     assert sentence("unknown_feature", {"unknown_feature": 2.0}, CATALOGUE) == "unknown_feature = 2"
+
+
+def test_a_sentence_is_given_once_with_the_contributions_behind_it():
+    catalogue = {
+        name: FeatureInfo(name, "value", name, "unit value {gap:.0%} below the median")
+        for name in ("gap_z", "gap_pct")
+    }
+    rows = pd.DataFrame(
+        {"declaration_id": ["D1"], "item_no": [1], "gap_z": [-3.0], "gap_pct": [-0.6], "gap": [0.6]}
+    )
+    contrib = pd.DataFrame({"gap_z": [0.5], "gap_pct": [0.25], "bias": [-3.0]})
+    out = reasons(rows, contrib, catalogue, n_up=3, n_down=1)
+    assert len(out) == 1
+    assert out.iloc[0]["sentence"] == "unit value 60% below the median"
+    assert out.iloc[0]["contribution"] == pytest.approx(0.75)

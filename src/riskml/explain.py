@@ -102,29 +102,38 @@ def reasons(
     records = []
     values = feats.to_numpy()
     names = np.asarray(feats.columns)
-    for i, (idx, row) in enumerate(rows.iterrows()):
+    for i, row in enumerate(rows.to_dict("records")):
         order = np.argsort(-values[i], kind="stable")
-        ups = [j for j in order[:n_up] if values[i, j] > 0]
-        downs = [j for j in order[::-1][:n_down] if values[i, j] < 0]
-        row_map = row.to_dict()
-        for direction, picks in (("raises", ups), ("lowers", downs)):
-            for rank, j in enumerate(picks, start=1):
-                name = names[j]
-                info = catalogue.get(name)
-                records.append(
-                    {
-                        "declaration_id": row_map["declaration_id"],
-                        "item_no": row_map["item_no"],
-                        "rank": rank,
-                        "direction": direction,
-                        "feature": name,
-                        "group": getattr(info, "group", "other"),
-                        "value": _as_float(row_map.get(name)),
-                        "contribution": float(values[i, j]),
-                        "sentence": sentence(name, row_map, catalogue),
-                    }
-                )
-        del idx
+        for direction, sequence, limit in (
+            ("raises", order, n_up),
+            ("lowers", order[::-1], n_down),
+        ):
+            # Two features can say the same thing (a gap as a z-score and as a percentage):
+            # a sentence is given once, with the contributions of the features behind it.
+            said: dict[str, dict[str, Any]] = {}
+            for j in sequence:
+                value = values[i, j]
+                if (direction == "raises" and value <= 0) or (direction == "lowers" and value >= 0):
+                    break
+                text = sentence(names[j], row, catalogue)
+                if text in said:
+                    said[text]["contribution"] += float(value)
+                    continue
+                if len(said) == limit:
+                    continue
+                info = catalogue.get(names[j])
+                said[text] = {
+                    "declaration_id": row["declaration_id"],
+                    "item_no": row["item_no"],
+                    "rank": len(said) + 1,
+                    "direction": direction,
+                    "feature": names[j],
+                    "group": getattr(info, "group", "other"),
+                    "value": _as_float(row.get(names[j])),
+                    "contribution": float(value),
+                    "sentence": text,
+                }
+            records.extend(said.values())
     out = pd.DataFrame.from_records(records, columns=EXPLANATION_COLUMNS)
     return out.astype({"item_no": "int64", "rank": "int64"})
 
