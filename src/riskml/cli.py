@@ -167,12 +167,12 @@ def features(root: RootOpt = Path(".")) -> None:
     from riskml.features import build_features, model_feature_columns
     from riskml.io import read_parquet, write_parquet
 
-    params, _ = _config(root)
+    params, specs = _config(root)
     started = time.perf_counter()
     decl = read_parquet(root / "data/interim/declarations.parquet")
     outcomes = read_parquet(root / "data/interim/outcomes.parquet")
     with _progress("building features") as update:
-        frame = build_features(decl, outcomes, params.features, progress=update)
+        frame = build_features(decl, outcomes, params.features, progress=update, specs=specs)
     write_parquet(frame, root / "data/features/features.parquet")
     _done(
         "features",

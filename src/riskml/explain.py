@@ -165,7 +165,7 @@ def explain_area(
 def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Stage entry: explain each area's model-selected candidates (the same selection the
     ``select`` stage makes) into ``data/explanations/<area>.parquet``."""
-    from riskml.features import CATALOGUE
+    from riskml.features import catalogue_for
     from riskml.io import read_parquet, write_parquet
     from riskml.select import ranked, select_candidates
 
@@ -184,7 +184,7 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
             booster,
             top,
             features,
-            CATALOGUE,
+            catalogue_for(specs),
             n_reasons=params.explain.n_reasons,
             chunk_size=params.explain.chunk_size,
         )

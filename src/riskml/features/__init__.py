@@ -10,12 +10,12 @@ entity histories and reference prices are snapshots at the start of *t*'s month 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from riskml.config import FeatureParams
+from riskml.config import AreaSpec, FeatureParams
 from riskml.contract import KEY
 from riskml.features.catalogue import CATALOGUE, GROUPS, FeatureInfo, format_reason
 from riskml.features.context import context_columns
@@ -30,12 +30,14 @@ from riskml.features.row import (
     unit_values,
     value_features,
 )
+from riskml.features.targeting import rule_catalogue, rule_features
 
 __all__ = [
     "CATALOGUE",
     "GROUPS",
     "FeatureInfo",
     "build_features",
+    "catalogue_for",
     "format_reason",
     "model_feature_columns",
 ]
@@ -55,9 +57,13 @@ def model_feature_columns(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def _reference_features(
-    uv: pd.DataFrame, ref: Reference
-) -> dict[str, np.ndarray]:
+def catalogue_for(specs: Mapping[str, AreaSpec] | None = None) -> dict[str, FeatureInfo]:
+    """The catalogue of a frame built with ``specs``: the fixed entries plus the targeting
+    profiles of those areas."""
+    return CATALOGUE | (rule_catalogue(specs) if specs else {})
+
+
+def _reference_features(uv: pd.DataFrame, ref: Reference) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for col, short in (("uv_kg_log", "uv_kg"), ("uv_q_log", "uv_q")):
         x, med = uv[col].to_numpy(), ref.median[col]
@@ -79,10 +85,12 @@ def build_features(
     params: FeatureParams,
     *,
     progress: Callable[[int, int], None] | None = None,
+    specs: Mapping[str, AreaSpec] | None = None,
 ) -> pd.DataFrame:
     """Causal features of every declaration item, one row per item in the input order.
 
-    ``progress(done, total)`` is called after each step when given.
+    ``progress(done, total)`` is called after each step when given. With ``specs``, each area's
+    targeting profile (its legacy rules) is added as ``rule_<area>``.
 
     Examples
     --------
@@ -121,6 +129,10 @@ def build_features(
     features |= calendar_features(prep)
     tick()
     context = context_columns(prep, uv, ref, rates, params)
+    if specs:
+        rule_values, rule_context = rule_features(decl, specs)
+        features |= rule_values
+        context = pd.concat([context, rule_context.set_axis(context.index)], axis=1)
     tick()
 
     frame = pd.DataFrame(
@@ -131,10 +143,8 @@ def build_features(
         }
     )
     # Catalogue order; a feature without an entry still comes out (and fails the catalogue test).
-    ordered = [n for n in CATALOGUE if n in features] + [n for n in features if n not in CATALOGUE]
-    frame = pd.concat(
-        [frame, pd.DataFrame({n: features[n] for n in ordered}), context], axis=1
-    )
+    catalogue = catalogue_for(specs)
+    ordered = [n for n in catalogue if n in features] + [n for n in features if n not in catalogue]
+    frame = pd.concat([frame, pd.DataFrame({n: features[n] for n in ordered}), context], axis=1)
     frame.index = declarations.index
     return frame
-

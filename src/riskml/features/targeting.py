@@ -1,0 +1,53 @@
+"""Targeting-profile features: each area's legacy rules as a model input.
+
+A rule is a condition on the declaration's own fields (HS heading, origin, transport mode...), so
+its score is known on the day of the declaration and obeys the causality rule. For rare areas,
+where labels are few, the profile is the prior the model refines with histories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from riskml.config import AreaSpec
+from riskml.features.catalogue import AREA_WORDS, FeatureInfo
+from riskml.rules import rule_mask
+
+
+def rule_features(
+    declarations: pd.DataFrame, specs: Mapping[str, AreaSpec]
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Per area: ``rule_<area>`` (sum of the weights of the rules that fire) and the context
+    column ``ctx_rules_<area>`` (the names of those rules, joined by ' and ')."""
+    values: dict[str, np.ndarray] = {}
+    context = {}
+    for area, spec in specs.items():
+        score = np.zeros(len(declarations), dtype=np.float32)
+        names = np.full(len(declarations), "", dtype=object)
+        for rule in spec.legacy_rules:
+            hit = rule_mask(declarations, rule).to_numpy()
+            score += np.float32(rule.weight) * hit
+            names = np.where(
+                hit, np.where(names == "", rule.name, names + " and " + rule.name), names
+            )
+        values[f"rule_{area}"] = score
+        context[f"ctx_rules_{area}"] = pd.array(names, dtype="string")
+    return values, pd.DataFrame(context, index=declarations.index)
+
+
+def rule_catalogue(specs: Mapping[str, AreaSpec]) -> dict[str, FeatureInfo]:
+    """Catalogue entries of the targeting-profile features of ``specs``."""
+    return {
+        f"rule_{area}": FeatureInfo(
+            name=f"rule_{area}",
+            group="targeting profile",
+            description=f"weight of the {AREA_WORDS.get(area, area)} targeting profiles that match",
+            template=f"matches the {AREA_WORDS.get(area, area)} targeting profile: "
+            f"{{ctx_rules_{area}}}",
+            template_zero=f"matches no {AREA_WORDS.get(area, area)} targeting profile",
+        )
+        for area in specs
+    }
