@@ -429,7 +429,7 @@ def run_evaluate(
     Reads ``models/<area>/``, ``data/features/features.parquet``,
     ``data/interim/{declarations,outcomes}.parquet`` and, when present, the simulator's
     ``truth.parquet`` (``data/interim`` or ``data/raw``). Writes ``metrics/areas/<area>.json``,
-    ``metrics/summary.json``, ``plots/evaluation/<area>/{precision_at_rate,pr_curve,precision,revenue_share}.csv`` and
+    ``metrics/summary.json``, the plot data in ``plots/evaluation/<area>/`` and
     ``data/scores/<area>.parquet``, and logs the test metrics to each area's training run.
     """
     root = Path(root).resolve()
