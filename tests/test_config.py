@@ -50,3 +50,24 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(RiskmlError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_area_train_overrides_apply_and_are_checked(tmp_path):
+    from riskml.config import area_train_params
+
+    params = load_params(ROOT / "params.yaml")
+    data = yaml.safe_load((ROOT / "pipelines/security.yaml").read_text())
+    data["train"] = {"num_leaves": 5}
+    path = tmp_path / "security.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load_area_spec(path)
+    assert area_train_params(params, spec).num_leaves == 5
+    assert area_train_params(params, spec).seed == params.train.seed
+    data["train"] = {"num_leafs": 5}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RiskmlError, match="unknown train setting.*num_leafs"):
+        load_area_spec(path)
+    data["train"] = {"num_leaves": 1}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RiskmlError, match="num_leaves"):
+        area_train_params(params, load_area_spec(path))

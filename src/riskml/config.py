@@ -139,6 +139,16 @@ class AreaSpec(_Section):
     rank_by: Literal["probability", "expected_recovery"] = "probability"
     exclude_features: list[str] = []
     legacy_rules: list[Rule] = []
+    train: dict[str, Any] = {}  # overrides of params.yaml's train section for this area
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(TrainParams.model_fields))
+        if unknown:
+            allowed = ", ".join(TrainParams.model_fields)
+            raise ValueError(f"unknown train setting(s) {unknown}; allowed: {allowed}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -161,6 +171,14 @@ class AreaSpec(_Section):
         if not v or any(not 0 < r <= 1 for r in v):
             raise ValueError("inspection_rates must be a non-empty list of fractions in (0, 1]")
         return sorted(v)
+
+
+def area_train_params(params: Params, spec: AreaSpec) -> TrainParams:
+    """The ``train`` section with the area's own overrides applied (and validated)."""
+    try:
+        return TrainParams.model_validate(params.train.model_dump() | spec.train)
+    except ValidationError as exc:
+        raise _explain(Path(f"pipelines/{spec.name}.yaml"), exc) from exc
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

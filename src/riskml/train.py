@@ -37,7 +37,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from riskml import io, tracking
-from riskml.config import AreaSpec, Params, SplitParams, TrainParams
+from riskml.config import AreaSpec, Params, SplitParams, TrainParams, area_train_params
 from riskml.contract import KEY, RiskmlError
 from riskml.metrics import average_precision
 
@@ -310,7 +310,7 @@ def log_to_mlflow(
     signature = infer_signature(x, model.booster.predict(x))
     tags = tracking.run_tags(root, area=spec.name, stage="train")
     with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{spec.name}", tags=tags) as run:
-        mlflow.log_params(_run_params(model, spec, params.split, params.train))
+        mlflow.log_params(_run_params(model, spec, params.split, area_train_params(params, spec)))
         mlflow.log_metrics(_run_metrics(model))
         info = mlflow.lightgbm.log_model(
             model.booster,
@@ -339,7 +339,7 @@ def log_to_mlflow(
 
 def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict) -> str:
     """A short Markdown card: what the model predicts, on which data, and how well."""
-    s, t = params.split, params.train
+    s, t = params.split, area_train_params(params, spec)
     ap = model.valid_average_precision
     prevalence = model.n_valid_positives / model.n_valid
     return "\n".join(
@@ -436,7 +436,7 @@ def train_and_register(
 ) -> dict[str, Any]:
     """Train, log to MLflow, register, and write ``models/<area>/``; return a summary."""
     root = Path(root).resolve()
-    model = train_area(features, labels, spec, params.split, params.train)
+    model = train_area(features, labels, spec, params.split, area_train_params(params, spec))
     window = in_window(features, params.split.train_start, params.split.test_start)
     sample = window.sample(min(SIGNATURE_SAMPLE, len(window)), random_state=params.train.seed)
     logged = log_to_mlflow(
