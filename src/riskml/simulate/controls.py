@@ -54,9 +54,17 @@ HISTORY_WEIGHT = 0.6
 # (licensed and sensitive goods are checked very often); weaker rules fall off steeply.
 # q = min(RARE_CAP, RARE_RATE x (rule score / strongest rule weight) ** RULE_GAMMA): a score
 # above the strongest rule (two rules at once) is checked even more often.
-RARE_RATE = {"security": 0.6, "drugs": 0.2, "health_safety": 0.15, "environment": 0.2}
+RARE_RATE = {"security": 0.7, "drugs": 0.2, "health_safety": 0.15, "environment": 0.2}
 RARE_CAP = 0.7
 RULE_GAMMA = 3.0
+# Officers' profiles on top of the rare-area rules: an item of a new importer or of an importer
+# with known findings, or shipped by an abnormal route (departure != origin), is drawn with
+# q x (1 + PROFILE_NEW x new + PROFILE_HISTORY x log(1 + known) + PROFILE_ROUTE x rerouted).
+PROFILE_NEW = 1.0
+PROFILE_HISTORY = 1.0
+PROFILE_ROUTE = 1.0
+# Intelligence (tip-offs): share of the rare-area offences named to customs before clearance.
+TIP_RATE = {"security": 0.25, "drugs": 0.03, "environment": 0.03, "health_safety": 0.02}
 MIN_GENERIC_SHARE = 0.5  # share of the targeted budget always left to revenue, ipr and history
 
 
@@ -137,6 +145,14 @@ def rare_target_probability(declarations: pd.DataFrame, specs: dict[str, AreaSpe
     return q
 
 
+def tip_offs(rng: np.random.Generator, offence: np.ndarray, specs: dict[str, AreaSpec]
+             ) -> np.ndarray:
+    """(items, areas in ``specs`` order): rare-area offences named by intelligence."""
+    u = rng.random((len(offence), len(specs)))
+    return np.column_stack([offence[:, A[a]] & (u[:, j] < TIP_RATE.get(a, 0.0))
+                            for j, a in enumerate(specs)]) if specs else u.astype(bool)
+
+
 def select_controls(
     rng: np.random.Generator,
     declarations: pd.DataFrame,
@@ -144,8 +160,13 @@ def select_controls(
     specs: dict[str, AreaSpec],
     history: ControlHistory,
     params: SimulateParams,
+    tips: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(item numbers, kinds) of every control made on this month's items."""
+    """(item numbers, kinds) of every control made on this month's items.
+
+    ``tips`` (items, areas in ``specs`` order; optional) marks items named by intelligence: their
+    declarations are controlled first, within the rare-area share of the targeted budget.
+    """
     starts, n = batch["decl_start"], len(batch["hs"])
     sizes = np.diff(np.append(starts, n))
     n_decl = len(starts)
@@ -154,6 +175,12 @@ def select_controls(
 
     # rare areas: a per-declaration probability from the strongest rule hit of its items
     q = rare_target_probability(declarations, specs)
+    profile = (1.0 + PROFILE_NEW * (batch["importer_age_days"] < 180)
+               + PROFILE_HISTORY * np.log1p(history.known[imp])
+               + PROFILE_ROUTE * (batch["departure"] != batch["origin"]))
+    q = np.minimum(RARE_CAP, q * profile[:, None])
+    if tips is not None:
+        q = np.where(tips, 1.0, q)
     q_decl = np.maximum.reduceat(q, starts, axis=0) if len(areas) else np.zeros((n_decl, 1))
     p_rare = 1.0 - np.prod(1.0 - q_decl, axis=1)
     # the other areas (revenue, ipr) and the importer's known findings: a ranked score
@@ -176,6 +203,8 @@ def select_controls(
     budget = params.targeted_rate * n
     # drawn with p_rare; draws beyond their share of the budget are thinned evenly (key = u/p)
     key = u / np.maximum(p_rare, 1e-12)
+    if tips is not None:
+        key[np.maximum.reduceat(tips, starts, axis=0).any(axis=1)] = -1.0  # tip-offs first
     cand = np.flatnonzero((key < 1.0) & ~is_random)
     rare = _fill((1.0 - MIN_GENERIC_SHARE) * budget, cand[np.argsort(key[cand], kind="stable")],
                  sizes)

@@ -23,11 +23,17 @@ from riskml.config import AreaSpec, SimulateParams
 from riskml.contract import RISK_AREAS, TABLES, Column, RiskmlError
 from riskml.io import atomic_path
 from riskml.simulate.catalogue import load_catalogue
-from riskml.simulate.controls import ControlHistory, control_outcomes, select_controls
+from riskml.simulate.controls import (
+    ControlHistory,
+    control_outcomes,
+    select_controls,
+    tip_offs,
+)
 from riskml.simulate.declare import declare, revenue_mechanism
 from riskml.simulate.entities import add_months, build_entities, draw_propensity
 from riskml.simulate.geography import load_geography
 from riskml.simulate.offences import (
+    RARE_AREAS,
     A,
     area_logits,
     calibrate,
@@ -38,6 +44,7 @@ from riskml.simulate.trade import Batch, month_trade
 
 PROPENSITY_RHO = 0.97  # month-to-month persistence of an importer's hidden propensity
 PILOT_ITEMS = 30_000
+CALIBRATION_ROWS = 60_000  # rows of a month used to recalibrate the rare-area intercepts
 _ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(),
           "date": pa.timestamp("ns"), "bool": pa.bool_()}
 
@@ -85,6 +92,10 @@ class World:
         self._next_seq: dict[int, int] = {}
         per_year = params.n_items / 1.9 * 12 / params.months * 1.5
         self._id_width = max(6, len(str(int(per_year))))
+        # what each importer has declared so far (HS headings, origins): first-time flags
+        self._headings, self._heading_of = np.unique(self.cat.heading, return_inverse=True)
+        self.seen_heading = np.zeros((params.n_importers, len(self._headings)), dtype=bool)
+        self.seen_origin = np.zeros((params.n_importers, len(self.geo.code)), dtype=bool)
         self.intercepts = self._calibrate()
 
     def _after_drift(self, m: int) -> bool:
@@ -100,6 +111,20 @@ class World:
             logits.append(area_logits(rng, batch, self.ents, self.geo, self.cat,
                                       self.propensity, after_drift=self._after_drift(m)))
         return calibrate(np.vstack(logits))
+
+    def _novelty(self, batch: Batch) -> None:
+        """Flag items whose importer declares this HS heading / origin for the first time.
+
+        Same-day items of a first pair are all first (as a feature computed to the day sees them).
+        """
+        imp, day = batch["importer"], batch["date"].astype(np.int64)
+        for name, col, seen in (("first_hs4", self._heading_of[batch["hs"]], self.seen_heading),
+                                ("first_origin", batch["origin"], self.seen_origin)):
+            key = imp.astype(np.int64) * seen.shape[1] + col
+            uniq, first_idx, inv = np.unique(key, return_index=True, return_inverse=True)
+            first_day = day[first_idx][inv]  # items are in date order
+            batch[name] = ~seen[imp, col] & (day == first_day)
+            seen[uniq // seen.shape[1], uniq % seen.shape[1]] = True
 
     def _declaration_ids(self, batch: Batch) -> np.ndarray:
         starts = batch["decl_start"]
@@ -125,16 +150,22 @@ class World:
         self.history.advance(month.start)
         batch = month_trade(rng, self.ents, self.geo, self.cat, month.start, month.end,
                             month.n_items, after_drift=self._after_drift(m))
+        self._novelty(batch)
         logits = area_logits(rng, batch, self.ents, self.geo, self.cat, self.propensity,
                              after_drift=self._after_drift(m))
-        prob = offence_probabilities(logits, self.intercepts)
+        # rare areas depend on first-time flags, which fall as the run goes on: their intercepts
+        # are recalibrated on each month (a fixed, evenly spaced subsample of its rows)
+        step = max(1, len(logits) // CALIBRATION_ROWS)
+        intercepts = calibrate(logits[::step], RARE_AREAS, self.intercepts)
+        prob = offence_probabilities(logits, intercepts)
         offence = rng.random(prob.shape) < prob
         mechanism = revenue_mechanism(rng, batch, self.cat, self.geo)
         values = declare(rng, batch, self.cat, self.geo,
                          self.ents.importer_size[batch["importer"]], offence, mechanism)
         declarations = self._declarations(batch, values)
         truth = _truth(declarations, offence, values["evaded_duty"], prob)
-        item, kind = select_controls(rng, declarations, batch, self.specs, self.history, p)
+        item, kind = select_controls(rng, declarations, batch, self.specs, self.history, p,
+                                     tips=tip_offs(rng, offence, self.specs))
         outcomes, found_items = control_outcomes(
             rng, declarations, batch, item, kind, offence,
             offence_codes(batch, self.cat, mechanism), values["evaded_duty"], self.specs)

@@ -22,6 +22,16 @@ SLOT_WEIGHTS = np.array([0.4, 0.2, 0.15, 0.1, 0.1, 0.05])
 # Spread of the hidden compliance propensity (logit scale) per area, in RISK_AREAS order.
 PROPENSITY_SD = np.array([1.6, 1.2, 1.1, 1.0, 1.0, 1.0])
 GENERAL = SECTORS.index("general")
+# Rare-area traits: share of front companies among importers registered before / during the
+# period, their chance to use a complicit declarant and to source from risky suppliers; share of
+# risky suppliers (plus a bonus in countries with a rare-area risk role).
+FRONT_SHARE = (0.01, 0.06)
+FRONT_COMPLICIT = 0.5
+FRONT_RISKY_SLOT = 0.5
+RISKY_SUPPLIER_SHARE = 0.02
+RISKY_SUPPLIER_ROLE_BONUS = 0.06
+RARE_ROLES = ("drug_source", "drug_transit", "precursor_source", "ods_source", "wildlife_source",
+              "falsified_medicines", "unsafe_toys", "diversion_hub")
 
 
 @dataclass
@@ -46,6 +56,9 @@ class Entities:
     supplier_country: np.ndarray
     supplier_sector: np.ndarray
     supplier_propensity: np.ndarray  # (n, areas)
+    # hidden traits of the rare-area offence model (drawn from their own stream, [seed, 102])
+    importer_front: np.ndarray  # bool: a front company (smuggling under cover of trade)
+    supplier_risky: np.ndarray  # bool: a supplier repeatedly involved in rare-area offences
 
 
 def _ids(prefix: str, n: int, width: int) -> np.ndarray:
@@ -135,25 +148,46 @@ def build_entities(params: SimulateParams, geo: Geography) -> Entities:
         choices = np.flatnonzero(geo.office_kind == k)
         office[rows] = choices[rng.integers(0, len(choices), size=len(rows))]
 
+    imp_weight = _zipf(rng, n_imp, 0.7)
+    imp_size = rng.normal(0, 0.6, size=n_imp)
+    slots = _supplier_slots(rng, imp_sector, sup_sector)
+    dcl_propensity = draw_propensity(rng, n_dcl, 0.4)
+    sup_propensity = draw_propensity(rng, n_sup, 0.5)
+    # rare-area traits, from a separate stream so that the draws above stay as they were
+    rng2 = np.random.default_rng([params.seed, 102])
+    front = rng2.random(n_imp) < np.where(before, FRONT_SHARE[0], FRONT_SHARE[1])
+    to_complicit = front & (rng2.random(n_imp) < FRONT_COMPLICIT)
+    main_dcl[to_complicit] = pool[rng2.integers(0, len(pool), size=to_complicit.sum())]
+    role = np.max([geo.role[r] for r in RARE_ROLES], axis=0)
+    risky = rng2.random(n_sup) < (RISKY_SUPPLIER_SHARE
+                                  + RISKY_SUPPLIER_ROLE_BONUS * role[sup_country])
+    risky_pool = np.flatnonzero(risky)
+    swap = front[:, None] & (rng2.random((n_imp, 2)) < FRONT_RISKY_SLOT)
+    if len(risky_pool):
+        slots[:, :2] = np.where(swap, risky_pool[rng2.integers(0, len(risky_pool), swap.shape)],
+                                slots[:, :2])
+
     return Entities(
         importer_id=_ids("IMP", n_imp, 5),
         importer_sector=imp_sector,
-        importer_weight=_zipf(rng, n_imp, 0.7),
-        importer_size=rng.normal(0, 0.6, size=n_imp),
+        importer_weight=imp_weight,
+        importer_size=imp_size,
         importer_registered=registered,
         importer_forwarder=forwarder,
         importer_office=office,
         importer_declarant=main_dcl,
-        importer_suppliers=_supplier_slots(rng, imp_sector, sup_sector),
+        importer_suppliers=slots,
         importer_propensity=propensity,
         declarant_id=_ids("DCL", n_dcl, 4),
         declarant_weight=dcl_weight,
         declarant_complicit=complicit,
-        declarant_propensity=draw_propensity(rng, n_dcl, 0.4),
+        declarant_propensity=dcl_propensity,
         supplier_id=_ids("SUP", n_sup, 5),
         supplier_country=sup_country,
         supplier_sector=sup_sector,
-        supplier_propensity=draw_propensity(rng, n_sup, 0.5),
+        supplier_propensity=sup_propensity,
+        importer_front=front,
+        supplier_risky=risky,
     )
 
 

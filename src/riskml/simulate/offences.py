@@ -32,6 +32,15 @@ TARGET_PREVALENCE: dict[str, float] = {
 }
 NOISE_SD = 0.6
 NEW_IMPORTER_DAYS = 180
+# Rare areas (drugs, environment, health_safety, security): the entity and route factors of the
+# offence logit (see _rare_entity_factors), each area's weight on them, and the penalty of goods
+# outside the area's mechanisms (sets the share of offences outside rule-covered goods).
+RARE_AREAS = ("drugs", "environment", "health_safety", "security")
+RARE_FACTOR = {"common": 1.0, "front": 2.5, "complicit": 1.5, "risky_supplier": 1.8, "new": 1.0,
+               "very_new": 0.5, "first_hs4": 1.0, "first_origin": 0.7, "unrelated": 0.5,
+               "rerouted": 0.8, "supplier": 1.0}
+RARE_ENTITY_WEIGHT = {"drugs": 1.0, "environment": 1.0, "health_safety": 1.3, "security": 1.2}
+RARE_OUTSIDE = {"drugs": 3.5, "environment": 3.5, "health_safety": 4.2, "security": 4.5}
 # The revenue hot spots (HS chapters, origins) before and after the drift month.
 REVENUE_HOT = {
     False: ((22, 24, 61, 62, 64), ("CN", "TR", "BD", "PK", "VN")),
@@ -82,6 +91,34 @@ def goods_masks() -> GoodsMasks:
     )
 
 
+def _rare_entity_factors(batch: Batch, ents: Entities, importer_propensity: np.ndarray
+                         ) -> np.ndarray:
+    """(items, areas) the entity and route part of the rare-area logits (before area weights).
+
+    Every factor is something a causal feature can see, noisily: a front company is new, uses
+    complicit brokers and risky suppliers and declares goods it never declared before; risky
+    importers, declarants and suppliers leave findings behind (in any area: the propensities
+    share a common factor); transshipment shows as departure != origin.
+    """
+    imp, dcl, sup = batch["importer"], batch["declarant"], batch["supplier"]
+    age = batch["importer_age_days"]
+    n = len(imp)
+    first_hs4 = batch.get("first_hs4", np.zeros(n, dtype=bool))
+    first_origin = batch.get("first_origin", np.zeros(n, dtype=bool))
+    common = importer_propensity[imp].mean(axis=1)
+    one = (RARE_FACTOR["common"] * common
+           + RARE_FACTOR["front"] * ents.importer_front[imp]
+           + RARE_FACTOR["complicit"] * ents.declarant_complicit[dcl]
+           + RARE_FACTOR["risky_supplier"] * ents.supplier_risky[sup]
+           + RARE_FACTOR["new"] * (age < NEW_IMPORTER_DAYS)
+           + RARE_FACTOR["very_new"] * (age < 60)
+           + RARE_FACTOR["first_hs4"] * first_hs4
+           + RARE_FACTOR["first_origin"] * first_origin
+           + RARE_FACTOR["unrelated"] * batch["unrelated"]
+           + RARE_FACTOR["rerouted"] * (batch["departure"] != batch["origin"]))
+    return one[:, None] + RARE_FACTOR["supplier"] * ents.supplier_propensity[sup]
+
+
 def area_logits(
     rng: np.random.Generator,
     batch: Batch,
@@ -116,15 +153,22 @@ def area_logits(
            + 1.2 * complicit + 6.0 * rate + hot + 0.3 * new)
     out[:, A["revenue"]] = np.where(rate > 0, rev, -np.inf)
 
+    # rare areas: who and how (entity and route factors, the same for every rare area, scaled
+    # per area) on top of what (goods and origin factors of each mechanism)
+    ent = _rare_entity_factors(batch, ents, importer_propensity)
+    ent_w = RARE_ENTITY_WEIGHT
+
     route = np.maximum.reduce([role["drug_source"][origin], role["drug_transit"][origin],
                                role["drug_transit"][dep]])
     if after_drift:
         route = np.maximum(route, role["drug_transit_new"][dep])
     conceal, prec = g.conceal[hs], g.precursor[hs]
-    out[:, A["drugs"]] = (base[:, A["drugs"]] + 1.5 * complicit + 4.5 * conceal * route
-                          + prec * (1.2 + 3.0 * role["precursor_source"][origin])
-                          + 1.5 * new + 1.0 * unrelated + 0.8 * forwarder
-                          - 2.5 * ~(conceal | prec))
+    out[:, A["drugs"]] = (base[:, A["drugs"]] + ent_w["drugs"] * ent[:, A["drugs"]]
+                          + 0.8 * postal + 0.5 * forwarder
+                          + 3.5 * conceal * route
+                          + prec * (1.0 + 2.5 * role["precursor_source"][origin])
+                          + 1.0 * (role["drug_source"][origin] > 0)
+                          - RARE_OUTSIDE["drugs"] * ~(conceal | prec))
 
     branded = g.branded[hs]
     out[:, A["ipr"]] = (base[:, A["ipr"]] + ents.supplier_propensity[sup, A["ipr"]]
@@ -133,35 +177,45 @@ def area_logits(
                         - 2.0 * ~branded)
 
     ods, wild, waste = g.ods[hs] | g.ods_weak[hs], g.wildlife[hs], g.waste[hs]
-    out[:, A["environment"]] = (base[:, A["environment"]] + 0.8 * complicit
-                                + ods * (2.0 * g.ods[hs] + 3.0 * role["ods_source"][origin])
-                                + wild * (1.0 + 2.5 * role["wildlife_source"][origin])
+    out[:, A["environment"]] = (base[:, A["environment"]]
+                                + ent_w["environment"] * ent[:, A["environment"]]
+                                + 0.4 * postal
+                                + ods * (1.5 * g.ods[hs] + 2.0 * role["ods_source"][origin])
+                                + wild * (0.8 + 2.0 * role["wildlife_source"][origin])
                                 + waste * (1.0 + 1.5 * role["transit_hub"][dep] * rerouted)
-                                + 1.0 * unrelated + 0.8 * new - 2.5 * ~(ods | wild | waste))
+                                - RARE_OUTSIDE["environment"] * ~(ods | wild | waste))
 
     meds, toys, dev, food = g.meds[hs], g.toys[hs], g.devices[hs], g.food[hs]
     not_pharma = ents.importer_sector[imp] != SECTORS.index("pharma")
     out[:, A["health_safety"]] = (
-        base[:, A["health_safety"]] + 0.8 * complicit + 0.6 * new
-        + meds * (1.0 + 2.0 * role["falsified_medicines"][origin] + 1.0 * postal
-                  + 1.5 * not_pharma)
-        + toys * (0.8 + 2.0 * role["unsafe_toys"][origin])
-        + 0.5 * dev + 0.3 * food - 2.5 * ~(meds | toys | dev | food)
+        base[:, A["health_safety"]] + ent_w["health_safety"] * ent[:, A["health_safety"]]
+        + meds * (2.0 + 1.5 * role["falsified_medicines"][origin] + 1.0 * postal
+                  + 1.0 * not_pharma)
+        + toys * (1.0 + 1.5 * role["unsafe_toys"][origin])
+        + 1.0 * dev - 0.5 * food
+        - RARE_OUTSIDE["health_safety"] * ~(meds | toys | dev)
     )
 
     weapons, dual = g.weapons[hs], g.dual_use[hs]
     diversion = role["diversion_hub"][dep] * rerouted
-    out[:, A["security"]] = (base[:, A["security"]] + 0.8 * complicit + 1.0 * forwarder
-                             + 1.0 * new + weapons * (4.0 + 1.5 * unrelated)
-                             + dual * (0.0 + 3.0 * diversion) + 0.5 * diversion
-                             - 3.0 * ~(weapons | dual))
+    out[:, A["security"]] = (base[:, A["security"]] + ent_w["security"] * ent[:, A["security"]]
+                             + 0.8 * forwarder + 0.6 * postal
+                             + weapons * (4.5 + 1.0 * unrelated)
+                             + dual * (0.5 + 2.0 * diversion) + 1.0 * diversion
+                             - RARE_OUTSIDE["security"] * ~(weapons | dual))
     return out
 
 
-def calibrate(logits: np.ndarray) -> np.ndarray:
-    """Area intercepts such that the mean offence probability meets the target prevalence."""
-    out = np.empty(logits.shape[1])
+def calibrate(logits: np.ndarray, areas: tuple[str, ...] | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Area intercepts such that the mean offence probability meets the target prevalence.
+
+    Only ``areas`` (default: all) are calibrated; the other entries of ``out`` are kept.
+    """
+    out = np.empty(logits.shape[1]) if out is None else out.copy()
     for area, j in A.items():
+        if areas is not None and area not in areas:
+            continue
         lo, hi = -20.0, 10.0
         for _ in range(60):
             mid = (lo + hi) / 2
