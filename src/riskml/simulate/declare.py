@@ -9,6 +9,9 @@ differ from the true ones only where a revenue offence was committed:
 * ``REV-OR`` false preferential origin: a preference is claimed for goods of a non-FTA origin,
   half of the time with an FTA partner declared as origin (the supplier's country betrays it).
 
+Half of the drugs, environment and security offences are priced far off the usual (x 0.3-0.6,
+or x 1.6-3.3), a noisy trace of cover loads, mislabelled and diverted goods.
+
 A few honest items carry genuinely low prices (clearance, related parties), so a low unit value
 is a noisy trace, not a proof.
 """
@@ -28,6 +31,7 @@ FALSE_ORIGINS = {"VN": 0.3, "TR": 0.25, "MA": 0.15, "KR": 0.1, "MX": 0.1, "UA": 
 CIF_FACTOR = {"sea": (1.06, 1.15), "air": (1.04, 1.12), "road": (1.03, 1.07),
               "rail": (1.04, 1.09), "post": (1.05, 1.15)}
 HONEST_DISCOUNT = 0.03
+ODD_PRICE_SHARE = 0.5
 
 
 def revenue_mechanism(
@@ -69,6 +73,12 @@ def declare(
     uv = np.where(fake, uv * rng.uniform(0.08, 0.35, n), uv)
     unsafe = offence[:, A["health_safety"]] & (g.meds[hs] | g.toys[hs])
     uv = np.where(unsafe, uv * rng.uniform(0.3, 0.7, n), uv)
+    # cover loads of drugs, mislabelled refrigerants and wildlife, diverted dual-use goods: half
+    # of them are priced far off the usual (mostly below, sometimes above)
+    odd = (offence[:, [A["drugs"], A["environment"], A["security"]]].any(axis=1)
+           & (rng.random(n) < ODD_PRICE_SHARE))
+    uv = np.where(odd, uv * np.exp(rng.choice([-1.0, 1.0], n, p=[0.75, 0.25])
+                                   * rng.uniform(0.5, 1.2, n)), uv)
 
     value = np.where(batch["postal"], rng.lognormal(np.log(120), 0.9, n),
                      rng.lognormal(np.log(12000) + 0.5 * importer_size, 1.0, n))
