@@ -64,7 +64,7 @@ PROFILE_NEW = 1.0
 PROFILE_HISTORY = 1.0
 PROFILE_ROUTE = 1.0
 # Intelligence (tip-offs): share of the rare-area offences named to customs before clearance.
-TIP_RATE = {"security": 0.25, "drugs": 0.03, "environment": 0.03, "health_safety": 0.02}
+TIP_RATE = {"security": 0.4, "drugs": 0.03, "environment": 0.03, "health_safety": 0.02}
 MIN_GENERIC_SHARE = 0.5  # share of the targeted budget always left to revenue, ipr and history
 
 
