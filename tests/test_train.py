@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import lightgbm as lgb
 import mlflow
@@ -77,7 +78,9 @@ def test_rare_area_raises_naming_area_window_and_count(world, revenue_spec, para
     labels = labels.copy()
     pos = labels.index[labels["label"] == 1]
     labels.loc[pos[3:], "label"] = 0.0  # 3 positives left in all
-    with pytest.raises(RiskmlError, match=r"area 'revenue': the train window .* 3 positive"):
+    with pytest.raises(
+        RiskmlError, match=r"area 'revenue': the (train|validation) window .* [0-3] positive"
+    ):
         train_area(world["features"], labels, revenue_spec, params.split, params.train)
 
 
@@ -138,3 +141,23 @@ def test_outcomes_known_after_test_start_do_not_change_the_model(
     outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
     run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     assert (world_root / "models/revenue/model.txt").read_text() == before
+
+
+def test_early_stopping_slice_reaches_back_until_it_has_enough_positives():
+    from riskml.config import SplitParams
+    from riskml.train import early_stopping_start
+
+    split = SplitParams(
+        train_start="2023-01-01",
+        valid_start="2024-01-01",
+        test_start="2024-04-01",
+        test_end="2024-07-01",
+    )
+    dates = pd.date_range("2023-01-01", "2024-03-31", freq="D")
+    rows = pd.DataFrame({"accepted_date": dates, "label": 0.0})
+    # one positive a month
+    rows.loc[rows["accepted_date"].dt.day == 15, "label"] = 1.0
+    assert early_stopping_start(rows, split, min_positives=3) == date(2024, 1, 1)
+    assert early_stopping_start(rows, split, min_positives=5) == date(2023, 11, 1)
+    # never more than half of the train window is given up
+    assert early_stopping_start(rows, split, min_positives=100) == date(2023, 8, 1)

@@ -63,6 +63,7 @@ class TrainParams(_Section):
     learning_rate: float = Field(0.05, gt=0, le=1)
     num_boost_round: int = Field(1000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
+    min_valid_positives: int = Field(10, ge=1)
     min_child_samples: int = Field(20, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)

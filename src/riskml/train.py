@@ -76,6 +76,7 @@ class TrainedModel:
     n_valid_positives: int
     valid_average_precision: float
     lgb_params: dict[str, Any] = field(default_factory=dict)
+    valid_start: date | None = None  # where the early-stopping slice really began
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of an offence of the area for each row of ``frame``."""
@@ -150,6 +151,27 @@ def in_window(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
     return frame[(d >= pd.Timestamp(start)) & (d < pd.Timestamp(end))]
 
 
+def early_stopping_start(rows: pd.DataFrame, split: SplitParams, *, min_positives: int) -> date:
+    """Start of the early-stopping slice: ``split.valid_start``, moved back month by month (into
+    the train window) until the slice up to ``test_start`` holds ``min_positives`` positives.
+
+    Rare areas have a handful of positives per quarter: early stopping on three of them is
+    noise. The slice always stays later than every training row, and at least half of the
+    train window is kept for training.
+    """
+    start = pd.Timestamp(split.valid_start)
+    earliest = pd.Timestamp(split.train_start) + (start - pd.Timestamp(split.train_start)) / 2
+    dates = pd.to_datetime(rows["accepted_date"])
+    positive = rows["label"].to_numpy() == 1
+    end = pd.Timestamp(split.test_start)
+    while ((dates >= start) & (dates < end) & positive).sum() < min_positives:
+        earlier = start - pd.DateOffset(months=1)
+        if earlier < earliest:
+            break
+        start = earlier
+    return start.date()
+
+
 def _check_window(area: str, window: str, start: date, end: date, rows: pd.DataFrame) -> int:
     positives = int(rows["label"].sum())
     if positives < MIN_POSITIVES:
@@ -204,10 +226,11 @@ def train_area(
     """
     names = feature_columns(features, spec)
     rows = labelled_rows(features, labels)
-    train = in_window(rows, split.train_start, split.valid_start)
-    valid = in_window(rows, split.valid_start, split.test_start)
-    train_pos = _check_window(spec.name, "train", split.train_start, split.valid_start, train)
-    valid_pos = _check_window(spec.name, "validation", split.valid_start, split.test_start, valid)
+    valid_start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
+    train = in_window(rows, split.train_start, valid_start)
+    valid = in_window(rows, valid_start, split.test_start)
+    train_pos = _check_window(spec.name, "train", split.train_start, valid_start, train)
+    valid_pos = _check_window(spec.name, "validation", valid_start, split.test_start, valid)
 
     config = lgb_params(params, train_pos)
     dtrain = lgb.Dataset(
@@ -241,6 +264,7 @@ def train_area(
         n_valid_positives=valid_pos,
         valid_average_precision=valid_ap,
         lgb_params=config,
+        valid_start=valid_start,
     )
 
 
@@ -260,6 +284,7 @@ def _run_params(model: TrainedModel, spec: AreaSpec, split: SplitParams, params:
             "area.operating_rate": spec.operating_rate,
             "lgb.min_child_samples": model.lgb_params["min_child_samples"],
             "n_features": len(model.feature_names),
+            "split.valid_start_used": str(model.valid_start or split.valid_start),
         }
     )
     return out
@@ -340,6 +365,7 @@ def log_to_mlflow(
 def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict) -> str:
     """A short Markdown card: what the model predicts, on which data, and how well."""
     s, t = params.split, area_train_params(params, spec)
+    vs = model.valid_start or s.valid_start
     ap = model.valid_average_precision
     prevalence = model.n_valid_positives / model.n_valid
     return "\n".join(
@@ -358,9 +384,9 @@ def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict
             "",
             "| window | dates | labelled items | positives |",
             "|---|---|---|---|",
-            f"| train | [{s.train_start}, {s.valid_start}) | {model.n_train:,} | "
+            f"| train | [{s.train_start}, {vs}) | {model.n_train:,} | "
             f"{model.n_train_positives:,} |",
-            f"| validation (early stopping) | [{s.valid_start}, {s.test_start}) | "
+            f"| validation (early stopping) | [{vs}, {s.test_start}) | "
             f"{model.n_valid:,} | {model.n_valid_positives:,} |",
             "",
             "Labelled items are the controlled ones, chosen mostly by targeting: they are not a "
@@ -388,12 +414,13 @@ def write_model_files(
 ) -> dict[str, Path]:
     """Write ``model.txt``, ``features.json`` and ``model_card.md`` atomically into ``folder``."""
     s = params.split
+    vs = model.valid_start or s.valid_start
     meta = {
         "area": spec.name,
         "features": model.feature_names,
         "best_iteration": model.best_iteration,
-        "train_window": [str(s.train_start), str(s.valid_start)],
-        "valid_window": [str(s.valid_start), str(s.test_start)],
+        "train_window": [str(s.train_start), str(vs)],
+        "valid_window": [str(vs), str(s.test_start)],
         "labels_known_before": str(s.test_start),
         "valid_average_precision": model.valid_average_precision,
         "mlflow": logged,
