@@ -96,7 +96,8 @@ def test_mlflow_has_runs_and_registered_models(project):
     from mlflow import MlflowClient
 
     dest, _ = project
-    client = MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
+    uri = f"sqlite:///{dest / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     for area in AREAS:
         mv = client.get_model_version_by_alias(f"riskml-{area}", "champion")
         run = client.get_run(mv.run_id)
