@@ -82,10 +82,27 @@ class ExplainParams(_Section):
     chunk_size: int = Field(2000, ge=1)
 
 
+class FairnessParams(_Section):
+    # names or shell-style patterns (case-insensitive) of features no model may use
+    protected_features: list[str] = ["*nationality*", "*ethnic*", "*religion*", "*gender*"]
+
+
 class SelectParams(_Section):
     random_share: float = Field(0.1, ge=0, lt=1)
     max_per_importer: int = Field(10, ge=1)
     seed: int = 42
+    overall_capacity: float = Field(0, ge=0)  # 0: no overall cap; < 1: share; >= 1: a count
+    aggregate_period: Literal["", "M", "Q"] = "Q"  # importer-period list ("" = none)
+    aggregate_top_items: int = Field(3, ge=1)
+    watchlists: str = "pipelines/rules/watchlists.yaml"  # rule profiles and watch lists
+
+
+class ServeParams(_Section):
+    database_url: str = "sqlite:///data/feedback/feedback.db"  # or postgresql+psycopg://...
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_batch: int = Field(100_000, ge=1)  # rows per POST /score
+    page_size: int = Field(50, ge=1, le=1000)
 
 
 class MlflowParams(_Section):
@@ -103,7 +120,9 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     explain: ExplainParams = ExplainParams()
+    fairness: FairnessParams = FairnessParams()
     select: SelectParams = SelectParams()
+    serve: ServeParams = ServeParams()
     mlflow: MlflowParams = MlflowParams()
 
     @field_validator("areas")
@@ -137,6 +156,7 @@ class AreaSpec(_Section):
     inspection_rates: list[float]
     operating_rate: float = Field(gt=0, le=1)
     capacity: int = Field(gt=0)
+    capacity_share: float | None = Field(None, gt=0, le=1)  # set: share of the period's items
     rank_by: Literal["probability", "expected_recovery"] = "probability"
     exclude_features: list[str] = []
     legacy_rules: list[Rule] = []
