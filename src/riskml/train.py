@@ -39,6 +39,7 @@ from mlflow.models import infer_signature
 from riskml import io, tracking
 from riskml.config import AreaSpec, Params, SplitParams, TrainParams, area_train_params
 from riskml.contract import KEY, RiskmlError
+from riskml.fairness import check_protected
 from riskml.metrics import average_precision
 
 #: Fewer positives than this in a window: the area cannot be trained or early-stopped sensibly.
@@ -463,6 +464,8 @@ def train_and_register(
 ) -> dict[str, Any]:
     """Train, log to MLflow, register, and write ``models/<area>/``; return a summary."""
     root = Path(root).resolve()
+    protected = params.fairness.protected_features  # riskml.fairness: never in a model
+    check_protected(feature_columns(features, spec), protected, where=f"area {spec.name!r}")
     model = train_area(features, labels, spec, params.split, area_train_params(params, spec))
     window = in_window(features, params.split.train_start, params.split.test_start)
     sample = window.sample(min(SIGNATURE_SAMPLE, len(window)), random_state=params.train.seed)
