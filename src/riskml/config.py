@@ -79,7 +79,11 @@ class EvaluateParams(_Section):
 
 class ExplainParams(_Section):
     n_reasons: int = Field(5, ge=1, le=10)
+    n_lowering: int = Field(2, ge=0, le=10)  # reasons that lower the risk, per candidate
     chunk_size: int = Field(2000, ge=1)
+    global_sample: int = Field(2000, ge=10)  # scored rows behind the importance and beeswarm plots
+    case_images: int = Field(20, ge=0)  # waterfall images per area, for its first candidates
+    seed: int = 42
 
 
 class FairnessParams(_Section):
