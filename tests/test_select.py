@@ -125,3 +125,122 @@ def test_random_picks_carry_no_reasons(world):
     kinds = out["selection_kind"].to_numpy()
     assert (reasons[kinds == "model"] == "importer: 3 findings in 12 audits").all()
     assert reasons[kinds == "random_control"].str.startswith("random control").all()
+
+
+# --- rule profiles, watch lists, combined list, importer periods, workbook --------------------
+
+
+def _profile(tmp_path, text):
+    from riskml.watchlists import load_profile
+
+    path = tmp_path / "watchlists.yaml"
+    path.write_text(text)
+    return load_profile(path)
+
+
+def test_watch_list_selects_first_and_flag_marks_without_selecting(world, tmp_path):
+    from riskml.watchlists import profile_hits
+
+    decl, scores, outcomes, split = world
+    decl = decl.assign(
+        departure_country="AE", importer_id=decl["importer_id"].mask(decl.index == 250, "IMP_W")
+    )
+    profile = _profile(
+        tmp_path,
+        """
+watchlists:
+  - {name: watched importer, action: select, field: importer_id, values: [IMP_W]}
+  - {name: free-zone route, action: flag, field: route, values: ["CN>AE"]}
+rules:
+  - {name: other area only, areas: [drugs], action: select, when: {origin_country: [CN]}}
+""",
+    )
+    hits = profile_hits(decl, profile, "revenue")
+    assert set(hits["name"]) == {"watched importer", "free-zone route"}  # drugs rule not applied
+    frame = ranked(scores, decl, outcomes, _spec(), split)
+    out = select_candidates(frame, _spec(), SelectParams(random_share=0.1, seed=1), hits=hits)
+    assert len(out) == 20
+    first = out.iloc[0]
+    assert first["declaration_id"] == "D0250"  # a low score, selected by the list
+    assert first["selection_kind"] == "watchlist" and first["fired"] == "watched importer"
+    assert (out["flags"] == "free-zone route").all()  # every item travels CN>AE: flagged
+    assert (out["selection_kind"] == "model").sum() == 17
+    assert (out["selection_kind"] == "random_control").sum() == 2
+    reasons = attach_reasons(
+        out,
+        out[["declaration_id", "item_no"]]
+        .iloc[0:0]
+        .assign(direction="raises", rank=1, sentence=""),
+    )
+    assert reasons[0] == "selected by watch list: watched importer"
+
+
+def test_unknown_area_in_profile_is_a_clear_error(tmp_path):
+    from riskml.contract import RiskmlError
+
+    with pytest.raises(RiskmlError, match="areas"):
+        _profile(tmp_path, "rules:\n  - {name: x, areas: [smuggling], when: {office: [A]}}\n")
+
+
+def test_combined_list_has_each_declaration_once_with_all_its_areas(world):
+    from riskml.select import combine_areas
+
+    decl, scores, outcomes, split = world
+    frame = ranked(scores, decl, outcomes, _spec(), split)
+    params = SelectParams(random_share=0.2, seed=3)
+    rev = select_candidates(frame, _spec(), params).assign(reasons="", model_version="")
+    drugs = select_candidates(frame, _spec(name="drugs", capacity=10), params).assign(
+        reasons="", model_version=""
+    )
+    out = combine_areas(
+        {"revenue": rev, "drugs": drugs}, overall_capacity=0, n_declarations=300, random_share=0.2
+    )
+    assert out["declaration_id"].is_unique
+    assert set(out["declaration_id"]) == set(rev["declaration_id"]) | set(drugs["declaration_id"])
+    both = set(rev["declaration_id"]) & set(drugs["declaration_id"])
+    assert (
+        both and (out.set_index("declaration_id").loc[list(both), "areas"] == "revenue;drugs").all()
+    )
+    capped = combine_areas(
+        {"revenue": rev, "drugs": drugs},
+        overall_capacity=0.05,
+        n_declarations=300,
+        random_share=0.2,
+    )
+    assert len(capped) == 15  # 5 % of 300 declarations
+    assert (capped["selection_kinds"] == "random_control").sum() == 3
+
+
+def test_importer_periods_sum_recovery_per_trader_and_quarter(world):
+    from riskml.select import importer_periods
+
+    decl, scores, outcomes, split = world
+    frame = ranked(scores, decl, outcomes, _spec(rank_by="expected_recovery"), split)
+    out = importer_periods({"revenue": frame}, period="Q", top_items=2, limit=1000)
+    assert out["items"].sum() == len(frame)
+    big = frame[frame["importer_id"] == "IMP_BIG"]
+    q3 = big[big["accepted_date"] < "2024-10-01"]
+    row = out[(out["importer_id"] == "IMP_BIG") & (out["period"] == "2024Q3")].iloc[0]
+    assert row["expected_recovery"] == pytest.approx(q3["expected_recovery"].sum())
+    assert row["top_items"].split("; ")[0] == f"{q3.iloc[0]['declaration_id']}/1"
+    assert out["expected_recovery"].is_monotonic_decreasing
+
+
+def test_workbook_has_readable_frozen_filtered_sheets(world, tmp_path):
+    import openpyxl
+
+    from riskml.select import write_xlsx
+
+    decl, scores, outcomes, split = world
+    out = select_candidates(ranked(scores, decl, outcomes, _spec(), split), _spec(), SelectParams())
+    path = write_xlsx(
+        {"Summary": pd.DataFrame({"area": ["revenue"]}), "revenue": out}, tmp_path / "c.xlsx"
+    )
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["Summary", "revenue"]
+    ws = book["revenue"]
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == ws.dimensions
+    header = [c.value for c in ws[1]]
+    assert "Declaration" in header and "Selected by" in header and "Risk score" in header
+    assert ws.max_row == len(out) + 1

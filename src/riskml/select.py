@@ -1,7 +1,11 @@
 """Audit selection: ranked candidate lists per area, within capacity, with a random-control share.
 
-Each list keeps, for every candidate, how it was chosen (``model`` or ``random_control``): random
-picks measure compliance without bias and carry no risk reasons.
+Each list keeps, for every candidate, how it was chosen (``rule`` or ``watchlist`` with the name
+that fired, ``model``, or ``random_control``): random picks measure compliance without bias and
+carry no risk reasons. The per-area lists are combined into one list where a declaration flagged
+in several areas appears once with all its areas (capped by ``select.overall_capacity``), and
+optionally aggregated to importer-period level. Outputs: ``data/candidates/*.csv`` and
+``data/candidates/candidates.xlsx`` (one sheet per area, the combined list, a summary).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ CANDIDATE_COLUMNS = [
     "duties_paid",
     "score",
     "expected_recovery",
+    "fired",
+    "flags",
     "reasons",
     "model_version",
 ]
@@ -92,25 +98,202 @@ def ranked(
 
 
 def select_candidates(
-    ranked_frame: pd.DataFrame, spec: AreaSpec, params: SelectParams
+    ranked_frame: pd.DataFrame,
+    spec: AreaSpec,
+    params: SelectParams,
+    *,
+    hits: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Pick ``spec.capacity`` items: the best by rank key (at most ``max_per_importer`` per
-    importer), then a ``random_share`` of the capacity drawn uniformly from the rest.
+    """Pick ``spec.capacity`` items: first the items a ``select`` rule or watch list of ``hits``
+    matches (by rank key, within the capacity left after the random share), then the best by rank
+    key, at most ``max_per_importer`` per importer over both, then a ``random_share`` of the
+    capacity drawn uniformly from the rest.
 
-    Deterministic for ``params.seed``. Adds ``selection_kind`` and ``rank`` (1 = first).
+    ``hits`` comes from :func:`riskml.watchlists.profile_hits` (KEY, kind, name, action).
+    Deterministic for ``params.seed``. Adds ``selection_kind`` (``rule``, ``watchlist``,
+    ``model``, ``random_control``), ``fired`` (the rules/lists that selected the item), ``flags``
+    (the ``flag`` rules/lists that match it) and ``rank`` (1 = first).
     """
     n_random = int(round(spec.capacity * params.random_share))
-    n_model = spec.capacity - n_random
-    per_importer = ranked_frame.groupby("importer_id", sort=False).cumcount()
-    eligible = ranked_frame[per_importer < params.max_per_importer]
-    model = eligible.head(n_model).assign(selection_kind="model")
-    rest = ranked_frame.drop(index=model.index)
+    n_chosen = spec.capacity - n_random
+    frame = ranked_frame
+    forced = frame.iloc[0:0].assign(selection_kind=pd.Series(dtype="object"))
+    if hits is not None and not hits.empty:
+        sel = hits[hits["action"] == "select"]
+        if not sel.empty:
+            fired = sel.groupby(KEY, sort=False).agg(
+                fired=("name", lambda s: "; ".join(dict.fromkeys(s))),
+                kind=("kind", lambda s: "rule" if (s == "rule").any() else "watchlist"),
+            )
+            keys = pd.MultiIndex.from_frame(frame[KEY])
+            matched = keys.isin(fired.index)
+            forced = frame[matched].head(n_chosen).copy()
+            info = fired.loc[pd.MultiIndex.from_frame(forced[KEY])]
+            forced["selection_kind"] = info["kind"].to_numpy()
+            forced["fired"] = info["fired"].to_numpy()
+    rest_pool = frame.drop(index=forced.index)
+    already = forced["importer_id"].value_counts()
+    per_importer = rest_pool.groupby("importer_id", sort=False).cumcount() + rest_pool[
+        "importer_id"
+    ].map(already).fillna(0).astype(int)
+    eligible = rest_pool[per_importer.to_numpy() < params.max_per_importer]
+    model = eligible.head(n_chosen - len(forced)).assign(selection_kind="model")
+    rest = rest_pool.drop(index=model.index)
     rng = np.random.default_rng(params.seed)
     pick = rng.choice(len(rest), size=min(n_random, len(rest)), replace=False)
     random = rest.iloc[np.sort(pick)].assign(selection_kind="random_control")
-    out = pd.concat([model, random], ignore_index=True)
+    out = pd.concat([forced, model, random], ignore_index=True)
+    if "fired" not in out.columns:
+        out["fired"] = ""
+    out["fired"] = out["fired"].fillna("").astype(str)
+    out["flags"] = _flags(out, hits)
     out["rank"] = np.arange(1, len(out) + 1)
     return out
+
+
+def _flags(selected: pd.DataFrame, hits: pd.DataFrame | None) -> np.ndarray:
+    """'; '-joined names of the ``flag`` rules/lists matching each selected item."""
+    if hits is None or hits.empty or selected.empty:
+        return np.full(len(selected), "", dtype=object)
+    flag = hits[hits["action"] == "flag"]
+    joined = flag.groupby(KEY, sort=False)["name"].agg(lambda s: "; ".join(dict.fromkeys(s)))
+    merged = selected[KEY].merge(joined.rename("flags").reset_index(), on=KEY, how="left")
+    return merged["flags"].fillna("").to_numpy(dtype=object)
+
+
+def effective_capacity(spec: AreaSpec, n_items: int) -> int:
+    """The area's capacity: ``capacity_share`` of the period's items when set, else ``capacity``."""
+    if spec.capacity_share is not None:
+        return max(1, int(round(spec.capacity_share * n_items)))
+    return spec.capacity
+
+
+AREA_ORDER_SEP = ";"
+
+
+def combine_areas(
+    lists: dict[str, pd.DataFrame],
+    *,
+    overall_capacity: float,
+    n_declarations: int,
+    random_share: float,
+) -> pd.DataFrame:
+    """One row per declaration across the per-area lists, with all its areas.
+
+    Columns: declaration_id, areas, selection_kinds, fired, flags, items, best_score,
+    expected_recovery (summed), priority (best rank / list length over its areas, lower first),
+    reasons (of its best area). ``overall_capacity``: 0 no cap, < 1 a share of
+    ``n_declarations``, >= 1 a count; the cap keeps the random-control share: declarations chosen
+    only at random fill ``random_share`` of it, the others the rest by priority.
+    """
+    parts = []
+    for area, frame in lists.items():
+        if frame.empty:
+            continue
+        part = frame.assign(area=area, priority=frame["rank"] / max(len(frame), 1))
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=COMBINED_COLUMNS)
+    every = pd.concat(parts, ignore_index=True).sort_values(
+        ["priority", "declaration_id"], kind="stable"
+    )
+
+    def join(s: pd.Series) -> str:
+        return AREA_ORDER_SEP.join(dict.fromkeys(str(v) for v in s if str(v)))
+
+    combined = every.groupby("declaration_id", sort=False).agg(
+        areas=("area", join),
+        selection_kinds=("selection_kind", join),
+        fired=("fired", join),
+        flags=("flags", join),
+        items=("item_no", "nunique"),
+        accepted_date=("accepted_date", "first"),
+        office=("office", "first"),
+        importer_id=("importer_id", "first"),
+        best_score=("score", "max"),
+        expected_recovery=("expected_recovery", "sum"),
+        priority=("priority", "min"),
+        reasons=("reasons", "first") if "reasons" in every.columns else ("area", "first"),
+    )
+    combined = combined.reset_index()
+    if "reasons" not in every.columns:
+        combined["reasons"] = ""
+    if overall_capacity > 0:
+        cap = (
+            int(round(overall_capacity * n_declarations))
+            if overall_capacity < 1
+            else int(overall_capacity)
+        )
+        only_random = combined["selection_kinds"] == "random_control"
+        n_rand = min(int(round(cap * random_share)), int(only_random.sum()))
+        chosen = pd.concat(
+            [combined[~only_random].head(cap - n_rand), combined[only_random].head(n_rand)]
+        )
+        combined = chosen.sort_values(["priority", "declaration_id"], kind="stable")
+    combined.insert(0, "rank", np.arange(1, len(combined) + 1))
+    return combined[COMBINED_COLUMNS].reset_index(drop=True)
+
+
+COMBINED_COLUMNS = [
+    "rank",
+    "declaration_id",
+    "areas",
+    "selection_kinds",
+    "fired",
+    "flags",
+    "items",
+    "accepted_date",
+    "office",
+    "importer_id",
+    "best_score",
+    "expected_recovery",
+    "priority",
+    "reasons",
+]
+
+
+def importer_periods(
+    frames: dict[str, pd.DataFrame], *, period: str, top_items: int, limit: int
+) -> pd.DataFrame:
+    """Importer-period audit list (audit a trader over a month or quarter) over the ranked items
+    of every area: items, areas, summed expected recovery and score, the ``top_items`` best items
+    (``declaration_id/item_no`` by rank key). Sorted by expected recovery then summed score;
+    the first ``limit`` rows."""
+    cols = [*KEY, "importer_id", "accepted_date", "score", "expected_recovery", "rank_key"]
+    parts = [f[cols].assign(area=a) for a, f in frames.items() if not f.empty]
+    if not parts:
+        return pd.DataFrame(columns=PERIOD_COLUMNS)
+    every = pd.concat(parts, ignore_index=True)
+    every["period"] = pd.to_datetime(every["accepted_date"]).dt.to_period(period).astype(str)
+    every["item"] = every["declaration_id"].astype(str) + "/" + every["item_no"].astype(str)
+    every = every.sort_values(["rank_key", "item"], ascending=[False, True], kind="stable")
+    grouped = every.groupby(["importer_id", "period"], sort=False)
+    out = grouped.agg(
+        items=("item", "nunique"),
+        areas=("area", lambda s: AREA_ORDER_SEP.join(dict.fromkeys(s))),
+        expected_recovery=("expected_recovery", "sum"),
+        score_sum=("score", "sum"),
+        top_items=("item", lambda s: "; ".join(list(dict.fromkeys(s))[:top_items])),
+    ).reset_index()
+    out = out.sort_values(
+        ["expected_recovery", "score_sum", "importer_id"],
+        ascending=[False, False, True],
+        kind="stable",
+    ).head(limit)
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out[PERIOD_COLUMNS].reset_index(drop=True)
+
+
+PERIOD_COLUMNS = [
+    "rank",
+    "importer_id",
+    "period",
+    "items",
+    "areas",
+    "expected_recovery",
+    "score_sum",
+    "top_items",
+]
 
 
 def attach_reasons(selected: pd.DataFrame, explanations: pd.DataFrame, *, n: int = 3) -> pd.Series:
@@ -125,26 +308,123 @@ def attach_reasons(selected: pd.DataFrame, explanations: pd.DataFrame, *, n: int
         .reset_index()
     )
     merged = selected[KEY].merge(joined, on=KEY, how="left")["reasons"]
-    merged = merged.where(selected["selection_kind"].to_numpy() == "model", None)
+    kind = selected["selection_kind"].to_numpy()
+    merged = merged.where(kind != "random_control", None).fillna("")
     random_note = "random control: chosen at random to measure compliance, no risk reasons"
-    merged = merged.mask(selected["selection_kind"].to_numpy() == "random_control", random_note)
+    merged = merged.mask(kind == "random_control", random_note)
+    if "fired" in selected.columns:
+        by_profile = np.isin(kind, ["rule", "watchlist"])
+        note = "selected by " + pd.Series(kind).str.replace("watchlist", "watch list") + ": "
+        fired = note + selected["fired"].astype(str).to_numpy()
+        both = fired.where(merged.to_numpy() == "", fired + "; " + merged.to_numpy())
+        merged = merged.mask(by_profile, both.to_numpy())
     return merged.fillna("").to_numpy()
 
 
+READABLE = {
+    "area": "Risk area",
+    "areas": "Risk areas",
+    "rank": "Rank",
+    "selection_kind": "Selected by",
+    "selection_kinds": "Selected by",
+    "declaration_id": "Declaration",
+    "item_no": "Item",
+    "items": "Items",
+    "accepted_date": "Accepted on",
+    "office": "Office",
+    "importer_id": "Importer",
+    "declarant_id": "Declarant",
+    "origin_country": "Origin",
+    "hs_code": "HS code",
+    "cif_value": "CIF value",
+    "duties_paid": "Duties paid",
+    "score": "Risk score",
+    "best_score": "Best risk score",
+    "expected_recovery": "Expected recovery",
+    "fired": "Rule / watch list",
+    "flags": "Flags",
+    "reasons": "Reasons",
+    "model_version": "Model version",
+    "priority": "Priority (rank share)",
+    "period": "Period",
+    "score_sum": "Summed risk score",
+    "top_items": "Top items",
+}
+
+
+def selection_summary(lists: dict[str, pd.DataFrame], capacities: dict[str, int]) -> pd.DataFrame:
+    """One row per area: capacity, selected, count per selection kind, flagged, model version."""
+    rows = []
+    for area, frame in lists.items():
+        kinds = frame["selection_kind"].value_counts()
+        rows.append(
+            {
+                "area": area,
+                "capacity": capacities.get(area, len(frame)),
+                "selected": len(frame),
+                **{k: int(kinds.get(k, 0)) for k in SELECTION_KINDS},
+                "flagged": int((frame["flags"] != "").sum()) if "flags" in frame else 0,
+                "model_version": frame["model_version"].iloc[0] if len(frame) else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+SELECTION_KINDS = ["rule", "watchlist", "model", "random_control"]
+
+
+def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Write ``sheets`` to one workbook atomically: readable column names, frozen header row,
+    filters on every column, widths fitted to the content (at most 60 characters)."""
+    from openpyxl.utils import get_column_letter
+
+    from riskml.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+            for name, frame in sheets.items():
+                shown = frame.rename(columns=READABLE)
+                for col in shown.columns:
+                    if pd.api.types.is_datetime64_any_dtype(shown[col]):
+                        shown[col] = shown[col].dt.date
+                shown.to_excel(writer, sheet_name=name[:31], index=False)
+                ws = writer.sheets[name[:31]]
+                ws.freeze_panes = "A2"
+                if ws.max_row >= 1 and ws.max_column >= 1:
+                    ws.auto_filter.ref = ws.dimensions
+                for i, col in enumerate(shown.columns, start=1):
+                    sample = shown[col].head(200).astype(str).str.len()
+                    width = max(len(str(col)), int(sample.max()) if len(sample) else 0)
+                    ws.column_dimensions[get_column_letter(i)].width = min(60, width + 2)
+    return Path(path)
+
+
 def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
-    """Stage entry: write ``data/candidates/<area>.csv`` for every area."""
+    """Stage entry: ``data/candidates/<area>.csv`` for every area, ``all_areas.csv`` (one row per
+    declaration), ``importer_periods.csv`` (when ``select.aggregate_period`` is set) and
+    ``candidates.xlsx`` (one sheet per area, the combined list, importer periods, a summary)."""
     import json
 
     from riskml.io import read_parquet, write_csv
+    from riskml.watchlists import load_profile, profile_hits
 
     declarations = read_parquet(root / "data/interim/declarations.parquet")
     outcomes = read_parquet(root / "data/interim/outcomes.parquet")
-    summary: dict[str, Any] = {}
+    profile = load_profile(root / params.select.watchlists)
+    lists: dict[str, pd.DataFrame] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    capacities: dict[str, int] = {}
+    period_ids: set[str] = set()
     for area, spec in specs.items():
         scores = read_parquet(root / "data/scores" / f"{area}.parquet")
         explanations = read_parquet(root / "data/explanations" / f"{area}.parquet")
         frame = ranked(scores, declarations, outcomes, spec, params.split)
-        selected = select_candidates(frame, spec, params.select)
+        period_ids.update(frame["declaration_id"].astype(str))
+        capacities[area] = effective_capacity(spec, len(frame))
+        area_spec = spec.model_copy(update={"capacity": capacities[area]})
+        scored_decl = declarations.merge(scores[KEY], on=KEY, how="inner")
+        hits = profile_hits(scored_decl, profile, area)
+        selected = select_candidates(frame, area_spec, params.select, hits=hits)
         selected["reasons"] = attach_reasons(selected, explanations)
         selected["area"] = area
         info_path = root / "models" / area / "features.json"
@@ -152,6 +432,26 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         mlf = info.get("mlflow", {})
         version = f"{mlf.get('registered_model', '')} v{mlf.get('version', '')}" if mlf else ""
         selected["model_version"] = version
-        write_csv(selected[CANDIDATE_COLUMNS], root / "data/candidates" / f"{area}.csv")
-        summary[area] = len(selected)
-    return {"candidates": summary}
+        lists[area] = selected[CANDIDATE_COLUMNS]
+        frames[area] = frame
+        write_csv(lists[area], root / "data/candidates" / f"{area}.csv")
+    combined = combine_areas(
+        lists,
+        overall_capacity=params.select.overall_capacity,
+        n_declarations=len(period_ids),
+        random_share=params.select.random_share,
+    )
+    write_csv(combined, root / "data/candidates" / "all_areas.csv")
+    summary_table = selection_summary(lists, capacities)
+    sheets = {"Summary": summary_table, "All areas": combined, **lists}
+    if params.select.aggregate_period:
+        periods = importer_periods(
+            frames,
+            period=params.select.aggregate_period,
+            top_items=params.select.aggregate_top_items,
+            limit=max(capacities.values(), default=0),
+        )
+        write_csv(periods, root / "data/candidates" / "importer_periods.csv")
+        sheets["Importer periods"] = periods
+    write_xlsx(sheets, root / "data/candidates" / "candidates.xlsx")
+    return {"candidates": {a: len(f) for a, f in lists.items()}, "declarations": len(combined)}

@@ -1,0 +1,121 @@
+"""Rule profiles and watch lists beside the models, as in the WCO Cargo Targeting System.
+
+A **rule** is a set of conditions on declaration fields (every condition must hold; a list is a
+set of values; ``hs_code`` values are prefixes). A **watch list** names values of one field
+(importers, suppliers, declarants, HS codes by prefix, or routes written ``origin>departure``).
+Each one either ``select`` s the declarations it matches (they enter the list before the model's
+picks) or ``flag`` s them (the flag is shown on any candidate it matches). Both apply to the areas
+they name (all areas when ``areas`` is empty). The file is YAML
+(``pipelines/rules/watchlists.yaml``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError, field_validator
+
+from riskml.config import Rule, _explain, _read_yaml, _Section
+from riskml.contract import KEY, RISK_AREAS, RiskmlError
+from riskml.rules import rule_mask
+
+HIT_COLUMNS = [*KEY, "kind", "name", "action"]
+WATCH_FIELDS = ("importer_id", "supplier_id", "declarant_id", "hs_code", "route", "origin_country")
+
+
+class _Targeted(_Section):
+    name: str
+    areas: list[str] = []
+    action: Literal["select", "flag"] = "flag"
+
+    @field_validator("areas")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = sorted(set(v) - set(RISK_AREAS))
+        if bad:
+            raise ValueError(f"unknown risk area(s) {bad}; allowed: {', '.join(RISK_AREAS)}")
+        return v
+
+    def applies_to(self, area: str) -> bool:
+        """True when the entry covers ``area``."""
+        return not self.areas or area in self.areas
+
+
+class TargetRule(_Targeted):
+    """Conditions on declaration fields (AND of the fields; a value list is an OR)."""
+
+    when: dict[str, list[Any]]
+
+
+class WatchList(_Targeted):
+    """Values of one declaration field to watch."""
+
+    field: Literal[WATCH_FIELDS]  # type: ignore[valid-type]
+    values: list[str]
+
+
+class RuleProfile(_Section):
+    """The whole rule-profile file."""
+
+    rules: list[TargetRule] = []
+    watchlists: list[WatchList] = []
+
+
+def load_profile(path: str | Path) -> RuleProfile:
+    """Read and validate the rule profiles and watch lists; a missing file is an empty profile."""
+    path = Path(path)
+    if not path.exists():
+        return RuleProfile()
+    try:
+        return RuleProfile.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise _explain(path, exc) from exc
+
+
+def _route(declarations: pd.DataFrame) -> pd.Series:
+    return (
+        declarations["origin_country"].astype("string").fillna("")
+        + ">"
+        + declarations["departure_country"].astype("string").fillna("")
+    )
+
+
+def watch_mask(declarations: pd.DataFrame, watch: WatchList) -> np.ndarray:
+    """Boolean array: the rows whose ``watch.field`` is on the list (HS codes by prefix)."""
+    if watch.field == "route":
+        col = _route(declarations)
+    elif watch.field in declarations.columns:
+        col = declarations[watch.field].astype("string")
+    else:
+        raise RiskmlError(
+            f"watch list {watch.name!r}: field {watch.field!r} is not in the declarations; "
+            "use a declarations column of the data contract"
+        )
+    if watch.field == "hs_code":
+        return col.str.startswith(tuple(watch.values)).fillna(False).to_numpy(bool)
+    return col.isin(watch.values).fillna(False).to_numpy(bool)
+
+
+def profile_hits(declarations: pd.DataFrame, profile: RuleProfile, area: str) -> pd.DataFrame:
+    """One row per (item, rule or list) that fires for ``area``: KEY, kind (``rule`` or
+    ``watchlist``), name, action (``select`` or ``flag``)."""
+    parts = []
+    for rule in profile.rules:
+        if rule.applies_to(area):
+            mask = rule_mask(declarations, Rule(name=rule.name, when=rule.when)).to_numpy()
+            parts.append(_hits(declarations, mask, "rule", rule.name, rule.action))
+    for watch in profile.watchlists:
+        if watch.applies_to(area):
+            mask = watch_mask(declarations, watch)
+            parts.append(_hits(declarations, mask, "watchlist", watch.name, watch.action))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in HIT_COLUMNS})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _hits(declarations: pd.DataFrame, mask: np.ndarray, kind: str, name: str, action: str):
+    rows = declarations.loc[mask, KEY].reset_index(drop=True)
+    return rows.assign(kind=kind, name=name, action=action)
