@@ -77,6 +77,27 @@ class EvaluateParams(_Section):
     seed: int = 42
 
 
+class BacktestParams(_Section):
+    """Rolling-origin backtest (``riskml backtest``): windows, protocols, bootstrap."""
+
+    n_windows: int = Field(3, ge=1)
+    window_months: int = Field(2, ge=1)
+    protocols: list[Literal["rolling", "static"]] = Field(["rolling", "static"], min_length=1)
+    n_boot: int = Field(500, ge=10)
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    label_delay_days: int = Field(60, ge=0)  # result date of outcomes that have none
+    seed: int = 42
+
+
+class PromoteParams(_Section):
+    """Promotion (``riskml promote``): challenger becomes champion only if better by margin."""
+
+    metric: Literal[
+        "precision", "recall", "revenue_share", "precision_normalised", "average_precision"
+    ] = "precision"
+    margin: float = Field(0.0, ge=0)  # absolute: challenger > champion + margin
+
+
 class ExplainParams(_Section):
     n_reasons: int = Field(5, ge=1, le=10)
     n_lowering: int = Field(2, ge=0, le=10)  # reasons that lower the risk, per candidate
@@ -123,6 +144,8 @@ class Params(_Section):
     features: FeatureParams = FeatureParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    backtest: BacktestParams = BacktestParams()
+    promote: PromoteParams = PromoteParams()
     explain: ExplainParams = ExplainParams()
     fairness: FairnessParams = FairnessParams()
     select: SelectParams = SelectParams()
