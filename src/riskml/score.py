@@ -1,0 +1,258 @@
+"""Scoring new declarations: contract check, causal features as of each declaration's date,
+each area's ``champion`` model from the MLflow registry, selection and reasons.
+
+Features of a new batch are built on the stored history (``data/interim`` declarations and
+outcomes) plus the batch, and only the batch's rows are kept: every feature of a day uses only
+earlier days, so the batch sees exactly the profiles a declaration of that date would have seen
+in the pipeline (see docs/service.md for the speed this costs and the alternative).
+
+:class:`Scorer` holds the history and the models (loaded once); :func:`run_score` is the
+``riskml score FILE`` entry.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from riskml.config import AreaSpec, Params
+from riskml.contract import KEY, RiskmlError, validate
+from riskml.train import feature_matrix
+
+SCORE_COLUMNS = [*KEY, "accepted_date", "area", "score", "selected", "fired", "flags"]
+
+
+@dataclass
+class AreaModel:
+    """One area's champion model and the features it reads."""
+
+    area: str
+    booster: lgb.Booster
+    features: list[str]
+    version: str
+    threshold: float  # score of the last model pick of the current candidate list (inf: none)
+
+
+@dataclass
+class ScoreResult:
+    """Scores (one row per item and area), quarantined rows and timings (seconds)."""
+
+    scores: pd.DataFrame
+    quarantine: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_champion(root: Path, area: str, *, tracking_uri: str | None = None) -> AreaModel:
+    """The ``riskml-<area>@champion`` Booster from the MLflow registry, with its feature list
+    (``models/<area>/features.json``) and the current selection threshold."""
+    import mlflow
+    import mlflow.lightgbm
+
+    from riskml import tracking
+
+    uri = tracking_uri or tracking.default_tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    name = f"riskml-{area}"
+    try:
+        booster = mlflow.lightgbm.load_model(f"models:/{name}@champion")
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version
+    except Exception as exc:  # registry errors come in several types
+        raise RiskmlError(
+            f"{name}@champion cannot be loaded from {uri} ({type(exc).__name__}); train the "
+            f"area (`riskml train --area {area}`) so that a champion is registered"
+        ) from exc
+    if not isinstance(booster, lgb.Booster):
+        booster = booster.booster_
+    meta_path = root / "models" / area / "features.json"
+    features = (
+        json.loads(meta_path.read_text())["features"]
+        if meta_path.exists()
+        else list(booster.feature_name())
+    )
+    return AreaModel(area, booster, features, f"{name} v{version}", _threshold(root, area))
+
+
+def _threshold(root: Path, area: str) -> float:
+    """The score above which a new item would rank among the current list's model picks: the
+    n-th highest score of the scored period, n = the list's model picks (same selection rate)."""
+    cand_path, score_path = (
+        root / "data/candidates" / f"{area}.csv",
+        root / "data/scores" / f"{area}.parquet",
+    )
+    if not cand_path.exists() or not score_path.exists():
+        return float("inf")
+    cands = pd.read_csv(cand_path, encoding="utf-8-sig", usecols=["selection_kind"])
+    n = int((cands["selection_kind"] == "model").sum())
+    scores = np.sort(pd.read_parquet(score_path, columns=["score"])["score"].to_numpy())[::-1]
+    return float(scores[min(n, len(scores)) - 1]) if n and len(scores) else float("inf")
+
+
+def predict(model: AreaModel, features: pd.DataFrame) -> np.ndarray:
+    """Probabilities of ``model``'s area for the rows of ``features``."""
+    if features.empty:
+        return np.zeros(0)
+    return model.booster.predict(feature_matrix(features, model.features), num_threads=2)
+
+
+class Scorer:
+    """Scores batches of new declarations against the stored history with the champions."""
+
+    def __init__(
+        self,
+        root: Path,
+        params: Params,
+        specs: dict[str, AreaSpec],
+        *,
+        history: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+        models: dict[str, AreaModel] | None = None,
+    ) -> None:
+        from riskml.io import read_parquet
+        from riskml.watchlists import load_profile
+
+        self.root, self.params, self.specs = root, params, specs
+        if history is None:
+            history = (
+                read_parquet(root / "data/interim/declarations.parquet"),
+                read_parquet(root / "data/interim/outcomes.parquet"),
+            )
+        self.declarations, self.outcomes = history
+        self._models = models
+        self._lock = threading.Lock()
+        self.profile = load_profile(root / params.select.watchlists)
+
+    @property
+    def models(self) -> dict[str, AreaModel]:
+        """The champions, loaded from the registry on first use."""
+        with self._lock:
+            if self._models is None:
+                self._models = {a: load_champion(self.root, a) for a in self.specs}
+            return self._models
+
+    def check(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Contract check of a raw batch: (good rows, quarantine). Keys already in the history
+        are quarantined too (a new declaration must be new)."""
+        result = validate(batch, None, source="batch")
+        good, quarantine = result.declarations, result.quarantine
+        if len(good):
+            seen = pd.MultiIndex.from_frame(good[KEY]).isin(
+                pd.MultiIndex.from_frame(self.declarations[KEY])
+            )
+            dup = good.duplicated(KEY, keep=False).to_numpy() | seen
+            if dup.any():
+                bad = good[dup]
+                quarantine = pd.concat(
+                    [
+                        quarantine,
+                        pd.DataFrame(
+                            {
+                                "table": "declarations",
+                                "row": np.flatnonzero(dup),
+                                "column": "declaration_id",
+                                "check": "new_key",
+                                "reason": "declaration_id/item_no is already stored or repeated "
+                                "in the batch; send each new item once",
+                                "declaration_id": bad["declaration_id"].astype(str).to_numpy(),
+                                "item_no": bad["item_no"].astype(str).to_numpy(),
+                            }
+                        ),
+                    ],
+                    ignore_index=True,
+                )
+                good = good[~dup].reset_index(drop=True)
+        return good, quarantine
+
+    def features(self, good: pd.DataFrame) -> pd.DataFrame:
+        """Causal features of the batch rows, built on history + batch."""
+        from riskml.features import build_features
+
+        both = pd.concat([self.declarations, good], ignore_index=True)
+        frame = build_features(both, self.outcomes, self.params.features, specs=self.specs)
+        return frame.iloc[len(self.declarations) :].reset_index(drop=True)
+
+    def score(self, batch: pd.DataFrame) -> ScoreResult:
+        """Check, featurise and score a batch; rows breaking the contract are quarantined."""
+        from riskml.watchlists import profile_hits
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        good, quarantine = self.check(batch)
+        timings["validate"] = time.perf_counter() - t0
+        if good.empty:
+            return ScoreResult(pd.DataFrame(columns=SCORE_COLUMNS), quarantine, timings)
+        t0 = time.perf_counter()
+        feats = self.features(good)
+        timings["features"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        parts = []
+        for area, model in self.models.items():
+            prob = predict(model, feats)
+            hits = profile_hits(good, self.profile, area)
+            fired = _joined(good, hits[hits["action"] == "select"])
+            flags = _joined(good, hits[hits["action"] == "flag"])
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "declaration_id": good["declaration_id"].to_numpy(),
+                        "item_no": good["item_no"].to_numpy(),
+                        "accepted_date": good["accepted_date"].to_numpy(),
+                        "area": area,
+                        "score": prob,
+                        "selected": (prob >= model.threshold) | (fired != ""),
+                        "fired": fired,
+                        "flags": flags,
+                    }
+                )
+            )
+        timings["predict"] = time.perf_counter() - t0
+        return ScoreResult(pd.concat(parts, ignore_index=True), quarantine, timings)
+
+
+def _joined(good: pd.DataFrame, hits: pd.DataFrame) -> np.ndarray:
+    if hits.empty:
+        return np.full(len(good), "", dtype=object)
+    names = hits.groupby(KEY, sort=False)["name"].agg(lambda s: "; ".join(dict.fromkeys(s)))
+    merged = good[KEY].merge(names.rename("n").reset_index(), on=KEY, how="left")
+    return merged["n"].fillna("").to_numpy(dtype=object)
+
+
+def read_batch(path: Path) -> pd.DataFrame:
+    """A batch file: CSV (all text, parsed by the contract) or Parquet."""
+    if not path.exists():
+        raise RiskmlError(f"{path}: file not found")
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix.lower() in (".csv", ".txt"):
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    raise RiskmlError(f"{path}: unsupported file type; send a .csv or .parquet file")
+
+
+def run_score(
+    file: Path, root: Path, params: Params, specs: dict[str, AreaSpec], *, out: Path
+) -> dict[str, Any]:
+    """``riskml score FILE``: write ``scores.csv``, ``selected.csv`` and ``quarantine.csv`` in
+    ``out`` and return counts and timings."""
+    from riskml.io import write_csv
+
+    result = Scorer(root, params, specs).score(read_batch(file))
+    scores = result.scores
+    write_csv(scores, out / "scores.csv")
+    write_csv(scores[scores["selected"].astype(bool)], out / "selected.csv")
+    write_csv(result.quarantine, out / "quarantine.csv")
+    items = scores[KEY].drop_duplicates()
+    return {
+        "items_scored": len(items),
+        "selected": int(scores["selected"].astype(bool).sum()),
+        "quarantined_rows": int(result.quarantine["row"].nunique())
+        if len(result.quarantine)
+        else 0,
+        "seconds": {k: round(v, 2) for k, v in result.timings.items()},
+    }
