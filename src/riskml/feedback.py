@@ -177,6 +177,17 @@ class FeedbackStore:
             s.flush()
             return int(row.id)
 
+    def outcomes_for(self, declaration_id: str) -> list[dict[str, object]]:
+        """The stored outcomes of one declaration, oldest first."""
+        with Session(self.engine) as s:
+            rows = s.scalars(
+                select(OutcomeRow)
+                .where(OutcomeRow.declaration_id == declaration_id)
+                .order_by(OutcomeRow.id)
+            ).all()
+            cols = [*OUTCOME_EXPORT_COLUMNS, "auditor", "recorded_by", "recorded_at", "id"]
+            return [{c: getattr(r, c) for c in cols} for r in rows]
+
     def outcomes(self) -> pd.DataFrame:
         """Every stored outcome, oldest first, with who recorded it."""
         cols = [*OUTCOME_EXPORT_COLUMNS, "auditor", "recorded_by", "recorded_at", "id"]

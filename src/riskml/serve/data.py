@@ -1,0 +1,237 @@
+"""What the service reads from the pipeline's outputs: candidate lists, declarations, scores,
+explanations; pure look-ups on DataFrames loaded once at start-up."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskml.contract import KEY, RiskmlError
+from riskml.select import CANDIDATE_COLUMNS
+
+SORT_KEYS = {
+    "rank": ("rank", True),
+    "score": ("score", False),
+    "expected_recovery": ("expected_recovery", False),
+    "accepted_date": ("accepted_date", False),
+}
+SELECTION_KINDS = ("rule", "watchlist", "model", "random_control")
+ITEM_FIELDS = [
+    "item_no",
+    "accepted_date",
+    "office",
+    "procedure",
+    "transport_mode",
+    "importer_id",
+    "declarant_id",
+    "supplier_id",
+    "origin_country",
+    "departure_country",
+    "hs_code",
+    "description",
+    "quantity",
+    "quantity_unit",
+    "gross_mass_kg",
+    "net_mass_kg",
+    "cif_value",
+    "duties_paid",
+    "preference_claim",
+]
+
+
+@dataclass
+class CandidateQuery:
+    """Filters, sorting and paging of the candidate list."""
+
+    area: str | None = None
+    office: str | None = None
+    kind: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    sort: str = "rank"
+    page: int = 1
+    page_size: int = 50
+
+
+class ServiceData:
+    """The pipeline's outputs in memory (read once)."""
+
+    def __init__(self, root: Path, areas: list[str], *, reference_months: int = 12) -> None:
+        from riskml.io import read_parquet
+
+        self.root, self.areas, self.reference_months = root, areas, reference_months
+        lists = []
+        for area in areas:
+            path = root / "data/candidates" / f"{area}.csv"
+            if not path.exists():
+                raise RiskmlError(f"{path}: not found; run the pipeline (`dvc repro`) first")
+            frame = pd.read_csv(path, encoding="utf-8-sig", dtype={"hs_code": str})
+            lists.append(frame.reindex(columns=CANDIDATE_COLUMNS))
+        cands = pd.concat(lists, ignore_index=True)
+        cands["accepted_date"] = pd.to_datetime(cands["accepted_date"])
+        for col in ("fired", "flags", "reasons", "model_version"):
+            cands[col] = cands[col].fillna("").astype(str)
+        self.candidates = cands
+        decl = read_parquet(root / "data/interim/declarations.parquet")
+        self.declarations = decl.sort_values(KEY, kind="stable").reset_index(drop=True)
+        self._decl_ids = self.declarations["declaration_id"].astype(str).to_numpy()
+        scores = []
+        for area in areas:
+            path = root / "data/scores" / f"{area}.parquet"
+            if path.exists():
+                s = pd.read_parquet(path, columns=[*KEY, "score"])
+                scores.append(s.assign(area=area))
+        self.scores = (
+            pd.concat(scores, ignore_index=True).set_index("declaration_id").sort_index()
+            if scores
+            else pd.DataFrame(columns=["item_no", "score", "area"])
+        )
+        expl = []
+        for area in areas:
+            path = root / "data/explanations" / f"{area}.parquet"
+            if path.exists():
+                expl.append(pd.read_parquet(path).assign(area=area))
+        self.explanations = (
+            pd.concat(expl, ignore_index=True).set_index("declaration_id").sort_index()
+            if expl
+            else pd.DataFrame()
+        )
+        outcomes = read_parquet(root / "data/interim/outcomes.parquet")
+        self.outcomes = outcomes
+        self.offices = sorted(cands["office"].dropna().astype(str).unique())
+        hs6 = self.declarations["hs_code"].astype(str).str[:6]
+        self._peer_key = (hs6 + "|" + self.declarations["origin_country"].astype(str)).to_numpy()
+        net = (
+            self.declarations["net_mass_kg"]
+            .astype("float64")
+            .fillna(self.declarations["gross_mass_kg"].astype("float64"))
+        )
+        self._unit_value = (self.declarations["cif_value"].astype("float64") / net).to_numpy()
+        self._dates = self.declarations["accepted_date"].to_numpy()
+
+    # --- candidates -----------------------------------------------------------------------
+
+    def query(self, q: CandidateQuery) -> tuple[int, pd.DataFrame]:
+        """(total matching, the requested page) of the candidate list."""
+        c = self.candidates
+        mask = np.ones(len(c), dtype=bool)
+        if q.area:
+            mask &= (c["area"] == q.area).to_numpy()
+        if q.office:
+            mask &= (c["office"] == q.office).to_numpy()
+        if q.kind:
+            mask &= (c["selection_kind"] == q.kind).to_numpy()
+        if q.date_from:
+            mask &= (c["accepted_date"] >= pd.Timestamp(q.date_from)).to_numpy()
+        if q.date_to:
+            mask &= (c["accepted_date"] <= pd.Timestamp(q.date_to)).to_numpy()
+        hit = c[mask]
+        col, ascending = SORT_KEYS[q.sort]
+        hit = hit.sort_values(
+            [col, "area", "rank"], ascending=[ascending, True, True], kind="stable"
+        )
+        start = (q.page - 1) * q.page_size
+        return len(hit), hit.iloc[start : start + q.page_size]
+
+    def has_item(self, declaration_id: str, item_no: int) -> bool:
+        """True when the declaration item is stored."""
+        rows = self._rows(declaration_id)
+        return bool((rows["item_no"] == item_no).any())
+
+    def _rows(self, declaration_id: str) -> pd.DataFrame:
+        lo = np.searchsorted(self._decl_ids, declaration_id, side="left")
+        hi = np.searchsorted(self._decl_ids, declaration_id, side="right")
+        return self.declarations.iloc[lo:hi]
+
+    # --- one declaration ------------------------------------------------------------------
+
+    def case(self, declaration_id: str) -> dict[str, Any] | None:
+        """Items, scores per area, candidate entries, reasons (with contributions for the
+        waterfall), peer facts and past controls of one declaration; None when unknown."""
+        rows = self._rows(declaration_id)
+        if rows.empty:
+            return None
+        items = [
+            {k: _plain(r.get(k)) for k in ITEM_FIELDS if k in rows.columns}
+            for r in rows.to_dict("records")
+        ]
+        scores: dict[str, dict[str, float]] = {}
+        if declaration_id in self.scores.index:
+            s = self.scores.loc[[declaration_id]]
+            for rec in s.to_dict("records"):
+                scores.setdefault(rec["area"], {})[str(rec["item_no"])] = float(rec["score"])
+        cands = self.candidates[self.candidates["declaration_id"] == declaration_id]
+        reasons: list[dict[str, Any]] = []
+        if len(self.explanations) and declaration_id in self.explanations.index:
+            e = self.explanations.loc[[declaration_id]].sort_values(["area", "item_no", "rank"])
+            for rec in e.to_dict("records"):
+                reasons.append(
+                    {
+                        "area": rec["area"],
+                        "item_no": int(rec["item_no"]),
+                        "direction": rec["direction"],
+                        "feature": rec["feature"],
+                        "contribution": float(rec["contribution"]),
+                        "sentence": rec["sentence"],
+                    }
+                )
+        return {
+            "declaration_id": declaration_id,
+            "items": items,
+            "scores": scores,
+            "candidates": [
+                {k: _plain(v) for k, v in r.items()}
+                for r in cands[
+                    ["area", "rank", "selection_kind", "item_no", "score", "fired", "flags"]
+                ].to_dict("records")
+            ],
+            "reasons": reasons,
+            "peers": [self._peers(int(i), rows) for i in range(len(rows))],
+        }
+
+    def _peers(self, i: int, rows: pd.DataFrame) -> dict[str, Any]:
+        """Reference facts of item ``i``: declarations of the same HS6 and origin in the
+        reference months before it (count, median and this item's unit value per kg), and the
+        importer's earlier controls and findings."""
+        pos = rows.index[i]
+        when = self._dates[pos]
+        start = np.datetime64(pd.Timestamp(when) - pd.DateOffset(months=self.reference_months))
+        peer = (
+            (self._peer_key == self._peer_key[pos]) & (self._dates < when) & (self._dates >= start)
+        )
+        uv = self._unit_value[peer]
+        uv = uv[np.isfinite(uv)]
+        row = rows.iloc[i]
+        importer = row["importer_id"]
+        past = self.outcomes[self.outcomes["result_date"] < pd.Timestamp(when)]
+        imp_keys = self.declarations.loc[self.declarations["importer_id"] == importer, KEY]
+        imp_out = past.merge(imp_keys, on=KEY, how="inner")
+        return {
+            "item_no": int(row["item_no"]),
+            "peer_group": f"HS {str(row['hs_code'])[:6]} from {row['origin_country']}",
+            "peer_declarations": int(peer.sum()),
+            "peer_median_unit_value": _plain(float(np.median(uv)) if len(uv) else None),
+            "unit_value": _plain(float(self._unit_value[pos])),
+            "importer_id": str(importer),
+            "importer_controls": int(len(imp_out)),
+            "importer_findings": int(imp_out["offence_found"].astype(bool).sum()),
+        }
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-friendly scalar (dates as ISO text, NaN as None)."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, pd.Timestamp | np.datetime64):
+        return pd.Timestamp(v).date().isoformat()
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    return v
