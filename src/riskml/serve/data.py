@@ -104,6 +104,13 @@ class ServiceData:
         )
         outcomes = read_parquet(root / "data/interim/outcomes.parquet")
         self.outcomes = outcomes
+        by_importer = outcomes[[*KEY, "result_date", "offence_found"]].merge(
+            self.declarations[[*KEY, "importer_id"]], on=KEY, how="inner"
+        )
+        self._imp_outcomes = {
+            k: (g["result_date"].to_numpy(), g["offence_found"].astype(bool).to_numpy())
+            for k, g in by_importer.groupby("importer_id", sort=False)
+        }
         self.offices = sorted(cands["office"].dropna().astype(str).unique())
         hs6 = self.declarations["hs_code"].astype(str).str[:6]
         self._peer_key = (hs6 + "|" + self.declarations["origin_country"].astype(str)).to_numpy()
@@ -209,9 +216,9 @@ class ServiceData:
         uv = uv[np.isfinite(uv)]
         row = rows.iloc[i]
         importer = row["importer_id"]
-        past = self.outcomes[self.outcomes["result_date"] < pd.Timestamp(when)]
-        imp_keys = self.declarations.loc[self.declarations["importer_id"] == importer, KEY]
-        imp_out = past.merge(imp_keys, on=KEY, how="inner")
+        empty = (np.array([], "datetime64[ns]"), np.array([], bool))
+        dates, found = self._imp_outcomes.get(importer, empty)
+        before = dates < when
         return {
             "item_no": int(row["item_no"]),
             "peer_group": f"HS {str(row['hs_code'])[:6]} from {row['origin_country']}",
@@ -219,8 +226,8 @@ class ServiceData:
             "peer_median_unit_value": _plain(float(np.median(uv)) if len(uv) else None),
             "unit_value": _plain(float(self._unit_value[pos])),
             "importer_id": str(importer),
-            "importer_controls": int(len(imp_out)),
-            "importer_findings": int(imp_out["offence_found"].astype(bool).sum()),
+            "importer_controls": int(before.sum()),
+            "importer_findings": int(found[before].sum()),
         }
 
 
