@@ -13,8 +13,14 @@ from hypothesis import strategies as st
 
 from riskml.config import FeatureParams
 from riskml.contract import TRANSPORT_MODES
-from riskml.features import CATALOGUE, GROUPS, build_features, format_reason, model_feature_columns
-from riskml.features.catalogue import template_fields
+from riskml.features import (
+    GROUPS,
+    build_features,
+    catalogue_for,
+    format_reason,
+    model_feature_columns,
+)
+from riskml.features.catalogue import fill_reason, template_fields
 from riskml.features.reference import MAD_TO_SD, MIN_SCALE
 
 START = pd.Timestamp("2023-01-01")
@@ -269,6 +275,156 @@ def test_route_and_calendar_codes_are_stable():
     assert format_reason("weekday", frame.iloc[1]) == "declared on a Sunday"
 
 
+# ---------------------------------------------------------------- catalogue extensions
+
+SPECS = None
+
+
+def _specs():
+    global SPECS
+    if SPECS is None:
+        from riskml.config import load_area_specs
+
+        SPECS = load_area_specs(Path(__file__).parents[1] / "pipelines")
+    return SPECS
+
+
+def test_goods_route_and_pair_histories_with_detectable_hit_rates():
+    same = {"importer_id": "I1", "declarant_id": "B1", "office": "O1", "departure_country": "NL"}
+    other = {
+        "importer_id": "I2",
+        "declarant_id": "B2",
+        "office": "O2",
+        "hs_code": "22042100",
+        "origin_country": "VN",
+        "departure_country": "VN",
+    }
+    decl = _decl(
+        [{"accepted_date": "2023-01-10", **same}] * 4
+        + [{"accepted_date": "2023-01-10", **other}] * 2
+        + [{"accepted_date": "2023-02-10", **same, "importer_id": "I3", "hs_code": "61099000"}]
+        + [{"accepted_date": "2023-03-10", **same}]
+    )  # fmt: skip
+    ids = decl["declaration_id"]
+    outc = _outc(
+        [
+            {"declaration_id": ids[0], "result_date": "2023-01-20", "risk_area": "revenue",
+             "offence_found": True, "additional_duty": 100.0},
+            {"declaration_id": ids[1], "result_date": "2023-02-03", "risk_area": "revenue",
+             "offence_found": True, "additional_duty": 50.0},
+            {"declaration_id": ids[2], "control_kind": "scanner", "result_date": "2023-02-04"},
+            {"declaration_id": ids[3], "result_date": "2023-02-05"},
+            {"declaration_id": ids[4], "result_date": "2023-01-25"},
+            {"declaration_id": ids[5], "control_kind": "scanner", "result_date": "2023-01-25"},
+        ]
+    )  # fmt: skip
+    frame = build_features(decl, outc, FeatureParams(prior_strength=20.0), specs=_specs())
+    row = frame.iloc[-1]
+    # items before March: 4 of I1 (HS 6109.10), 1 of I3 (HS 6109.90), 2 of I2 (HS 2204)
+    expected_items = {"hs6": 4, "hs4": 5, "hs2": 5, "dep": 5, "off": 5, "imporig": 4,
+                      "declimp": 4}  # fmt: skip
+    for prefix, n in expected_items.items():
+        assert row[f"{prefix}_n_items"] == n, prefix
+        assert row[f"{prefix}_n_controls"] == 4, prefix
+        assert row[f"{prefix}_n_find_revenue"] == 2, prefix
+        assert row[f"{prefix}_n_find_ipr"] == 0, prefix
+    # six controls known before March, four able to detect revenue (scanners cannot)
+    assert row["ctx_global_hr_revenue"] == pytest.approx(2 / 6)
+    assert row["ctx_global_hrd_revenue"] == pytest.approx(2 / 4)
+    assert row["hs6_hr_revenue"] == pytest.approx((2 + 20 * 2 / 6) / (4 + 20))
+    # the entity's four controls: three physical (detect revenue), one scanner (does not)
+    for prefix in ("imp", "hs4", "off", "declimp"):
+        assert row[f"{prefix}_hrd_revenue"] == pytest.approx((2 + 20 * 0.5) / (3 + 20)), prefix
+    # security is found by scanners and physical controls: all four of the entity's count
+    assert row["imp_hrd_security"] == pytest.approx(0.0)
+    assert format_reason("hs2_n_find_revenue", row) == (
+        "HS chapter 61: revenue offences found in 2 of 4 controls"
+    )
+    assert format_reason("off_n_items", row) == "office O1: 5 items declared before this month"
+    info = catalogue_for(_specs())["imp_hrd_revenue"]
+    assert fill_reason(info, row) == (
+        "importer: revenue hit rate 52.2% over the controls able to detect it, against 50.0% "
+        "overall"
+    )
+    # nothing of another importer leaks into the pair histories
+    assert frame.iloc[6]["imporig_n_items"] == 0 and frame.iloc[6]["hs4_n_items"] == 4
+
+
+def test_volume_against_the_entitys_own_past():
+    months = ["2023-01-10"] * 2 + ["2023-02-10"] * 4 + ["2023-03-10"] * 6 + ["2023-04-10"]
+    decl = _decl([{"accepted_date": d} for d in months])
+    frame = build_features(decl, NO_OUTCOMES, FeatureParams(reference_months=12))
+    by_month = frame.groupby(frame["accepted_date"].dt.month)
+    prev = by_month["imp_items_prev_month"].first()
+    ratio = by_month["imp_volume_ratio"].first()
+    assert list(prev) == [0, 2, 4, 6]
+    assert math.isnan(ratio[1]) and math.isnan(ratio[2])  # no month before the previous one
+    assert ratio[3] == pytest.approx(4 / 2) and ratio[4] == pytest.approx(6 / 3)
+    assert format_reason("imp_volume_ratio", frame.iloc[-1]) == (
+        "importer declared 2.0 times its usual monthly volume last month"
+    )
+    short = build_features(decl, NO_OUTCOMES, FeatureParams(reference_months=1))
+    assert short.iloc[-1]["imp_volume_ratio"] == pytest.approx(6 / 4)  # February only
+    assert short.iloc[-1]["decl_items_prev_month"] == 6
+
+
+def test_share_of_trade_outside_the_usual_chapters():
+    decl = _decl(
+        [{"accepted_date": "2023-01-10"}] * 20
+        + [{"accepted_date": "2023-02-10"}] * 3
+        + [{"accepted_date": "2023-02-11", "hs_code": "93020000"}]
+        + [{"accepted_date": "2023-03-10"}]
+    )
+    frame = build_features(decl, NO_OUTCOMES, FeatureParams())
+    assert frame["imp_outside_usual_share"].iloc[:24].isna().all()  # nothing earlier to compare
+    row = frame.iloc[-1]
+    assert row["imp_outside_usual_share"] == pytest.approx(0.25)  # HS 93 in February
+    assert row["imp_hs2_share"] == pytest.approx(23 / 24)
+    assert frame.iloc[23]["imp_hs2_share"] == 0.0  # the first HS 93 item
+    assert format_reason("imp_outside_usual_share", row) == (
+        "25% of the importer's items last month were outside its usual HS chapters"
+    )
+
+
+def test_standard_duty_rate_and_the_gap_of_a_preference_claim():
+    jan = [{"accepted_date": "2023-01-10", "duty_rate": 0.12}] * 3 + [
+        {"accepted_date": "2023-01-11", "duty_rate": 0.05},
+        {"accepted_date": "2023-01-12", "duty_rate": 0.0, "preference_claim": True},
+        {"accepted_date": "2023-01-12", "duty_rate": 0.0, "preference_claim": True},
+    ]
+    feb = [
+        {"accepted_date": "2023-02-10", "duty_rate": 0.0, "preference_claim": True},
+        {"accepted_date": "2023-02-10", "duty_rate": 0.12},
+        {"accepted_date": "2023-02-10", "hs_code": "99999900"},
+    ]
+    frame = build_features(_decl(jan + feb), NO_OUTCOMES, FeatureParams())
+    assert frame["duty_rate_standard"].iloc[:6].isna().all()  # no earlier month
+    claim, plain, unknown = frame.iloc[6], frame.iloc[7], frame.iloc[8]
+    assert claim["duty_rate_standard"] == pytest.approx(0.12)
+    assert claim["duty_rate_gap"] == pytest.approx(0.12)
+    assert plain["duty_rate_gap"] == pytest.approx(0.0)
+    assert math.isnan(unknown["duty_rate_gap"])
+    assert format_reason("duty_rate_gap", claim) == (
+        "duty rate 0.0% applied where the standard rate of HS 6109.10 is 12.0%"
+    )
+    assert format_reason("duty_rate_gap", plain) == "the standard duty rate of HS 6109.10 applied"
+
+
+def test_supplier_age():
+    decl = _decl(
+        [
+            {"accepted_date": "2023-01-10"},
+            {"accepted_date": "2023-03-01"},
+            {"accepted_date": "2023-03-01", "supplier_id": "S9"},
+            {"accepted_date": "2023-03-01", "supplier_id": None},
+        ]
+    )
+    frame = build_features(decl, NO_OUTCOMES, FeatureParams())
+    assert list(frame["sup_age_days"].iloc[:3]) == [0, 50, 0]
+    assert math.isnan(frame["sup_age_days"].iloc[3])
+    assert format_reason("sup_age_days", frame.iloc[1]) == "supplier first seen 50 days ago"
+
+
 # ---------------------------------------------------------------- a random world
 
 
@@ -327,8 +483,9 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def world_features(world) -> pd.DataFrame:
+    """Every feature: with the area specs (detectable hit rates, targeting profiles)."""
     decl, outc = world
-    return build_features(decl, outc, FeatureParams())
+    return build_features(decl, outc, FeatureParams(), specs=_specs())
 
 
 def test_one_row_per_item_in_input_order(world):
@@ -344,23 +501,25 @@ def test_one_row_per_item_in_input_order(world):
 def test_every_model_feature_has_a_catalogue_entry(world_features):
     columns = model_feature_columns(world_features)
     assert columns, "no model features"
-    assert set(columns) == set(CATALOGUE)
+    catalogue = catalogue_for(_specs())
+    assert set(columns) == set(catalogue)
     for name in columns:
-        info = CATALOGUE[name]
+        info = catalogue[name]
         assert info.group in GROUPS and info.description and info.template
         assert pd.api.types.is_numeric_dtype(world_features[name])
     assert not any(c.startswith("ctx_") or c.endswith("_id") for c in columns)
 
 
 def test_every_template_formats_on_real_rows(world_features):
-    for info in CATALOGUE.values():
+    catalogue = catalogue_for(_specs())
+    for info in catalogue.values():
         for template in (info.template, info.template_zero, info.template_missing):
             for field in template_fields(template):
                 assert field.split(":")[0] in world_features.columns, (info.name, field)
     rows = world_features.iloc[[0, 10, 500, -1]]
     for _, row in rows.iterrows():
-        for name in CATALOGUE:
-            sentence = format_reason(name, row)
+        for info in catalogue.values():
+            sentence = fill_reason(info, row)
             assert sentence is None or ("nan" not in sentence and "{" not in sentence)
 
 
@@ -375,7 +534,8 @@ def _rewrite_future(
     outc = outc.copy()
     late = (outc["result_date"] >= cutoff).to_numpy()
     outc.loc[late, "offence_found"] = ~outc.loc[late, "offence_found"].astype(bool)
-    outc.loc[late, "risk_area"] = rng.choice(["revenue", "security", "ipr"], late.sum())
+    areas = ["revenue", "security", "ipr", "environment", "health_safety", "drugs"]
+    outc.loc[late, "risk_area"] = rng.choice(areas, late.sum())
     outc.loc[late, "additional_duty"] = outc.loc[late, "additional_duty"] * 3 + 7
     outc.loc[late, "control_kind"] = "pca"
     k = 50
@@ -404,6 +564,11 @@ def _rewrite_future(
     decl.loc[fut, "origin_country"] = "CO"
     decl.loc[fut, "cif_value"] = decl.loc[fut, "cif_value"] * 0.01
     decl.loc[fut, "transport_mode"] = "rail"
+    decl.loc[fut, "declarant_id"] = rng.choice(["B1", "B99"], m)
+    decl.loc[fut, "office"] = rng.choice(["O1", "O9"], m)
+    decl.loc[fut, "departure_country"] = "AE"
+    decl.loc[fut, "duty_rate"] = rng.choice([0.0, 0.3], m)
+    decl.loc[fut, "preference_claim"] = rng.choice([True, False], m)
     return decl, outc
 
 
@@ -418,13 +583,41 @@ def test_future_rewrites_leave_past_features_unchanged(world, world_features, cu
     decl, outc = world
     cutoff = START + pd.Timedelta(days=cut_day)
     decl2, outc2 = _rewrite_future(decl, outc, cutoff, seed)
-    rewritten = build_features(decl2, outc2, FeatureParams())
+    rewritten = build_features(decl2, outc2, FeatureParams(), specs=_specs())
     past = (decl["accepted_date"] < cutoff).to_numpy()
     assert past.any()
     pd.testing.assert_frame_equal(world_features[past], rewritten[past], check_exact=True)
     # the rewrite did change something later on, so the test has teeth
     cols = model_feature_columns(world_features)
     assert not world_features.loc[~past, cols].equals(rewritten.loc[~past, cols])
+
+
+#: Features computed from the row alone; every other one is built from other rows' history.
+ROW_ONLY = {"uv_kg_log", "uv_q_log", "duty_rate", "duty_to_cif", "cif_to_fob", "log_cif",
+            "preference_claim"}  # fmt: skip
+ROW_GROUPS = ("goods", "route", "calendar", "targeting profile")
+
+
+def test_the_leakage_rewrite_reaches_every_history_feature(world, world_features):
+    """At one cut-off: past rows identical, and each feature built from other rows' history
+    (profiles, hit rates, reference prices, standard rates, novelty, volume) changed on some
+    later row, so the leakage test above really exercises every one of them."""
+    decl, outc = world
+    cutoff = START + pd.Timedelta(days=100)
+    decl2, outc2 = _rewrite_future(decl, outc, cutoff, seed=11)
+    rewritten = build_features(decl2, outc2, FeatureParams(), specs=_specs())
+    past = (decl["accepted_date"] < cutoff).to_numpy()
+    pd.testing.assert_frame_equal(world_features[past], rewritten[past], check_exact=True)
+    history = [
+        n for n, info in catalogue_for(_specs()).items()
+        if info.group not in ROW_GROUPS and n not in ROW_ONLY
+    ]  # fmt: skip
+    assert len(history) > 200
+    before = world_features.loc[~past, history].to_numpy(np.float64)
+    after = rewritten.loc[~past, history].to_numpy(np.float64)
+    changed = ~((before == after) | (np.isnan(before) & np.isnan(after)))
+    untouched = [n for n, c in zip(history, changed.any(axis=0), strict=True) if not c]
+    assert not untouched, f"the rewrite never changed {untouched}"
 
 
 def test_docs_list_every_feature():
@@ -444,9 +637,9 @@ def test_simulated_world_leakage():
     world = simulate(params, specs)
     decl, outc = world["declarations"], world["outcomes"]
     cutoff = pd.Timestamp(params.start_date) + pd.Timedelta(days=140)
-    base = build_features(decl, outc, FeatureParams())
+    base = build_features(decl, outc, FeatureParams(), specs=specs)
     decl2, outc2 = _rewrite_future(decl, outc, cutoff, seed=7)
-    rewritten = build_features(decl2, outc2, FeatureParams())
+    rewritten = build_features(decl2, outc2, FeatureParams(), specs=specs)
     past = (decl["accepted_date"] < cutoff).to_numpy()
     pd.testing.assert_frame_equal(base[past], rewritten[past], check_exact=True)
     assert outc["result_date"].ge(cutoff).any()

@@ -17,7 +17,14 @@ import pandas as pd
 
 from riskml.config import AreaSpec, FeatureParams
 from riskml.contract import KEY
-from riskml.features.catalogue import CATALOGUE, GROUPS, FeatureInfo, format_reason
+from riskml.features.behaviour import outside_usual_share, volume_features
+from riskml.features.catalogue import (
+    CATALOGUE,
+    GROUPS,
+    FeatureInfo,
+    detectable_catalogue,
+    format_reason,
+)
 from riskml.features.context import context_columns
 from riskml.features.history import PROFILES, global_rates, profile_features
 from riskml.features.novelty import novelty_features
@@ -31,6 +38,7 @@ from riskml.features.row import (
     value_features,
 )
 from riskml.features.targeting import rule_catalogue, rule_features
+from riskml.features.tariff import standard_rates
 
 __all__ = [
     "CATALOGUE",
@@ -60,7 +68,9 @@ def model_feature_columns(frame: pd.DataFrame) -> list[str]:
 def catalogue_for(specs: Mapping[str, AreaSpec] | None = None) -> dict[str, FeatureInfo]:
     """The catalogue of a frame built with ``specs``: the fixed entries plus the targeting
     profiles of those areas."""
-    return CATALOGUE | (rule_catalogue(specs) if specs else {})
+    if not specs:
+        return dict(CATALOGUE)
+    return CATALOGUE | detectable_catalogue(list(specs)) | rule_catalogue(specs)
 
 
 def _reference_features(uv: pd.DataFrame, ref: Reference) -> dict[str, np.ndarray]:
@@ -112,17 +122,22 @@ def build_features(
         prep, uv, months=params.reference_months, min_count=params.min_reference_count
     )
     features = _reference_features(uv, ref) | _as_float32(value_features(decl))
+    features |= standard_rates(prep, params.reference_months)
     tick()
-    rates = global_rates(prep)
+    detectable = {a: list(s.detectable_by) for a, s in specs.items()} if specs else None
+    rates = global_rates(prep, detectable)
     for profile in PROFILES:
-        features |= profile_features(profile, prep, rates, params.prior_strength)
+        features |= profile_features(profile, prep, rates, params.prior_strength, detectable)
         tick()
     features |= novelty_features(prep)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = features["imphs4_n_items"] / features["imp_n_items"]
-    features["imp_hs4_share"] = np.where(features["imp_n_items"] > 0, share, np.nan).astype(
-        np.float32
-    )
+    for pair in ("hs4", "hs2"):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = features[f"imp{pair}_n_items"] / features["imp_n_items"]
+        features[f"imp_{pair}_share"] = np.where(features["imp_n_items"] > 0, share, np.nan).astype(
+            np.float32
+        )
+    features["imp_outside_usual_share"] = outside_usual_share(prep, features["imp_hs2_share"])
+    features |= volume_features(prep, params.reference_months)
     tick()
     features |= _as_float32(goods_features(prep))
     features |= route_features(decl)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from riskml.contract import RISK_AREAS
-from riskml.features.history import PROFILES, stat_names
+from riskml.features.history import PROFILES, has_rates, stat_names
 
 GROUPS: tuple[str, ...] = (
     "value",
@@ -24,10 +24,12 @@ GROUPS: tuple[str, ...] = (
     "supplier history",
     "origin history",
     "goods history",
+    "route history",
     "novelty",
     "goods",
     "route",
     "calendar",
+    "targeting profile",
 )
 
 
@@ -122,6 +124,22 @@ _STATIC: list[FeatureInfo] = [
         template_zero="no preferential origin claimed for goods from {ctx_origin}",
     ),
     FeatureInfo(
+        "duty_rate_standard", "value",
+        "most common duty rate of the HS6 among non-preference declarations of the previous "
+        "reference months",
+        "standard duty rate of HS {ctx_hs6}: {duty_rate_standard:.1%}",
+        template_missing="no standard duty rate known for HS {ctx_hs6}",
+    ),
+    FeatureInfo(
+        "duty_rate_gap", "value",
+        "standard duty rate of the HS6 minus the applied rate (a preference or exemption saves "
+        "this share of the value)",
+        "duty rate {duty_rate:.1%} applied where the standard rate of HS {ctx_hs6} is "
+        "{duty_rate_standard:.1%}",
+        template_zero="the standard duty rate of HS {ctx_hs6} applied",
+        template_missing="no standard duty rate known for HS {ctx_hs6}",
+    ),
+    FeatureInfo(
         "imp_age_days", "novelty", "days since the importer's first declaration",
         "importer first seen {imp_age_days:.0f} days ago",
         template_zero="first declaration of this importer",
@@ -130,6 +148,12 @@ _STATIC: list[FeatureInfo] = [
         "decl_age_days", "novelty", "days since the declarant's first declaration",
         "declarant first seen {decl_age_days:.0f} days ago",
         template_zero="first declaration of this declarant",
+    ),
+    FeatureInfo(
+        "sup_age_days", "novelty", "days since the supplier's first declaration",
+        "supplier first seen {sup_age_days:.0f} days ago",
+        template_zero="first declaration with this supplier",
+        template_missing="supplier not declared",
     ),
     FeatureInfo(
         "first_imp_hs4", "novelty", "1 when the importer never declared this HS4 before",
@@ -159,6 +183,47 @@ _STATIC: list[FeatureInfo] = [
         "share of the importer's earlier items (before this month) in this HS4",
         "{imp_hs4_share:.0%} of the importer's earlier items were in HS heading {ctx_hs4}",
         template_missing="no earlier declaration of this importer",
+    ),
+    FeatureInfo(
+        "imp_hs2_share", "novelty",
+        "share of the importer's earlier items (before this month) in this HS chapter",
+        "{imp_hs2_share:.0%} of the importer's earlier items were in HS chapter {ctx_hs2}",
+        template_missing="no earlier declaration of this importer",
+    ),
+    FeatureInfo(
+        "imp_outside_usual_share", "novelty",
+        "share of the importer's items of the previous month in chapters holding under 5% of "
+        "its items before that month",
+        "{imp_outside_usual_share:.0%} of the importer's items last month were outside its "
+        "usual HS chapters",
+        template_zero="the importer's items last month were all in its usual HS chapters",
+        template_missing="no earlier trade of this importer to compare with",
+    ),
+    FeatureInfo(
+        "imp_items_prev_month", "novelty", "importer: items declared in the previous month",
+        "importer: {imp_items_prev_month:.0f} items declared last month",
+        template_zero="importer: no item declared last month",
+    ),
+    FeatureInfo(
+        "imp_volume_ratio", "novelty",
+        "importer: items of the previous month / its average month over the reference months "
+        "before",
+        "importer declared {imp_volume_ratio:.1f} times its usual monthly volume last month",
+        template_zero="importer declared nothing last month, against a usual monthly volume",
+        template_missing="importer: no earlier monthly volume to compare with",
+    ),
+    FeatureInfo(
+        "decl_items_prev_month", "novelty", "declarant: items declared in the previous month",
+        "declarant: {decl_items_prev_month:.0f} items lodged last month",
+        template_zero="declarant: no item lodged last month",
+    ),
+    FeatureInfo(
+        "decl_volume_ratio", "novelty",
+        "declarant: items of the previous month / its average month over the reference months "
+        "before",
+        "declarant lodged {decl_volume_ratio:.1f} times its usual monthly volume last month",
+        template_zero="declarant lodged nothing last month, against a usual monthly volume",
+        template_missing="declarant: no earlier monthly volume to compare with",
     ),
     FeatureInfo("hs_chapter", "goods", "HS chapter (2 digits)", "goods of HS chapter {ctx_hs2}"),
     FeatureInfo(
@@ -201,6 +266,14 @@ _PROFILE_GROUPS = {
     "orig": "origin history",
     "hs6o": "goods history",
     "imphs4": "goods history",
+    "hs6": "goods history",
+    "hs4": "goods history",
+    "hs2": "goods history",
+    "dep": "route history",
+    "off": "route history",
+    "imporig": "importer history",
+    "declimp": "declarant history",
+    "imphs2": "goods history",
 }
 _WHO = {
     "imp": "importer",
@@ -209,6 +282,14 @@ _WHO = {
     "orig": "goods from {ctx_origin}",
     "hs6o": "HS {ctx_hs6} from {ctx_origin}",
     "imphs4": "this importer in HS heading {ctx_hs4}",
+    "hs6": "HS {ctx_hs6}",
+    "hs4": "HS heading {ctx_hs4}",
+    "hs2": "HS chapter {ctx_hs2}",
+    "dep": "goods shipped from {ctx_departure}",
+    "off": "office {ctx_office}",
+    "imporig": "this importer's goods from {ctx_origin}",
+    "declimp": "this declarant for this importer",
+    "imphs2": "this importer in HS chapter {ctx_hs2}",
 }
 
 
@@ -218,30 +299,40 @@ def _profile_info(prefix: str, stat: str, stats: str) -> FeatureInfo:
     known = "known at the start of the month"
     if stat == "n_items":
         return FeatureInfo(
-            name, group, f"{who}: items declared in earlier months",
+            name,
+            group,
+            f"{who}: items declared in earlier months",
             f"{who}: {{{name}:.0f}} items declared before this month",
             template_zero=f"{who}: no item declared before this month",
         )
     if stat == "n_controls":
         return FeatureInfo(
-            name, group, f"{who}: controls with a result {known}",
+            name,
+            group,
+            f"{who}: controls with a result {known}",
             f"{who}: controls with a known result: {{{name}:.0f}}",
             template_zero=f"{who}: never controlled before",
         )
     if stat == "n_find":
         return FeatureInfo(
-            name, group, f"{who}: findings of any area {known}",
+            name,
+            group,
+            f"{who}: findings of any area {known}",
             f"{who}: offences found in {{{name}:.0f}} of {{{prefix}_n_controls:.0f}} controls",
             template_zero=f"{who}: no offence found in {{{prefix}_n_controls:.0f}} controls",
         )
     if stat == "recovered":
         return FeatureInfo(
-            name, group, f"{who}: additional duties recovered, {known}",
+            name,
+            group,
+            f"{who}: additional duties recovered, {known}",
             f"{who}: {{{name}:,.0f}} in additional duties recovered so far",
         )
     if stat == "days_since_find":
         return FeatureInfo(
-            name, group, f"{who}: days since the latest finding {known}",
+            name,
+            group,
+            f"{who}: days since the latest finding {known}",
             f"{who}: last finding {{{name}:.0f}} days ago",
             template_missing=f"{who}: no finding on record",
         )
@@ -249,7 +340,9 @@ def _profile_info(prefix: str, stat: str, stats: str) -> FeatureInfo:
     words = AREA_WORDS[area]
     if stat.startswith("n_find_"):
         return FeatureInfo(
-            name, group, f"{who}: {words} findings {known}",
+            name,
+            group,
+            f"{who}: {words} findings {known}",
             f"{who}: {words} offences found in {{{name}:.0f}} of {{{prefix}_n_controls:.0f}} "
             "controls",
             template_zero=f"{who}: no {words} offence found in "
@@ -257,7 +350,7 @@ def _profile_info(prefix: str, stat: str, stats: str) -> FeatureInfo:
         )
     counts = (
         f"found in {{{prefix}_n_find_{area}:.0f}} of {{{prefix}_n_controls:.0f}} controls"
-        if stats == "full"
+        if stats in ("full", "areas")
         else f"over {{{prefix}_n_controls:.0f}} controls"
     )
     return FeatureInfo(
@@ -266,6 +359,28 @@ def _profile_info(prefix: str, stat: str, stats: str) -> FeatureInfo:
         f"{who}: {words} hit rate {{{name}:.1%}} ({counts}) against "
         f"{{ctx_global_hr_{area}:.1%}} overall",
     )  # fmt: skip
+
+
+def _detectable_info(prefix: str, area: str) -> FeatureInfo:
+    name, who, words = f"{prefix}_hrd_{area}", _WHO[prefix], AREA_WORDS[area]
+    return FeatureInfo(
+        name, _PROFILE_GROUPS[prefix],
+        f"{who}: {words} hit rate over the controls able to detect it (the area's "
+        "detectable_by), empirical-Bayes smoothed towards the overall rate",
+        f"{who}: {words} hit rate {{{name}:.1%}} over the controls able to detect it, against "
+        f"{{ctx_global_hrd_{area}:.1%}} overall",
+    )  # fmt: skip
+
+
+def detectable_catalogue(areas: list[str]) -> dict[str, FeatureInfo]:
+    """Entries of the hit rates over detecting controls, ``<prefix>_hrd_<area>``, of ``areas``
+    (built only when ``build_features`` receives the area specs)."""
+    return {
+        f"{p.prefix}_hrd_{a}": _detectable_info(p.prefix, a)
+        for p in PROFILES
+        if has_rates(p.stats)
+        for a in areas
+    }
 
 
 def _catalogue() -> dict[str, FeatureInfo]:

@@ -96,6 +96,7 @@ def context_columns(
         "ctx_hs6": _hs6_text(prep.hs6),
         "ctx_origin": decl["origin_country"].astype("string"),
         "ctx_departure": optional(decl, "departure_country", "string"),
+        "ctx_office": decl["office"].astype("string"),
         "ctx_procedure": optional(decl, "procedure", "string"),
         "ctx_transport_mode": pd.Categorical(mode, categories=list(TRANSPORT_MODES)),
         "ctx_weekday_name": pd.Categorical.from_codes((prep.day + 3) % 7, categories=WEEKDAYS),
@@ -105,4 +106,6 @@ def context_columns(
     }
     for area in RISK_AREAS:
         ctx[f"ctx_global_hr_{area}"] = rates[area][prep.month].astype(np.float32)
+        if f"hrd_{area}" in rates:
+            ctx[f"ctx_global_hrd_{area}"] = rates[f"hrd_{area}"][prep.month].astype(np.float32)
     return pd.DataFrame(ctx)

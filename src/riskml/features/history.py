@@ -9,12 +9,13 @@ sorted lookup: no per-row Python, and the same code runs on any partition of cel
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from riskml.contract import RISK_AREAS
+from riskml.contract import CONTROL_KINDS, RISK_AREAS
 from riskml.features.prepare import Prepared
 
 
@@ -35,6 +36,14 @@ PROFILES: tuple[Profile, ...] = (
     Profile("orig", ("origin_country",), "rates", "country of origin"),
     Profile("hs6o", ("hs6", "origin_country"), "rates", "HS subheading from this origin"),
     Profile("imphs4", ("importer_id", "hs4"), "counts", "importer in this HS heading"),
+    Profile("hs6", ("hs6",), "areas", "HS subheading"),
+    Profile("hs4", ("hs4",), "areas", "HS heading"),
+    Profile("hs2", ("hs2",), "areas", "HS chapter"),
+    Profile("dep", ("departure_country",), "areas", "country of departure"),
+    Profile("off", ("office",), "areas", "customs office"),
+    Profile("imporig", ("importer_id", "origin_country"), "areas", "importer with this origin"),
+    Profile("declimp", ("declarant_id", "importer_id"), "areas", "declarant for this importer"),
+    Profile("imphs2", ("importer_id", "hs2"), "counts", "importer in this HS chapter"),
 )
 
 _COUNTS = ["n_items", "n_controls", "n_find"]
@@ -43,13 +52,18 @@ _COUNTS = ["n_items", "n_controls", "n_find"]
 def stat_names(stats: str) -> list[str]:
     """The statistics a profile of kind ``stats`` produces, in output order."""
     names = list(_COUNTS)
-    if stats == "full":
+    if stats in ("full", "areas"):
         names += [f"n_find_{a}" for a in RISK_AREAS]
-    if stats in ("full", "rates"):
+    if stats in ("full", "rates", "areas"):
         names += [f"hr_{a}" for a in RISK_AREAS]
     if stats == "full":
         names += ["recovered", "days_since_find"]
     return names
+
+
+def has_rates(stats: str) -> bool:
+    """Whether a profile of kind ``stats`` has hit rates (and so detectable-control hit rates)."""
+    return stats in ("full", "rates", "areas")
 
 
 def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
@@ -59,18 +73,32 @@ def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def global_rates(prep: Prepared) -> dict[str, np.ndarray]:
-    """Per area, the overall finding rate per control known at each month start (index = month)."""
+def global_rates(
+    prep: Prepared, detectable: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, np.ndarray]:
+    """Per area, the overall finding rate per control known at each month start (index = month).
+
+    With ``detectable`` (area -> control kinds that can detect it), also ``hrd_<area>``: findings
+    of the area per control of a kind able to detect it.
+    """
     size = prep.n_months + 1
-    controls = _exclusive_cumsum(np.bincount(prep.controls["month"], minlength=size)[:size])
+    ctl = prep.controls
+    controls = _exclusive_cumsum(np.bincount(ctl["month"], minlength=size)[:size])
     rates = {}
     f = prep.findings
     for area in RISK_AREAS:
         sel = (f["area"] == area).to_numpy(bool)
-        found = np.bincount(f["month"][sel], weights=f["count"][sel], minlength=size)[:size]
+        found = _exclusive_cumsum(
+            np.bincount(f["month"][sel], weights=f["count"][sel], minlength=size)[:size]
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(controls > 0, _exclusive_cumsum(found) / controls, 0.0)
-        rates[area] = rate
+            rates[area] = np.where(controls > 0, found / controls, 0.0)
+            if detectable and area in detectable:
+                kinds = ctl["kind"].isin(list(detectable[area])).to_numpy(bool)
+                det = _exclusive_cumsum(
+                    np.bincount(ctl["month"][kinds], minlength=size)[:size].astype(float)
+                )
+                rates[f"hrd_{area}"] = np.where(det > 0, found / det, 0.0)
     return rates
 
 
@@ -84,7 +112,11 @@ def _events(code: np.ndarray, prep: Prepared, size: int) -> pd.DataFrame:
             "key": ctl_code * size + prep.controls["month"].to_numpy(),
             "n_controls": 1.0,
         }
-    )[ctl_code >= 0]
+    )
+    kind = prep.controls["kind"].to_numpy()
+    for k in CONTROL_KINDS:
+        ctl[f"n_ctl_{k}"] = (kind == k).astype(np.float64)
+    ctl = ctl[ctl_code >= 0]
     f = prep.findings
     f_code = code[f["row"].to_numpy()]
     finds = pd.DataFrame(
@@ -109,7 +141,8 @@ def _events(code: np.ndarray, prep: Prepared, size: int) -> pd.DataFrame:
 def snapshot(code: np.ndarray, prep: Prepared) -> pd.DataFrame:
     """Per declaration row, its entity's totals known at the start of the row's month.
 
-    Columns: ``n_items``, ``n_controls``, ``n_find``, ``n_find_<area>``, ``recovered`` and
+    Columns: ``n_items``, ``n_controls``, ``n_ctl_<control kind>``, ``n_find``, ``n_find_<area>``,
+    ``recovered`` and
     ``last_find_day`` (day number of the latest finding, NaN when none). Rows whose entity is
     missing get NaN everywhere.
     """
@@ -131,9 +164,18 @@ def snapshot(code: np.ndarray, prep: Prepared) -> pd.DataFrame:
 
 
 def profile_features(
-    profile: Profile, prep: Prepared, rates: dict[str, np.ndarray], prior_strength: float
+    profile: Profile,
+    prep: Prepared,
+    rates: dict[str, np.ndarray],
+    prior_strength: float,
+    detectable: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The features ``<prefix>_<stat>`` of one profile, as float32 arrays in row order."""
+    """The features ``<prefix>_<stat>`` of one profile, as float32 arrays in row order.
+
+    With ``detectable`` (area -> control kinds able to detect it) and a profile with hit rates,
+    also ``<prefix>_hrd_<area>``: the area's findings over the controls able to detect it,
+    smoothed towards the overall rate of the same kind (``rates["hrd_<area>"]``).
+    """
     snap = snapshot(prep.code(*profile.columns), prep)
     out: dict[str, np.ndarray] = {}
     for stat in stat_names(profile.stats):
@@ -148,4 +190,13 @@ def profile_features(
         else:
             value = snap[stat].to_numpy()
         out[f"{profile.prefix}_{stat}"] = value.astype(np.float32)
+    if detectable and has_rates(profile.stats):
+        for area, kinds in detectable.items():
+            det = sum(snap[f"n_ctl_{k}"].to_numpy() for k in kinds if k in CONTROL_KINDS)
+            prior = rates[f"hrd_{area}"][prep.month]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = (snap[f"n_find_{area}"].to_numpy() + prior_strength * prior) / (
+                    det + prior_strength
+                )
+            out[f"{profile.prefix}_hrd_{area}"] = value.astype(np.float32)
     return out

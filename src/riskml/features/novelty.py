@@ -1,4 +1,4 @@
-"""Novelty: how long an importer has been seen, and first-time combinations.
+"""Novelty: how long an importer, declarant or supplier has been seen, and first-time combinations.
 
 The first day an entity (or pair) was seen is the minimum acceptance day over all its rows. For a
 row of day *t* that minimum is at most *t*, and it is below *t* exactly when an earlier
@@ -32,10 +32,11 @@ def first_day(code: np.ndarray, day: np.ndarray) -> np.ndarray:
 
 
 def novelty_features(prep: Prepared) -> dict[str, np.ndarray]:
-    """Importer and declarant age in days, and first-time flags of importer pairs."""
+    """Importer, declarant and supplier age in days, and first-time flags of importer pairs."""
     out = {
         "imp_age_days": prep.day - first_day(prep.code("importer_id"), prep.day),
         "decl_age_days": prep.day - first_day(prep.code("declarant_id"), prep.day),
+        "sup_age_days": prep.day - first_day(prep.code("supplier_id"), prep.day),
     }
     for name, columns in FIRST_TIME:
         first = first_day(prep.code(*columns), prep.day)

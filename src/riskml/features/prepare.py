@@ -84,8 +84,9 @@ class Prepared:
     n_months: int
     hs4: pd.Series
     hs6: pd.Series
+    hs2: pd.Series
     codes: dict[str, np.ndarray] = field(default_factory=dict)
-    controls: pd.DataFrame = field(default_factory=pd.DataFrame)  # row, month
+    controls: pd.DataFrame = field(default_factory=pd.DataFrame)  # row, month, kind
     # findings: row, month, day, area, count (first result of an item/control/area), duty
     findings: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -102,6 +103,8 @@ class Prepared:
             return self.hs4
         if name == "hs6":
             return self.hs6
+        if name == "hs2":
+            return self.hs2
         return optional(self.declarations, name, "string")
 
 
@@ -121,9 +124,10 @@ def _attach_rows(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataF
             "control_kind": outcomes["control_kind"].astype("string").to_numpy(),
             "result_date": pd.to_datetime(outcomes["result_date"]).to_numpy(),
             "risk_area": outcomes["risk_area"].astype("string").str.strip().to_numpy(),
-            "offence_found": outcomes["offence_found"].astype("boolean").fillna(False).to_numpy(
-                bool
-            ),
+            "offence_found": outcomes["offence_found"]
+            .astype("boolean")
+            .fillna(False)
+            .to_numpy(bool),
             "additional_duty": optional(outcomes, "additional_duty", "float64")
             .fillna(0.0)
             .to_numpy(),
@@ -152,6 +156,7 @@ def prepare(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> Prepared:
         n_months=n_months,
         hs4=hs.str.slice(0, 4),
         hs6=hs.str.slice(0, 6),
+        hs2=hs.str.slice(0, 2),
     )
 
     o = _attach_rows(decl, outcomes)
@@ -163,7 +168,8 @@ def prepare(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> Prepared:
     o = o[o["month"].to_numpy() < n_months]
     controls = (
         o.sort_values("result_date", kind="stable")
-        .drop_duplicates(["row", "control_kind"])[["row", "month"]]
+        .drop_duplicates(["row", "control_kind"])[["row", "month", "control_kind"]]
+        .rename(columns={"control_kind": "kind"})
         .reset_index(drop=True)
     )
     found = o[o["offence_found"].to_numpy() & o["risk_area"].isin(RISK_AREAS).to_numpy(bool)]

@@ -1,0 +1,46 @@
+"""The standard duty rate of each HS6 and the gap to the rate a declaration applied.
+
+The standard rate of an HS6 for a row of month *m* is the most common ``duty_rate`` of the HS6's
+declarations *without* a preference claim accepted in months *m - R* to *m - 1*
+(``R = reference_months``; ties go to the higher rate). A preferential or exempt declaration
+applies a lower rate; the gap ``standard - applied`` measures what the claim saves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from riskml.features.prepare import Prepared, optional
+
+
+def standard_rates(prep: Prepared, months: int) -> dict[str, np.ndarray]:
+    """``duty_rate_standard`` (NaN when no earlier non-preference declaration of the HS6) and
+    ``duty_rate_gap`` (standard minus applied rate)."""
+    decl = prep.declarations
+    rate = optional(decl, "duty_rate", "float64").to_numpy(np.float64, na_value=np.nan)
+    pref = optional(decl, "preference_claim", "boolean").fillna(False).to_numpy(bool)
+    hs6 = prep.code("hs6")
+    usable = ~pref & ~np.isnan(rate) & (hs6 >= 0)
+    # Rates are few and exact (tariff schedules): count (hs6, rate, month) cells once.
+    rounded = np.round(rate[usable], 6)
+    cells = (
+        pd.DataFrame({"hs6": hs6[usable], "rate": rounded, "month": prep.month[usable]})
+        .value_counts()
+        .rename("n")
+        .reset_index()
+    )
+    standard = np.full(len(rate), np.nan)
+    for m in np.unique(prep.month):
+        window = cells[(cells["month"] >= m - months) & (cells["month"] < m)]
+        rows = np.flatnonzero((prep.month == m) & (hs6 >= 0))
+        if window.empty or len(rows) == 0:
+            continue
+        counts = window.groupby(["hs6", "rate"], sort=False)["n"].sum().reset_index()
+        counts = counts.sort_values(["hs6", "n", "rate"], ascending=[True, False, False])
+        mode = counts.drop_duplicates("hs6").set_index("hs6")["rate"]
+        standard[rows] = mode.reindex(hs6[rows]).to_numpy(np.float64)
+    return {
+        "duty_rate_standard": standard.astype(np.float32),
+        "duty_rate_gap": (standard - rate).astype(np.float32),
+    }
