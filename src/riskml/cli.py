@@ -130,21 +130,28 @@ def ingest(
 @_handle_errors
 def source(root: RootOpt = Path(".")) -> None:
     """Produce data/raw from the source chosen in params (``data.source``: simulate or ingest)."""
+    from riskml.feedback import EXPORT_PATH, append_feedback
+
     params, _ = _config(root)
     if params.data.source == "simulate":
         simulate(root=root, out=None, n_items=None)
-        return
-    if not params.data.ingest_file or not params.data.ingest_mapping:
+    elif not params.data.ingest_file or not params.data.ingest_mapping:
         raise RiskmlError(
             "params.yaml: data.source is 'ingest' but data.ingest_file or data.ingest_mapping "
             "is empty; set both (the file under data/external/)"
         )
-    ingest(
-        file=root / params.data.ingest_file,
-        mapping=root / params.data.ingest_mapping,
-        root=root,
-        out=None,
-    )
+    else:
+        ingest(
+            file=root / params.data.ingest_file,
+            mapping=root / params.data.ingest_mapping,
+            root=root,
+            out=None,
+        )
+    # audit outcomes recorded through the service (`riskml outcomes export`) join the raw
+    # outcomes; the validate stage checks them like any other
+    added = append_feedback(root / "data/raw", root / EXPORT_PATH)
+    if added:
+        console.print(f"[green]✓[/] source: {added:,} feedback outcome(s) from {EXPORT_PATH}")
 
 
 @app.command()
@@ -231,6 +238,119 @@ def select_(root: RootOpt = Path(".")) -> None:
     started = time.perf_counter()
     summary = run_select(root.resolve(), params, specs)
     _done("select", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
+def score(
+    file: Annotated[Path, typer.Argument(help="new declarations (CSV or Parquet)")],
+    root: RootOpt = Path("."),
+    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+) -> None:
+    """Score new declarations with each area's champion model (scores, selection, quarantine)."""
+    from riskml.score import run_score
+
+    params, specs = _config(root)
+    started = time.perf_counter()
+    folder = out or root / "data/scored" / file.stem
+    summary = run_score(file, root.resolve(), params, specs, out=folder)
+    _done("score", started, f"{_fmt_counts(summary)} -> {folder}")
+
+
+@app.command()
+@_handle_errors
+def serve(
+    root: RootOpt = Path("."),
+    host: Annotated[str | None, typer.Option(help="override serve.host")] = None,
+    port: Annotated[int | None, typer.Option(help="override serve.port")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="override serve.database_url (SQLite file or PostgreSQL)")
+    ] = None,
+) -> None:
+    """Run the audit service (API, OpenAPI docs at /docs, reviewer pages at /ui) with uvicorn."""
+    import logging
+
+    import uvicorn
+
+    from riskml.serve import create_app
+
+    params, specs = _config(root)
+    root = root.resolve()
+    store = _store(root, database_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    application = create_app(root, params, specs, store=store)
+    uvicorn.run(
+        application,
+        host=host or params.serve.host,
+        port=port or params.serve.port,
+        access_log=False,  # the app logs method, route template and status only
+        log_level="info",
+    )
+
+
+tokens_app = typer.Typer(help="API tokens of the audit service (stored hashed).")
+app.add_typer(tokens_app, name="tokens")
+outcomes_app = typer.Typer(help="Audit outcomes recorded through the service.")
+app.add_typer(outcomes_app, name="outcomes")
+DbOpt = Annotated[str | None, typer.Option("--database-url", help="override serve.database_url")]
+
+
+def _store(root: Path, database_url: str | None) -> Any:
+    from riskml.feedback import FeedbackStore
+    from riskml.feedback import database_url as _db_url
+
+    params, _ = _config(root)
+    return FeedbackStore(_db_url(database_url or params.serve.database_url, root.resolve()))
+
+
+@tokens_app.command("create")
+@_handle_errors
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="who will use the token")],
+    role: Annotated[str, typer.Option(help="auditor, reviewer or admin")] = "reviewer",
+    root: RootOpt = Path("."),
+    database_url: DbOpt = None,
+) -> None:
+    """Create a token; it is printed once (only its hash is stored)."""
+    token = _store(root, database_url).create_token(name, role)
+    console.print(f"[green]✓[/] token for {name} ({role}); keep it now, it is not shown again:")
+    typer.echo(token)
+
+
+@tokens_app.command("revoke")
+@_handle_errors
+def tokens_revoke(
+    name: Annotated[str, typer.Argument(help="the token's name")],
+    root: RootOpt = Path("."),
+    database_url: DbOpt = None,
+) -> None:
+    """Revoke a token by name."""
+    _store(root, database_url).revoke_token(name)
+    console.print(f"[green]✓[/] revoked {name}")
+
+
+@tokens_app.command("list")
+@_handle_errors
+def tokens_list(root: RootOpt = Path("."), database_url: DbOpt = None) -> None:
+    """Names, roles and dates of the tokens (never a token or a hash)."""
+    table = _store(root, database_url).list_tokens()
+    typer.echo(table.to_string(index=False) if len(table) else "no token")
+
+
+@outcomes_app.command("export")
+@_handle_errors
+def outcomes_export(
+    root: RootOpt = Path("."),
+    out: Annotated[Path | None, typer.Option(help="output Parquet file")] = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Export the recorded outcomes to data/external/feedback_outcomes.parquet, which the next
+    `dvc repro` adds to the raw outcomes (source stage) and learns from."""
+    from riskml.feedback import EXPORT_PATH, export_outcomes
+
+    path = out or root / EXPORT_PATH
+    n = export_outcomes(_store(root, database_url), path)
+    console.print(f"[green]✓[/] outcomes export: {n:,} outcome(s) -> {path}")
 
 
 def _fmt_counts(summary: Any) -> str:

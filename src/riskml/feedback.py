@@ -212,3 +212,31 @@ def export_table(outcomes: pd.DataFrame) -> pd.DataFrame:
             "quantity_seized": out["quantity_seized"].astype("float64"),
         }
     )
+
+
+def export_outcomes(store: FeedbackStore, path: Path) -> int:
+    """Write every stored outcome to ``path`` (Parquet, the contract's outcome columns)
+    atomically; return the number of rows."""
+    from riskml.io import write_parquet
+
+    table = export_table(store.outcomes())
+    write_parquet(table, path)
+    return len(table)
+
+
+def append_feedback(raw_dir: Path, feedback_path: Path) -> int:
+    """Append the exported feedback outcomes (when ``feedback_path`` exists) to
+    ``raw_dir/outcomes.parquet``, so that the ``validate`` stage checks them like any outcome
+    and the next training run learns from them. Returns the number of rows appended."""
+    from riskml.io import read_parquet, write_parquet
+
+    if not feedback_path.exists():
+        return 0
+    feedback = read_parquet(feedback_path)
+    if feedback.empty:
+        return 0
+    raw_path = raw_dir / "outcomes.parquet"
+    raw = read_parquet(raw_path)
+    merged = pd.concat([raw, feedback.reindex(columns=raw.columns)], ignore_index=True)
+    write_parquet(merged, raw_path)
+    return len(feedback)
