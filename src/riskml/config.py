@@ -86,6 +86,7 @@ class BacktestParams(_Section):
     n_boot: int = Field(500, ge=10)
     ci_level: float = Field(0.95, gt=0, lt=1)
     label_delay_days: int = Field(60, ge=0)  # result date of outcomes that have none
+    num_threads: int = Field(1, ge=1)  # LightGBM threads of the backtest's many small models
     seed: int = 42
 
 
