@@ -16,6 +16,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
@@ -32,6 +33,54 @@ EXPLANATION_COLUMNS = [
     "contribution",
     "sentence",
 ]
+
+#: The one row a random-control pick gets in the explanations table (direction ``none``).
+NO_REASONS = "random control: chosen at random to measure compliance, no risk reasons"
+
+DIRECTIONS = ("raises", "lowers", "none")
+
+
+def _signs_agree(df: pd.DataFrame) -> pd.Series:
+    sign = np.sign(df["contribution"])
+    want = df["direction"].map({"raises": 1.0, "lowers": -1.0, "none": 0.0})
+    return (sign == want) | ((df["direction"] == "none") & df["contribution"].isna())
+
+
+#: What ``data/explanations/<area>.parquet`` holds: one row per reason of a candidate.
+EXPLANATION_SCHEMA = pa.DataFrameSchema(
+    {
+        "declaration_id": pa.Column(str),
+        "item_no": pa.Column("int64", pa.Check.ge(1)),
+        "rank": pa.Column("int64", pa.Check.ge(1)),
+        "direction": pa.Column(str, pa.Check.isin(DIRECTIONS)),
+        "feature": pa.Column(str, nullable=True),
+        "group": pa.Column(str, nullable=True),
+        "value": pa.Column(float, nullable=True),
+        "contribution": pa.Column(float, nullable=True),
+        "sentence": pa.Column(str, pa.Check.str_length(min_value=1)),
+    },
+    checks=[
+        pa.Check(_signs_agree, error="a reason's contribution has the wrong sign"),
+        pa.Check(
+            lambda df: ~df.duplicated([*KEY, "direction", "rank"]),
+            error="two reasons share a candidate, direction and rank",
+        ),
+    ],
+    strict=True,
+    ordered=True,
+    coerce=False,
+)
+
+
+def validate_explanations(table: pd.DataFrame, *, where: str = "explanations") -> pd.DataFrame:
+    """``table`` checked against :data:`EXPLANATION_SCHEMA` (all failures reported at once);
+    raises :class:`RiskmlError` naming the column, the check and a failing row."""
+    try:
+        return EXPLANATION_SCHEMA.validate(table, lazy=True)
+    except (pa.errors.SchemaErrors, pa.errors.SchemaError) as exc:
+        cases = getattr(exc, "failure_cases", None)
+        detail = str(exc).splitlines()[0] if cases is None else cases.head(5).to_string()
+        raise RiskmlError(f"{where}: the explanations table breaks its schema:\n{detail}") from exc
 
 
 def contributions(booster: lgb.Booster, X: pd.DataFrame, *, chunk_size: int = 2000) -> pd.DataFrame:
@@ -145,6 +194,16 @@ def _as_float(value: Any) -> float:
         return float("nan")
 
 
+def candidate_rows(
+    candidates: pd.DataFrame, features: pd.DataFrame, names: list[str]
+) -> pd.DataFrame:
+    """The feature rows (model features and ``ctx_`` facts) of ``candidates``, in their order."""
+    rows = candidates[KEY].merge(features, on=KEY, how="left", validate="one_to_one")
+    if len(rows) and rows[names].isna().all(axis=1).any():
+        raise RiskmlError("some candidates have no features; rerun the features stage")
+    return rows
+
+
 def explain_area(
     booster: lgb.Booster,
     candidates: pd.DataFrame,
@@ -153,41 +212,266 @@ def explain_area(
     *,
     n_reasons: int,
     chunk_size: int,
+    n_lowering: int = 2,
 ) -> pd.DataFrame:
     """Reasons for ``candidates`` (a frame with the key), using their rows of ``features``."""
-    rows = candidates[KEY].merge(features, on=KEY, how="left", validate="one_to_one")
-    if rows[booster.feature_name()].isna().all(axis=1).any():
-        raise RiskmlError("some candidates have no features; rerun the features stage")
+    rows = candidate_rows(candidates, features, booster.feature_name())
     contrib = contributions(booster, rows, chunk_size=chunk_size)
-    return reasons(rows, contrib, catalogue, n_up=n_reasons, n_down=2)
+    return reasons(rows, contrib, catalogue, n_up=n_reasons, n_down=n_lowering)
+
+
+def no_reason_rows(picks: pd.DataFrame) -> pd.DataFrame:
+    """One row per random-control pick saying that it carries no risk reasons."""
+    out = pd.DataFrame(
+        {
+            "declaration_id": picks["declaration_id"].astype(str).to_numpy(),
+            "item_no": picks["item_no"].astype("int64").to_numpy(),
+            "rank": np.ones(len(picks), dtype="int64"),
+            "direction": "none",
+            "feature": None,
+            "group": None,
+            "value": np.full(len(picks), np.nan),
+            "contribution": np.full(len(picks), np.nan),
+            "sentence": NO_REASONS,
+        },
+        columns=EXPLANATION_COLUMNS,
+    )
+    return out.astype({"feature": object, "group": object})
+
+
+def group_contributions(contrib: pd.DataFrame, catalogue: Mapping[str, Any]) -> pd.DataFrame:
+    """Contributions summed by catalogue group (all ``imp_*`` features → ``importer history``),
+    one column per group in order of first appearance, ``bias`` kept; the raw values stay in
+    ``contrib``."""
+    feats = contrib.drop(columns="bias", errors="ignore")
+    groups = [getattr(catalogue.get(c), "group", "other") for c in feats.columns]
+    out = feats.T.groupby(np.asarray(groups), sort=False).sum().T
+    if "bias" in contrib:
+        out["bias"] = contrib["bias"]
+    return out
+
+
+def shap_explanation(contrib: pd.DataFrame, rows: pd.DataFrame, names: list[str]) -> Any:
+    """A ``shap.Explanation`` of the contributions (for shap's plots), without recomputing them."""
+    import shap
+
+    return shap.Explanation(
+        values=contrib[names].to_numpy(),
+        base_values=contrib["bias"].to_numpy(),
+        data=rows[names].to_numpy(dtype=float),
+        feature_names=names,
+    )
+
+
+def _save_figure(draw: Any, path: Path, *, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from riskml.io import atomic_path
+
+    plt.close("all")
+    draw()
+    fig = plt.gcf()
+    fig.suptitle(title, fontsize=10)
+    fig.set_size_inches(8, max(4.0, fig.get_size_inches()[1]))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_global(explanation: Any, folder: Path, *, area: str, max_display: int = 15) -> list[Path]:
+    """Global importance (mean |SHAP|, bar) and beeswarm images of ``explanation`` in
+    ``folder``."""
+    import shap
+
+    n = len(explanation.values)
+    return [
+        _save_figure(
+            lambda: shap.plots.bar(explanation, max_display=max_display, show=False),
+            folder / "importance.png",
+            title=f"{area}: mean |SHAP| (log-odds) on {n} scored test-window items",
+        ),
+        _save_figure(
+            lambda: shap.plots.beeswarm(explanation, max_display=max_display, show=False),
+            folder / "beeswarm.png",
+            title=f"{area}: SHAP values of {n} scored test-window items",
+        ),
+    ]
+
+
+def plot_waterfall(
+    contrib: pd.Series, values: Mapping[str, Any], path: Path, *, title: str, max_display: int = 9
+) -> Path:
+    """The waterfall of one candidate: from the base value (``bias``) through its strongest
+    contributions (the rest summed) to its raw score, in log-odds.
+
+    Drawn with plain matplotlib (shap's waterfall costs ~10x more per image for the same bars).
+    """
+    from matplotlib.figure import Figure
+
+    from riskml.io import atomic_path
+
+    feats = contrib.drop("bias").astype(float)
+    top = feats.reindex(feats.abs().sort_values(ascending=False).index[:max_display])
+    rest = float(feats.sum() - top.sum())
+    labels = [f"{n} = {_plain(values.get(n))}" for n in top.index]
+    steps = list(top.to_numpy())
+    if len(feats) > len(top):
+        labels.append(f"{len(feats) - len(top)} other features")
+        steps.append(rest)
+    base = float(contrib["bias"])
+    starts = base + np.concatenate([[0.0], np.cumsum(steps)[:-1]])
+    fig = Figure(figsize=(8, 0.38 * len(steps) + 1.4))
+    ax = fig.add_subplot()
+    y = np.arange(len(steps))[::-1]
+    colors = ["#c0392b" if v > 0 else "#2e6db4" for v in steps]
+    ax.barh(y, steps, left=starts, color=colors, height=0.6)
+    for yi, start, v in zip(y, starts, steps, strict=True):
+        ax.text(
+            start + v, yi, f" {v:+.2f} ", va="center", ha="left" if v > 0 else "right", fontsize=8
+        )
+    ax.axvline(base, color="#888", lw=0.8, ls="--")
+    ax.axvline(base + sum(steps), color="#333", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel(f"log-odds: base {base:+.2f} -> score {base + sum(steps):+.2f}", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=0.42, right=0.97, top=0.9, bottom=0.8 / fig.get_figheight())
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    return path
+
+
+def case_image_name(row: Mapping[str, Any]) -> str:
+    """File name of a candidate's waterfall image (and stem of its case file)."""
+    return f"{row['declaration_id']}-{int(row['item_no'])}"
+
+
+def global_sample(features: pd.DataFrame, params: Params, *, size: int, seed: int) -> pd.DataFrame:
+    """A uniform random sample of the scored (test-window) rows, for global SHAP views."""
+    dates = pd.to_datetime(features["accepted_date"])
+    window = features[
+        (dates >= pd.Timestamp(params.split.test_start))
+        & (dates < pd.Timestamp(params.split.test_end))
+    ]
+    return window.sample(min(size, len(window)), random_state=seed)
+
+
+def _mlflow_run(root: Path, area: str) -> dict[str, Any]:
+    import json
+
+    path = root / "models" / area / "features.json"
+    return json.loads(path.read_text()).get("mlflow", {}) if path.exists() else {}
+
+
+def log_to_run(root: Path, run_id: str, folder: Path, *, artifact_path: str) -> None:
+    """Log ``folder`` as artifacts of the area's MLflow training run."""
+    from riskml import tracking
+
+    client = tracking.use_store(tracking.default_tracking_uri(root))
+    client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+
+def explain_one_area(
+    root: Path,
+    area: str,
+    spec: AreaSpec,
+    params: Params,
+    *,
+    features: pd.DataFrame,
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    catalogue: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Explain one area: reasons table, SHAP plots, case files, artifacts in its MLflow run."""
+    from riskml import casefile
+    from riskml.fairness import check_protected
+    from riskml.io import read_parquet, write_parquet
+    from riskml.select import ranked, select_candidates
+
+    p = params.explain
+    model_file = root / "models" / area / "model.txt"
+    if not model_file.exists():
+        raise RiskmlError(f"{model_file}: file not found; run `riskml train --area {area}` first")
+    booster = lgb.Booster(model_file=str(model_file))
+    names = booster.feature_name()
+    check_protected(names, params.fairness.protected_features, where=f"model file {model_file}")
+    scores = read_parquet(root / "data/scores" / f"{area}.parquet")
+    frame = ranked(scores, declarations, outcomes, spec, params.split)
+    selected = select_candidates(frame, spec, params.select)
+    # random-control picks carry no reasons: only the model's picks are explained
+    top = selected[selected["selection_kind"] == "model"]
+    rows = candidate_rows(top, features, names)
+    contrib = contributions(booster, rows, chunk_size=p.chunk_size)
+    table = reasons(rows, contrib, catalogue, n_up=p.n_reasons, n_down=p.n_lowering)
+    randoms = no_reason_rows(selected[selected["selection_kind"] == "random_control"])
+    table = pd.concat([table, randoms], ignore_index=True) if len(randoms) else table
+    table = validate_explanations(table, where=f"data/explanations/{area}.parquet")
+    write_parquet(table, root / "data/explanations" / f"{area}.parquet")
+
+    plots = root / "plots/explain" / area
+    sample = global_sample(features, params, size=p.global_sample, seed=p.seed)
+    sample_contrib = contributions(booster, sample, chunk_size=p.chunk_size)
+    plot_global(shap_explanation(sample_contrib, sample, names), plots, area=area)
+    images: dict[str, Path] = {}
+    n_img = min(p.case_images, len(rows))
+    for i, row in enumerate(rows.iloc[:n_img].to_dict("records")):
+        name = case_image_name(row)
+        title = f"{area} candidate {i + 1}: {row['declaration_id']} item {int(row['item_no'])}"
+        path = plots / "cases" / f"{name}.png"
+        images[name] = plot_waterfall(contrib.iloc[i], row, path, title=title)
+
+    mlf = _mlflow_run(root, area)
+    context = casefile.CaseContext(
+        area=area,
+        title=spec.title,
+        capacity=spec.capacity,
+        rank_by=spec.rank_by,
+        random_share=params.select.random_share,
+        model=casefile.model_version(mlf),
+        snapshot=casefile.data_snapshot(root),
+        created=casefile.today(),
+    )
+    grouped = pd.concat([rows[KEY], group_contributions(contrib, catalogue)], axis=1)
+    pages = casefile.write_case_files(
+        selected,
+        table,
+        candidate_rows(selected, features, names),
+        grouped,
+        images,
+        context,
+        root / "data/casefiles" / area,
+    )
+    if mlf.get("run_id"):
+        log_to_run(root, mlf["run_id"], plots, artifact_path="explain")
+        log_to_run(root, mlf["run_id"], pages.parent, artifact_path="explain/casefiles")
+    return {"explained": len(top), "random_control": len(randoms), "case_files": len(selected)}
 
 
 def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Stage entry: explain each area's model-selected candidates (the same selection the
-    ``select`` stage makes) into ``data/explanations/<area>.parquet``."""
+    ``select`` stage makes) into ``data/explanations/<area>.parquet``, SHAP images in
+    ``plots/explain/<area>/`` and case files in ``data/casefiles/<area>/``."""
     from riskml.features import catalogue_for
-    from riskml.io import read_parquet, write_parquet
-    from riskml.select import ranked, select_candidates
+    from riskml.io import read_parquet
 
     features = read_parquet(root / "data/features/features.parquet")
     declarations = read_parquet(root / "data/interim/declarations.parquet")
     outcomes = read_parquet(root / "data/interim/outcomes.parquet")
+    catalogue = catalogue_for(specs)
     summary: dict[str, Any] = {}
     for area, spec in specs.items():
-        booster = lgb.Booster(model_file=str(root / "models" / area / "model.txt"))
-        scores = read_parquet(root / "data/scores" / f"{area}.parquet")
-        frame = ranked(scores, declarations, outcomes, spec, params.split)
-        selected = select_candidates(frame, spec, params.select)
-        # random-control picks carry no reasons: only the model's picks are explained
-        top = selected[selected["selection_kind"] == "model"]
-        table = explain_area(
-            booster,
-            top,
-            features,
-            catalogue_for(specs),
-            n_reasons=params.explain.n_reasons,
-            chunk_size=params.explain.chunk_size,
+        out = explain_one_area(
+            root,
+            area,
+            spec,
+            params,
+            features=features,
+            declarations=declarations,
+            outcomes=outcomes,
+            catalogue=catalogue,
         )
-        write_parquet(table, root / "data/explanations" / f"{area}.parquet")
-        summary[area] = len(top)
+        summary[area] = out["explained"]
     return {"explained": summary}
