@@ -218,6 +218,30 @@ def evaluate(root: RootOpt = Path(".")) -> None:
 
 @app.command()
 @_handle_errors
+def backtest(root: RootOpt = Path(".")) -> None:
+    """Rolling-origin backtests: consecutive test windows, each model trained on its past only."""
+    from riskml.backtest import run_backtest
+
+    params, specs = _config(root)
+    started = time.perf_counter()
+    summary = run_backtest(root.resolve(), params, specs)
+    _done("backtest", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
+def promote(root: RootOpt = Path(".")) -> None:
+    """Move each area's champion alias to its challenger only if it wins by the margin."""
+    from riskml.promote import run_promote
+
+    params, specs = _config(root)
+    started = time.perf_counter()
+    summary = run_promote(root.resolve(), params, specs)
+    _done("promote", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
 def explain(root: RootOpt = Path(".")) -> None:
     """TreeSHAP reasons in plain words for each area's top candidates."""
     from riskml.explain import run_explain
