@@ -16,6 +16,7 @@ from riskml.labels import build_labels
 from riskml.metrics import average_precision
 from riskml.train import (
     MIN_POSITIVES,
+    expected_recovery,
     feature_columns,
     in_window,
     run_train,
@@ -161,3 +162,45 @@ def test_early_stopping_slice_reaches_back_until_it_has_enough_positives():
     assert early_stopping_start(rows, split, min_positives=5) == date(2023, 11, 1)
     # never more than half of the train window is given up
     assert early_stopping_start(rows, split, min_positives=100) == date(2023, 8, 1)
+
+
+def _revenue_share(evaded: np.ndarray, key: np.ndarray, rate: float) -> float:
+    top = np.argsort(-key, kind="stable")[: int(round(rate * len(key)))]
+    return float(evaded[top].sum() / evaded.sum())
+
+
+def test_expected_recovery_ranks_by_probability_times_predicted_duty(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    spec = revenue_spec.model_copy(update={"rank_by": "expected_recovery"})
+    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    folder = world_root / "models/revenue"
+    assert (folder / "recovery.txt").exists()
+    meta = json.loads((folder / "features.json").read_text())
+    assert meta["recovery"]["n_train"] >= 30 and meta["recovery"]["objective"] == "gamma"
+    assert "Expected recovery" in (folder / "model_card.md").read_text()
+
+    test = in_window(world["features"], params.split.test_start, params.split.test_end)
+    value = expected_recovery(world_root, "revenue", test)
+    booster = lgb.Booster(model_file=str(folder / "model.txt"))
+    recovery = lgb.Booster(model_file=str(folder / "recovery.txt"))
+    x = test[meta["features"]].astype("float64")
+    np.testing.assert_allclose(value, booster.predict(x) * recovery.predict(x), rtol=1e-12)
+
+    # Judged on the truth of the unseen test window. The evaded duty grows with the value, which
+    # the offence probability ignores: the predicted amount ranks the true offences' evaded duty,
+    # and weighting a calibrated probability (the simulator's) by it covers more duty at 5%.
+    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
+    evaded = truth["evaded_duty"].to_numpy()
+    positive = truth["offence"].to_numpy()
+    amount = recovery.predict(x)
+    rho = pd.Series(amount[positive]).corr(pd.Series(evaded[positive]), "spearman")
+    assert rho > 0.5
+    true_prob = truth["true_prob"].to_numpy()
+    by_probability = _revenue_share(evaded, true_prob, 0.05)
+    assert _revenue_share(evaded, true_prob * amount, 0.05) > by_probability + 0.05
+
+    # Back to ranking by probability: no recovery model, and the stale file is gone.
+    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    assert not (folder / "recovery.txt").exists()
+    assert expected_recovery(world_root, "revenue", test) is None

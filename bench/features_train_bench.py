@@ -1,0 +1,116 @@
+"""Time the features and the training of every area at several sizes (default 300k, 1M, 3M items).
+
+Usage:  python bench/features_train_bench.py [--sizes 300000 1000000 3000000] [--cache DIR]
+
+For each size, a child process simulates the default world scaled to that many items (entities
+scale with it; 24 months, seed 42) with ``riskml.simulate.run`` into a temporary folder (or into
+``--cache``/<size>, reused when present), then times
+
+* ``build_features`` on every item (with the area specs, as ``riskml features`` does);
+* labels and ``train_area`` for every area of ``pipelines/`` (plus revenue's recovery model),
+  with the thread count of ``params.yaml`` (2), without MLflow logging;
+
+and prints wall times and the child's peak memory (max RSS). Each size runs in its own child so
+that its peak memory is its own; the parent prints every time as a ratio to the first size's.
+Simulation time is reported but is not part of the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_ITEMS = 300_000
+
+
+def _one(n_items: int, cache: Path | None) -> dict:
+    import pandas as pd
+
+    from riskml.config import area_train_params, load_area_specs, load_params
+    from riskml.contract import KEY
+    from riskml.features import build_features
+    from riskml.labels import build_labels
+    from riskml.simulate import run
+    from riskml.train import train_area, train_recovery
+
+    params = load_params(ROOT / "params.yaml")
+    specs = load_area_specs(ROOT / "pipelines")
+    scale = n_items / BASE_ITEMS
+    sim = params.simulate.model_copy(
+        update={
+            "n_items": n_items,
+            "n_importers": int(params.simulate.n_importers * scale),
+            "n_declarants": int(params.simulate.n_declarants * scale),
+            "n_suppliers": int(params.simulate.n_suppliers * scale),
+        }
+    )
+    out: dict = {"n_items": n_items}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = (cache / str(n_items)) if cache else Path(tmp)
+        if not (folder / "outcomes.parquet").exists():
+            t0 = time.perf_counter()
+            run(folder, sim, specs)
+            out["simulate_s"] = round(time.perf_counter() - t0, 1)
+        decl = pd.read_parquet(folder / "declarations.parquet")
+        outc = pd.read_parquet(folder / "outcomes.parquet")
+
+        t0 = time.perf_counter()
+        features = build_features(decl, outc, params.features, specs=specs)
+        out["features_s"] = round(time.perf_counter() - t0, 1)
+        out["n_features"] = features.shape[1]
+
+        t0 = time.perf_counter()
+        keys = decl[KEY]
+        del decl
+        for area, spec in specs.items():
+            a0 = time.perf_counter()
+            labels = build_labels(keys, outc, spec, known_before=params.split.test_start)
+            train_params = area_train_params(params, spec)
+            train_area(features, labels, spec, params.split, train_params)
+            if spec.rank_by == "expected_recovery":
+                train_recovery(features, labels, spec, params.split, train_params)
+            out[f"train_{area}_s"] = round(time.perf_counter() - a0, 1)
+        out["train_all_s"] = round(time.perf_counter() - t0, 1)
+    out["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[300_000, 1_000_000, 3_000_000])
+    parser.add_argument("--cache", type=Path, default=None, help="keep simulated data here")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(_one(args.one, args.cache)))
+        return
+
+    results = []
+    for n in args.sizes:
+        cmd = [sys.executable, __file__, "--one", str(n)]
+        if args.cache:
+            cmd += ["--cache", str(args.cache)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    base = results[0]
+    print("\n| items | features (s) | ratio | train 6 areas (s) | ratio | peak RSS (GiB) |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        fr = r["features_s"] / base["features_s"]
+        tr = r["train_all_s"] / base["train_all_s"]
+        print(
+            f"| {r['n_items']:,} | {r['features_s']} | {fr:.2f} | {r['train_all_s']} | "
+            f"{tr:.2f} | {r['peak_rss_gib']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
