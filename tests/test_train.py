@@ -16,10 +16,12 @@ from riskml.labels import build_labels
 from riskml.metrics import average_precision
 from riskml.train import (
     MIN_POSITIVES,
+    SEARCH_SPACE,
     expected_recovery,
     feature_columns,
     in_window,
     run_train,
+    run_tune,
     train_area,
 )
 
@@ -204,3 +206,35 @@ def test_expected_recovery_ranks_by_probability_times_predicted_duty(
     run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     assert not (folder / "recovery.txt").exists()
     assert expected_recovery(world_root, "revenue", test) is None
+
+
+def test_tune_logs_nested_trials_and_prints_the_best_as_train_settings(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    import yaml
+
+    from riskml.config import Params, TrainParams
+
+    params = Params.model_validate(params.model_dump() | {"tune": {"n_trials": 3, "seed": 1}})
+    result = run_tune("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    trials = result["trials"]
+    assert len(trials) == 3
+    scores = [t["valid_average_precision"] for t in trials]
+    assert scores == sorted(scores, reverse=True)
+    assert len({tuple(t[k] for k in SEARCH_SPACE) for t in trials}) == 3
+    client = mlflow.MlflowClient(tracking_uri)
+    parent = client.get_run(result["run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result['run_id']}'"
+    )
+    assert len(children) == 3
+    logged = sorted(c.data.metrics["valid_average_precision"] for c in children)
+    np.testing.assert_allclose(logged, sorted(scores))
+    assert parent.data.metrics["best_valid_average_precision"] == pytest.approx(scores[0])
+    # The snippet is a valid train override; retraining with it reproduces the best score.
+    snippet = yaml.safe_load(result["yaml"])["train"]
+    best = TrainParams.model_validate(params.train.model_dump() | snippet)
+    labels = _labels(world, revenue_spec, params.split.test_start)
+    model = train_area(world["features"], labels, revenue_spec, params.split, best)
+    assert model.valid_average_precision == pytest.approx(scores[0])
+    assert not (world_root / "models").exists()  # tuning writes no model files

@@ -206,6 +206,34 @@ def train(
 
 @app.command()
 @_handle_errors
+def tune(
+    area: Annotated[str, typer.Option(help="the risk area to tune")],
+    root: RootOpt = Path("."),
+    trials: Annotated[int | None, typer.Option(help="trials (default: tune.n_trials)")] = None,
+) -> None:
+    """Opt-in random search of one area's LightGBM settings (MLflow nested runs); prints the
+    best as a YAML snippet for pipelines/<area>.yaml. Not part of dvc repro."""
+    from riskml.train import run_tune
+
+    params, specs = _config(root)
+    (name,) = _areas(specs, area)
+    started = time.perf_counter()
+    result = run_tune(name, root.resolve(), params, specs[name], n_trials=trials)
+    for r in result["trials"]:
+        typer.echo(
+            f"AP {r['valid_average_precision']:.4f}  trees {r['best_iteration']:4d}  "
+            + "  ".join(
+                f"{k}={v}"
+                for k, v in r.items()
+                if k not in ("valid_average_precision", "best_iteration")
+            )
+        )
+    typer.echo(result["yaml"])
+    _done(f"tune {name}", started, f"{len(result['trials'])} trials, run {result['run_id']}")
+
+
+@app.command()
+@_handle_errors
 def evaluate(root: RootOpt = Path(".")) -> None:
     """Score the test window and measure every area against random and legacy-rule baselines."""
     from riskml.evaluate import run_evaluate

@@ -73,6 +73,13 @@ class TrainParams(_Section):
     num_threads: int = Field(2, ge=1)
 
 
+class TuneParams(_Section):
+    """``riskml tune --area A`` (opt-in random search; not a pipeline stage)."""
+
+    n_trials: int = Field(12, ge=1)
+    seed: int = 42
+
+
 class EvaluateParams(_Section):
     seed: int = 42
 
@@ -144,6 +151,7 @@ class Params(_Section):
     split: SplitParams
     features: FeatureParams = FeatureParams()
     train: TrainParams = TrainParams()
+    tune: TuneParams = TuneParams()
     evaluate: EvaluateParams = EvaluateParams()
     backtest: BacktestParams = BacktestParams()
     promote: PromoteParams = PromoteParams()

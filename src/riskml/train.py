@@ -373,6 +373,129 @@ def expected_recovery(root: Path, area: str, features_rows: pd.DataFrame) -> np.
     return probability * amount
 
 
+# --- hyperparameter search (opt-in: `riskml tune --area A`, not part of dvc repro) -------------
+
+#: The random search's space: each trial draws one value per setting.
+SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
+    "num_leaves": (4, 7, 15, 31, 63),
+    "learning_rate": (0.01, 0.02, 0.05, 0.1),
+    "min_child_samples": (5, 10, 20, 50, 100),
+    "feature_fraction": (0.3, 0.5, 0.8, 1.0),
+    "lambda_l2": (0.0, 1.0, 10.0, 50.0),
+}
+
+
+def draw_trials(n_trials: int, seed: int) -> list[dict[str, Any]]:
+    """``n_trials`` distinct settings drawn at random from :data:`SEARCH_SPACE` (seeded)."""
+    rng = np.random.default_rng(seed)
+    size = math.prod(len(v) for v in SEARCH_SPACE.values())
+    trials: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    while len(trials) < min(n_trials, size):
+        trial = {k: v[int(rng.integers(len(v)))] for k, v in SEARCH_SPACE.items()}
+        key = tuple(trial.values())
+        if key not in seen:
+            seen.add(key)
+            trials.append(trial)
+    return trials
+
+
+def tune_area(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    spec: AreaSpec,
+    split: SplitParams,
+    params: TrainParams,
+    *,
+    n_trials: int,
+    seed: int,
+    log: Any = None,
+) -> list[dict[str, Any]]:
+    """Random search: train ``spec``'s model with each drawn setting (over ``params``) and score
+    it on the early-stopping slice's average precision. Returns one dict per trial (settings,
+    ``valid_average_precision``, ``best_iteration``), best first. ``log(trial, result)`` is
+    called after each trial when given.
+
+    The score is the early-stopping slice's: it chose the number of trees too, so it is
+    optimistic; judge the chosen settings on the test window (``riskml evaluate``) or the
+    backtests, never on this figure alone.
+    """
+    results = []
+    for i, trial in enumerate(draw_trials(n_trials, seed)):
+        model = train_area(features, labels, spec, split, params.model_copy(update=trial))
+        result = {
+            **trial,
+            "valid_average_precision": model.valid_average_precision,
+            "best_iteration": model.best_iteration,
+        }
+        if log is not None:
+            log(i, result)
+        results.append(result)
+    return sorted(results, key=lambda r: -np.nan_to_num(r["valid_average_precision"], nan=-1))
+
+
+def tune_yaml(area: str, best: dict[str, Any]) -> str:
+    """The ``train:`` snippet of ``pipelines/<area>.yaml`` with the best settings."""
+    lines = [
+        f"# pipelines/{area}.yaml (best of `riskml tune --area {area}`: "
+        f"validation average precision {best['valid_average_precision']:.4f})",
+        "train:",
+    ]
+    lines += [f"  {k}: {best[k]}" for k in SEARCH_SPACE]
+    return "\n".join(lines) + "\n"
+
+
+def run_tune(
+    area: str,
+    root: Path,
+    params: Params,
+    spec: AreaSpec,
+    *,
+    n_trials: int | None = None,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """``riskml tune --area A``: random search over :data:`SEARCH_SPACE` for one area, every trial
+    a nested MLflow run under one ``tune-<area>`` run; returns the trials and the YAML snippet.
+    Writes no file and registers no model."""
+    from riskml.labels import build_labels
+
+    root = Path(root).resolve()
+    tune = params.tune
+    features = io.read_parquet(root / "data/features/features.parquet")
+    declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
+    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
+    labels = build_labels(declarations, outcomes, spec, known_before=params.split.test_start)
+    base = area_train_params(params, spec)
+    uri = tracking_uri or tracking.default_tracking_uri(root)
+    exp_id = tracking.ensure_experiment(root, params.mlflow.experiment, uri)
+    tracking.use_store(uri)
+    tags = tracking.run_tags(root, area=spec.name, stage="tune")
+
+    def log(i: int, result: dict[str, Any]) -> None:
+        with mlflow.start_run(
+            experiment_id=exp_id, run_name=f"tune-{spec.name}-{i}", nested=True, tags=tags
+        ):
+            mlflow.log_params({k: result[k] for k in SEARCH_SPACE})
+            mlflow.log_metrics(
+                {
+                    "valid_average_precision": result["valid_average_precision"],
+                    "best_iteration": result["best_iteration"],
+                }
+            )
+
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{spec.name}", tags=tags) as run:
+        mlflow.log_params({"n_trials": n_trials or tune.n_trials, "seed": tune.seed})
+        results = tune_area(
+            features, labels, spec, params.split, base,
+            n_trials=n_trials or tune.n_trials, seed=tune.seed, log=log,
+        )  # fmt: skip
+        best = results[0]
+        mlflow.log_metric("best_valid_average_precision", best["valid_average_precision"])
+        snippet = tune_yaml(spec.name, best)
+        mlflow.log_text(snippet, "best_train_settings.yaml")
+    return {"area": spec.name, "run_id": run.info.run_id, "trials": results, "yaml": snippet}
+
+
 # --- MLflow ------------------------------------------------------------------------------------
 
 
