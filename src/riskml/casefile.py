@@ -130,7 +130,7 @@ def peer_table(row: Mapping[str, Any], area: str) -> list[dict[str, str]]:
         ("Unit value per kg", _num(g("ctx_uv_kg")), f"{_num(g('ctx_uv_ref_median'))} ({ref_note})"),
         (
             f"Unit value per {unit}",
-            _num(g("ctx_uv_q")),
+            _num(g("ctx_uv_q")) if unit != "kg" else "",
             f"{_num(g('ctx_uv_q_ref_median'))} ({ref_note})",
         ),
         (
