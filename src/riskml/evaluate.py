@@ -9,9 +9,11 @@ labelled item is one that a control chose, mostly by targeting:
 * ``random_control``: test items labelled by a random control, the unbiased sample (small);
 * ``truth``: every test item against the simulator's truth (simulated data only).
 
-Methods ranked: ``model`` (probability), ``legacy_rules`` (:func:`riskml.rules.rule_score`,
-ties broken by a seeded random order), ``random`` (a seeded random ranking; its expected
-precision is the prevalence), and on the truth ``oracle`` (ranking by ``true_prob``).
+Methods ranked: ``model`` (probability), ``raw_lightgbm`` (a plain LightGBM on raw declaration
+columns, when the scores carry ``score_raw``: see :mod:`riskml.backtest`), ``legacy_rules``
+(:func:`riskml.rules.rule_score`, ties broken by a seeded random order), ``random`` (a seeded
+random ranking; its expected precision is the prevalence), and on the truth ``oracle``
+(ranking by ``true_prob``).
 
 :func:`score_frame`, :func:`assemble_scores`, :func:`evaluate_scores` and the plot tables are
 pure; :func:`run_evaluate` is the stage entry that reads and writes files and logs to MLflow.
@@ -49,7 +51,12 @@ POPULATIONS: dict[str, str] = {
     RANDOM_CONTROL: "test-window items labelled by a random control: the unbiased sample",
     TRUTH: "every test-window item, against the simulator's truth (simulated data only)",
 }
-METHODS: tuple[str, ...] = ("model", "legacy_rules", "random", "oracle")
+METHODS: tuple[str, ...] = ("model", "raw_lightgbm", "legacy_rules", "random", "oracle")
+#: Reason given when the outcomes carry no recovered amount (revenue share unavailable).
+NO_RECOVERED = (
+    "the outcomes carry no recovered amount (additional_duty missing or empty): revenue share "
+    "is unavailable on labelled populations, not zero"
+)
 #: Inspection rates of the plot data: 0.5% to 20% by 0.5%.
 PLOT_RATES: tuple[float, ...] = tuple(round(0.005 * i, 3) for i in range(1, 41))
 PR_CURVE_POINTS = 200
@@ -142,11 +149,10 @@ def ranking_scores(scores: pd.DataFrame, *, seed: int, area: str) -> dict[str, n
     jitter = rng.random(len(scores))
     rank = np.empty(len(scores))
     rank[np.lexsort((jitter, scores["rule_score"].to_numpy(float)))] = np.arange(len(scores))
-    out = {
-        "model": scores["score"].to_numpy(float),
-        "legacy_rules": rank / max(len(scores), 1),
-        "random": random_score,
-    }
+    out = {"model": scores["score"].to_numpy(float)}
+    if "score_raw" in scores.columns:
+        out["raw_lightgbm"] = scores["score_raw"].to_numpy(float)
+    out |= {"legacy_rules": rank / max(len(scores), 1), "random": random_score}
     if "true_prob" in scores.columns:
         out["oracle"] = scores["true_prob"].fillna(0.0).to_numpy(float)
     return out
@@ -167,18 +173,28 @@ def population_rows(scores: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndar
     return pops
 
 
+def recovered_available(outcomes: pd.DataFrame) -> bool:
+    """True when the outcomes carry recovered amounts (``additional_duty`` with a value)."""
+    return "additional_duty" in outcomes.columns and bool(outcomes["additional_duty"].notna().any())
+
+
 def evaluate_scores(
     scores: pd.DataFrame,
     spec: AreaSpec,
     *,
     seed: int,
     rates: list[float] | None = None,
+    revenue_unavailable: str | None = None,
 ) -> dict[str, Any]:
     """Metrics per population → method → rate (keys like ``"5%"``) → metric.
 
     Each population block says its population, description, ``n`` and ``positives``; a method
     block carries ``average_precision`` and ``rates``. The ``oracle`` method exists on the truth
     only; ``random`` also reports its expected precision (the prevalence).
+
+    ``revenue_unavailable``: a reason (e.g. :data:`NO_RECOVERED`) why the labelled populations
+    have no recoverable amount; their revenue shares are then ``None`` and the block says why
+    (``revenue_unavailable``), rather than a misleading zero. The truth keeps its evaded duty.
     """
     rates = list(rates or spec.inspection_rates)
     methods = ranking_scores(scores, seed=seed, area=spec.name)
@@ -195,11 +211,18 @@ def evaluate_scores(
             out[pop] = block
             continue
         block["prevalence"] = float(y[mask].mean())
+        if revenue_unavailable is not None and pop != TRUTH:
+            block["revenue_unavailable"] = revenue_unavailable
         block["methods"] = {}
         for method, score in methods.items():
             if method == "oracle" and pop != TRUTH:
                 continue
-            m = metrics_at_rates(y[mask], score[mask], rates=rates, value=value[mask])
+            no_value = revenue_unavailable is not None and pop != TRUTH
+            v = None if no_value else value[mask]
+            m = metrics_at_rates(y[mask], score[mask], rates=rates, value=v)
+            if no_value:
+                for r in m["rates"].values():
+                    r["revenue_share"] = r["revenue_share_normalised"] = None
             mblock: dict[str, Any] = {"average_precision": m["average_precision"]}
             if method == "random":
                 mblock["expected_precision"] = m["prevalence"]
@@ -210,10 +233,17 @@ def evaluate_scores(
 
 
 def rate_curve_table(
-    scores: pd.DataFrame, spec: AreaSpec, *, seed: int, rates: tuple[float, ...] = PLOT_RATES
+    scores: pd.DataFrame,
+    spec: AreaSpec,
+    *,
+    seed: int,
+    rates: tuple[float, ...] = PLOT_RATES,
+    revenue_unavailable: str | None = None,
 ) -> pd.DataFrame:
     """Long table for ``dvc plots``: rate, method, population, precision, recall, revenue_share."""
-    result = evaluate_scores(scores, spec, seed=seed, rates=list(rates))
+    result = evaluate_scores(
+        scores, spec, seed=seed, rates=list(rates), revenue_unavailable=revenue_unavailable
+    )
     rows = []
     for pop, block in result.items():
         for method, mblock in block.get("methods", {}).items():
@@ -273,6 +303,107 @@ def pr_curve_table(
             )
     cols = ["population", "method", "recall", "precision"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+#: Recall grid of the interpolated precision-recall table (``dvc plots`` needs one x column).
+RECALL_GRID: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(101))
+CALIBRATION_BINS = 10
+
+
+def headline_population_of(scores: pd.DataFrame) -> str:
+    """The truth of every item when known, else the labelled rows."""
+    return TRUTH if TRUTH in population_rows(scores) else LABELLED
+
+
+def pr_interpolated_table(scores: pd.DataFrame, spec: AreaSpec, *, seed: int) -> pd.DataFrame:
+    """Interpolated precision (best precision at recall >= r) on :data:`RECALL_GRID`, one column
+    per method, on the headline population (truth when known, else labelled rows)."""
+    methods = ranking_scores(scores, seed=seed, area=spec.name)
+    pop = headline_population_of(scores)
+    mask, y, _ = population_rows(scores)[pop]
+    grid = np.array(RECALL_GRID)
+    out = pd.DataFrame({"recall": grid})
+    if not mask.any() or y[mask].sum() == 0:
+        return out
+    for method, score in methods.items():
+        if method == "oracle" and pop != TRUTH:
+            continue
+        precision, recall, _ = precision_recall_curve(y[mask], score[mask])
+        # recall is decreasing, so the points with recall >= r are a prefix: the best
+        # precision among them is a running max from the start.
+        best = np.maximum.accumulate(precision)
+        last = len(recall) - 1 - np.searchsorted(recall[::-1], grid, side="left")
+        out[method] = best[np.clip(last, 0, None)]
+    return out
+
+
+def calibration_table(scores: pd.DataFrame, *, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Reliability curve of the model: mean predicted probability per score decile against the
+    observed offence rate on the truth (every item, when known) and on the labelled rows."""
+    score = scores["score"].to_numpy(float)
+    ranks = pd.Series(score).rank(method="first").to_numpy()
+    b = np.minimum((ranks - 1) * bins // max(len(score), 1), bins - 1).astype(int)
+    frame = pd.DataFrame({"bin": b, "predicted": score})
+    frame["label"] = scores["label"].to_numpy(float)
+    if "offence" in scores.columns:
+        frame["offence"] = scores["offence"].astype("Float64").to_numpy(float, na_value=np.nan)
+    grouped = frame.groupby("bin")
+    out = pd.DataFrame({"predicted": grouped["predicted"].mean()})
+    if "offence" in frame.columns:
+        out["observed_truth"] = grouped["offence"].mean()
+    out["observed_labelled"] = grouped["label"].mean()
+    out["n_labelled"] = grouped["label"].count()
+    out["perfect"] = out["predicted"]
+    return out.reset_index(drop=True)
+
+
+def plot_pngs(
+    curves: pd.DataFrame, pr: pd.DataFrame, calibration: pd.DataFrame, spec: AreaSpec, folder: Path
+) -> list[Path]:
+    """PNG figures (matplotlib, Agg): precision and revenue share against inspection rate,
+    interpolated precision-recall curves, calibration. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    pop = TRUTH if TRUTH in set(curves["population"]) else LABELLED
+    for metric in ("precision", "revenue_share"):
+        wide = method_columns(curves, metric)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for col in wide.columns.drop("rate"):
+            ax.plot(wide["rate"], wide[col], label=col)
+        ax.axvline(spec.operating_rate, color="grey", linestyle=":", linewidth=1)
+        ax.set(xlabel="inspection rate", ylabel=f"{metric} ({pop})", title=f"{spec.name}: {metric}")
+        ax.legend()
+        paths.append(_save(fig, folder / f"{metric}_at_rate.png"))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for col in pr.columns.drop("recall"):
+        ax.plot(pr["recall"], pr[col], label=col)
+    ax.set(xlabel="recall", ylabel=f"precision ({pop})", title=f"{spec.name}: precision-recall")
+    ax.legend()
+    paths.append(_save(fig, folder / "pr_curve.png"))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(calibration["predicted"], calibration["perfect"], "k:", label="perfect")
+    for col in ("observed_truth", "observed_labelled"):
+        if col in calibration.columns:
+            ax.plot(calibration["predicted"], calibration[col], "o-", label=col)
+    ax.set(
+        xlabel="mean predicted probability (score decile)",
+        ylabel="observed offence rate",
+        title=f"{spec.name}: calibration",
+    )
+    ax.legend()
+    paths.append(_save(fig, folder / "calibration.png"))
+    plt.close("all")
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    return path
 
 
 def headline(result: dict[str, Any], spec: AreaSpec) -> dict[str, Any]:
@@ -352,7 +483,9 @@ def _read_truth(root: Path) -> pd.DataFrame | None:
     return None
 
 
-def _log_test_metrics(run_id: str | None, result: dict, tracking_uri: str, area: str) -> bool:
+def _log_test_metrics(
+    run_id: str | None, result: dict, tracking_uri: str, area: str, pngs: list[Path] = ()
+) -> bool:
     if not run_id:
         log.warning("%s: features.json has no MLflow run id; test metrics not logged", area)
         return False
@@ -368,6 +501,8 @@ def _log_test_metrics(run_id: str | None, result: dict, tracking_uri: str, area:
     metrics = [Metric(k, v, now, 0) for k, v in mlflow_metrics(result).items()]
     for i in range(0, len(metrics), 500):  # under the store's batch limit
         client.log_batch(run_id, metrics=metrics[i : i + 500])
+    for png in pngs:
+        client.log_artifact(run_id, str(png), artifact_path="evaluation")
     client.set_tag(run_id, "evaluated", "true")
     return True
 
@@ -394,7 +529,8 @@ def evaluate_area(
         )
     labels = build_labels(tables["declarations"], tables["outcomes"], spec)
     scores = assemble_scores(scored, tables["declarations"], labels, spec, tables["truth"])
-    result = evaluate_scores(scores, spec, seed=seed)
+    reason = None if recovered_available(tables["outcomes"]) else NO_RECOVERED
+    result = evaluate_scores(scores, spec, seed=seed, revenue_unavailable=reason)
     doc = {
         "area": spec.name,
         "test_window": [str(split.test_start), str(split.test_end)],
@@ -403,14 +539,19 @@ def evaluate_area(
     }
     io.write_json(_clean(doc), root / METRICS_DIR / f"{spec.name}.json")
     plots = root / PLOTS_DIR / spec.name
-    curves = rate_curve_table(scores, spec, seed=seed)
+    curves = rate_curve_table(scores, spec, seed=seed, revenue_unavailable=reason)
     write_plot_csv(curves, plots / "precision_at_rate.csv")
     for metric in ("precision", "revenue_share"):
         write_plot_csv(method_columns(curves, metric), plots / f"{metric}.csv")
     write_plot_csv(pr_curve_table(scores, spec, seed=seed), plots / "pr_curve.csv")
+    pr = pr_interpolated_table(scores, spec, seed=seed)
+    calibration = calibration_table(scores)
+    write_plot_csv(pr, plots / "pr_interpolated.csv")
+    write_plot_csv(calibration, plots / "calibration.csv")
+    pngs = plot_pngs(curves, pr, calibration, spec, plots)
     io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
     logged = _log_test_metrics(
-        meta.get("mlflow", {}).get("run_id"), result, tracking_uri, spec.name
+        meta.get("mlflow", {}).get("run_id"), result, tracking_uri, spec.name, pngs
     )
     head = headline(result, spec)
     head["mlflow_logged"] = logged

@@ -1,0 +1,642 @@
+"""Rolling-origin backtests: several consecutive test windows, each model trained on its past only.
+
+The windows (``params.yaml`` → ``backtest``) are ``n_windows`` consecutive periods of
+``window_months`` months; the last ends at ``split.test_end``. For each window the whole split of
+``params.yaml`` is shifted with it (train, early-stopping and test windows keep their lengths),
+training labels are those known before the window starts, and the window is then scored and
+measured like :mod:`riskml.evaluate` does (three populations: labelled, random control, truth).
+
+Two protocols (``backtest.protocols``):
+
+* ``rolling``: the standard features (``data/features/features.parquet``): outcomes feed the
+  profiles once their result date has passed, as in production. Built once, reused by every
+  window.
+* ``static``: as the published baselines did: features are rebuilt per window with the outcomes
+  whose result date is before the end of the window's training period (its ``valid_start``), so
+  no outcome of the validation or test period feeds any feature; the model is frozen there too.
+
+Methods, in the same run: ``model`` (the area's LightGBM on the features), ``raw_lightgbm`` (the
+same LightGBM settings on raw declaration columns only: numeric columns and simple codes, no
+history or profile: :func:`raw_features`), ``legacy_rules``, ``random`` and, on the truth,
+``oracle`` (ranking by the simulator's ``true_prob``).
+
+Per area, protocol, population and method: every metric of each window, and their mean, sample
+standard deviation, min and max; on the truth, each method's precision and revenue share as a
+share of the oracle's (``*_vs_oracle``). The headline figure of each area (precision at its
+operating rate on the truth, else on the labelled rows) gets a bootstrap confidence interval per
+window and for the mean over windows.
+
+Data without recovered amounts: revenue shares on labelled populations are null with a reason.
+Outcomes without result dates: result dates are the acceptance date plus
+``backtest.label_delay_days`` (said in the output).
+
+:func:`backtest_windows`, :func:`raw_features`, :func:`backtest_area` and
+:func:`aggregate_windows` are pure; :func:`run_backtest` is the stage entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskml import io
+from riskml.config import AreaSpec, Params, SplitParams, area_train_params
+from riskml.contract import KEY, RiskmlError
+from riskml.evaluate import (
+    LABELLED,
+    NO_RECOVERED,
+    TRUTH,
+    _clean,
+    assemble_scores,
+    evaluate_scores,
+    rate_label,
+    recovered_available,
+    write_plot_csv,
+)
+from riskml.labels import build_labels
+from riskml.metrics import bootstrap_precision_at_rate
+from riskml.train import feature_matrix, train_area
+
+log = logging.getLogger(__name__)
+
+ROLLING, STATIC = "rolling", "static"
+PROTOCOLS: dict[str, str] = {
+    ROLLING: "standard features: outcomes feed the profiles once their result date has passed",
+    STATIC: "features rebuilt with the outcomes known at the end of each window's training "
+    "period (valid_start): no outcome of the validation or test period feeds any feature",
+}
+SUMMARY_PATH = "metrics/backtest/summary.json"
+AREAS_DIR = "metrics/backtest/areas"
+PLOTS_DIR = "plots/backtest"
+#: Declaration columns of the raw baseline: numbers as declared.
+RAW_NUMERIC = (
+    "quantity",
+    "gross_mass_kg",
+    "net_mass_kg",
+    "fob_value",
+    "cif_value",
+    "duty_rate",
+    "duties_paid",
+)
+#: Declaration columns of the raw baseline turned into integer codes (no history).
+RAW_CODES = ("office", "procedure", "transport_mode", "origin_country", "departure_country")
+STATS = ("mean", "std", "min", "max")
+
+
+@dataclass(frozen=True)
+class Window:
+    """One backtest window: its index, test period and the shifted split it trains on."""
+
+    index: int
+    split: SplitParams
+
+    @property
+    def start(self) -> date:
+        return self.split.test_start
+
+    @property
+    def end(self) -> date:
+        return self.split.test_end
+
+    def describe(self) -> dict[str, Any]:
+        s = self.split
+        return {
+            "window": self.index,
+            "train": [str(s.train_start), str(s.valid_start)],
+            "early_stopping": [str(s.valid_start), str(s.test_start)],
+            "test": [str(s.test_start), str(s.test_end)],
+            "labels_known_before": str(s.test_start),
+        }
+
+
+# --- windows and frames ------------------------------------------------------------------------
+
+
+def _shift(d: date, months: int) -> date:
+    return (pd.Timestamp(d) + pd.DateOffset(months=months)).date()
+
+
+def backtest_windows(split: SplitParams, *, n_windows: int, window_months: int) -> list[Window]:
+    """``n_windows`` consecutive test windows of ``window_months`` months, the last ending at
+    ``split.test_end``; each window's train and early-stopping periods are ``split``'s, shifted
+    so that the test period starts where the window does."""
+    if n_windows < 1 or window_months < 1:
+        raise RiskmlError("params.yaml: backtest.n_windows and window_months must be >= 1")
+    windows = []
+    for i in range(n_windows):
+        start = _shift(split.test_end, -(n_windows - i) * window_months)
+        offset = (start.year - split.test_start.year) * 12 + start.month - split.test_start.month
+        if start.day != split.test_start.day:
+            raise RiskmlError(
+                "params.yaml: split.test_start and split.test_end must fall on the same day of "
+                "the month for the backtest windows to line up"
+            )
+        shifted = SplitParams(
+            train_start=_shift(split.train_start, offset),
+            valid_start=_shift(split.valid_start, offset),
+            test_start=start,
+            test_end=_shift(start, window_months),
+        )
+        windows.append(Window(i + 1, shifted))
+    return windows
+
+
+def raw_features(declarations: pd.DataFrame) -> pd.DataFrame:
+    """Key, ``accepted_date`` and raw model inputs: numeric declaration columns, the preference
+    flag, HS chapter/heading/subheading as numbers and the other codes as integer codes.
+
+    No history, profile or reference price: the plain baseline of the published studies.
+    """
+    d = declarations
+    out = pd.DataFrame(
+        {
+            "declaration_id": d["declaration_id"].astype("string").to_numpy(),
+            "item_no": d["item_no"].astype("int64").to_numpy(),
+            "accepted_date": pd.to_datetime(d["accepted_date"]).to_numpy(),
+        }
+    )
+    for col in RAW_NUMERIC:
+        if col in d.columns:
+            out[f"raw_{col}"] = pd.to_numeric(d[col], errors="coerce").astype("float64").to_numpy()
+    if "preference_claim" in d.columns:
+        pref = d["preference_claim"].astype("boolean")
+        out["raw_preference_claim"] = pref.astype("Float64").astype("float64").to_numpy()
+    hs = d["hs_code"].astype("string").str.replace(r"\D", "", regex=True)
+    for digits in (2, 4, 6):
+        code = pd.to_numeric(hs.str[:digits], errors="coerce")
+        out[f"raw_hs{digits}"] = code.astype("float64").to_numpy()
+    for col in RAW_CODES:
+        if col in d.columns:
+            # Codes in sorted order of the values: a fixed mapping, no statistic of outcomes.
+            codes, _ = pd.factorize(d[col].astype("string"), sort=True)
+            out[f"raw_{col}"] = np.where(codes < 0, np.nan, codes).astype("float64")
+    return out
+
+
+def with_result_dates(
+    outcomes: pd.DataFrame, declarations: pd.DataFrame, *, delay_days: int
+) -> tuple[pd.DataFrame, str | None]:
+    """Outcomes with a result date on every row: missing ones are the declaration's acceptance
+    date plus ``delay_days``. Returns the outcomes and a note when any date was derived."""
+    has = "result_date" in outcomes.columns
+    missing = ~outcomes["result_date"].notna() if has else pd.Series(True, outcomes.index)
+    if not missing.any():
+        return outcomes, None
+    acc = declarations[[*KEY, "accepted_date"]].drop_duplicates(KEY).copy()
+    acc["declaration_id"] = acc["declaration_id"].astype("string")
+    acc["item_no"] = acc["item_no"].astype("int64")
+    keys = pd.DataFrame(
+        {
+            "declaration_id": outcomes["declaration_id"].astype("string").to_numpy(),
+            "item_no": outcomes["item_no"].astype("int64").to_numpy(),
+        }
+    )
+    accepted = keys.merge(acc, on=KEY, how="left")["accepted_date"].to_numpy()
+    derived = pd.to_datetime(accepted) + pd.Timedelta(days=delay_days)
+    out = outcomes.copy()
+    current = pd.to_datetime(out["result_date"]) if has else pd.Series(pd.NaT, out.index)
+    out["result_date"] = current.where(~missing, pd.Series(derived, index=out.index))
+    note = (
+        f"{int(missing.sum())} outcome(s) had no result date: derived as the acceptance date "
+        f"plus backtest.label_delay_days={delay_days}"
+    )
+    return out, note
+
+
+def static_features(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    params: Params,
+    specs: dict[str, AreaSpec],
+    *,
+    cut: date,
+) -> pd.DataFrame:
+    """Features built with only the outcomes whose result date is before ``cut`` (static
+    protocol): no later outcome can feed any feature of any item."""
+    from riskml.features import build_features
+
+    known = (pd.to_datetime(outcomes["result_date"]) < pd.Timestamp(cut)).fillna(False)
+    return build_features(
+        declarations, outcomes[known.to_numpy(bool)], params.features, specs=specs
+    )
+
+
+def _positions(frame: pd.DataFrame, declarations: pd.DataFrame) -> np.ndarray:
+    """Row position in ``frame`` of each declaration item (same key), -1 when absent."""
+    index = pd.MultiIndex.from_arrays(
+        [frame["declaration_id"].astype("string"), frame["item_no"].astype("int64")]
+    )
+    keys = pd.MultiIndex.from_arrays(
+        [declarations["declaration_id"].astype("string"), declarations["item_no"].astype("int64")]
+    )
+    return index.get_indexer(keys)
+
+
+# --- one area, one window ----------------------------------------------------------------------
+
+
+def _train_rows(
+    frame: pd.DataFrame, pos: np.ndarray, labels: pd.DataFrame, dates: pd.Series, window: Window
+) -> pd.DataFrame:
+    """The rows of ``frame`` that training can use: labelled, accepted in [train_start,
+    test_start). Passing only those keeps :func:`riskml.train.train_area` cheap."""
+    s = window.split
+    keep = (
+        labels["label"].notna().to_numpy()
+        & (dates >= pd.Timestamp(s.train_start)).to_numpy()
+        & (dates < pd.Timestamp(s.test_start)).to_numpy()
+        & (pos >= 0)
+    )
+    return frame.iloc[pos[keep]]
+
+
+def _test_rows(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
+    d = pd.to_datetime(frame["accepted_date"])
+    return frame[(d >= pd.Timestamp(window.start)) & (d < pd.Timestamp(window.end))]
+
+
+def window_scores(
+    frames: dict[str, pd.DataFrame],
+    positions: dict[str, np.ndarray],
+    tables: dict[str, Any],
+    spec: AreaSpec,
+    window: Window,
+    params: Params,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train the area's model (and the raw baseline) for ``window`` and score its test items.
+
+    ``frames``: ``features`` (the protocol's) and ``raw`` (:func:`raw_features`), with their row
+    positions per declaration in ``positions``. Returns the scored test items (as
+    :func:`riskml.evaluate.assemble_scores`, plus ``score_raw``) and facts on the training.
+    """
+    decl, outcomes = tables["declarations"], tables["outcomes"]
+    dates = tables["dates"]
+    # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
+    # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
+    train_params = area_train_params(params, spec).model_copy(
+        update={"num_threads": params.backtest.num_threads}
+    )
+    known = build_labels(decl, outcomes, spec, known_before=window.start)
+    facts: dict[str, Any] = {}
+    scored = None
+    for name, frame in frames.items():
+        area_spec = spec if name == "features" else spec.model_copy(update={"exclude_features": []})
+        rows = _train_rows(frame, positions[name], known, dates, window)
+        model = train_area(rows, known, area_spec, window.split, train_params)
+        # Leakage guard: nothing the model learnt from was accepted in its own test window.
+        assert pd.to_datetime(rows["accepted_date"]).max() < pd.Timestamp(window.start)
+        test = _test_rows(frame, window)
+        part = test[[*KEY, "accepted_date"]].reset_index(drop=True)
+        part["declaration_id"] = part["declaration_id"].astype("string")
+        part["item_no"] = part["item_no"].astype("int64")
+        col = "score" if name == "features" else "score_raw"
+        part[col] = model.booster.predict(feature_matrix(test, model.feature_names))
+        scored = part if scored is None else scored.merge(part[[*KEY, col]], on=KEY, how="left")
+        facts[name] = {
+            "n_train": model.n_train,
+            "n_train_positives": model.n_train_positives,
+            "n_valid": model.n_valid,
+            "n_valid_positives": model.n_valid_positives,
+            "best_iteration": model.best_iteration,
+            "last_train_date": str(pd.to_datetime(rows["accepted_date"]).max().date()),
+        }
+    if scored is None or scored.empty:
+        raise RiskmlError(
+            f"area {spec.name!r}: no item accepted in backtest window [{window.start}, "
+            f"{window.end}); check split.test_end and backtest settings in params.yaml"
+        )
+    scores = assemble_scores(scored, decl, tables["labels"][spec.name], spec, tables["truth"])
+    return scores, facts
+
+
+def _with_oracle_shares(result: dict[str, Any]) -> dict[str, Any]:
+    """On the truth, add each method's precision and revenue share as a share of the oracle's."""
+    methods = result.get(TRUTH, {}).get("methods", {})
+    oracle = methods.get("oracle")
+    if oracle is None:
+        return result
+    for mblock in methods.values():
+        for rate, m in mblock["rates"].items():
+            o = oracle["rates"][rate]
+            for name in ("precision", "revenue_share"):
+                num, den = m.get(name), o.get(name)
+                ok = num is not None and den is not None and den > 0 and math.isfinite(num)
+                m[f"{name}_vs_oracle"] = num / den if ok else None
+    return result
+
+
+def headline_population(result: dict[str, Any]) -> str:
+    """The population of an area's headline figure: the truth when known, else labelled."""
+    return TRUTH if result.get(TRUTH, {}).get("methods") else LABELLED
+
+
+def aggregate_windows(per_window: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, sample std, min and max (and the values) of every metric across windows.
+
+    ``per_window``: results of :func:`riskml.evaluate.evaluate_scores`, one per window. Output:
+    population → ``methods`` → method → metric key (``average_precision`` or
+    ``<metric>@<rate>``) → ``{mean, std, min, max, values}``; a metric missing or null in every
+    window is null with ``values`` all null.
+    """
+    out: dict[str, Any] = {}
+    pops = dict.fromkeys(p for r in per_window for p in r)
+    for pop in pops:
+        blocks = [r.get(pop, {}) for r in per_window]
+        agg: dict[str, Any] = {
+            "n": [b.get("n", 0) for b in blocks],
+            "positives": [b.get("positives", 0) for b in blocks],
+        }
+        reason = next(
+            (b["revenue_unavailable"] for b in blocks if "revenue_unavailable" in b), None
+        )
+        if reason:
+            agg["revenue_unavailable"] = reason
+        methods: dict[str, Any] = {}
+        names = dict.fromkeys(m for b in blocks for m in b.get("methods", {}))
+        for method in names:
+            flats = [_flatten(b.get("methods", {}).get(method) or {}) for b in blocks]
+            keys = dict.fromkeys(k for f in flats for k in f)
+            methods[method] = {k: summarise([f.get(k) for f in flats]) for k in keys}
+        agg["methods"] = methods
+        out[pop] = agg
+    return out
+
+
+def _flatten(mblock: dict[str, Any]) -> dict[str, float | None]:
+    if not mblock:
+        return {}
+    flat: dict[str, float | None] = {"average_precision": mblock.get("average_precision")}
+    for rate, m in mblock.get("rates", {}).items():
+        for name, value in m.items():
+            if name != "n_selected":
+                flat[f"{name}@{rate}"] = value
+    return flat
+
+
+def summarise(values: list[float | None]) -> dict[str, Any]:
+    """``{mean, std, min, max, values}`` of the finite values (std: sample, ddof=1; null with
+    fewer than two)."""
+    finite = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if finite.size == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "values": values}
+    return {
+        "mean": float(finite.mean()),
+        "std": float(finite.std(ddof=1)) if finite.size > 1 else None,
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "values": values,
+    }
+
+
+# --- one area over every window ----------------------------------------------------------------
+
+
+def headline_intervals(
+    window_scores_: list[pd.DataFrame],
+    spec: AreaSpec,
+    *,
+    seed: int,
+    n_boot: int,
+    level: float,
+    methods: tuple[str, ...] = ("model", "raw_lightgbm", "legacy_rules", "oracle"),
+) -> dict[str, Any]:
+    """Bootstrap intervals of the headline figure (precision at the operating rate on the truth,
+    else on the labelled rows) per window and for the mean over windows, for each method.
+
+    Items are resampled within each window; the interval of the mean averages the windows'
+    replicates (same replicate index), so it reflects every window's sampling noise.
+    """
+    from riskml.evaluate import population_rows, ranking_scores
+
+    pop = TRUTH if all(TRUTH in population_rows(s) for s in window_scores_) else LABELLED
+    per_method: dict[str, Any] = {}
+    for method in methods:
+        windows, reps = [], []
+        for i, scores in enumerate(window_scores_):
+            ranks = ranking_scores(scores, seed=seed, area=spec.name)
+            if method not in ranks:
+                break
+            mask, y, _ = population_rows(scores)[pop]
+            if not mask.any():
+                break
+            ci = bootstrap_precision_at_rate(
+                y[mask],
+                ranks[method][mask],
+                rate=spec.operating_rate,
+                n_boot=n_boot,
+                level=level,
+                seed=seed + i,
+            )
+            reps.append(ci.pop("replicates"))
+            windows.append(ci)
+        if len(windows) != len(window_scores_):
+            continue
+        mean_reps = np.mean(reps, axis=0)
+        alpha = (1 - level) / 2
+        low, high = np.quantile(mean_reps, [alpha, 1 - alpha])
+        per_method[method] = {
+            "estimate": float(np.mean([w["estimate"] for w in windows])),
+            "low": float(low),
+            "high": float(high),
+            "windows": windows,
+        }
+    return {
+        "figure": f"precision at {rate_label(spec.operating_rate)} (operating rate)",
+        "population": pop,
+        "level": level,
+        "n_boot": n_boot,
+        "methods": per_method,
+    }
+
+
+def backtest_area(
+    frames: dict[str, pd.DataFrame],
+    positions: dict[str, np.ndarray],
+    tables: dict[str, Any],
+    spec: AreaSpec,
+    windows: list[Window],
+    params: Params,
+) -> dict[str, Any]:
+    """One protocol's backtest of one area: per-window results, their aggregate, the headline
+    intervals and a long per-window table for plots.
+
+    ``frames[i]`` / ``positions[i]``: the frames of window ``i`` (see :func:`window_scores`).
+    """
+    bt = params.backtest
+    results, scores_list, facts, rows = [], [], [], []
+    for i, window in enumerate(windows):
+        scores, fact = window_scores(frames[i], positions[i], tables, spec, window, params)
+        result = evaluate_scores(
+            scores, spec, seed=params.evaluate.seed, revenue_unavailable=tables["revenue_reason"]
+        )
+        _with_oracle_shares(result)
+        results.append(result)
+        scores_list.append(scores)
+        facts.append(window.describe() | {"training": fact})
+        rows.extend(_long_rows(result, window))
+    intervals = headline_intervals(
+        scores_list, spec, seed=bt.seed, n_boot=bt.n_boot, level=bt.ci_level
+    )
+    return {
+        "windows": facts,
+        "per_window": results,
+        "aggregate": aggregate_windows(results),
+        "headline": intervals,
+        "table": pd.DataFrame(rows),
+    }
+
+
+def _long_rows(result: dict[str, Any], window: Window) -> list[dict[str, Any]]:
+    rows = []
+    for pop, block in result.items():
+        for method, mblock in block.get("methods", {}).items():
+            for rate, m in mblock["rates"].items():
+                rows.append(
+                    {
+                        "window": window.index,
+                        "test_start": str(window.start),
+                        "population": pop,
+                        "method": method,
+                        "rate": rate,
+                        "precision": m["precision"],
+                        "recall": m["recall"],
+                        "revenue_share": m.get("revenue_share"),
+                        "average_precision": mblock["average_precision"],
+                    }
+                )
+    return rows
+
+
+def headline_summary(area_result: dict[str, Any], spec: AreaSpec) -> dict[str, Any]:
+    """Mean ± spread of precision, recall and revenue share at the operating rate per method,
+    on the headline population, with the bootstrap interval of the mean precision."""
+    head = area_result["headline"]
+    pop = head["population"]
+    key = rate_label(spec.operating_rate)
+    methods = area_result["aggregate"].get(pop, {}).get("methods", {})
+    out: dict[str, Any] = {"population": pop, "rate": spec.operating_rate, "methods": {}}
+    for method, metrics in methods.items():
+        entry = {
+            name: {s: metrics.get(f"{name}@{key}", {}).get(s) for s in STATS}
+            for name in ("precision", "recall", "revenue_share", "precision_vs_oracle")
+            if f"{name}@{key}" in metrics
+        }
+        entry["average_precision"] = {s: metrics["average_precision"].get(s) for s in STATS}
+        ci = head["methods"].get(method)
+        if ci:
+            entry["precision_ci"] = {"low": ci["low"], "high": ci["high"], "level": head["level"]}
+        out["methods"][method] = entry
+    return out
+
+
+# --- stage entry -------------------------------------------------------------------------------
+
+
+def _read_truth(root: Path) -> pd.DataFrame | None:
+    for path in (root / "data/interim/truth.parquet", root / "data/raw/truth.parquet"):
+        if path.exists():
+            return io.read_parquet(path)
+    return None
+
+
+def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
+    """The stage's inputs: declarations, outcomes (with result dates), truth, full labels."""
+    decl = io.read_parquet(root / "data/interim/declarations.parquet")
+    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
+    outcomes, note = with_result_dates(outcomes, decl, delay_days=params.backtest.label_delay_days)
+    return {
+        "declarations": decl,
+        "outcomes": outcomes,
+        "dates": pd.to_datetime(decl["accepted_date"]).reset_index(drop=True),
+        "truth": _read_truth(root),
+        "labels": {a: build_labels(decl, outcomes, s) for a, s in specs.items()},
+        "revenue_reason": None if recovered_available(outcomes) else NO_RECOVERED,
+        "result_date_note": note,
+    }
+
+
+def protocol_frames(
+    protocol: str,
+    root: Path,
+    tables: dict[str, Any],
+    windows: list[Window],
+    params: Params,
+    specs: dict[str, AreaSpec],
+) -> tuple[list[dict[str, pd.DataFrame]], list[dict[str, np.ndarray]]]:
+    """Per window: the feature frames (``features``, ``raw``) and their row positions."""
+    decl = tables["declarations"]
+    raw = tables.setdefault("raw", raw_features(decl))
+    raw_pos = tables.setdefault("raw_pos", _positions(raw, decl))
+    if protocol == ROLLING:
+        feats = io.read_parquet(root / "data/features/features.parquet")
+        pos = _positions(feats, decl)
+        frames = [{"features": feats, "raw": raw} for _ in windows]
+        positions = [{"features": pos, "raw": raw_pos} for _ in windows]
+        return frames, positions
+    frames, positions = [], []
+    for w in windows:
+        feats = static_features(decl, tables["outcomes"], params, specs, cut=w.split.valid_start)
+        frames.append({"features": feats, "raw": raw})
+        positions.append({"features": _positions(feats, decl), "raw": raw_pos})
+    return frames, positions
+
+
+def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
+    """Stage ``riskml backtest``: every protocol × area × window; writes
+    ``metrics/backtest/summary.json``, ``metrics/backtest/areas/<area>.json`` and
+    ``plots/backtest/<area>.csv``; returns the headline means for the CLI."""
+    root = Path(root).resolve()
+    bt = params.backtest
+    windows = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)
+    tables = load_tables(root, params, specs)
+    results: dict[str, dict[str, Any]] = {a: {} for a in specs}
+    for protocol in bt.protocols:
+        frames, positions = protocol_frames(protocol, root, tables, windows, params, specs)
+        for area, spec in specs.items():
+            log.info("backtest %s %s", protocol, area)
+            results[area][protocol] = backtest_area(
+                frames, positions, tables, spec, windows, params
+            )
+        del frames, positions
+    config = {
+        "protocols": {p: PROTOCOLS[p] for p in bt.protocols},
+        "windows": [w.describe() for w in windows],
+        "n_boot": bt.n_boot,
+        "ci_level": bt.ci_level,
+        "result_dates": tables["result_date_note"] or "from the outcomes",
+        "revenue": tables["revenue_reason"] or "recovered amounts from the outcomes",
+    }
+    summary: dict[str, Any] = {"config": config, "areas": {}}
+    for area, spec in specs.items():
+        doc = {"area": area, "config": config, "protocols": {}}
+        tables_out = []
+        summary["areas"][area] = {}
+        for protocol, res in results[area].items():
+            summary["areas"][area][protocol] = headline_summary(res, spec)
+            doc["protocols"][protocol] = {
+                "windows": res["windows"],
+                "aggregate": res["aggregate"],
+                "headline": res["headline"],
+                "per_window": res["per_window"],
+            }
+            tables_out.append(res["table"].assign(protocol=protocol))
+        io.write_json(_clean(doc), root / AREAS_DIR / f"{area}.json")
+        write_plot_csv(pd.concat(tables_out, ignore_index=True), root / PLOTS_DIR / f"{area}.csv")
+    io.write_json(_clean(summary), root / SUMMARY_PATH)
+    return _short(summary)
+
+
+def _short(summary: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for area, protocols in summary["areas"].items():
+        for protocol, head in protocols.items():
+            prec = head["methods"].get("model", {}).get("precision", {})
+            out[f"{area}.{protocol}"] = {"on": head["population"], "precision": prec.get("mean")}
+    return out
