@@ -102,65 +102,85 @@ def global_rates(
     return rates
 
 
-def _events(code: np.ndarray, prep: Prepared, size: int) -> pd.DataFrame:
-    """One row per declaration, control and finding, keyed by its (entity, month) cell."""
-    keyed = code >= 0
-    decl = pd.DataFrame({"key": code[keyed] * size + prep.month[keyed], "n_items": 1.0})
-    ctl_code = code[prep.controls["row"].to_numpy()]
-    ctl = pd.DataFrame(
-        {
-            "key": ctl_code * size + prep.controls["month"].to_numpy(),
-            "n_controls": 1.0,
-        }
-    )
-    kind = prep.controls["kind"].to_numpy()
-    for k in CONTROL_KINDS:
-        ctl[f"n_ctl_{k}"] = (kind == k).astype(np.float64)
-    ctl = ctl[ctl_code >= 0]
-    f = prep.findings
-    f_code = code[f["row"].to_numpy()]
-    finds = pd.DataFrame(
-        {
-            "key": f_code * size + f["month"].to_numpy(),
-            "n_find": f["count"].to_numpy(),
-            "recovered": f["duty"].to_numpy(),
-            "last_find_day": f["day"].to_numpy().astype(np.float64),
-        }
-    )
-    area = f["area"].to_numpy()
-    for a in RISK_AREAS:
-        finds[f"n_find_{a}"] = np.where(area == a, f["count"].to_numpy(), 0.0)
-    finds = finds[f_code >= 0]
-    events = pd.concat([decl, ctl, finds], ignore_index=True)
-    sums = [c for c in events.columns if c not in ("key", "last_find_day")]
-    events[sums] = events[sums].fillna(0.0)
-    events["last_find_day"] = events["last_find_day"].fillna(-np.inf)
-    return events
+def _exclusive_by_entity(values: np.ndarray, entity: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Per cell (sorted by entity, then month), the sum of the entity's earlier cells.
+
+    ``values`` are whole numbers (counts), so a global cumulative sum minus the entity's offset
+    is exact; ``first`` flags each entity's first cell.
+    """
+    exclusive = np.cumsum(values) - values
+    return exclusive - np.maximum.accumulate(np.where(first, exclusive, 0.0))
 
 
 def snapshot(code: np.ndarray, prep: Prepared) -> pd.DataFrame:
     """Per declaration row, its entity's totals known at the start of the row's month.
 
     Columns: ``n_items``, ``n_controls``, ``n_ctl_<control kind>``, ``n_find``, ``n_find_<area>``,
-    ``recovered`` and
-    ``last_find_day`` (day number of the latest finding, NaN when none). Rows whose entity is
-    missing get NaN everywhere.
+    ``recovered`` and ``last_find_day`` (day number of the latest finding, NaN when none). Rows
+    whose entity is missing get NaN everywhere.
+
+    Events (declarations, controls, findings) are keyed by their (entity, month) cell and summed
+    per cell with ``bincount``; each cell then gets the sum of its entity's earlier cells.
     """
     size = prep.n_months + 1
-    events = _events(code, prep, size)
-    sums = [c for c in events.columns if c not in ("key", "last_find_day")]
-    agg = {c: "sum" for c in sums} | {"last_find_day": "max"}
-    cells = events.groupby("key", sort=True).agg(agg)
-    entity = cells.index.to_numpy() // size
-    before = cells[sums].groupby(entity).cumsum().groupby(entity).shift(1).fillna(0.0)
-    last = cells["last_find_day"].groupby(entity).cummax().groupby(entity).shift(1)
-    before["last_find_day"] = last.replace(-np.inf, np.nan).to_numpy()
-
     keyed = code >= 0
-    pos = np.searchsorted(cells.index.to_numpy(), code[keyed] * size + prep.month[keyed])
-    out = pd.DataFrame(np.nan, index=np.arange(len(code)), columns=before.columns)
-    out.loc[keyed] = before.to_numpy()[pos]
-    return out
+    ctl, f = prep.controls, prep.findings
+    c_code, f_code = code[ctl["row"].to_numpy()], code[f["row"].to_numpy()]
+    c_ok, f_ok = c_code >= 0, f_code >= 0
+    d_key = code[keyed] * size + prep.month[keyed]
+    c_key = c_code[c_ok] * size + ctl["month"].to_numpy()[c_ok]
+    f_key = f_code[f_ok] * size + f["month"].to_numpy()[f_ok]
+    cells, inverse = np.unique(np.concatenate([d_key, c_key, f_key]), return_inverse=True)
+    n = len(cells)
+    d_inv = inverse[: len(d_key)]
+    c_inv = inverse[len(d_key) : len(d_key) + len(c_key)]
+    f_inv = inverse[len(d_key) + len(c_key) :]
+
+    kind = ctl["kind"].to_numpy()[c_ok]
+    count = f["count"].to_numpy()[f_ok]
+    area = f["area"].to_numpy()[f_ok]
+    sums = {
+        "n_items": np.bincount(d_inv, minlength=n).astype(np.float64),
+        "n_controls": np.bincount(c_inv, minlength=n).astype(np.float64),
+        **{
+            f"n_ctl_{k}": np.bincount(c_inv, weights=(kind == k).astype(float), minlength=n)
+            for k in CONTROL_KINDS
+        },
+        "n_find": np.bincount(f_inv, weights=count, minlength=n),
+        **{
+            f"n_find_{a}": np.bincount(f_inv, weights=count * (area == a), minlength=n)
+            for a in RISK_AREAS
+        },
+    }
+    entity = cells // size
+    first = np.ones(n, dtype=bool)
+    first[1:] = entity[1:] != entity[:-1]
+    before = {name: _exclusive_by_entity(v, entity, first) for name, v in sums.items()}
+    # Duty amounts are not whole numbers: a cumulative sum per entity keeps them exact to the
+    # entity's own past (no rounding from other entities' cells).
+    duty = np.bincount(f_inv, weights=f["duty"].to_numpy()[f_ok], minlength=n)
+    last = np.full(n, -np.inf)
+    np.maximum.at(last, f_inv, f["day"].to_numpy()[f_ok].astype(np.float64))
+    grouped = pd.DataFrame({"recovered": duty, "last_find_day": last}).groupby(entity)
+    cum = pd.DataFrame(
+        {
+            "recovered": grouped["recovered"].cumsum(),
+            "last_find_day": grouped["last_find_day"].cummax(),
+        }
+    ).to_numpy()
+    shifted = np.empty_like(cum)
+    shifted[1:] = cum[:-1]
+    shifted[first] = [0.0, -np.inf]
+    before["recovered"] = shifted[:, 0]
+    before["last_find_day"] = np.where(np.isinf(shifted[:, 1]), np.nan, shifted[:, 1])
+
+    pos = np.searchsorted(cells, d_key)
+    out = {}
+    for name, values in before.items():
+        column = np.full(len(code), np.nan)
+        column[keyed] = values[pos]
+        out[name] = column
+    return pd.DataFrame(out)
 
 
 def profile_features(
