@@ -13,6 +13,7 @@ from riskml.contract import RiskmlError
 from riskml.metrics import (
     InvalidMetricInput,
     average_precision,
+    bootstrap_precision_at_rate,
     metrics_at_rates,
     precision_at_rate,
     recall_at_rate,
@@ -183,3 +184,47 @@ def test_metrics_at_rates_agrees_with_single_rate_functions(data, rates):
         for key, want in expected.items():
             got = block[key]
             assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want), key
+
+
+def _ranked_sample(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1, 12, n)
+    return (rng.random(n) < p).astype(float), p + rng.normal(0, 0.02, n)
+
+
+def test_bootstrap_interval_contains_estimate_and_narrows_with_more_data():
+    y, s = _ranked_sample(2_000)
+    small = bootstrap_precision_at_rate(y, s, rate=0.05, n_boot=400, seed=1)
+    assert small["estimate"] == precision_at_rate(y, s, rate=0.05)
+    assert small["low"] <= small["estimate"] <= small["high"]
+    assert small["replicates"].shape == (400,)
+    y, s = _ranked_sample(40_000)
+    large = bootstrap_precision_at_rate(y, s, rate=0.05, n_boot=400, seed=1)
+    assert large["low"] <= large["estimate"] <= large["high"]
+    # sqrt(20) times more selected items: the interval is several times narrower.
+    assert (large["high"] - large["low"]) < 0.5 * (small["high"] - small["low"])
+
+
+def test_bootstrap_matches_a_plain_resampling_bootstrap():
+    """The Poisson head-only shortcut agrees with resampling the items themselves."""
+    y, s = _ranked_sample(3_000, seed=2)
+    fast = bootstrap_precision_at_rate(y, s, rate=0.02, n_boot=1000, seed=3)
+    rng = np.random.default_rng(4)
+    plain = []
+    for _ in range(1000):
+        idx = rng.integers(0, y.size, y.size)
+        plain.append(precision_at_rate(y[idx], s[idx], rate=0.02))
+    low, high = np.quantile(plain, [0.025, 0.975])
+    assert fast["low"] == pytest.approx(low, abs=0.03)
+    assert fast["high"] == pytest.approx(high, abs=0.03)
+
+
+def test_bootstrap_is_seeded_and_validates():
+    y, s = _ranked_sample(1_000)
+    a = bootstrap_precision_at_rate(y, s, rate=0.1, n_boot=50, seed=7)
+    b = bootstrap_precision_at_rate(y, s, rate=0.1, n_boot=50, seed=7)
+    np.testing.assert_array_equal(a["replicates"], b["replicates"])
+    with pytest.raises(InvalidMetricInput, match="level"):
+        bootstrap_precision_at_rate(y, s, rate=0.1, level=1.5)
+    with pytest.raises(InvalidMetricInput, match="missing labels"):
+        bootstrap_precision_at_rate([1.0, np.nan], [0.1, 0.2], rate=0.5)

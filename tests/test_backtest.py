@@ -1,0 +1,237 @@
+"""riskml.backtest: windows, leakage guards, static protocol, raw baseline, files, missing data.
+
+One small simulated world (40,000 items over 12 months, revenue and IPR) is shared by the module.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskml.backtest import (
+    ROLLING,
+    STATIC,
+    _positions,
+    backtest_area,
+    backtest_windows,
+    raw_features,
+    run_backtest,
+    static_features,
+    with_result_dates,
+)
+from riskml.config import (
+    BacktestParams,
+    Params,
+    SimulateParams,
+    SplitParams,
+    TrainParams,
+    load_area_specs,
+)
+from riskml.evaluate import LABELLED, NO_RECOVERED, RANDOM_CONTROL, TRUTH
+from riskml.labels import build_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+AREAS = ["revenue", "ipr"]
+SPLIT = SplitParams(
+    train_start=date(2023, 3, 1),
+    valid_start=date(2023, 8, 1),
+    test_start=date(2023, 10, 1),
+    test_end=date(2024, 1, 1),
+)
+
+
+@pytest.fixture(scope="module")
+def specs():
+    all_specs = load_area_specs(ROOT / "pipelines")
+    return {a: all_specs[a] for a in AREAS}
+
+
+@pytest.fixture(scope="module")
+def params() -> Params:
+    return Params(
+        areas=AREAS,
+        split=SPLIT,
+        train=TrainParams(num_boost_round=150, early_stopping_rounds=20, learning_rate=0.1),
+        backtest=BacktestParams(n_windows=3, window_months=1, protocols=[ROLLING], n_boot=100),
+    )
+
+
+@pytest.fixture(scope="module")
+def sim(specs) -> dict[str, pd.DataFrame]:
+    from riskml.simulate import simulate
+
+    sp = SimulateParams(n_items=40_000, months=12, n_importers=600, n_suppliers=1200)
+    return simulate(sp, load_area_specs(ROOT / "pipelines"))
+
+
+@pytest.fixture(scope="module")
+def features(sim, params, specs) -> pd.DataFrame:
+    from riskml.features import build_features
+
+    return build_features(sim["declarations"], sim["outcomes"], params.features, specs=specs)
+
+
+@pytest.fixture(scope="module")
+def sim_root(tmp_path_factory, sim, features) -> Path:
+    root = tmp_path_factory.mktemp("backtest-root")
+    (root / "data/features").mkdir(parents=True)
+    (root / "data/interim").mkdir(parents=True)
+    features.to_parquet(root / "data/features/features.parquet", index=False)
+    for name in ("declarations", "outcomes", "truth"):
+        sim[name].to_parquet(root / f"data/interim/{name}.parquet", index=False)
+    return root
+
+
+def _tables(sim, specs, outcomes=None) -> dict:
+    decl = sim["declarations"]
+    outcomes = sim["outcomes"] if outcomes is None else outcomes
+    return {
+        "declarations": decl,
+        "outcomes": outcomes,
+        "dates": pd.to_datetime(decl["accepted_date"]).reset_index(drop=True),
+        "truth": sim["truth"],
+        "labels": {a: build_labels(decl, outcomes, s) for a, s in specs.items()},
+        "revenue_reason": None,
+    }
+
+
+def test_windows_are_consecutive_and_shift_the_whole_split():
+    windows = backtest_windows(SPLIT, n_windows=3, window_months=1)
+    assert [(w.start, w.end) for w in windows] == [
+        (date(2023, 10, 1), date(2023, 11, 1)),
+        (date(2023, 11, 1), date(2023, 12, 1)),
+        (date(2023, 12, 1), date(2024, 1, 1)),
+    ]
+    assert windows[1].split.train_start == date(2023, 4, 1)
+    assert windows[2].split.valid_start == date(2023, 10, 1)
+    for w in windows:
+        s = w.split
+        assert s.train_start < s.valid_start < s.test_start < s.test_end
+        assert w.describe()["labels_known_before"] == str(w.start)
+
+
+def test_raw_features_hold_raw_columns_only(sim):
+    raw = raw_features(sim["declarations"])
+    inputs = [c for c in raw.columns if c not in ("declaration_id", "item_no", "accepted_date")]
+    assert inputs and all(c.startswith("raw_") for c in inputs)
+    assert {"raw_cif_value", "raw_hs4", "raw_origin_country"} <= set(inputs)
+    assert len(raw) == len(sim["declarations"])
+    np.testing.assert_array_equal(_positions(raw, sim["declarations"]), np.arange(len(raw)))
+
+
+def test_backtest_never_trains_on_its_own_test_rows(sim, features, specs, params):
+    """Each window's models learn only from items accepted before the window, with labels known
+    before it; every item of the window is scored, nothing else."""
+    decl = sim["declarations"]
+    raw = raw_features(decl)
+    windows = backtest_windows(SPLIT, n_windows=3, window_months=1)
+    frames = [{"features": features, "raw": raw}] * 3
+    pos = {"features": _positions(features, decl), "raw": _positions(raw, decl)}
+    result = backtest_area(
+        frames, [pos] * 3, _tables(sim, specs), specs["revenue"], windows, params
+    )
+    dates = pd.to_datetime(decl["accepted_date"])
+    for w, facts, per in zip(windows, result["windows"], result["per_window"], strict=True):
+        for model in ("features", "raw"):
+            last = pd.Timestamp(facts["training"][model]["last_train_date"])
+            assert last < pd.Timestamp(w.start)
+            assert facts["training"][model]["n_train_positives"] >= 5
+        in_window = ((dates >= pd.Timestamp(w.start)) & (dates < pd.Timestamp(w.end))).sum()
+        assert per[TRUTH]["n"] == in_window
+        assert set(per[TRUTH]["methods"]) == {
+            "model",
+            "raw_lightgbm",
+            "legacy_rules",
+            "random",
+            "oracle",
+        }
+    agg = result["aggregate"][TRUTH]["methods"]["model"]["precision@5%"]
+    assert agg["min"] <= agg["mean"] <= agg["max"] and len(agg["values"]) == 3
+    assert agg["std"] == pytest.approx(np.std(agg["values"], ddof=1))
+    vs = result["aggregate"][TRUTH]["methods"]["oracle"]["precision_vs_oracle@5%"]
+    assert vs["mean"] == pytest.approx(1.0)
+    head = result["headline"]
+    assert head["population"] == TRUTH
+    model_ci = head["methods"]["model"]
+    assert model_ci["low"] <= model_ci["estimate"] <= model_ci["high"]
+    # The features (histories, reference prices) carry more than the raw columns on revenue.
+    assert (
+        agg["mean"] > result["aggregate"][TRUTH]["methods"]["legacy_rules"]["precision@5%"]["mean"]
+    )
+
+
+def test_labels_of_a_window_are_those_known_before_it(sim, specs):
+    """A training label whose result came after the window start is missing."""
+    w = backtest_windows(SPLIT, n_windows=3, window_months=1)[0]
+    out = sim["outcomes"]
+    known = build_labels(sim["declarations"], out, specs["revenue"], known_before=w.start)
+    later = build_labels(sim["declarations"], out, specs["revenue"])
+    assert known["label"].notna().sum() < later["label"].notna().sum()
+
+
+def test_static_features_ignore_outcomes_after_the_cut(sim, params, specs):
+    cut = date(2023, 8, 1)
+    decl, outc = sim["declarations"], sim["outcomes"]
+    rewritten = outc.copy()
+    late = (pd.to_datetime(rewritten["result_date"]) >= pd.Timestamp(cut)).to_numpy()
+    assert late.sum() > 100
+    rewritten.loc[late, "offence_found"] = ~rewritten.loc[late, "offence_found"].astype(bool)
+    rewritten.loc[late, "risk_area"] = "revenue"
+    rewritten.loc[late, "additional_duty"] = rewritten.loc[late, "additional_duty"] * 3 + 7
+    base = static_features(decl, outc, params, specs, cut=cut)
+    again = static_features(decl, rewritten, params, specs, cut=cut)
+    # Every item, before and after the cut: no outcome from after it feeds any feature.
+    pd.testing.assert_frame_equal(base, again, check_exact=True)
+    from riskml.features import build_features
+
+    rolling = build_features(decl, rewritten, params.features, specs=specs)
+    after = (pd.to_datetime(decl["accepted_date"]) >= pd.Timestamp("2023-10-01")).to_numpy()
+    num = base.select_dtypes("number").columns
+    assert not rolling.loc[after, num].equals(base.loc[after, num])  # the rewrite does matter
+
+
+def test_result_dates_derived_when_absent(sim):
+    decl = sim["declarations"]
+    outc = sim["outcomes"].head(200).drop(columns=["result_date"])
+    out, note = with_result_dates(outc, decl, delay_days=45)
+    acc = decl.set_index(["declaration_id", "item_no"])["accepted_date"]
+    expected = pd.to_datetime(
+        acc.loc[list(zip(outc["declaration_id"], outc["item_no"], strict=True))].to_numpy()
+    ) + pd.Timedelta(days=45)
+    np.testing.assert_array_equal(pd.to_datetime(out["result_date"]).to_numpy(), expected)
+    assert "200 outcome(s)" in note
+    same, none = with_result_dates(sim["outcomes"], decl, delay_days=45)
+    assert none is None and same is sim["outcomes"]
+
+
+def test_run_backtest_files_and_revenue_unavailable(sim_root, params, specs):
+    """Outcomes without recovered amounts: labelled revenue shares are null with a reason, the
+    truth keeps its evaded duty; files for dvc metrics and plots are written."""
+    outc = pd.read_parquet(sim_root / "data/interim/outcomes.parquet")
+    outc.drop(columns=["additional_duty"]).to_parquet(
+        sim_root / "data/interim/outcomes.parquet", index=False
+    )
+    short = run_backtest(sim_root, params, {"revenue": specs["revenue"]})
+    assert short["revenue.rolling"]["on"] == TRUTH
+    summary = json.loads((sim_root / "metrics/backtest/summary.json").read_text())
+    assert summary["config"]["revenue"] == NO_RECOVERED
+    head = summary["areas"]["revenue"][ROLLING]
+    model = head["methods"]["model"]
+    assert model["precision_ci"]["low"] <= model["precision"]["mean"]
+    assert model["precision"]["mean"] <= model["precision_ci"]["high"]
+    assert model["revenue_share"]["mean"] > 0  # on the truth
+    doc = json.loads((sim_root / "metrics/backtest/areas/revenue.json").read_text())
+    agg = doc["protocols"][ROLLING]["aggregate"]
+    for pop in (LABELLED, RANDOM_CONTROL):
+        assert agg[pop]["revenue_unavailable"] == NO_RECOVERED
+        share = agg[pop]["methods"]["model"]["revenue_share@5%"]
+        assert share["mean"] is None and share["values"] == [None, None, None]
+        assert agg[pop]["methods"]["model"]["precision@5%"]["mean"] is not None
+    table = pd.read_csv(sim_root / "plots/backtest/revenue.csv")
+    assert set(table["window"]) == {1, 2, 3} and set(table["protocol"]) == {ROLLING}
+    assert STATIC not in doc["protocols"]
