@@ -27,6 +27,14 @@ from riskml.contract import KEY
 #: The features stage output whose hash identifies the data behind a case file.
 SNAPSHOT_PATH = "data/features"
 
+#: How a candidate came onto the list, in words.
+KIND_WORDS = {
+    "model": "model",
+    "rule": "rule profile",
+    "watchlist": "watch list",
+    "random_control": "random control",
+}
+
 
 @dataclass(frozen=True)
 class CaseContext:
@@ -160,6 +168,12 @@ def how_selected(candidate: Mapping[str, Any], context: CaseContext) -> str:
             "compliance without bias. It carries no risk reasons."
         )
     key = "expected recovery" if context.rank_by == "expected_recovery" else "model score"
+    if candidate["selection_kind"] in ("rule", "watchlist"):
+        by = "rule profile" if candidate["selection_kind"] == "rule" else "watch list"
+        return (
+            f"Selected by {by}: {candidate.get('fired') or 'unnamed'} (place "
+            f"{int(candidate['rank'])} of {context.capacity}); the model's reasons are shown too."
+        )
     return (
         f"Model pick: place {int(candidate['rank'])} of {context.capacity}, ranked by {key} "
         "(at most a fixed number per importer)."
@@ -203,7 +217,7 @@ def case_record(
         "declaration_id": _text(candidate["declaration_id"]),
         "item_no": int(candidate["item_no"]),
         "rank": int(candidate["rank"]),
-        "kind": "model" if candidate["selection_kind"] == "model" else "random control",
+        "kind": KIND_WORDS.get(candidate["selection_kind"], str(candidate["selection_kind"])),
         "score": _num(candidate.get("score"), ".3f"),
         "expected_recovery": _num(candidate.get("expected_recovery"), ",.0f"),
         "how": how_selected(candidate, context),

@@ -374,6 +374,29 @@ def log_to_run(root: Path, run_id: str, folder: Path, *, artifact_path: str) -> 
     client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
 
 
+def area_selection(
+    root: Path,
+    spec: AreaSpec,
+    params: Params,
+    *,
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+) -> pd.DataFrame:
+    """The area's candidate list exactly as the ``select`` stage draws it (same capacity, rule
+    profiles and watch lists, random share and seed)."""
+    from riskml.io import read_parquet
+    from riskml.select import effective_capacity, ranked, select_candidates
+    from riskml.watchlists import load_profile, profile_hits
+
+    scores = read_parquet(root / "data/scores" / f"{spec.name}.parquet")
+    frame = ranked(scores, declarations, outcomes, spec, params.split)
+    area_spec = spec.model_copy(update={"capacity": effective_capacity(spec, len(frame))})
+    profile = load_profile(root / params.select.watchlists)
+    scored = declarations.merge(scores[KEY], on=KEY, how="inner")
+    hits = profile_hits(scored, profile, spec.name)
+    return select_candidates(frame, area_spec, params.select, hits=hits)
+
+
 def explain_one_area(
     root: Path,
     area: str,
@@ -388,8 +411,7 @@ def explain_one_area(
     """Explain one area: reasons table, SHAP plots, case files, artifacts in its MLflow run."""
     from riskml import casefile
     from riskml.fairness import check_protected
-    from riskml.io import read_parquet, write_parquet
-    from riskml.select import ranked, select_candidates
+    from riskml.io import write_parquet
 
     p = params.explain
     model_file = root / "models" / area / "model.txt"
@@ -398,11 +420,9 @@ def explain_one_area(
     booster = lgb.Booster(model_file=str(model_file))
     names = booster.feature_name()
     check_protected(names, params.fairness.protected_features, where=f"model file {model_file}")
-    scores = read_parquet(root / "data/scores" / f"{area}.parquet")
-    frame = ranked(scores, declarations, outcomes, spec, params.split)
-    selected = select_candidates(frame, spec, params.select)
-    # random-control picks carry no reasons: only the model's picks are explained
-    top = selected[selected["selection_kind"] == "model"]
+    selected = area_selection(root, spec, params, declarations=declarations, outcomes=outcomes)
+    # random-control picks carry no reasons: the scored picks (model, rule, watch list) have them
+    top = selected[selected["selection_kind"] != "random_control"]
     rows = candidate_rows(top, features, names)
     contrib = contributions(booster, rows, chunk_size=p.chunk_size)
     table = reasons(rows, contrib, catalogue, n_up=p.n_reasons, n_down=p.n_lowering)
@@ -427,7 +447,7 @@ def explain_one_area(
     context = casefile.CaseContext(
         area=area,
         title=spec.title,
-        capacity=spec.capacity,
+        capacity=len(selected),
         rank_by=spec.rank_by,
         random_share=params.select.random_share,
         model=casefile.model_version(mlf),
