@@ -1,13 +1,29 @@
 """Explanations: TreeSHAP contributions from a real LightGBM model, additivity, sentences."""
 
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.config import load_area_specs
 from riskml.contract import RiskmlError
-from riskml.explain import check_additivity, contributions, explain_area, reasons, sentence
-from riskml.features.catalogue import FeatureInfo
+from riskml.explain import (
+    NO_REASONS,
+    check_additivity,
+    contributions,
+    explain_area,
+    group_contributions,
+    no_reason_rows,
+    plot_waterfall,
+    reasons,
+    sentence,
+    validate_explanations,
+)
+from riskml.features import CATALOGUE as FIXED_CATALOGUE
+from riskml.features import catalogue_for
+from riskml.features.catalogue import FeatureInfo, template_fields
 
 CATALOGUE = {
     info.name: info
@@ -120,3 +136,78 @@ def test_a_sentence_is_given_once_with_the_contributions_behind_it():
     assert len(out) == 1
     assert out.iloc[0]["sentence"] == "unit value 60% below the median"
     assert out.iloc[0]["contribution"] == pytest.approx(0.75)
+
+
+# --- schema, random-control rows, groups, images, catalogue coverage ---
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def table(model_and_frame):
+    booster, frame = model_and_frame
+    reasons_table = explain_area(
+        booster, frame.head(20), frame, CATALOGUE, n_reasons=3, chunk_size=7, n_lowering=1
+    )
+    picks = pd.DataFrame({"declaration_id": ["R1", "R2"], "item_no": [1, 2]})
+    return pd.concat([reasons_table, no_reason_rows(picks)], ignore_index=True)
+
+
+def test_explanations_pass_their_schema_and_random_picks_say_they_have_no_reasons(table):
+    checked = validate_explanations(table)
+    none = checked[checked["direction"] == "none"]
+    assert list(none["declaration_id"]) == ["R1", "R2"]
+    assert (none["sentence"] == NO_REASONS).all() and none["contribution"].isna().all()
+    assert set(checked["direction"]) == {"raises", "lowers", "none"}
+
+
+def test_schema_rejects_a_reason_with_the_wrong_sign(table):
+    bad = table.copy()
+    first = bad.index[bad["direction"] == "raises"][0]
+    bad.loc[first, "contribution"] = -0.5
+    with pytest.raises(RiskmlError, match="wrong sign"):
+        validate_explanations(bad, where="data/explanations/revenue.parquet")
+
+
+def test_schema_rejects_an_empty_sentence_and_a_missing_column(table):
+    bad = table.copy()
+    bad.loc[bad.index[0], "sentence"] = ""
+    with pytest.raises(RiskmlError, match="sentence"):
+        validate_explanations(bad)
+    with pytest.raises(RiskmlError, match="contribution"):
+        validate_explanations(table.drop(columns="contribution"))
+
+
+def test_grouped_contributions_sum_the_features_of_a_group_and_keep_the_total(model_and_frame):
+    booster, frame = model_and_frame
+    contrib = contributions(booster, frame.head(50))
+    catalogue = CATALOGUE | {
+        "noise": FeatureInfo("noise", "importer history", "noise", "noise {noise}")
+    }
+    grouped = group_contributions(contrib, catalogue)
+    assert list(grouped.columns) == ["value", "importer history", "bias"]
+    np.testing.assert_allclose(
+        grouped["importer history"], contrib["imp_hits"] + contrib["noise"], atol=1e-12
+    )
+    np.testing.assert_allclose(grouped.sum(axis=1), contrib.sum(axis=1), atol=1e-9)
+
+
+def test_waterfall_image_is_a_png(model_and_frame, tmp_path):
+    booster, frame = model_and_frame
+    contrib = contributions(booster, frame.head(1)).iloc[0]
+    path = plot_waterfall(contrib, frame.iloc[0].to_dict(), tmp_path / "w.png", title="case 1")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_every_model_feature_has_a_sentence_template_rule_features_included():
+    specs = load_area_specs(ROOT / "pipelines")
+    catalogue = catalogue_for(specs)
+    for area in specs:
+        info = catalogue[f"rule_{area}"]
+        assert info.template and info.template_zero, area
+        assert template_fields(info.template) == [f"ctx_rules_{area}"]
+    for name, info in catalogue.items():
+        assert info.template, name
+        for field in template_fields(info.template):
+            known = field == name or field.startswith("ctx_") or field in FIXED_CATALOGUE
+            assert known, (name, field)

@@ -1,0 +1,82 @@
+"""A small pipeline run shared by the explanation, case-file and notebook tests.
+
+Built once per test session (cached): the project copied into a temporary folder, one area
+(revenue) on a small simulated world, and the stages run as `riskml` sub-commands up to
+``select``, with the project's own MLflow store (``mlflow.db``) in that folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+AREA = "revenue"
+STAGES = [
+    ["source"],
+    ["validate"],
+    ["features"],
+    ["train", "--area", AREA],
+    ["evaluate"],
+    ["explain"],
+    ["select"],
+]
+
+
+def project_env() -> dict[str, str]:
+    """The environment of the stage commands: this venv first, no MLflow/DVC overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def _files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    return [f for f in out if f and (ROOT / f).is_file()]
+
+
+@functools.cache
+def small_project() -> Path:
+    """Root of the small finished run (built on first call)."""
+    dest = Path(tempfile.mkdtemp(prefix="riskml-explain-"))
+    for rel in _files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["areas"] = [AREA]
+    params["simulate"]["n_items"] = 40_000
+    params["explain"]["global_sample"] = 500
+    params["explain"]["case_images"] = 5
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for spec in (dest / "pipelines").glob("*.yaml"):
+        if spec.stem != AREA:
+            spec.unlink()
+    env = project_env()
+    for stage in STAGES:
+        proc = subprocess.run(
+            [str(BIN / "riskml"), *stage],
+            cwd=dest,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"riskml {' '.join(stage)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return dest
