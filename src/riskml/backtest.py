@@ -286,7 +286,13 @@ def window_scores(
     known = build_labels(decl, outcomes, spec, known_before=window.start)
     facts: dict[str, Any] = {}
     scored = None
+    cache = tables.setdefault("raw_cache", {})
     for name, frame in frames.items():
+        if name == "raw" and (spec.name, window.index) in cache:
+            # Raw columns carry no outcome: the raw baseline is the same under every protocol.
+            part, facts[name] = cache[(spec.name, window.index)]
+            scored = scored.merge(part[[*KEY, "score_raw"]], on=KEY, how="left")
+            continue
         area_spec = spec if name == "features" else spec.model_copy(update={"exclude_features": []})
         rows = _train_rows(frame, positions[name], known, dates, window)
         model = train_area(rows, known, area_spec, window.split, train_params)
@@ -307,6 +313,8 @@ def window_scores(
             "best_iteration": model.best_iteration,
             "last_train_date": str(pd.to_datetime(rows["accepted_date"]).max().date()),
         }
+        if name == "raw":
+            cache[(spec.name, window.index)] = (part, facts[name])
     if scored is None or scored.empty:
         raise RiskmlError(
             f"area {spec.name!r}: no item accepted in backtest window [{window.start}, "
