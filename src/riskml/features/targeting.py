@@ -26,15 +26,21 @@ def rule_features(
     context = {}
     for area, spec in specs.items():
         score = np.zeros(len(declarations), dtype=np.float32)
-        names = np.full(len(declarations), "", dtype=object)
-        for rule in spec.legacy_rules:
+        fired = np.zeros(len(declarations), dtype=np.int64)  # bit i: rule i fires
+        for i, rule in enumerate(spec.legacy_rules):
             hit = rule_mask(declarations, rule).to_numpy()
             score += np.float32(rule.weight) * hit
-            names = np.where(
-                hit, np.where(names == "", rule.name, names + " and " + rule.name), names
-            )
+            fired |= hit.astype(np.int64) << i
+        # One sentence per combination of rules that occurs, taken by code (no per-row strings).
+        combos, codes = np.unique(fired, return_inverse=True)
+        labels = [
+            " and ".join(r.name for i, r in enumerate(spec.legacy_rules) if combo >> i & 1)
+            for combo in combos
+        ]
         values[f"rule_{area}"] = score
-        context[f"ctx_rules_{area}"] = pd.array(names, dtype="string")
+        context[f"ctx_rules_{area}"] = pd.array(
+            np.array(labels, dtype=object)[codes], dtype="string"
+        )
     return values, pd.DataFrame(context, index=declarations.index)
 
 
