@@ -12,11 +12,15 @@ import pytest
 from riskml.contract import RiskmlError
 from riskml.evaluate import (
     LABELLED,
+    NO_RECOVERED,
     RANDOM_CONTROL,
     TRUTH,
     assemble_scores,
+    calibration_table,
     evaluate_scores,
+    pr_interpolated_table,
     ranking_scores,
+    recovered_available,
     run_evaluate,
 )
 from riskml.labels import build_labels
@@ -174,3 +178,59 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     run = mlflow.MlflowClient(tracking_uri).get_run(trained["run_id"])
     key = "test.truth.model.precision_at_5pct"
     assert run.data.metrics[key] == pytest.approx(truth["model"]["rates"]["5%"]["precision"])
+
+    pr_i = pd.read_csv(world_root / "plots/evaluation/revenue/pr_interpolated.csv")
+    assert pr_i["recall"].iloc[0] == 0 and pr_i["recall"].iloc[-1] == 1
+    assert {"model", "legacy_rules", "random", "oracle"} <= set(pr_i.columns)
+    assert (pr_i["model"].diff().dropna() <= 1e-12).all()  # interpolated: never increasing
+    cal = pd.read_csv(world_root / "plots/evaluation/revenue/calibration.csv")
+    assert list(cal.columns) == [
+        "predicted",
+        "observed_truth",
+        "observed_labelled",
+        "n_labelled",
+        "perfect",
+    ]
+    assert cal["predicted"].is_monotonic_increasing and len(cal) == 10
+    client = mlflow.MlflowClient(tracking_uri)
+    logged = {a.path for a in client.list_artifacts(trained["run_id"], "evaluation")}
+    assert logged == {
+        "evaluation/precision_at_rate.png",
+        "evaluation/revenue_share_at_rate.png",
+        "evaluation/pr_curve.png",
+        "evaluation/calibration.png",
+    }
+    png = world_root / "plots/evaluation/revenue/calibration.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_revenue_unavailable_is_null_with_a_reason(revenue_spec):
+    result = evaluate_scores(_scores(), revenue_spec, seed=1, revenue_unavailable=NO_RECOVERED)
+    for pop in (LABELLED, RANDOM_CONTROL):
+        assert result[pop]["revenue_unavailable"] == NO_RECOVERED
+        m = result[pop]["methods"]["model"]["rates"]["5%"]
+        assert m["revenue_share"] is None and m["precision"] >= 0
+    assert result[TRUTH]["methods"]["model"]["rates"]["5%"]["revenue_share"] > 0
+    assert "revenue_unavailable" not in result[TRUTH]
+
+
+def test_recovered_available(world):
+    assert recovered_available(world["outcomes"])
+    assert not recovered_available(world["outcomes"].drop(columns=["additional_duty"]))
+    empty = world["outcomes"].assign(additional_duty=np.nan)
+    assert not recovered_available(empty)
+
+
+def test_interpolated_pr_and_calibration_known_answer(revenue_spec):
+    scores = _scores(n=8, with_truth=True).assign(
+        score=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2],
+        offence=pd.array([True, False, True, False, False, False, False, True], dtype="boolean"),
+        true_prob=0.5,
+    )
+    pr = pr_interpolated_table(scores, revenue_spec, seed=0)
+    # Model: hits at ranks 1, 3, 8 → precision 1 up to recall 1/3, 2/3 up to 2/3, 3/8 to 1.
+    at = dict(zip(pr["recall"], pr["model"], strict=True))
+    assert at[0.3] == 1.0 and at[0.5] == pytest.approx(2 / 3) and at[1.0] == pytest.approx(3 / 8)
+    cal = calibration_table(scores, bins=2)
+    assert cal["predicted"].tolist() == pytest.approx([0.35, 0.75])
+    assert cal["observed_truth"].tolist() == pytest.approx([0.25, 0.5])
