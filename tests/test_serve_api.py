@@ -1,0 +1,324 @@
+"""The audit service over real HTTP: a uvicorn server on a loopback port, on the outputs of a
+real (small) pipeline run, with a real SQLite feedback database. Every endpoint, every role
+(401 without or with a bad token, 403 for the wrong role) and bad input (nothing written)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import httpx
+import pandas as pd
+import pytest
+from serve_project import AREAS, LiveServer, built_project, new_batch, project_env
+
+from riskml.config import load_area_specs, load_params
+from riskml.feedback import FeedbackStore, hash_token
+from riskml.serve import create_app
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    project = built_project(tmp_path_factory.getbasetemp())
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", project_env(project)["MLFLOW_TRACKING_URI"])
+    params = load_params(project / "params.yaml")
+    params = params.model_copy(update={"serve": params.serve.model_copy(update={"max_batch": 500})})
+    specs = {a: s for a, s in load_area_specs(project / "pipelines").items() if a in AREAS}
+    db = tmp_path_factory.mktemp("db") / "feedback.db"
+    store = FeedbackStore(f"sqlite:///{db}")
+    tokens = {
+        role: store.create_token(f"{role}-1", role) for role in ("auditor", "reviewer", "admin")
+    }
+    app = create_app(project, params, specs, store=store)
+    with LiveServer(app) as server:
+        yield {"url": server.url, "store": store, "tokens": tokens, "project": project, "db": db}
+    mp.undo()
+
+
+def _client(service, role: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {service['tokens'][role]}"} if role else {}
+    return httpx.Client(base_url=service["url"], headers=headers, timeout=120)
+
+
+def _a_candidate(service, kind: str = "model") -> dict:
+    with _client(service, "reviewer") as c:
+        items = c.get("/candidates", params={"kind": kind, "page_size": 1}).json()["items"]
+    return items[0]
+
+
+def test_health_is_the_only_anonymous_endpoint(service):
+    with _client(service) as c:
+        assert c.get("/health").json()["status"] == "ok"
+        assert c.get("/docs").status_code == 200  # OpenAPI page
+        schema = c.get("/openapi.json").json()
+        assert {"/candidates", "/score", "/outcomes", "/declarations/{declaration_id}"} <= set(
+            schema["paths"]
+        )
+        for method, path in [
+            ("GET", "/candidates"),
+            ("GET", "/declarations/X"),
+            ("POST", "/score"),
+            ("POST", "/outcomes"),
+            ("GET", "/outcomes"),
+            ("GET", "/tokens"),
+        ]:
+            r = c.request(method, path)
+            assert r.status_code == 401, (method, path, r.text)
+        bad = c.get("/candidates", headers={"Authorization": "Bearer rml_not-a-token"})
+        assert bad.status_code == 401
+
+
+def test_roles_are_enforced(service):
+    cand = _a_candidate(service)
+    outcome = {
+        "declaration_id": cand["declaration_id"],
+        "item_no": cand["item_no"],
+        "risk_area": cand["area"],
+        "offence_found": False,
+        "auditor": "R. Viewer",
+    }
+    before = len(service["store"].outcomes())
+    with _client(service, "reviewer") as c:
+        assert c.get("/candidates").status_code == 200
+        assert c.get(f"/declarations/{cand['declaration_id']}").status_code == 200
+        assert c.post("/outcomes", json=outcome).status_code == 403
+        assert c.post("/score", json=[]).status_code == 403
+        assert c.get("/tokens").status_code == 403
+    with _client(service, "auditor") as c:
+        assert c.get("/tokens").status_code == 403
+        assert c.post("/tokens", json={"name": "x", "role": "admin"}).status_code == 403
+    assert len(service["store"].outcomes()) == before
+    with _client(service, "admin") as c:
+        r = c.post("/tokens", json={"name": "temp-reviewer", "role": "reviewer"})
+        assert r.status_code == 201
+        token = r.json()["token"]
+        listed = c.get("/tokens").json()
+        assert "temp-reviewer" in [t["name"] for t in listed]
+        assert token not in json.dumps(listed) and hash_token(token) not in json.dumps(listed)
+        auth = {"Authorization": f"Bearer {token}"}
+        assert c.get("/candidates", headers=auth).status_code == 200
+        assert c.delete("/tokens/temp-reviewer").status_code == 200
+        assert c.get("/candidates", headers=auth).status_code == 401  # revoked
+
+
+def test_candidates_filter_sort_page_and_csv(service):
+    with _client(service, "reviewer") as c:
+        everything = c.get("/candidates", params={"page_size": 1000}).json()
+        assert everything["total"] == len(everything["items"]) == 120  # 2 areas x 60
+        ipr = c.get("/candidates", params={"area": "ipr", "page_size": 1000}).json()
+        assert ipr["total"] == 60 and {i["area"] for i in ipr["items"]} == {"ipr"}
+        rnd = c.get("/candidates", params={"kind": "random_control", "page_size": 1000}).json()
+        assert rnd["total"] == 12 and all(i["reasons"].startswith("random") for i in rnd["items"])
+        office = everything["items"][0]["office"]
+        by_office = c.get("/candidates", params={"office": office, "page_size": 1000}).json()
+        assert by_office["total"] == sum(i["office"] == office for i in everything["items"])
+        dates = sorted(i["accepted_date"] for i in everything["items"])
+        mid = dates[len(dates) // 2]
+        later = c.get("/candidates", params={"date_from": mid, "page_size": 1000}).json()
+        assert later["total"] == sum(d >= mid for d in dates)
+        p1 = c.get("/candidates", params={"page_size": 7, "sort": "score"}).json()["items"]
+        p2 = c.get("/candidates", params={"page_size": 7, "page": 2, "sort": "score"}).json()
+        scores = [i["score"] for i in p1 + p2["items"]]
+        assert scores == sorted(scores, reverse=True)
+        keys = [(i["area"], i["declaration_id"], i["item_no"]) for i in p1 + p2["items"]]
+        assert len(set(keys)) == 14
+        csv = c.get("/candidates", params={"area": "revenue", "format": "csv", "page_size": 1000})
+        assert csv.headers["content-type"].startswith("text/csv")
+        frame = pd.read_csv(io.StringIO(csv.text))
+        assert len(frame) == 60 and "selection_kind" in frame.columns
+        for params in (
+            {"area": "smuggling"},
+            {"date_from": "yesterday"},
+            {"kind": "x"},
+            {"page": 0},
+        ):
+            r = c.get("/candidates", params=params)
+            assert r.status_code == 422, params
+        assert "smuggling" in c.get("/candidates", params={"area": "smuggling"}).text
+
+
+def test_declaration_case_has_scores_reasons_and_peers(service):
+    cand = _a_candidate(service)
+    with _client(service, "auditor") as c:
+        case = c.get(f"/declarations/{cand['declaration_id']}").json()
+        assert case["declaration_id"] == cand["declaration_id"]
+        assert set(case["scores"]) == set(AREAS)
+        assert case["scores"][cand["area"]][str(cand["item_no"])] == pytest.approx(cand["score"])
+        raises = [r for r in case["reasons"] if r["direction"] == "raises"]
+        assert raises and all(r["sentence"] for r in raises)
+        assert len(case["peers"]) == len(case["items"])
+        assert {"peer_declarations", "peer_median_unit_value", "importer_controls"} <= set(
+            case["peers"][0]
+        )
+        assert c.get("/declarations/D-NOPE").status_code == 404
+
+
+def test_outcome_is_stored_with_who_and_bad_input_writes_nothing(service):
+    cand = _a_candidate(service)
+    good = {
+        "declaration_id": cand["declaration_id"],
+        "item_no": cand["item_no"],
+        "risk_area": cand["area"],
+        "offence_found": True,
+        "offence_code": "REV-UV",
+        "additional_duty": 1234.5,
+        "auditor": "A. Auditor",
+    }
+    store = service["store"]
+    before = len(store.outcomes())
+    with _client(service, "auditor") as c:
+        bad_inputs = [
+            dict(good, risk_area="smuggling"),
+            dict(good, item_no="abc"),
+            dict(good, additional_duty=-1),
+            dict(good, declaration_id="D-UNKNOWN"),
+            dict(good, control_kind="telepathy"),
+            {k: v for k, v in good.items() if k != "auditor"},
+        ]
+        for body in bad_inputs:
+            r = c.post("/outcomes", json=body)
+            assert r.status_code == 422, (body, r.text)
+        r = c.post(
+            "/outcomes",
+            content=b'{"declaration_id": ',
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 422
+        assert len(store.outcomes()) == before
+        r = c.post("/outcomes", json=good)
+        assert r.status_code == 201 and r.json()["recorded_by"] == "auditor-1"
+    stored = store.outcomes().iloc[-1]
+    assert stored["recorded_by"] == "auditor-1" and stored["auditor"] == "A. Auditor"
+    assert stored["additional_duty"] == 1234.5 and bool(stored["offence_found"])
+    with _client(service, "reviewer") as c:
+        case = c.get(f"/declarations/{cand['declaration_id']}").json()
+        assert case["recorded_outcomes"][-1]["offence_code"] == "REV-UV"
+        assert len(c.get("/outcomes").json()) == before + 1
+
+
+def test_score_json_and_csv_batches(service):
+    batch = new_batch(service["project"], 40)
+    body = json.loads(batch.to_json(orient="records", date_format="iso"))
+    with _client(service, "auditor") as c:
+        r = c.post("/score", json={"declarations": body})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["items"] == 40
+        first = out["scores"][0]
+        assert set(AREAS) <= set(first) and 0 <= first["revenue"] <= 1
+        csv_text = batch.assign(accepted_date=batch["accepted_date"].dt.date).to_csv(index=False)
+        r = c.post(
+            "/score",
+            content=csv_text.encode(),
+            headers={"content-type": "text/csv"},
+            params={"format": "csv"},
+        )
+        assert r.status_code == 200, r.text
+        scored = pd.read_csv(io.StringIO(r.text))
+        assert len(scored) == 40
+        merged = pd.DataFrame(out["scores"]).merge(scored, on=["declaration_id", "item_no"])
+        assert (merged["revenue_x"] - merged["revenue_y"]).abs().max() < 1e-9
+
+
+def test_score_rejects_bad_rows_naming_row_and_field(service):
+    batch = new_batch(service["project"], 10, start=50)
+    body = json.loads(batch.to_json(orient="records", date_format="iso"))
+    body[3]["cif_value"] = "lots"
+    body[6]["gross_mass_kg"] = -2
+    unseen = dict(body[0], declaration_id="NEW-UNSEEN", importer_id="IMP-NEVER-SEEN")
+    unseen.pop("supplier_id")  # optional field missing
+    with _client(service, "auditor") as c:
+        r = c.post("/score", json=body)
+        assert r.status_code == 422
+        errors = r.json()["errors"]
+        assert {e["row"] for e in errors} == {4, 7}  # 1-based rows of the batch
+        assert {e["field"] for e in errors if e["row"] == 4} == {"cif_value"}
+        assert "gross_mass_kg" in {e["field"] for e in errors if e["row"] == 7}
+        assert all(e["msg"] for e in errors)
+        assert (
+            c.post(
+                "/score", content=b"[{", headers={"content-type": "application/json"}
+            ).status_code
+            == 422
+        )
+        assert c.post("/score", json={"rows": 3}).status_code == 422
+        assert c.post("/score", json=[body[0]] * 501).status_code == 413  # max_batch 500
+        r = c.post("/score", json=[unseen])
+        assert r.status_code == 200, r.text  # an unseen importer and a missing optional field
+        assert r.json()["items"] == 1
+
+
+def test_logs_name_routes_never_tokens_or_declarations(service, caplog):
+    cand = _a_candidate(service)
+    with caplog.at_level(logging.INFO, logger="riskml.serve"):
+        with _client(service, "auditor") as c:
+            c.get(f"/declarations/{cand['declaration_id']}")
+            c.get("/candidates", params={"office": cand["office"]})
+    text = caplog.text
+    assert "GET /declarations/{declaration_id} 200" in text
+    assert cand["declaration_id"] not in text and cand["office"] not in text
+    for token in service["tokens"].values():
+        assert token not in text
+
+
+def test_outcome_recorded_through_the_api_becomes_a_training_label(service, tmp_path):
+    """Round trip: API -> database -> `riskml outcomes export` -> source stage appends it to the
+    raw outcomes -> validate -> the labels the next training run builds."""
+    import shutil
+    import subprocess
+    import sys
+
+    from riskml.config import load_area_specs
+    from riskml.contract import run_validate
+    from riskml.feedback import EXPORT_PATH, append_feedback
+    from riskml.labels import build_labels
+
+    project = service["project"]
+    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    spec = load_area_specs(project / "pipelines")["ipr"]
+    labels = build_labels(decl, pd.read_parquet(project / "data/interim/outcomes.parquet"), spec)
+    unlabelled = decl[labels["label"].isna().to_numpy()].iloc[-1]
+    body = {
+        "declaration_id": unlabelled["declaration_id"],
+        "item_no": int(unlabelled["item_no"]),
+        "risk_area": "ipr",
+        "offence_found": True,
+        "offence_code": "IPR-CF",
+        "control_kind": "pca",
+        "result_date": (unlabelled["accepted_date"] + pd.Timedelta(days=20)).date().isoformat(),
+        "auditor": "A. Auditor",
+    }
+    with _client(service, "auditor") as c:
+        assert c.post("/outcomes", json=body).status_code == 201
+
+    work = tmp_path / "next-run"
+    shutil.copytree(project / "data/raw", work / "data/raw")
+    shutil.copy(project / "params.yaml", work / "params.yaml")
+    shutil.copytree(project / "pipelines", work / "pipelines")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "riskml",
+            "outcomes",
+            "export",
+            "--root",
+            str(work),
+            "--database-url",
+            f"sqlite:///{service['db']}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert append_feedback(work / "data/raw", work / EXPORT_PATH) >= 1
+    run_validate(work / "data/raw", work / "data/interim", work / "metrics/validation.json")
+    new_decl = pd.read_parquet(work / "data/interim/declarations.parquet")
+    new_out = pd.read_parquet(work / "data/interim/outcomes.parquet")
+    new_labels = build_labels(new_decl, new_out, spec).set_index(["declaration_id", "item_no"])
+    key = (unlabelled["declaration_id"], int(unlabelled["item_no"]))
+    assert new_labels.loc[key, "label"] == 1.0
+    assert new_labels.loc[key, "control_kind"] == "pca"

@@ -1,0 +1,126 @@
+"""The reviewer pages end to end in headless Chromium (Debian's package, driven by Playwright)
+against a real uvicorn server: sign in, filter, sort, open a case, record an outcome, see it
+stored in the database."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from serve_project import AREAS, LiveServer, built_project, project_env
+
+from riskml.config import load_area_specs, load_params
+from riskml.feedback import FeedbackStore
+from riskml.serve import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian package chromium not installed (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    project = built_project(tmp_path_factory.getbasetemp())
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", project_env(project)["MLFLOW_TRACKING_URI"])
+    params = load_params(project / "params.yaml")
+    specs = {a: s for a, s in load_area_specs(project / "pipelines").items() if a in AREAS}
+    store = FeedbackStore(f"sqlite:///{tmp_path_factory.mktemp('db') / 'feedback.db'}")
+    tokens = {
+        "auditor": store.create_token("Ana Auditor", "auditor"),
+        "reviewer": store.create_token("Rui Reviewer", "reviewer"),
+    }
+    with LiveServer(create_app(project, params, specs, store=store)) as server:
+        yield {"url": server.url, "store": store, "tokens": tokens}
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _sign_in(page, url: str, token: str) -> None:
+    page.goto(f"{url}/ui/candidates")
+    assert page.url.endswith("/ui/login")  # not signed in: sent to the sign-in page
+    page.fill("#token", token)
+    page.click("#signin")
+    page.wait_for_url("**/ui/candidates")
+
+
+def test_auditor_signs_in_filters_opens_a_case_and_records_an_outcome(site, browser):
+    page = browser.new_page()
+    url = site["url"]
+    page.goto(f"{url}/ui/login")
+    page.fill("#token", "rml_wrong")
+    page.click("#signin")
+    assert "Unknown or revoked token" in page.inner_text("[role=alert]")
+
+    _sign_in(page, url, site["tokens"]["auditor"])
+    assert page.inner_text("#who-name") == "Ana Auditor"
+    assert page.locator("#candidates tbody tr").count() == 50  # first page
+    page.select_option("#f-area", "ipr")
+    page.select_option("#f-kind", "model")
+    page.select_option("#f-sort", "score")
+    page.click("#apply")
+    page.wait_for_url("**area=ipr**")
+    areas = page.locator("#candidates td.area").all_inner_texts()
+    kinds = page.locator("#candidates td.kind").all_inner_texts()
+    assert areas and set(areas) == {"ipr"} and set(kinds) == {"model"}
+    scores = [float(s) for s in page.locator("#candidates td.num:nth-child(11)").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True)
+    assert "54 candidate item(s)" in page.inner_text("#total")  # 60 minus 6 random controls
+
+    first = page.locator("a.case-link").first
+    declaration_id = first.inner_text()
+    first.click()
+    page.wait_for_url(f"**/ui/cases/{declaration_id}")
+    assert page.inner_text("#case-id") == declaration_id
+    assert page.locator("#reasons tbody tr.raises").count() >= 1
+    assert page.locator("#reasons .bar").count() >= 1  # the waterfall bars
+    assert page.locator("#peers tbody tr").count() >= 1
+    assert page.locator("#no-outcomes").count() == 1
+
+    item_no = page.locator("#selection tbody tr td:nth-child(4)").first.inner_text()
+    page.select_option("#o-item", item_no)
+    page.select_option("#o-area", "ipr")
+    page.select_option("#o-found", "yes")
+    page.fill("#o-code", "IPR-CF")
+    page.fill("#o-duty", "250.5")
+    page.fill("#o-auditor", "Ana Auditor (team 3)")
+    page.click("#o-submit")
+    page.wait_for_url("**recorded=1")
+    row = page.inner_text("#recorded tbody tr")
+    assert "IPR-CF" in row and "Ana Auditor (team 3)" in row and "250.50" in row
+
+    stored = site["store"].outcomes()
+    mine = stored[stored["declaration_id"] == declaration_id]
+    assert len(mine) == 1
+    rec = mine.iloc[0]
+    assert rec["recorded_by"] == "Ana Auditor" and rec["risk_area"] == "ipr"
+    assert bool(rec["offence_found"]) and rec["item_no"] == int(item_no)
+    page.close()
+
+
+def test_reviewer_reads_but_has_no_outcome_form(site, browser):
+    page = browser.new_page()
+    _sign_in(page, site["url"], site["tokens"]["reviewer"])
+    page.locator("a.case-link").first.click()
+    page.wait_for_selector("#case-id")
+    assert page.locator("#outcome-form").count() == 0
+    assert "reads only" in page.content()
+    before = len(site["store"].outcomes())
+    # a forged form post with the reviewer's session is refused and writes nothing
+    response = page.request.post(
+        f"{site['url']}/ui/cases/{page.inner_text('#case-id')}/outcome",
+        form={"item_no": "1", "risk_area": "ipr", "offence_found": "yes", "auditor": "x"},
+    )
+    assert response.status == 403
+    assert len(site["store"].outcomes()) == before
+    page.close()
