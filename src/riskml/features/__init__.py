@@ -160,6 +160,8 @@ def build_features(
     # Catalogue order; a feature without an entry still comes out (and fails the catalogue test).
     catalogue = catalogue_for(specs)
     ordered = [n for n in catalogue if n in features] + [n for n in features if n not in catalogue]
-    frame = pd.concat([frame, pd.DataFrame({n: features[n] for n in ordered}), context], axis=1)
+    # Pop the arrays as they go into the frame: peak memory two copies of the features, not three.
+    values = pd.DataFrame({n: features.pop(n) for n in ordered})
+    frame = pd.concat([frame, values, context], axis=1)
     frame.index = declarations.index
     return frame
