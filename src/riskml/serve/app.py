@@ -182,17 +182,12 @@ def create_app(
     ) -> Response:
         """The candidate lists (every area, or one), filtered, sorted and paged; JSON or CSV."""
         q = _query(area, office, kind, date_from, date_to, sort, page, page_size)
-        total, rows = data.query(q)
-        rows = rows.assign(accepted_date=rows["accepted_date"].dt.date.astype(str))
         if format == "csv":
+            _, rows = data.query(q)
+            rows = rows.assign(accepted_date=rows["accepted_date"].dt.date.astype(str))
             return Response(rows.to_csv(index=False), media_type="text/csv")
-        body = {
-            "total": total,
-            "page": page,
-            "page_size": page_size,
-            "items": json.loads(rows.to_json(orient="records")),
-        }
-        return JSONResponse(body)
+        total, items = data.query_records(q)
+        return JSONResponse({"total": total, "page": page, "page_size": page_size, "items": items})
 
     @app.get("/declarations/{declaration_id}", tags=["cases"])
     def declaration(declaration_id: str, who: Reader) -> dict[str, Any]:

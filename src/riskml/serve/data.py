@@ -3,6 +3,7 @@ explanations; pure look-ups on DataFrames loaded once at start-up."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -78,6 +79,19 @@ class ServiceData:
         for col in ("fired", "flags", "reasons", "model_version"):
             cands[col] = cands[col].fillna("").astype(str)
         self.candidates = cands
+        # pre-computed for fast queries: column arrays, one order per sort key, JSON-ready rows
+        self._cols = {
+            c: cands[c].astype(str).to_numpy() for c in ("area", "office", "selection_kind")
+        }
+        self._dates_c = cands["accepted_date"].to_numpy()
+        self._orders = {
+            key: cands.sort_values(
+                [col, "area", "rank"], ascending=[asc, True, True], kind="stable"
+            ).index.to_numpy()
+            for key, (col, asc) in SORT_KEYS.items()
+        }
+        shown = cands.assign(accepted_date=cands["accepted_date"].dt.date.astype(str))
+        self._records = json.loads(shown.to_json(orient="records"))
         decl = read_parquet(root / "data/interim/declarations.parquet")
         self.declarations = decl.sort_values(KEY, kind="stable").reset_index(drop=True)
         self._decl_ids = self.declarations["declaration_id"].astype(str).to_numpy()
@@ -145,6 +159,21 @@ class ServiceData:
         )
         start = (q.page - 1) * q.page_size
         return len(hit), hit.iloc[start : start + q.page_size]
+
+    def query_records(self, q: CandidateQuery) -> tuple[int, list[dict[str, Any]]]:
+        """Like :meth:`query`, as JSON-ready rows (pre-computed; no DataFrame per request)."""
+        order = self._orders[q.sort]
+        mask = np.ones(len(order), dtype=bool)
+        for value, col in ((q.area, "area"), (q.office, "office"), (q.kind, "selection_kind")):
+            if value:
+                mask &= self._cols[col][order] == value
+        if q.date_from:
+            mask &= self._dates_c[order] >= np.datetime64(q.date_from)
+        if q.date_to:
+            mask &= self._dates_c[order] <= np.datetime64(q.date_to)
+        hit = order[mask]
+        start = (q.page - 1) * q.page_size
+        return len(hit), [self._records[i] for i in hit[start : start + q.page_size]]
 
     def has_item(self, declaration_id: str, item_no: int) -> bool:
         """True when the declaration item is stored."""
