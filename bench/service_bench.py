@@ -1,0 +1,212 @@
+"""Benchmark of the audit service on a finished pipeline run (default: /tmp/clean-like folder).
+
+Usage:  python bench/service_bench.py --root PROJECT [--port 8765] [--clients 20] [--requests 50]
+
+Starts `riskml serve` as its own process on a loopback port with a fresh SQLite feedback
+database, creates an auditor token, then measures:
+
+* ``POST /score`` wall time and throughput for batches of 1,000 and 100,000 new declarations
+  (CSV bodies: stored items copied with fresh ids, dated the day after the data), with the
+  server-side split (contract check, features, model prediction) from a direct Scorer run;
+* model prediction alone: declarations per second per area (champion Booster on 100,000
+  feature rows, 2 threads);
+* ``GET /candidates`` latency (median, p99) under ``--clients`` concurrent clients, each sending
+  ``--requests`` requests with random filters and pages.
+
+PROJECT is read only (the database and the token live in a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+BIN = Path(sys.executable).parent
+
+
+def new_batch(decl: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` new items: stored ones (cycled) with fresh ids, dated the day after the data."""
+    rows = decl.sample(n=n, replace=n > len(decl), random_state=0).copy()
+    rows["declaration_id"] = [f"BENCH{i:08d}" for i in range(n)]
+    rows["item_no"] = 1
+    rows["accepted_date"] = (decl["accepted_date"].max() + pd.Timedelta(days=1)).date()
+    return rows.reset_index(drop=True)
+
+
+def _riskml(args: list[str], env: dict[str, str]) -> str:
+    proc = subprocess.run(
+        [str(BIN / "riskml"), *args], env=env, capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+def bench_predict(root: Path, env: dict[str, str]) -> dict[str, float]:
+    """Declarations per second of the champion Booster of each area on 100,000 feature rows."""
+    os.environ.update(env)
+    from riskml.config import load_area_specs, load_params
+    from riskml.score import load_champion, predict
+
+    params = load_params(root / "params.yaml")
+    specs = load_area_specs(root / "pipelines")
+    feats = pd.read_parquet(root / "data/features/features.parquet").tail(100_000)
+    out = {}
+    for area in params.areas:
+        if area not in specs:
+            continue
+        model = load_champion(root, area)
+        predict(model, feats.head(1000))  # warm-up
+        t0 = time.perf_counter()
+        predict(model, feats)
+        out[area] = len(feats) / (time.perf_counter() - t0)
+    return out
+
+
+def bench_score(url: str, token: str, decl: pd.DataFrame, n: int) -> dict[str, float]:
+    body = new_batch(decl, n).to_csv(index=False).encode()
+    with httpx.Client(base_url=url, timeout=3600) as c:
+        t0 = time.perf_counter()
+        r = c.post(
+            "/score",
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "content-type": "text/csv"},
+            params={"format": "csv"},
+        )
+        elapsed = time.perf_counter() - t0
+    r.raise_for_status()
+    return {"n": n, "seconds": elapsed, "per_second": n / elapsed}
+
+
+def bench_candidates(url: str, token: str, areas: list[str], clients: int, requests: int):
+    """Latencies (ms) of GET /candidates from ``clients`` threads."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        mine = []
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
+            for _ in range(requests):
+                params = {"page": rng.randint(1, 5), "page_size": 50}
+                if rng.random() < 0.7:
+                    params["area"] = rng.choice(areas)
+                if rng.random() < 0.3:
+                    params["kind"] = rng.choice(["model", "random_control"])
+                if rng.random() < 0.3:
+                    params["sort"] = rng.choice(["score", "expected_recovery", "accepted_date"])
+                t0 = time.perf_counter()
+                r = c.get("/candidates", params=params)
+                mine.append(1000 * (time.perf_counter() - t0))
+                r.raise_for_status()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat = np.array(latencies)
+    return {
+        "requests": len(lat),
+        "median_ms": float(np.median(lat)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "requests_per_second": len(lat) / wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--root", type=Path, required=True)
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 100_000])
+    ap.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
+    args = ap.parse_args()
+    root = args.root.resolve()
+    tmp = Path(tempfile.mkdtemp(prefix="riskml-service-bench-"))
+    db = f"sqlite:///{tmp / 'feedback.db'}"
+    env = dict(os.environ)
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    token = _riskml(
+        [
+            "tokens",
+            "create",
+            "bench",
+            "--role",
+            "auditor",
+            "--root",
+            str(root),
+            "--database-url",
+            db,
+        ],
+        env,
+    ).splitlines()[-1]
+    url = f"http://127.0.0.1:{args.port}"
+    server = subprocess.Popen(
+        [
+            str(BIN / "riskml"),
+            "serve",
+            "--root",
+            str(root),
+            "--port",
+            str(args.port),
+            "--database-url",
+            db,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "server.log", "w"),  # noqa: SIM115
+    )
+    try:
+        t0 = time.perf_counter()
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.perf_counter() - t0 > 120:
+                raise SystemExit(f"server did not start; see {tmp / 'server.log'}")
+            time.sleep(0.2)
+        print(f"server up in {time.perf_counter() - t0:.1f} s")
+        areas = httpx.get(f"{url}/health").json()["areas"]
+        cand = bench_candidates(url, token, areas, args.clients, args.requests)
+        print(
+            f"GET /candidates, {args.clients} clients x {args.requests}: median "
+            f"{cand['median_ms']:.1f} ms, p99 {cand['p99_ms']:.1f} ms, "
+            f"{cand['requests_per_second']:.0f} req/s"
+        )
+        decl = pd.read_parquet(root / "data/interim/declarations.parquet")
+        if args.sizes:
+            warm = bench_score(url, token, decl, 10)  # loads the champions from the registry
+            print(f"POST /score warm-up (10 rows, loads champions): {warm['seconds']:.1f} s")
+        for n in args.sizes:
+            res = bench_score(url, token, decl, n)
+            print(
+                f"POST /score {n:,} declarations: {res['seconds']:.1f} s, "
+                f"{res['per_second']:,.0f} declarations/s"
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    for area, rate in ({} if args.no_predict else bench_predict(root, env)).items():
+        print(f"model prediction {area}: {rate:,.0f} declarations/s")
+    print("done")
+
+
+if __name__ == "__main__":
+    main()
