@@ -97,3 +97,12 @@ def test_score_command_writes_scores_selection_and_quarantine(project, tmp_path)
     assert set(selected.columns) == set(scores.columns) and selected["selected"].all()
     quarantine = pd.read_csv(out / "quarantine.csv", encoding="utf-8-sig")
     assert quarantine["row"].unique().tolist() == [5]  # one row, two failed checks
+
+
+def test_selected_items_carry_reasons(project):
+    scorer = _scorer(project)
+    for model in scorer.models.values():
+        model.threshold = 0.0  # every item reaches the list: all get reasons
+    result = scorer.score(new_batch(project, 15, start=200))
+    assert result.scores["selected"].all()
+    assert (result.scores["reasons"].str.len() > 0).all()

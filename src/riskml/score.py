@@ -27,7 +27,7 @@ from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError, validate
 from riskml.train import feature_matrix
 
-SCORE_COLUMNS = [*KEY, "accepted_date", "area", "score", "selected", "fired", "flags"]
+SCORE_COLUMNS = [*KEY, "accepted_date", "area", "score", "selected", "fired", "flags", "reasons"]
 
 
 @dataclass
@@ -213,7 +213,43 @@ class Scorer:
                 )
             )
         timings["predict"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        parts = [self._with_reasons(part, feats) for part in parts]
+        timings["reasons"] = time.perf_counter() - t0
         return ScoreResult(pd.concat(parts, ignore_index=True), quarantine, timings)
+
+    def _with_reasons(self, part: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
+        """``part`` (one area's scores) with the top raising reasons of its selected items."""
+        from riskml.explain import explain_area
+        from riskml.features import catalogue_for
+
+        part = part.assign(reasons="")
+        chosen = part[part["selected"].astype(bool)]
+        if chosen.empty:
+            return part
+        model = self.models[part["area"].iloc[0]]
+        expl = explain_area(
+            model.booster,
+            chosen[KEY],
+            feats,
+            catalogue_for(self.specs),
+            n_reasons=3,
+            chunk_size=self.params.explain.chunk_size,
+        )
+        text = part[KEY].merge(_reason_text(expl, 3), on=KEY, how="left")["reasons"]
+        part["reasons"] = text.fillna("").to_numpy()
+        return part
+
+
+def _reason_text(expl: pd.DataFrame, n: int) -> pd.DataFrame:
+    ups = expl[(expl["direction"] == "raises") & (expl["rank"] <= n)]
+    return (
+        ups.sort_values([*KEY, "rank"])
+        .groupby(KEY, sort=False)["sentence"]
+        .agg("; ".join)
+        .rename("reasons")
+        .reset_index()
+    )
 
 
 def _joined(good: pd.DataFrame, hits: pd.DataFrame) -> np.ndarray:

@@ -382,7 +382,8 @@ def create_app(
                 {"who": who, "declaration_id": declaration_id},
                 status_code=404,
             )
-        max_abs = max((abs(r["contribution"]) for r in case["reasons"]), default=1.0) or 1.0
+        contributions = [abs(r["contribution"]) for r in case["reasons"] if r["contribution"]]
+        max_abs = max(contributions, default=1.0) or 1.0
         context = {
             "who": who,
             "case": case,

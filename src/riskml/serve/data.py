@@ -213,7 +213,7 @@ class ServiceData:
                         "item_no": int(rec["item_no"]),
                         "direction": rec["direction"],
                         "feature": rec["feature"],
-                        "contribution": float(rec["contribution"]),
+                        "contribution": _plain(float(rec["contribution"])),
                         "sentence": rec["sentence"],
                     }
                 )
