@@ -151,6 +151,10 @@ def reasons(
     records = []
     values = feats.to_numpy()
     names = np.asarray(feats.columns)
+    # Once a direction has its reasons, a further feature only matters if it can repeat a
+    # sentence already given; repeats come from features of one group (a price gap per kg and per
+    # quantity unit in kg), so features of other groups are not formatted.
+    group_of = {name: getattr(catalogue.get(name), "group", name) for name in names}
     for i, row in enumerate(rows.to_dict("records")):
         order = np.argsort(-values[i], kind="stable")
         for direction, sequence, limit in (
@@ -160,10 +164,13 @@ def reasons(
             # Two features can say the same thing (a gap as a z-score and as a percentage):
             # a sentence is given once, with the contributions of the features behind it.
             said: dict[str, dict[str, Any]] = {}
+            said_groups: set[str] = set()
             for j in sequence:
                 value = values[i, j]
                 if (direction == "raises" and value <= 0) or (direction == "lowers" and value >= 0):
                     break
+                if len(said) == limit and group_of[names[j]] not in said_groups:
+                    continue
                 text = sentence(names[j], row, catalogue)
                 if text in said:
                     said[text]["contribution"] += float(value)
@@ -171,6 +178,7 @@ def reasons(
                 if len(said) == limit:
                     continue
                 info = catalogue.get(names[j])
+                said_groups.add(group_of[names[j]])
                 said[text] = {
                     "declaration_id": row["declaration_id"],
                     "item_no": row["item_no"],
