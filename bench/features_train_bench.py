@@ -11,8 +11,9 @@ scale with it; 24 months, seed 42) with ``riskml.simulate.run`` into a temporary
   with the thread count of ``params.yaml`` (2), without MLflow logging;
 
 and prints wall times, CPU times (all threads of the child; on a machine shared with other
-jobs, wall time grows with the load, CPU time much less) and the child's peak memory (max RSS). Each size runs in its own child so
-that its peak memory is its own; the parent prints every time as a ratio to the first size's.
+jobs, wall time grows with the load, CPU time much less) and the child's peak memory (max
+RSS). Each size runs in its own child so that its peak memory is its own; the parent prints
+every time as a ratio to the first size's.
 Simulation time is reported but is not part of the targets.
 """
 
