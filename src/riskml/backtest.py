@@ -297,7 +297,8 @@ def window_scores(
         rows = _train_rows(frame, positions[name], known, dates, window)
         model = train_area(rows, known, area_spec, window.split, train_params)
         # Leakage guard: nothing the model learnt from was accepted in its own test window.
-        assert pd.to_datetime(rows["accepted_date"]).max() < pd.Timestamp(window.start)
+        if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
+            raise RuntimeError(f"backtest window {window.index}: a training row is not before it")
         test = _test_rows(frame, window)
         part = test[[*KEY, "accepted_date"]].reset_index(drop=True)
         part["declaration_id"] = part["declaration_id"].astype("string")
@@ -338,11 +339,6 @@ def _with_oracle_shares(result: dict[str, Any]) -> dict[str, Any]:
                 ok = num is not None and den is not None and den > 0 and math.isfinite(num)
                 m[f"{name}_vs_oracle"] = num / den if ok else None
     return result
-
-
-def headline_population(result: dict[str, Any]) -> str:
-    """The population of an area's headline figure: the truth when known, else labelled."""
-    return TRUTH if result.get(TRUTH, {}).get("methods") else LABELLED
 
 
 def aggregate_windows(per_window: list[dict[str, Any]]) -> dict[str, Any]:
