@@ -7,6 +7,7 @@ Built once per test session (cached): the project copied into a temporary folder
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -54,6 +55,7 @@ def _files() -> list[str]:
 def small_project() -> Path:
     """Root of the small finished run (built on first call)."""
     dest = Path(tempfile.mkdtemp(prefix="riskml-explain-"))
+    atexit.register(shutil.rmtree, dest, ignore_errors=True)
     for rel in _files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
