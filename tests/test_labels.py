@@ -144,9 +144,7 @@ def test_drugs_labels(declarations, outcomes):
 
 def test_known_before_hides_late_results(declarations, outcomes):
     nan = float("nan")
-    labels = build_labels(
-        declarations, outcomes, REVENUE, known_before=pd.Timestamp("2024-06-01")
-    )
+    labels = build_labels(declarations, outcomes, REVENUE, known_before=pd.Timestamp("2024-06-01"))
     _check(
         labels,
         {

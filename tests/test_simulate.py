@@ -85,8 +85,10 @@ def test_values_are_mutually_consistent(world):
     assert ratio.between(1.02, 1.16).all()
     assert d["duty_rate"].between(0, 1).all()
     assert np.allclose(d["duties_paid"], d["duty_rate"] * d["cif_value"], atol=0.011)
-    assert (d.loc[d["quantity_unit"] == "kg", "quantity"] == d.loc[d["quantity_unit"] == "kg",
-                                                                   "net_mass_kg"]).mean() > 0.99
+    assert (
+        d.loc[d["quantity_unit"] == "kg", "quantity"]
+        == d.loc[d["quantity_unit"] == "kg", "net_mass_kg"]
+    ).mean() > 0.99
     assert d["preference_claim"].any()
     assert (d.loc[d["preference_claim"], "duty_rate"] == 0).all()
 
@@ -95,19 +97,63 @@ def test_catalogue_covers_every_area_focus():
     cat = load_catalogue()
     assert len(cat) >= 300
     assert len(set(cat.chapter)) >= 40
-    for prefix in ("2203", "2208", "2402", "2710", "61", "62", "64", "8703", "08", "09", "2939",
-                   "2914", "2932", "42", "8517", "9503", "9101", "3303", "3304", "2903", "3824",
-                   "8415", "8418", "01", "03", "05", "41", "44", "3915", "4707", "7204", "3003",
-                   "3004", "9018", "93", "3601", "3604", "2844", "8542", "8526", "90"):
+    for prefix in (
+        "2203",
+        "2208",
+        "2402",
+        "2710",
+        "61",
+        "62",
+        "64",
+        "8703",
+        "08",
+        "09",
+        "2939",
+        "2914",
+        "2932",
+        "42",
+        "8517",
+        "9503",
+        "9101",
+        "3303",
+        "3304",
+        "2903",
+        "3824",
+        "8415",
+        "8418",
+        "01",
+        "03",
+        "05",
+        "41",
+        "44",
+        "3915",
+        "4707",
+        "7204",
+        "3003",
+        "3004",
+        "9018",
+        "93",
+        "3601",
+        "3604",
+        "2844",
+        "8542",
+        "8526",
+        "90",
+    ):
         assert cat.prefixed(prefix).any(), prefix
     assert (cat.cheaper_sibling >= 0).mean() > 0.3
 
 
 def test_prevalence_per_area(world):
     prev = world["truth"].groupby("risk_area")["offence"].mean()
-    bounds = {"revenue": (0.03, 0.06), "ipr": (0.006, 0.016), "health_safety": (0.0015, 0.005),
-              "environment": (0.0006, 0.003), "drugs": (0.0003, 0.0016),
-              "security": (0.00008, 0.0008)}
+    bounds = {
+        "revenue": (0.03, 0.06),
+        "ipr": (0.006, 0.016),
+        "health_safety": (0.0015, 0.005),
+        "environment": (0.0006, 0.003),
+        "drugs": (0.0003, 0.0016),
+        "security": (0.00008, 0.0008),
+    }
     for area, (lo, hi) in bounds.items():
         assert lo <= prev[area] <= hi, (area, prev[area])
 
@@ -141,7 +187,8 @@ def test_outcomes_reference_items_and_match_the_truth(world, truth_wide):
     for area, spec in specs.items():
         assert set(found.loc[found["risk_area"] == area, "control_kind"]) <= set(spec.detectable_by)
     rev = found[found["risk_area"] == "revenue"].merge(
-        truth_wide.xs("revenue", axis=1, level=1)["evaded_duty"].reset_index(), on=KEY)
+        truth_wide.xs("revenue", axis=1, level=1)["evaded_duty"].reset_index(), on=KEY
+    )
     assert (rev["additional_duty"] <= rev["evaded_duty"] + 0.01).all()
     assert (o["additional_duty"] >= 0).all() and (o["quantity_seized"] >= 0).all()
 
@@ -154,8 +201,9 @@ def test_control_rates_and_label_delays(world):
     targeted = share.reindex(["documentary", "physical", "scanner"]).fillna(0).sum()
     assert targeted == pytest.approx(p.targeted_rate, rel=0.15)
     assert share["pca"] == pytest.approx(p.pca_rate, rel=0.15)
-    lag = (o.merge(d[[*KEY, "accepted_date"]], on=KEY)
-           .assign(days=lambda x: (x["result_date"] - x["accepted_date"]).dt.days))
+    lag = o.merge(d[[*KEY, "accepted_date"]], on=KEY).assign(
+        days=lambda x: (x["result_date"] - x["accepted_date"]).dt.days
+    )
     assert lag.loc[lag["control_kind"] == "pca", "days"].between(60, 270).all()
     assert lag.loc[lag["control_kind"] != "pca", "days"].between(0, 40).all()
 
@@ -263,17 +311,23 @@ def test_oracle_beats_legacy_rules_in_rare_areas(world_2y, specs):
 
     d, t = world_2y["declarations"], world_2y["truth"]
     wide = t.pivot(index=KEY, columns="risk_area", values=["offence", "true_prob"]).reindex(
-        pd.MultiIndex.from_frame(d[KEY]))
+        pd.MultiIndex.from_frame(d[KEY])
+    )
     window = (d["accepted_date"] >= "2023-07-01").to_numpy()
     jitter = np.random.default_rng(0).random(window.sum()) * 1e-6
     for area in ("drugs", "environment", "health_safety", "security"):
         spec = specs[area]
         y = wide["offence"][area].to_numpy().astype(bool)[window]
-        legacy = precision_at_rate(y, rule_score(d, spec.legacy_rules).to_numpy()[window]
-                                   + jitter, rate=spec.operating_rate)
-        oracle = precision_at_rate(y, wide["true_prob"][area].to_numpy()[window],
-                                   rate=spec.operating_rate)
+        legacy = precision_at_rate(
+            y,
+            rule_score(d, spec.legacy_rules).to_numpy()[window] + jitter,
+            rate=spec.operating_rate,
+        )
+        oracle = precision_at_rate(
+            y, wide["true_prob"][area].to_numpy()[window], rate=spec.operating_rate
+        )
         assert oracle >= 1.5 * legacy, (area, legacy, oracle)
-        outside = (rule_score(d, spec.legacy_rules).to_numpy() == 0)[wide["offence"][area]
-                                                                      .to_numpy().astype(bool)]
+        outside = (rule_score(d, spec.legacy_rules).to_numpy() == 0)[
+            wide["offence"][area].to_numpy().astype(bool)
+        ]
         assert 0.05 <= outside.mean() <= 0.5, (area, outside.mean())

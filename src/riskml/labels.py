@@ -74,9 +74,11 @@ def _per_item(rows: pd.DataFrame) -> pd.DataFrame:
         positive=("positive", "any"),
         recovered=("recovered", "sum"),
     )
-    agg["any_random"] = (rows["control_kind"] == "random").groupby(
-        [rows["declaration_id"], rows["item_no"]], sort=False
-    ).any()
+    agg["any_random"] = (
+        (rows["control_kind"] == "random")
+        .groupby([rows["declaration_id"], rows["item_no"]], sort=False)
+        .any()
+    )
     first_any = rows.drop_duplicates(KEY).set_index(KEY)["control_kind"]
     first_pos = rows[rows["positive"]].drop_duplicates(KEY).set_index(KEY)["control_kind"]
     agg["first_any"] = first_any

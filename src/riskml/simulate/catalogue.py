@@ -197,11 +197,24 @@ SECTORS: tuple[str, ...] = (
 
 # Share of importers by business sector; "general" traders buy from every sector.
 SECTOR_SHARE: dict[str, float] = {
-    "food_fresh": 0.08, "food_grocery": 0.09, "beverages_tobacco": 0.05, "fuel": 0.02,
-    "chemicals": 0.05, "pharma": 0.04, "cosmetics": 0.04, "apparel": 0.12,
-    "leather_luxury": 0.04, "electronics": 0.10, "machinery": 0.10, "vehicles": 0.05,
-    "home_wood": 0.07, "toys_leisure": 0.04, "recycling": 0.02, "animals": 0.005,
-    "defense": 0.005, "general": 0.08,
+    "food_fresh": 0.08,
+    "food_grocery": 0.09,
+    "beverages_tobacco": 0.05,
+    "fuel": 0.02,
+    "chemicals": 0.05,
+    "pharma": 0.04,
+    "cosmetics": 0.04,
+    "apparel": 0.12,
+    "leather_luxury": 0.04,
+    "electronics": 0.10,
+    "machinery": 0.10,
+    "vehicles": 0.05,
+    "home_wood": 0.07,
+    "toys_leisure": 0.04,
+    "recycling": 0.02,
+    "animals": 0.005,
+    "defense": 0.005,
+    "general": 0.08,
 }
 
 # Relative frequency of some headings within their sector (default 1): cooling equipment and

@@ -36,8 +36,14 @@ DETECTION: dict[str, dict[str, float]] = {
     "scanner": {"drugs": 0.7, "security": 0.75, "*": 0.4},
     "pca": {"revenue": 0.9, "*": 0.3},
 }
-AREA_WEIGHT = {"revenue": 1.0, "drugs": 1.2, "security": 1.2, "ipr": 0.8, "environment": 0.8,
-               "health_safety": 0.8}
+AREA_WEIGHT = {
+    "revenue": 1.0,
+    "drugs": 1.2,
+    "security": 1.2,
+    "ipr": 0.8,
+    "environment": 0.8,
+    "health_safety": 0.8,
+}
 TARGET_KIND: dict[str, tuple[tuple[str, str], float]] = {  # area -> kinds, P(first kind)
     "revenue": (("documentary", "physical"), 0.7),
     "drugs": (("scanner", "physical"), 0.5),
@@ -46,8 +52,13 @@ TARGET_KIND: dict[str, tuple[tuple[str, str], float]] = {  # area -> kinds, P(fi
     "health_safety": (("physical", "documentary"), 0.6),
 }
 DEFAULT_KIND = (("documentary", "physical"), 0.5)
-DELAY_DAYS = {"documentary": (1, 10), "physical": (2, 21), "scanner": (0, 5), "random": (2, 21),
-              "pca": (60, 270)}
+DELAY_DAYS = {
+    "documentary": (1, 10),
+    "physical": (2, 21),
+    "scanner": (0, 5),
+    "random": (2, 21),
+    "pca": (60, 270),
+}
 LAB_DAYS = (0, 14)  # extra delay for seized goods sent to a laboratory
 HISTORY_WEIGHT = 0.6
 # Rare areas: probability that an item hit by the area's strongest legacy rule is controlled
@@ -127,8 +138,7 @@ def _strongest(rules) -> float:
     return max((r.weight for r in rules if r.weight > 0), default=1.0)
 
 
-def rare_target_probability(declarations: pd.DataFrame, specs: dict[str, AreaSpec]
-                            ) -> np.ndarray:
+def rare_target_probability(declarations: pd.DataFrame, specs: dict[str, AreaSpec]) -> np.ndarray:
     """(items, areas) probability that the rules of a rare area send the item to a control.
 
     ``RARE_RATE[area] x (rule score / strongest rule weight) ** RULE_GAMMA``, capped at
@@ -145,12 +155,18 @@ def rare_target_probability(declarations: pd.DataFrame, specs: dict[str, AreaSpe
     return q
 
 
-def tip_offs(rng: np.random.Generator, offence: np.ndarray, specs: dict[str, AreaSpec]
-             ) -> np.ndarray:
+def tip_offs(
+    rng: np.random.Generator, offence: np.ndarray, specs: dict[str, AreaSpec]
+) -> np.ndarray:
     """(items, areas in ``specs`` order): rare-area offences named by intelligence."""
     u = rng.random((len(offence), len(specs)))
-    return np.column_stack([offence[:, A[a]] & (u[:, j] < TIP_RATE.get(a, 0.0))
-                            for j, a in enumerate(specs)]) if specs else u.astype(bool)
+    return (
+        np.column_stack(
+            [offence[:, A[a]] & (u[:, j] < TIP_RATE.get(a, 0.0)) for j, a in enumerate(specs)]
+        )
+        if specs
+        else u.astype(bool)
+    )
 
 
 def select_controls(
@@ -175,9 +191,12 @@ def select_controls(
 
     # rare areas: a per-declaration probability from the strongest rule hit of its items
     q = rare_target_probability(declarations, specs)
-    profile = (1.0 + PROFILE_NEW * (batch["importer_age_days"] < 180)
-               + PROFILE_HISTORY * np.log1p(history.known[imp])
-               + PROFILE_ROUTE * (batch["departure"] != batch["origin"]))
+    profile = (
+        1.0
+        + PROFILE_NEW * (batch["importer_age_days"] < 180)
+        + PROFILE_HISTORY * np.log1p(history.known[imp])
+        + PROFILE_ROUTE * (batch["departure"] != batch["origin"])
+    )
     q = np.minimum(RARE_CAP, q * profile[:, None])
     if tips is not None:
         q = np.where(tips, 1.0, q)
@@ -191,8 +210,9 @@ def select_controls(
             top = sum(r.weight for r in rules if r.weight > 0) or 1.0
             score = rule_score(declarations, rules).to_numpy()
             norm[:, j] = AREA_WEIGHT.get(area, 1.0) * score / top
-    item_score = (norm.sum(axis=1) + HISTORY_WEIGHT * np.log1p(history.known[imp])
-                  + rng.normal(0, 0.25, n))
+    item_score = (
+        norm.sum(axis=1) + HISTORY_WEIGHT * np.log1p(history.known[imp]) + rng.normal(0, 0.25, n)
+    )
     decl_score = np.maximum.reduceat(item_score, starts)
     decl_area = np.maximum.reduceat(norm, starts, axis=0)
 
@@ -206,28 +226,41 @@ def select_controls(
     if tips is not None:
         key[np.maximum.reduceat(tips, starts, axis=0).any(axis=1)] = -1.0  # tip-offs first
     cand = np.flatnonzero((key < 1.0) & ~is_random)
-    rare = _fill((1.0 - MIN_GENERIC_SHARE) * budget, cand[np.argsort(key[cand], kind="stable")],
-                 sizes)
+    rare = _fill(
+        (1.0 - MIN_GENERIC_SHARE) * budget, cand[np.argsort(key[cand], kind="stable")], sizes
+    )
     taken = is_random.copy()
     taken[rare] = True
     rest = np.flatnonzero(~taken)
     order = rest[np.argsort(-decl_score[rest], kind="stable")]
     generic = _fill(budget - sizes[rare].sum(), order, sizes)
     targeted = np.concatenate([rare, generic])
-    dominant = np.concatenate([
-        q_decl[rare].argmax(axis=1) if len(areas) else np.full(len(rare), -1),
-        np.where(decl_area[generic].max(axis=1) > 0, decl_area[generic].argmax(axis=1), -1)])
+    dominant = np.concatenate(
+        [
+            q_decl[rare].argmax(axis=1) if len(areas) else np.full(len(rare), -1),
+            np.where(decl_area[generic].max(axis=1) > 0, decl_area[generic].argmax(axis=1), -1),
+        ]
+    )
     kinds_t = _targeted_kind(rng, dominant, areas)
 
     rev = norm[:, areas.index("revenue")] if "revenue" in areas else np.zeros(n)
-    weight = (0.1 + 2.0 * rev + 1.5 * np.log1p(history.known_revenue[imp])
-              + 5.0 * declarations["duty_rate"].to_numpy())
+    weight = (
+        0.1
+        + 2.0 * rev
+        + 1.5 * np.log1p(history.known_revenue[imp])
+        + 5.0 * declarations["duty_rate"].to_numpy()
+    )
     key = np.log(np.maximum.reduceat(weight, starts)) + rng.gumbel(size=n_decl)
     pca = _fill(params.pca_rate * n, np.argsort(-key, kind="stable"), sizes)
 
     decls = np.concatenate([random_decl, targeted, pca])
-    kinds = np.concatenate([np.full(len(random_decl), "random", dtype=object), kinds_t,
-                            np.full(len(pca), "pca", dtype=object)])
+    kinds = np.concatenate(
+        [
+            np.full(len(random_decl), "random", dtype=object),
+            kinds_t,
+            np.full(len(pca), "pca", dtype=object),
+        ]
+    )
     counts = sizes[decls]
     offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.repeat(starts[decls], counts) + offset, np.repeat(kinds, counts)
@@ -270,28 +303,46 @@ def control_outcomes(
     fi = item[found_idx]
     is_rev = found_area == A["revenue"]
     is_drug = found_area == A["drugs"]
-    recovery = np.where(kind[found_idx] == "documentary", rng.uniform(0.7, 1.0, len(fi)),
-                        rng.uniform(0.85, 1.0, len(fi)))
+    recovery = np.where(
+        kind[found_idx] == "documentary",
+        rng.uniform(0.7, 1.0, len(fi)),
+        rng.uniform(0.85, 1.0, len(fi)),
+    )
     code = codes[fi, found_area]
-    seized = np.where(is_drug & (code == "DRG-CON"), np.round(rng.lognormal(np.log(40), 1.0,
-                      len(fi)), 1), quantity[found_idx])
+    seized = np.where(
+        is_drug & (code == "DRG-CON"),
+        np.round(rng.lognormal(np.log(40), 1.0, len(fi)), 1),
+        quantity[found_idx],
+    )
     lab = np.where(is_rev, 0, rng.integers(LAB_DAYS[0], LAB_DAYS[1] + 1, len(fi)))
     rows = np.concatenate([found_idx, clean_idx])
     n_found = len(found_idx)
     ids = declarations["declaration_id"].to_numpy()
-    frame = pd.DataFrame({
-        "declaration_id": ids[item[rows]],
-        "item_no": batch["item_no"][item[rows]].astype(np.int64),
-        "control_kind": kind[rows],
-        "result_date": np.concatenate([result[found_idx] + lab.astype("timedelta64[D]"),
-                                       result[clean_idx]]).astype("datetime64[ns]"),
-        "risk_area": np.concatenate([np.array(RISK_AREAS, dtype=object)[found_area],
-                                     np.full(len(clean_idx), None, dtype=object)]),
-        "offence_found": np.arange(len(rows)) < n_found,
-        "offence_code": np.concatenate([code, np.full(len(clean_idx), None, dtype=object)]),
-        "additional_duty": np.concatenate([np.where(is_rev, np.round(evaded[fi] * recovery, 2),
-                                                    0.0), np.zeros(len(clean_idx))]),
-        "quantity_seized": np.concatenate([np.where(is_rev, 0.0, seized),
-                                           np.zeros(len(clean_idx))]),
-    })
+    frame = pd.DataFrame(
+        {
+            "declaration_id": ids[item[rows]],
+            "item_no": batch["item_no"][item[rows]].astype(np.int64),
+            "control_kind": kind[rows],
+            "result_date": np.concatenate(
+                [result[found_idx] + lab.astype("timedelta64[D]"), result[clean_idx]]
+            ).astype("datetime64[ns]"),
+            "risk_area": np.concatenate(
+                [
+                    np.array(RISK_AREAS, dtype=object)[found_area],
+                    np.full(len(clean_idx), None, dtype=object),
+                ]
+            ),
+            "offence_found": np.arange(len(rows)) < n_found,
+            "offence_code": np.concatenate([code, np.full(len(clean_idx), None, dtype=object)]),
+            "additional_duty": np.concatenate(
+                [
+                    np.where(is_rev, np.round(evaded[fi] * recovery, 2), 0.0),
+                    np.zeros(len(clean_idx)),
+                ]
+            ),
+            "quantity_seized": np.concatenate(
+                [np.where(is_rev, 0.0, seized), np.zeros(len(clean_idx))]
+            ),
+        }
+    )
     return frame, fi

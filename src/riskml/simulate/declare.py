@@ -28,8 +28,13 @@ from riskml.simulate.trade import Batch
 MECHANISMS = np.array(["REV-UV", "REV-CL", "REV-OR"], dtype=object)
 MECHANISM_WEIGHT = np.array([0.6, 0.25, 0.15])
 FALSE_ORIGINS = {"VN": 0.3, "TR": 0.25, "MA": 0.15, "KR": 0.1, "MX": 0.1, "UA": 0.1}
-CIF_FACTOR = {"sea": (1.06, 1.15), "air": (1.04, 1.12), "road": (1.03, 1.07),
-              "rail": (1.04, 1.09), "post": (1.05, 1.15)}
+CIF_FACTOR = {
+    "sea": (1.06, 1.15),
+    "air": (1.04, 1.12),
+    "road": (1.03, 1.07),
+    "rail": (1.04, 1.09),
+    "post": (1.05, 1.15),
+}
 HONEST_DISCOUNT = 0.03
 ODD_PRICE_SHARE = 0.5
 
@@ -39,11 +44,13 @@ def revenue_mechanism(
 ) -> np.ndarray:
     """The revenue fraud each item would use if it offended (only feasible ones)."""
     hs, origin = batch["hs"], batch["origin"]
-    feasible = np.column_stack([
-        np.ones(len(hs), dtype=bool),
-        cat.cheaper_sibling[hs] >= 0,
-        ~geo.fta[origin],
-    ])
+    feasible = np.column_stack(
+        [
+            np.ones(len(hs), dtype=bool),
+            cat.cheaper_sibling[hs] >= 0,
+            ~geo.fta[origin],
+        ]
+    )
     w = feasible * MECHANISM_WEIGHT
     cum = np.cumsum(w, axis=1)
     u = rng.random(len(hs))[:, None] * cum[:, -1:]
@@ -75,13 +82,18 @@ def declare(
     uv = np.where(unsafe, uv * rng.uniform(0.3, 0.7, n), uv)
     # cover loads of drugs, mislabelled refrigerants and wildlife, diverted dual-use goods: half
     # of them are priced far off the usual (mostly below, sometimes above)
-    odd = (offence[:, [A["drugs"], A["environment"], A["security"]]].any(axis=1)
-           & (rng.random(n) < ODD_PRICE_SHARE))
-    uv = np.where(odd, uv * np.exp(rng.choice([-1.0, 1.0], n, p=[0.75, 0.25])
-                                   * rng.uniform(0.5, 1.2, n)), uv)
+    odd = offence[:, [A["drugs"], A["environment"], A["security"]]].any(axis=1) & (
+        rng.random(n) < ODD_PRICE_SHARE
+    )
+    uv = np.where(
+        odd, uv * np.exp(rng.choice([-1.0, 1.0], n, p=[0.75, 0.25]) * rng.uniform(0.5, 1.2, n)), uv
+    )
 
-    value = np.where(batch["postal"], rng.lognormal(np.log(120), 0.9, n),
-                     rng.lognormal(np.log(12000) + 0.5 * importer_size, 1.0, n))
+    value = np.where(
+        batch["postal"],
+        rng.lognormal(np.log(120), 0.9, n),
+        rng.lognormal(np.log(12000) + 0.5 * importer_size, 1.0, n),
+    )
     units = cat.unit[hs]
     quantity = _quantities(rng, units, value / uv)
     fob_true = quantity * uv

@@ -45,8 +45,13 @@ from riskml.simulate.trade import Batch, month_trade
 PROPENSITY_RHO = 0.97  # month-to-month persistence of an importer's hidden propensity
 PILOT_ITEMS = 30_000
 CALIBRATION_ROWS = 60_000  # rows of a month used to recalibrate the rare-area intercepts
-_ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(),
-          "date": pa.timestamp("ns"), "bool": pa.bool_()}
+_ARROW = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "date": pa.timestamp("ns"),
+    "bool": pa.bool_(),
+}
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,16 @@ class Month:
 def month_plan(params: SimulateParams) -> list[Month]:
     """Months of the run with their item counts: mild seasonality, slow growth, exact total."""
     first = np.datetime64(params.start_date, "D")
-    bounds = [first] + [np.datetime64(add_months(params.start_date, m), "D")
-                        for m in range(1, params.months + 1)]
+    bounds = [first] + [
+        np.datetime64(add_months(params.start_date, m), "D") for m in range(1, params.months + 1)
+    ]
     days = np.array([(bounds[m + 1] - bounds[m]).astype(int) for m in range(params.months)])
     moy = np.array([(params.start_date.month - 1 + m) % 12 for m in range(params.months)])
-    w = days * (1 + 0.12 * np.sin(2 * np.pi * (moy - 3) / 12)) * (
-        1 + 0.15 * np.arange(params.months) / params.months)
+    w = (
+        days
+        * (1 + 0.12 * np.sin(2 * np.pi * (moy - 3) / 12))
+        * (1 + 0.15 * np.arange(params.months) / params.months)
+    )
     raw = params.n_items * w / w.sum()
     counts = np.floor(raw).astype(int)
     counts[np.argsort(counts - raw)[: params.n_items - counts.sum()]] += 1
@@ -106,10 +115,27 @@ class World:
         for m in sorted({0, min(self.params.drift_month, self.params.months - 1)}):
             rng = np.random.default_rng([self.params.seed, 7, m])
             month = self.plan[m]
-            batch = month_trade(rng, self.ents, self.geo, self.cat, month.start, month.end,
-                                PILOT_ITEMS, after_drift=self._after_drift(m))
-            logits.append(area_logits(rng, batch, self.ents, self.geo, self.cat,
-                                      self.propensity, after_drift=self._after_drift(m)))
+            batch = month_trade(
+                rng,
+                self.ents,
+                self.geo,
+                self.cat,
+                month.start,
+                month.end,
+                PILOT_ITEMS,
+                after_drift=self._after_drift(m),
+            )
+            logits.append(
+                area_logits(
+                    rng,
+                    batch,
+                    self.ents,
+                    self.geo,
+                    self.cat,
+                    self.propensity,
+                    after_drift=self._after_drift(m),
+                )
+            )
         return calibrate(np.vstack(logits))
 
     def _novelty(self, batch: Batch) -> None:
@@ -118,8 +144,10 @@ class World:
         Same-day items of a first pair are all first (as a feature computed to the day sees them).
         """
         imp, day = batch["importer"], batch["date"].astype(np.int64)
-        for name, col, seen in (("first_hs4", self._heading_of[batch["hs"]], self.seen_heading),
-                                ("first_origin", batch["origin"], self.seen_origin)):
+        for name, col, seen in (
+            ("first_hs4", self._heading_of[batch["hs"]], self.seen_heading),
+            ("first_origin", batch["origin"], self.seen_origin),
+        ):
             key = imp.astype(np.int64) * seen.shape[1] + col
             uniq, first_idx, inv = np.unique(key, return_index=True, return_inverse=True)
             first_day = day[first_idx][inv]  # items are in date order
@@ -135,8 +163,9 @@ class World:
             first = self._next_seq.get(int(y), 1)
             seq[rows] = first + np.arange(rows.sum())
             self._next_seq[int(y)] = first + int(rows.sum())
-        ids = np.strings.add(np.strings.add("D", year.astype(str)),
-                             np.strings.zfill(seq.astype(str), self._id_width))
+        ids = np.strings.add(
+            np.strings.add("D", year.astype(str)), np.strings.zfill(seq.astype(str), self._id_width)
+        )
         return ids.astype(object)[batch["decl"]]
 
     def month(self, m: int) -> dict[str, pd.DataFrame]:
@@ -145,14 +174,30 @@ class World:
         rng = np.random.default_rng([p.seed, 1, m])
         if m > 0:
             shock = draw_propensity(rng, len(self.propensity), 1.0)
-            self.propensity = (PROPENSITY_RHO * self.propensity
-                               + np.sqrt(1 - PROPENSITY_RHO**2) * shock)
+            self.propensity = (
+                PROPENSITY_RHO * self.propensity + np.sqrt(1 - PROPENSITY_RHO**2) * shock
+            )
         self.history.advance(month.start)
-        batch = month_trade(rng, self.ents, self.geo, self.cat, month.start, month.end,
-                            month.n_items, after_drift=self._after_drift(m))
+        batch = month_trade(
+            rng,
+            self.ents,
+            self.geo,
+            self.cat,
+            month.start,
+            month.end,
+            month.n_items,
+            after_drift=self._after_drift(m),
+        )
         self._novelty(batch)
-        logits = area_logits(rng, batch, self.ents, self.geo, self.cat, self.propensity,
-                             after_drift=self._after_drift(m))
+        logits = area_logits(
+            rng,
+            batch,
+            self.ents,
+            self.geo,
+            self.cat,
+            self.propensity,
+            after_drift=self._after_drift(m),
+        )
         # rare areas depend on first-time flags, which fall as the run goes on: their intercepts
         # are recalibrated on each month (a fixed, evenly spaced subsample of its rows)
         step = max(1, len(logits) // CALIBRATION_ROWS)
@@ -160,67 +205,100 @@ class World:
         prob = offence_probabilities(logits, intercepts)
         offence = rng.random(prob.shape) < prob
         mechanism = revenue_mechanism(rng, batch, self.cat, self.geo)
-        values = declare(rng, batch, self.cat, self.geo,
-                         self.ents.importer_size[batch["importer"]], offence, mechanism)
+        values = declare(
+            rng,
+            batch,
+            self.cat,
+            self.geo,
+            self.ents.importer_size[batch["importer"]],
+            offence,
+            mechanism,
+        )
         declarations = self._declarations(batch, values)
         truth = _truth(declarations, offence, values["evaded_duty"], prob)
-        item, kind = select_controls(rng, declarations, batch, self.specs, self.history, p,
-                                     tips=tip_offs(rng, offence, self.specs))
+        item, kind = select_controls(
+            rng,
+            declarations,
+            batch,
+            self.specs,
+            self.history,
+            p,
+            tips=tip_offs(rng, offence, self.specs),
+        )
         outcomes, found_items = control_outcomes(
-            rng, declarations, batch, item, kind, offence,
-            offence_codes(batch, self.cat, mechanism), values["evaded_duty"], self.specs)
+            rng,
+            declarations,
+            batch,
+            item,
+            kind,
+            offence,
+            offence_codes(batch, self.cat, mechanism),
+            values["evaded_duty"],
+            self.specs,
+        )
         found = outcomes["offence_found"].to_numpy()
-        self.history.record(outcomes["result_date"].to_numpy()[found].astype("datetime64[D]"),
-                            batch["importer"][found_items],
-                            (outcomes["risk_area"][found] == "revenue").to_numpy())
+        self.history.record(
+            outcomes["result_date"].to_numpy()[found].astype("datetime64[D]"),
+            batch["importer"][found_items],
+            (outcomes["risk_area"][found] == "revenue").to_numpy(),
+        )
         return {"declarations": declarations, "outcomes": outcomes, "truth": truth}
 
     def _declarations(self, batch: Batch, v: Batch) -> pd.DataFrame:
         e, g, c = self.ents, self.geo, self.cat
-        return pd.DataFrame({
-            "declaration_id": self._declaration_ids(batch),
-            "item_no": batch["item_no"].astype(np.int64),
-            "accepted_date": batch["date"].astype("datetime64[ns]"),
-            "office": g.office_code[batch["office"]],
-            "procedure": batch["procedure"],
-            "transport_mode": v["transport_mode"],
-            "importer_id": e.importer_id[batch["importer"]],
-            "declarant_id": e.declarant_id[batch["declarant"]],
-            "supplier_id": e.supplier_id[batch["supplier"]],
-            "origin_country": g.code[v["origin_decl"]],
-            "departure_country": np.where(batch["departure"] == batch["origin"],
-                                          g.code[v["origin_decl"]], g.code[batch["departure"]]),
-            "hs_code": c.hs_code[v["hs_decl"]],
-            "description": c.description[v["hs_decl"]],
-            "quantity": v["quantity"],
-            "quantity_unit": v["quantity_unit"],
-            "gross_mass_kg": v["gross_mass_kg"],
-            "net_mass_kg": v["net_mass_kg"],
-            "fob_value": v["fob_value"],
-            "cif_value": v["cif_value"],
-            "duty_rate": v["duty_rate"],
-            "duties_paid": v["duties_paid"],
-            "preference_claim": v["preference_claim"].astype(bool),
-        })
+        return pd.DataFrame(
+            {
+                "declaration_id": self._declaration_ids(batch),
+                "item_no": batch["item_no"].astype(np.int64),
+                "accepted_date": batch["date"].astype("datetime64[ns]"),
+                "office": g.office_code[batch["office"]],
+                "procedure": batch["procedure"],
+                "transport_mode": v["transport_mode"],
+                "importer_id": e.importer_id[batch["importer"]],
+                "declarant_id": e.declarant_id[batch["declarant"]],
+                "supplier_id": e.supplier_id[batch["supplier"]],
+                "origin_country": g.code[v["origin_decl"]],
+                "departure_country": np.where(
+                    batch["departure"] == batch["origin"],
+                    g.code[v["origin_decl"]],
+                    g.code[batch["departure"]],
+                ),
+                "hs_code": c.hs_code[v["hs_decl"]],
+                "description": c.description[v["hs_decl"]],
+                "quantity": v["quantity"],
+                "quantity_unit": v["quantity_unit"],
+                "gross_mass_kg": v["gross_mass_kg"],
+                "net_mass_kg": v["net_mass_kg"],
+                "fob_value": v["fob_value"],
+                "cif_value": v["cif_value"],
+                "duty_rate": v["duty_rate"],
+                "duties_paid": v["duties_paid"],
+                "preference_claim": v["preference_claim"].astype(bool),
+            }
+        )
 
 
-def _truth(declarations: pd.DataFrame, offence: np.ndarray, evaded: np.ndarray,
-           prob: np.ndarray) -> pd.DataFrame:
+def _truth(
+    declarations: pd.DataFrame, offence: np.ndarray, evaded: np.ndarray, prob: np.ndarray
+) -> pd.DataFrame:
     k = len(RISK_AREAS)
     evaded_all = np.zeros_like(prob)
     evaded_all[:, A["revenue"]] = evaded
-    return pd.DataFrame({
-        "declaration_id": np.repeat(declarations["declaration_id"].to_numpy(), k),
-        "item_no": np.repeat(declarations["item_no"].to_numpy(), k),
-        "risk_area": np.tile(np.array(RISK_AREAS, dtype=object), len(declarations)),
-        "offence": offence.ravel(),
-        "evaded_duty": evaded_all.ravel(),
-        "true_prob": prob.ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "declaration_id": np.repeat(declarations["declaration_id"].to_numpy(), k),
+            "item_no": np.repeat(declarations["item_no"].to_numpy(), k),
+            "risk_area": np.tile(np.array(RISK_AREAS, dtype=object), len(declarations)),
+            "offence": offence.ravel(),
+            "evaded_duty": evaded_all.ravel(),
+            "true_prob": prob.ravel(),
+        }
+    )
 
 
-def iter_months(params: SimulateParams, specs: dict[str, AreaSpec]
-                ) -> Iterator[dict[str, pd.DataFrame]]:
+def iter_months(
+    params: SimulateParams, specs: dict[str, AreaSpec]
+) -> Iterator[dict[str, pd.DataFrame]]:
     """Yield the three tables month by month."""
     world = World(params, specs)
     for m in range(params.months):
@@ -265,8 +343,9 @@ def run(
             writers[t] = stack.enter_context(pq.ParquetWriter(tmp, schemas[t]))
         for m, tables in enumerate(iter_months(params, specs)):
             for t, df in tables.items():
-                writers[t].write_table(pa.Table.from_pandas(df, schema=schemas[t],
-                                                            preserve_index=False))
+                writers[t].write_table(
+                    pa.Table.from_pandas(df, schema=schemas[t], preserve_index=False)
+                )
                 rows[t] += len(df)
             truth, out = tables["truth"], tables["outcomes"]
             offences += truth["offence"].to_numpy().reshape(-1, len(RISK_AREAS)).sum(axis=0)

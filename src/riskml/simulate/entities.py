@@ -30,8 +30,16 @@ FRONT_COMPLICIT = 0.5
 FRONT_RISKY_SLOT = 0.5
 RISKY_SUPPLIER_SHARE = 0.02
 RISKY_SUPPLIER_ROLE_BONUS = 0.06
-RARE_ROLES = ("drug_source", "drug_transit", "precursor_source", "ods_source", "wildlife_source",
-              "falsified_medicines", "unsafe_toys", "diversion_hub")
+RARE_ROLES = (
+    "drug_source",
+    "drug_transit",
+    "precursor_source",
+    "ods_source",
+    "wildlife_source",
+    "falsified_medicines",
+    "unsafe_toys",
+    "diversion_hub",
+)
 
 
 @dataclass
@@ -114,8 +122,12 @@ def build_entities(params: SimulateParams, geo: Geography) -> Entities:
 
     sectors = list(SECTOR_SHARE)
     share = np.array([SECTOR_SHARE[s] for s in sectors])
-    imp_sector = np.array([SECTORS.index(sectors[i]) for i in
-                           rng.choice(len(sectors), size=n_imp, p=share / share.sum())])
+    imp_sector = np.array(
+        [
+            SECTORS.index(sectors[i])
+            for i in rng.choice(len(sectors), size=n_imp, p=share / share.sum())
+        ]
+    )
     forwarder = rng.random(n_imp) < 0.05
     imp_sector[forwarder] = GENERAL
 
@@ -159,13 +171,15 @@ def build_entities(params: SimulateParams, geo: Geography) -> Entities:
     to_complicit = front & (rng2.random(n_imp) < FRONT_COMPLICIT)
     main_dcl[to_complicit] = pool[rng2.integers(0, len(pool), size=to_complicit.sum())]
     role = np.max([geo.role[r] for r in RARE_ROLES], axis=0)
-    risky = rng2.random(n_sup) < (RISKY_SUPPLIER_SHARE
-                                  + RISKY_SUPPLIER_ROLE_BONUS * role[sup_country])
+    risky = rng2.random(n_sup) < (
+        RISKY_SUPPLIER_SHARE + RISKY_SUPPLIER_ROLE_BONUS * role[sup_country]
+    )
     risky_pool = np.flatnonzero(risky)
     swap = front[:, None] & (rng2.random((n_imp, 2)) < FRONT_RISKY_SLOT)
     if len(risky_pool):
-        slots[:, :2] = np.where(swap, risky_pool[rng2.integers(0, len(risky_pool), swap.shape)],
-                                slots[:, :2])
+        slots[:, :2] = np.where(
+            swap, risky_pool[rng2.integers(0, len(risky_pool), swap.shape)], slots[:, :2]
+        )
 
     return Entities(
         importer_id=_ids("IMP", n_imp, 5),

@@ -36,9 +36,19 @@ NEW_IMPORTER_DAYS = 180
 # offence logit (see _rare_entity_factors), each area's weight on them, and the penalty of goods
 # outside the area's mechanisms (sets the share of offences outside rule-covered goods).
 RARE_AREAS = ("drugs", "environment", "health_safety", "security")
-RARE_FACTOR = {"common": 1.0, "front": 2.5, "complicit": 1.5, "risky_supplier": 1.8, "new": 1.0,
-               "very_new": 0.5, "first_hs4": 1.0, "first_origin": 0.7, "unrelated": 0.5,
-               "rerouted": 0.8, "supplier": 1.0}
+RARE_FACTOR = {
+    "common": 1.0,
+    "front": 2.5,
+    "complicit": 1.5,
+    "risky_supplier": 1.8,
+    "new": 1.0,
+    "very_new": 0.5,
+    "first_hs4": 1.0,
+    "first_origin": 0.7,
+    "unrelated": 0.5,
+    "rerouted": 0.8,
+    "supplier": 1.0,
+}
 RARE_ENTITY_WEIGHT = {"drugs": 1.0, "environment": 1.0, "health_safety": 1.3, "security": 1.2}
 RARE_OUTSIDE = {"drugs": 3.5, "environment": 3.5, "health_safety": 4.2, "security": 4.5}
 # The revenue hot spots (HS chapters, origins) before and after the drift month.
@@ -75,12 +85,37 @@ def goods_masks() -> GoodsMasks:
     return GoodsMasks(
         conceal=p("08", "09", "0303", "0304", "0306", "0710", "0811"),
         precursor=p("2939", "2914", "2932", "291524"),
-        branded=p("61", "62", "64", "42", "8517", "9503", "9101", "9102", "3303", "3304",
-                  "9004", "8518", "7117", "9504"),
+        branded=p(
+            "61",
+            "62",
+            "64",
+            "42",
+            "8517",
+            "9503",
+            "9101",
+            "9102",
+            "3303",
+            "3304",
+            "9004",
+            "8518",
+            "7117",
+            "9504",
+        ),
         ods=p("290371", "290372", "290377", "290379", "3827", "8415", "8418"),
         ods_weak=p("2903", "3824"),
-        wildlife=p("0106", "0505", "0507", "0508", "4103", "4113", "4301", "4303", "440349",
-                   "44072", "9601"),
+        wildlife=p(
+            "0106",
+            "0505",
+            "0507",
+            "0508",
+            "4103",
+            "4113",
+            "4301",
+            "4303",
+            "440349",
+            "44072",
+            "9601",
+        ),
         waste=p("3915", "4707", "7204", "6309", "271091", "271099"),
         meds=p("3003", "3004"),
         toys=p("9503"),
@@ -91,8 +126,9 @@ def goods_masks() -> GoodsMasks:
     )
 
 
-def _rare_entity_factors(batch: Batch, ents: Entities, importer_propensity: np.ndarray
-                         ) -> np.ndarray:
+def _rare_entity_factors(
+    batch: Batch, ents: Entities, importer_propensity: np.ndarray
+) -> np.ndarray:
     """(items, areas) the entity and route part of the rare-area logits (before area weights).
 
     Every factor is something a causal feature can see, noisily: a front company is new, uses
@@ -106,16 +142,18 @@ def _rare_entity_factors(batch: Batch, ents: Entities, importer_propensity: np.n
     first_hs4 = batch.get("first_hs4", np.zeros(n, dtype=bool))
     first_origin = batch.get("first_origin", np.zeros(n, dtype=bool))
     common = importer_propensity[imp].mean(axis=1)
-    one = (RARE_FACTOR["common"] * common
-           + RARE_FACTOR["front"] * ents.importer_front[imp]
-           + RARE_FACTOR["complicit"] * ents.declarant_complicit[dcl]
-           + RARE_FACTOR["risky_supplier"] * ents.supplier_risky[sup]
-           + RARE_FACTOR["new"] * (age < NEW_IMPORTER_DAYS)
-           + RARE_FACTOR["very_new"] * (age < 60)
-           + RARE_FACTOR["first_hs4"] * first_hs4
-           + RARE_FACTOR["first_origin"] * first_origin
-           + RARE_FACTOR["unrelated"] * batch["unrelated"]
-           + RARE_FACTOR["rerouted"] * (batch["departure"] != batch["origin"]))
+    one = (
+        RARE_FACTOR["common"] * common
+        + RARE_FACTOR["front"] * ents.importer_front[imp]
+        + RARE_FACTOR["complicit"] * ents.declarant_complicit[dcl]
+        + RARE_FACTOR["risky_supplier"] * ents.supplier_risky[sup]
+        + RARE_FACTOR["new"] * (age < NEW_IMPORTER_DAYS)
+        + RARE_FACTOR["very_new"] * (age < 60)
+        + RARE_FACTOR["first_hs4"] * first_hs4
+        + RARE_FACTOR["first_origin"] * first_origin
+        + RARE_FACTOR["unrelated"] * batch["unrelated"]
+        + RARE_FACTOR["rerouted"] * (batch["departure"] != batch["origin"])
+    )
     return one[:, None] + RARE_FACTOR["supplier"] * ents.supplier_propensity[sup]
 
 
@@ -143,14 +181,23 @@ def area_logits(
     rerouted = (dep != origin).astype(float)
     rate = np.where(batch["legit_pref"], 0.0, cat.duty_rate[hs])
 
-    base = (importer_propensity[imp] + ents.declarant_propensity[dcl]
-            + rng.normal(0, NOISE_SD, size=(n, len(RISK_AREAS))))
+    base = (
+        importer_propensity[imp]
+        + ents.declarant_propensity[dcl]
+        + rng.normal(0, NOISE_SD, size=(n, len(RISK_AREAS)))
+    )
     out = np.empty_like(base)
 
     chapters, origins = REVENUE_HOT[after_drift]
     hot = 1.2 * np.isin(cat.chapter[hs], chapters) + 0.8 * np.isin(origin, geo.index(origins))
-    rev = (base[:, A["revenue"]] + ents.supplier_propensity[sup, A["revenue"]]
-           + 1.2 * complicit + 6.0 * rate + hot + 0.3 * new)
+    rev = (
+        base[:, A["revenue"]]
+        + ents.supplier_propensity[sup, A["revenue"]]
+        + 1.2 * complicit
+        + 6.0 * rate
+        + hot
+        + 0.3 * new
+    )
     out[:, A["revenue"]] = np.where(rate > 0, rev, -np.inf)
 
     # rare areas: who and how (entity and route factors, the same for every rare area, scaled
@@ -158,56 +205,77 @@ def area_logits(
     ent = _rare_entity_factors(batch, ents, importer_propensity)
     ent_w = RARE_ENTITY_WEIGHT
 
-    route = np.maximum.reduce([role["drug_source"][origin], role["drug_transit"][origin],
-                               role["drug_transit"][dep]])
+    route = np.maximum.reduce(
+        [role["drug_source"][origin], role["drug_transit"][origin], role["drug_transit"][dep]]
+    )
     if after_drift:
         route = np.maximum(route, role["drug_transit_new"][dep])
     conceal, prec = g.conceal[hs], g.precursor[hs]
-    out[:, A["drugs"]] = (base[:, A["drugs"]] + ent_w["drugs"] * ent[:, A["drugs"]]
-                          + 0.8 * postal + 0.5 * forwarder
-                          + 3.5 * conceal * route
-                          + prec * (1.0 + 2.5 * role["precursor_source"][origin])
-                          + 1.0 * (role["drug_source"][origin] > 0)
-                          - RARE_OUTSIDE["drugs"] * ~(conceal | prec))
+    out[:, A["drugs"]] = (
+        base[:, A["drugs"]]
+        + ent_w["drugs"] * ent[:, A["drugs"]]
+        + 0.8 * postal
+        + 0.5 * forwarder
+        + 3.5 * conceal * route
+        + prec * (1.0 + 2.5 * role["precursor_source"][origin])
+        + 1.0 * (role["drug_source"][origin] > 0)
+        - RARE_OUTSIDE["drugs"] * ~(conceal | prec)
+    )
 
     branded = g.branded[hs]
-    out[:, A["ipr"]] = (base[:, A["ipr"]] + ents.supplier_propensity[sup, A["ipr"]]
-                        + 0.8 * complicit + 2.5 * branded + 1.5 * role["counterfeit"][origin]
-                        + 0.6 * role["counterfeit"][dep] + 1.2 * postal + 0.5 * new
-                        - 2.0 * ~branded)
+    out[:, A["ipr"]] = (
+        base[:, A["ipr"]]
+        + ents.supplier_propensity[sup, A["ipr"]]
+        + 0.8 * complicit
+        + 2.5 * branded
+        + 1.5 * role["counterfeit"][origin]
+        + 0.6 * role["counterfeit"][dep]
+        + 1.2 * postal
+        + 0.5 * new
+        - 2.0 * ~branded
+    )
 
     ods, wild, waste = g.ods[hs] | g.ods_weak[hs], g.wildlife[hs], g.waste[hs]
-    out[:, A["environment"]] = (base[:, A["environment"]]
-                                + ent_w["environment"] * ent[:, A["environment"]]
-                                + 0.4 * postal
-                                + ods * (1.5 * g.ods[hs] + 2.0 * role["ods_source"][origin])
-                                + wild * (0.8 + 2.0 * role["wildlife_source"][origin])
-                                + waste * (1.0 + 1.5 * role["transit_hub"][dep] * rerouted)
-                                - RARE_OUTSIDE["environment"] * ~(ods | wild | waste))
+    out[:, A["environment"]] = (
+        base[:, A["environment"]]
+        + ent_w["environment"] * ent[:, A["environment"]]
+        + 0.4 * postal
+        + ods * (1.5 * g.ods[hs] + 2.0 * role["ods_source"][origin])
+        + wild * (0.8 + 2.0 * role["wildlife_source"][origin])
+        + waste * (1.0 + 1.5 * role["transit_hub"][dep] * rerouted)
+        - RARE_OUTSIDE["environment"] * ~(ods | wild | waste)
+    )
 
     meds, toys, dev, food = g.meds[hs], g.toys[hs], g.devices[hs], g.food[hs]
     not_pharma = ents.importer_sector[imp] != SECTORS.index("pharma")
     out[:, A["health_safety"]] = (
-        base[:, A["health_safety"]] + ent_w["health_safety"] * ent[:, A["health_safety"]]
-        + meds * (2.0 + 1.5 * role["falsified_medicines"][origin] + 1.0 * postal
-                  + 1.0 * not_pharma)
+        base[:, A["health_safety"]]
+        + ent_w["health_safety"] * ent[:, A["health_safety"]]
+        + meds * (2.0 + 1.5 * role["falsified_medicines"][origin] + 1.0 * postal + 1.0 * not_pharma)
         + toys * (1.0 + 1.5 * role["unsafe_toys"][origin])
-        + 1.0 * dev - 0.5 * food
+        + 1.0 * dev
+        - 0.5 * food
         - RARE_OUTSIDE["health_safety"] * ~(meds | toys | dev)
     )
 
     weapons, dual = g.weapons[hs], g.dual_use[hs]
     diversion = role["diversion_hub"][dep] * rerouted
-    out[:, A["security"]] = (base[:, A["security"]] + ent_w["security"] * ent[:, A["security"]]
-                             + 0.8 * forwarder + 0.6 * postal
-                             + weapons * (4.5 + 1.0 * unrelated)
-                             + dual * (0.5 + 2.0 * diversion) + 1.0 * diversion
-                             - RARE_OUTSIDE["security"] * ~(weapons | dual))
+    out[:, A["security"]] = (
+        base[:, A["security"]]
+        + ent_w["security"] * ent[:, A["security"]]
+        + 0.8 * forwarder
+        + 0.6 * postal
+        + weapons * (4.5 + 1.0 * unrelated)
+        + dual * (0.5 + 2.0 * diversion)
+        + 1.0 * diversion
+        - RARE_OUTSIDE["security"] * ~(weapons | dual)
+    )
     return out
 
 
-def calibrate(logits: np.ndarray, areas: tuple[str, ...] | None = None,
-              out: np.ndarray | None = None) -> np.ndarray:
+def calibrate(
+    logits: np.ndarray, areas: tuple[str, ...] | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Area intercepts such that the mean offence probability meets the target prevalence.
 
     Only ``areas`` (default: all) are calibrated; the other entries of ``out`` are kept.
@@ -247,10 +315,15 @@ def offence_codes(batch: Batch, cat: Catalogue, mechanism: np.ndarray) -> np.nda
     codes[:, A["ipr"]] = "IPR-CF"
     codes[:, A["environment"]] = np.select(
         [g.ods[hs] | g.ods_weak[hs], g.wildlife[hs], g.waste[hs]],
-        ["ENV-ODS", "ENV-CITES", "ENV-WST"], "ENV-OTH")
+        ["ENV-ODS", "ENV-CITES", "ENV-WST"],
+        "ENV-OTH",
+    )
     codes[:, A["health_safety"]] = np.select(
         [g.meds[hs], g.toys[hs], g.devices[hs], g.food[hs]],
-        ["SAF-MED", "SAF-TOY", "SAF-DEV", "SAF-FOOD"], "SAF-OTH")
-    codes[:, A["security"]] = np.select([g.weapons[hs], g.dual_use[hs]],
-                                        ["SEC-WPN", "SEC-DU"], "SEC-OTH")
+        ["SAF-MED", "SAF-TOY", "SAF-DEV", "SAF-FOOD"],
+        "SAF-OTH",
+    )
+    codes[:, A["security"]] = np.select(
+        [g.weapons[hs], g.dual_use[hs]], ["SEC-WPN", "SEC-DU"], "SEC-OTH"
+    )
     return codes

@@ -92,8 +92,10 @@ def _routes(
 
     tranship = ~land & (rng.random(n) < TRANSSHIPMENT)
     departure[tranship] = _hub(rng, geo, "transit_hub", tranship.sum())
-    sensitive = np.isin(sup_sector, [SECTORS.index("electronics"), SECTORS.index("defense"),
-                                     SECTORS.index("machinery")])
+    sensitive = np.isin(
+        sup_sector,
+        [SECTORS.index("electronics"), SECTORS.index("defense"), SECTORS.index("machinery")],
+    )
     divert = sensitive & (rng.random(n) < DIVERSION_ROUTE)
     departure[divert] = _hub(rng, geo, "diversion_hub", divert.sum())
     if after_drift:
@@ -104,14 +106,11 @@ def _routes(
     return departure, office
 
 
-def _item_codes(
-    rng: np.random.Generator, cat: Catalogue, sup_sector: np.ndarray
-) -> np.ndarray:
+def _item_codes(rng: np.random.Generator, cat: Catalogue, sup_sector: np.ndarray) -> np.ndarray:
     trading = [SECTORS.index(s) for s in SECTOR_SHARE if s != "general"]
     share = np.array([SECTOR_SHARE[SECTORS[s]] for s in trading])
     share[trading.index(SECTORS.index("defense"))] = 0.0005  # stray arms are rare
-    other = np.array(trading)[rng.choice(len(trading), size=len(sup_sector),
-                                         p=share / share.sum())]
+    other = np.array(trading)[rng.choice(len(trading), size=len(sup_sector), p=share / share.sum())]
     sector = np.where(rng.random(len(sup_sector)) < SAME_SECTOR_ITEM, sup_sector, other)
     hs = np.empty(len(sector), dtype=int)
     for s in np.unique(sector):
@@ -145,8 +144,9 @@ def month_trade(
 
     declarant = ents.importer_declarant[imp].copy()
     switch = rng.random(n_decl) < 0.15
-    declarant[switch] = rng.choice(len(ents.declarant_weight), size=switch.sum(),
-                                   p=ents.declarant_weight)
+    declarant[switch] = rng.choice(
+        len(ents.declarant_weight), size=switch.sum(), p=ents.declarant_weight
+    )
     slot = rng.choice(N_SLOTS, size=n_decl, p=SLOT_WEIGHTS)
     supplier = ents.importer_suppliers[imp, slot]
     sup_sector = ents.supplier_sector[supplier]
