@@ -33,7 +33,8 @@ def _copy_project(dest: Path) -> None:
         check=True,
     ).stdout.split("\n")
     for rel in filter(None, files):
-        if (ROOT / rel).is_file():
+        # dvc.lock is local pipeline state: a copy must start without it, as a clone does
+        if rel != "dvc.lock" and (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
 

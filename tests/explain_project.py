@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from project_files import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,26 +41,12 @@ def project_env() -> dict[str, str]:
     return env
 
 
-def _files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    return [f for f in out if f and (ROOT / f).is_file()]
-
-
 @functools.cache
 def small_project() -> Path:
     """Root of the small finished run (built on first call)."""
     dest = Path(tempfile.mkdtemp(prefix="riskml-explain-"))
     atexit.register(shutil.rmtree, dest, ignore_errors=True)
-    for rel in _files():
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
+    copy_project(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["areas"] = [AREA]
     params["simulate"]["n_items"] = 40_000
