@@ -60,6 +60,8 @@ def main() -> None:
         ["features"],
         ["train"],
         ["evaluate"],
+        ["backtest"],
+        ["promote"],
         ["explain"],
         ["select"],
     ]
