@@ -77,6 +77,15 @@ def _done(stage: str, started: float, summary: str) -> None:
     console.print(f"[green]✓[/] {stage}: {summary} [dim]({time.perf_counter() - started:.1f} s)[/]")
 
 
+def _run_stage(
+    name: str, entry: Callable[[Path, Params, dict[str, AreaSpec]], Any], root: Path
+) -> None:
+    """Run a stage entry ``entry(root, params, specs)`` and print its one-line summary."""
+    params, specs = _config(root)
+    started = time.perf_counter()
+    _done(name, started, _fmt_counts(entry(root.resolve(), params, specs)))
+
+
 def _areas(specs: dict[str, AreaSpec], area: str | None) -> list[str]:
     if area is None:
         return list(specs)
@@ -238,10 +247,7 @@ def evaluate(root: RootOpt = Path(".")) -> None:
     """Score the test window and measure every area against random and legacy-rule baselines."""
     from riskml.evaluate import run_evaluate
 
-    params, specs = _config(root)
-    started = time.perf_counter()
-    summary = run_evaluate(root.resolve(), params, specs)
-    _done("evaluate", started, _fmt_counts(summary))
+    _run_stage("evaluate", run_evaluate, root)
 
 
 @app.command()
@@ -250,10 +256,7 @@ def backtest(root: RootOpt = Path(".")) -> None:
     """Rolling-origin backtests: consecutive test windows, each model trained on its past only."""
     from riskml.backtest import run_backtest
 
-    params, specs = _config(root)
-    started = time.perf_counter()
-    summary = run_backtest(root.resolve(), params, specs)
-    _done("backtest", started, _fmt_counts(summary))
+    _run_stage("backtest", run_backtest, root)
 
 
 @app.command()
@@ -262,10 +265,7 @@ def promote(root: RootOpt = Path(".")) -> None:
     """Move each area's champion alias to its challenger only if it wins by the margin."""
     from riskml.promote import run_promote
 
-    params, specs = _config(root)
-    started = time.perf_counter()
-    summary = run_promote(root.resolve(), params, specs)
-    _done("promote", started, _fmt_counts(summary))
+    _run_stage("promote", run_promote, root)
 
 
 @app.command()
@@ -274,10 +274,7 @@ def explain(root: RootOpt = Path(".")) -> None:
     """TreeSHAP reasons in plain words for each area's top candidates."""
     from riskml.explain import run_explain
 
-    params, specs = _config(root)
-    started = time.perf_counter()
-    summary = run_explain(root.resolve(), params, specs)
-    _done("explain", started, _fmt_counts(summary))
+    _run_stage("explain", run_explain, root)
 
 
 @app.command(name="select")
@@ -286,10 +283,7 @@ def select_(root: RootOpt = Path(".")) -> None:
     """Ranked audit candidate lists per area, within capacity, with a random-control share."""
     from riskml.select import run_select
 
-    params, specs = _config(root)
-    started = time.perf_counter()
-    summary = run_select(root.resolve(), params, specs)
-    _done("select", started, _fmt_counts(summary))
+    _run_stage("select", run_select, root)
 
 
 @app.command()

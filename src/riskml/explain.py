@@ -390,19 +390,15 @@ def area_selection(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
 ) -> pd.DataFrame:
-    """The area's candidate list exactly as the ``select`` stage draws it (same capacity, rule
-    profiles and watch lists, random share and seed)."""
+    """The area's candidate list, drawn by :func:`riskml.select.draw_area` as the ``select``
+    stage draws it."""
     from riskml.io import read_parquet
-    from riskml.select import effective_capacity, ranked, select_candidates
-    from riskml.watchlists import load_profile, profile_hits
+    from riskml.select import draw_area
+    from riskml.watchlists import load_profile
 
     scores = read_parquet(root / "data/scores" / f"{spec.name}.parquet")
-    frame = ranked(scores, declarations, outcomes, spec, params.split)
-    area_spec = spec.model_copy(update={"capacity": effective_capacity(spec, len(frame))})
     profile = load_profile(root / params.select.watchlists)
-    scored = declarations.merge(scores[KEY], on=KEY, how="inner")
-    hits = profile_hits(scored, profile, spec.name)
-    return select_candidates(frame, area_spec, params.select, hits=hits)
+    return draw_area(scores, declarations, outcomes, spec, params, profile)[2]
 
 
 def explain_one_area(

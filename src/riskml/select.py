@@ -36,14 +36,7 @@ CANDIDATE_COLUMNS = [
     "selection_kind",
     "declaration_id",
     "item_no",
-    "accepted_date",
-    "office",
-    "importer_id",
-    "declarant_id",
-    "origin_country",
-    "hs_code",
-    "cif_value",
-    "duties_paid",
+    *DECLARATION_FIELDS,
     "score",
     "expected_recovery",
     "fired",
@@ -399,6 +392,28 @@ def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
     return Path(path)
 
 
+def draw_area(
+    scores: pd.DataFrame,
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    spec: AreaSpec,
+    params: Params,
+    profile: Any,
+) -> tuple[pd.DataFrame, int, pd.DataFrame]:
+    """One area's list as the pipeline draws it: the ranked frame, the effective capacity and
+    the selection (rule profiles and watch lists of ``profile``, model picks, random share).
+
+    The single place both ``explain`` and ``select`` get their candidates from."""
+    from riskml.watchlists import profile_hits
+
+    frame = ranked(scores, declarations, outcomes, spec, params.split)
+    capacity = effective_capacity(spec, len(frame))
+    area_spec = spec.model_copy(update={"capacity": capacity})
+    scored_decl = declarations.merge(scores[KEY], on=KEY, how="inner")
+    hits = profile_hits(scored_decl, profile, spec.name)
+    return frame, capacity, select_candidates(frame, area_spec, params.select, hits=hits)
+
+
 def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Stage entry: ``data/candidates/<area>.csv`` for every area, ``all_areas.csv`` (one row per
     declaration), ``importer_periods.csv`` (when ``select.aggregate_period`` is set) and
@@ -406,7 +421,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     import json
 
     from riskml.io import read_parquet, write_csv
-    from riskml.watchlists import load_profile, profile_hits
+    from riskml.watchlists import load_profile
 
     declarations = read_parquet(root / "data/interim/declarations.parquet")
     outcomes = read_parquet(root / "data/interim/outcomes.parquet")
@@ -418,13 +433,10 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     for area, spec in specs.items():
         scores = read_parquet(root / "data/scores" / f"{area}.parquet")
         explanations = read_parquet(root / "data/explanations" / f"{area}.parquet")
-        frame = ranked(scores, declarations, outcomes, spec, params.split)
+        frame, capacities[area], selected = draw_area(
+            scores, declarations, outcomes, spec, params, profile
+        )
         period_ids.update(frame["declaration_id"].astype(str))
-        capacities[area] = effective_capacity(spec, len(frame))
-        area_spec = spec.model_copy(update={"capacity": capacities[area]})
-        scored_decl = declarations.merge(scores[KEY], on=KEY, how="inner")
-        hits = profile_hits(scored_decl, profile, area)
-        selected = select_candidates(frame, area_spec, params.select, hits=hits)
         selected["reasons"] = attach_reasons(selected, explanations)
         selected["area"] = area
         info_path = root / "models" / area / "features.json"
