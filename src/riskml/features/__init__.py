@@ -26,7 +26,14 @@ from riskml.features.catalogue import (
     format_reason,
 )
 from riskml.features.context import context_columns
-from riskml.features.history import PROFILES, global_rates, profile_features
+from riskml.features.history import (
+    PROFILES,
+    ProfileTable,
+    global_rates,
+    lookup,
+    profile_features,
+    profile_table,
+)
 from riskml.features.novelty import novelty_features
 from riskml.features.prepare import Prepared, prepare
 from riskml.features.reference import Reference, reference_prices, robust_z
@@ -73,7 +80,7 @@ def catalogue_for(specs: Mapping[str, AreaSpec] | None = None) -> dict[str, Feat
     return CATALOGUE | detectable_catalogue(list(specs)) | rule_catalogue(specs)
 
 
-def _reference_features(uv: pd.DataFrame, ref: Reference) -> dict[str, np.ndarray]:
+def reference_features(uv: pd.DataFrame, ref: Reference) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for col, short in (("uv_kg_log", "uv_kg"), ("uv_q_log", "uv_q")):
         x, med = uv[col].to_numpy(), ref.median[col]
@@ -85,8 +92,59 @@ def _reference_features(uv: pd.DataFrame, ref: Reference) -> dict[str, np.ndarra
     return out
 
 
-def _as_float32(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def as_float32(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v if v.dtype.kind == "i" else v.astype(np.float32) for k, v in values.items()}
+
+
+def pair_shares(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``imp_hs4_share`` and ``imp_hs2_share``: the importer's earlier items in the row's HS
+    heading / chapter over all its earlier items (NaN when it had none)."""
+    out = {}
+    for pair in ("hs4", "hs2"):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = features[f"imp{pair}_n_items"] / features["imp_n_items"]
+        out[f"imp_{pair}_share"] = np.where(features["imp_n_items"] > 0, share, np.nan).astype(
+            np.float32
+        )
+    return out
+
+
+def row_features(prep: Prepared) -> dict[str, np.ndarray]:
+    """The features of each row on its own: goods, route and calendar."""
+    return as_float32(goods_features(prep)) | route_features(prep.declarations) | calendar_features(
+        prep
+    )
+
+
+def assemble(
+    prep: Prepared,
+    features: dict[str, np.ndarray],
+    context: pd.DataFrame,
+    specs: Mapping[str, AreaSpec] | None,
+    index: pd.Index,
+) -> pd.DataFrame:
+    """The feature frame: key, ``accepted_date``, the features in catalogue order, the ``ctx_``
+    columns (with each area's targeting profile when ``specs`` are given), on ``index``."""
+    decl = prep.declarations
+    if specs:
+        rule_values, rule_context = rule_features(decl, specs)
+        features |= rule_values
+        context = pd.concat([context, rule_context.set_axis(context.index)], axis=1)
+    frame = pd.DataFrame(
+        {
+            "declaration_id": decl["declaration_id"].astype("string"),
+            "item_no": decl["item_no"].astype("int64"),
+            "accepted_date": decl["accepted_date"],
+        }
+    )
+    # Catalogue order; a feature without an entry still comes out (and fails the catalogue test).
+    catalogue = catalogue_for(specs)
+    ordered = [n for n in catalogue if n in features] + [n for n in features if n not in catalogue]
+    # Pop the arrays as they go into the frame: peak memory two copies of the features, not three.
+    values = pd.DataFrame({n: features.pop(n) for n in ordered})
+    frame = pd.concat([frame, values, context], axis=1)
+    frame.index = index
+    return frame
 
 
 def build_features(
@@ -100,7 +158,8 @@ def build_features(
     """Causal features of every declaration item, one row per item in the input order.
 
     ``progress(done, total)`` is called after each step when given. With ``specs``, each area's
-    targeting profile (its legacy rules) is added as ``rule_<area>``.
+    targeting profile (its legacy rules) is added as ``rule_<area>``. New declarations scored
+    against a stored history get the same features from :class:`riskml.features.store.FeatureStore`.
 
     Examples
     --------
@@ -121,47 +180,34 @@ def build_features(
     ref = reference_prices(
         prep, uv, months=params.reference_months, min_count=params.min_reference_count
     )
-    features = _reference_features(uv, ref) | _as_float32(value_features(decl))
+    features = reference_features(uv, ref) | as_float32(value_features(decl))
     features |= standard_rates(prep, params.reference_months)
     tick()
     detectable = {a: list(s.detectable_by) for a, s in specs.items()} if specs else None
     rates = global_rates(prep, detectable)
+    tables: dict[tuple[str, ...], ProfileTable] = {}
     for profile in PROFILES:
-        features |= profile_features(profile, prep, rates, params.prior_strength, detectable)
+        code = prep.code(*profile.columns)
+        tables[profile.columns] = profile_table(code, prep)
+        snap = lookup(tables[profile.columns], code, prep.month)
+        features |= profile_features(
+            profile, snap, prep.month, prep.day, rates, params.prior_strength, detectable
+        )
         tick()
     features |= novelty_features(prep)
-    for pair in ("hs4", "hs2"):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = features[f"imp{pair}_n_items"] / features["imp_n_items"]
-        features[f"imp_{pair}_share"] = np.where(features["imp_n_items"] > 0, share, np.nan).astype(
-            np.float32
-        )
-    features["imp_outside_usual_share"] = outside_usual_share(prep, features["imp_hs2_share"])
-    features |= volume_features(prep, params.reference_months)
+    features |= pair_shares(features)
+    features["imp_outside_usual_share"] = outside_usual_share(
+        prep.code("importer_id"), prep.month, features["imp_hs2_share"]
+    )
+
+    def items_before(column: str, month: np.ndarray) -> np.ndarray:
+        code = prep.code(column)
+        return lookup(tables[(column,)], code, month, ["n_items"])["n_items"].to_numpy()
+
+    features |= volume_features(items_before, prep.month, params.reference_months)
     tick()
-    features |= _as_float32(goods_features(prep))
-    features |= route_features(decl)
-    features |= calendar_features(prep)
+    features |= row_features(prep)
     tick()
     context = context_columns(prep, uv, ref, rates, params)
-    if specs:
-        rule_values, rule_context = rule_features(decl, specs)
-        features |= rule_values
-        context = pd.concat([context, rule_context.set_axis(context.index)], axis=1)
     tick()
-
-    frame = pd.DataFrame(
-        {
-            "declaration_id": decl["declaration_id"].astype("string"),
-            "item_no": decl["item_no"].astype("int64"),
-            "accepted_date": decl["accepted_date"],
-        }
-    )
-    # Catalogue order; a feature without an entry still comes out (and fails the catalogue test).
-    catalogue = catalogue_for(specs)
-    ordered = [n for n in catalogue if n in features] + [n for n in features if n not in catalogue]
-    # Pop the arrays as they go into the frame: peak memory two copies of the features, not three.
-    values = pd.DataFrame({n: features.pop(n) for n in ordered})
-    frame = pd.concat([frame, values, context], axis=1)
-    frame.index = declarations.index
-    return frame
+    return assemble(prep, features, context, specs, declarations.index)

@@ -9,10 +9,12 @@ declarations of months before *m*.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
-from riskml.features.prepare import Prepared
+from riskml.features.history import CELL
 
 #: A chapter holding less than this share of an importer's earlier items is outside its usual
 #: trade.
@@ -21,55 +23,59 @@ USUAL_SHARE = 0.05
 VOLUME: tuple[tuple[str, str], ...] = (("imp", "importer_id"), ("decl", "declarant_id"))
 
 
-def _monthly_counts(code: np.ndarray, month: np.ndarray, size: int) -> np.ndarray:
-    """Dense (entity, month) item counts; month index 0..size-1."""
-    keyed = code >= 0
-    n_entities = int(code.max()) + 1 if keyed.any() else 0
-    flat = np.bincount(code[keyed] * size + month[keyed], minlength=n_entities * size)
-    return flat.reshape(n_entities, size).astype(np.float64)
-
-
-def volume_features(prep: Prepared, months: int) -> dict[str, np.ndarray]:
+def volume_features(
+    items_before: Callable[[str, np.ndarray], np.ndarray], month: np.ndarray, months: int
+) -> dict[str, np.ndarray]:
     """``<prefix>_items_prev_month`` and ``<prefix>_volume_ratio`` (previous month / trailing
-    average month) for the importer and the declarant."""
-    size = prep.n_months + 1
+    average month) for the importer and the declarant.
+
+    ``items_before(column, m)``: per row, the items its entity (``column``) declared in months
+    before ``m[row]``; NaN where the row's entity is missing. ``month``: the rows' month indices.
+    """
     out: dict[str, np.ndarray] = {}
     for prefix, column in VOLUME:
-        code = prep.code(column)
-        keyed = code >= 0
-        counts = _monthly_counts(code, prep.month, size)
-        cum = np.concatenate([np.zeros((len(counts), 1)), np.cumsum(counts, axis=1)], axis=1)
-        c, m = code[keyed], prep.month[keyed]
-        prev = np.where(m >= 2, counts[c, np.maximum(m - 1, 0)], 0.0)  # month 0 is empty
-        hi = np.maximum(m - 1, 1)  # trailing window: months lo..m-2, i.e. cum[hi] - cum[lo]
-        lo = np.clip(m - 1 - months, 1, None)
+        now = items_before(column, month)
+        keyed = ~np.isnan(now)
+        m = month[keyed]
+        prev = np.where(m >= 2, now[keyed] - items_before(column, month - 1)[keyed], 0.0)
+        hi = np.maximum(m - 1, 1)  # trailing window: months lo..hi-1, i.e. before(hi) - before(lo)
+        lo = np.minimum(np.clip(m - 1 - months, 1, None), hi)
         n_months = np.maximum(hi - lo, 0)
-        trailing = cum[c, hi] - cum[c, np.minimum(lo, hi)]
+        at = np.zeros(len(month), dtype=np.int64)
+        at[keyed] = hi
+        trailing = items_before(column, at)[keyed]
+        at[keyed] = lo
+        trailing = trailing - items_before(column, at)[keyed]
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(trailing > 0, prev / (trailing / np.maximum(n_months, 1)), np.nan)
-        prev_all, ratio_all = np.full(len(code), np.nan), np.full(len(code), np.nan)
+        prev_all, ratio_all = np.full(len(month), np.nan), np.full(len(month), np.nan)
         prev_all[keyed], ratio_all[keyed] = prev, ratio
         out[f"{prefix}_items_prev_month"] = prev_all.astype(np.float32)
         out[f"{prefix}_volume_ratio"] = ratio_all.astype(np.float32)
     return out
 
 
-def outside_usual_share(prep: Prepared, chapter_share: np.ndarray) -> np.ndarray:
+def outside_usual_share(
+    code: np.ndarray,
+    month: np.ndarray,
+    chapter_share: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Per row of month *m*: the share of its importer's items of month *m - 1* whose HS chapter
     held less than :data:`USUAL_SHARE` of the importer's items declared before *m - 1*.
 
-    ``chapter_share``: per row, the share of its importer's earlier items (before the row's month)
-    in the row's chapter; NaN when the importer had none (such rows count in neither part).
+    ``code``, ``month``, ``chapter_share``: the importer code, month index and chapter share of
+    the items known (the share of the importer's earlier items, before the item's month, in the
+    item's chapter; NaN when the importer had none, such items count in neither part).
+    ``rows``: (importer code, month) of the rows wanted; by default the same items.
     """
-    size = prep.n_months + 1
-    code = prep.code("importer_id")
+    want_code, want_month = (code, month) if rows is None else rows
     known = (code >= 0) & ~np.isnan(chapter_share)
     outside = (chapter_share < USUAL_SHARE).astype(np.float64)
-    cell = code[known] * size + prep.month[known]
+    cell = code[known] * CELL + month[known]
     per_cell = pd.Series(outside[known]).groupby(cell).mean()
-    result = np.full(len(code), np.nan)
-    keyed = code >= 0
-    want = code[keyed] * size + prep.month[keyed] - 1
-    values = per_cell.reindex(want).to_numpy(np.float64)
-    result[keyed] = values
+    result = np.full(len(want_code), np.nan)
+    keyed = want_code >= 0
+    want = want_code[keyed] * CELL + want_month[keyed] - 1
+    result[keyed] = per_cell.reindex(want).to_numpy(np.float64)
     return result.astype(np.float32)

@@ -74,14 +74,18 @@ def _exclusive_cumsum(x: np.ndarray) -> np.ndarray:
 
 
 def global_rates(
-    prep: Prepared, detectable: Mapping[str, Sequence[str]] | None = None
+    prep: Prepared,
+    detectable: Mapping[str, Sequence[str]] | None = None,
+    *,
+    size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per area, the overall finding rate per control known at each month start (index = month).
+    """Per area, the overall finding rate per control known at each month start (index = month,
+    ``size`` months from 0; by default up to the last declaration month).
 
     With ``detectable`` (area -> control kinds that can detect it), also ``hrd_<area>``: findings
     of the area per control of a kind able to detect it.
     """
-    size = prep.n_months + 1
+    size = prep.n_months + 1 if size is None else size
     ctl = prep.controls
     controls = _exclusive_cumsum(np.bincount(ctl["month"], minlength=size)[:size])
     rates = {}
@@ -102,6 +106,10 @@ def global_rates(
     return rates
 
 
+#: Cell key of an (entity, month): ``entity * CELL + month`` (months are small positive ints).
+CELL = 1 << 24
+
+
 def _exclusive_by_entity(values: np.ndarray, entity: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Per cell (sorted by entity, then month), the sum of the entity's earlier cells.
 
@@ -112,24 +120,31 @@ def _exclusive_by_entity(values: np.ndarray, entity: np.ndarray, first: np.ndarr
     return exclusive - np.maximum.accumulate(np.where(first, exclusive, 0.0))
 
 
-def snapshot(code: np.ndarray, prep: Prepared) -> pd.DataFrame:
-    """Per declaration row, its entity's totals known at the start of the row's month.
+@dataclass(frozen=True)
+class ProfileTable:
+    """An entity kind's profile cells: per (entity, month) cell holding any event, the entity's
+    totals through the end of that month (``through``; cells sorted by key ``entity * CELL +
+    month``). The snapshot of an entity at the start of month *m* is its last cell before *m*."""
 
-    Columns: ``n_items``, ``n_controls``, ``n_ctl_<control kind>``, ``n_find``, ``n_find_<area>``,
-    ``recovered`` and ``last_find_day`` (day number of the latest finding, NaN when none). Rows
-    whose entity is missing get NaN everywhere.
+    cells: np.ndarray
+    through: dict[str, np.ndarray]
 
+
+def profile_table(code: np.ndarray, prep: Prepared) -> ProfileTable:
+    """The profile cells of the entity ``code`` (one code per declaration row of ``prep``).
+
+    Statistics: ``n_items``, ``n_controls``, ``n_ctl_<control kind>``, ``n_find``,
+    ``n_find_<area>``, ``recovered`` and ``last_find_day`` (day number of the latest finding).
     Events (declarations, controls, findings) are keyed by their (entity, month) cell and summed
-    per cell with ``bincount``; each cell then gets the sum of its entity's earlier cells.
+    per cell with ``bincount``; each cell then gets its entity's running totals.
     """
-    size = prep.n_months + 1
     keyed = code >= 0
     ctl, f = prep.controls, prep.findings
     c_code, f_code = code[ctl["row"].to_numpy()], code[f["row"].to_numpy()]
     c_ok, f_ok = c_code >= 0, f_code >= 0
-    d_key = code[keyed] * size + prep.month[keyed]
-    c_key = c_code[c_ok] * size + ctl["month"].to_numpy()[c_ok]
-    f_key = f_code[f_ok] * size + f["month"].to_numpy()[f_ok]
+    d_key = code[keyed] * CELL + prep.month[keyed]
+    c_key = c_code[c_ok] * CELL + ctl["month"].to_numpy()[c_ok]
+    f_key = f_code[f_ok] * CELL + f["month"].to_numpy()[f_ok]
     cells, inverse = np.unique(np.concatenate([d_key, c_key, f_key]), return_inverse=True)
     n = len(cells)
     d_inv = inverse[: len(d_key)]
@@ -152,68 +167,89 @@ def snapshot(code: np.ndarray, prep: Prepared) -> pd.DataFrame:
             for a in RISK_AREAS
         },
     }
-    entity = cells // size
+    entity = cells // CELL
     first = np.ones(n, dtype=bool)
     first[1:] = entity[1:] != entity[:-1]
-    before = {name: _exclusive_by_entity(v, entity, first) for name, v in sums.items()}
+    through = {
+        name: _exclusive_by_entity(v, entity, first) + v for name, v in sums.items()
+    }
     # Duty amounts are not whole numbers: a cumulative sum per entity keeps them exact to the
     # entity's own past (no rounding from other entities' cells).
     duty = np.bincount(f_inv, weights=f["duty"].to_numpy()[f_ok], minlength=n)
     last = np.full(n, -np.inf)
     np.maximum.at(last, f_inv, f["day"].to_numpy()[f_ok].astype(np.float64))
     grouped = pd.DataFrame({"recovered": duty, "last_find_day": last}).groupby(entity)
-    cum = pd.DataFrame(
-        {
-            "recovered": grouped["recovered"].cumsum(),
-            "last_find_day": grouped["last_find_day"].cummax(),
-        }
-    ).to_numpy()
-    shifted = np.empty_like(cum)
-    shifted[1:] = cum[:-1]
-    shifted[first] = [0.0, -np.inf]
-    before["recovered"] = shifted[:, 0]
-    before["last_find_day"] = np.where(np.isinf(shifted[:, 1]), np.nan, shifted[:, 1])
+    through["recovered"] = grouped["recovered"].cumsum().to_numpy()
+    through["last_find_day"] = grouped["last_find_day"].cummax().to_numpy()
+    return ProfileTable(cells, through)
 
-    pos = np.searchsorted(cells, d_key)
+
+def lookup(
+    table: ProfileTable,
+    code: np.ndarray,
+    month: np.ndarray,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per row, its entity's totals known at the start of the row's ``month``: the entity's last
+    cell before that month, zeros when it has none (``last_find_day`` NaN when no finding), NaN
+    everywhere when the entity is missing (code -1). ``names``: the statistics wanted (all by
+    default)."""
+    keyed = code >= 0
+    key = code[keyed] * CELL + month[keyed]
+    pos = np.searchsorted(table.cells, key, side="left") - 1
+    hit = pos >= 0
+    hit[hit] = table.cells[pos[hit]] // CELL == code[keyed][hit]
     out = {}
-    for name, values in before.items():
+    for name in table.through if names is None else names:
+        values = table.through[name]
+        known = np.where(hit, values[np.maximum(pos, 0)], 0.0)
+        if name == "last_find_day":
+            known = np.where(hit & np.isfinite(known), known, np.nan)
         column = np.full(len(code), np.nan)
-        column[keyed] = values[pos]
+        column[keyed] = known
         out[name] = column
     return pd.DataFrame(out)
 
 
+def snapshot(code: np.ndarray, prep: Prepared) -> pd.DataFrame:
+    """Per declaration row of ``prep``, its entity's totals known at the start of the row's month
+    (columns of :func:`profile_table`; NaN everywhere where the entity is missing)."""
+    return lookup(profile_table(code, prep), code, prep.month)
+
+
 def profile_features(
     profile: Profile,
-    prep: Prepared,
+    snap: pd.DataFrame,
+    month: np.ndarray,
+    day: np.ndarray,
     rates: dict[str, np.ndarray],
     prior_strength: float,
     detectable: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The features ``<prefix>_<stat>`` of one profile, as float32 arrays in row order.
+    """The features ``<prefix>_<stat>`` of one profile, as float32 arrays in row order, from the
+    rows' snapshots ``snap`` (:func:`lookup`), month indices and day numbers.
 
     With ``detectable`` (area -> control kinds able to detect it) and a profile with hit rates,
     also ``<prefix>_hrd_<area>``: the area's findings over the controls able to detect it,
     smoothed towards the overall rate of the same kind (``rates["hrd_<area>"]``).
     """
-    snap = snapshot(prep.code(*profile.columns), prep)
     out: dict[str, np.ndarray] = {}
     for stat in stat_names(profile.stats):
         if stat.startswith("hr_"):
-            prior = rates[stat[3:]][prep.month]
+            prior = rates[stat[3:]][month]
             with np.errstate(invalid="ignore", divide="ignore"):
                 value = (snap[f"n_find_{stat[3:]}"].to_numpy() + prior_strength * prior) / (
                     snap["n_controls"].to_numpy() + prior_strength
                 )
         elif stat == "days_since_find":
-            value = prep.day - snap["last_find_day"].to_numpy()
+            value = day - snap["last_find_day"].to_numpy()
         else:
             value = snap[stat].to_numpy()
         out[f"{profile.prefix}_{stat}"] = value.astype(np.float32)
     if detectable and has_rates(profile.stats):
         for area, kinds in detectable.items():
             det = sum(snap[f"n_ctl_{k}"].to_numpy() for k in kinds if k in CONTROL_KINDS)
-            prior = rates[f"hrd_{area}"][prep.month]
+            prior = rates[f"hrd_{area}"][month]
             with np.errstate(invalid="ignore", divide="ignore"):
                 value = (snap[f"n_find_{area}"].to_numpy() + prior_strength * prior) / (
                     det + prior_strength

@@ -31,14 +31,27 @@ def first_day(code: np.ndarray, day: np.ndarray) -> np.ndarray:
     return out
 
 
+#: (feature, entity columns) of the age features: days since the entity was first seen.
+AGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("imp_age_days", ("importer_id",)),
+    ("decl_age_days", ("declarant_id",)),
+    ("sup_age_days", ("supplier_id",)),
+)
+
+#: Every entity (tuple of columns) whose first day the novelty features need.
+ENTITIES: tuple[tuple[str, ...], ...] = tuple(cols for _, cols in (*AGES, *FIRST_TIME))
+
+
+def novelty_from_first(first: dict[tuple[str, ...], np.ndarray], day: np.ndarray) -> dict[str, np.ndarray]:
+    """The novelty features from each row's first days (``first[columns]``, per row, the first
+    day its entity was seen, NaN when missing) and its own day numbers."""
+    out = {name: day - first[cols] for name, cols in AGES}
+    for name, cols in FIRST_TIME:
+        out[name] = np.where(np.isnan(first[cols]), np.nan, (first[cols] == day).astype(np.float64))
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
 def novelty_features(prep: Prepared) -> dict[str, np.ndarray]:
     """Importer, declarant and supplier age in days, and first-time flags of importer pairs."""
-    out = {
-        "imp_age_days": prep.day - first_day(prep.code("importer_id"), prep.day),
-        "decl_age_days": prep.day - first_day(prep.code("declarant_id"), prep.day),
-        "sup_age_days": prep.day - first_day(prep.code("supplier_id"), prep.day),
-    }
-    for name, columns in FIRST_TIME:
-        first = first_day(prep.code(*columns), prep.day)
-        out[name] = np.where(np.isnan(first), np.nan, (first == prep.day).astype(np.float64))
-    return {k: v.astype(np.float32) for k, v in out.items()}
+    first = {cols: first_day(prep.code(*cols), prep.day) for cols in ENTITIES}
+    return novelty_from_first(first, prep.day)

@@ -82,6 +82,7 @@ class Prepared:
     day: np.ndarray
     month: np.ndarray  # 1..n_months
     n_months: int
+    first_month: int  # absolute month (months since 1970-01) of month index 1
     hs4: pd.Series
     hs6: pd.Series
     hs2: pd.Series
@@ -89,6 +90,15 @@ class Prepared:
     controls: pd.DataFrame = field(default_factory=pd.DataFrame)  # row, month, kind
     # findings: row, month, day, area, count (first result of an item/control/area), duty
     findings: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def horizon(self) -> int:
+        """The last month index holding a declaration or an outcome event."""
+        months = [self.n_months]
+        for events in (self.controls, self.findings):
+            if len(events):
+                months.append(int(events["month"].max()))
+        return max(months)
 
     def code(self, *columns: str) -> np.ndarray:
         """Codes of an entity (a column or a tuple of columns), computed once."""
@@ -137,15 +147,30 @@ def _attach_rows(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataF
     return o.merge(rows, on=KEY, how="inner", sort=False)
 
 
-def prepare(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> Prepared:
-    """Validate the needed columns and turn the tables into codes, days, months and events."""
+def prepare(
+    declarations: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    *,
+    first_month: int | None = None,
+    keep_late: bool = False,
+) -> Prepared:
+    """Validate the needed columns and turn the tables into codes, days, months and events.
+
+    ``first_month`` (absolute, months since 1970-01) numbers the months from another table's start
+    (a batch scored against a stored history); by default the declarations' first month. With
+    ``keep_late``, outcomes known in or after the last declaration month are kept (a stored
+    history answers for months after its end); by default they are dropped, since no month start
+    of these declarations comes after them.
+    """
     check_columns(declarations, DECLARATION_NEEDS, "declarations")
     check_columns(outcomes, OUTCOME_NEEDS, "outcomes")
     if declarations["accepted_date"].isna().any():
         raise RiskmlError("declarations: accepted_date has missing values; validate the data first")
     decl = declarations.reset_index(drop=True)
     abs_month = month_numbers(decl["accepted_date"])
-    first = int(abs_month.min()) if len(decl) else 0
+    if first_month is None:
+        first_month = int(abs_month.min()) if len(decl) else 0
+    first = first_month
     month = abs_month - first + 1
     n_months = int(month.max()) if len(decl) else 0
     hs = decl["hs_code"].astype("string").str.strip()
@@ -154,6 +179,7 @@ def prepare(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> Prepared:
         day=day_numbers(decl["accepted_date"]),
         month=month,
         n_months=n_months,
+        first_month=first,
         hs4=hs.str.slice(0, 4),
         hs6=hs.str.slice(0, 6),
         hs2=hs.str.slice(0, 2),
@@ -165,7 +191,8 @@ def prepare(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> Prepared:
     # month can never be before a month start of the data.
     o["month"] = np.clip(o_month, 0, None)
     o["day"] = day_numbers(o["result_date"])
-    o = o[o["month"].to_numpy() < n_months]
+    if not keep_late:
+        o = o[o["month"].to_numpy() < n_months]
     controls = (
         o.sort_values("result_date", kind="stable")
         .drop_duplicates(["row", "control_kind"])[["row", "month", "control_kind"]]

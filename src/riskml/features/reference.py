@@ -58,23 +58,41 @@ def _window_stats(
 def reference_prices(
     prep: Prepared, log_values: pd.DataFrame, *, months: int, min_count: int
 ) -> Reference:
-    """Reference median and MAD of each column of ``log_values`` for every row.
+    """Reference median and MAD of each column of ``log_values`` for every row of ``prep``.
 
     The level is chosen on the first column (the unit value per kg) and applies to all columns.
     """
-    n = len(log_values)
+    codes = {code: prep.code(*cols) for code, _, cols in LEVELS}
+    targets = np.arange(len(log_values))
+    return reference_for(codes, prep.month, log_values, targets, months=months, min_count=min_count)
+
+
+def reference_for(
+    codes: dict[int, np.ndarray],
+    month: np.ndarray,
+    log_values: pd.DataFrame,
+    targets: np.ndarray,
+    *,
+    months: int,
+    min_count: int,
+) -> Reference:
+    """Reference prices of the ``targets`` rows (positions, output in that order) among a pool of
+    rows: per level code, the pool's group codes (``codes``), month indices and log values.
+
+    A target of month *m* is compared with the pool rows of months *m - months* to *m - 1*.
+    """
+    n = len(targets)
     names = list(log_values.columns)
     level = np.zeros(n, dtype=np.int8)
     count = np.full(n, np.nan)
     median = np.full((n, len(names)), np.nan)
     mad = np.full((n, len(names)), np.nan)
-
-    order = np.argsort(prep.month, kind="stable")
-    sorted_month = prep.month[order]
-    codes = {code: prep.code(*cols) for code, _, cols in LEVELS}
-    for m in np.unique(prep.month):
-        lo, hi, end = np.searchsorted(sorted_month, [m - months, m, m + 1])
-        window, todo = order[lo:hi], order[hi:end]
+    order = np.argsort(month, kind="stable")
+    sorted_month = month[order]
+    target_month = month[targets]
+    for m in np.unique(target_month):
+        lo, hi = np.searchsorted(sorted_month, [m - months, m])
+        window, todo = order[lo:hi], np.flatnonzero(target_month == m)
         for code, _, _ in LEVELS:
             if len(todo) == 0 or len(window) == 0:
                 break
@@ -82,17 +100,18 @@ def reference_prices(
             n_groups = int(g.max()) + 1
             # Only the groups this month's remaining rows need.
             needed = np.zeros(n_groups + 1, dtype=bool)
-            needed[g[todo]] = True
+            needed[g[targets[todo]]] = True
             needed[-1] = False  # code -1 (missing) lands on the extra last slot
             win = window[needed[g[window]]]
             med, dev, cnt = _window_stats(g[win], log_values.iloc[win], n_groups + 1)
-            found = cnt[g[todo], 0]
+            rows = g[targets[todo]]
+            found = cnt[rows, 0]
             ok = found >= min_count
             chosen = todo[ok]
             level[chosen] = code
             count[chosen] = found[ok]
-            median[chosen] = med[g[chosen]]
-            mad[chosen] = dev[g[chosen]]
+            median[chosen] = med[rows[ok]]
+            mad[chosen] = dev[rows[ok]]
             todo = todo[~ok]
     return Reference(
         level=level,

@@ -14,33 +14,54 @@ import pandas as pd
 from riskml.features.prepare import Prepared, optional
 
 
-def standard_rates(prep: Prepared, months: int) -> dict[str, np.ndarray]:
-    """``duty_rate_standard`` (NaN when no earlier non-preference declaration of the HS6) and
-    ``duty_rate_gap`` (standard minus applied rate)."""
+def applied_rates(prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the applied ``duty_rate`` (NaN when missing) and whether it claims a preference."""
     decl = prep.declarations
     rate = optional(decl, "duty_rate", "float64").to_numpy(np.float64, na_value=np.nan)
     pref = optional(decl, "preference_claim", "boolean").fillna(False).to_numpy(bool)
-    hs6 = prep.code("hs6")
+    return rate, pref
+
+
+def rate_cells(hs6: np.ndarray, rate: np.ndarray, pref: np.ndarray, month: np.ndarray) -> pd.DataFrame:
+    """Counts of declarations without a preference claim per (HS6 code, rate, month) cell."""
     usable = ~pref & ~np.isnan(rate) & (hs6 >= 0)
     # Rates are few and exact (tariff schedules): count (hs6, rate, month) cells once.
     rounded = np.round(rate[usable], 6)
-    cells = (
-        pd.DataFrame({"hs6": hs6[usable], "rate": rounded, "month": prep.month[usable]})
+    return (
+        pd.DataFrame({"hs6": hs6[usable], "rate": rounded, "month": month[usable]})
         .value_counts()
         .rename("n")
         .reset_index()
     )
-    standard = np.full(len(rate), np.nan)
-    for m in np.unique(prep.month):
+
+
+def standard_for(cells: pd.DataFrame, hs6: np.ndarray, month: np.ndarray, months: int) -> np.ndarray:
+    """Per row (HS6 code, month index), the most common rate of ``cells`` in the HS6's window."""
+    standard = np.full(len(hs6), np.nan)
+    for m in np.unique(month):
         window = cells[(cells["month"] >= m - months) & (cells["month"] < m)]
-        rows = np.flatnonzero((prep.month == m) & (hs6 >= 0))
+        rows = np.flatnonzero((month == m) & (hs6 >= 0))
         if window.empty or len(rows) == 0:
             continue
         counts = window.groupby(["hs6", "rate"], sort=False)["n"].sum().reset_index()
         counts = counts.sort_values(["hs6", "n", "rate"], ascending=[True, False, False])
         mode = counts.drop_duplicates("hs6").set_index("hs6")["rate"]
         standard[rows] = mode.reindex(hs6[rows]).to_numpy(np.float64)
+    return standard
+
+
+def rate_features(standard: np.ndarray, rate: np.ndarray) -> dict[str, np.ndarray]:
+    """``duty_rate_standard`` and ``duty_rate_gap`` (standard minus applied rate)."""
     return {
         "duty_rate_standard": standard.astype(np.float32),
         "duty_rate_gap": (standard - rate).astype(np.float32),
     }
+
+
+def standard_rates(prep: Prepared, months: int) -> dict[str, np.ndarray]:
+    """``duty_rate_standard`` (NaN when no earlier non-preference declaration of the HS6) and
+    ``duty_rate_gap`` (standard minus applied rate)."""
+    rate, pref = applied_rates(prep)
+    hs6 = prep.code("hs6")
+    cells = rate_cells(hs6, rate, pref, prep.month)
+    return rate_features(standard_for(cells, hs6, prep.month, months), rate)
