@@ -106,3 +106,21 @@ def test_selected_items_carry_reasons(project):
     result = scorer.score(new_batch(project, 15, start=200))
     assert result.scores["selected"].all()
     assert (result.scores["reasons"].str.len() > 0).all()
+
+
+def test_a_batch_after_the_history_is_featurised_from_the_store(project):
+    """A batch dated after the stored months takes the feature store's path, and its features
+    are those of the full rebuild on history + batch."""
+    from riskml.features import build_features
+
+    scorer = _scorer(project)
+    batch = new_batch(project, 40, start=300)
+    next_month = scorer.declarations["accepted_date"].max() + pd.offsets.MonthBegin(1)
+    batch["accepted_date"] = next_month + pd.Timedelta(days=3)
+    good, quarantine = scorer.check(batch)
+    assert quarantine.empty and scorer.store.covers(good)
+    fast = scorer.features(good)
+    both = pd.concat([scorer.declarations, good], ignore_index=True)
+    full = build_features(both, scorer.outcomes, scorer.params.features, specs=scorer.specs)
+    expected = full.iloc[len(scorer.declarations) :].reset_index(drop=True)
+    pd.testing.assert_frame_equal(fast, expected, check_exact=True)

@@ -324,7 +324,7 @@ def serve(
     root = root.resolve()
     store = _store(root, database_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    application = create_app(root, params, specs, store=store)
+    application = create_app(root, params, specs, store=store, warm=True)
     uvicorn.run(
         application,
         host=host or params.serve.host,

@@ -1,13 +1,15 @@
 """Scoring new declarations: contract check, causal features as of each declaration's date,
 each area's ``champion`` model from the MLflow registry, selection and reasons.
 
-Features of a new batch are built on the stored history (``data/interim`` declarations and
-outcomes) plus the batch, and only the batch's rows are kept: every feature of a day uses only
-earlier days, so the batch sees exactly the profiles a declaration of that date would have seen
-in the pipeline (see docs/service.md for the speed this costs and the alternative).
+Features of a new batch come from the feature store (:class:`riskml.features.store.FeatureStore`),
+built once from the stored history (``data/interim`` declarations and outcomes): each row's
+profiles at the start of its month are the stored totals plus the batch's own earlier items, so
+a batch dated after the history gets exactly the features the pipeline would give it, at the cost
+of the batch alone. A batch with rows dated inside the history's months (late declarations) is
+built on history + batch instead (exact, slower; see docs/service.md).
 
-:class:`Scorer` holds the history and the models (loaded once); :func:`run_score` is the
-``riskml score FILE`` entry.
+:class:`Scorer` holds the history, the store and the models (loaded once); :func:`run_score` is
+the ``riskml score FILE`` entry.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError, validate
+from riskml.features.store import FeatureStore
 from riskml.train import feature_matrix
 
 SCORE_COLUMNS = [*KEY, "accepted_date", "area", "score", "selected", "fired", "flags", "reasons"]
@@ -126,6 +129,7 @@ class Scorer:
             )
         self.declarations, self.outcomes = history
         self._models = models
+        self._store: FeatureStore | None = None
         self._lock = threading.Lock()
         self.profile = load_profile(root / params.select.watchlists)
 
@@ -136,6 +140,20 @@ class Scorer:
             if self._models is None:
                 self._models = {a: load_champion(self.root, a) for a in self.specs}
             return self._models
+
+    @property
+    def store(self) -> FeatureStore:
+        """The feature store of the history, built on first use."""
+        with self._lock:
+            if self._store is None:
+                self._store = FeatureStore(
+                    self.declarations, self.outcomes, self.params.features, self.specs
+                )
+            return self._store
+
+    def warm(self) -> None:
+        """Build the feature store and load the champions now (the service does it at start)."""
+        _ = self.store, self.models
 
     def check(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Contract check of a raw batch: (good rows, quarantine). Keys already in the history
@@ -171,9 +189,12 @@ class Scorer:
         return good, quarantine
 
     def features(self, good: pd.DataFrame) -> pd.DataFrame:
-        """Causal features of the batch rows, built on history + batch."""
+        """Causal features of the batch rows: from the feature store when the batch lies after
+        the history, else built on history + batch."""
         from riskml.features import build_features
 
+        if self.store.covers(good):
+            return self.store.features(good).reset_index(drop=True)
         both = pd.concat([self.declarations, good], ignore_index=True)
         frame = build_features(both, self.outcomes, self.params.features, specs=self.specs)
         return frame.iloc[len(self.declarations) :].reset_index(drop=True)

@@ -170,15 +170,15 @@ def profile_table(code: np.ndarray, prep: Prepared) -> ProfileTable:
     entity = cells // CELL
     first = np.ones(n, dtype=bool)
     first[1:] = entity[1:] != entity[:-1]
-    through = {
-        name: _exclusive_by_entity(v, entity, first) + v for name, v in sums.items()
-    }
+    through = {name: _exclusive_by_entity(v, entity, first) + v for name, v in sums.items()}
     # Duty amounts are not whole numbers: a cumulative sum per entity keeps them exact to the
     # entity's own past (no rounding from other entities' cells).
     duty = np.bincount(f_inv, weights=f["duty"].to_numpy()[f_ok], minlength=n)
     last = np.full(n, -np.inf)
     np.maximum.at(last, f_inv, f["day"].to_numpy()[f_ok].astype(np.float64))
-    grouped = pd.DataFrame({"recovered": duty, "last_find_day": last}).groupby(entity)
+    grouped = pd.DataFrame({"entity": entity, "recovered": duty, "last_find_day": last}).groupby(
+        "entity", sort=False
+    )
     through["recovered"] = grouped["recovered"].cumsum().to_numpy()
     through["last_find_day"] = grouped["last_find_day"].cummax().to_numpy()
     return ProfileTable(cells, through)

@@ -42,7 +42,9 @@ AGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 ENTITIES: tuple[tuple[str, ...], ...] = tuple(cols for _, cols in (*AGES, *FIRST_TIME))
 
 
-def novelty_from_first(first: dict[tuple[str, ...], np.ndarray], day: np.ndarray) -> dict[str, np.ndarray]:
+def novelty_from_first(
+    first: dict[tuple[str, ...], np.ndarray], day: np.ndarray
+) -> dict[str, np.ndarray]:
     """The novelty features from each row's first days (``first[columns]``, per row, the first
     day its entity was seen, NaN when missing) and its own day numbers."""
     out = {name: day - first[cols] for name, cols in AGES}

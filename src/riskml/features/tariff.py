@@ -22,7 +22,9 @@ def applied_rates(prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
     return rate, pref
 
 
-def rate_cells(hs6: np.ndarray, rate: np.ndarray, pref: np.ndarray, month: np.ndarray) -> pd.DataFrame:
+def rate_cells(
+    hs6: np.ndarray, rate: np.ndarray, pref: np.ndarray, month: np.ndarray
+) -> pd.DataFrame:
     """Counts of declarations without a preference claim per (HS6 code, rate, month) cell."""
     usable = ~pref & ~np.isnan(rate) & (hs6 >= 0)
     # Rates are few and exact (tariff schedules): count (hs6, rate, month) cells once.
@@ -35,7 +37,9 @@ def rate_cells(hs6: np.ndarray, rate: np.ndarray, pref: np.ndarray, month: np.nd
     )
 
 
-def standard_for(cells: pd.DataFrame, hs6: np.ndarray, month: np.ndarray, months: int) -> np.ndarray:
+def standard_for(
+    cells: pd.DataFrame, hs6: np.ndarray, month: np.ndarray, months: int
+) -> np.ndarray:
     """Per row (HS6 code, month index), the most common rate of ``cells`` in the HS6's window."""
     standard = np.full(len(hs6), np.nan)
     for m in np.unique(month):

@@ -10,6 +10,7 @@ SameSite=Strict cookie after sign-in. The request log names the method, the rout
 import io
 import json
 import logging
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -76,12 +78,20 @@ def create_app(
     store: FeedbackStore,
     data: ServiceData | None = None,
     scorer: Any = None,
+    warm: bool = False,
 ) -> FastAPI:
     """The service on the outputs under ``root``; ``scorer`` (a :class:`riskml.score.Scorer`)
-    is built on the first ``POST /score`` when not given."""
+    is built on the first ``POST /score`` when not given, or at start in a background thread
+    with ``warm`` (``riskml serve``)."""
     areas = list(specs)
     data = data or ServiceData(root, areas, reference_months=params.features.reference_months)
     state: dict[str, Any] = {"scorer": scorer}
+    if warm and scorer is None:
+        # build the scorer (history, feature store, champions) now, not on the first request
+        from riskml.score import Scorer
+
+        state["scorer"] = Scorer(root, params, specs, history=(data.declarations, data.outcomes))
+        threading.Thread(target=state["scorer"].warm, daemon=True).start()
     max_batch, page_size = params.serve.max_batch, params.serve.page_size
     app = FastAPI(
         title="riskml audit service",
@@ -212,7 +222,7 @@ def create_app(
             sc = state["scorer"] = Scorer(
                 root, params, specs, history=(data.declarations, data.outcomes)
             )
-        good, quarantine = sc.check(batch)
+        good, quarantine = await run_in_threadpool(sc.check, batch)
         if len(quarantine):
             errors = [
                 {"row": int(r["row"]) + 1, "field": r["column"], "msg": r["reason"]}
@@ -222,7 +232,8 @@ def create_app(
                 {"detail": "rows break the data contract; nothing was scored", "errors": errors},
                 status_code=422,
             )
-        result = sc.score(good)
+        # scoring is CPU work: run it off the event loop so that other requests are served
+        result = await run_in_threadpool(sc.score, good)
         wide = result.scores.pivot_table(index=KEY, columns="area", values="score", sort=False)
         chosen = result.scores[result.scores["selected"].astype(bool)]
         sel = chosen.groupby(KEY, sort=False)["area"].agg(";".join).rename("selected_areas")
