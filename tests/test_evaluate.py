@@ -14,17 +14,20 @@ from riskml.evaluate import (
     LABELLED,
     NO_RECOVERED,
     RANDOM_CONTROL,
+    RANK_KEY_COMPARISON,
     TRUTH,
     assemble_scores,
     calibration_table,
     evaluate_scores,
     pr_interpolated_table,
+    rank_key_comparison,
     ranking_scores,
     recovered_available,
     run_evaluate,
 )
 from riskml.labels import build_labels
-from riskml.train import run_train
+from riskml.select import model_expected_recovery
+from riskml.train import in_window, run_train
 
 
 def _scores(n=2000, seed=0, with_truth=True):
@@ -234,3 +237,100 @@ def test_interpolated_pr_and_calibration_known_answer(revenue_spec):
     cal = calibration_table(scores, bins=2)
     assert cal["predicted"].tolist() == pytest.approx([0.35, 0.75])
     assert cal["observed_truth"].tolist() == pytest.approx([0.25, 0.5])
+
+
+# --- ranking by probability vs by expected recovery (areas with rank_by: expected_recovery) -----
+
+
+def _ten_items():
+    """Row 0: likely, found, 10 recovered; row 1: less likely, found, 1,000 recovered; row 2:
+    likely, not found, the largest expected recovery; the rest unlikely and clean."""
+    offence = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], dtype=bool)
+    evaded = np.where(offence, [10.0, 1000.0] + [0.0] * 8, 0.0)
+    return _scores(n=10).assign(
+        score=[0.9, 0.5, 0.8, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03],
+        expected_recovery=[9.0, 500.0, 600.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 0.3],
+        true_prob=[0.6, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+        offence=pd.array(offence, dtype="boolean"),
+        evaded_duty=evaded,
+        label=offence.astype(float),
+        recovered=evaded,
+        control_kind=pd.array(["physical"] * 10, dtype="string"),
+    )
+
+
+def test_rank_key_comparison_known_answer(revenue_spec):
+    spec = revenue_spec.model_copy(
+        update={"rank_by": "expected_recovery", "inspection_rates": [0.1, 0.2]}
+    )
+    block = rank_key_comparison(_ten_items(), spec, seed=0)
+    assert block["available"] and block["operating_rate"] == "5%"
+    assert set(block["populations"]) == {LABELLED, RANDOM_CONTROL, TRUTH}
+    for pop in (LABELLED, TRUTH):
+        methods = block["populations"][pop]["methods"]
+        assert set(methods) == (
+            {"probability", "expected_recovery", "oracle"}
+            if pop == TRUTH
+            else {"probability", "expected_recovery"}
+        )
+        by_p, by_er = methods["probability"]["rates"], methods["expected_recovery"]["rates"]
+        # 10%: probability picks row 0 (found, 10), expected recovery row 2 (not found)
+        assert by_p["10%"]["precision"] == 1 and by_er["10%"]["precision"] == 0
+        assert by_p["10%"]["revenue_share"] == pytest.approx(10 / 1010)
+        assert by_er["10%"]["revenue_share"] == 0
+        # 20%: rows 0, 2 against rows 2, 1: same precision, 100 times the revenue
+        assert by_p["20%"]["precision"] == by_er["20%"]["precision"] == 0.5
+        assert by_p["20%"]["revenue_share"] == pytest.approx(10 / 1010)
+        assert by_er["20%"]["revenue_share"] == pytest.approx(1000 / 1010)
+    oracle = block["populations"][TRUTH]["methods"]["oracle"]["rates"]["10%"]
+    assert oracle["revenue_share"] == pytest.approx(1000 / 1010)
+
+
+def test_rank_key_comparison_absent_or_unavailable(revenue_spec):
+    assert rank_key_comparison(_ten_items(), revenue_spec, seed=0) is None  # ranks by probability
+    spec = revenue_spec.model_copy(update={"rank_by": "expected_recovery"})
+    block = rank_key_comparison(_ten_items().drop(columns=["expected_recovery"]), spec, seed=0)
+    assert block["available"] is False and "recovery.txt" in block["note"]
+    assert "populations" not in block
+
+
+def test_run_evaluate_compares_probability_and_expected_recovery_on_test_items(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    spec = revenue_spec.model_copy(update={"rank_by": "expected_recovery"})
+    trained = run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    assert (world_root / "models/revenue/recovery.txt").exists()
+    run_evaluate(world_root, params, {"revenue": spec}, tracking_uri=tracking_uri)
+
+    # the scores carry the recovery model's key for every test item, and only for those
+    scores = pd.read_parquet(world_root / "data/scores/revenue.parquet")
+    rows = in_window(world["features"], params.split.test_start, params.split.test_end)
+    assert len(scores) == len(rows)
+    expected = model_expected_recovery(world_root, spec, rows)
+    np.testing.assert_allclose(scores["expected_recovery"], expected)
+
+    doc = json.loads((world_root / "metrics/areas/revenue.json").read_text())
+    block = doc[RANK_KEY_COMPARISON]
+    assert block["available"] and block["rank_by"] == "expected_recovery"
+    for pop in (TRUTH, LABELLED):
+        part = block["populations"][pop]
+        assert part["n"] == doc["populations"][pop]["n"]
+        methods = part["methods"]
+        assert {"probability", "expected_recovery"} <= set(methods)
+        assert set(methods["expected_recovery"]["rates"]) == {"1%", "2%", "5%", "10%"}
+        # ranking by probability is the model's own ranking of the populations block
+        assert (
+            methods["probability"]["rates"] == doc["populations"][pop]["methods"]["model"]["rates"]
+        )
+    assert "oracle" in block["populations"][TRUTH]["methods"]
+
+    head = json.loads((world_root / "metrics/summary.json").read_text())["revenue"]
+    short = head[RANK_KEY_COMPARISON]
+    assert short["population"] == TRUTH and short["rate"] == "5%"
+    truth_er = block["populations"][TRUTH]["methods"]["expected_recovery"]["rates"]["5%"]
+    assert short["expected_recovery"]["revenue_share"] == truth_er["revenue_share"]
+    assert {"probability", "expected_recovery", "oracle"} <= set(short)
+
+    run = mlflow.MlflowClient(tracking_uri).get_run(trained["run_id"])
+    key = "test.rank_key.truth.expected_recovery.revenue_share_at_5pct"
+    assert run.data.metrics[key] == pytest.approx(truth_er["revenue_share"])

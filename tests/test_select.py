@@ -1,11 +1,25 @@
 """Audit selection: capacity, per-importer cap, random-control share, determinism, recovery."""
 
+import json
+import logging
+
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 
 from riskml.config import AreaSpec, SelectParams, SplitParams
-from riskml.select import attach_reasons, ranked, recovery_ratio, select_candidates
+from riskml.select import (
+    KEY_PROBABILITY,
+    KEY_RECOVERY_MODEL,
+    KEY_RECOVERY_RATIO,
+    attach_reasons,
+    model_expected_recovery,
+    rank_key_for_new_rows,
+    ranked,
+    recovery_ratio,
+    select_candidates,
+)
 
 
 def _spec(**kw) -> AreaSpec:
@@ -100,9 +114,12 @@ def test_recovery_ratio_uses_only_findings_known_before_the_cut(world):
     assert ratio == pytest.approx(50.0 / paid)  # the 1e6 finding of September is not known yet
 
 
-def test_revenue_ranks_by_expected_recovery(world):
+def test_without_a_recovery_model_revenue_falls_back_to_the_ratio_and_says_so(world, caplog):
     decl, scores, outcomes, split = world
-    frame = ranked(scores, decl, outcomes, _spec(rank_by="expected_recovery"), split)
+    with caplog.at_level(logging.WARNING, logger="riskml.select"):
+        frame = ranked(scores, decl, outcomes, _spec(rank_by="expected_recovery"), split)
+    assert frame.attrs["rank_source"] == KEY_RECOVERY_RATIO
+    assert "no recovery-model prediction" in caplog.text and "recovery ratio" in caplog.text
     assert frame["rank_key"].equals(frame["expected_recovery"])
     assert frame["rank_key"].is_monotonic_decreasing
     np.testing.assert_allclose(
@@ -111,6 +128,96 @@ def test_revenue_ranks_by_expected_recovery(world):
         * frame["duties_paid"]
         * recovery_ratio(decl, outcomes, "revenue", known_before=pd.Timestamp("2024-07-01")),
     )
+
+
+# --- the recovery model's expected recovery as the rank key -------------------------------------
+
+
+def _trained_area(root, *, with_recovery=True):
+    """Real boosters on a tiny frame: the classifier learns the offence from ``x`` (about 0.9
+    when x > 0, 0.1 otherwise), the recovery regression (gamma, as in ``riskml.train``) learns
+    the recovered duty from ``amt`` (50 to 20,000). Written where ``riskml.train`` keeps an area's model files."""
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.choice([-1.0, 1.0], n)
+    amt = np.exp(rng.uniform(np.log(50), np.log(20_000), n))
+    y = (rng.random(n) < np.where(x > 0, 0.9, 0.1)).astype(float)
+    train = pd.DataFrame({"x": x, "amt": amt})
+    settings = {
+        "verbosity": -1,
+        "min_data_in_leaf": 5,
+        "num_leaves": 4,
+        "seed": 1,
+        "num_threads": 1,
+    }
+    clf = lgb.train({**settings, "objective": "binary"}, lgb.Dataset(train, y), 50)
+    folder = root / "models" / "revenue"
+    folder.mkdir(parents=True)
+    clf.save_model(str(folder / "model.txt"))
+    meta = {"area": "revenue", "features": ["x", "amt"]}
+    if with_recovery:
+        rec = lgb.train({**settings, "objective": "gamma"}, lgb.Dataset(train, amt), 100)
+        rec.save_model(str(folder / "recovery.txt"))
+        meta["recovery"] = {"features": ["x", "amt"]}
+    (folder / "features.json").write_text(json.dumps(meta))
+    return clf
+
+
+# rows A..D: A likely and small, B unlikely and large, C likely and large, D unlikely and small
+NEW_ROWS = pd.DataFrame(
+    {"x": [1.0, -1.0, 1.0, -1.0], "amt": [100.0, 10_000.0, 10_000.0, 100.0]},
+    index=["A", "B", "C", "D"],
+)
+
+
+def test_recovery_model_key_puts_likely_large_before_unlikely_large_before_likely_small(tmp_path):
+    clf = _trained_area(tmp_path)
+    prob = clf.predict(NEW_ROWS)
+    spec = _spec(rank_by="expected_recovery")
+    out = rank_key_for_new_rows(tmp_path, spec, NEW_ROWS, prob)
+    # expected recovery ≈ 0.9 × 10,000 > 0.1 × 10,000 > 0.9 × 100 > 0.1 × 100
+    assert out["rank_key"].sort_values(ascending=False).index.tolist() == ["C", "B", "A", "D"]
+    assert out["rank_key"].equals(out["expected_recovery"])
+    assert out.loc["C", "rank_key"] == pytest.approx(0.9 * 10_000, rel=0.1)
+    # by probability, A ranks with C and above B
+    assert prob[0] > 0.8 > 0.2 > prob[1]
+
+
+def test_ranked_uses_the_model_key_of_the_scores_and_keeps_the_ratio_out(world, tmp_path):
+    decl, scores, outcomes, split = world
+    _trained_area(tmp_path)
+    spec = _spec(rank_by="expected_recovery")
+    rows = pd.DataFrame(
+        {"x": np.tile([1.0, -1.0, 1.0, -1.0], 75), "amt": np.tile(NEW_ROWS.amt, 75)}
+    )
+    scores = scores.assign(expected_recovery=model_expected_recovery(tmp_path, spec, rows))
+    frame = ranked(scores, decl, outcomes, spec, split)
+    assert frame.attrs["rank_source"] == KEY_RECOVERY_MODEL
+    assert frame["rank_key"].equals(frame["expected_recovery"])
+    assert frame["rank_key"].is_monotonic_decreasing
+    # the first 75 are the C rows (likely and large), the last 75 the D rows, whatever the score
+    pos = frame["declaration_id"].str[1:].astype(int) % 4
+    assert (pos.iloc[:75] == 2).all() and (pos.iloc[-75:] == 3).all()
+    # a probability area keeps ranking by its score even when a model key is there
+    by_prob = ranked(scores, decl, outcomes, _spec(), split)
+    assert by_prob.attrs["rank_source"] == KEY_PROBABILITY
+    assert by_prob["rank_key"].equals(by_prob["score"])
+
+
+def test_without_recovery_model_the_new_rows_fall_back_to_the_ratio(tmp_path, caplog):
+    clf = _trained_area(tmp_path, with_recovery=False)
+    prob = clf.predict(NEW_ROWS)
+    spec = _spec(rank_by="expected_recovery")
+    assert model_expected_recovery(tmp_path, spec, NEW_ROWS) is None
+    paid = np.array([1.0, 2.0, 3.0, 4.0])
+    with caplog.at_level(logging.WARNING, logger="riskml.select"):
+        out = rank_key_for_new_rows(tmp_path, spec, NEW_ROWS, prob, ratio=0.5, duties_paid=paid)
+    np.testing.assert_allclose(out["rank_key"], prob * 0.5 * paid)
+    assert "recovery.txt is absent" in caplog.text
+    # no finding known either: rank by probability
+    bare = rank_key_for_new_rows(tmp_path, spec, NEW_ROWS, prob)
+    np.testing.assert_allclose(bare["rank_key"], prob)
+    assert (bare["expected_recovery"] == 0).all()
 
 
 def test_random_picks_carry_no_reasons(world):

@@ -15,6 +15,12 @@ columns, when the scores carry ``score_raw``: see :mod:`riskml.backtest`), ``leg
 random ranking; its expected precision is the prevalence), and on the truth ``oracle``
 (ranking by ``true_prob``).
 
+For an area with ``rank_by: expected_recovery`` and a recovery model, the scores file also gets
+``expected_recovery`` (:func:`riskml.select.model_expected_recovery`: probability × predicted
+recovered duty), the key its candidate lists are ranked by, and the metrics file a
+``rank_key_comparison`` block: the same populations and rates, ranking by ``probability`` vs by
+``expected_recovery`` (and the ``oracle``), on test-window items only.
+
 :func:`score_frame`, :func:`assemble_scores`, :func:`evaluate_scores` and the plot tables are
 pure; :func:`run_evaluate` is the stage entry that reads and writes files and logs to MLflow.
 """
@@ -40,6 +46,7 @@ from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.metrics import metrics_at_rates
 from riskml.rules import rule_score
+from riskml.select import model_expected_recovery
 from riskml.train import feature_matrix, in_window, load_model
 
 log = logging.getLogger(__name__)
@@ -185,6 +192,7 @@ def evaluate_scores(
     seed: int,
     rates: list[float] | None = None,
     revenue_unavailable: str | None = None,
+    methods: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Metrics per population → method → rate (keys like ``"5%"``) → metric.
 
@@ -195,9 +203,13 @@ def evaluate_scores(
     ``revenue_unavailable``: a reason (e.g. :data:`NO_RECOVERED`) why the labelled populations
     have no recoverable amount; their revenue shares are then ``None`` and the block says why
     (``revenue_unavailable``), rather than a misleading zero. The truth keeps its evaded duty.
+
+    ``methods``: the rankings to measure (name → score per row); by default
+    :func:`ranking_scores`.
     """
     rates = list(rates or spec.inspection_rates)
-    methods = ranking_scores(scores, seed=seed, area=spec.name)
+    if methods is None:
+        methods = ranking_scores(scores, seed=seed, area=spec.name)
     out: dict[str, Any] = {}
     for pop, (mask, y, value) in population_rows(scores).items():
         block: dict[str, Any] = {
@@ -229,6 +241,71 @@ def evaluate_scores(
             mblock["rates"] = {rate_label(r): v for r, v in m["rates"].items()}
             block["methods"][method] = mblock
         out[pop] = block
+    return out
+
+
+#: Name of the block comparing the ranking keys of an area that ranks by expected recovery.
+RANK_KEY_COMPARISON = "rank_key_comparison"
+RANK_KEY_DESCRIPTION = (
+    "test-window list ranked by probability (the model's score) vs by expected recovery "
+    "(probability × recovered duty predicted by the area's recovery model, the key the "
+    "candidate lists use); oracle: ranking by the simulator's true probability"
+)
+
+
+def rank_key_comparison(
+    scores: pd.DataFrame,
+    spec: AreaSpec,
+    *,
+    seed: int,
+    revenue_unavailable: str | None = None,
+) -> dict[str, Any] | None:
+    """Precision, recall and revenue share at ``spec``'s inspection rates when the test items are
+    ranked by ``probability`` (``score``) vs by ``expected_recovery`` (and the ``oracle`` on the
+    truth), per population, in :func:`evaluate_scores`'s structure.
+
+    ``None`` when ``spec`` does not rank by expected recovery; a block with ``available: false``
+    and a note when ``scores`` has no recovery-model ``expected_recovery``.
+    """
+    if spec.rank_by != "expected_recovery":
+        return None
+    block: dict[str, Any] = {
+        "description": RANK_KEY_DESCRIPTION,
+        "rank_by": spec.rank_by,
+        "operating_rate": rate_label(spec.operating_rate),
+    }
+    if "expected_recovery" not in scores.columns:
+        block["available"] = False
+        block["note"] = (
+            f"no recovery model (models/{spec.name}/recovery.txt): the candidate lists fall "
+            "back to probability × recovery ratio × duties paid; no comparison"
+        )
+        return block
+    methods = {
+        "probability": scores["score"].to_numpy(float),
+        "expected_recovery": scores["expected_recovery"].to_numpy(float),
+    }
+    if "true_prob" in scores.columns:
+        methods["oracle"] = scores["true_prob"].fillna(0.0).to_numpy(float)
+    block["available"] = True
+    block["populations"] = evaluate_scores(
+        scores, spec, seed=seed, revenue_unavailable=revenue_unavailable, methods=methods
+    )
+    return block
+
+
+def rank_key_headline(comparison: dict[str, Any]) -> dict[str, Any]:
+    """The comparison at the operating rate on the headline population, for the summary."""
+    if not comparison.get("available"):
+        return {k: comparison[k] for k in ("rank_by", "available", "note")}
+    pops = comparison["populations"]
+    pop = TRUTH if TRUTH in pops else LABELLED
+    key = comparison["operating_rate"]
+    out: dict[str, Any] = {"population": pop, "rate": key}
+    for method, mblock in pops[pop].get("methods", {}).items():
+        m = mblock["rates"].get(key)
+        if m is not None:
+            out[method] = {k: m.get(k) for k in ("precision", "recall", "revenue_share")}
     return out
 
 
@@ -484,7 +561,13 @@ def _read_truth(root: Path) -> pd.DataFrame | None:
 
 
 def _log_test_metrics(
-    run_id: str | None, result: dict, tracking_uri: str, area: str, pngs: list[Path] = ()
+    run_id: str | None,
+    result: dict,
+    tracking_uri: str,
+    area: str,
+    pngs: list[Path] = (),
+    *,
+    ranking: dict | None = None,
 ) -> bool:
     if not run_id:
         log.warning("%s: features.json has no MLflow run id; test metrics not logged", area)
@@ -498,7 +581,10 @@ def _log_test_metrics(
         )
         return False
     now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
-    metrics = [Metric(k, v, now, 0) for k, v in mlflow_metrics(result).items()]
+    flat = mlflow_metrics(result)
+    if ranking:  # e.g. test.rank_key.truth.expected_recovery.revenue_share_at_5pct
+        flat |= {f"test.rank_key.{k[5:]}": v for k, v in mlflow_metrics(ranking).items()}
+    metrics = [Metric(k, v, now, 0) for k, v in flat.items()]
     for i in range(0, len(metrics), 500):  # under the store's batch limit
         client.log_batch(run_id, metrics=metrics[i : i + 500])
     for png in pngs:
@@ -519,9 +605,13 @@ def evaluate_area(
 
     booster, meta = load_model(root, spec.name)
     split, seed = params.split, params.evaluate.seed
+    rows = in_window(tables["features"], split.test_start, split.test_end)
     scored = score_frame(
-        booster, tables["features"], meta["features"], start=split.test_start, end=split.test_end
+        booster, rows, meta["features"], start=split.test_start, end=split.test_end
     )
+    recovery = model_expected_recovery(root, spec, rows)
+    if recovery is not None:  # the candidate lists' rank key (riskml.select.ranked)
+        scored["expected_recovery"] = recovery
     if scored.empty:
         raise RiskmlError(
             f"area {spec.name!r}: no item accepted in the test window "
@@ -531,12 +621,15 @@ def evaluate_area(
     scores = assemble_scores(scored, tables["declarations"], labels, spec, tables["truth"])
     reason = None if recovered_available(tables["outcomes"]) else NO_RECOVERED
     result = evaluate_scores(scores, spec, seed=seed, revenue_unavailable=reason)
+    comparison = rank_key_comparison(scores, spec, seed=seed, revenue_unavailable=reason)
     doc = {
         "area": spec.name,
         "test_window": [str(split.test_start), str(split.test_end)],
         "model": {k: meta.get("mlflow", {}).get(k) for k in ("registered_model", "version")},
         "populations": result,
     }
+    if comparison is not None:
+        doc[RANK_KEY_COMPARISON] = comparison
     io.write_json(_clean(doc), root / METRICS_DIR / f"{spec.name}.json")
     plots = root / PLOTS_DIR / spec.name
     curves = rate_curve_table(scores, spec, seed=seed, revenue_unavailable=reason)
@@ -551,9 +644,16 @@ def evaluate_area(
     pngs = plot_pngs(curves, pr, calibration, spec, plots)
     io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
     logged = _log_test_metrics(
-        meta.get("mlflow", {}).get("run_id"), result, tracking_uri, spec.name, pngs
+        meta.get("mlflow", {}).get("run_id"),
+        result,
+        tracking_uri,
+        spec.name,
+        pngs,
+        ranking=(comparison or {}).get("populations"),
     )
     head = headline(result, spec)
+    if comparison is not None:
+        head[RANK_KEY_COMPARISON] = rank_key_headline(comparison)
     head["mlflow_logged"] = logged
     return head
 

@@ -10,6 +10,7 @@ optionally aggregated to importer-period level. Outputs: ``data/candidates/*.csv
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import pandas as pd
 
 from riskml.config import AreaSpec, Params, SelectParams, SplitParams
 from riskml.contract import KEY
+
+log = logging.getLogger(__name__)
 
 DECLARATION_FIELDS = [
     "accepted_date",
@@ -66,6 +69,109 @@ def recovery_ratio(
     return recovered / total_paid if total_paid > 0 else 0.0
 
 
+#: Where an area's rank key comes from (see :func:`rank_columns`).
+KEY_RECOVERY_MODEL = "recovery_model"
+KEY_RECOVERY_RATIO = "recovery_ratio"
+KEY_PROBABILITY = "probability"
+
+
+def model_expected_recovery(
+    root: Path, spec: AreaSpec, features_rows: pd.DataFrame
+) -> np.ndarray | None:
+    """Expected recovery of each row by the area's recovery model: probability × predicted
+    recovered duty (:func:`riskml.train.expected_recovery`, ``models/<area>/recovery.txt``).
+
+    ``None`` when ``spec`` does not rank by expected recovery or the area has no recovery model
+    (e.g. outcomes without recovered amounts), so that the caller falls back.
+    """
+    if spec.rank_by != "expected_recovery":
+        return None
+    from riskml.train import expected_recovery
+
+    return expected_recovery(Path(root), spec.name, features_rows)
+
+
+def rank_columns(
+    spec: AreaSpec,
+    score: np.ndarray,
+    *,
+    model_recovery: np.ndarray | None,
+    ratio: float,
+    duties_paid: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(expected_recovery, rank_key, source)`` of scored rows: the one rule of the ranking key.
+
+    ``expected_recovery`` is the recovery model's (``model_recovery``) when given, else
+    ``score × ratio × duties_paid`` (0 without duties). The rank key is ``score`` unless
+    ``spec.rank_by`` is ``expected_recovery``; then it is the model's expected recovery, or,
+    without a model, the ratio estimate (when ``ratio`` > 0), else ``score``. ``source`` says
+    which: :data:`KEY_RECOVERY_MODEL`, :data:`KEY_RECOVERY_RATIO` or :data:`KEY_PROBABILITY`.
+    """
+    score = np.asarray(score, dtype="float64")
+    if model_recovery is not None:
+        expected = np.asarray(model_recovery, dtype="float64")
+        source = KEY_RECOVERY_MODEL
+    else:
+        paid = np.zeros_like(score) if duties_paid is None else np.nan_to_num(duties_paid)
+        expected = score * ratio * paid
+        source = KEY_RECOVERY_RATIO if ratio > 0 else KEY_PROBABILITY
+    if spec.rank_by != "expected_recovery":
+        source = KEY_PROBABILITY
+    return expected, (score if source == KEY_PROBABILITY else expected), source
+
+
+def rank_key_for_new_rows(
+    root: Path,
+    spec: AreaSpec,
+    features_rows: pd.DataFrame,
+    score: np.ndarray,
+    *,
+    ratio: float = 0.0,
+    duties_paid: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """``expected_recovery`` and ``rank_key`` of newly scored rows (the scoring service's entry),
+    by the same rule as the candidate lists (:func:`rank_columns`); index of ``features_rows``.
+
+    ``features_rows``: the rows' model features; ``score``: their probabilities; ``ratio`` and
+    ``duties_paid``: the fallback when the area has no recovery model (:func:`recovery_ratio`).
+    """
+    expected, key, source = rank_columns(
+        spec,
+        score,
+        model_recovery=model_expected_recovery(root, spec, features_rows),
+        ratio=ratio,
+        duties_paid=duties_paid,
+    )
+    _log_fallback(spec, source, ratio, where=f"models/{spec.name}/recovery.txt is absent")
+    return pd.DataFrame({"expected_recovery": expected, "rank_key": key}, index=features_rows.index)
+
+
+def _log_fallback(spec: AreaSpec, source: str, ratio: float, *, where: str) -> None:
+    if spec.rank_by != "expected_recovery" or source == KEY_RECOVERY_MODEL:
+        return
+    how = (
+        f"probability × recovery ratio of past findings ({ratio:.4g}) × duties paid"
+        if source == KEY_RECOVERY_RATIO
+        else "probability (no finding with a recovered amount is known)"
+    )
+    log.warning(
+        "%s: ranks by expected recovery but has no recovery-model prediction (%s); "
+        "ranking by %s instead",
+        spec.name,
+        where,
+        how,
+    )
+
+
+def _model_recovery_column(scores: pd.DataFrame) -> pd.Series | None:
+    """The scores file's ``expected_recovery`` (written by ``evaluate`` from the recovery
+    model) when every row has a finite value, else ``None``."""
+    if "expected_recovery" not in scores.columns:
+        return None
+    col = pd.to_numeric(scores["expected_recovery"], errors="coerce").astype("float64")
+    return col if np.isfinite(col.to_numpy()).all() else None
+
+
 def ranked(
     scores: pd.DataFrame,
     declarations: pd.DataFrame,
@@ -74,20 +180,39 @@ def ranked(
     split: SplitParams,
 ) -> pd.DataFrame:
     """Scored items joined to their declaration fields, with ``expected_recovery`` and
-    ``rank_key`` (the area's ranking key), sorted from the highest key down (ties by key)."""
+    ``rank_key`` (the area's ranking key, :func:`rank_columns`), sorted from the highest key
+    down (ties by key). ``frame.attrs["rank_source"]`` says where the key came from.
+
+    For an area with ``rank_by: expected_recovery`` the key is the recovery model's expected
+    recovery, which ``evaluate`` writes into the scores (column ``expected_recovery``); without
+    it, the ratio estimate of :func:`recovery_ratio` (findings known before the test window),
+    with a warning in the log.
+    """
     decl_cols = [c for c in DECLARATION_FIELDS if c not in scores.columns or c == "accepted_date"]
     frame = scores.drop(columns=[c for c in decl_cols if c in scores.columns]).merge(
         declarations[[*KEY, *decl_cols]], on=KEY, how="left", validate="one_to_one"
     )
+    model_recovery = _model_recovery_column(frame) if spec.rank_by == "expected_recovery" else None
     ratio = recovery_ratio(
         declarations, outcomes, spec.name, known_before=pd.Timestamp(split.test_start)
     )
-    frame["expected_recovery"] = frame["score"] * ratio * frame["duties_paid"].fillna(0)
-    use_recovery = spec.rank_by == "expected_recovery" and ratio > 0
-    frame["rank_key"] = frame["expected_recovery"] if use_recovery else frame["score"]
-    return frame.sort_values(
+    expected, key, source = rank_columns(
+        spec,
+        frame["score"].to_numpy(),
+        model_recovery=None if model_recovery is None else model_recovery.to_numpy(),
+        ratio=ratio,
+        duties_paid=frame["duties_paid"].to_numpy(dtype="float64", na_value=np.nan),
+    )
+    _log_fallback(
+        spec, source, ratio, where=f"no expected_recovery in data/scores/{spec.name}.parquet"
+    )
+    frame["expected_recovery"] = expected
+    frame["rank_key"] = key
+    out = frame.sort_values(
         ["rank_key", "declaration_id", "item_no"], ascending=[False, True, True], kind="stable"
     ).reset_index(drop=True)
+    out.attrs["rank_source"] = source
+    return out
 
 
 def select_candidates(
@@ -428,6 +553,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     profile = load_profile(root / params.select.watchlists)
     lists: dict[str, pd.DataFrame] = {}
     frames: dict[str, pd.DataFrame] = {}
+    rank_sources: dict[str, str] = {}
     capacities: dict[str, int] = {}
     period_ids: set[str] = set()
     for area, spec in specs.items():
@@ -437,6 +563,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
             scores, declarations, outcomes, spec, params, profile
         )
         period_ids.update(frame["declaration_id"].astype(str))
+        rank_sources[area] = frame.attrs.get("rank_source", KEY_PROBABILITY)
         selected["reasons"] = attach_reasons(selected, explanations)
         selected["area"] = area
         info_path = root / "models" / area / "features.json"
@@ -466,4 +593,8 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         write_csv(periods, root / "data/candidates" / "importer_periods.csv")
         sheets["Importer periods"] = periods
     write_xlsx(sheets, root / "data/candidates" / "candidates.xlsx")
-    return {"candidates": {a: len(f) for a, f in lists.items()}, "declarations": len(combined)}
+    return {
+        "candidates": {a: len(f) for a, f in lists.items()},
+        "declarations": len(combined),
+        "rank_key": rank_sources,
+    }
