@@ -6,8 +6,11 @@ Starts `riskml serve` as its own process on a loopback port with a fresh SQLite 
 database, creates an auditor token, then measures:
 
 * ``POST /score`` wall time and throughput for batches of 1,000 and 100,000 new declarations
-  (CSV bodies: stored items copied with fresh ids, dated the day after the data), with the
-  server-side split (contract check, features, model prediction) from a direct Scorer run;
+  (CSV bodies: stored items copied with fresh ids, dated the day after the data), in
+  declarations per second and in declarations scored per second per area (declarations x areas
+  / wall time, every area scoring every declaration);
+* the server-side split of the same batches (contract check, features from the feature store,
+  model prediction, reasons) from a direct Scorer run in this process;
 * model prediction alone: declarations per second per area (champion Booster on 100,000
   feature rows, 2 threads);
 * ``GET /candidates`` latency (median, p99) under ``--clients`` concurrent clients, each sending
@@ -42,6 +45,27 @@ def new_batch(decl: pd.DataFrame, n: int) -> pd.DataFrame:
     rows["item_no"] = 1
     rows["accepted_date"] = (decl["accepted_date"].max() + pd.Timedelta(days=1)).date()
     return rows.reset_index(drop=True)
+
+
+def bench_split(root: Path, env: dict[str, str], decl: pd.DataFrame, sizes: list[int]) -> None:
+    """Seconds per step of :meth:`riskml.score.Scorer.score`, run in this process."""
+    os.environ.update(env)
+    from riskml.config import load_area_specs, load_params
+    from riskml.score import Scorer
+
+    params = load_params(root / "params.yaml")
+    specs = {a: s for a, s in load_area_specs(root / "pipelines").items() if a in params.areas}
+    scorer = Scorer(root, params, specs)
+    t0 = time.perf_counter()
+    scorer.warm()
+    print(f"Scorer start (feature store + champions): {time.perf_counter() - t0:.1f} s")
+    for n in sizes:
+        batch = new_batch(decl, n).astype(str)  # text, as a CSV body arrives
+        t0 = time.perf_counter()
+        result = scorer.score(batch)
+        total = time.perf_counter() - t0
+        split = ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())
+        print(f"Scorer.score {n:,}: {total:.2f} s ({split})")
 
 
 def _riskml(args: list[str], env: dict[str, str]) -> str:
@@ -197,12 +221,16 @@ def main() -> None:
         for n in args.sizes:
             res = bench_score(url, token, decl, n)
             print(
-                f"POST /score {n:,} declarations: {res['seconds']:.1f} s, "
-                f"{res['per_second']:,.0f} declarations/s"
+                f"POST /score {n:,} declarations: {res['seconds']:.2f} s, "
+                f"{res['per_second']:,.0f} declarations/s, "
+                f"{res['per_second'] * len(areas):,.0f} declarations per second per area "
+                f"({len(areas)} areas)"
             )
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if args.sizes:
+        bench_split(root, env, decl, args.sizes)
     for area, rate in ({} if args.no_predict else bench_predict(root, env)).items():
         print(f"model prediction {area}: {rate:,.0f} declarations/s")
     print("done")

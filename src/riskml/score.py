@@ -30,18 +30,32 @@ from riskml.contract import KEY, RiskmlError, validate
 from riskml.features.store import FeatureStore
 from riskml.train import feature_matrix
 
-SCORE_COLUMNS = [*KEY, "accepted_date", "area", "score", "selected", "fired", "flags", "reasons"]
+SCORE_COLUMNS = [
+    *KEY,
+    "accepted_date",
+    "area",
+    "score",
+    "expected_recovery",
+    "rank_key",
+    "selected",
+    "fired",
+    "flags",
+    "reasons",
+]
 
 
 @dataclass
 class AreaModel:
-    """One area's champion model and the features it reads."""
+    """One area's champion model and the features it reads; for an area ranked by expected
+    recovery, the recovery regression (``models/<area>/recovery.txt``) and its features."""
 
     area: str
     booster: lgb.Booster
     features: list[str]
     version: str
-    threshold: float  # score of the last model pick of the current candidate list (inf: none)
+    threshold: float  # rank key of the last model pick of the current candidate list (inf: none)
+    recovery: lgb.Booster | None = None
+    recovery_features: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -76,17 +90,21 @@ def load_champion(root: Path, area: str, *, tracking_uri: str | None = None) -> 
     if not isinstance(booster, lgb.Booster):
         booster = booster.booster_
     meta_path = root / "models" / area / "features.json"
-    features = (
-        json.loads(meta_path.read_text())["features"]
-        if meta_path.exists()
-        else list(booster.feature_name())
-    )
-    return AreaModel(area, booster, features, f"{name} v{version}", _threshold(root, area))
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    features = meta.get("features") or list(booster.feature_name())
+    model = AreaModel(area, booster, features, f"{name} v{version}", float("inf"))
+    recovery_path = root / "models" / area / "recovery.txt"
+    if recovery_path.exists():
+        model.recovery = lgb.Booster(model_file=str(recovery_path))
+        model.recovery_features = meta.get("recovery", {}).get("features", features)
+    model.threshold = _threshold(root, area, by_recovery=model.recovery is not None)
+    return model
 
 
-def _threshold(root: Path, area: str) -> float:
-    """The score above which a new item would rank among the current list's model picks: the
-    n-th highest score of the scored period, n = the list's model picks (same selection rate)."""
+def _threshold(root: Path, area: str, *, by_recovery: bool = False) -> float:
+    """The rank key above which a new item would rank among the current list's model picks: the
+    n-th highest key of the scored period, n = the list's model picks (same selection rate).
+    The key is the stored ``expected_recovery`` when the list ranks by it, else the score."""
     cand_path, score_path = (
         root / "data/candidates" / f"{area}.csv",
         root / "data/scores" / f"{area}.parquet",
@@ -95,15 +113,38 @@ def _threshold(root: Path, area: str) -> float:
         return float("inf")
     cands = pd.read_csv(cand_path, encoding="utf-8-sig", usecols=["selection_kind"])
     n = int((cands["selection_kind"] == "model").sum())
-    scores = np.sort(pd.read_parquet(score_path, columns=["score"])["score"].to_numpy())[::-1]
-    return float(scores[min(n, len(scores)) - 1]) if n and len(scores) else float("inf")
+    stored = pd.read_parquet(score_path)
+    key = "expected_recovery" if by_recovery and "expected_recovery" in stored else "score"
+    keys = np.sort(stored[key].to_numpy(np.float64))[::-1]
+    return float(keys[min(n, len(keys)) - 1]) if n and len(keys) else float("inf")
 
 
-def predict(model: AreaModel, features: pd.DataFrame) -> np.ndarray:
-    """Probabilities of ``model``'s area for the rows of ``features``."""
-    if features.empty:
+def predict(model: AreaModel, features: pd.DataFrame | FeatureBlock) -> np.ndarray:
+    """Probabilities of ``model``'s area for the rows of ``features`` (a feature frame, or a
+    :class:`FeatureBlock` shared by several areas)."""
+    if len(features) == 0:
         return np.zeros(0)
+    if isinstance(features, FeatureBlock):
+        return model.booster.predict(features.matrix(model.features), num_threads=2)
     return model.booster.predict(feature_matrix(features, model.features), num_threads=2)
+
+
+class FeatureBlock:
+    """The model inputs of a feature frame as one float32 matrix, converted once for all the
+    areas (the features are float32 already, so no value changes); each area takes its columns.
+    """
+
+    def __init__(self, features: pd.DataFrame, names: list[str]) -> None:
+        feature_matrix(features.head(0), names)  # same check and message for missing columns
+        self.names = {n: i for i, n in enumerate(names)}
+        self.values = features[names].to_numpy(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def matrix(self, names: list[str]) -> np.ndarray:
+        """The columns ``names``, in that order."""
+        return self.values[:, [self.names[n] for n in names]]
 
 
 class Scorer:
@@ -130,6 +171,7 @@ class Scorer:
         self.declarations, self.outcomes = history
         self._models = models
         self._store: FeatureStore | None = None
+        self._ratios: dict[str, float] = {}
         self._lock = threading.Lock()
         self.profile = load_profile(root / params.select.watchlists)
 
@@ -214,8 +256,15 @@ class Scorer:
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         parts = []
+        names = list(
+            dict.fromkeys(
+                n for m in self.models.values() for n in [*m.features, *m.recovery_features]
+            )
+        )
+        block = FeatureBlock(feats, names)
         for area, model in self.models.items():
-            prob = predict(model, feats)
+            prob = predict(model, block)
+            expected, key = self._rank_key(model, block, prob, good)
             hits = profile_hits(good, self.profile, area)
             fired = _joined(good, hits[hits["action"] == "select"])
             flags = _joined(good, hits[hits["action"] == "flag"])
@@ -227,7 +276,9 @@ class Scorer:
                         "accepted_date": good["accepted_date"].to_numpy(),
                         "area": area,
                         "score": prob,
-                        "selected": (prob >= model.threshold) | (fired != ""),
+                        "expected_recovery": expected,
+                        "rank_key": key,
+                        "selected": (key >= model.threshold) | (fired != ""),
                         "fired": fired,
                         "flags": flags,
                     }
@@ -238,6 +289,33 @@ class Scorer:
         parts = [self._with_reasons(part, feats) for part in parts]
         timings["reasons"] = time.perf_counter() - t0
         return ScoreResult(pd.concat(parts, ignore_index=True), quarantine, timings)
+
+    def _rank_key(
+        self, model: AreaModel, block: FeatureBlock, prob: np.ndarray, good: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(expected_recovery, rank_key)`` of the batch in ``model``'s area, by the candidate
+        lists' rule (:func:`riskml.select.rank_columns`): for an area ranked by expected recovery,
+        the champion's probability × the recovery model's predicted duty."""
+        from riskml.select import rank_columns, recovery_ratio
+
+        spec = self.specs[model.area]
+        amount = None
+        if model.recovery is not None and spec.rank_by == "expected_recovery":
+            predicted = model.recovery.predict(block.matrix(model.recovery_features), num_threads=2)
+            amount = prob * np.clip(predicted, 0, None)
+        ratio = 0.0
+        if amount is None and spec.rank_by == "expected_recovery":
+            if model.area not in self._ratios:
+                known = self.declarations["accepted_date"].max() + pd.Timedelta(days=1)
+                self._ratios[model.area] = recovery_ratio(
+                    self.declarations, self.outcomes, model.area, known_before=known
+                )
+            ratio = self._ratios[model.area]
+        paid = good["duties_paid"].to_numpy(np.float64, na_value=np.nan)
+        expected, key, _ = rank_columns(
+            spec, prob, model_recovery=amount, ratio=ratio, duties_paid=paid
+        )
+        return expected, key
 
     def _with_reasons(self, part: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
         """``part`` (one area's scores) with the top raising reasons of its selected items."""
