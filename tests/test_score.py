@@ -106,6 +106,16 @@ def test_selected_items_carry_reasons(project):
     result = scorer.score(new_batch(project, 15, start=200))
     assert result.scores["selected"].all()
     assert (result.scores["reasons"].str.len() > 0).all()
+    wide = result.wide()  # what POST /score returns: one row per item
+    assert len(wide) == 15 and set(AREAS) <= set(wide.columns)
+    assert (wide["selected_areas"].str.split(";").map(set) == set(AREAS)).all()
+    for area in AREAS:
+        part = result.scores[result.scores["area"] == area].reset_index(drop=True)
+        np.testing.assert_array_equal(wide[area].to_numpy(), part["score"].to_numpy())
+        assert (wide[f"reasons_{area}"] == part["reasons"]).all()
+    quick = scorer.score(new_batch(project, 15, start=200), reasons=False)
+    assert (quick.scores["reasons"] == "").all()
+    assert not any(c.startswith("reasons_") for c in quick.wide().columns)
 
 
 def test_a_batch_after_the_history_is_featurised_from_the_store(project):

@@ -66,6 +66,27 @@ class ScoreResult:
     quarantine: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
 
+    def wide(self) -> pd.DataFrame:
+        """One row per item: the key, each area's score (column named after the area), the
+        areas whose list it reaches (``selected_areas``, ``;``-joined) and, where reasons were
+        computed, ``reasons_<area>`` of the selected areas."""
+        scores = self.scores
+        areas = list(dict.fromkeys(scores["area"]))
+        if not areas:
+            return pd.DataFrame(columns=[*KEY, "selected_areas"])
+        n = len(scores) // len(areas)  # the areas' parts are stacked, each in the batch's order
+        out = scores[KEY].iloc[:n].reset_index(drop=True)
+        selected = scores["selected"].to_numpy(bool).reshape(len(areas), n)
+        reasons = scores["reasons"].to_numpy(object).reshape(len(areas), n)
+        for i, area in enumerate(areas):
+            out[area] = scores["score"].to_numpy()[i * n : (i + 1) * n]
+        picked = np.where(selected, np.array(areas, dtype=object)[:, None], "")
+        out["selected_areas"] = [";".join(a for a in col if a) for col in picked.T]
+        for i, area in enumerate(areas):
+            if (reasons[i] != "").any():
+                out[f"reasons_{area}"] = np.where(selected[i], reasons[i], "")
+        return out
+
 
 def load_champion(root: Path, area: str, *, tracking_uri: str | None = None) -> AreaModel:
     """The ``riskml-<area>@champion`` Booster from the MLflow registry, with its feature list
@@ -241,14 +262,24 @@ class Scorer:
         frame = build_features(both, self.outcomes, self.params.features, specs=self.specs)
         return frame.iloc[len(self.declarations) :].reset_index(drop=True)
 
-    def score(self, batch: pd.DataFrame) -> ScoreResult:
-        """Check, featurise and score a batch; rows breaking the contract are quarantined."""
+    def score(self, batch: pd.DataFrame, *, reasons: bool = True) -> ScoreResult:
+        """Check, featurise and score a batch; rows breaking the contract are quarantined.
+        ``reasons``: add the reason sentences of the selected items (TreeSHAP)."""
+        t0 = time.perf_counter()
+        good, quarantine = self.check(batch)
+        result = self.score_checked(good, reasons=reasons)
+        result.quarantine = quarantine
+        result.timings = {"validate": time.perf_counter() - t0 - sum(result.timings.values())} | (
+            result.timings
+        )
+        return result
+
+    def score_checked(self, good: pd.DataFrame, *, reasons: bool = True) -> ScoreResult:
+        """Featurise and score rows that passed :meth:`check`."""
         from riskml.watchlists import profile_hits
 
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        good, quarantine = self.check(batch)
-        timings["validate"] = time.perf_counter() - t0
+        quarantine = pd.DataFrame()
         if good.empty:
             return ScoreResult(pd.DataFrame(columns=SCORE_COLUMNS), quarantine, timings)
         t0 = time.perf_counter()
@@ -285,9 +316,12 @@ class Scorer:
                 )
             )
         timings["predict"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        parts = [self._with_reasons(part, feats) for part in parts]
-        timings["reasons"] = time.perf_counter() - t0
+        if reasons:
+            t0 = time.perf_counter()
+            parts = [self._with_reasons(part, feats) for part in parts]
+            timings["reasons"] = time.perf_counter() - t0
+        else:
+            parts = [part.assign(reasons="") for part in parts]
         return ScoreResult(pd.concat(parts, ignore_index=True), quarantine, timings)
 
     def _rank_key(

@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from riskml.config import AreaSpec, Params
-from riskml.contract import CONTROL_KINDS, KEY, RiskmlError
+from riskml.contract import CONTROL_KINDS, RiskmlError
 from riskml.feedback import FeedbackStore, Identity
 from riskml.serve.data import SELECTION_KINDS, SORT_KEYS, CandidateQuery, ServiceData
 
@@ -210,10 +210,20 @@ def create_app(
         return case
 
     @app.post("/score", tags=["scoring"])
-    async def score(request: Request, who: Writer) -> Response:
+    async def score(
+        request: Request,
+        who: Writer,
+        format: Annotated[
+            Literal["json", "csv"], Query(description="response format: json or csv")
+        ] = "json",
+        reasons: Annotated[
+            bool, Query(description="add reasons_<area>: the risk reasons of selected areas")
+        ] = False,
+    ) -> Response:
         """Score a batch of new declarations (JSON list of rows, ``{"declarations": [...]}``
-        or CSV with a header). Rows breaking the data contract: 422 naming row and field,
-        nothing scored. More than ``serve.max_batch`` rows: 413."""
+        or CSV with a header): one row per item with each area's score and ``selected_areas``
+        (the areas whose current list it reaches). Rows breaking the data contract: 422 naming
+        row and field, nothing scored. More than ``serve.max_batch`` rows: 413."""
         batch = await _read_batch(request, max_batch)
         sc = state["scorer"]
         if sc is None:
@@ -233,21 +243,14 @@ def create_app(
                 status_code=422,
             )
         # scoring is CPU work: run it off the event loop so that other requests are served
-        result = await run_in_threadpool(sc.score, good)
-        wide = result.scores.pivot_table(index=KEY, columns="area", values="score", sort=False)
-        chosen = result.scores[result.scores["selected"].astype(bool)]
-        sel = chosen.groupby(KEY, sort=False)["area"].agg(";".join).rename("selected_areas")
-        wide = wide.join(sel).reset_index()
-        wide["selected_areas"] = wide["selected_areas"].fillna("")
-        if request.query_params.get("format") == "csv":
+        result = await run_in_threadpool(sc.score_checked, good, reasons=reasons)
+        wide = result.wide()
+        if format == "csv":
             return Response(wide.to_csv(index=False), media_type="text/csv")
-        return JSONResponse(
-            {
-                "items": len(wide),
-                "selected": int((wide["selected_areas"] != "").sum()),
-                "scores": json.loads(wide.to_json(orient="records")),
-            }
-        )
+        head = {"items": len(wide), "selected": int((wide["selected_areas"] != "").sum())}
+        # one serialisation of the rows (to_json), not a round trip through Python objects
+        body = json.dumps(head)[:-1] + ', "scores": ' + wide.to_json(orient="records") + "}"
+        return Response(body, media_type="application/json")
 
     @app.post("/outcomes", tags=["outcomes"], status_code=201)
     def add_outcome(outcome: OutcomeIn, who: Writer) -> dict[str, Any]:
