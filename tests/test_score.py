@@ -31,15 +31,23 @@ def _scorer(project, history=None) -> Scorer:
     return Scorer(project, params, specs, history=history)
 
 
-def test_rescoring_the_last_days_reproduces_the_pipeline_scores(project):
+@pytest.mark.parametrize("late_rows", [0, 20], ids=["feature-store", "rebuild"])
+def test_rescoring_the_last_days_reproduces_the_pipeline_scores(project, late_rows):
+    """The last two days, taken out of the history and scored as new: through the feature
+    store (the same month as the history's last rows), or, with a few rows of an older month in
+    the batch (late declarations), through the rebuild on history + batch."""
     decl = pd.read_parquet(project / "data/interim/declarations.parquet")
     outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
     cut = decl["accepted_date"].max() - pd.Timedelta(days=2)
-    history = decl[decl["accepted_date"] < cut]
-    batch = decl[decl["accepted_date"] >= cut]
+    older = decl["accepted_date"] < cut - pd.DateOffset(months=2)
+    late = decl[older].tail(late_rows)
+    history = decl[(decl["accepted_date"] < cut) & ~decl.index.isin(late.index)]
+    batch = pd.concat([late, decl[decl["accepted_date"] >= cut]])
     # outcomes known before the cut only: a live system does not know the batch's results
     known = outcomes[outcomes["result_date"] < cut]
-    result = _scorer(project, history=(history, known)).score(batch)
+    scorer = _scorer(project, history=(history, known))
+    assert scorer.store.covers(batch) == (late_rows == 0)
+    result = scorer.score(batch)
     assert result.quarantine.empty
     for area in AREAS:
         stored = pd.read_parquet(

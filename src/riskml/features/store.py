@@ -11,8 +11,9 @@ reference price comes from the pool plus the batch, and so on. The result is the
 :func:`riskml.features.build_features` would give the batch's rows on *history + batch* (a test
 checks they are equal), at the cost of the batch alone.
 
-The batch must lie after the history: every row's month after the history's last declaration
-month (:meth:`FeatureStore.covers`); earlier rows need the full rebuild (``build_features``).
+The batch must not reach back before the history's last declaration month: every row dated in
+that month or later (:meth:`FeatureStore.covers`; the current month of a live system, whose
+earlier days are in the history). Older rows need the full rebuild (``build_features``).
 """
 
 from __future__ import annotations
@@ -121,13 +122,13 @@ class FeatureStore:
             self.first_days[columns] = first
         rate, pref = applied_rates(hist)
         self.rate_cells = rate_cells(hist.code("hs6"), rate, pref, hist.month)
-        # Reference pool: rows of the last reference_months months (later batches need no more).
-        recent = np.flatnonzero(hist.month > self.last_month - params.reference_months)
+        # Reference pool: the months a row of the last month or later compares with.
+        recent = np.flatnonzero(hist.month >= self.last_month - params.reference_months)
         self.pool_month = hist.month[recent]
         self.pool_codes = {code: hist.code(*cols)[recent] for code, _, cols in LEVELS}
         self.pool_uv = unit_values(hist.declarations.iloc[recent]).reset_index(drop=True)
-        # Chapter shares of the last month's items (the "outside usual chapters" of month + 1).
-        last = np.flatnonzero(hist.month == self.last_month)
+        # Chapter shares of the last two months' items ("outside usual chapters" of the month after).
+        last = np.flatnonzero(hist.month >= self.last_month - 1)
         shares = pair_shares(
             {
                 name: lookup(
@@ -143,6 +144,7 @@ class FeatureStore:
             }
         )
         self.last_importer = hist.code("importer_id")[last]
+        self.last_share_month = hist.month[last]
         self.last_share = shares["imp_hs2_share"]
         self._hist = hist
         self._rates: dict[int, dict[str, np.ndarray]] = {}  # global rates per array size
@@ -153,9 +155,10 @@ class FeatureStore:
         return pd.Timestamp(np.datetime64(self.first_month + self.last_month - 1, "M"))
 
     def covers(self, batch: pd.DataFrame) -> bool:
-        """Whether every row of ``batch`` lies after the history's last declaration month."""
+        """Whether every row of ``batch`` is dated in the history's last declaration month or
+        later."""
         month = pd.to_datetime(batch["accepted_date"]).to_numpy().astype("datetime64[M]")
-        return bool(len(batch)) and int(month.astype(np.int64).min()) > (
+        return bool(len(batch)) and int(month.astype(np.int64).min()) >= (
             self.first_month + self.last_month - 1
         )
 
@@ -190,12 +193,13 @@ class FeatureStore:
         return out
 
     def features(self, batch: pd.DataFrame) -> pd.DataFrame:
-        """The features of ``batch`` (contract-valid declarations after the history), one row per
-        item in input order, as :func:`riskml.features.build_features` on history + batch."""
+        """The features of ``batch`` (contract-valid new declarations dated in the history's last
+        month or later), one row per item in input order, as
+        :func:`riskml.features.build_features` on history + batch."""
         if not self.covers(batch):
             raise RiskmlError(
-                f"batch rows dated before {self.last_date.date() + pd.offsets.MonthBegin(1)} "
-                "fall inside the stored history's months; build their features with "
+                f"batch rows dated before {self.last_date.date()} fall inside the stored "
+                "history's earlier months; build their features with "
                 "riskml.features.build_features on history + batch"
             )
         params = self.params
@@ -237,7 +241,7 @@ class FeatureStore:
         importer = prep.code("importer_id")
         features["imp_outside_usual_share"] = outside_usual_share(
             np.concatenate([self.last_importer, importer]),
-            np.concatenate([np.full(len(self.last_importer), self.last_month), month]),
+            np.concatenate([self.last_share_month, month]),
             np.concatenate([self.last_share, features["imp_hs2_share"]]),
             rows=(importer, month),
         )
