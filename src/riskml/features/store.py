@@ -127,7 +127,7 @@ class FeatureStore:
         self.pool_month = hist.month[recent]
         self.pool_codes = {code: hist.code(*cols)[recent] for code, _, cols in LEVELS}
         self.pool_uv = unit_values(hist.declarations.iloc[recent]).reset_index(drop=True)
-        # Chapter shares of the last two months' items ("outside usual chapters" of the month after).
+        # Chapter shares of the last two months (the "outside usual chapters" of the next month).
         last = np.flatnonzero(hist.month >= self.last_month - 1)
         shares = pair_shares(
             {
