@@ -20,6 +20,7 @@ from riskml.train import (
     expected_recovery,
     feature_columns,
     in_window,
+    pooled_labels,
     run_train,
     run_tune,
     train_area,
@@ -238,3 +239,63 @@ def test_tune_logs_nested_trials_and_prints_the_best_as_train_settings(
     model = train_area(world["features"], labels, revenue_spec, params.split, best)
     assert model.valid_average_precision == pytest.approx(scores[0])
     assert not (world_root / "models").exists()  # tuning writes no model files
+
+
+def test_pooled_labels_add_findings_of_pooled_areas_known_in_time_on_labelled_rows(revenue_spec):
+    drugs = revenue_spec.model_copy(update={"name": "drugs"})
+    keys = ["D1", "D2", "D3", "D4", "D5"]
+    labels = pd.DataFrame(
+        {
+            "declaration_id": keys,
+            "item_no": 1,
+            "label": [0.0, 0.0, np.nan, 0.0, 1.0],
+            "control_kind": ["physical", "physical", None, "scanner", "random"],
+            "recovered": 0.0,
+        }
+    )
+    outcomes = pd.DataFrame(
+        {
+            "declaration_id": ["D1", "D2", "D3", "D4", "D5"],
+            "item_no": 1,
+            "control_kind": "physical",
+            "result_date": pd.to_datetime(
+                ["2024-01-10", "2024-03-01", "2024-01-10", "2024-01-10", "2024-01-10"]
+            ),
+            "risk_area": ["security", "security", "environment", "revenue", "drugs"],
+            "offence_found": True,
+        }
+    )
+    cut = pd.Timestamp("2024-02-01")
+    out = pooled_labels(labels, outcomes, drugs, known_before=cut)
+    # D1: security found in time -> 1; D2: found after the cut -> 0; D3: never labelled for the
+    # area -> stays unlabelled; D4: revenue is not pooled -> 0; D5: the area's own positive.
+    assert out["label"].tolist()[:2] == [1.0, 0.0]
+    assert np.isnan(out["label"].iloc[2])
+    assert out["label"].tolist()[3:] == [0.0, 1.0]
+    assert labels["label"].tolist()[0] == 0.0  # the area's own labels are not modified
+    assert pooled_labels(labels, outcomes, revenue_spec, known_before=cut) is None
+
+
+def test_pretrained_model_is_one_booster_continuing_the_first_stage(world, revenue_spec, params):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    # First stage on a wider positive class: every labelled item with a high-duty flag or a
+    # positive label (a stand-in for "a finding of any pooled area").
+    pre = labels.copy()
+    high = world["features"]["f_high_duty"].to_numpy() > 0
+    pre.loc[pre["label"].notna().to_numpy() & high, "label"] = 1.0
+    one = train_area(world["features"], labels, revenue_spec, split, params.train)
+    two = train_area(
+        world["features"], labels, revenue_spec, split, params.train, pretrain_labels=pre
+    )
+    again = train_area(
+        world["features"], labels, revenue_spec, split, params.train, pretrain_labels=pre
+    )
+    assert two.pretrain is not None and two.pretrain["trees"] >= 1
+    assert two.pretrain["n_train_positives"] > two.n_train_positives
+    # one Booster holding both stages, cut at the best iteration of the second
+    assert two.booster.num_trees() == two.best_iteration > two.pretrain["trees"]
+    assert one.pretrain is None
+    test = in_window(world["features"], split.test_start, split.test_end)
+    assert not np.allclose(one.predict(test), two.predict(test))
+    np.testing.assert_array_equal(two.predict(test), again.predict(test))

@@ -62,7 +62,7 @@ from riskml.evaluate import (
 )
 from riskml.labels import build_labels
 from riskml.metrics import bootstrap_precision_at_rate
-from riskml.train import feature_matrix, train_area
+from riskml.train import feature_matrix, pooled_labels, train_area
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +284,7 @@ def window_scores(
         update={"num_threads": params.backtest.num_threads}
     )
     known = build_labels(decl, outcomes, spec, known_before=window.start)
+    pretrain = pooled_labels(known, outcomes, spec, known_before=window.start)
     facts: dict[str, Any] = {}
     scored = None
     cache = tables.setdefault("raw_cache", {})
@@ -295,7 +296,16 @@ def window_scores(
             continue
         area_spec = spec if name == "features" else spec.model_copy(update={"exclude_features": []})
         rows = _train_rows(frame, positions[name], known, dates, window)
-        model = train_area(rows, known, area_spec, window.split, train_params)
+        # The raw baseline stays a plain one-stage LightGBM; the area's model is trained as the
+        # train stage trains it (pooled first stage for the areas of riskml.train.POOLED_AREAS).
+        model = train_area(
+            rows,
+            known,
+            area_spec,
+            window.split,
+            train_params,
+            pretrain_labels=pretrain if name == "features" else None,
+        )
         # Leakage guard: nothing the model learnt from was accepted in its own test window.
         if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
             raise RuntimeError(f"backtest window {window.index}: a training row is not before it")

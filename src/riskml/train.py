@@ -11,6 +11,16 @@ Labels must be those *known before* ``test_start``: :func:`run_train` builds the
 missing label here, as it was on the day the model would have been trained. Callers of
 :func:`train_area` must do the same.
 
+Rare areas with shared perpetrators (:data:`POOLED_AREAS`: drugs, environment, health and
+safety, security) are trained in two stages, one Booster at the end: the first stage learns
+"a control of this area's kinds found an offence of *any* pooled area" on the area's labelled
+rows (:func:`pooled_labels`: three to five times the positives of one area), the second continues
+from those trees on the area's own labels (LightGBM ``init_model``). Front companies, complicit
+brokers and risky suppliers show in every smuggling area; one area's few dozen findings cannot
+teach a model who they are, the pooled findings can, and the second stage learns which goods and
+routes belong to this area. The saved model is one Booster over the same features, so scoring,
+explanations and the MLflow model are unchanged.
+
 The classes are not re-weighted (no ``is_unbalance`` / ``scale_pos_weight``): the model's output
 stays a calibrated-ish probability, which the expected-recovery ranking and the reviewers need;
 ranking quality does not depend on the weights. Rare areas get a smaller ``min_child_samples``
@@ -44,6 +54,9 @@ from riskml.metrics import average_precision
 
 #: Fewer positives than this in a window: the area cannot be trained or early-stopped sensibly.
 MIN_POSITIVES = 5
+#: Rare areas whose offenders overlap (front companies, complicit brokers, risky suppliers): each
+#: one's model is first trained on the findings of all of them (see :func:`pooled_labels`).
+POOLED_AREAS: tuple[str, ...] = ("drugs", "environment", "health_safety", "security")
 #: Rows of the feature sample used to infer the MLflow signature and the input example.
 SIGNATURE_SAMPLE = 200
 INPUT_EXAMPLE_ROWS = 5
@@ -78,6 +91,7 @@ class TrainedModel:
     valid_average_precision: float
     lgb_params: dict[str, Any] = field(default_factory=dict)
     valid_start: date | None = None  # where the early-stopping slice really began
+    pretrain: dict[str, Any] | None = None  # the pooled first stage, when there was one
     recovery: RecoveryModel | None = None  # revenue-like areas: the recovered-duty regression
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
@@ -228,32 +242,52 @@ def lgb_params(params: TrainParams, n_positives: int) -> dict[str, Any]:
     }
 
 
-def train_area(
-    features: pd.DataFrame,
+def pooled_labels(
     labels: pd.DataFrame,
+    outcomes: pd.DataFrame,
     spec: AreaSpec,
-    split: SplitParams,
-    params: TrainParams,
-) -> TrainedModel:
-    """Train ``spec``'s area model on ``[train_start, valid_start)``, early-stopped on the next
-    window ``[valid_start, test_start)``.
+    *,
+    known_before: date | pd.Timestamp | None,
+    pool: tuple[str, ...] = POOLED_AREAS,
+) -> pd.DataFrame | None:
+    """The first-stage labels of a pooled area: ``labels`` (the area's, from
+    :func:`riskml.labels.build_labels`) with ``label`` set to 1 on every labelled item where a
+    result known before ``known_before`` found an offence of any area of ``pool``.
 
-    ``labels`` (from :func:`riskml.labels.build_labels`) must be built with
-    ``known_before=split.test_start``; unlabelled rows (NaN) are left out. Raises
-    :class:`RiskmlError` when a window has fewer than :data:`MIN_POSITIVES` positives.
+    The rows stay the area's labelled rows (controls of a kind able to detect the area), so the
+    first stage learns from the same population as the second. ``None`` when ``spec``'s area is
+    not in ``pool`` (it is trained in one stage).
     """
-    names = feature_columns(features, spec)
-    rows = labelled_rows(features, labels)
-    valid_start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
-    train = in_window(rows, split.train_start, valid_start)
-    valid = in_window(rows, valid_start, split.test_start)
-    train_pos = _check_window(spec.name, "train", split.train_start, valid_start, train)
-    valid_pos = _check_window(spec.name, "validation", valid_start, split.test_start, valid)
-
-    config = lgb_params(params, train_pos)
-    dtrain = lgb.Dataset(
-        feature_matrix(train, names), label=train["label"].to_numpy(), free_raw_data=True
+    if spec.name not in pool:
+        return None
+    o = outcomes
+    if known_before is not None:
+        o = o[(pd.to_datetime(o["result_date"]) < pd.Timestamp(known_before)).fillna(False)]
+    found = o["offence_found"].astype("boolean").fillna(False).to_numpy(bool)
+    o = o[found & o["risk_area"].astype("string").isin(pool).fillna(False).to_numpy(bool)]
+    hit = pd.MultiIndex.from_arrays(
+        [o["declaration_id"].astype("string"), o["item_no"].astype("int64")]
     )
+    keys = pd.MultiIndex.from_arrays(
+        [labels["declaration_id"].astype("string"), labels["item_no"].astype("int64")]
+    )
+    out = labels.copy()
+    out.loc[keys.isin(hit) & out["label"].notna().to_numpy(), "label"] = 1.0
+    return out
+
+
+def _fit(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    names: list[str],
+    config: dict[str, Any],
+    params: TrainParams,
+    init_model: lgb.Booster | None = None,
+) -> tuple[lgb.Booster, int]:
+    """One early-stopped LightGBM fit (continuing ``init_model`` when given), cut at its best
+    iteration so that model.txt, the MLflow model and every later predict agree without anyone
+    passing num_iteration."""
+    dtrain = lgb.Dataset(feature_matrix(train, names), label=train["label"].to_numpy())
     dvalid = lgb.Dataset(
         feature_matrix(valid, names), label=valid["label"].to_numpy(), reference=dtrain
     )
@@ -263,12 +297,73 @@ def train_area(
         num_boost_round=params.num_boost_round,
         valid_sets=[dvalid],
         valid_names=["valid"],
+        init_model=init_model,
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )
     best = int(booster.best_iteration or booster.current_iteration())
-    # Keep only the trees up to the best iteration, so that model.txt, the MLflow model and
-    # every later predict agree without anyone passing num_iteration.
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
+
+
+def _pretrain(
+    features: pd.DataFrame,
+    pretrain_labels: pd.DataFrame,
+    names: list[str],
+    spec: AreaSpec,
+    split: SplitParams,
+    params: TrainParams,
+) -> tuple[lgb.Booster, dict[str, Any]]:
+    """The pooled first stage on ``[train_start, valid_start)``, early-stopped on the next
+    window (moved back like the area's own, see :func:`early_stopping_start`)."""
+    rows = labelled_rows(features, pretrain_labels)
+    start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
+    train = in_window(rows, split.train_start, start)
+    valid = in_window(rows, start, split.test_start)
+    name = f"{spec.name} (pooled first stage)"
+    train_pos = _check_window(name, "train", split.train_start, start, train)
+    valid_pos = _check_window(name, "validation", start, split.test_start, valid)
+    booster, best = _fit(train, valid, names, lgb_params(params, train_pos), params)
+    facts = {
+        "pool": list(POOLED_AREAS),
+        "trees": best,
+        "n_train_positives": train_pos,
+        "n_valid_positives": valid_pos,
+        "valid_start": str(start),
+    }
+    return booster, facts
+
+
+def train_area(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    spec: AreaSpec,
+    split: SplitParams,
+    params: TrainParams,
+    *,
+    pretrain_labels: pd.DataFrame | None = None,
+) -> TrainedModel:
+    """Train ``spec``'s area model on ``[train_start, valid_start)``, early-stopped on the next
+    window ``[valid_start, test_start)``.
+
+    ``labels`` (from :func:`riskml.labels.build_labels`) must be built with
+    ``known_before=split.test_start``; unlabelled rows (NaN) are left out. Raises
+    :class:`RiskmlError` when a window has fewer than :data:`MIN_POSITIVES` positives.
+
+    ``pretrain_labels`` (from :func:`pooled_labels`, same ``known_before``): train a first stage
+    on them and continue from its trees on ``labels``; the result is one Booster.
+    """
+    names = feature_columns(features, spec)
+    rows = labelled_rows(features, labels)
+    valid_start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
+    train = in_window(rows, split.train_start, valid_start)
+    valid = in_window(rows, valid_start, split.test_start)
+    train_pos = _check_window(spec.name, "train", split.train_start, valid_start, train)
+    valid_pos = _check_window(spec.name, "validation", valid_start, split.test_start, valid)
+
+    first, pretrain = None, None
+    if pretrain_labels is not None:
+        first, pretrain = _pretrain(features, pretrain_labels, names, spec, split, params)
+    config = lgb_params(params, train_pos)
+    booster, best = _fit(train, valid, names, config, params, init_model=first)
     valid_score = booster.predict(feature_matrix(valid, names))
     valid_ap = average_precision(valid["label"].to_numpy(), valid_score)
     return TrainedModel(
@@ -283,6 +378,7 @@ def train_area(
         valid_average_precision=valid_ap,
         lgb_params=config,
         valid_start=valid_start,
+        pretrain=pretrain,
     )
 
 
@@ -410,6 +506,7 @@ def tune_area(
     n_trials: int,
     seed: int,
     log: Any = None,
+    pretrain_labels: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Random search: train ``spec``'s model with each drawn setting (over ``params``) and score
     it on the early-stopping slice's average precision. Returns one dict per trial (settings,
@@ -422,7 +519,14 @@ def tune_area(
     """
     results = []
     for i, trial in enumerate(draw_trials(n_trials, seed)):
-        model = train_area(features, labels, spec, split, params.model_copy(update=trial))
+        model = train_area(
+            features,
+            labels,
+            spec,
+            split,
+            params.model_copy(update=trial),
+            pretrain_labels=pretrain_labels,
+        )
         result = {
             **trial,
             "valid_average_precision": model.valid_average_precision,
@@ -465,6 +569,7 @@ def run_tune(
     declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
     outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
     labels = build_labels(declarations, outcomes, spec, known_before=params.split.test_start)
+    pretrain = pooled_labels(labels, outcomes, spec, known_before=params.split.test_start)
     base = area_train_params(params, spec)
     uri = tracking_uri or tracking.default_tracking_uri(root)
     exp_id = tracking.ensure_experiment(root, params.mlflow.experiment, uri)
@@ -488,6 +593,7 @@ def run_tune(
         results = tune_area(
             features, labels, spec, params.split, base,
             n_trials=n_trials or tune.n_trials, seed=tune.seed, log=log,
+            pretrain_labels=pretrain,
         )  # fmt: skip
         best = results[0]
         mlflow.log_metric("best_valid_average_precision", best["valid_average_precision"])
@@ -529,6 +635,9 @@ def _run_metrics(model: TrainedModel) -> dict[str, float]:
     }
     if not math.isnan(model.valid_average_precision):
         metrics["valid_average_precision"] = model.valid_average_precision
+    if model.pretrain is not None:
+        metrics["pretrain_trees"] = model.pretrain["trees"]
+        metrics["pretrain_n_train_positives"] = model.pretrain["n_train_positives"]
     if model.recovery is not None:
         metrics["recovery_n_train"] = model.recovery.n_train
         metrics["recovery_n_valid"] = model.recovery.n_valid
@@ -636,6 +745,7 @@ def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict
             "",
             f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
             "",
+            *_pretrain_card(model),
             *_recovery_card(model),
             f"MLflow: run `{logged.get('run_id')}`, registered model "
             f"`{logged.get('registered_model')}` version {logged.get('version')} "
@@ -643,6 +753,23 @@ def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict
             "",
         ]
     )
+
+
+def _pretrain_card(model: TrainedModel) -> list[str]:
+    pre = model.pretrain
+    if pre is None:
+        return []
+    return [
+        "## Pooled first stage",
+        "",
+        f"The first {pre['trees']} trees were trained on the same labelled rows with a finding "
+        f"of any of {', '.join(pre['pool'])} as the positive ({pre['n_train_positives']:,} "
+        f"positives in the train window, early stopping from {pre['valid_start']} on "
+        f"{pre['n_valid_positives']:,}); the later trees continue from them on this area's own "
+        "labels. Those areas share their offenders (front companies, complicit brokers, risky "
+        "suppliers), which one area's few findings cannot describe.",
+        "",
+    ]
 
 
 def _recovery_card(model: TrainedModel) -> list[str]:
@@ -675,6 +802,7 @@ def write_model_files(
         "valid_window": [str(vs), str(s.test_start)],
         "labels_known_before": str(s.test_start),
         "valid_average_precision": model.valid_average_precision,
+        "pretrain": model.pretrain,
         "mlflow": logged,
     }
     paths = {
@@ -727,13 +855,18 @@ def train_and_register(
     spec: AreaSpec,
     *,
     tracking_uri: str | None = None,
+    pretrain_labels: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Train, log to MLflow, register, and write ``models/<area>/``; return a summary."""
+    """Train, log to MLflow, register, and write ``models/<area>/``; return a summary.
+
+    ``pretrain_labels``: the pooled first stage's labels (:func:`pooled_labels`), if any."""
     root = Path(root).resolve()
     protected = params.fairness.protected_features  # riskml.fairness: never in a model
     check_protected(feature_columns(features, spec), protected, where=f"area {spec.name!r}")
     train_params = area_train_params(params, spec)
-    model = train_area(features, labels, spec, params.split, train_params)
+    model = train_area(
+        features, labels, spec, params.split, train_params, pretrain_labels=pretrain_labels
+    )
     if spec.rank_by == "expected_recovery":
         model.recovery = train_recovery(features, labels, spec, params.split, train_params)
     window = in_window(features, params.split.train_start, params.split.test_start)
@@ -778,5 +911,9 @@ def run_train(
     features = io.read_parquet(root / "data/features/features.parquet")
     declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
     outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
-    labels = build_labels(declarations, outcomes, spec, known_before=params.split.test_start)
-    return train_and_register(features, labels, root, params, spec, tracking_uri=tracking_uri)
+    known = params.split.test_start
+    labels = build_labels(declarations, outcomes, spec, known_before=known)
+    pretrain = pooled_labels(labels, outcomes, spec, known_before=known)
+    return train_and_register(
+        features, labels, root, params, spec, tracking_uri=tracking_uri, pretrain_labels=pretrain
+    )
