@@ -112,3 +112,14 @@ def test_rows_before_the_last_history_month_are_refused_with_a_clear_error(world
     with pytest.raises(RiskmlError, match="fall inside the stored history's earlier months"):
         store.features(late)
     assert store.covers(batch)
+
+
+def test_without_context_the_model_features_are_the_same(world):
+    decl, outc = world
+    cut = START + pd.Timedelta(days=200)
+    history, known, batch = _split(decl, outc, cut)
+    store = FeatureStore(history, known, FeatureParams(), _specs())
+    full, lean = store.features(batch), store.features(batch, context=False)
+    assert not any(c.startswith("ctx_") for c in lean.columns)
+    assert any(c.startswith("ctx_") for c in full.columns)
+    pd.testing.assert_frame_equal(lean, full[list(lean.columns)], check_exact=True)

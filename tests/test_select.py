@@ -136,7 +136,8 @@ def test_without_a_recovery_model_revenue_falls_back_to_the_ratio_and_says_so(wo
 def _trained_area(root, *, with_recovery=True):
     """Real boosters on a tiny frame: the classifier learns the offence from ``x`` (about 0.9
     when x > 0, 0.1 otherwise), the recovery regression (gamma, as in ``riskml.train``) learns
-    the recovered duty from ``amt`` (50 to 20,000). Written where ``riskml.train`` keeps an area's model files."""
+    the recovered duty from ``amt`` (50 to 20,000). Written where ``riskml.train`` keeps an
+    area's model files."""
     rng = np.random.default_rng(0)
     n = 400
     x = rng.choice([-1.0, 1.0], n)

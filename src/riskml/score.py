@@ -71,7 +71,7 @@ class ScoreResult:
         areas whose list it reaches (``selected_areas``, ``;``-joined) and, where reasons were
         computed, ``reasons_<area>`` of the selected areas."""
         scores = self.scores
-        areas = list(dict.fromkeys(scores["area"]))
+        areas = list(pd.unique(scores["area"].to_numpy(dtype=object)))
         if not areas:
             return pd.DataFrame(columns=[*KEY, "selected_areas"])
         n = len(scores) // len(areas)  # the areas' parts are stacked, each in the batch's order
@@ -80,8 +80,11 @@ class ScoreResult:
         reasons = scores["reasons"].to_numpy(object).reshape(len(areas), n)
         for i, area in enumerate(areas):
             out[area] = scores["score"].to_numpy()[i * n : (i + 1) * n]
-        picked = np.where(selected, np.array(areas, dtype=object)[:, None], "")
-        out["selected_areas"] = [";".join(a for a in col if a) for col in picked.T]
+        joined = np.full(n, "", dtype=object)
+        for i, area in enumerate(areas):  # "a;b": each selected area, in area order
+            sep = np.where(joined == "", "", ";").astype(object)
+            joined = np.where(selected[i], joined + sep + area, joined)
+        out["selected_areas"] = joined
         for i, area in enumerate(areas):
             if (reasons[i] != "").any():
                 out[f"reasons_{area}"] = np.where(selected[i], reasons[i], "")
@@ -251,13 +254,14 @@ class Scorer:
                 good = good[~dup].reset_index(drop=True)
         return good, quarantine
 
-    def features(self, good: pd.DataFrame) -> pd.DataFrame:
+    def features(self, good: pd.DataFrame, *, context: bool = True) -> pd.DataFrame:
         """Causal features of the batch rows: from the feature store when the batch lies after
-        the history, else built on history + batch."""
+        the history, else built on history + batch. ``context=False``: the store may leave out
+        the ``ctx_`` columns (reason sentences only)."""
         from riskml.features import build_features
 
         if self.store.covers(good):
-            return self.store.features(good).reset_index(drop=True)
+            return self.store.features(good, context=context).reset_index(drop=True)
         both = pd.concat([self.declarations, good], ignore_index=True)
         frame = build_features(both, self.outcomes, self.params.features, specs=self.specs)
         return frame.iloc[len(self.declarations) :].reset_index(drop=True)
@@ -283,7 +287,7 @@ class Scorer:
         if good.empty:
             return ScoreResult(pd.DataFrame(columns=SCORE_COLUMNS), quarantine, timings)
         t0 = time.perf_counter()
-        feats = self.features(good)
+        feats = self.features(good, context=reasons)
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         parts = []
@@ -293,36 +297,39 @@ class Scorer:
             )
         )
         block = FeatureBlock(feats, names)
+        columns: dict[str, list[np.ndarray]] = {}
         for area, model in self.models.items():
             prob = predict(model, block)
             expected, key = self._rank_key(model, block, prob, good)
             hits = profile_hits(good, self.profile, area)
             fired = _joined(good, hits[hits["action"] == "select"])
             flags = _joined(good, hits[hits["action"] == "flag"])
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "declaration_id": good["declaration_id"].to_numpy(),
-                        "item_no": good["item_no"].to_numpy(),
-                        "accepted_date": good["accepted_date"].to_numpy(),
-                        "area": area,
-                        "score": prob,
-                        "expected_recovery": expected,
-                        "rank_key": key,
-                        "selected": (key >= model.threshold) | (fired != ""),
-                        "fired": fired,
-                        "flags": flags,
-                    }
-                )
-            )
+            part = {
+                "area": np.full(len(good), area, dtype=object),
+                "score": prob,
+                "expected_recovery": expected,
+                "rank_key": key,
+                "selected": (key >= model.threshold) | (fired != ""),
+                "fired": fired,
+                "flags": flags,
+            }
+            for name, values in part.items():
+                columns.setdefault(name, []).append(values)
+        # one frame for all areas (the areas' parts stacked, each in the batch's order)
+        n_areas = len(self.models)
+        scores = pd.concat([good[[*KEY, "accepted_date"]]] * n_areas, ignore_index=True)
+        for name, parts in columns.items():
+            scores[name] = np.concatenate(parts)
+        scores["reasons"] = ""
         timings["predict"] = time.perf_counter() - t0
         if reasons:
             t0 = time.perf_counter()
-            parts = [self._with_reasons(part, feats) for part in parts]
+            scores = pd.concat(
+                [self._with_reasons(part, feats) for _, part in scores.groupby("area", sort=False)],
+                ignore_index=True,
+            )
             timings["reasons"] = time.perf_counter() - t0
-        else:
-            parts = [part.assign(reasons="") for part in parts]
-        return ScoreResult(pd.concat(parts, ignore_index=True), quarantine, timings)
+        return ScoreResult(scores, quarantine, timings)
 
     def _rank_key(
         self, model: AreaModel, block: FeatureBlock, prob: np.ndarray, good: pd.DataFrame
@@ -356,7 +363,7 @@ class Scorer:
         from riskml.explain import explain_area
         from riskml.features import catalogue_for
 
-        part = part.assign(reasons="")
+        part = part.reset_index(drop=True)
         chosen = part[part["selected"].astype(bool)]
         if chosen.empty:
             return part

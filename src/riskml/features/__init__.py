@@ -121,17 +121,19 @@ def row_features(prep: Prepared) -> dict[str, np.ndarray]:
 def assemble(
     prep: Prepared,
     features: dict[str, np.ndarray],
-    context: pd.DataFrame,
+    context: pd.DataFrame | None,
     specs: Mapping[str, AreaSpec] | None,
     index: pd.Index,
 ) -> pd.DataFrame:
     """The feature frame: key, ``accepted_date``, the features in catalogue order, the ``ctx_``
-    columns (with each area's targeting profile when ``specs`` are given), on ``index``."""
+    columns (with each area's targeting profile when ``specs`` are given), on ``index``.
+    ``context`` None: model features only (no ``ctx_`` columns)."""
     decl = prep.declarations
     if specs:
         rule_values, rule_context = rule_features(decl, specs)
         features |= rule_values
-        context = pd.concat([context, rule_context.set_axis(context.index)], axis=1)
+        if context is not None:
+            context = pd.concat([context, rule_context.set_axis(context.index)], axis=1)
     frame = pd.DataFrame(
         {
             "declaration_id": decl["declaration_id"].astype("string"),
@@ -144,7 +146,7 @@ def assemble(
     ordered = [n for n in catalogue if n in features] + [n for n in features if n not in catalogue]
     # Pop the arrays as they go into the frame: peak memory two copies of the features, not three.
     values = pd.DataFrame({n: features.pop(n) for n in ordered})
-    frame = pd.concat([frame, values, context], axis=1)
+    frame = pd.concat([frame, values] + ([] if context is None else [context]), axis=1)
     frame.index = index
     return frame
 

@@ -70,14 +70,20 @@ def _entities() -> list[Entity]:
     return list(dict.fromkeys(kinds))
 
 
-def _keys(prep: Prepared, columns: Entity, rows: np.ndarray | None = None) -> pd.Index:
-    """The (combined) key values of ``columns`` for ``rows`` of ``prep`` (all by default)."""
-    parts = [prep.column(c) for c in columns]
-    if rows is not None:
-        parts = [p.iloc[rows] for p in parts]
+def _keys(
+    values: Mapping[str, np.ndarray], columns: Entity, rows: np.ndarray | None = None
+) -> pd.Index:
+    """The (combined) key values of ``columns`` (``values``: each column as an object array)
+    for ``rows`` (all by default)."""
+    parts = [values[c] if rows is None else values[c][rows] for c in columns]
     if len(parts) == 1:
-        return pd.Index(parts[0].to_numpy(dtype=object, na_value=None))
-    return pd.MultiIndex.from_arrays([p.to_numpy(dtype=object, na_value=None) for p in parts])
+        return pd.Index(parts[0])
+    return pd.MultiIndex.from_arrays(parts)
+
+
+def _column_values(prep: Prepared, columns: set[str]) -> dict[str, np.ndarray]:
+    """Each of ``columns`` of ``prep`` as an object array (missing: None), converted once."""
+    return {c: prep.column(c).to_numpy(dtype=object, na_value=None) for c in columns}
 
 
 class FeatureStore:
@@ -102,11 +108,12 @@ class FeatureStore:
         )
         # Entity kinds: the stored keys in code order, so a batch value maps to the same code.
         self.keys: dict[Entity, pd.Index] = {}
+        values = _column_values(hist, {c for cols in _entities() for c in cols})
         for columns in _entities():
             code = hist.code(*columns)
             codes, first_row = np.unique(code, return_index=True)
             valid = codes >= 0
-            self.keys[columns] = _keys(hist, columns, first_row[valid])
+            self.keys[columns] = _keys(values, columns, first_row[valid])
             # Codes 0..n-1 in key order (factorised codes may skip values of missing keys).
             hist.codes["×".join(columns)] = np.where(
                 code >= 0, np.searchsorted(codes[valid], code), -1
@@ -165,12 +172,14 @@ class FeatureStore:
     def _codes(self, prep: Prepared) -> None:
         """Code every entity of the batch ``prep`` in the history's code space: known values get
         their stored code, new values new codes after them, missing parts -1."""
+        values = _column_values(prep, {c for cols in self.keys for c in cols})
+        absent = {c: pd.isna(v) for c, v in values.items()}
         for columns, known in self.keys.items():
-            keys = _keys(prep, columns)
+            keys = _keys(values, columns)
             code = known.get_indexer(keys).astype(np.int64)
             missing = np.zeros(len(code), dtype=bool)
             for c in columns:
-                missing |= prep.column(c).isna().to_numpy()
+                missing |= absent[c]
             new = (code < 0) & ~missing
             if new.any():
                 fresh, _ = pd.factorize(keys[new])
@@ -192,10 +201,11 @@ class FeatureStore:
             out[columns] = first
         return out
 
-    def features(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def features(self, batch: pd.DataFrame, *, context: bool = True) -> pd.DataFrame:
         """The features of ``batch`` (contract-valid new declarations dated in the history's last
         month or later), one row per item in input order, as
-        :func:`riskml.features.build_features` on history + batch."""
+        :func:`riskml.features.build_features` on history + batch. ``context=False`` leaves out
+        the ``ctx_`` columns (only reason sentences read them)."""
         if not self.covers(batch):
             raise RiskmlError(
                 f"batch rows dated before {self.last_date.date()} fall inside the stored "
@@ -253,5 +263,5 @@ class FeatureStore:
 
         features |= volume_features(items_before, month, params.reference_months)
         features |= row_features(prep)
-        context = context_columns(prep, uv, ref, rates, params)
-        return assemble(prep, features, context, self.specs, batch.index)
+        ctx = context_columns(prep, uv, ref, rates, params) if context else None
+        return assemble(prep, features, ctx, self.specs, batch.index)
