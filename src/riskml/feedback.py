@@ -30,22 +30,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from riskml.contract import CONTROL_KINDS, RISK_AREAS, RiskmlError
+from riskml.contract import CONTROL_KINDS, RISK_AREAS, RiskmlError, column_names
 
 Role = Literal["auditor", "reviewer", "admin"]
 ROLES: tuple[str, ...] = ("auditor", "reviewer", "admin")
 EXPORT_PATH = "data/external/feedback_outcomes.parquet"
-OUTCOME_EXPORT_COLUMNS = [
-    "declaration_id",
-    "item_no",
-    "control_kind",
-    "result_date",
-    "risk_area",
-    "offence_found",
-    "offence_code",
-    "additional_duty",
-    "quantity_seized",
-]
+OUTCOME_EXPORT_COLUMNS = column_names("outcomes")
 
 
 class _Base(DeclarativeBase):

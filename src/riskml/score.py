@@ -24,11 +24,12 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError, validate
 from riskml.features.store import FeatureStore
-from riskml.train import feature_matrix
+from riskml.train import feature_matrix, load_recovery
 
 SCORE_COLUMNS = [
     *KEY,
@@ -54,8 +55,7 @@ class AreaModel:
     features: list[str]
     version: str
     threshold: float  # rank key of the last model pick of the current candidate list (inf: none)
-    recovery: lgb.Booster | None = None
-    recovery_features: list[str] = field(default_factory=list)
+    recovery: tuple[lgb.Booster, list[str]] | None = None  # riskml.train.load_recovery
 
 
 @dataclass
@@ -116,13 +116,9 @@ def load_champion(root: Path, area: str, *, tracking_uri: str | None = None) -> 
     meta_path = root / "models" / area / "features.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     features = meta.get("features") or list(booster.feature_name())
-    model = AreaModel(area, booster, features, f"{name} v{version}", float("inf"))
-    recovery_path = root / "models" / area / "recovery.txt"
-    if recovery_path.exists():
-        model.recovery = lgb.Booster(model_file=str(recovery_path))
-        model.recovery_features = meta.get("recovery", {}).get("features", features)
-    model.threshold = _threshold(root, area, by_recovery=model.recovery is not None)
-    return model
+    recovery = load_recovery(root, area)
+    threshold = _threshold(root, area, by_recovery=recovery is not None)
+    return AreaModel(area, booster, features, f"{name} v{version}", threshold, recovery)
 
 
 def _threshold(root: Path, area: str, *, by_recovery: bool = False) -> float:
@@ -137,9 +133,9 @@ def _threshold(root: Path, area: str, *, by_recovery: bool = False) -> float:
         return float("inf")
     cands = pd.read_csv(cand_path, encoding="utf-8-sig", usecols=["selection_kind"])
     n = int((cands["selection_kind"] == "model").sum())
-    stored = pd.read_parquet(score_path)
+    stored = pq.read_schema(score_path).names
     key = "expected_recovery" if by_recovery and "expected_recovery" in stored else "score"
-    keys = np.sort(stored[key].to_numpy(np.float64))[::-1]
+    keys = np.sort(pd.read_parquet(score_path, columns=[key])[key].to_numpy(np.float64))[::-1]
     return float(keys[min(n, len(keys)) - 1]) if n and len(keys) else float("inf")
 
 
@@ -291,16 +287,12 @@ class Scorer:
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         parts = []
-        names = list(
-            dict.fromkeys(
-                n for m in self.models.values() for n in [*m.features, *m.recovery_features]
-            )
-        )
+        names = list(dict.fromkeys(n for m in self.models.values() for n in m.features))
         block = FeatureBlock(feats, names)
         columns: dict[str, list[np.ndarray]] = {}
         for area, model in self.models.items():
             prob = predict(model, block)
-            expected, key = self._rank_key(model, block, prob, good)
+            expected, key = self._rank_key(model, feats, prob, good)
             hits = profile_hits(good, self.profile, area)
             fired = _joined(good, hits[hits["action"] == "select"])
             flags = _joined(good, hits[hits["action"] == "flag"])
@@ -332,31 +324,34 @@ class Scorer:
         return ScoreResult(scores, quarantine, timings)
 
     def _rank_key(
-        self, model: AreaModel, block: FeatureBlock, prob: np.ndarray, good: pd.DataFrame
+        self, model: AreaModel, feats: pd.DataFrame, prob: np.ndarray, good: pd.DataFrame
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(expected_recovery, rank_key)`` of the batch in ``model``'s area, by the candidate
-        lists' rule (:func:`riskml.select.rank_columns`): for an area ranked by expected recovery,
-        the champion's probability × the recovery model's predicted duty."""
-        from riskml.select import rank_columns, recovery_ratio
+        lists' rule (:func:`riskml.select.rank_key_for_new_rows`): for an area ranked by expected
+        recovery, the champion's probability × the recovery model's predicted duty."""
+        from riskml.select import rank_key_for_new_rows, recovery_ratio
 
         spec = self.specs[model.area]
-        amount = None
-        if model.recovery is not None and spec.rank_by == "expected_recovery":
-            predicted = model.recovery.predict(block.matrix(model.recovery_features), num_threads=2)
-            amount = prob * np.clip(predicted, 0, None)
+        if spec.rank_by != "expected_recovery":
+            return np.zeros(len(prob)), prob
         ratio = 0.0
-        if amount is None and spec.rank_by == "expected_recovery":
+        if model.recovery is None:  # fallback: recovered duty per duty paid of past findings
             if model.area not in self._ratios:
                 known = self.declarations["accepted_date"].max() + pd.Timedelta(days=1)
                 self._ratios[model.area] = recovery_ratio(
                     self.declarations, self.outcomes, model.area, known_before=known
                 )
             ratio = self._ratios[model.area]
-        paid = good["duties_paid"].to_numpy(np.float64, na_value=np.nan)
-        expected, key, _ = rank_columns(
-            spec, prob, model_recovery=amount, ratio=ratio, duties_paid=paid
+        out = rank_key_for_new_rows(
+            self.root,
+            spec,
+            feats,
+            prob,
+            ratio=ratio,
+            duties_paid=good["duties_paid"].to_numpy(np.float64, na_value=np.nan),
+            recovery=model.recovery,
         )
-        return expected, key
+        return out["expected_recovery"].to_numpy(), out["rank_key"].to_numpy()
 
     def _with_reasons(self, part: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
         """``part`` (one area's scores) with the top raising reasons of its selected items."""

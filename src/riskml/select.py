@@ -128,19 +128,27 @@ def rank_key_for_new_rows(
     *,
     ratio: float = 0.0,
     duties_paid: np.ndarray | None = None,
+    recovery: tuple[Any, list[str]] | None = None,
 ) -> pd.DataFrame:
     """``expected_recovery`` and ``rank_key`` of newly scored rows (the scoring service's entry),
     by the same rule as the candidate lists (:func:`rank_columns`); index of ``features_rows``.
 
-    ``features_rows``: the rows' model features; ``score``: their probabilities; ``ratio`` and
+    ``features_rows``: the rows' model features; ``score``: their probabilities (the model that
+    scored them, e.g. the champion); ``recovery``: the area's recovery model when already loaded
+    (:func:`riskml.train.load_recovery`; read from ``root`` otherwise); ``ratio`` and
     ``duties_paid``: the fallback when the area has no recovery model (:func:`recovery_ratio`).
     """
+    from riskml.train import load_recovery, predicted_recovery
+
+    amount = None
+    if spec.rank_by == "expected_recovery":
+        recovery = recovery or load_recovery(Path(root), spec.name)
+        if recovery is not None:
+            amount = np.asarray(score, dtype="float64") * predicted_recovery(
+                recovery, features_rows
+            )
     expected, key, source = rank_columns(
-        spec,
-        score,
-        model_recovery=model_expected_recovery(root, spec, features_rows),
-        ratio=ratio,
-        duties_paid=duties_paid,
+        spec, score, model_recovery=amount, ratio=ratio, duties_paid=duties_paid
     )
     _log_fallback(spec, source, ratio, where=f"models/{spec.name}/recovery.txt is absent")
     return pd.DataFrame({"expected_recovery": expected, "rank_key": key}, index=features_rows.index)

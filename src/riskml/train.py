@@ -446,6 +446,26 @@ def train_recovery(
     return model
 
 
+def load_recovery(root: Path, area: str) -> tuple[lgb.Booster, list[str]] | None:
+    """The area's recovery regression (``models/<area>/recovery.txt``) and the features it reads
+    (``features.json``); ``None`` when the area has no recovery model."""
+    folder = model_dir(root, area)
+    if not (folder / "recovery.txt").exists():
+        return None
+    meta = json.loads((folder / "features.json").read_text(encoding="utf-8"))
+    names = meta.get("recovery", {}).get("features", meta["features"])
+    return lgb.Booster(model_file=str(folder / "recovery.txt")), names
+
+
+def predicted_recovery(
+    recovery: tuple[lgb.Booster, list[str]], features_rows: pd.DataFrame
+) -> np.ndarray:
+    """Predicted recovered duty (≥ 0) of each row, were it a positive (``recovery`` from
+    :func:`load_recovery`)."""
+    booster, names = recovery
+    return np.clip(booster.predict(feature_matrix(features_rows, names)), 0, None)
+
+
 def expected_recovery(root: Path, area: str, features_rows: pd.DataFrame) -> np.ndarray | None:
     """Expected recovery of each row: the area's probability × its predicted recovered duty.
 
@@ -457,16 +477,12 @@ def expected_recovery(root: Path, area: str, features_rows: pd.DataFrame) -> np.
     --------
     >>> value = expected_recovery(Path("."), "revenue", features)  # doctest: +SKIP
     """
-    folder = model_dir(root, area)
-    if not (folder / "recovery.txt").exists():
+    recovery = load_recovery(root, area)
+    if recovery is None:
         return None
     booster, meta = load_model(root, area)
-    recovery = lgb.Booster(model_file=str(folder / "recovery.txt"))
-    names = meta["features"]
-    rec_names = meta.get("recovery", {}).get("features", names)
-    probability = booster.predict(feature_matrix(features_rows, names))
-    amount = np.clip(recovery.predict(feature_matrix(features_rows, rec_names)), 0, None)
-    return probability * amount
+    probability = booster.predict(feature_matrix(features_rows, meta["features"]))
+    return probability * predicted_recovery(recovery, features_rows)
 
 
 # --- hyperparameter search (opt-in: `riskml tune --area A`, not part of dvc repro) -------------

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from riskml.config import AreaSpec, FeatureParams
-from riskml.contract import RiskmlError
+from riskml.contract import RiskmlError, empty_table
 from riskml.features import (
     PROFILES,
     as_float32,
@@ -48,17 +48,6 @@ from riskml.features.prepare import Prepared, prepare
 from riskml.features.reference import LEVELS, reference_for
 from riskml.features.row import unit_values, value_features
 from riskml.features.tariff import applied_rates, rate_cells, rate_features, standard_for
-
-_NO_OUTCOMES = pd.DataFrame(
-    {
-        "declaration_id": pd.Series(dtype="string"),
-        "item_no": pd.Series(dtype="int64"),
-        "control_kind": pd.Series(dtype="string"),
-        "result_date": pd.Series(dtype="datetime64[ns]"),
-        "risk_area": pd.Series(dtype="string"),
-        "offence_found": pd.Series(dtype="boolean"),
-    }
-)
 
 Entity = tuple[str, ...]
 
@@ -213,7 +202,7 @@ class FeatureStore:
                 "riskml.features.build_features on history + batch"
             )
         params = self.params
-        prep = prepare(batch, _NO_OUTCOMES, first_month=self.first_month)
+        prep = prepare(batch, empty_table("outcomes"), first_month=self.first_month)
         self._codes(prep)
         decl, month, day = prep.declarations, prep.month, prep.day
 

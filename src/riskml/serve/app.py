@@ -86,12 +86,20 @@ def create_app(
     areas = list(specs)
     data = data or ServiceData(root, areas, reference_months=params.features.reference_months)
     state: dict[str, Any] = {"scorer": scorer}
-    if warm and scorer is None:
-        # build the scorer (history, feature store, champions) now, not on the first request
-        from riskml.score import Scorer
 
-        state["scorer"] = Scorer(root, params, specs, history=(data.declarations, data.outcomes))
-        threading.Thread(target=state["scorer"].warm, daemon=True).start()
+    def _scorer() -> Any:
+        """The scorer, built on the service's history when first needed."""
+        if state["scorer"] is None:
+            from riskml.score import Scorer
+
+            state["scorer"] = Scorer(
+                root, params, specs, history=(data.declarations, data.outcomes)
+            )
+        return state["scorer"]
+
+    if warm:
+        # build the feature store and load the champions now, not on the first request
+        threading.Thread(target=_scorer().warm, daemon=True).start()
     max_batch, page_size = params.serve.max_batch, params.serve.page_size
     app = FastAPI(
         title="riskml audit service",
@@ -225,13 +233,7 @@ def create_app(
         (the areas whose current list it reaches). Rows breaking the data contract: 422 naming
         row and field, nothing scored. More than ``serve.max_batch`` rows: 413."""
         batch = await _read_batch(request, max_batch)
-        sc = state["scorer"]
-        if sc is None:
-            from riskml.score import Scorer
-
-            sc = state["scorer"] = Scorer(
-                root, params, specs, history=(data.declarations, data.outcomes)
-            )
+        sc = _scorer()
         good, quarantine = await run_in_threadpool(sc.check, batch)
         if len(quarantine):
             errors = [

@@ -110,32 +110,37 @@ class World:
     def _after_drift(self, m: int) -> bool:
         return m >= self.params.drift_month
 
+    def _trade(self, rng: np.random.Generator, m: int, n_items: int) -> Batch:
+        """``n_items`` items traded in month ``m``."""
+        month = self.plan[m]
+        return month_trade(
+            rng,
+            self.ents,
+            self.geo,
+            self.cat,
+            month.start,
+            month.end,
+            n_items,
+            after_drift=self._after_drift(m),
+        )
+
+    def _logits(self, rng: np.random.Generator, batch: Batch, m: int) -> np.ndarray:
+        """Each area's offence logit of the items of ``batch`` (month ``m``)."""
+        return area_logits(
+            rng,
+            batch,
+            self.ents,
+            self.geo,
+            self.cat,
+            self.propensity,
+            after_drift=self._after_drift(m),
+        )
+
     def _calibrate(self) -> np.ndarray:
         logits = []
         for m in sorted({0, min(self.params.drift_month, self.params.months - 1)}):
             rng = np.random.default_rng([self.params.seed, 7, m])
-            month = self.plan[m]
-            batch = month_trade(
-                rng,
-                self.ents,
-                self.geo,
-                self.cat,
-                month.start,
-                month.end,
-                PILOT_ITEMS,
-                after_drift=self._after_drift(m),
-            )
-            logits.append(
-                area_logits(
-                    rng,
-                    batch,
-                    self.ents,
-                    self.geo,
-                    self.cat,
-                    self.propensity,
-                    after_drift=self._after_drift(m),
-                )
-            )
+            logits.append(self._logits(rng, self._trade(rng, m, PILOT_ITEMS), m))
         return calibrate(np.vstack(logits))
 
     def _novelty(self, batch: Batch) -> None:
@@ -178,26 +183,9 @@ class World:
                 PROPENSITY_RHO * self.propensity + np.sqrt(1 - PROPENSITY_RHO**2) * shock
             )
         self.history.advance(month.start)
-        batch = month_trade(
-            rng,
-            self.ents,
-            self.geo,
-            self.cat,
-            month.start,
-            month.end,
-            month.n_items,
-            after_drift=self._after_drift(m),
-        )
+        batch = self._trade(rng, m, month.n_items)
         self._novelty(batch)
-        logits = area_logits(
-            rng,
-            batch,
-            self.ents,
-            self.geo,
-            self.cat,
-            self.propensity,
-            after_drift=self._after_drift(m),
-        )
+        logits = self._logits(rng, batch, m)
         # rare areas depend on first-time flags, which fall as the run goes on: their intercepts
         # are recalibrated on each month (a fixed, evenly spaced subsample of its rows)
         step = max(1, len(logits) // CALIBRATION_ROWS)
