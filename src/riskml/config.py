@@ -194,6 +194,10 @@ class AreaSpec(_Section):
     capacity: int = Field(gt=0)
     capacity_share: float | None = Field(None, gt=0, le=1)  # set: share of the period's items
     rank_by: Literal["probability", "expected_recovery"] = "probability"
+    # With rank_by expected_recovery: key = probability x predicted recovered duty ** this.
+    # 1 ranks by expected recovery (most duty), 0 by probability (most hits); in between trades
+    # one for the other (chosen on development windows, see docs/results.md).
+    recovery_exponent: float = Field(default=1.0, ge=0.0, le=1.0)
     exclude_features: list[str] = []
     legacy_rules: list[Rule] = []
     train: dict[str, Any] = {}  # overrides of params.yaml's train section for this area
