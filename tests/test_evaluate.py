@@ -269,10 +269,12 @@ def test_rank_key_comparison_known_answer(revenue_spec):
     for pop in (LABELLED, TRUTH):
         methods = block["populations"][pop]["methods"]
         assert set(methods) == (
-            {"probability", "expected_recovery", "oracle"}
+            {"probability", "expected_recovery", "rank_key", "oracle"}
             if pop == TRUTH
-            else {"probability", "expected_recovery"}
+            else {"probability", "expected_recovery", "rank_key"}
         )
+        # the spec's exponent is 1: the lists' key is the expected recovery itself
+        assert methods["rank_key"] == methods["expected_recovery"]
         by_p, by_er = methods["probability"]["rates"], methods["expected_recovery"]["rates"]
         # 10%: probability picks row 0 (found, 10), expected recovery row 2 (not found)
         assert by_p["10%"]["precision"] == 1 and by_er["10%"]["precision"] == 0
@@ -284,6 +286,27 @@ def test_rank_key_comparison_known_answer(revenue_spec):
         assert by_er["20%"]["revenue_share"] == pytest.approx(1000 / 1010)
     oracle = block["populations"][TRUTH]["methods"]["oracle"]["rates"]["10%"]
     assert oracle["revenue_share"] == pytest.approx(1000 / 1010)
+
+
+def test_rank_key_comparison_measures_the_lists_key_between_the_two(revenue_spec):
+    # exponent 0.5: keys 0.9*sqrt(10)=2.8, 0.5*sqrt(1000)=15.8, 0.8*sqrt(750)=21.9, ...: at 20%
+    # rows 2 and 1 (found, 1,000) as by expected recovery; at 10% row 2 (not found)
+    spec = revenue_spec.model_copy(
+        update={
+            "rank_by": "expected_recovery",
+            "recovery_exponent": 0.5,
+            "inspection_rates": [0.1, 0.2],
+        }
+    )
+    block = rank_key_comparison(_ten_items(), spec, seed=0)
+    assert block["recovery_exponent"] == 0.5
+    key = block["populations"][TRUTH]["methods"]["rank_key"]["rates"]
+    assert key["10%"]["precision"] == 0
+    assert key["20%"]["revenue_share"] == pytest.approx(1000 / 1010)
+    # exponent 0: the lists' key is the probability
+    spec0 = spec.model_copy(update={"recovery_exponent": 0.0})
+    methods = rank_key_comparison(_ten_items(), spec0, seed=0)["populations"][TRUTH]["methods"]
+    assert methods["rank_key"] == methods["probability"]
 
 
 def test_rank_key_comparison_absent_or_unavailable(revenue_spec):

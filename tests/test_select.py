@@ -15,6 +15,7 @@ from riskml.select import (
     KEY_RECOVERY_RATIO,
     attach_reasons,
     model_expected_recovery,
+    rank_key,
     rank_key_for_new_rows,
     ranked,
     recovery_ratio,
@@ -128,6 +129,29 @@ def test_without_a_recovery_model_revenue_falls_back_to_the_ratio_and_says_so(wo
         * frame["duties_paid"]
         * recovery_ratio(decl, outcomes, "revenue", known_before=pd.Timestamp("2024-07-01")),
     )
+
+
+def test_rank_key_trades_hits_for_duty_with_the_exponent():
+    # A: likely, small duty; B: unlikely, large duty; C: impossible
+    p = np.array([0.8, 0.1, 0.0])
+    duty = np.array([100.0, 10_000.0, 1e9])
+    expected = p * duty
+    np.testing.assert_allclose(rank_key(p, expected, 1.0), expected)
+    np.testing.assert_allclose(rank_key(p, expected, 0.0), p)
+    half = rank_key(p, expected, 0.5)
+    np.testing.assert_allclose(half, p * np.sqrt(duty) * np.array([1, 1, 0]))
+    assert half[1] > half[0] and half[2] == 0  # 0.1*100 > 0.8*10; no probability, no key
+    assert rank_key(p, expected, 0.2)[0] > rank_key(p, expected, 0.2)[1]  # 2.0 > 0.63
+
+
+def test_ranked_uses_the_specs_exponent(world):
+    decl, scores, outcomes, split = world
+    spec = _spec(rank_by="expected_recovery", recovery_exponent=0.3)
+    frame = ranked(
+        scores.assign(expected_recovery=scores["score"] * 50.0), decl, outcomes, spec, split
+    )
+    np.testing.assert_allclose(frame["rank_key"], frame["score"] * 50.0**0.3, rtol=1e-12)
+    assert frame.attrs["rank_source"] == KEY_RECOVERY_MODEL
 
 
 # --- the recovery model's expected recovery as the rank key -------------------------------------

@@ -46,7 +46,7 @@ from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.metrics import metrics_at_rates
 from riskml.rules import rule_score
-from riskml.select import model_expected_recovery
+from riskml.select import model_expected_recovery, rank_key
 from riskml.train import feature_matrix, in_window, load_model
 
 log = logging.getLogger(__name__)
@@ -248,8 +248,9 @@ def evaluate_scores(
 RANK_KEY_COMPARISON = "rank_key_comparison"
 RANK_KEY_DESCRIPTION = (
     "test-window list ranked by probability (the model's score) vs by expected recovery "
-    "(probability × recovered duty predicted by the area's recovery model, the key the "
-    "candidate lists use); oracle: ranking by the simulator's true probability"
+    "(probability × recovered duty predicted by the area's recovery model) vs by the candidate "
+    "lists' key (rank_key: probability × predicted recovered duty ** recovery_exponent); "
+    "oracle: ranking by the simulator's true probability"
 )
 
 
@@ -261,8 +262,9 @@ def rank_key_comparison(
     revenue_unavailable: str | None = None,
 ) -> dict[str, Any] | None:
     """Precision, recall and revenue share at ``spec``'s inspection rates when the test items are
-    ranked by ``probability`` (``score``) vs by ``expected_recovery`` (and the ``oracle`` on the
-    truth), per population, in :func:`evaluate_scores`'s structure.
+    ranked by ``probability`` (``score``) vs by ``expected_recovery`` vs by the lists' key
+    ``rank_key`` (:func:`riskml.select.rank_key`; and the ``oracle`` on the truth), per
+    population, in :func:`evaluate_scores`'s structure.
 
     ``None`` when ``spec`` does not rank by expected recovery; a block with ``available: false``
     and a note when ``scores`` has no recovery-model ``expected_recovery``.
@@ -272,6 +274,7 @@ def rank_key_comparison(
     block: dict[str, Any] = {
         "description": RANK_KEY_DESCRIPTION,
         "rank_by": spec.rank_by,
+        "recovery_exponent": spec.recovery_exponent,
         "operating_rate": rate_label(spec.operating_rate),
     }
     if "expected_recovery" not in scores.columns:
@@ -281,9 +284,12 @@ def rank_key_comparison(
             "back to probability × recovery ratio × duties paid; no comparison"
         )
         return block
+    probability = scores["score"].to_numpy(float)
+    expected = scores["expected_recovery"].to_numpy(float)
     methods = {
-        "probability": scores["score"].to_numpy(float),
-        "expected_recovery": scores["expected_recovery"].to_numpy(float),
+        "probability": probability,
+        "expected_recovery": expected,
+        "rank_key": rank_key(probability, expected, spec.recovery_exponent),
     }
     if "true_prob" in scores.columns:
         methods["oracle"] = scores["true_prob"].fillna(0.0).to_numpy(float)

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError, validate
 from riskml.features.store import FeatureStore
+from riskml.select import rank_key
 from riskml.train import feature_matrix, load_recovery
 
 SCORE_COLUMNS = [
@@ -91,9 +92,12 @@ class ScoreResult:
         return out
 
 
-def load_champion(root: Path, area: str, *, tracking_uri: str | None = None) -> AreaModel:
+def load_champion(
+    root: Path, area: str, *, tracking_uri: str | None = None, exponent: float = 1.0
+) -> AreaModel:
     """The ``riskml-<area>@champion`` Booster from the MLflow registry, with its feature list
-    (``models/<area>/features.json``) and the current selection threshold."""
+    (``models/<area>/features.json``) and the current selection threshold (``exponent``: the
+    area's ``recovery_exponent``, used when it ranks by recovery)."""
     import mlflow
     import mlflow.lightgbm
 
@@ -117,14 +121,15 @@ def load_champion(root: Path, area: str, *, tracking_uri: str | None = None) -> 
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     features = meta.get("features") or list(booster.feature_name())
     recovery = load_recovery(root, area)
-    threshold = _threshold(root, area, by_recovery=recovery is not None)
+    threshold = _threshold(root, area, exponent=exponent if recovery is not None else None)
     return AreaModel(area, booster, features, f"{name} v{version}", threshold, recovery)
 
 
-def _threshold(root: Path, area: str, *, by_recovery: bool = False) -> float:
+def _threshold(root: Path, area: str, *, exponent: float | None = None) -> float:
     """The rank key above which a new item would rank among the current list's model picks: the
     n-th highest key of the scored period, n = the list's model picks (same selection rate).
-    The key is the stored ``expected_recovery`` when the list ranks by it, else the score."""
+    The key is :func:`riskml.select.rank_key` of the stored score and ``expected_recovery`` when
+    the list ranks by recovery (``exponent`` given), else the score."""
     cand_path, score_path = (
         root / "data/candidates" / f"{area}.csv",
         root / "data/scores" / f"{area}.parquet",
@@ -134,8 +139,12 @@ def _threshold(root: Path, area: str, *, by_recovery: bool = False) -> float:
     cands = pd.read_csv(cand_path, encoding="utf-8-sig", usecols=["selection_kind"])
     n = int((cands["selection_kind"] == "model").sum())
     stored = pq.read_schema(score_path).names
-    key = "expected_recovery" if by_recovery and "expected_recovery" in stored else "score"
-    keys = np.sort(pd.read_parquet(score_path, columns=[key])[key].to_numpy(np.float64))[::-1]
+    if exponent is not None and "expected_recovery" in stored:
+        frame = pd.read_parquet(score_path, columns=["score", "expected_recovery"])
+        keys = rank_key(frame["score"].to_numpy(), frame["expected_recovery"].to_numpy(), exponent)
+    else:
+        keys = pd.read_parquet(score_path, columns=["score"])["score"].to_numpy(np.float64)
+    keys = np.sort(keys)[::-1]
     return float(keys[min(n, len(keys)) - 1]) if n and len(keys) else float("inf")
 
 
@@ -200,7 +209,10 @@ class Scorer:
         """The champions, loaded from the registry on first use."""
         with self._lock:
             if self._models is None:
-                self._models = {a: load_champion(self.root, a) for a in self.specs}
+                self._models = {
+                    a: load_champion(self.root, a, exponent=s.recovery_exponent)
+                    for a, s in self.specs.items()
+                }
             return self._models
 
     @property

@@ -103,8 +103,9 @@ def rank_columns(
 
     ``expected_recovery`` is the recovery model's (``model_recovery``) when given, else
     ``score × ratio × duties_paid`` (0 without duties). The rank key is ``score`` unless
-    ``spec.rank_by`` is ``expected_recovery``; then it is the model's expected recovery, or,
-    without a model, the ratio estimate (when ``ratio`` > 0), else ``score``. ``source`` says
+    ``spec.rank_by`` is ``expected_recovery``; then it is :func:`rank_key` of the model's
+    expected recovery, or, without a model, of the ratio estimate (when ``ratio`` > 0), else
+    ``score``. ``source`` says
     which: :data:`KEY_RECOVERY_MODEL`, :data:`KEY_RECOVERY_RATIO` or :data:`KEY_PROBABILITY`.
     """
     score = np.asarray(score, dtype="float64")
@@ -117,7 +118,25 @@ def rank_columns(
         source = KEY_RECOVERY_RATIO if ratio > 0 else KEY_PROBABILITY
     if spec.rank_by != "expected_recovery":
         source = KEY_PROBABILITY
-    return expected, (score if source == KEY_PROBABILITY else expected), source
+    if source == KEY_PROBABILITY:
+        return expected, score, source
+    return expected, rank_key(score, expected, spec.recovery_exponent), source
+
+
+def rank_key(score: np.ndarray, expected: np.ndarray, exponent: float) -> np.ndarray:
+    """The list key of an area ranked by recovery: ``probability × recovered duty ** exponent``,
+    from the probability and the expected recovery (``probability × recovered duty``).
+
+    ``exponent`` 1 is the expected recovery itself (the most duty per audit), 0 the probability
+    (the most hits); in between trades one for the other (``recovery_exponent`` of the area's
+    spec, chosen on development windows).
+    """
+    score = np.clip(np.asarray(score, dtype="float64"), 0.0, None)
+    expected = np.clip(np.asarray(expected, dtype="float64"), 0.0, None)
+    if exponent >= 1.0:
+        return expected
+    # p × (E / p) ** w written without the division, so that p = 0 gives 0
+    return np.power(score, 1.0 - exponent) * np.power(expected, exponent)
 
 
 def rank_key_for_new_rows(
@@ -191,10 +210,10 @@ def ranked(
     ``rank_key`` (the area's ranking key, :func:`rank_columns`), sorted from the highest key
     down (ties by key). ``frame.attrs["rank_source"]`` says where the key came from.
 
-    For an area with ``rank_by: expected_recovery`` the key is the recovery model's expected
-    recovery, which ``evaluate`` writes into the scores (column ``expected_recovery``); without
-    it, the ratio estimate of :func:`recovery_ratio` (findings known before the test window),
-    with a warning in the log.
+    For an area with ``rank_by: expected_recovery`` the key is :func:`rank_key` of the score and
+    the recovery model's expected recovery, which ``evaluate`` writes into the scores (column
+    ``expected_recovery``); without it, of the ratio estimate of :func:`recovery_ratio` (findings
+    known before the test window), with a warning in the log.
     """
     decl_cols = [c for c in DECLARATION_FIELDS if c not in scores.columns or c == "accepted_date"]
     frame = scores.drop(columns=[c for c in decl_cols if c in scores.columns]).merge(
