@@ -22,6 +22,7 @@ from riskml.backtest import (
     raw_features,
     run_backtest,
     static_features,
+    window_scores,
     with_result_dates,
 )
 from riskml.config import (
@@ -34,6 +35,7 @@ from riskml.config import (
 )
 from riskml.evaluate import LABELLED, NO_RECOVERED, RANDOM_CONTROL, TRUTH
 from riskml.labels import build_labels
+from riskml.train import feature_matrix, train_area, training_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 AREAS = ["revenue", "ipr"]
@@ -96,6 +98,7 @@ def _tables(sim, specs, outcomes=None) -> dict:
         "dates": pd.to_datetime(decl["accepted_date"]).reset_index(drop=True),
         "truth": sim["truth"],
         "labels": {a: build_labels(decl, outcomes, s) for a, s in specs.items()},
+        "specs": specs,
         "revenue_reason": None,
     }
 
@@ -235,3 +238,50 @@ def test_run_backtest_files_and_revenue_unavailable(sim_root, params, specs):
     table = pd.read_csv(sim_root / "plots/backtest/revenue.csv")
     assert set(table["window"]) == {1, 2, 3} and set(table["protocol"]) == {ROLLING}
     assert STATIC not in doc["protocols"]
+
+
+def test_window_model_is_trained_as_the_train_stage_trains_it_first_stage_included(
+    sim, features, specs, params
+):
+    """The backtest's model of a window is the train stage's model on the window's split: same
+    labels (known before the window), same first stage over the union of the pool's rows."""
+    # Revenue read by physical and random controls only: ipr's documentary controls widen the
+    # first stage's rows.
+    revenue = type(specs["revenue"]).model_validate(
+        specs["revenue"].model_dump()
+        | {"detectable_by": ["physical", "random"], "first_stage": {"pool": ["revenue", "ipr"]}}
+    )
+    pooled = {"revenue": revenue, "ipr": specs["ipr"]}
+    decl = sim["declarations"]
+    raw = raw_features(decl)
+    frames = {"features": features, "raw": raw}
+    pos = {"features": _positions(features, decl), "raw": _positions(raw, decl)}
+    window = backtest_windows(SPLIT, n_windows=3, window_months=1)[1]
+    scores, facts = window_scores(frames, pos, _tables(sim, pooled), revenue, window, params)
+
+    labels, first = training_labels(
+        decl, sim["outcomes"], revenue, pooled, known_before=window.start
+    )
+    train_params = params.train.model_copy(update={"num_threads": params.backtest.num_threads})
+    model = train_area(features, labels, revenue, window.split, train_params, pretrain_labels=first)
+    test = features[
+        (features["accepted_date"] >= pd.Timestamp(window.start))
+        & (features["accepted_date"] < pd.Timestamp(window.end))
+    ]
+    expected = pd.Series(
+        model.booster.predict(feature_matrix(test, model.feature_names)),
+        index=pd.MultiIndex.from_frame(
+            test[["declaration_id", "item_no"]].astype({"declaration_id": "string"})
+        ),
+    )
+    got = scores.set_index(["declaration_id", "item_no"])["score"]
+    np.testing.assert_allclose(got.to_numpy(), expected.loc[got.index].to_numpy(), rtol=0, atol=0)
+    trained = facts["features"]
+    assert trained["first_stage"] == model.pretrain and trained["first_stage"]["pool"] == [
+        "revenue",
+        "ipr",
+    ]
+    # The first stage learnt on more rows than the area's own (the union of the pool's).
+    first_rows = trained["first_stage"]["n_train"] + trained["first_stage"]["n_valid"]
+    assert first_rows > trained["n_train"] + trained["n_valid"]
+    assert "first_stage" not in facts["raw"]  # the raw baseline stays one plain stage

@@ -71,3 +71,54 @@ def test_area_train_overrides_apply_and_are_checked(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(RiskmlError, match="num_leaves"):
         area_train_params(params, load_area_spec(path))
+
+
+def test_rare_areas_ship_a_first_stage_pooled_over_the_four_of_them():
+    specs = load_area_specs(ROOT / "pipelines")
+    rare = ["drugs", "environment", "health_safety", "security"]
+    for area in rare:
+        assert specs[area].first_stage is not None and specs[area].first_stage.pool == rare
+    assert specs["revenue"].first_stage is None and specs["ipr"].first_stage is None
+
+
+def test_first_stage_entries_are_checked_naming_file_and_field(tmp_path):
+    from riskml.config import first_stage_train_params
+
+    data = yaml.safe_load((ROOT / "pipelines/drugs.yaml").read_text())
+    path = tmp_path / "drugs.yaml"
+
+    def refused(first_stage, pattern, load=load_area_spec):
+        path.write_text(yaml.safe_dump(data | {"first_stage": first_stage}))
+        with pytest.raises(RiskmlError, match=pattern) as err:
+            load(path)
+        assert str(path) in str(err.value)
+
+    refused({"pool": ["drugs", "smuggling"]}, r"first_stage\.pool: .*unknown risk area.*smuggling")
+    refused({"pool": []}, r"first_stage\.pool: .*at least 1")
+    refused({"pool": ["drugs", "drugs"]}, r"first_stage\.pool: .*listed twice")
+    refused({"pool": ["security"]}, r"must include the area itself \('drugs'\)")
+    refused({"pool": ["drugs"], "train": {"num_leafs": 3}}, r"first_stage\.train: .*num_leafs")
+    refused({"pool": ["drugs"], "pol": []}, r"first_stage\.pol")
+    # A pool area without a spec in the folder: the folder load names the file and the field.
+    refused(
+        {"pool": ["drugs", "security"]},
+        r"first_stage\.pool names area\(s\) \['security'\] without a spec",
+        load=lambda p: load_area_specs(p.parent),
+    )
+    # Settings out of range surface when applied, under the field's name.
+    path.write_text(
+        yaml.safe_dump(data | {"first_stage": {"pool": ["drugs"], "train": {"num_leaves": 1}}})
+    )
+    spec = load_area_spec(path)
+    params = load_params(ROOT / "params.yaml")
+    from riskml.config import area_train_params
+
+    with pytest.raises(
+        RiskmlError, match=r"pipelines/drugs.yaml.*\n  first_stage\.train\.num_leaves"
+    ):
+        first_stage_train_params(area_train_params(params, spec), spec)
+    ok = spec.model_copy(
+        update={"first_stage": spec.first_stage.model_copy(update={"train": {"num_leaves": 9}})}
+    )
+    assert first_stage_train_params(area_train_params(params, ok), ok).num_leaves == 9
+    assert first_stage_train_params(area_train_params(params, ok), ok).learning_rate == 0.02

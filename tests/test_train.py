@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.config import AreaSpec
 from riskml.contract import RiskmlError
 from riskml.labels import build_labels
 from riskml.metrics import average_precision
@@ -19,11 +20,12 @@ from riskml.train import (
     SEARCH_SPACE,
     expected_recovery,
     feature_columns,
+    first_stage_labels,
     in_window,
-    pooled_labels,
     run_train,
     run_tune,
     train_area,
+    training_labels,
 )
 
 
@@ -241,39 +243,66 @@ def test_tune_logs_nested_trials_and_prints_the_best_as_train_settings(
     assert not (world_root / "models").exists()  # tuning writes no model files
 
 
-def test_pooled_labels_add_findings_of_pooled_areas_known_in_time_on_labelled_rows(revenue_spec):
-    drugs = revenue_spec.model_copy(update={"name": "drugs"})
-    keys = ["D1", "D2", "D3", "D4", "D5"]
-    labels = pd.DataFrame(
-        {
-            "declaration_id": keys,
-            "item_no": 1,
-            "label": [0.0, 0.0, np.nan, 0.0, 1.0],
-            "control_kind": ["physical", "physical", None, "scanner", "random"],
-            "recovered": 0.0,
-        }
+def _spec(revenue_spec, name: str, detectable_by: list[str], pool: list[str] | None = None):
+    first = {"pool": pool} if pool else None
+    return AreaSpec.model_validate(
+        revenue_spec.model_dump()
+        | {"name": name, "detectable_by": detectable_by}
+        | {"first_stage": first}
     )
+
+
+def test_first_stage_rows_are_the_union_of_the_pool_labelled_rows_known_before_the_cut(
+    revenue_spec,
+):
+    drugs = _spec(revenue_spec, "drugs", ["physical", "random"], ["drugs", "environment"])
+    environment = _spec(revenue_spec, "environment", ["documentary", "random"])
+    keys = [f"D{i}" for i in range(1, 8)]
+    declarations = pd.DataFrame({"declaration_id": keys, "item_no": 1})
     outcomes = pd.DataFrame(
         {
-            "declaration_id": ["D1", "D2", "D3", "D4", "D5"],
+            "declaration_id": ["D1", "D2", "D3", "D3", "D4", "D5", "D7"],
             "item_no": 1,
-            "control_kind": "physical",
+            "control_kind": [
+                "physical", "documentary", "physical", "pca", "physical", "documentary", "pca",
+            ],
             "result_date": pd.to_datetime(
-                ["2024-01-10", "2024-03-01", "2024-01-10", "2024-01-10", "2024-01-10"]
+                [
+                    "2024-01-10", "2024-01-10", "2024-01-10", "2024-03-01", "2024-01-10",
+                    "2024-01-10", "2024-03-01",
+                ]
             ),
-            "risk_area": ["security", "security", "environment", "revenue", "drugs"],
-            "offence_found": True,
+            "risk_area": pd.array(
+                ["environment", None, None, "environment", "revenue", "drugs", "drugs"],
+                dtype="string",
+            ),
+            "offence_found": [True, False, False, True, True, True, True],
         }
-    )
+    )  # fmt: skip
     cut = pd.Timestamp("2024-02-01")
-    out = pooled_labels(labels, outcomes, drugs, known_before=cut)
-    # D1: security found in time -> 1; D2: found after the cut -> 0; D3: never labelled for the
-    # area -> stays unlabelled; D4: revenue is not pooled -> 0; D5: the area's own positive.
-    assert out["label"].tolist()[:2] == [1.0, 0.0]
-    assert np.isnan(out["label"].iloc[2])
-    assert out["label"].tolist()[3:] == [0.0, 1.0]
-    assert labels["label"].tolist()[0] == 0.0  # the area's own labels are not modified
-    assert pooled_labels(labels, outcomes, revenue_spec, known_before=cut) is None
+    own, first = training_labels(
+        declarations, outcomes, drugs, {"environment": environment}, known_before=cut
+    )
+    pd.testing.assert_frame_equal(
+        own, build_labels(declarations, outcomes, drugs, known_before=cut)
+    )
+    # D1: environment found in time by a control that can detect drugs -> 1 (own label 0);
+    # D2: a clean documentary control, labelled for environment only -> in the union, 0;
+    # D3: clean in time, environment found only after the cut -> 0, not 1;
+    # D4: revenue is not in the pool -> 0; D5: drugs found by any control -> 1;
+    # D6: never controlled, D7: drugs found only after the cut -> unlabelled.
+    np.testing.assert_array_equal(
+        own["label"].to_numpy(), [0.0, np.nan, 0.0, 0.0, 1.0, np.nan, np.nan]
+    )
+    np.testing.assert_array_equal(
+        first["label"].to_numpy(), [1.0, 0.0, 0.0, 0.0, 1.0, np.nan, np.nan]
+    )
+    assert first[["declaration_id", "item_no"]].equals(own[["declaration_id", "item_no"]])
+    # Without a first stage: one stage; a pool area without a spec is named.
+    assert training_labels(declarations, outcomes, revenue_spec, {}, known_before=cut)[1] is None
+    assert first_stage_labels({"revenue": own}, revenue_spec) is None
+    with pytest.raises(RiskmlError, match=r"pipelines/drugs.yaml: first_stage.pool .*environment"):
+        training_labels(declarations, outcomes, drugs, {}, known_before=cut)
 
 
 def test_pretrained_model_is_one_booster_continuing_the_first_stage(world, revenue_spec, params):
@@ -299,3 +328,75 @@ def test_pretrained_model_is_one_booster_continuing_the_first_stage(world, reven
     test = in_window(world["features"], split.test_start, split.test_end)
     assert not np.allclose(one.predict(test), two.predict(test))
     np.testing.assert_array_equal(two.predict(test), again.predict(test))
+
+
+def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    """A first stage pooled with an area of another control kind: its rows are the union of both
+    areas' labelled rows, its positives the findings of either known before test_start; the card,
+    features.json and the MLflow run say so, and later findings change nothing."""
+    import yaml
+
+    feats = world["features"]
+    extra = feats[~feats["declaration_id"].isin(world["outcomes"]["declaration_id"])].sample(
+        900, random_state=1
+    )
+    found = extra["f_signal"].to_numpy() > 1.0
+    documentary = pd.DataFrame(
+        {
+            "declaration_id": extra["declaration_id"].to_numpy(),
+            "item_no": 1,
+            "control_kind": "documentary",
+            "result_date": (extra["accepted_date"] + pd.Timedelta(days=30)).to_numpy(),
+            "risk_area": pd.array(np.where(found, "ipr", None), dtype="string"),
+            "offence_found": found,
+            "offence_code": pd.array([None] * len(extra), dtype="string"),
+            "additional_duty": 0.0,
+            "quantity_seized": 0.0,
+        }
+    )
+    outcomes = pd.concat([world["outcomes"], documentary], ignore_index=True)
+    outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
+    ipr = revenue_spec.model_dump() | {"name": "ipr", "detectable_by": ["documentary"]}
+    (world_root / "pipelines").mkdir()
+    (world_root / "pipelines/ipr.yaml").write_text(yaml.safe_dump(ipr))
+    spec = AreaSpec.model_validate(
+        revenue_spec.model_dump() | {"first_stage": {"pool": ["revenue", "ipr"]}}
+    )
+
+    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    folder = world_root / "models/revenue"
+    pre = json.loads((folder / "features.json").read_text())["pretrain"]
+    # Independently: the union of both areas' labelled rows in [train_start, test_start).
+    cut = params.split.test_start
+    own = build_labels(world["declarations"], outcomes, revenue_spec, known_before=cut)["label"]
+    other = build_labels(
+        world["declarations"], outcomes, AreaSpec.model_validate(ipr), known_before=cut
+    )["label"]
+    dates = world["declarations"]["accepted_date"]
+    window = (dates >= pd.Timestamp(params.split.train_start)) & (dates < pd.Timestamp(cut))
+    union = (own.notna() | other.notna()) & window
+    assert pre["pool"] == ["revenue", "ipr"]
+    assert pre["n_train"] + pre["n_valid"] == union.sum() > (own.notna() & window).sum()
+    positives = ((own == 1) | (other == 1)) & window
+    assert pre["n_train_positives"] + pre["n_valid_positives"] == positives.sum()
+    card = (folder / "model_card.md").read_text()
+    assert "First stage" in card and "any of revenue, ipr" in card
+    assert f"{pre['n_train']:,} items ({pre['n_train_positives']:,} positive)" in card
+    run = mlflow.MlflowClient(tracking_uri).search_runs(
+        [mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id]
+    )[0]
+    assert run.data.params["first_stage.pool"] == "revenue,ipr"
+    assert run.data.metrics["first_stage_n_train"] == pre["n_train"]
+    assert run.data.metrics["first_stage_n_train_positives"] == pre["n_train_positives"]
+
+    # Findings whose result came on or after test_start (ipr ones included) change nothing.
+    before = (folder / "model.txt").read_text()
+    late = outcomes["result_date"] >= pd.Timestamp(cut)
+    assert late.sum() > 100
+    outcomes.loc[late, "offence_found"] = True
+    outcomes.loc[late, "risk_area"] = "ipr"
+    outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
+    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    assert (folder / "model.txt").read_text() == before

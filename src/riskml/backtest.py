@@ -62,7 +62,7 @@ from riskml.evaluate import (
 )
 from riskml.labels import build_labels
 from riskml.metrics import bootstrap_precision_at_rate
-from riskml.train import feature_matrix, pooled_labels, train_area
+from riskml.train import TrainedModel, feature_matrix, pool_specs, train_area, training_labels
 
 log = logging.getLogger(__name__)
 
@@ -243,13 +243,14 @@ def _positions(frame: pd.DataFrame, declarations: pd.DataFrame) -> np.ndarray:
 
 
 def _train_rows(
-    frame: pd.DataFrame, pos: np.ndarray, labels: pd.DataFrame, dates: pd.Series, window: Window
+    frame: pd.DataFrame, pos: np.ndarray, labelled: np.ndarray, dates: pd.Series, window: Window
 ) -> pd.DataFrame:
-    """The rows of ``frame`` that training can use: labelled, accepted in [train_start,
-    test_start). Passing only those keeps :func:`riskml.train.train_area` cheap."""
+    """The rows of ``frame`` that training can use: ``labelled`` (per declaration item), accepted
+    in [train_start, test_start). Passing only those keeps :func:`riskml.train.train_area`
+    cheap."""
     s = window.split
     keep = (
-        labels["label"].notna().to_numpy()
+        labelled
         & (dates >= pd.Timestamp(s.train_start)).to_numpy()
         & (dates < pd.Timestamp(s.test_start)).to_numpy()
         & (pos >= 0)
@@ -260,6 +261,44 @@ def _train_rows(
 def _test_rows(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
     d = pd.to_datetime(frame["accepted_date"])
     return frame[(d >= pd.Timestamp(window.start)) & (d < pd.Timestamp(window.end))]
+
+
+def _window_labels(
+    tables: dict[str, Any], spec: AreaSpec, window: Window
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The area's training labels for ``window`` as the train stage builds them
+    (:func:`riskml.train.training_labels`, known before the window), shared across areas."""
+    return training_labels(
+        tables["declarations"],
+        tables["outcomes"],
+        spec,
+        tables.get("specs") or {spec.name: spec},
+        known_before=window.start,
+        cache=tables.setdefault("label_cache", {}),
+    )
+
+
+def _window_model(
+    rows: pd.DataFrame,
+    known: pd.DataFrame,
+    pretrain: pd.DataFrame | None,
+    spec: AreaSpec,
+    window: Window,
+    params: Params,
+) -> TrainedModel:
+    """The model of one frame for ``window``, trained on ``rows`` (labelled, before the window)
+    exactly as the train stage trains the area (:func:`riskml.train.train_area`, first stage
+    included when given). Every model of a window is trained here."""
+    # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
+    # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
+    train_params = area_train_params(params, spec).model_copy(
+        update={"num_threads": params.backtest.num_threads}
+    )
+    model = train_area(rows, known, spec, window.split, train_params, pretrain_labels=pretrain)
+    # Leakage guard: nothing the model learnt from was accepted in its own test window.
+    if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
+        raise RuntimeError(f"backtest window {window.index}: a training row is not before it")
+    return model
 
 
 def window_scores(
@@ -273,18 +312,13 @@ def window_scores(
     """Train the area's model (and the raw baseline) for ``window`` and score its test items.
 
     ``frames``: ``features`` (the protocol's) and ``raw`` (:func:`raw_features`), with their row
-    positions per declaration in ``positions``. Returns the scored test items (as
-    :func:`riskml.evaluate.assemble_scores`, plus ``score_raw``) and facts on the training.
+    positions per declaration in ``positions``. ``tables["specs"]``: the specs of every area a
+    ``first_stage.pool`` names (:func:`riskml.train.pool_specs`). Returns the scored test items
+    (as :func:`riskml.evaluate.assemble_scores`, plus ``score_raw``) and facts on the training.
     """
-    decl, outcomes = tables["declarations"], tables["outcomes"]
-    dates = tables["dates"]
-    # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
-    # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
-    train_params = area_train_params(params, spec).model_copy(
-        update={"num_threads": params.backtest.num_threads}
-    )
-    known = build_labels(decl, outcomes, spec, known_before=window.start)
-    pretrain = pooled_labels(known, outcomes, spec, known_before=window.start)
+    decl, dates = tables["declarations"], tables["dates"]
+    known, pretrain = _window_labels(tables, spec, window)
+    own = known["label"].notna().to_numpy()
     facts: dict[str, Any] = {}
     scored = None
     cache = tables.setdefault("raw_cache", {})
@@ -294,21 +328,16 @@ def window_scores(
             part, facts[name] = cache[(spec.name, window.index)]
             scored = scored.merge(part[[*KEY, "score_raw"]], on=KEY, how="left")
             continue
-        area_spec = spec if name == "features" else spec.model_copy(update={"exclude_features": []})
-        rows = _train_rows(frame, positions[name], known, dates, window)
-        # The raw baseline stays a plain one-stage LightGBM; the area's model is trained as the
-        # train stage trains it (pooled first stage for the areas of riskml.train.POOLED_AREAS).
-        model = train_area(
-            rows,
-            known,
-            area_spec,
-            window.split,
-            train_params,
-            pretrain_labels=pretrain if name == "features" else None,
-        )
-        # Leakage guard: nothing the model learnt from was accepted in its own test window.
-        if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
-            raise RuntimeError(f"backtest window {window.index}: a training row is not before it")
+        if name == "features":
+            # The area's model, trained as the train stage trains it (first stage included).
+            area_spec, first = spec, pretrain
+            labelled = own if first is None else own | first["label"].notna().to_numpy()
+        else:
+            # The raw baseline stays a plain one-stage LightGBM on every raw column.
+            area_spec = spec.model_copy(update={"exclude_features": [], "first_stage": None})
+            first, labelled = None, own
+        rows = _train_rows(frame, positions[name], labelled, dates, window)
+        model = _window_model(rows, known, first, area_spec, window, params)
         test = _test_rows(frame, window)
         part = test[[*KEY, "accepted_date"]].reset_index(drop=True)
         part["declaration_id"] = part["declaration_id"].astype("string")
@@ -324,6 +353,8 @@ def window_scores(
             "best_iteration": model.best_iteration,
             "last_train_date": str(pd.to_datetime(rows["accepted_date"]).max().date()),
         }
+        if model.pretrain is not None:
+            facts[name]["first_stage"] = model.pretrain
         if name == "raw":
             cache[(spec.name, window.index)] = (part, facts[name])
     if scored is None or scored.empty:
@@ -571,6 +602,7 @@ def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
         "dates": pd.to_datetime(decl["accepted_date"]).reset_index(drop=True),
         "truth": _read_truth(root),
         "labels": {a: build_labels(decl, outcomes, s) for a, s in specs.items()},
+        "specs": pool_specs(specs, root),  # with the areas of every first_stage.pool
         "revenue_reason": None if recovered_available(outcomes) else NO_RECOVERED,
         "result_date_note": note,
     }

@@ -181,6 +181,41 @@ class Rule(_Section):
     weight: float = 1.0
 
 
+def _check_train_keys(v: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(v) - set(TrainParams.model_fields))
+    if unknown:
+        allowed = ", ".join(TrainParams.model_fields)
+        raise ValueError(f"unknown train setting(s) {unknown}; allowed: {allowed}")
+    return v
+
+
+class FirstStage(_Section):
+    """``first_stage`` of ``pipelines/<area>.yaml``: train the area's model in two stages.
+
+    The first stage learns on every item labelled for any area of ``pool`` (the union of their
+    labelled rows), a positive being a finding of any of them; the area's own labels then
+    continue from its trees (one Booster, see :mod:`riskml.train`).
+    """
+
+    pool: list[str] = Field(min_length=1)  # areas whose labelled rows and findings feed it
+    train: dict[str, Any] = {}  # overrides of the area's train settings, first stage only
+
+    @field_validator("pool")
+    @classmethod
+    def _known_pool(cls, v: list[str]) -> list[str]:
+        bad = sorted(set(v) - set(RISK_AREAS))
+        if bad:
+            raise ValueError(f"unknown risk area(s) {bad}; allowed: {', '.join(RISK_AREAS)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"an area is listed twice in {v}")
+        return v
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_train_keys(v)
+
+
 class AreaSpec(_Section):
     """One risk area's spec, from ``pipelines/<area>.yaml``."""
 
@@ -201,15 +236,21 @@ class AreaSpec(_Section):
     exclude_features: list[str] = []
     legacy_rules: list[Rule] = []
     train: dict[str, Any] = {}  # overrides of params.yaml's train section for this area
+    first_stage: FirstStage | None = None  # set: two-stage training (see FirstStage)
 
     @field_validator("train")
     @classmethod
     def _train_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - set(TrainParams.model_fields))
-        if unknown:
-            allowed = ", ".join(TrainParams.model_fields)
-            raise ValueError(f"unknown train setting(s) {unknown}; allowed: {allowed}")
-        return v
+        return _check_train_keys(v)
+
+    @model_validator(mode="after")
+    def _pool_holds_the_area(self) -> AreaSpec:
+        if self.first_stage is not None and self.name not in self.first_stage.pool:
+            raise ValueError(
+                f"first_stage.pool {self.first_stage.pool} must include the area itself "
+                f"({self.name!r}): its first stage learns its own findings too"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -239,7 +280,18 @@ def area_train_params(params: Params, spec: AreaSpec) -> TrainParams:
     try:
         return TrainParams.model_validate(params.train.model_dump() | spec.train)
     except ValidationError as exc:
-        raise _explain(Path(f"pipelines/{spec.name}.yaml"), exc) from exc
+        raise _explain(Path(f"pipelines/{spec.name}.yaml"), exc, prefix="train") from exc
+
+
+def first_stage_train_params(params: TrainParams, spec: AreaSpec) -> TrainParams:
+    """``params`` (the area's train settings) with ``spec.first_stage.train`` applied."""
+    overrides = spec.first_stage.train if spec.first_stage is not None else {}
+    try:
+        return TrainParams.model_validate(params.model_dump() | overrides)
+    except ValidationError as exc:
+        raise _explain(
+            Path(f"pipelines/{spec.name}.yaml"), exc, prefix="first_stage.train"
+        ) from exc
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -255,8 +307,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _explain(path: Path, exc: ValidationError) -> RiskmlError:
-    lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+def _explain(path: Path, exc: ValidationError, prefix: str = "") -> RiskmlError:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        lines.append(f"  {where}: {err['msg']}" if where else f"  {err['msg']}")
     return RiskmlError(f"{path}: invalid configuration, fix these entries:\n" + "\n".join(lines))
 
 
@@ -281,7 +336,16 @@ def load_area_spec(path: str | Path) -> AreaSpec:
 def load_area_specs(folder: str | Path = "pipelines") -> dict[str, AreaSpec]:
     """Every area spec in ``folder``, keyed by area name, in the canonical area order."""
     folder = Path(folder)
-    specs = {s.name: s for s in (load_area_spec(p) for p in sorted(folder.glob("*.yaml")))}
+    loaded = [(p, load_area_spec(p)) for p in sorted(folder.glob("*.yaml"))]
+    paths = {spec.name: p for p, spec in loaded}
+    specs = {spec.name: spec for _, spec in loaded}
     if not specs:
         raise RiskmlError(f"{folder}: no area spec (*.yaml) found")
+    for name, spec in specs.items():
+        missing = [a for a in (spec.first_stage.pool if spec.first_stage else []) if a not in specs]
+        if missing:
+            raise RiskmlError(
+                f"{paths[name]}: first_stage.pool names area(s) {missing} without a spec in "
+                f"{folder}; add {folder}/<area>.yaml or take them out of the pool"
+            )
     return {a: specs[a] for a in RISK_AREAS if a in specs}

@@ -11,15 +11,17 @@ Labels must be those *known before* ``test_start``: :func:`run_train` builds the
 missing label here, as it was on the day the model would have been trained. Callers of
 :func:`train_area` must do the same.
 
-Rare areas with shared perpetrators (:data:`POOLED_AREAS`: drugs, environment, health and
-safety, security) are trained in two stages, one Booster at the end: the first stage learns
-"a control of this area's kinds found an offence of *any* pooled area" on the area's labelled
-rows (:func:`pooled_labels`: three to five times the positives of one area), the second continues
-from those trees on the area's own labels (LightGBM ``init_model``). Front companies, complicit
-brokers and risky suppliers show in every smuggling area; one area's few dozen findings cannot
-teach a model who they are, the pooled findings can, and the second stage learns which goods and
-routes belong to this area. The saved model is one Booster over the same features, so scoring,
-explanations and the MLflow model are unchanged.
+Areas whose spec has a ``first_stage`` (``pipelines/<area>.yaml``; shipped for the rare areas
+with shared perpetrators: drugs, environment, health and safety, security) are trained in two
+stages, one Booster at the end: the first stage learns "an offence of *any* pool area was found"
+on every item labelled for any area of the pool (:func:`first_stage_labels`: the union of their
+labelled rows, several times the positives of one area), the second continues from those trees on
+the area's own labels (LightGBM ``init_model``). Front companies, complicit brokers and risky
+suppliers show in every smuggling area; one area's few dozen findings cannot teach a model who
+they are, the pooled findings can, and the second stage learns which goods and routes belong to
+this area. The saved model is one Booster over the same features, so scoring, explanations and
+the MLflow model are unchanged. :func:`training_labels` builds both stages' labels for the train
+stage, ``riskml tune`` and the backtest alike.
 
 The classes are not re-weighted (no ``is_unbalance`` / ``scale_pos_weight``): the model's output
 stays a calibrated-ish probability, which the expected-recovery ranking and the reviewers need;
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -47,16 +50,22 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from riskml import io, tracking
-from riskml.config import AreaSpec, Params, SplitParams, TrainParams, area_train_params
+from riskml.config import (
+    AreaSpec,
+    Params,
+    SplitParams,
+    TrainParams,
+    area_train_params,
+    first_stage_train_params,
+    load_area_specs,
+)
 from riskml.contract import KEY, RiskmlError
 from riskml.fairness import check_protected
+from riskml.labels import build_labels
 from riskml.metrics import average_precision
 
 #: Fewer positives than this in a window: the area cannot be trained or early-stopped sensibly.
 MIN_POSITIVES = 5
-#: Rare areas whose offenders overlap (front companies, complicit brokers, risky suppliers): each
-#: one's model is first trained on the findings of all of them (see :func:`pooled_labels`).
-POOLED_AREAS: tuple[str, ...] = ("drugs", "environment", "health_safety", "security")
 #: Rows of the feature sample used to infer the MLflow signature and the input example.
 SIGNATURE_SAMPLE = 200
 INPUT_EXAMPLE_ROWS = 5
@@ -91,7 +100,7 @@ class TrainedModel:
     valid_average_precision: float
     lgb_params: dict[str, Any] = field(default_factory=dict)
     valid_start: date | None = None  # where the early-stopping slice really began
-    pretrain: dict[str, Any] | None = None  # the pooled first stage, when there was one
+    pretrain: dict[str, Any] | None = None  # the first stage (spec.first_stage), if any
     recovery: RecoveryModel | None = None  # revenue-like areas: the recovered-duty regression
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
@@ -242,38 +251,79 @@ def lgb_params(params: TrainParams, n_positives: int) -> dict[str, Any]:
     }
 
 
-def pooled_labels(
-    labels: pd.DataFrame,
+def pool_specs(specs: Mapping[str, AreaSpec], root: Path) -> dict[str, AreaSpec]:
+    """``specs``, plus the spec (from ``root/pipelines``) of every area a ``first_stage.pool``
+    of theirs names and ``specs`` lacks (``params.yaml`` may train fewer areas than a pool)."""
+    needed = {a for s in specs.values() if s.first_stage is not None for a in s.first_stage.pool}
+    if needed <= set(specs):
+        return dict(specs)
+    return load_area_specs(Path(root) / "pipelines") | dict(specs)
+
+
+def first_stage_labels(labels: Mapping[str, pd.DataFrame], spec: AreaSpec) -> pd.DataFrame | None:
+    """The first-stage labels of ``spec``'s area from the labels of its pool's areas.
+
+    ``labels``: area → :func:`riskml.labels.build_labels` frame (same declarations, same
+    ``known_before``) for every area of ``spec.first_stage.pool``. One row per item: ``label`` 1.0
+    when an offence of any pool area was found, 0.0 when the item is labelled for some pool area
+    and positive for none, NaN when it is labelled for none (the rows are the union of the pool's
+    labelled rows). ``None`` when ``spec`` has no ``first_stage`` (one-stage training).
+    """
+    if spec.first_stage is None:
+        return None
+    frames = [labels[a] for a in spec.first_stage.pool]
+    first = frames[0]
+    ids = first["declaration_id"].astype("string").to_numpy()
+    items = first["item_no"].to_numpy()
+    for area, f in zip(spec.first_stage.pool, frames, strict=True):
+        same = (f["declaration_id"].astype("string").to_numpy() == ids).all()
+        if len(f) != len(first) or not same or not (f["item_no"].to_numpy() == items).all():
+            raise RiskmlError(f"labels of {area!r}: not the items of the pool's other labels")
+    stacked = np.column_stack([f["label"].to_numpy("float64") for f in frames])
+    labelled = ~np.isnan(stacked).all(axis=1)
+    positive = (stacked == 1).any(axis=1)
+    out = first[KEY].copy()
+    out["label"] = np.where(positive, 1.0, np.where(labelled, 0.0, np.nan))
+    return out
+
+
+def training_labels(
+    declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
     spec: AreaSpec,
+    specs: Mapping[str, AreaSpec],
     *,
     known_before: date | pd.Timestamp | None,
-    pool: tuple[str, ...] = POOLED_AREAS,
-) -> pd.DataFrame | None:
-    """The first-stage labels of a pooled area: ``labels`` (the area's, from
-    :func:`riskml.labels.build_labels`) with ``label`` set to 1 on every labelled item where a
-    result known before ``known_before`` found an offence of any area of ``pool``.
+    cache: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The labels that train ``spec``'s area: its own (:func:`riskml.labels.build_labels`) and,
+    when it has a ``first_stage``, the first stage's (:func:`first_stage_labels`), all from the
+    results known before ``known_before`` (label delay: a finding known later is no positive).
 
-    The rows stay the area's labelled rows (controls of a kind able to detect the area), so the
-    first stage learns from the same population as the second. ``None`` when ``spec``'s area is
-    not in ``pool`` (it is trained in one stage).
+    ``specs`` must hold every area of the pool (:func:`pool_specs`). ``cache``: a dict kept
+    across calls on the same declarations and outcomes (the backtest's areas of one window).
     """
-    if spec.name not in pool:
-        return None
-    o = outcomes
-    if known_before is not None:
-        o = o[(pd.to_datetime(o["result_date"]) < pd.Timestamp(known_before)).fillna(False)]
-    found = o["offence_found"].astype("boolean").fillna(False).to_numpy(bool)
-    o = o[found & o["risk_area"].astype("string").isin(pool).fillna(False).to_numpy(bool)]
-    hit = pd.MultiIndex.from_arrays(
-        [o["declaration_id"].astype("string"), o["item_no"].astype("int64")]
-    )
-    keys = pd.MultiIndex.from_arrays(
-        [labels["declaration_id"].astype("string"), labels["item_no"].astype("int64")]
-    )
-    out = labels.copy()
-    out.loc[keys.isin(hit) & out["label"].notna().to_numpy(), "label"] = 1.0
-    return out
+
+    def labels_of(s: AreaSpec) -> pd.DataFrame:
+        key = (s.model_dump_json(), None if known_before is None else pd.Timestamp(known_before))
+        if cache is None or key not in cache:
+            built = build_labels(declarations, outcomes, s, known_before=known_before)
+            if cache is None:
+                return built
+            cache[key] = built
+        return cache[key]
+
+    own = labels_of(spec)
+    if spec.first_stage is None:
+        return own, None
+    missing = [a for a in spec.first_stage.pool if a != spec.name and a not in specs]
+    if missing:
+        raise RiskmlError(
+            f"pipelines/{spec.name}.yaml: first_stage.pool names area(s) {missing} without a "
+            "spec; add pipelines/<area>.yaml or take them out of the pool"
+        )
+    pool = {a: own if a == spec.name else labels_of(specs[a]) for a in spec.first_stage.pool}
+    return own, first_stage_labels(pool, spec)
 
 
 def _fit(
@@ -312,22 +362,31 @@ def _pretrain(
     split: SplitParams,
     params: TrainParams,
 ) -> tuple[lgb.Booster, dict[str, Any]]:
-    """The pooled first stage on ``[train_start, valid_start)``, early-stopped on the next
-    window (moved back like the area's own, see :func:`early_stopping_start`)."""
+    """The first stage on ``[train_start, valid_start)`` with ``spec.first_stage.train`` over
+    ``params``, early-stopped on the next window (moved back like the area's own, see
+    :func:`early_stopping_start`)."""
+    params = first_stage_train_params(params, spec)
     rows = labelled_rows(features, pretrain_labels)
     start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
     train = in_window(rows, split.train_start, start)
     valid = in_window(rows, start, split.test_start)
-    name = f"{spec.name} (pooled first stage)"
+    name = f"{spec.name} (first stage)"
     train_pos = _check_window(name, "train", split.train_start, start, train)
     valid_pos = _check_window(name, "validation", start, split.test_start, valid)
-    booster, best = _fit(train, valid, names, lgb_params(params, train_pos), params)
+    config = lgb_params(params, train_pos)
+    booster, best = _fit(train, valid, names, config, params)
+    pool = spec.first_stage.pool if spec.first_stage is not None else [spec.name]
     facts = {
-        "pool": list(POOLED_AREAS),
+        "pool": list(pool),
         "trees": best,
+        "n_train": len(train),
         "n_train_positives": train_pos,
+        "n_valid": len(valid),
         "n_valid_positives": valid_pos,
         "valid_start": str(start),
+        "num_leaves": config["num_leaves"],
+        "learning_rate": config["learning_rate"],
+        "min_child_samples": config["min_child_samples"],
     }
     return booster, facts
 
@@ -348,8 +407,10 @@ def train_area(
     ``known_before=split.test_start``; unlabelled rows (NaN) are left out. Raises
     :class:`RiskmlError` when a window has fewer than :data:`MIN_POSITIVES` positives.
 
-    ``pretrain_labels`` (from :func:`pooled_labels`, same ``known_before``): train a first stage
-    on them and continue from its trees on ``labels``; the result is one Booster.
+    ``pretrain_labels`` (from :func:`training_labels`, same ``known_before``): train a first
+    stage on them (settings: ``spec.first_stage.train`` over ``params``) and continue from its
+    trees on ``labels``; the result is one Booster. ``features`` must then hold the first stage's
+    labelled rows too.
     """
     names = feature_columns(features, spec)
     rows = labelled_rows(features, labels)
@@ -577,15 +638,18 @@ def run_tune(
     """``riskml tune --area A``: random search over :data:`SEARCH_SPACE` for one area, every trial
     a nested MLflow run under one ``tune-<area>`` run; returns the trials and the YAML snippet.
     Writes no file and registers no model."""
-    from riskml.labels import build_labels
-
     root = Path(root).resolve()
     tune = params.tune
     features = io.read_parquet(root / "data/features/features.parquet")
     declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
     outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
-    labels = build_labels(declarations, outcomes, spec, known_before=params.split.test_start)
-    pretrain = pooled_labels(labels, outcomes, spec, known_before=params.split.test_start)
+    labels, pretrain = training_labels(
+        declarations,
+        outcomes,
+        spec,
+        pool_specs({spec.name: spec}, root),
+        known_before=params.split.test_start,
+    )
     base = area_train_params(params, spec)
     uri = tracking_uri or tracking.default_tracking_uri(root)
     exp_id = tracking.ensure_experiment(root, params.mlflow.experiment, uri)
@@ -637,6 +701,13 @@ def _run_params(model: TrainedModel, spec: AreaSpec, split: SplitParams, params:
             "split.valid_start_used": str(model.valid_start or split.valid_start),
         }
     )
+    if model.pretrain is not None:
+        pre = model.pretrain
+        out["first_stage.pool"] = ",".join(pre["pool"])
+        out["first_stage.rows"] = "items labelled for any pool area"
+        out["first_stage.positive"] = "a finding of any pool area known before split.test_start"
+        for key in ("num_leaves", "learning_rate", "min_child_samples", "valid_start"):
+            out[f"first_stage.{key}"] = pre[key]
     return out
 
 
@@ -652,8 +723,8 @@ def _run_metrics(model: TrainedModel) -> dict[str, float]:
     if not math.isnan(model.valid_average_precision):
         metrics["valid_average_precision"] = model.valid_average_precision
     if model.pretrain is not None:
-        metrics["pretrain_trees"] = model.pretrain["trees"]
-        metrics["pretrain_n_train_positives"] = model.pretrain["n_train_positives"]
+        for key in ("trees", "n_train", "n_train_positives", "n_valid", "n_valid_positives"):
+            metrics[f"first_stage_{key}"] = model.pretrain[key]
     if model.recovery is not None:
         metrics["recovery_n_train"] = model.recovery.n_train
         metrics["recovery_n_valid"] = model.recovery.n_valid
@@ -761,7 +832,7 @@ def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict
             "",
             f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
             "",
-            *_pretrain_card(model),
+            *_pretrain_card(model, s.test_start),
             *_recovery_card(model),
             f"MLflow: run `{logged.get('run_id')}`, registered model "
             f"`{logged.get('registered_model')}` version {logged.get('version')} "
@@ -771,19 +842,22 @@ def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict
     )
 
 
-def _pretrain_card(model: TrainedModel) -> list[str]:
+def _pretrain_card(model: TrainedModel, known_before: date) -> list[str]:
     pre = model.pretrain
     if pre is None:
         return []
     return [
-        "## Pooled first stage",
+        "## First stage (pooled areas)",
         "",
-        f"The first {pre['trees']} trees were trained on the same labelled rows with a finding "
-        f"of any of {', '.join(pre['pool'])} as the positive ({pre['n_train_positives']:,} "
-        f"positives in the train window, early stopping from {pre['valid_start']} on "
-        f"{pre['n_valid_positives']:,}); the later trees continue from them on this area's own "
-        "labels. Those areas share their offenders (front companies, complicit brokers, risky "
-        "suppliers), which one area's few findings cannot describe.",
+        f"The first {pre['trees']} trees were trained on every item labelled for any of "
+        f"{', '.join(pre['pool'])}, a positive being a finding of any of them known before "
+        f"{known_before}: {pre['n_train']:,} items ({pre['n_train_positives']:,} positive) in "
+        f"the train window, early stopping from {pre['valid_start']} on {pre['n_valid']:,} items "
+        f"({pre['n_valid_positives']:,} positive); {pre['num_leaves']} leaves, learning rate "
+        f"{pre['learning_rate']}, min_child_samples {pre['min_child_samples']}. The later trees "
+        "continue from them on this area's own labels. Those areas share their offenders (front "
+        "companies, complicit brokers, risky suppliers), which one area's few findings cannot "
+        "describe.",
         "",
     ]
 
@@ -875,7 +949,7 @@ def train_and_register(
 ) -> dict[str, Any]:
     """Train, log to MLflow, register, and write ``models/<area>/``; return a summary.
 
-    ``pretrain_labels``: the pooled first stage's labels (:func:`pooled_labels`), if any."""
+    ``pretrain_labels``: the first stage's labels (:func:`training_labels`), if any."""
     root = Path(root).resolve()
     protected = params.fairness.protected_features  # riskml.fairness: never in a model
     check_protected(feature_columns(features, spec), protected, where=f"area {spec.name!r}")
@@ -917,19 +991,22 @@ def run_train(
     """Stage ``riskml train --area <area>``: read features and outcomes, train, log, write files.
 
     Reads ``data/features/features.parquet`` and ``data/interim/{declarations,outcomes}.parquet``
-    under ``root``; labels are built with ``known_before=split.test_start``.
+    under ``root`` (and ``pipelines/`` for the specs of a ``first_stage.pool``); labels are built
+    with ``known_before=split.test_start``.
     """
-    from riskml.labels import build_labels
-
     if spec.name != area:
         raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
     root = Path(root).resolve()
     features = io.read_parquet(root / "data/features/features.parquet")
     declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
     outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
-    known = params.split.test_start
-    labels = build_labels(declarations, outcomes, spec, known_before=known)
-    pretrain = pooled_labels(labels, outcomes, spec, known_before=known)
+    labels, pretrain = training_labels(
+        declarations,
+        outcomes,
+        spec,
+        pool_specs({spec.name: spec}, root),
+        known_before=params.split.test_start,
+    )
     return train_and_register(
         features, labels, root, params, spec, tracking_uri=tracking_uri, pretrain_labels=pretrain
     )
