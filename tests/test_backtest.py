@@ -33,7 +33,7 @@ from riskml.config import (
     TrainParams,
     load_area_specs,
 )
-from riskml.evaluate import LABELLED, NO_RECOVERED, RANDOM_CONTROL, TRUTH
+from riskml.evaluate import LABELLED, NO_RECOVERED, RANDOM_CONTROL, RANK_KEY_COMPARISON, TRUTH
 from riskml.labels import build_labels
 from riskml.train import feature_matrix, train_area, training_labels
 
@@ -166,6 +166,20 @@ def test_backtest_never_trains_on_its_own_test_rows(sim, features, specs, params
     assert (
         agg["mean"] > result["aggregate"][TRUTH]["methods"]["legacy_rules"]["precision@5%"]["mean"]
     )
+    # Revenue ranks by recovery: each window trains its recovered-duty regression on its past
+    # and compares probability, expected recovery and the lists' key on the window's items.
+    keys = result[RANK_KEY_COMPARISON]
+    assert keys["recovery_exponent"] == specs["revenue"].recovery_exponent
+    assert len(keys["per_window"]) == 3
+    for facts in result["windows"]:
+        assert facts["training"]["recovery"]["n_train"] >= 30
+    by_key = keys["aggregate"][TRUTH]["methods"]
+    assert set(by_key) == {"probability", "expected_recovery", "rank_key", "oracle"}
+    # ranking by probability is the model's own ranking
+    assert by_key["probability"]["precision@5%"]["values"] == agg["values"]
+    share = {m: by_key[m]["revenue_share@5%"]["mean"] for m in by_key}
+    assert share["expected_recovery"] != share["probability"]
+    assert by_key["oracle"]["revenue_share_vs_oracle@5%"]["mean"] == pytest.approx(1.0)
 
 
 def test_labels_of_a_window_are_those_known_before_it(sim, specs):

@@ -47,22 +47,32 @@ import numpy as np
 import pandas as pd
 
 from riskml import io
-from riskml.config import AreaSpec, Params, SplitParams, area_train_params
+from riskml.config import AreaSpec, Params, SplitParams, TrainParams, area_train_params
 from riskml.contract import KEY, RiskmlError
 from riskml.evaluate import (
     LABELLED,
     NO_RECOVERED,
+    RANK_KEY_COMPARISON,
+    RANK_KEY_DESCRIPTION,
     TRUTH,
     _clean,
     assemble_scores,
     evaluate_scores,
+    rank_key_comparison,
     rate_label,
     recovered_available,
     write_plot_csv,
 )
 from riskml.labels import build_labels
 from riskml.metrics import bootstrap_precision_at_rate
-from riskml.train import TrainedModel, feature_matrix, pool_specs, train_area, training_labels
+from riskml.train import (
+    TrainedModel,
+    feature_matrix,
+    pool_specs,
+    train_area,
+    train_recovery,
+    training_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +288,14 @@ def _window_labels(
     )
 
 
+def _window_train_params(params: Params, spec: AreaSpec) -> TrainParams:
+    # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
+    # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
+    return area_train_params(params, spec).model_copy(
+        update={"num_threads": params.backtest.num_threads}
+    )
+
+
 def _window_model(
     rows: pd.DataFrame,
     known: pd.DataFrame,
@@ -289,11 +307,7 @@ def _window_model(
     """The model of one frame for ``window``, trained on ``rows`` (labelled, before the window)
     exactly as the train stage trains the area (:func:`riskml.train.train_area`, first stage
     included when given). Every model of a window is trained here."""
-    # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
-    # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
-    train_params = area_train_params(params, spec).model_copy(
-        update={"num_threads": params.backtest.num_threads}
-    )
+    train_params = _window_train_params(params, spec)
     model = train_area(rows, known, spec, window.split, train_params, pretrain_labels=pretrain)
     # Leakage guard: nothing the model learnt from was accepted in its own test window.
     if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
@@ -344,7 +358,19 @@ def window_scores(
         part["item_no"] = part["item_no"].astype("int64")
         col = "score" if name == "features" else "score_raw"
         part[col] = model.booster.predict(feature_matrix(test, model.feature_names))
-        scored = part if scored is None else scored.merge(part[[*KEY, col]], on=KEY, how="left")
+        if name == "features" and spec.rank_by == "expected_recovery":
+            # The lists' key needs the recovered-duty regression, trained as the train stage
+            # trains it, on the same past (riskml.train.train_recovery).
+            recovery = train_recovery(
+                rows, known, spec, window.split, _window_train_params(params, spec)
+            )
+            if recovery is not None:
+                part["expected_recovery"] = part["score"] * recovery.predict(test)
+                facts["recovery"] = {"n_train": recovery.n_train, "trees": recovery.best_iteration}
+            else:
+                facts["recovery"] = {"note": "too few positives with a recovered amount"}
+        cols = [c for c in (col, "expected_recovery") if c in part.columns]
+        scored = part if scored is None else scored.merge(part[[*KEY, *cols]], on=KEY, how="left")
         facts[name] = {
             "n_train": model.n_train,
             "n_train_positives": model.n_train_positives,
@@ -515,7 +541,7 @@ def backtest_area(
     ``frames[i]`` / ``positions[i]``: the frames of window ``i`` (see :func:`window_scores`).
     """
     bt = params.backtest
-    results, scores_list, facts, rows = [], [], [], []
+    results, scores_list, facts, rows, keys = [], [], [], [], []
     for i, window in enumerate(windows):
         scores, fact = window_scores(frames[i], positions[i], tables, spec, window, params)
         result = evaluate_scores(
@@ -526,16 +552,34 @@ def backtest_area(
         scores_list.append(scores)
         facts.append(window.describe() | {"training": fact})
         rows.extend(_long_rows(result, window))
+        comparison = rank_key_comparison(
+            scores,
+            spec,
+            seed=params.evaluate.seed,
+            revenue_unavailable=tables["revenue_reason"],
+        )
+        if comparison is not None and comparison.get("available"):
+            keys.append(_with_oracle_shares(comparison["populations"]))
     intervals = headline_intervals(
         scores_list, spec, seed=bt.seed, n_boot=bt.n_boot, level=bt.ci_level
     )
-    return {
+    out = {
         "windows": facts,
         "per_window": results,
         "aggregate": aggregate_windows(results),
         "headline": intervals,
         "table": pd.DataFrame(rows),
     }
+    if keys and len(keys) == len(windows):
+        # areas ranked by recovery: probability vs expected recovery vs the lists' key, per
+        # window and over windows (each window's recovery model trained on its own past)
+        out[RANK_KEY_COMPARISON] = {
+            "description": RANK_KEY_DESCRIPTION,
+            "recovery_exponent": spec.recovery_exponent,
+            "per_window": keys,
+            "aggregate": aggregate_windows(keys),
+        }
+    return out
 
 
 def _long_rows(result: dict[str, Any], window: Window) -> list[dict[str, Any]]:
@@ -578,6 +622,21 @@ def headline_summary(area_result: dict[str, Any], spec: AreaSpec) -> dict[str, A
         if ci:
             entry["precision_ci"] = {"low": ci["low"], "high": ci["high"], "level": head["level"]}
         out["methods"][method] = entry
+    comparison = area_result.get(RANK_KEY_COMPARISON)
+    if comparison is not None:
+        keys = comparison["aggregate"].get(pop, {}).get("methods", {})
+        names = ("precision", "revenue_share", "precision_vs_oracle", "revenue_share_vs_oracle")
+        out[RANK_KEY_COMPARISON] = {
+            "recovery_exponent": comparison["recovery_exponent"],
+            "methods": {
+                method: {
+                    name: {s: metrics[f"{name}@{key}"].get(s) for s in STATS}
+                    for name in names
+                    if f"{name}@{key}" in metrics
+                }
+                for method, metrics in keys.items()
+            },
+        }
     return out
 
 
@@ -672,6 +731,8 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
                 "headline": res["headline"],
                 "per_window": res["per_window"],
             }
+            if RANK_KEY_COMPARISON in res:
+                doc["protocols"][protocol][RANK_KEY_COMPARISON] = res[RANK_KEY_COMPARISON]
             tables_out.append(res["table"].assign(protocol=protocol))
         io.write_json(_clean(doc), root / AREAS_DIR / f"{area}.json")
         write_plot_csv(pd.concat(tables_out, ignore_index=True), root / PLOTS_DIR / f"{area}.csv")
