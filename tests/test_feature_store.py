@@ -123,3 +123,17 @@ def test_without_context_the_model_features_are_the_same(world):
     assert not any(c.startswith("ctx_") for c in lean.columns)
     assert any(c.startswith("ctx_") for c in full.columns)
     pd.testing.assert_frame_equal(lean, full[list(lean.columns)], check_exact=True)
+
+
+def test_a_column_the_history_never_filled_is_answered_from_the_batch():
+    """A history without any departure country (e.g. ingested data lacking the field) has empty
+    departure profiles; a batch that declares one still gets the rebuild's features."""
+    decl, outc = make_world(n=600, months=4, seed=1)
+    decl = decl.assign(departure_country=None)
+    cut = START + pd.DateOffset(months=3)
+    history, known, batch = _split(decl, outc, cut)
+    batch = batch.assign(departure_country="NL")
+    got = FeatureStore(history, known, FeatureParams(), _specs()).features(batch)
+    full = build_features(pd.concat([history, batch]), known, FeatureParams(), specs=_specs())
+    pd.testing.assert_frame_equal(got, full.iloc[len(history) :], check_exact=True)
+    assert (got["dep_n_items"] == 0).all() and (got["dephs4_n_items"] == 0).all()

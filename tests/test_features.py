@@ -350,6 +350,51 @@ def test_goods_route_and_pair_histories_with_detectable_hit_rates():
     assert frame.iloc[6]["imporig_n_items"] == 0 and frame.iloc[6]["hs4_n_items"] == 4
 
 
+def test_departure_and_heading_history_keeps_routes_of_one_heading_apart():
+    """Bananas (HS 0803) shipped from EC carry their own history, apart from bananas shipped
+    from elsewhere and from EC's other goods."""
+    ec_fruit = {"departure_country": "EC", "hs_code": "08039010"}
+    decl = _decl(
+        [{"accepted_date": "2023-01-10", **ec_fruit}] * 3
+        + [{"accepted_date": "2023-01-10", "departure_country": "CR", "hs_code": "08039010"}] * 2
+        + [{"accepted_date": "2023-01-10", "departure_country": "EC", "hs_code": "09011100"}]
+        + [{"accepted_date": "2023-02-03", **ec_fruit}]  # result of January known in February
+        + [{"accepted_date": "2023-03-10", **ec_fruit}]
+        + [{"accepted_date": "2023-03-10", "departure_country": None, "hs_code": "08039010"}]
+    )  # fmt: skip
+    ids = decl["declaration_id"]
+    outc = _outc(
+        [
+            {"declaration_id": ids[0], "result_date": "2023-01-25", "risk_area": "drugs",
+             "offence_found": True},
+            {"declaration_id": ids[1], "result_date": "2023-02-20"},
+            {"declaration_id": ids[3], "result_date": "2023-01-25", "risk_area": "drugs",
+             "offence_found": True},  # CR bananas: another route
+            {"declaration_id": ids[5], "result_date": "2023-01-25"},  # EC coffee: another heading
+        ]
+    )  # fmt: skip
+    frame = build_features(decl, outc, FeatureParams(prior_strength=10.0))
+    feb, mar = frame.iloc[6], frame.iloc[7]
+    assert (feb["dephs4_n_items"], feb["dephs4_n_controls"], feb["dephs4_n_find_drugs"]) == (
+        3,
+        1,
+        1,
+    )
+    # the February control of EC bananas and the February item are known in March
+    assert (mar["dephs4_n_items"], mar["dephs4_n_controls"], mar["dephs4_n_find_drugs"]) == (
+        4,
+        2,
+        1,
+    )
+    assert mar["dep_n_items"] == 5 and mar["hs4_n_items"] == 6  # the single profiles mix routes
+    assert mar["dephs4_hr_drugs"] == pytest.approx((1 + 10 * 2 / 4) / (2 + 10))
+    assert frame.iloc[0]["dephs4_n_items"] == 0
+    assert math.isnan(frame.iloc[8]["dephs4_n_items"])  # no departure country declared
+    assert format_reason("dephs4_n_find_drugs", mar) == (
+        "HS heading 0803 shipped from EC: drugs offences found in 1 of 2 controls"
+    )
+
+
 def test_volume_against_the_entitys_own_past():
     months = ["2023-01-10"] * 2 + ["2023-02-10"] * 4 + ["2023-03-10"] * 6 + ["2023-04-10"]
     decl = _decl([{"accepted_date": d} for d in months])

@@ -274,6 +274,7 @@ _PROFILE_GROUPS = {
     "imporig": "importer history",
     "declimp": "declarant history",
     "imphs2": "goods history",
+    "dephs4": "route history",
 }
 _WHO = {
     "imp": "importer",
@@ -290,6 +291,7 @@ _WHO = {
     "imporig": "this importer's goods from {ctx_origin}",
     "declimp": "this declarant for this importer",
     "imphs2": "this importer in HS chapter {ctx_hs2}",
+    "dephs4": "HS heading {ctx_hs4} shipped from {ctx_departure}",
 }
 
 

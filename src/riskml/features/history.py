@@ -44,6 +44,11 @@ PROFILES: tuple[Profile, ...] = (
     Profile("imporig", ("importer_id", "origin_country"), "areas", "importer with this origin"),
     Profile("declimp", ("declarant_id", "importer_id"), "areas", "declarant for this importer"),
     Profile("imphs2", ("importer_id", "hs2"), "counts", "importer in this HS chapter"),
+    # Routes of the goods: concealment goods, waste or dual-use goods shipped through transit
+    # countries are a pair of departure and heading, which neither profile alone carries.
+    Profile(
+        "dephs4", ("departure_country", "hs4"), "areas", "HS heading from this departure country"
+    ),
 )
 
 _COUNTS = ["n_items", "n_controls", "n_find"]
@@ -202,7 +207,9 @@ def lookup(
     out = {}
     for name in table.through if names is None else names:
         values = table.through[name]
-        known = np.where(hit, values[np.maximum(pos, 0)], 0.0)
+        # An empty table (no event at all) answers zeros.
+        taken = values[np.maximum(pos, 0)] if len(values) else np.zeros(len(pos))
+        known = np.where(hit, taken, 0.0)
         if name == "last_find_day":
             known = np.where(hit & np.isfinite(known), known, np.nan)
         column = np.full(len(code), np.nan)
