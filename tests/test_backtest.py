@@ -299,3 +299,41 @@ def test_window_model_is_trained_as_the_train_stage_trains_it_first_stage_includ
     first_rows = trained["first_stage"]["n_train"] + trained["first_stage"]["n_valid"]
     assert first_rows > trained["n_train"] + trained["n_valid"]
     assert "first_stage" not in facts["raw"]  # the raw baseline stays one plain stage
+
+
+def test_first_stage_is_fitted_once_per_pool_and_window_and_changes_nothing(
+    sim, features, specs, params
+):
+    """Two specs whose first stages agree (pool, settings) but whose own stages differ: with a
+    shared cache the first stage is fitted once, and each model is the one trained alone."""
+    from riskml.config import area_train_params
+
+    pool = {"pool": ["revenue", "ipr"]}
+    revenue = type(specs["revenue"]).model_validate(
+        specs["revenue"].model_dump()
+        | {"detectable_by": ["physical", "random"], "first_stage": pool}
+    )
+    own = area_train_params(params, revenue)
+    other = type(revenue).model_validate(
+        revenue.model_dump()
+        | {
+            "train": {**revenue.train, "lambda_l2": own.lambda_l2 + 7.0},
+            "first_stage": pool | {"train": {"lambda_l2": own.lambda_l2}},
+        }
+    )
+    pooled = {"revenue": revenue, "ipr": specs["ipr"]}
+    window = backtest_windows(SPLIT, n_windows=3, window_months=1)[1]
+    labels, first = training_labels(
+        sim["declarations"], sim["outcomes"], revenue, pooled, known_before=window.start
+    )
+    tp_a, tp_b = (area_train_params(params, s) for s in (revenue, other))
+    assert tp_a.lambda_l2 != tp_b.lambda_l2
+    cache: dict = {}
+    kw = {"pretrain_labels": first}
+    a = train_area(features, labels, revenue, window.split, tp_a, **kw, first_stage_cache=cache)
+    b = train_area(features, labels, other, window.split, tp_b, **kw, first_stage_cache=cache)
+    assert len(cache) == 1
+    alone = train_area(features, labels, other, window.split, tp_b, **kw)
+    assert b.pretrain == alone.pretrain == a.pretrain
+    assert b.booster.model_to_string() == alone.booster.model_to_string()
+    assert a.booster.model_to_string() != b.booster.model_to_string()  # own stages differ

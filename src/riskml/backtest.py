@@ -303,12 +303,23 @@ def _window_model(
     spec: AreaSpec,
     window: Window,
     params: Params,
+    *,
+    cache: dict | None = None,
 ) -> TrainedModel:
     """The model of one frame for ``window``, trained on ``rows`` (labelled, before the window)
     exactly as the train stage trains the area (:func:`riskml.train.train_area`, first stage
-    included when given). Every model of a window is trained here."""
+    included when given; ``cache``: the first stages already fitted on this frame and window).
+    Every model of a window is trained here."""
     train_params = _window_train_params(params, spec)
-    model = train_area(rows, known, spec, window.split, train_params, pretrain_labels=pretrain)
+    model = train_area(
+        rows,
+        known,
+        spec,
+        window.split,
+        train_params,
+        pretrain_labels=pretrain,
+        first_stage_cache=cache,
+    )
     # Leakage guard: nothing the model learnt from was accepted in its own test window.
     if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
         raise RuntimeError(f"backtest window {window.index}: a training row is not before it")
@@ -351,7 +362,11 @@ def window_scores(
             area_spec = spec.model_copy(update={"exclude_features": [], "first_stage": None})
             first, labelled = None, own
         rows = _train_rows(frame, positions[name], labelled, dates, window)
-        model = _window_model(rows, known, first, area_spec, window, params)
+        # the areas of a pool share one first stage per window and frame (riskml.train)
+        shared = tables.setdefault("first_stage_cache", {}).setdefault(
+            (id(frame), window.index), {}
+        )
+        model = _window_model(rows, known, first, area_spec, window, params, cache=shared)
         test = _test_rows(frame, window)
         part = test[[*KEY, "accepted_date"]].reset_index(drop=True)
         part["declaration_id"] = part["declaration_id"].astype("string")
@@ -703,6 +718,7 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
     tables = load_tables(root, params, specs)
     results: dict[str, dict[str, Any]] = {a: {} for a in specs}
     for protocol in bt.protocols:
+        tables["first_stage_cache"] = {}  # keyed by frame: never across protocols
         frames, positions = protocol_frames(protocol, root, tables, windows, params, specs)
         for area, spec in specs.items():
             log.info("backtest %s %s", protocol, area)

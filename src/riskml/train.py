@@ -399,6 +399,7 @@ def train_area(
     params: TrainParams,
     *,
     pretrain_labels: pd.DataFrame | None = None,
+    first_stage_cache: dict[Any, Any] | None = None,
 ) -> TrainedModel:
     """Train ``spec``'s area model on ``[train_start, valid_start)``, early-stopped on the next
     window ``[valid_start, test_start)``.
@@ -411,6 +412,10 @@ def train_area(
     stage on them (settings: ``spec.first_stage.train`` over ``params``) and continue from its
     trees on ``labels``; the result is one Booster. ``features`` must then hold the first stage's
     labelled rows too.
+
+    ``first_stage_cache``: a dict shared by calls on the same rows and first-stage labels (the
+    areas of one pool in one backtest window): areas whose first stage has the same pool,
+    features, settings and windows reuse the first one's trees instead of refitting them.
     """
     names = feature_columns(features, spec)
     rows = labelled_rows(features, labels)
@@ -422,7 +427,18 @@ def train_area(
 
     first, pretrain = None, None
     if pretrain_labels is not None:
-        first, pretrain = _pretrain(features, pretrain_labels, names, spec, split, params)
+        key = (
+            tuple(spec.first_stage.pool) if spec.first_stage is not None else (spec.name,),
+            tuple(names),
+            repr(first_stage_train_params(params, spec)),
+            repr(split),
+        )
+        cached = None if first_stage_cache is None else first_stage_cache.get(key)
+        if cached is None:
+            cached = _pretrain(features, pretrain_labels, names, spec, split, params)
+            if first_stage_cache is not None:
+                first_stage_cache[key] = cached
+        first, pretrain = cached[0], dict(cached[1])
     config = lgb_params(params, train_pos)
     booster, best = _fit(train, valid, names, config, params, init_model=first)
     valid_score = booster.predict(feature_matrix(valid, names))
@@ -833,7 +849,7 @@ def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict
             f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
             "",
             *_pretrain_card(model, s.test_start),
-            *_recovery_card(model),
+            *_recovery_card(model, spec),
             f"MLflow: run `{logged.get('run_id')}`, registered model "
             f"`{logged.get('registered_model')}` version {logged.get('version')} "
             f"(aliases: {', '.join(logged.get('aliases', [])) or 'none'}).",
@@ -862,14 +878,17 @@ def _pretrain_card(model: TrainedModel, known_before: date) -> list[str]:
     ]
 
 
-def _recovery_card(model: TrainedModel) -> list[str]:
+def _recovery_card(model: TrainedModel, spec: AreaSpec) -> list[str]:
     rec = model.recovery
     if rec is None:
         return []
     return [
         "## Expected recovery",
         "",
-        "Ranking key: probability × predicted recovered duty. The recovered duty comes from a "
+        "Ranking key: probability × predicted recovered duty ** "
+        f"{spec.recovery_exponent:g} (`recovery_exponent`, `riskml.select.rank_key`; the "
+        "expected recovery shown to auditors is probability × predicted recovered duty). "
+        "The recovered duty comes from a "
         "second LightGBM (gamma regression, `recovery.txt`) trained on the positive rows with a "
         f"recovered amount: {rec.n_train:,} in the train window, {rec.n_valid:,} in the "
         f"validation window ({rec.best_iteration} trees, validation mean absolute error "
