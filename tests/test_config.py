@@ -24,6 +24,7 @@ def test_shipped_params_and_specs_load():
 def test_bad_param_names_the_entry(tmp_path):
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["train"]["learning_rate"] = -1
+    data["train"]["recency_half_life_months"] = -3
     data["split"]["valid_start"] = "2022-01-01"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -31,6 +32,7 @@ def test_bad_param_names_the_entry(tmp_path):
         load_params(path)
     msg = str(err.value)
     assert str(path) in msg and "train.learning_rate" in msg and "train_start < valid_start" in msg
+    assert "train.recency_half_life_months" in msg
 
 
 def test_unknown_area_and_control_kind_are_refused(tmp_path):

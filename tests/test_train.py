@@ -22,6 +22,7 @@ from riskml.train import (
     feature_columns,
     first_stage_labels,
     in_window,
+    recency_weights,
     run_train,
     run_tune,
     train_area,
@@ -67,6 +68,31 @@ def test_training_is_deterministic(world, revenue_spec, params):
     a = train_area(world["features"], labels, revenue_spec, params.split, params.train)
     b = train_area(world["features"], labels, revenue_spec, params.split, params.train)
     assert a.booster.model_to_string() == b.booster.model_to_string()
+
+
+def test_recency_weights_halve_every_half_life_and_average_one():
+    cut = date(2024, 1, 1)
+    days = [0, 61, 122, 500]  # 0, ~2 and ~4 months old, and one past the cut (age 0)
+    accepted = pd.Series(pd.Timestamp(cut) - pd.to_timedelta(days[:3], unit="D"))
+    accepted = pd.concat([accepted, pd.Series([pd.Timestamp(cut) + pd.Timedelta(days=5)])])
+    w = recency_weights(accepted, cut, half_life_months=2.0)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[1] / w[0] == pytest.approx(0.5 ** (61 / (365.25 / 12) / 2))
+    assert w[2] / w[0] == pytest.approx(0.5 ** (122 / (365.25 / 12) / 2))
+    assert w[3] == pytest.approx(w[0])
+    assert recency_weights(accepted, cut, half_life_months=0.0) is None
+
+
+def test_recency_weighting_changes_the_model_and_keeps_it_deterministic(
+    world, revenue_spec, params
+):
+    labels = _labels(world, revenue_spec, params.split.test_start)
+    weighted = params.train.model_copy(update={"recency_half_life_months": 2.0})
+    plain = train_area(world["features"], labels, revenue_spec, params.split, params.train)
+    a = train_area(world["features"], labels, revenue_spec, params.split, weighted)
+    b = train_area(world["features"], labels, revenue_spec, params.split, weighted)
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+    assert a.booster.model_to_string() != plain.booster.model_to_string()
 
 
 def test_only_train_window_rows_are_trained_on(world, revenue_spec, params):

@@ -71,6 +71,9 @@ class TrainParams(_Section):
     lambda_l2: float = Field(1.0, ge=0)
     seed: int = 42
     num_threads: int = Field(2, ge=1)
+    # Recency weighting: a training row's weight halves every this many months of its age at the
+    # end of the training window (weights scaled to mean 1); 0 = every row weighs the same.
+    recency_half_life_months: float = Field(0.0, ge=0)
 
 
 class TuneParams(_Section):

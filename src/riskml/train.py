@@ -326,6 +326,28 @@ def training_labels(
     return own, first_stage_labels(pool, spec)
 
 
+#: Mean length of a month in days (ages of training rows in months).
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def recency_weights(
+    accepted: pd.Series, cut: date | pd.Timestamp, half_life_months: float
+) -> np.ndarray | None:
+    """Training weights that halve every ``half_life_months`` of a row's age at ``cut`` (the end
+    of its training window), scaled to mean 1 so that the regularisation settings keep their
+    meaning; ``None`` (equal weights) when ``half_life_months`` is 0.
+
+    A fraud pattern that drifts shows first in the latest months; weighting them up lets the
+    model follow it without dropping the older rows. The same weights serve the train stage,
+    ``riskml tune`` and the backtest (all train through :func:`train_area`).
+    """
+    if half_life_months <= 0 or len(accepted) == 0:
+        return None
+    age_days = (pd.Timestamp(cut) - pd.to_datetime(accepted)).dt.days.to_numpy(np.float64)
+    weights = 0.5 ** (np.maximum(age_days, 0.0) / DAYS_PER_MONTH / half_life_months)
+    return weights / weights.mean()
+
+
 def _fit(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -333,11 +355,20 @@ def _fit(
     config: dict[str, Any],
     params: TrainParams,
     init_model: lgb.Booster | None = None,
+    *,
+    cut: date | None = None,
 ) -> tuple[lgb.Booster, int]:
     """One early-stopped LightGBM fit (continuing ``init_model`` when given), cut at its best
     iteration so that model.txt, the MLflow model and every later predict agree without anyone
-    passing num_iteration."""
-    dtrain = lgb.Dataset(feature_matrix(train, names), label=train["label"].to_numpy())
+    passing num_iteration. Training rows are weighted by :func:`recency_weights` at ``cut`` (the
+    end of the training window) when ``params.recency_half_life_months`` is set; the
+    early-stopping rows are not weighted."""
+    weight = None
+    if cut is not None:
+        weight = recency_weights(train["accepted_date"], cut, params.recency_half_life_months)
+    dtrain = lgb.Dataset(
+        feature_matrix(train, names), label=train["label"].to_numpy(), weight=weight
+    )
     dvalid = lgb.Dataset(
         feature_matrix(valid, names), label=valid["label"].to_numpy(), reference=dtrain
     )
@@ -374,7 +405,7 @@ def _pretrain(
     train_pos = _check_window(name, "train", split.train_start, start, train)
     valid_pos = _check_window(name, "validation", start, split.test_start, valid)
     config = lgb_params(params, train_pos)
-    booster, best = _fit(train, valid, names, config, params)
+    booster, best = _fit(train, valid, names, config, params, cut=start)
     pool = spec.first_stage.pool if spec.first_stage is not None else [spec.name]
     facts = {
         "pool": list(pool),
@@ -440,7 +471,7 @@ def train_area(
                 first_stage_cache[key] = cached
         first, pretrain = cached[0], dict(cached[1])
     config = lgb_params(params, train_pos)
-    booster, best = _fit(train, valid, names, config, params, init_model=first)
+    booster, best = _fit(train, valid, names, config, params, init_model=first, cut=valid_start)
     valid_score = booster.predict(feature_matrix(valid, names))
     valid_ap = average_precision(valid["label"].to_numpy(), valid_score)
     return TrainedModel(
