@@ -142,3 +142,27 @@ def test_a_batch_after_the_history_is_featurised_from_the_store(project):
     full = build_features(both, scorer.outcomes, scorer.params.features, specs=scorer.specs)
     expected = full.iloc[len(scorer.declarations) :].reset_index(drop=True)
     pd.testing.assert_frame_equal(fast, expected, check_exact=True)
+
+
+def test_threshold_is_the_lists_key_at_the_lists_depth(project):
+    """An item is marked selected when its key reaches the current list's model picks: the
+    threshold is the n-th highest key of the scored period under the list's own rule
+    (revenue: probability × predicted recovery ** recovery_exponent, not the expected recovery
+    itself), n the list's model picks."""
+    from riskml.select import ranked
+
+    params = load_params(project / "params.yaml")
+    scorer = _scorer(project)
+    spec = scorer.specs["revenue"]
+    assert spec.rank_by == "expected_recovery" and 0 < spec.recovery_exponent < 1
+    scores = pd.read_parquet(project / "data/scores/revenue.parquet")
+    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
+    keys = ranked(scores, decl, outcomes, spec, params.split)["rank_key"].to_numpy()
+    cands = pd.read_csv(project / "data/candidates/revenue.csv", encoding="utf-8-sig")
+    n = int((cands["selection_kind"] == "model").sum())
+    threshold = scorer.models["revenue"].threshold
+    assert threshold == pytest.approx(keys[n - 1], rel=1e-12)
+    # the expected recovery alone would put the bar elsewhere
+    by_amount = np.sort(scores["expected_recovery"].to_numpy())[::-1][n - 1]
+    assert threshold != pytest.approx(by_amount, rel=1e-6)
