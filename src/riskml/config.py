@@ -167,10 +167,15 @@ class Params(_Section):
     @field_validator("areas")
     @classmethod
     def _known_areas(cls, v: list[str]) -> list[str]:
-        bad = sorted(set(v) - set(RISK_AREAS))
-        if bad:
-            raise ValueError(f"unknown risk area(s) {bad}; allowed: {', '.join(RISK_AREAS)}")
-        return v
+        return _check_areas(v)
+
+
+def _check_areas(v: list[str]) -> list[str]:
+    """``v`` when every name is a risk area, else a ValueError naming the unknown ones."""
+    bad = sorted(set(v) - set(RISK_AREAS))
+    if bad:
+        raise ValueError(f"unknown risk area(s) {bad}; allowed: {', '.join(RISK_AREAS)}")
+    return v
 
 
 class Rule(_Section):
@@ -206,9 +211,7 @@ class FirstStage(_Section):
     @field_validator("pool")
     @classmethod
     def _known_pool(cls, v: list[str]) -> list[str]:
-        bad = sorted(set(v) - set(RISK_AREAS))
-        if bad:
-            raise ValueError(f"unknown risk area(s) {bad}; allowed: {', '.join(RISK_AREAS)}")
+        _check_areas(v)
         if len(set(v)) != len(v):
             raise ValueError(f"an area is listed twice in {v}")
         return v

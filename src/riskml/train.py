@@ -673,6 +673,24 @@ def tune_yaml(area: str, best: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _stage_inputs(
+    root: Path, params: Params, spec: AreaSpec
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The train and tune stages' inputs: the feature frame, the area's labels and its first
+    stage's (known before ``split.test_start``; the pool's specs read from ``pipelines/``)."""
+    features = io.read_parquet(root / "data/features/features.parquet")
+    declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
+    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
+    labels, pretrain = training_labels(
+        declarations,
+        outcomes,
+        spec,
+        pool_specs({spec.name: spec}, root),
+        known_before=params.split.test_start,
+    )
+    return features, labels, pretrain
+
+
 def run_tune(
     area: str,
     root: Path,
@@ -687,16 +705,7 @@ def run_tune(
     Writes no file and registers no model."""
     root = Path(root).resolve()
     tune = params.tune
-    features = io.read_parquet(root / "data/features/features.parquet")
-    declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
-    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
-    labels, pretrain = training_labels(
-        declarations,
-        outcomes,
-        spec,
-        pool_specs({spec.name: spec}, root),
-        known_before=params.split.test_start,
-    )
+    features, labels, pretrain = _stage_inputs(root, params, spec)
     base = area_train_params(params, spec)
     uri = tracking_uri or tracking.default_tracking_uri(root)
     exp_id = tracking.ensure_experiment(root, params.mlflow.experiment, uri)
@@ -1047,16 +1056,7 @@ def run_train(
     if spec.name != area:
         raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
     root = Path(root).resolve()
-    features = io.read_parquet(root / "data/features/features.parquet")
-    declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
-    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
-    labels, pretrain = training_labels(
-        declarations,
-        outcomes,
-        spec,
-        pool_specs({spec.name: spec}, root),
-        known_before=params.split.test_start,
-    )
+    features, labels, pretrain = _stage_inputs(root, params, spec)
     return train_and_register(
         features, labels, root, params, spec, tracking_uri=tracking_uri, pretrain_labels=pretrain
     )
