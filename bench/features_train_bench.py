@@ -39,7 +39,7 @@ def _one(n_items: int, cache: Path | None) -> dict:
     from riskml.contract import KEY
     from riskml.features import build_features
     from riskml.simulate import run
-    from riskml.train import train_area, train_recovery, training_labels
+    from riskml.train import train_area, training_labels
 
     params = load_params(ROOT / "params.yaml")
     specs = load_area_specs(ROOT / "pipelines")
@@ -79,9 +79,15 @@ def _one(n_items: int, cache: Path | None) -> dict:
                 keys, outc, spec, specs, known_before=params.split.test_start
             )
             train_params = area_train_params(params, spec)
-            train_area(features, labels, spec, params.split, train_params, pretrain_labels=first)
-            if spec.rank_by == "expected_recovery":
-                train_recovery(features, labels, spec, params.split, train_params)
+            train_area(
+                features,
+                labels,
+                spec,
+                params.split,
+                train_params,
+                pretrain_labels=first,
+                with_recovery=True,
+            )
             out[f"train_{area}_s"] = round(time.perf_counter() - a0, 1)
         out["train_all_s"] = round(time.perf_counter() - t0, 1)
         out["train_all_cpu_s"] = round(time.process_time() - c0, 1)

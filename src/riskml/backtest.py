@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from riskml import io
-from riskml.config import AreaSpec, Params, SplitParams, TrainParams, area_train_params
+from riskml.config import AreaSpec, Params, SplitParams, area_train_params
 from riskml.contract import KEY, RiskmlError
 from riskml.evaluate import (
     LABELLED,
@@ -70,7 +70,6 @@ from riskml.train import (
     feature_matrix,
     pool_specs,
     train_area,
-    train_recovery,
     training_labels,
 )
 
@@ -288,14 +287,6 @@ def _window_labels(
     )
 
 
-def _window_train_params(params: Params, spec: AreaSpec) -> TrainParams:
-    # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
-    # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
-    return area_train_params(params, spec).model_copy(
-        update={"num_threads": params.backtest.num_threads}
-    )
-
-
 def _window_model(
     rows: pd.DataFrame,
     known: pd.DataFrame,
@@ -305,12 +296,17 @@ def _window_model(
     params: Params,
     *,
     cache: dict | None = None,
+    with_recovery: bool = False,
 ) -> TrainedModel:
     """The model of one frame for ``window``, trained on ``rows`` (labelled, before the window)
     exactly as the train stage trains the area (:func:`riskml.train.train_area`, first stage
-    included when given; ``cache``: the first stages already fitted on this frame and window).
-    Every model of a window is trained here."""
-    train_params = _window_train_params(params, spec)
+    included when given, recovery regression with ``with_recovery``; ``cache``: the first stages
+    already fitted on this frame and window). Every model of a window is trained here."""
+    # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
+    # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
+    train_params = area_train_params(params, spec).model_copy(
+        update={"num_threads": params.backtest.num_threads}
+    )
     model = train_area(
         rows,
         known,
@@ -319,6 +315,7 @@ def _window_model(
         train_params,
         pretrain_labels=pretrain,
         first_stage_cache=cache,
+        with_recovery=with_recovery,
     )
     # Leakage guard: nothing the model learnt from was accepted in its own test window.
     if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
@@ -359,14 +356,18 @@ def window_scores(
             labelled = own if first is None else own | first["label"].notna().to_numpy()
         else:
             # The raw baseline stays a plain one-stage LightGBM on every raw column.
-            area_spec = spec.model_copy(update={"exclude_features": [], "first_stage": None})
+            area_spec = spec.model_copy(
+                update={"exclude_features": [], "first_stage": None, "rank_by": "probability"}
+            )
             first, labelled = None, own
         rows = _train_rows(frame, positions[name], labelled, dates, window)
         # the areas of a pool share one first stage per window and frame (riskml.train)
         shared = tables.setdefault("first_stage_cache", {}).setdefault(
             (id(frame), window.index), {}
         )
-        model = _window_model(rows, known, first, area_spec, window, params, cache=shared)
+        model = _window_model(
+            rows, known, first, area_spec, window, params, cache=shared, with_recovery=True
+        )
         test = _test_rows(frame, window)
         part = test[[*KEY, "accepted_date"]].reset_index(drop=True)
         part["declaration_id"] = part["declaration_id"].astype("string")
@@ -374,14 +375,13 @@ def window_scores(
         col = "score" if name == "features" else "score_raw"
         part[col] = model.booster.predict(feature_matrix(test, model.feature_names))
         if name == "features" and spec.rank_by == "expected_recovery":
-            # The lists' key needs the recovered-duty regression, trained as the train stage
-            # trains it, on the same past (riskml.train.train_recovery).
-            recovery = train_recovery(
-                rows, known, spec, window.split, _window_train_params(params, spec)
-            )
-            if recovery is not None:
-                part["expected_recovery"] = part["score"] * recovery.predict(test)
-                facts["recovery"] = {"n_train": recovery.n_train, "trees": recovery.best_iteration}
+            # the lists' key needs the recovered-duty regression, trained on the same past
+            if model.recovery is not None:
+                part["expected_recovery"] = part["score"] * model.recovery.predict(test)
+                facts["recovery"] = {
+                    "n_train": model.recovery.n_train,
+                    "trees": model.recovery.best_iteration,
+                }
             else:
                 facts["recovery"] = {"note": "too few positives with a recovered amount"}
         cols = [c for c in (col, "expected_recovery") if c in part.columns]
@@ -627,11 +627,9 @@ def headline_summary(area_result: dict[str, Any], spec: AreaSpec) -> dict[str, A
     methods = area_result["aggregate"].get(pop, {}).get("methods", {})
     out: dict[str, Any] = {"population": pop, "rate": spec.operating_rate, "methods": {}}
     for method, metrics in methods.items():
-        entry = {
-            name: {s: metrics.get(f"{name}@{key}", {}).get(s) for s in STATS}
-            for name in ("precision", "recall", "revenue_share", "precision_vs_oracle")
-            if f"{name}@{key}" in metrics
-        }
+        entry = _at_rate(
+            metrics, key, ("precision", "recall", "revenue_share", "precision_vs_oracle")
+        )
         entry["average_precision"] = {s: metrics["average_precision"].get(s) for s in STATS}
         ci = head["methods"].get(method)
         if ci:
@@ -643,16 +641,18 @@ def headline_summary(area_result: dict[str, Any], spec: AreaSpec) -> dict[str, A
         names = ("precision", "revenue_share", "precision_vs_oracle", "revenue_share_vs_oracle")
         out[RANK_KEY_COMPARISON] = {
             "recovery_exponent": comparison["recovery_exponent"],
-            "methods": {
-                method: {
-                    name: {s: metrics[f"{name}@{key}"].get(s) for s in STATS}
-                    for name in names
-                    if f"{name}@{key}" in metrics
-                }
-                for method, metrics in keys.items()
-            },
+            "methods": {method: _at_rate(m, key, names) for method, m in keys.items()},
         }
     return out
+
+
+def _at_rate(metrics: dict[str, Any], rate: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """``{name: {mean, std, min, max}}`` of the aggregated ``<name>@<rate>`` metrics present."""
+    return {
+        name: {s: metrics[f"{name}@{rate}"].get(s) for s in STATS}
+        for name in names
+        if f"{name}@{rate}" in metrics
+    }
 
 
 # --- stage entry -------------------------------------------------------------------------------

@@ -392,11 +392,19 @@ def _pretrain(
     spec: AreaSpec,
     split: SplitParams,
     params: TrainParams,
+    *,
+    cache: dict[Any, Any] | None = None,
 ) -> tuple[lgb.Booster, dict[str, Any]]:
     """The first stage on ``[train_start, valid_start)`` with ``spec.first_stage.train`` over
     ``params``, early-stopped on the next window (moved back like the area's own, see
-    :func:`early_stopping_start`)."""
+    :func:`early_stopping_start`). ``cache`` (see :func:`train_area`) is keyed by pool,
+    features, settings and split."""
     params = first_stage_train_params(params, spec)
+    pool = spec.first_stage.pool if spec.first_stage is not None else [spec.name]
+    key = (tuple(pool), tuple(names), repr(params), repr(split))
+    if cache is not None and key in cache:
+        booster, facts = cache[key]
+        return booster, dict(facts)
     rows = labelled_rows(features, pretrain_labels)
     start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
     train = in_window(rows, split.train_start, start)
@@ -406,7 +414,6 @@ def _pretrain(
     valid_pos = _check_window(name, "validation", start, split.test_start, valid)
     config = lgb_params(params, train_pos)
     booster, best = _fit(train, valid, names, config, params, cut=start)
-    pool = spec.first_stage.pool if spec.first_stage is not None else [spec.name]
     facts = {
         "pool": list(pool),
         "trees": best,
@@ -419,7 +426,9 @@ def _pretrain(
         "learning_rate": config["learning_rate"],
         "min_child_samples": config["min_child_samples"],
     }
-    return booster, facts
+    if cache is not None:
+        cache[key] = (booster, facts)
+    return booster, dict(facts)
 
 
 def train_area(
@@ -431,6 +440,7 @@ def train_area(
     *,
     pretrain_labels: pd.DataFrame | None = None,
     first_stage_cache: dict[Any, Any] | None = None,
+    with_recovery: bool = False,
 ) -> TrainedModel:
     """Train ``spec``'s area model on ``[train_start, valid_start)``, early-stopped on the next
     window ``[valid_start, test_start)``.
@@ -447,6 +457,10 @@ def train_area(
     ``first_stage_cache``: a dict shared by calls on the same rows and first-stage labels (the
     areas of one pool in one backtest window): areas whose first stage has the same pool,
     features, settings and windows reuse the first one's trees instead of refitting them.
+
+    ``with_recovery``: for an area ranked by expected recovery, also train its recovered-duty
+    regression on the same windows (:func:`train_recovery`, ``model.recovery``), as the train
+    stage and the backtest need; the tune trials and the raw baseline do not.
     """
     names = feature_columns(features, spec)
     rows = labelled_rows(features, labels)
@@ -458,23 +472,14 @@ def train_area(
 
     first, pretrain = None, None
     if pretrain_labels is not None:
-        key = (
-            tuple(spec.first_stage.pool) if spec.first_stage is not None else (spec.name,),
-            tuple(names),
-            repr(first_stage_train_params(params, spec)),
-            repr(split),
+        first, pretrain = _pretrain(
+            features, pretrain_labels, names, spec, split, params, cache=first_stage_cache
         )
-        cached = None if first_stage_cache is None else first_stage_cache.get(key)
-        if cached is None:
-            cached = _pretrain(features, pretrain_labels, names, spec, split, params)
-            if first_stage_cache is not None:
-                first_stage_cache[key] = cached
-        first, pretrain = cached[0], dict(cached[1])
     config = lgb_params(params, train_pos)
     booster, best = _fit(train, valid, names, config, params, init_model=first, cut=valid_start)
     valid_score = booster.predict(feature_matrix(valid, names))
     valid_ap = average_precision(valid["label"].to_numpy(), valid_score)
-    return TrainedModel(
+    model = TrainedModel(
         area=spec.name,
         booster=booster,
         feature_names=names,
@@ -488,6 +493,9 @@ def train_area(
         valid_start=valid_start,
         pretrain=pretrain,
     )
+    if with_recovery and spec.rank_by == "expected_recovery":
+        model.recovery = train_recovery(features, labels, spec, split, params)
+    return model
 
 
 #: Fewer positive rows with a recovered amount than this: no recovery model (rank by probability).
@@ -1014,10 +1022,14 @@ def train_and_register(
     check_protected(feature_columns(features, spec), protected, where=f"area {spec.name!r}")
     train_params = area_train_params(params, spec)
     model = train_area(
-        features, labels, spec, params.split, train_params, pretrain_labels=pretrain_labels
+        features,
+        labels,
+        spec,
+        params.split,
+        train_params,
+        pretrain_labels=pretrain_labels,
+        with_recovery=True,
     )
-    if spec.rank_by == "expected_recovery":
-        model.recovery = train_recovery(features, labels, spec, params.split, train_params)
     window = in_window(features, params.split.train_start, params.split.test_start)
     sample = window.sample(min(SIGNATURE_SAMPLE, len(window)), random_state=params.train.seed)
     logged = log_to_mlflow(
