@@ -13,7 +13,8 @@ from riskml.config import load_area_specs, load_params
 from riskml.contract import RISK_AREAS, TABLES, column_names
 from riskml.simulate import month_plan, run, simulate
 from riskml.simulate.catalogue import load_catalogue
-from riskml.simulate.offences import REVENUE_HOT
+from riskml.simulate.engine import World
+from riskml.simulate.offences import NOISE_SD, REVENUE_HOT, expected_probabilities
 
 ROOT = Path(__file__).parents[1]
 KEY = ["declaration_id", "item_no"]
@@ -331,3 +332,40 @@ def test_oracle_beats_legacy_rules_in_rare_areas(world_2y, specs):
             wide["offence"][area].to_numpy().astype(bool)
         ]
         assert 0.05 <= outside.mean() <= 0.5, (area, outside.mean())
+
+
+def test_oracle_probability_averages_out_the_item_noise():
+    """E[logistic(z + e)], e ~ N(0, NOISE_SD^2), by quadrature: 1/2 at 0 by symmetry, and the
+    Monte Carlo mean of a million draws elsewhere; below the logistic of z for z > 0."""
+    z = np.array([[-6.0, -2.0, 0.0, 1.5, 4.0]])
+    got = expected_probabilities(z, np.zeros(1))[0]
+    draws = np.random.default_rng(0).normal(0, NOISE_SD, 1_000_000)
+    want = [np.mean(1 / (1 + np.exp(-(v + draws)))) for v in z[0]]
+    np.testing.assert_allclose(got, want, atol=5e-4)
+    assert got[2] == pytest.approx(0.5, abs=1e-12)
+    assert got[3] < 1 / (1 + np.exp(-1.5)) and got[0] > 1 / (1 + np.exp(6.0))
+
+
+def test_the_oracle_knows_the_hidden_traits_not_the_item_noise(specs):
+    """The logit minus its item noise is the same whatever the noise drawn: the oracle's
+    probability (``true_prob``) depends on the item's traits only, not on the draw that is part
+    of the outcome's randomness."""
+    world = World(_params(), specs)
+    batch = world._trade(np.random.default_rng(3), 0, 2_000)
+    world._novelty(batch)
+    a_logit, a_noise = world._logits(np.random.default_rng(4), batch, 0)
+    b_logit, b_noise = world._logits(np.random.default_rng(5), batch, 0)
+    assert not np.allclose(a_logit, b_logit)
+    finite = np.isfinite(a_logit)
+    np.testing.assert_allclose((a_logit - a_noise)[finite], (b_logit - b_noise)[finite])
+    assert a_noise.std() == pytest.approx(NOISE_SD, rel=0.05)
+
+
+def test_true_prob_is_calibrated_on_the_offences(truth_wide):
+    """The oracle's probability is the offence rate: per area, the mean of true_prob matches the
+    share of items that offend (within four binomial standard errors)."""
+    prob, off = truth_wide["true_prob"], truth_wide["offence"].astype(float)
+    for area in RISK_AREAS:
+        p, y = prob[area].to_numpy(), off[area].to_numpy()
+        se = np.sqrt(p.mean() * (1 - p.mean()) / len(p))
+        assert abs(y.mean() - p.mean()) < 4 * se, area

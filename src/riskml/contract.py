@@ -97,7 +97,12 @@ TRUTH_COLUMNS: tuple[Column, ...] = (
     Column("risk_area", "string", True, "risk area"),
     Column("offence", "bool", True, "an offence of this area was committed on the item"),
     Column("evaded_duty", "float", True, "duty that an audit would recover (0 when none)"),
-    Column("true_prob", "float", True, "probability of the offence the generator used"),
+    Column(
+        "true_prob",
+        "float",
+        True,
+        "probability of the offence given every hidden trait (item noise averaged out)",
+    ),
 )
 
 TABLES: dict[str, tuple[Column, ...]] = {

@@ -37,6 +37,7 @@ from riskml.simulate.offences import (
     A,
     area_logits,
     calibrate,
+    expected_probabilities,
     offence_codes,
     offence_probabilities,
 )
@@ -124,8 +125,10 @@ class World:
             after_drift=self._after_drift(m),
         )
 
-    def _logits(self, rng: np.random.Generator, batch: Batch, m: int) -> np.ndarray:
-        """Each area's offence logit of the items of ``batch`` (month ``m``)."""
+    def _logits(
+        self, rng: np.random.Generator, batch: Batch, m: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each area's offence logit of the items of ``batch`` (month ``m``) and its item noise."""
         return area_logits(
             rng,
             batch,
@@ -140,7 +143,7 @@ class World:
         logits = []
         for m in sorted({0, min(self.params.drift_month, self.params.months - 1)}):
             rng = np.random.default_rng([self.params.seed, 7, m])
-            logits.append(self._logits(rng, self._trade(rng, m, PILOT_ITEMS), m))
+            logits.append(self._logits(rng, self._trade(rng, m, PILOT_ITEMS), m)[0])
         return calibrate(np.vstack(logits))
 
     def _novelty(self, batch: Batch) -> None:
@@ -185,13 +188,14 @@ class World:
         self.history.advance(month.start)
         batch = self._trade(rng, m, month.n_items)
         self._novelty(batch)
-        logits = self._logits(rng, batch, m)
+        logits, noise = self._logits(rng, batch, m)
         # rare areas depend on first-time flags, which fall as the run goes on: their intercepts
         # are recalibrated on each month (a fixed, evenly spaced subsample of its rows)
         step = max(1, len(logits) // CALIBRATION_ROWS)
         intercepts = calibrate(logits[::step], RARE_AREAS, self.intercepts)
-        prob = offence_probabilities(logits, intercepts)
-        offence = rng.random(prob.shape) < prob
+        offence = rng.random(logits.shape) < offence_probabilities(logits, intercepts)
+        # the oracle's probability: the item noise averaged out (see riskml.simulate.offences)
+        prob = expected_probabilities(logits - noise, intercepts)
         mechanism = revenue_mechanism(rng, batch, self.cat, self.geo)
         values = declare(
             rng,

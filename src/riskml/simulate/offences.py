@@ -4,8 +4,12 @@ logit = intercept(area) + hidden entity propensities (importer, declarant, suppl
         + goods and route factors of the area + item noise.
 
 The intercepts are calibrated once per run on a pilot sample so that the prevalence of each
-area lands near :data:`TARGET_PREVALENCE`. ``true_prob`` in the truth table is the logistic of
-this logit (the noise included): what an oracle that knew the hidden traits would score.
+area lands near :data:`TARGET_PREVALENCE`. The offence is drawn from the logistic of the whole
+logit. ``true_prob`` in the truth table is what an oracle that knew every hidden trait would
+score: the offence probability given the logit without the item noise, the noise averaged out
+(:func:`expected_probabilities`). The item noise is part of the outcome's randomness: nothing
+recorded before the outcome carries it, so an oracle that ranked by it would know part of the
+coin flip and would not be the attainable limit.
 """
 
 from __future__ import annotations
@@ -166,8 +170,12 @@ def area_logits(
     importer_propensity: np.ndarray,
     *,
     after_drift: bool,
-) -> np.ndarray:
-    """(items, areas) offence logits without the area intercepts."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(items, areas) offence logits without the area intercepts, and the item noise in them.
+
+    The first array is the whole logit (the noise included), from which the offence is drawn;
+    the second is the noise alone, so that the oracle's probability can average it out.
+    """
     g = goods_masks()
     hs, origin, dep = batch["hs"], batch["origin"], batch["departure"]
     imp, dcl, sup = batch["importer"], batch["declarant"], batch["supplier"]
@@ -181,11 +189,8 @@ def area_logits(
     rerouted = (dep != origin).astype(float)
     rate = np.where(batch["legit_pref"], 0.0, cat.duty_rate[hs])
 
-    base = (
-        importer_propensity[imp]
-        + ents.declarant_propensity[dcl]
-        + rng.normal(0, NOISE_SD, size=(n, len(RISK_AREAS)))
-    )
+    noise = rng.normal(0, NOISE_SD, size=(n, len(RISK_AREAS)))
+    base = importer_propensity[imp] + ents.declarant_propensity[dcl] + noise
     out = np.empty_like(base)
 
     chapters, origins = REVENUE_HOT[after_drift]
@@ -270,7 +275,7 @@ def area_logits(
         + 1.0 * diversion
         - RARE_OUTSIDE["security"] * ~(weapons | dual)
     )
-    return out
+    return out, noise
 
 
 def calibrate(
@@ -302,6 +307,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def offence_probabilities(logits: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
     """(items, areas) probabilities from logits and calibrated intercepts."""
     return _sigmoid(logits + intercepts)
+
+
+# Gauss-Hermite nodes and weights for an expectation over N(0, NOISE_SD^2)
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
+_GH_WEIGHTS = _GH_WEIGHTS / _GH_WEIGHTS.sum()
+
+
+def expected_probabilities(signal: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
+    """(items, areas) E[logistic(signal + intercept + e)], e ~ N(0, NOISE_SD^2).
+
+    ``signal`` is the logit without the item noise. This is the offence probability given every
+    hidden trait of the item: the oracle's score (``true_prob``).
+    """
+    z = signal + intercepts
+    out = np.zeros_like(z)
+    for x, w in zip(_GH_NODES, _GH_WEIGHTS, strict=True):
+        out += w * _sigmoid(z + NOISE_SD * x)
+    return out
 
 
 def offence_codes(batch: Batch, cat: Catalogue, mechanism: np.ndarray) -> np.ndarray:
