@@ -296,12 +296,11 @@ def _window_model(
     params: Params,
     *,
     cache: dict | None = None,
-    with_recovery: bool = False,
 ) -> TrainedModel:
     """The model of one frame for ``window``, trained on ``rows`` (labelled, before the window)
-    exactly as the train stage trains the area (:func:`riskml.train.train_area`, first stage
-    included when given, recovery regression with ``with_recovery``; ``cache``: the first stages
-    already fitted on this frame and window). Every model of a window is trained here."""
+    exactly as the train stage trains the area (:func:`riskml.train.train_area`: first stage
+    included when given, recovery regression when ``spec`` ranks by it; ``cache``: the first
+    stages already fitted on this frame and window). Every model of a window is trained here."""
     # One thread: OpenMP threads spin-wait when the cores are busy, which made a 2-thread fit of
     # these small models ten times slower than a 1-thread fit on a shared 2-core machine.
     train_params = area_train_params(params, spec).model_copy(
@@ -315,7 +314,7 @@ def _window_model(
         train_params,
         pretrain_labels=pretrain,
         first_stage_cache=cache,
-        with_recovery=with_recovery,
+        with_recovery=True,
     )
     # Leakage guard: nothing the model learnt from was accepted in its own test window.
     if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
@@ -365,9 +364,7 @@ def window_scores(
         shared = tables.setdefault("first_stage_cache", {}).setdefault(
             (id(frame), window.index), {}
         )
-        model = _window_model(
-            rows, known, first, area_spec, window, params, cache=shared, with_recovery=True
-        )
+        model = _window_model(rows, known, first, area_spec, window, params, cache=shared)
         test = _test_rows(frame, window)
         part = test[[*KEY, "accepted_date"]].reset_index(drop=True)
         part["declaration_id"] = part["declaration_id"].astype("string")
@@ -377,7 +374,7 @@ def window_scores(
         if name == "features" and spec.rank_by == "expected_recovery":
             # the lists' key needs the recovered-duty regression, trained on the same past
             if model.recovery is not None:
-                part["expected_recovery"] = part["score"] * model.recovery.predict(test)
+                part["expected_recovery"] = model.recovery.expected(test, part["score"])
                 facts["recovery"] = {
                     "n_train": model.recovery.n_train,
                     "trees": model.recovery.best_iteration,

@@ -30,7 +30,7 @@ from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError, validate
 from riskml.features.store import FeatureStore
 from riskml.select import rank_key
-from riskml.train import feature_matrix, load_recovery
+from riskml.train import RecoveryModel, feature_matrix, load_recovery
 
 SCORE_COLUMNS = [
     *KEY,
@@ -56,7 +56,7 @@ class AreaModel:
     features: list[str]
     version: str
     threshold: float  # rank key of the last model pick of the current candidate list (inf: none)
-    recovery: tuple[lgb.Booster, list[str]] | None = None  # riskml.train.load_recovery
+    recovery: RecoveryModel | None = None  # riskml.train.load_recovery
 
 
 @dataclass

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from riskml.config import AreaSpec, Params, SelectParams, SplitParams
 from riskml.contract import KEY
+
+if TYPE_CHECKING:
+    from riskml.train import RecoveryModel
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,7 @@ def rank_key_for_new_rows(
     *,
     ratio: float = 0.0,
     duties_paid: np.ndarray | None = None,
-    recovery: tuple[Any, list[str]] | None = None,
+    recovery: RecoveryModel | None = None,
 ) -> pd.DataFrame:
     """``expected_recovery`` and ``rank_key`` of newly scored rows (the scoring service's entry),
     by the same rule as the candidate lists (:func:`rank_columns`); index of ``features_rows``.
@@ -157,15 +160,13 @@ def rank_key_for_new_rows(
     (:func:`riskml.train.load_recovery`; read from ``root`` otherwise); ``ratio`` and
     ``duties_paid``: the fallback when the area has no recovery model (:func:`recovery_ratio`).
     """
-    from riskml.train import load_recovery, predicted_recovery
+    from riskml.train import load_recovery
 
     amount = None
     if spec.rank_by == "expected_recovery":
         recovery = recovery or load_recovery(Path(root), spec.name)
         if recovery is not None:
-            amount = np.asarray(score, dtype="float64") * predicted_recovery(
-                recovery, features_rows
-            )
+            amount = recovery.expected(features_rows, score)
     expected, key, source = rank_columns(
         spec, score, model_recovery=amount, ratio=ratio, duties_paid=duties_paid
     )

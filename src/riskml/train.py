@@ -123,6 +123,10 @@ class RecoveryModel:
         """Predicted recovered duty (≥ 0) of each row, were it a positive."""
         return np.clip(self.booster.predict(feature_matrix(frame, self.feature_names)), 0, None)
 
+    def expected(self, frame: pd.DataFrame, probability: np.ndarray) -> np.ndarray:
+        """Expected recovery of each row: its probability × its predicted recovered duty."""
+        return np.asarray(probability, dtype="float64") * self.predict(frame)
+
 
 # --- features and windows ----------------------------------------------------------------------
 
@@ -305,12 +309,11 @@ def training_labels(
     """
 
     def labels_of(s: AreaSpec) -> pd.DataFrame:
+        if cache is None:
+            return build_labels(declarations, outcomes, s, known_before=known_before)
         key = (s.model_dump_json(), None if known_before is None else pd.Timestamp(known_before))
-        if cache is None or key not in cache:
-            built = build_labels(declarations, outcomes, s, known_before=known_before)
-            if cache is None:
-                return built
-            cache[key] = built
+        if key not in cache:
+            cache[key] = build_labels(declarations, outcomes, s, known_before=known_before)
         return cache[key]
 
     own = labels_of(spec)
@@ -562,24 +565,23 @@ def train_recovery(
     return model
 
 
-def load_recovery(root: Path, area: str) -> tuple[lgb.Booster, list[str]] | None:
-    """The area's recovery regression (``models/<area>/recovery.txt``) and the features it reads
-    (``features.json``); ``None`` when the area has no recovery model."""
+def load_recovery(root: Path, area: str) -> RecoveryModel | None:
+    """The area's recovery regression as :func:`write_model_files` wrote it
+    (``models/<area>/recovery.txt`` and its facts in ``features.json``); ``None`` when the area
+    has no recovery model."""
     folder = model_dir(root, area)
     if not (folder / "recovery.txt").exists():
         return None
     meta = json.loads((folder / "features.json").read_text(encoding="utf-8"))
-    names = meta.get("recovery", {}).get("features", meta["features"])
-    return lgb.Booster(model_file=str(folder / "recovery.txt")), names
-
-
-def predicted_recovery(
-    recovery: tuple[lgb.Booster, list[str]], features_rows: pd.DataFrame
-) -> np.ndarray:
-    """Predicted recovered duty (≥ 0) of each row, were it a positive (``recovery`` from
-    :func:`load_recovery`)."""
-    booster, names = recovery
-    return np.clip(booster.predict(feature_matrix(features_rows, names)), 0, None)
+    rec = meta.get("recovery", {})
+    return RecoveryModel(
+        booster=lgb.Booster(model_file=str(folder / "recovery.txt")),
+        feature_names=rec.get("features", meta["features"]),
+        best_iteration=int(rec.get("best_iteration", 0)),
+        n_train=int(rec.get("n_train", 0)),
+        n_valid=int(rec.get("n_valid", 0)),
+        valid_mean_abs_error=float(rec.get("valid_mean_abs_error", math.nan)),
+    )
 
 
 def expected_recovery(root: Path, area: str, features_rows: pd.DataFrame) -> np.ndarray | None:
@@ -597,8 +599,9 @@ def expected_recovery(root: Path, area: str, features_rows: pd.DataFrame) -> np.
     if recovery is None:
         return None
     booster, meta = load_model(root, area)
-    probability = booster.predict(feature_matrix(features_rows, meta["features"]))
-    return probability * predicted_recovery(recovery, features_rows)
+    return recovery.expected(
+        features_rows, booster.predict(feature_matrix(features_rows, meta["features"]))
+    )
 
 
 # --- hyperparameter search (opt-in: `riskml tune --area A`, not part of dvc repro) -------------
