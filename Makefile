@@ -26,7 +26,7 @@ test: $(STAMP)
 	pytest
 
 lint: $(STAMP)
-	ruff check src tests bench
+	ruff check src tests bench scripts
 
 bench: $(STAMP)
 	python bench/pipeline_timing.py
