@@ -1,5 +1,6 @@
-"""The feature store: a batch after the stored history gets exactly the features the pipeline
-would build on history + batch, and it obeys the causality rule on its own."""
+"""The feature store: every declaration gets its features as of its own date from the stored
+history alone, so that its features do not depend on its batch companions; a stored declaration
+gets the pipeline's features back, a new one the pipeline's features on history + itself."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from hypothesis import strategies as st
 from test_features import START, _rewrite_future, _specs, make_world
 
 from riskml.config import FeatureParams
-from riskml.contract import KEY, RiskmlError
+from riskml.contract import KEY
 from riskml.features import build_features, model_feature_columns
 from riskml.features.store import FeatureStore
+
+SETTINGS = settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +26,33 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
     return make_world(n=2000, months=9, seed=4)
 
 
+@pytest.fixture(scope="module")
+def stored(world) -> tuple[FeatureStore, pd.DataFrame]:
+    """The store of the whole world, and the pipeline's features of the same world."""
+    decl, outc = world
+    store = FeatureStore(decl, outc, FeatureParams(), _specs())
+    return store, build_features(decl, outc, FeatureParams(), specs=_specs())
+
+
 def _split(decl: pd.DataFrame, outc: pd.DataFrame, cut: pd.Timestamp):
     """History before ``cut`` with all its outcomes (results after ``cut`` included, as a live
     outcome table has them); the batch from ``cut`` on, without outcomes."""
     past = (decl["accepted_date"] < cut).to_numpy()
     history, batch = decl[past], decl[~past]
-    keys = pd.MultiIndex.from_frame(outc[KEY]).isin(pd.MultiIndex.from_frame(history[KEY]))
-    return history, outc[keys], batch
+    return history, _outcomes_of(outc, history), batch
+
+
+def _outcomes_of(outc: pd.DataFrame, decl: pd.DataFrame) -> pd.DataFrame:
+    keys = pd.MultiIndex.from_frame(outc[KEY]).isin(pd.MultiIndex.from_frame(decl[KEY]))
+    return outc[keys]
+
+
+def _take_out(decl: pd.DataFrame, outc: pd.DataFrame, rows: np.ndarray):
+    """The history without ``rows`` (positions) and their outcomes; the rows as new ones."""
+    out = np.zeros(len(decl), dtype=bool)
+    out[rows] = True
+    history = decl[~out]
+    return history, _outcomes_of(outc, history), decl[out]
 
 
 def _odd_rows(batch: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -46,41 +71,102 @@ def _odd_rows(batch: pd.DataFrame, seed: int) -> pd.DataFrame:
     return batch
 
 
+@given(seed=st.integers(min_value=0, max_value=2**16))
+@SETTINGS
+def test_a_stored_declaration_gets_the_pipeline_features_back(stored, world, seed):
+    """Rows of the stored history, from any month (the first, the last, in between), in any
+    order: the store answers what ``build_features`` gave them in the pipeline."""
+    store, full = stored
+    decl, _ = world
+    rows = np.random.default_rng(seed).choice(len(decl), size=200, replace=False)
+    got = store.features(decl.iloc[rows])
+    pd.testing.assert_frame_equal(got, full.iloc[rows], check_exact=True)
+
+
 @given(
-    cut_day=st.integers(min_value=40, max_value=260),
+    day=st.integers(min_value=-45, max_value=330),
     seed=st.integers(min_value=0, max_value=2**16),
 )
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-def test_store_features_equal_the_full_rebuild(world, cut_day, seed):
-    """Any cut-off day: mid-month cuts put the batch's first rows in the history's last month
-    (a live system's current month), the rest in later months."""
+@SETTINGS
+def test_a_new_declaration_gets_the_pipeline_features_on_history_plus_itself(world, day, seed):
+    """New rows of one day, any day: before the stored months, inside them (late declarations)
+    or after them; with unseen entities and missing fields. Rows of one day never count each
+    other (profiles are month-start snapshots, novelty counts earlier days), so the whole day's
+    batch equals ``build_features`` on history + batch."""
     decl, outc = world
-    cut = START + pd.Timedelta(days=cut_day)
-    history, known, batch = _split(decl, outc, cut)
-    batch = _odd_rows(batch, seed)
-    assert len(batch) and len(history)
-    full = build_features(pd.concat([history, batch]), known, FeatureParams(), specs=_specs())
-    expected = full.iloc[len(history) :]
+    date = START + pd.Timedelta(days=day)
+    on_day = np.flatnonzero((decl["accepted_date"] == date).to_numpy())
+    if len(on_day) == 0:  # a day with no declaration: one moved there
+        on_day = np.array([seed % len(decl)])
+    history, known, batch = _take_out(decl, outc, on_day)
+    batch = _odd_rows(batch.assign(accepted_date=date), seed)
     got = FeatureStore(history, known, FeatureParams(), _specs()).features(batch)
-    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    full = build_features(pd.concat([history, batch]), known, FeatureParams(), specs=_specs())
+    pd.testing.assert_frame_equal(got, full.iloc[len(history) :], check_exact=True)
 
 
-def test_a_batch_over_several_months_counts_its_own_earlier_items(world):
-    """Items of the batch's first month feed the profiles of its later months (as in the
-    pipeline): an importer new in month 1 of the batch is known in month 2."""
+@given(seed=st.integers(min_value=0, max_value=2**16))
+@SETTINGS
+def test_features_do_not_depend_on_the_batch_companions(world, seed):
+    """Each row of a large shuffled batch spanning every month, and of batches of other
+    sizes and orders, gets the features it gets alone."""
+    decl, outc = world
+    cut = START + pd.DateOffset(months=4)
+    history, known, later = _split(decl, outc, cut)
+    store = FeatureStore(history, known, FeatureParams(), _specs())
+    rng = np.random.default_rng(seed)
+    # New declarations of every month: later ones, and copies of stored ones with fresh keys.
+    copies = history.sample(n=300, random_state=seed)
+    copies = copies.assign(declaration_id=[f"C{i}" for i in range(len(copies))])
+    batch = _odd_rows(pd.concat([later, copies]), seed)
+    big = store.features(batch)
+    small = batch.iloc[rng.choice(len(batch), size=40, replace=False)]
+    pd.testing.assert_frame_equal(store.features(small), big.loc[small.index], check_exact=True)
+    for i in rng.choice(len(batch), size=3, replace=False):
+        alone = store.features(batch.iloc[[i]])
+        pd.testing.assert_frame_equal(alone, big.iloc[[i]], check_exact=True)
+
+
+def test_a_batch_does_not_count_its_own_earlier_rows(world):
+    """An importer new to the stored history stays new for every row of a batch over several
+    months: the batch's first month does not feed the profiles or the novelty of its later
+    months (only what is stored does)."""
     decl, outc = world
     cut = START + pd.DateOffset(months=6)
     history, known, batch = _split(decl, outc, cut)
-    batch = batch.copy()
-    first = batch["accepted_date"] < cut + pd.DateOffset(months=1)
+    batch = batch.assign(importer_id="I-NEW")
+    first = (batch["accepted_date"] < cut + pd.DateOffset(months=1)).to_numpy()
     assert first.any() and (~first).any()
-    batch.loc[:, "importer_id"] = "I-NEW"
     got = FeatureStore(history, known, FeatureParams(), _specs()).features(batch)
-    n_first = int(first.sum())
-    assert (got.loc[first.to_numpy(), "imp_n_items"] == 0).all()
-    assert (got.loc[~first.to_numpy(), "imp_n_items"] >= n_first).all()
+    assert (got["imp_n_items"] == 0).all()
+    assert (got["imp_age_days"] == 0).all() and (got["first_imp_hs4"] == 1).all()
+    # once the first month is stored, the later rows count it
+    stored_first = pd.concat([history, batch[first]])
+    later = FeatureStore(stored_first, known, FeatureParams(), _specs()).features(batch[~first])
+    assert (later["imp_n_items"] >= first.sum()).all()
+
+
+@given(day=st.integers(min_value=20, max_value=260))
+@SETTINGS
+def test_what_is_stored_after_a_declaration_does_not_change_its_features(world, day):
+    """The causality rule on the store: a store that also holds the declarations accepted on or
+    after the row's day and the outcomes known from its month start (all rewritten) answers the
+    row as a store of its past alone does."""
+    decl, outc = world
+    date = START + pd.Timedelta(days=day)
+    month_start = date.to_period("M").to_timestamp()
+    past = decl[decl["accepted_date"] < date]
+    past_outc = _outcomes_of(outc[outc["result_date"] < month_start], past)
+    _, rewritten_outc = _rewrite_future(decl, outc, month_start, seed=day)
+    rewritten_decl, _ = _rewrite_future(decl, outc, date, seed=day)
+    new = (
+        decl[decl["accepted_date"] >= date]
+        .head(30)
+        .assign(accepted_date=date, declaration_id=lambda f: "N" + f["declaration_id"])
+    )
+    alone = FeatureStore(past, past_outc, FeatureParams(), _specs()).features(new)
+    knowing = FeatureStore(rewritten_decl, rewritten_outc, FeatureParams(), _specs())
+    pd.testing.assert_frame_equal(knowing.features(new), alone, check_exact=True)
 
 
 def test_store_obeys_the_causality_rule(world):
@@ -99,21 +185,6 @@ def test_store_obeys_the_causality_rule(world):
     assert not base.loc[~first, cols].equals(other.loc[~first, cols])
 
 
-def test_rows_before_the_last_history_month_are_refused_with_a_clear_error(world):
-    decl, outc = world
-    cut = START + pd.Timedelta(days=170)  # mid-June: June is the history's last month
-    history, known, batch = _split(decl, outc, cut)
-    store = FeatureStore(history, known, FeatureParams(), _specs())
-    same_month = history[history["accepted_date"] >= START + pd.DateOffset(months=5)].tail(2)
-    assert store.covers(pd.concat([batch.head(3), same_month.assign(declaration_id="X")]))
-    older = history[history["accepted_date"] < START + pd.DateOffset(months=5)].tail(1)
-    late = pd.concat([batch.head(3), older])
-    assert not store.covers(late)
-    with pytest.raises(RiskmlError, match="fall inside the stored history's earlier months"):
-        store.features(late)
-    assert store.covers(batch)
-
-
 def test_without_context_the_model_features_are_the_same(world):
     decl, outc = world
     cut = START + pd.Timedelta(days=200)
@@ -125,14 +196,14 @@ def test_without_context_the_model_features_are_the_same(world):
     pd.testing.assert_frame_equal(lean, full[list(lean.columns)], check_exact=True)
 
 
-def test_a_column_the_history_never_filled_is_answered_from_the_batch():
+def test_a_column_the_history_never_filled_is_answered_from_the_stored_nothing():
     """A history without any departure country (e.g. ingested data lacking the field) has empty
-    departure profiles; a batch that declares one still gets the rebuild's features."""
+    departure profiles; a batch that declares one gets the rebuild's features (no history)."""
     decl, outc = make_world(n=600, months=4, seed=1)
     decl = decl.assign(departure_country=None)
     cut = START + pd.DateOffset(months=3)
     history, known, batch = _split(decl, outc, cut)
-    batch = batch.assign(departure_country="NL")
+    batch = batch.assign(departure_country="NL", accepted_date=cut + pd.Timedelta(days=4))
     got = FeatureStore(history, known, FeatureParams(), _specs()).features(batch)
     full = build_features(pd.concat([history, batch]), known, FeatureParams(), specs=_specs())
     pd.testing.assert_frame_equal(got, full.iloc[len(history) :], check_exact=True)

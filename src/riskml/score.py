@@ -2,11 +2,9 @@
 each area's ``champion`` model from the MLflow registry, selection and reasons.
 
 Features of a new batch come from the feature store (:class:`riskml.features.store.FeatureStore`),
-built once from the stored history (``data/interim`` declarations and outcomes): each row's
-profiles at the start of its month are the stored totals plus the batch's own earlier items, so
-a batch dated after the history gets exactly the features the pipeline would give it, at the cost
-of the batch alone. A batch with rows dated inside the history's months (late declarations) is
-built on history + batch instead (exact, slower; see docs/service.md).
+built once from the stored history (``data/interim`` declarations and outcomes): each row gets its
+features as of its own date from the stored history alone, so a declaration's score and reasons do
+not depend on the batch it comes in (see docs/service.md).
 
 :class:`Scorer` holds the history, the store and the models (loaded once); :func:`run_score` is
 the ``riskml score FILE`` entry.
@@ -263,16 +261,10 @@ class Scorer:
         return good, quarantine
 
     def features(self, good: pd.DataFrame, *, context: bool = True) -> pd.DataFrame:
-        """Causal features of the batch rows: from the feature store when the batch lies after
-        the history, else built on history + batch. ``context=False``: the store may leave out
-        the ``ctx_`` columns (reason sentences only)."""
-        from riskml.features import build_features
-
-        if self.store.covers(good):
-            return self.store.features(good, context=context).reset_index(drop=True)
-        both = pd.concat([self.declarations, good], ignore_index=True)
-        frame = build_features(both, self.outcomes, self.params.features, specs=self.specs)
-        return frame.iloc[len(self.declarations) :].reset_index(drop=True)
+        """Causal features of the batch rows from the feature store: each row as of its own date
+        from the stored history, whatever its batch companions. ``context=False``: leave out the
+        ``ctx_`` columns (reason sentences only)."""
+        return self.store.features(good, context=context).reset_index(drop=True)
 
     def score(self, batch: pd.DataFrame, *, reasons: bool = True) -> ScoreResult:
         """Check, featurise and score a batch; rows breaking the contract are quarantined.

@@ -55,27 +55,37 @@ def volume_features(
     return out
 
 
-def outside_usual_share(
-    code: np.ndarray,
-    month: np.ndarray,
-    chapter_share: np.ndarray,
-    rows: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
-    """Per row of month *m*: the share of its importer's items of month *m - 1* whose HS chapter
-    held less than :data:`USUAL_SHARE` of the importer's items declared before *m - 1*.
+def outside_share_cells(
+    code: np.ndarray, month: np.ndarray, chapter_share: np.ndarray
+) -> pd.Series:
+    """Per (importer, month) cell, keyed ``code * CELL + month``: the share of the importer's
+    items of that month whose HS chapter held less than :data:`USUAL_SHARE` of its items declared
+    before the month.
 
     ``code``, ``month``, ``chapter_share``: the importer code, month index and chapter share of
     the items known (the share of the importer's earlier items, before the item's month, in the
     item's chapter; NaN when the importer had none, such items count in neither part).
-    ``rows``: (importer code, month) of the rows wanted; by default the same items.
     """
-    want_code, want_month = (code, month) if rows is None else rows
     known = (code >= 0) & ~np.isnan(chapter_share)
     outside = (chapter_share < USUAL_SHARE).astype(np.float64)
     cell = code[known] * CELL + month[known]
-    per_cell = pd.Series(outside[known]).groupby(cell).mean()
-    result = np.full(len(want_code), np.nan)
-    keyed = want_code >= 0
-    want = want_code[keyed] * CELL + want_month[keyed] - 1
-    result[keyed] = per_cell.reindex(want).to_numpy(np.float64)
+    return pd.Series(outside[known]).groupby(cell).mean()
+
+
+def outside_share_at(cells: pd.Series, code: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Per row of month *m* (importer ``code``, ``month``): its importer's cell of month *m - 1*
+    in ``cells`` (:func:`outside_share_cells`), NaN when there is none."""
+    result = np.full(len(code), np.nan)
+    keyed = code >= 0
+    want = code[keyed] * CELL + month[keyed] - 1
+    result[keyed] = cells.reindex(want).to_numpy(np.float64)
     return result.astype(np.float32)
+
+
+def outside_usual_share(
+    code: np.ndarray, month: np.ndarray, chapter_share: np.ndarray
+) -> np.ndarray:
+    """Per item of month *m*: the share of its importer's items of month *m - 1* whose HS chapter
+    held less than :data:`USUAL_SHARE` of the importer's items declared before *m - 1*
+    (:func:`outside_share_cells` of the same items, read at *m - 1*)."""
+    return outside_share_at(outside_share_cells(code, month, chapter_share), code, month)

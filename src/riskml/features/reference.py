@@ -63,48 +63,56 @@ def reference_prices(
     The level is chosen on the first column (the unit value per kg) and applies to all columns.
     """
     codes = {code: prep.code(*cols) for code, _, cols in LEVELS}
-    targets = np.arange(len(log_values))
-    return reference_for(codes, prep.month, log_values, targets, months=months, min_count=min_count)
+    return reference_for(
+        codes, prep.month, log_values, codes, prep.month, months=months, min_count=min_count
+    )
 
 
 def reference_for(
-    codes: dict[int, np.ndarray],
-    month: np.ndarray,
-    log_values: pd.DataFrame,
-    targets: np.ndarray,
+    pool_codes: dict[int, np.ndarray],
+    pool_month: np.ndarray,
+    pool_values: pd.DataFrame,
+    target_codes: dict[int, np.ndarray],
+    target_month: np.ndarray,
     *,
     months: int,
     min_count: int,
 ) -> Reference:
-    """Reference prices of the ``targets`` rows (positions, output in that order) among a pool of
-    rows: per level code, the pool's group codes (``codes``), month indices and log values.
+    """Reference prices of target rows among a pool of rows (output in target order).
 
-    A target of month *m* is compared with the pool rows of months *m - months* to *m - 1*.
+    The pool: per level code, the rows' group codes (``pool_codes``), month indices and log
+    values; the targets: their group codes in the same code space and month indices. A target of
+    month *m* is compared with the pool rows of months *m - months* to *m - 1*, so a target never
+    counts itself, and the targets never count each other unless they are also in the pool.
     """
-    n = len(targets)
-    names = list(log_values.columns)
+    n = len(target_month)
+    names = list(pool_values.columns)
     level = np.zeros(n, dtype=np.int8)
     count = np.full(n, np.nan)
     median = np.full((n, len(names)), np.nan)
     mad = np.full((n, len(names)), np.nan)
-    order = np.argsort(month, kind="stable")
-    sorted_month = month[order]
-    target_month = month[targets]
+    order = np.argsort(pool_month, kind="stable")
+    sorted_month = pool_month[order]
+    # Group codes run up to the largest of the pool's and the targets'; -1 (missing) lands on an
+    # extra last slot that is never needed.
+    n_groups = {
+        code: int(max(pool_codes[code].max(initial=-1), target_codes[code].max(initial=-1))) + 1
+        for code, _, _ in LEVELS
+    }
     for m in np.unique(target_month):
         lo, hi = np.searchsorted(sorted_month, [m - months, m])
         window, todo = order[lo:hi], np.flatnonzero(target_month == m)
         for code, _, _ in LEVELS:
             if len(todo) == 0 or len(window) == 0:
                 break
-            g = codes[code]
-            n_groups = int(g.max()) + 1
+            g = pool_codes[code]
+            rows = target_codes[code][todo]
             # Only the groups this month's remaining rows need.
-            needed = np.zeros(n_groups + 1, dtype=bool)
-            needed[g[targets[todo]]] = True
-            needed[-1] = False  # code -1 (missing) lands on the extra last slot
+            needed = np.zeros(n_groups[code] + 1, dtype=bool)
+            needed[rows] = True
+            needed[-1] = False
             win = window[needed[g[window]]]
-            med, dev, cnt = _window_stats(g[win], log_values.iloc[win], n_groups + 1)
-            rows = g[targets[todo]]
+            med, dev, cnt = _window_stats(g[win], pool_values.iloc[win], n_groups[code] + 1)
             found = cnt[rows, 0]
             ok = found >= min_count
             chosen = todo[ok]

@@ -1,23 +1,33 @@
-"""The feature store: a stored history's profiles, kept so that new declarations get their
-features without rebuilding the history.
+"""The feature store: a stored history's profiles, kept so that declarations get their features
+without rebuilding the history, each one as of its own date and independent of its batch.
 
 :class:`FeatureStore` is built once from the stored declarations and outcomes (the pipeline's
 ``data/interim`` tables): the profile cells of every entity kind (:func:`profile_table`), the
-first day each entity was seen, the tariff-rate cells, the unit values of the last
-``reference_months`` months (the reference-price pool) and the chapter shares of the last month.
-:meth:`FeatureStore.features` then builds a batch's features by lookups: each profile at the start
-of the row's month is the entity's stored totals plus the batch's own earlier items, the
-reference price comes from the pool plus the batch, and so on. The result is the frame that
-:func:`riskml.features.build_features` would give the batch's rows on *history + batch* (a test
-checks they are equal), at the cost of the batch alone.
+first day each entity was seen, the tariff-rate cells, the unit values of every stored item (the
+reference-price pool, sorted by month) and each importer's monthly share of items outside its
+usual chapters. :meth:`FeatureStore.features` then builds a batch's features by lookups, each
+row **as of its own date, from the stored history only** (the causality rule of
+``docs/features.md``): its profiles are the stored totals at the start of its month, its
+reference prices the stored unit values of the months before, its novelty the stored items
+accepted before its day. The batch's own rows never feed each other's features, so a declaration
+gets the same features alone, in any batch and in any order, bit for bit.
 
-The batch must not reach back before the history's last declaration month: every row dated in
-that month or later (:meth:`FeatureStore.covers`; the current month of a live system, whose
-earlier days are in the history). Older rows need the full rebuild (``build_features``).
+What equals what (tested in ``tests/test_feature_store.py``):
+
+* a declaration already in the stored history gets the features the pipeline
+  (:func:`riskml.features.build_features` on the history) gave it;
+* a new declaration gets the features :func:`~riskml.features.build_features` would give it on
+  *history + that declaration*, whatever its date (before, inside or after the stored months);
+  so does a batch whose rows share one day (rows of one day never count each other).
+
+A batch that spans several days after the history is *not* the pipeline's frame on history +
+batch: its later rows do not count its earlier rows until those are stored (ingested by the
+pipeline). docs/features.md gives the trade-off.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -33,7 +43,7 @@ from riskml.features import (
     reference_features,
     row_features,
 )
-from riskml.features.behaviour import outside_usual_share, volume_features
+from riskml.features.behaviour import outside_share_at, outside_share_cells, volume_features
 from riskml.features.context import context_columns
 from riskml.features.history import (
     ProfileTable,
@@ -47,7 +57,7 @@ from riskml.features.novelty import novelty_from_first
 from riskml.features.prepare import Prepared, prepare
 from riskml.features.reference import LEVELS, reference_for
 from riskml.features.row import unit_values, value_features
-from riskml.features.tariff import applied_rates, rate_cells, rate_features, standard_for
+from riskml.features.tariff import applied_rates, rate_cells, rate_features, standard_modes
 
 Entity = tuple[str, ...]
 
@@ -76,7 +86,12 @@ def _column_values(prep: Prepared, columns: set[str]) -> dict[str, np.ndarray]:
 
 
 class FeatureStore:
-    """A stored history's profiles, answering the features of later declarations."""
+    """A stored history's profiles, answering the features of any declaration as of its date.
+
+    Built once (seconds for a few hundred thousand items); :meth:`features` is then a set of
+    lookups whose cost grows with the batch, not with the history. Thread-safe: the store is
+    read-only after construction except for small per-month caches.
+    """
 
     def __init__(
         self,
@@ -118,49 +133,40 @@ class FeatureStore:
             self.first_days[columns] = first
         rate, pref = applied_rates(hist)
         self.rate_cells = rate_cells(hist.code("hs6"), rate, pref, hist.month)
-        # Reference pool: the months a row of the last month or later compares with.
-        recent = np.flatnonzero(hist.month >= self.last_month - params.reference_months)
-        self.pool_month = hist.month[recent]
-        self.pool_codes = {code: hist.code(*cols)[recent] for code, _, cols in LEVELS}
-        self.pool_uv = unit_values(hist.declarations.iloc[recent]).reset_index(drop=True)
-        # Chapter shares of the last two months (the "outside usual chapters" of the next month).
-        last = np.flatnonzero(hist.month >= self.last_month - 1)
-        shares = pair_shares(
-            {
-                name: lookup(
-                    self.tables[cols], hist.code(*cols)[last], hist.month[last], ["n_items"]
-                )["n_items"]
-                .to_numpy()
-                .astype(np.float32)
-                for name, cols in (
-                    ("imp_n_items", ("importer_id",)),
-                    ("imphs4_n_items", ("importer_id", "hs4")),
-                    ("imphs2_n_items", ("importer_id", "hs2")),
-                )
-            }
+        # Reference pool: every stored item's unit values, sorted by month.
+        order = np.argsort(hist.month, kind="stable")
+        self.pool_month = hist.month[order]
+        self.pool_codes = {code: hist.code(*cols)[order] for code, _, cols in LEVELS}
+        self.pool_uv = unit_values(hist.declarations).iloc[order].reset_index(drop=True)
+        # Each importer's monthly share of items outside its usual chapters, over every stored
+        # item (the chapter share of an item: its importer's earlier items in the item's chapter).
+        counts = {
+            name: lookup(self.tables[cols], hist.code(*cols), hist.month, ["n_items"])["n_items"]
+            .to_numpy()
+            .astype(np.float32)
+            for name, cols in (
+                ("imp_n_items", ("importer_id",)),
+                ("imphs4_n_items", ("importer_id", "hs4")),
+                ("imphs2_n_items", ("importer_id", "hs2")),
+            )
+        }
+        self.outside_cells = outside_share_cells(
+            hist.code("importer_id"), hist.month, pair_shares(counts)["imp_hs2_share"]
         )
-        self.last_importer = hist.code("importer_id")[last]
-        self.last_share_month = hist.month[last]
-        self.last_share = shares["imp_hs2_share"]
         self._hist = hist
+        self._lock = threading.Lock()
         self._rates: dict[int, dict[str, np.ndarray]] = {}  # global rates per array size
+        self._modes: dict[int, pd.Series] = {}  # standard duty rate per HS6, per month
 
     @property
     def last_date(self) -> pd.Timestamp:
         """The first day of the history's last declaration month."""
         return pd.Timestamp(np.datetime64(self.first_month + self.last_month - 1, "M"))
 
-    def covers(self, batch: pd.DataFrame) -> bool:
-        """Whether every row of ``batch`` is dated in the history's last declaration month or
-        later."""
-        month = pd.to_datetime(batch["accepted_date"]).to_numpy().astype("datetime64[M]")
-        return bool(len(batch)) and int(month.astype(np.int64).min()) >= (
-            self.first_month + self.last_month - 1
-        )
-
     def _codes(self, prep: Prepared) -> None:
         """Code every entity of the batch ``prep`` in the history's code space: known values get
-        their stored code, new values new codes after them, missing parts -1."""
+        their stored code, new values codes after them (never stored, so without history),
+        missing parts -1."""
         values = _column_values(prep, {c for cols in self.keys for c in cols})
         absent = {c: pd.isna(v) for c, v in values.items()}
         for columns, known in self.keys.items():
@@ -176,79 +182,85 @@ class FeatureStore:
             code[missing] = -1
             prep.codes["×".join(columns)] = code
 
-    def _batch_first_days(self, prep: Prepared) -> dict[Entity, np.ndarray]:
+    def _first_days(self, prep: Prepared) -> dict[Entity, np.ndarray]:
+        """Per row and novelty entity, the first day the entity was seen as of the row's day:
+        the stored first day, or the row's own day when none is earlier (NaN: entity missing)."""
         out = {}
         for columns, stored in self.first_days.items():
             code = prep.code(*columns)
             first = np.full(len(code), np.nan)
             keyed = code >= 0
-            own = pd.Series(prep.day[keyed]).groupby(code[keyed]).transform("min").to_numpy()
-            before = np.full(keyed.sum(), np.inf)
+            before = np.full(int(keyed.sum()), np.inf)
             old = code[keyed] < len(stored)
             before[old] = stored[code[keyed][old]]
-            first[keyed] = np.fmin(before, own.astype(np.float64))
+            first[keyed] = np.fmin(before, prep.day[keyed].astype(np.float64))
             out[columns] = first
         return out
 
+    def _global_rates(self, month: np.ndarray) -> dict[str, np.ndarray]:
+        size = max(int(month.max()), self.horizon) + 1
+        with self._lock:
+            if size not in self._rates:
+                self._rates[size] = global_rates(self._hist, self.detectable, size=size)
+            return self._rates[size]
+
+    def _standard(self, hs6: np.ndarray, month: np.ndarray) -> np.ndarray:
+        """Per row, the standard duty rate of its HS6 in the stored months before its month."""
+        standard = np.full(len(hs6), np.nan)
+        for m in np.unique(month).tolist():
+            rows = np.flatnonzero((month == m) & (hs6 >= 0))
+            if len(rows) == 0:
+                continue
+            with self._lock:
+                if m not in self._modes:
+                    self._modes[m] = standard_modes(
+                        self.rate_cells, m, self.params.reference_months
+                    )
+                mode = self._modes[m]
+            if len(mode):
+                standard[rows] = mode.reindex(hs6[rows]).to_numpy(np.float64)
+        return standard
+
     def features(self, batch: pd.DataFrame, *, context: bool = True) -> pd.DataFrame:
-        """The features of ``batch`` (contract-valid new declarations dated in the history's last
-        month or later), one row per item in input order, as
-        :func:`riskml.features.build_features` on history + batch. ``context=False`` leaves out
-        the ``ctx_`` columns (only reason sentences read them)."""
-        if not self.covers(batch):
-            raise RiskmlError(
-                f"batch rows dated before {self.last_date.date()} fall inside the stored "
-                "history's earlier months; build their features with "
-                "riskml.features.build_features on history + batch"
-            )
+        """The features of ``batch`` (contract-valid declarations of any date), one row per item
+        in input order, each row as of its own date from the stored history alone.
+        ``context=False`` leaves out the ``ctx_`` columns (only reason sentences read them)."""
         params = self.params
         prep = prepare(batch, empty_table("outcomes"), first_month=self.first_month)
+        # Rows dated before the stored months: nothing stored precedes them (month index 0).
+        prep.month = np.maximum(prep.month, 0)
         self._codes(prep)
         decl, month, day = prep.declarations, prep.month, prep.day
 
         uv = unit_values(decl)
-        n_pool = len(self.pool_month)
         ref = reference_for(
-            {c: np.concatenate([self.pool_codes[c], prep.code(*cols)]) for c, _, cols in LEVELS},
-            np.concatenate([self.pool_month, month]),
-            pd.concat([self.pool_uv, uv], ignore_index=True),
-            np.arange(n_pool, n_pool + len(decl)),
+            self.pool_codes,
+            self.pool_month,
+            self.pool_uv,
+            {c: prep.code(*cols) for c, _, cols in LEVELS},
+            month,
             months=params.reference_months,
             min_count=params.min_reference_count,
         )
         features = reference_features(uv, ref) | as_float32(value_features(decl))
-        rate, pref = applied_rates(prep)
-        hs6 = prep.code("hs6")
-        cells = pd.concat([self.rate_cells, rate_cells(hs6, rate, pref, month)], ignore_index=True)
-        features |= rate_features(standard_for(cells, hs6, month, params.reference_months), rate)
+        rate, _ = applied_rates(prep)
+        features |= rate_features(self._standard(prep.code("hs6"), month), rate)
 
-        size = max(int(month.max()), self.horizon) + 1
-        if size not in self._rates:
-            self._rates[size] = global_rates(self._hist, self.detectable, size=size)
-        rates = self._rates[size]
-        own: dict[Entity, ProfileTable] = {}
+        rates = self._global_rates(month)
         for profile in PROFILES:
-            code = prep.code(*profile.columns)
-            snap = lookup(self.tables[profile.columns], code, month)
-            own[profile.columns] = profile_table(code, prep)
-            snap["n_items"] += lookup(own[profile.columns], code, month, ["n_items"])["n_items"]
+            snap = lookup(self.tables[profile.columns], prep.code(*profile.columns), month)
             features |= profile_features(
                 profile, snap, month, day, rates, params.prior_strength, self.detectable
             )
-        features |= novelty_from_first(self._batch_first_days(prep), day)
+        features |= novelty_from_first(self._first_days(prep), day)
         features |= pair_shares(features)
-        importer = prep.code("importer_id")
-        features["imp_outside_usual_share"] = outside_usual_share(
-            np.concatenate([self.last_importer, importer]),
-            np.concatenate([self.last_share_month, month]),
-            np.concatenate([self.last_share, features["imp_hs2_share"]]),
-            rows=(importer, month),
+        features["imp_outside_usual_share"] = outside_share_at(
+            self.outside_cells, prep.code("importer_id"), month
         )
 
         def items_before(column: str, at: np.ndarray) -> np.ndarray:
             code = prep.code(column)
-            stored = lookup(self.tables[(column,)], code, at, ["n_items"])["n_items"]
-            return (stored + lookup(own[(column,)], code, at, ["n_items"])["n_items"]).to_numpy()
+            return lookup(self.tables[(column,)], code, at, ["n_items"])["n_items"].to_numpy()
 
         features |= volume_features(items_before, month, params.reference_months)
         features |= row_features(prep)

@@ -37,20 +37,30 @@ def rate_cells(
     )
 
 
+def standard_modes(cells: pd.DataFrame, month: int, months: int) -> pd.Series:
+    """The standard rate of every HS6 code for rows of ``month``: the most common rate of
+    ``cells`` in months ``month - months`` to ``month - 1`` (ties to the higher rate), indexed
+    by HS6 code; empty when the window holds no cell."""
+    window = cells[(cells["month"] >= month - months) & (cells["month"] < month)]
+    if window.empty:
+        return pd.Series([], dtype=np.float64)
+    counts = window.groupby(["hs6", "rate"], sort=False)["n"].sum().reset_index()
+    counts = counts.sort_values(["hs6", "n", "rate"], ascending=[True, False, False])
+    return counts.drop_duplicates("hs6").set_index("hs6")["rate"]
+
+
 def standard_for(
     cells: pd.DataFrame, hs6: np.ndarray, month: np.ndarray, months: int
 ) -> np.ndarray:
     """Per row (HS6 code, month index), the most common rate of ``cells`` in the HS6's window."""
     standard = np.full(len(hs6), np.nan)
     for m in np.unique(month):
-        window = cells[(cells["month"] >= m - months) & (cells["month"] < m)]
         rows = np.flatnonzero((month == m) & (hs6 >= 0))
-        if window.empty or len(rows) == 0:
+        if len(rows) == 0:
             continue
-        counts = window.groupby(["hs6", "rate"], sort=False)["n"].sum().reset_index()
-        counts = counts.sort_values(["hs6", "n", "rate"], ascending=[True, False, False])
-        mode = counts.drop_duplicates("hs6").set_index("hs6")["rate"]
-        standard[rows] = mode.reindex(hs6[rows]).to_numpy(np.float64)
+        mode = standard_modes(cells, m, months)
+        if len(mode):
+            standard[rows] = mode.reindex(hs6[rows]).to_numpy(np.float64)
     return standard
 
 
