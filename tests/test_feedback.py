@@ -27,7 +27,7 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(store, tmp_path):
     flat = " ".join(str(v) for row in rows for v in row)
     assert token not in flat and hash_token(token) in flat
     listed = store.list_tokens()
-    assert list(listed.columns) == ["name", "role", "created_at", "revoked_at"]
+    assert list(listed.columns) == ["name", "role", "created_at", "expires_at", "revoked_at"]
     store.revoke_token("ana")
     assert store.identify(token) is None
     assert store.list_tokens()["revoked_at"].notna().all()

@@ -60,7 +60,7 @@ def test_auditor_signs_in_filters_opens_a_case_and_records_an_outcome(site, brow
     page.goto(f"{url}/ui/login")
     page.fill("#token", "rml_wrong")
     page.click("#signin")
-    assert "Unknown or revoked token" in page.inner_text("[role=alert]")
+    assert "Unknown, revoked or expired token" in page.inner_text("[role=alert]")
 
     _sign_in(page, url, site["tokens"]["auditor"])
     assert page.inner_text("#who-name") == "Ana Auditor"
@@ -123,4 +123,100 @@ def test_reviewer_reads_but_has_no_outcome_form(site, browser):
     )
     assert response.status == 403
     assert len(site["store"].outcomes()) == before
+    page.close()
+
+
+def _no_overflow(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1400, f"page is {width} px wide in a 1400 px window"
+
+
+def test_pages_fit_1400px_show_recorded_outcomes_and_confirm(site, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _sign_in(page, site["url"], site["tokens"]["auditor"])
+    _no_overflow(page)
+    link = page.locator("a.case-link").nth(3)
+    declaration_id = link.inner_text()
+    link.click()
+    page.wait_for_selector("#case-id")
+    _no_overflow(page)
+    assert page.locator("#has-outcome").count() == 0
+    # the form defaults to the area the case was selected for and asks for the quantity seized
+    first_area = page.locator("#selection tbody tr td").first.inner_text()
+    assert page.locator("#o-area").input_value() == first_area
+    assert page.locator("#o-seized").count() == 1
+    assert "LCU" in page.inner_text("#outcome-form")  # amounts carry a currency
+    page.select_option("#o-found", "yes")
+    page.fill("#o-duty", "10")
+    page.fill("#o-seized", "3")
+    page.fill("#o-auditor", "Ana")
+    page.click("#o-submit")
+    page.wait_for_url("**recorded=**")
+    assert "recorded" in page.inner_text("#confirmation")
+    assert "1 outcome(s) recorded" in page.inner_text("#has-outcome")
+    _no_overflow(page)
+    page.goto(f"{site['url']}/ui/candidates")
+    row = page.locator("#candidates tbody tr", has=page.locator(f"text={declaration_id}")).first
+    assert "recorded" in row.inner_text()
+    page.close()
+
+
+def test_a_form_posted_from_another_port_is_refused(site, browser):
+    """The CSRF attack of issue 12: a page on another port of the same host (same site, so a
+    SameSite cookie goes along) auto-submits the outcome form as the signed-in auditor."""
+    import http.server
+    import threading
+
+    from serve_project import free_port
+
+    page = browser.new_page()
+    _sign_in(page, site["url"], site["tokens"]["auditor"])
+    declaration_id = page.locator("a.case-link").first.inner_text()
+    evil_port = free_port()
+    form = (
+        f'<form id="f" method="post" action="{site["url"]}/ui/cases/{declaration_id}/outcome">'
+        '<input name="item_no" value="1"><input name="risk_area" value="revenue">'
+        '<input name="offence_found" value="no"><input name="auditor" value="forged">'
+        "</form><script>document.getElementById('f').submit()</script>"
+    )
+
+    class Evil(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(form.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", evil_port), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = len(site["store"].outcomes())
+    try:
+        with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            page.goto(f"http://127.0.0.1:{evil_port}/")
+        assert posted.value.status == 403
+    finally:
+        server.shutdown()
+    assert len(site["store"].outcomes()) == before
+    page.close()
+
+
+def test_docs_render_offline(site, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(site["url"]):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{site['url']}/docs")
+    page.wait_for_selector(".opblock", timeout=20_000)  # Swagger UI drew the operations
+    assert page.locator(".opblock").count() >= 8
+    assert outside == []
     page.close()

@@ -322,9 +322,10 @@ def serve(
 
     params, specs = _config(root)
     root = root.resolve()
-    store = _store(root, database_url)
+    store = _store(root, database_url, create=False)  # tokens create makes the database
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    application = create_app(root, params, specs, store=store, warm=True)
+    console.print("loading and checking each area's champion ...")
+    application = create_app(root, params, specs, store=store, check_models=True)
     uvicorn.run(
         application,
         host=host or params.serve.host,
@@ -341,12 +342,13 @@ app.add_typer(outcomes_app, name="outcomes")
 DbOpt = Annotated[str | None, typer.Option("--database-url", help="override serve.database_url")]
 
 
-def _store(root: Path, database_url: str | None) -> Any:
+def _store(root: Path, database_url: str | None, *, create: bool = True) -> Any:
     from riskml.feedback import FeedbackStore
     from riskml.feedback import database_url as _db_url
 
     params, _ = _config(root)
-    return FeedbackStore(_db_url(database_url or params.serve.database_url, root.resolve()))
+    url = _db_url(database_url or params.serve.database_url, root.resolve(), create=create)
+    return FeedbackStore(url, create=create)
 
 
 @tokens_app.command("create")
@@ -354,12 +356,34 @@ def _store(root: Path, database_url: str | None) -> Any:
 def tokens_create(
     name: Annotated[str, typer.Argument(help="who will use the token")],
     role: Annotated[str, typer.Option(help="auditor, reviewer or admin")] = "reviewer",
+    days: Annotated[
+        float | None, typer.Option(help="validity in days (default serve.token_days; 0: never)")
+    ] = None,
     root: RootOpt = Path("."),
     database_url: DbOpt = None,
 ) -> None:
     """Create a token; it is printed once (only its hash is stored)."""
-    token = _store(root, database_url).create_token(name, role)
-    console.print(f"[green]✓[/] token for {name} ({role}); keep it now, it is not shown again:")
+    params, _ = _config(root)
+    days = params.serve.token_days if days is None else days
+    token = _store(root, database_url).create_token(name, role, days=days)
+    until = f"valid {days:g} days" if days else "no expiry"
+    console.print(
+        f"[green]✓[/] token for {name} ({role}, {until}); keep it now, it is not shown again:"
+    )
+    typer.echo(token)
+
+
+@tokens_app.command("rotate")
+@_handle_errors
+def tokens_rotate(
+    name: Annotated[str, typer.Argument(help="the token's name")],
+    root: RootOpt = Path("."),
+    database_url: DbOpt = None,
+) -> None:
+    """Give a token a new secret (same name and role, new expiry); the old one stops working."""
+    params, _ = _config(root)
+    token = _store(root, database_url).rotate_token(name, days=params.serve.token_days)
+    console.print(f"[green]✓[/] new token for {name}; the old one no longer works:")
     typer.echo(token)
 
 
@@ -395,8 +419,30 @@ def outcomes_export(
     from riskml.feedback import EXPORT_PATH, export_outcomes
 
     path = out or root / EXPORT_PATH
-    n = export_outcomes(_store(root, database_url), path)
+    store = _store(root, database_url)
+    n = export_outcomes(store, path)
     console.print(f"[green]✓[/] outcomes export: {n:,} outcome(s) -> {path}")
+    review = store.outcomes()
+    review = review[review["needs_review"].astype(bool)]
+    if len(review):
+        ids = ", ".join(str(i) for i in review["id"].head(20))
+        console.print(
+            f"[yellow]![/] {len(review):,} contradicting outcome(s) held back (ids {ids}); keep "
+            "the right one with `riskml outcomes resolve ID`"
+        )
+
+
+@outcomes_app.command("resolve")
+@_handle_errors
+def outcomes_resolve(
+    outcome_id: Annotated[int, typer.Argument(help="the outcome to keep")],
+    root: RootOpt = Path("."),
+    database_url: DbOpt = None,
+) -> None:
+    """Resolve a contradiction: keep outcome ID; the others of its item, area and control
+    kind are superseded (left out of the export)."""
+    n = _store(root, database_url).resolve_outcome(outcome_id)
+    console.print(f"[green]✓[/] kept outcome {outcome_id}; {n} other(s) superseded")
 
 
 def _fmt_counts(summary: Any) -> str:

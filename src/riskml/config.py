@@ -139,6 +139,11 @@ class ServeParams(_Section):
     port: int = Field(8000, ge=1, le=65535)
     max_batch: int = Field(100_000, ge=1)  # rows per POST /score
     page_size: int = Field(50, ge=1, le=1000)
+    max_body_mb: float = Field(64, gt=0)  # POST /score body; other bodies: 64 KB
+    session_hours: float = Field(8, gt=0)  # a reviewer-page sign-in lasts this long
+    token_days: float = Field(90, ge=0)  # new and rotated tokens expire (0: never)
+    cookie_secure: bool = False  # true behind TLS: the session cookie is sent over HTTPS only
+    currency: str = "LCU"  # code shown beside amounts on the pages (LCU: local currency unit)
 
 
 class MlflowParams(_Section):

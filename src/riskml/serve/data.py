@@ -177,8 +177,13 @@ class ServiceData:
 
     def has_item(self, declaration_id: str, item_no: int) -> bool:
         """True when the declaration item is stored."""
+        return self.accepted_date(declaration_id, item_no) is not None
+
+    def accepted_date(self, declaration_id: str, item_no: int) -> date | None:
+        """The acceptance date of a stored declaration item (None when it is not stored)."""
         rows = self._rows(declaration_id)
-        return bool((rows["item_no"] == item_no).any())
+        hit = rows.loc[rows["item_no"] == item_no, "accepted_date"]
+        return None if hit.empty else pd.Timestamp(hit.iloc[0]).date()
 
     def _rows(self, declaration_id: str) -> pd.DataFrame:
         lo = np.searchsorted(self._decl_ids, declaration_id, side="left")

@@ -1,0 +1,83 @@
+"""Candidate lists and declarations (cases), read by every role."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse, Response
+
+from riskml.serve.data import SELECTION_KINDS, SORT_KEYS, CandidateQuery
+from riskml.serve.deps import Reader, Service, ServiceDep
+from riskml.serve.schemas import READ_ERRORS, _responses, error
+
+router = APIRouter(responses=READ_ERRORS)
+
+
+def candidate_query(
+    service: Service,
+    area: str | None,
+    office: str | None,
+    kind: str | None,
+    date_from: date | None,
+    date_to: date | None,
+    sort: str,
+    page: int,
+    size: int,
+) -> CandidateQuery:
+    """The checked filters of a candidate query (422 naming a bad one)."""
+    areas = service.areas
+    if area and area not in areas:
+        raise error(422, "query.area", f"unknown area {area!r}; areas: {', '.join(areas)}")
+    if kind and kind not in SELECTION_KINDS:
+        raise error(422, "query.kind", f"unknown kind; use one of {', '.join(SELECTION_KINDS)}")
+    if sort not in SORT_KEYS:
+        raise error(422, "query.sort", f"unknown sort; use one of {', '.join(SORT_KEYS)}")
+    return CandidateQuery(
+        area or None, office or None, kind or None, date_from, date_to, sort, page, size
+    )
+
+
+@router.get("/candidates", tags=["candidates"])
+def candidates(
+    who: Reader,
+    service: ServiceDep,
+    area: Annotated[str | None, Query(max_length=32)] = None,
+    office: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    sort: Annotated[str, Query(max_length=32)] = "rank",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    """The candidate lists (every area, or one), filtered, sorted and paged; JSON or CSV."""
+    size = page_size or service.params.serve.page_size
+    q = candidate_query(service, area, office, kind, date_from, date_to, sort, page, size)
+    if format == "csv":
+        _, rows = service.data.query(q)
+        rows = rows.assign(accepted_date=rows["accepted_date"].dt.date.astype(str))
+        return Response(rows.to_csv(index=False), media_type="text/csv")
+    total, items = service.data.query_records(q)
+    return JSONResponse({"total": total, "page": page, "page_size": size, "items": items})
+
+
+@router.get("/declarations/{declaration_id}", tags=["cases"], responses=_responses(404))
+def declaration(
+    declaration_id: Annotated[str, Path(max_length=64)], who: Reader, service: ServiceDep
+) -> dict[str, Any]:
+    """One declaration: items, scores per area, candidate entries, reasons, peer facts and
+    the outcomes recorded through the service."""
+    case = service.data.case(declaration_id)
+    if case is None:
+        raise error(404, "path.declaration_id", "unknown declaration", "not_found")
+    case["recorded_outcomes"] = jsonable(service.store.outcomes_for(declaration_id))
+    return case
+
+
+def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with dates and timestamps as text."""
+    return json.loads(json.dumps(rows, default=str))

@@ -1,0 +1,139 @@
+"""Scoring new declarations (auditors)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from riskml.contract import RiskmlError
+from riskml.serve.deps import ServiceDep, Writer
+from riskml.serve.schemas import SCORE_ERRORS, error, score_request_body
+
+
+def score_route(max_batch: int) -> APIRouter:
+    """The router of ``POST /score`` (its documented body names ``max_batch``)."""
+    r = APIRouter(tags=["scoring"])
+
+    @r.post(
+        "/score",
+        responses=SCORE_ERRORS,
+        openapi_extra={"requestBody": score_request_body(max_batch)},
+    )
+    async def score(
+        request: Request,
+        who: Writer,
+        service: ServiceDep,
+        format: Annotated[
+            Literal["json", "csv"], Query(description="response format: json or csv")
+        ] = "json",
+        reasons: Annotated[
+            bool, Query(description="add reasons_<area>: the risk reasons of selected areas")
+        ] = False,
+    ) -> Response:
+        """Score a batch of new declarations (JSON list of rows, ``{"declarations": [...]}``
+        or CSV with a header): one row per item with each area's score and ``selected_areas``
+        (the areas whose current list it reaches). Rows breaking the data contract: 422 naming
+        row and field, nothing scored. More than ``serve.max_batch`` rows or
+        ``serve.max_body_mb``: 413. Models not loaded: 503."""
+        batch = await read_batch(request, service.params.serve.max_batch)
+        try:
+            sc = await run_in_threadpool(service.models.scorer)
+        except RiskmlError as exc:
+            raise error(503, "models", str(exc), "not_ready") from None
+        try:
+            good, quarantine = await run_in_threadpool(sc.check, batch)
+        except RiskmlError as exc:  # the batch as a whole breaks the contract (columns)
+            raise error(422, "body", str(exc)) from None
+        if len(quarantine):
+            errors = [
+                {"row": int(r["row"]) + 1, "field": str(r["column"]), "msg": str(r["reason"])}
+                for r in quarantine.sort_values(["row", "column"]).head(100).to_dict("records")
+            ]
+            return JSONResponse(
+                {"detail": "rows break the data contract; nothing was scored", "errors": errors},
+                status_code=422,
+            )
+        # scoring is CPU work: run it off the event loop so that other requests are served
+        result = await run_in_threadpool(sc.score_checked, good, reasons=reasons)
+        wide = result.wide()
+        if format == "csv":
+            return Response(wide.to_csv(index=False), media_type="text/csv")
+        head = {"items": len(wide), "selected": int((wide["selected_areas"] != "").sum())}
+        # one serialisation of the rows (to_json), not a round trip through Python objects
+        body = json.dumps(head)[:-1] + ', "scores": ' + wide.to_json(orient="records") + "}"
+        return Response(body, media_type="application/json")
+
+    return r
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a number; send finite numbers")
+
+
+def parse_json_rows(body: bytes) -> list[dict[str, Any]]:
+    """JSON rows (a list, or ``{"declarations": [...]}``) with scalar values and finite
+    numbers, or an HTTP 422 naming the problem."""
+    try:
+        payload = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise error(422, "body", "JSON nested too deeply; send a list of flat rows") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise error(422, "body", f"malformed JSON ({exc})", "json_invalid") from None
+    if isinstance(payload, dict) and "declarations" in payload:
+        payload = payload["declarations"]
+    if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
+        raise error(422, "body", "expected a list of declaration rows (JSON objects)")
+    for i, row in enumerate(payload, start=1):
+        for key, value in row.items():
+            if isinstance(value, dict | list):
+                raise error(
+                    422, f"body.{i}.{key}", f"row {i}, field {key}: expected a number or text"
+                )
+    return payload
+
+
+async def read_batch(request: Request, max_batch: int) -> pd.DataFrame:
+    """The request body as a raw declarations table (JSON rows or CSV), or an HTTP error."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "application/csv", "application/json", ""):
+        raise error(415, "header.content-type", "send application/json or text/csv", "media")
+    body = await request.body()
+    if kind in ("text/csv", "application/csv"):
+        try:
+            frame = pd.read_csv(
+                io.BytesIO(body), dtype=str, keep_default_na=False, encoding="utf-8-sig"
+            )
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise error(422, "body", f"not a readable CSV with a header ({exc})") from None
+        except ValueError as exc:
+            raise error(422, "body", f"not a readable CSV ({exc})") from None
+    else:
+        rows = parse_json_rows(body)
+        if len(rows) > max_batch:
+            raise error(413, "body", f"{len(rows):,} rows; at most {max_batch:,} per request")
+        frame = pd.DataFrame.from_records(rows)
+    if len(frame) > max_batch:
+        raise error(413, "body", f"{len(frame):,} rows; at most {max_batch:,} per request")
+    if frame.empty:
+        raise error(422, "body", "the batch holds no rows")
+    frame.columns = [str(c) for c in frame.columns]
+    if frame.columns.duplicated().any():
+        raise error(422, "body", "repeated column names in the header")
+    missing = [c for c in ("declaration_id", "item_no") if c not in frame.columns]
+    if missing:
+        raise error(422, "body", f"missing required column(s) {missing}")
+    return frame
