@@ -146,6 +146,13 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 READ_ERRORS = _responses(401, 403, 413, 422)
+#: a 200 that may be JSON or, with ``format=csv``, CSV text
+JSON_OR_CSV = {
+    200: {
+        "description": "JSON, or CSV with `format=csv`",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
 WRITE_ERRORS = _responses(400, 401, 403, 409, 413, 415, 422)
 SCORE_ERRORS = _responses(400, 401, 403, 413, 415, 422, 503)
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from riskml.serve.data import SELECTION_KINDS, SORT_KEYS, CandidateQuery
 from riskml.serve.deps import Reader, Service, ServiceDep
-from riskml.serve.schemas import READ_ERRORS, _responses, error
+from riskml.serve.schemas import JSON_OR_CSV, READ_ERRORS, _responses, error
 
 router = APIRouter(responses=READ_ERRORS)
 
@@ -40,7 +40,7 @@ def candidate_query(
     )
 
 
-@router.get("/candidates", tags=["candidates"])
+@router.get("/candidates", tags=["candidates"], responses=JSON_OR_CSV)
 def candidates(
     who: Reader,
     service: ServiceDep,

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from riskml.contract import RiskmlError
 from riskml.serve.deps import ServiceDep, Writer
-from riskml.serve.schemas import SCORE_ERRORS, error, score_request_body
+from riskml.serve.schemas import JSON_OR_CSV, SCORE_ERRORS, error, score_request_body
 
 
 def score_route(max_batch: int) -> APIRouter:
@@ -23,7 +23,7 @@ def score_route(max_batch: int) -> APIRouter:
 
     @r.post(
         "/score",
-        responses=SCORE_ERRORS,
+        responses={**JSON_OR_CSV, **SCORE_ERRORS},
         openapi_extra={"requestBody": score_request_body(max_batch)},
     )
     async def score(
