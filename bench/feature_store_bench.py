@@ -100,10 +100,17 @@ def main() -> None:
                 t0 = time.perf_counter()
                 store.features(row)
                 times.append(time.perf_counter() - t0)
-        ms = np.array(times) * 1000
+        lean = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            store.features(row, context=False)
+            lean.append(time.perf_counter() - t0)
+        ms, lean_ms = np.array(times) * 1000, np.array(lean) * 1000
         print(
             f"one row, {name}: median {np.median(ms):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms "
-            f"({args.repeat} calls), +{max(peak.added_mib, 0):.0f} MiB"
+            f"({args.repeat} calls), +{max(peak.added_mib, 0):.0f} MiB; without ctx_ columns "
+            f"(POST /score without reasons) median {np.median(lean_ms):.1f} ms, "
+            f"p99 {np.percentile(lean_ms, 99):.1f} ms"
         )
 
     rng = np.random.default_rng(0)

@@ -206,7 +206,7 @@ def build_features(
 
     def items_before(column: str, month: np.ndarray) -> np.ndarray:
         code = prep.code(column)
-        return lookup(tables[(column,)], code, month, ["n_items"])["n_items"].to_numpy()
+        return lookup(tables[(column,)], code, month, ["n_items"])["n_items"]
 
     features |= volume_features(items_before, prep.month, params.reference_months)
     tick()

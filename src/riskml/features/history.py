@@ -194,11 +194,12 @@ def lookup(
     code: np.ndarray,
     month: np.ndarray,
     names: Sequence[str] | None = None,
-) -> pd.DataFrame:
+) -> dict[str, np.ndarray]:
     """Per row, its entity's totals known at the start of the row's ``month``: the entity's last
     cell before that month, zeros when it has none (``last_find_day`` NaN when no finding), NaN
     everywhere when the entity is missing (code -1). ``names``: the statistics wanted (all by
-    default)."""
+    default). One float64 array per statistic (a dict, not a frame: this runs per profile on
+    every scored batch, where a frame's construction would cost more than the lookup)."""
     keyed = code >= 0
     key = code[keyed] * CELL + month[keyed]
     pos = np.searchsorted(table.cells, key, side="left") - 1
@@ -215,18 +216,18 @@ def lookup(
         column = np.full(len(code), np.nan)
         column[keyed] = known
         out[name] = column
-    return pd.DataFrame(out)
+    return out
 
 
 def snapshot(code: np.ndarray, prep: Prepared) -> pd.DataFrame:
     """Per declaration row of ``prep``, its entity's totals known at the start of the row's month
     (columns of :func:`profile_table`; NaN everywhere where the entity is missing)."""
-    return lookup(profile_table(code, prep), code, prep.month)
+    return pd.DataFrame(lookup(profile_table(code, prep), code, prep.month))
 
 
 def profile_features(
     profile: Profile,
-    snap: pd.DataFrame,
+    snap: Mapping[str, np.ndarray],
     month: np.ndarray,
     day: np.ndarray,
     rates: dict[str, np.ndarray],
@@ -245,21 +246,19 @@ def profile_features(
         if stat.startswith("hr_"):
             prior = rates[stat[3:]][month]
             with np.errstate(invalid="ignore", divide="ignore"):
-                value = (snap[f"n_find_{stat[3:]}"].to_numpy() + prior_strength * prior) / (
-                    snap["n_controls"].to_numpy() + prior_strength
+                value = (snap[f"n_find_{stat[3:]}"] + prior_strength * prior) / (
+                    snap["n_controls"] + prior_strength
                 )
         elif stat == "days_since_find":
-            value = day - snap["last_find_day"].to_numpy()
+            value = day - snap["last_find_day"]
         else:
-            value = snap[stat].to_numpy()
+            value = snap[stat]
         out[f"{profile.prefix}_{stat}"] = value.astype(np.float32)
     if detectable and has_rates(profile.stats):
         for area, kinds in detectable.items():
-            det = sum(snap[f"n_ctl_{k}"].to_numpy() for k in kinds if k in CONTROL_KINDS)
+            det = sum(snap[f"n_ctl_{k}"] for k in kinds if k in CONTROL_KINDS)
             prior = rates[f"hrd_{area}"][month]
             with np.errstate(invalid="ignore", divide="ignore"):
-                value = (snap[f"n_find_{area}"].to_numpy() + prior_strength * prior) / (
-                    det + prior_strength
-                )
+                value = (snap[f"n_find_{area}"] + prior_strength * prior) / (det + prior_strength)
             out[f"{profile.prefix}_hrd_{area}"] = value.astype(np.float32)
     return out

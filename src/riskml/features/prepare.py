@@ -185,6 +185,15 @@ def prepare(
         hs2=hs.str.slice(0, 2),
     )
 
+    if outcomes.empty:  # new declarations scored against a stored history: no events
+        prepared.controls = pd.DataFrame(
+            {"row": np.zeros(0, np.int64), "month": np.zeros(0, np.int64), "kind": []}
+        )
+        prepared.findings = pd.DataFrame(
+            {c: np.zeros(0, np.int64) for c in ("row", "month", "day")}
+            | {"area": np.zeros(0, object), "count": np.zeros(0), "duty": np.zeros(0)}
+        )
+        return prepared
     o = _attach_rows(decl, outcomes)
     o_month = month_numbers(o["result_date"]) - first + 1
     # Results known before the first month count from month 1; results known in or after the last

@@ -77,6 +77,7 @@ def reference_for(
     *,
     months: int,
     min_count: int,
+    pool_sorted: bool = False,
 ) -> Reference:
     """Reference prices of target rows among a pool of rows (output in target order).
 
@@ -84,6 +85,7 @@ def reference_for(
     values; the targets: their group codes in the same code space and month indices. A target of
     month *m* is compared with the pool rows of months *m - months* to *m - 1*, so a target never
     counts itself, and the targets never count each other unless they are also in the pool.
+    ``pool_sorted``: the pool is already in month order (a stored pool: no sort per call).
     """
     n = len(target_month)
     names = list(pool_values.columns)
@@ -91,8 +93,8 @@ def reference_for(
     count = np.full(n, np.nan)
     median = np.full((n, len(names)), np.nan)
     mad = np.full((n, len(names)), np.nan)
-    order = np.argsort(pool_month, kind="stable")
-    sorted_month = pool_month[order]
+    order = np.arange(len(pool_month)) if pool_sorted else np.argsort(pool_month, kind="stable")
+    sorted_month = pool_month if pool_sorted else pool_month[order]
     # Group codes run up to the largest of the pool's and the targets'; -1 (missing) lands on an
     # extra last slot that is never needed.
     n_groups = {

@@ -69,20 +69,43 @@ def _entities() -> list[Entity]:
     return list(dict.fromkeys(kinds))
 
 
-def _keys(
-    values: Mapping[str, np.ndarray], columns: Entity, rows: np.ndarray | None = None
-) -> pd.Index:
-    """The (combined) key values of ``columns`` (``values``: each column as an object array)
-    for ``rows`` (all by default)."""
-    parts = [values[c] if rows is None else values[c][rows] for c in columns]
-    if len(parts) == 1:
-        return pd.Index(parts[0])
-    return pd.MultiIndex.from_arrays(parts)
+#: Radix of a pair's combined key: ``first * RADIX + second`` (value codes stay far below it).
+RADIX = np.int64(1 << 31)
 
 
-def _column_values(prep: Prepared, columns: set[str]) -> dict[str, np.ndarray]:
-    """Each of ``columns`` of ``prep`` as an object array (missing: None), converted once."""
-    return {c: prep.column(c).to_numpy(dtype=object, na_value=None) for c in columns}
+def _value_codes(
+    prep: Prepared, columns: set[str], known: Mapping[str, pd.Index] | None = None
+) -> tuple[dict[str, pd.Index], dict[str, np.ndarray]]:
+    """Per column of ``prep``: the index of its values and each row's value code (-1: missing).
+
+    With ``known`` (the stored values), a known value keeps its stored code and a value never
+    stored gets a code after them; without, the values are indexed anew (the stored history)."""
+    index, codes = {}, {}
+    for c in columns:
+        values = prep.column(c).to_numpy(dtype=object, na_value=None)
+        missing = pd.isna(values)
+        if known is None:
+            index[c] = pd.Index(pd.unique(values[~missing]), dtype=object)
+            code = index[c].get_indexer(values)
+        else:
+            index[c] = known[c]
+            code = known[c].get_indexer(values)
+            new = (code < 0) & ~missing
+            if new.any():
+                code[new] = len(known[c]) + pd.factorize(values[new])[0]
+        code[missing] = -1
+        codes[c] = code.astype(np.int64)
+    return index, codes
+
+
+def _combined(codes: Mapping[str, np.ndarray], columns: Entity) -> np.ndarray:
+    """Each row's key of the entity ``columns`` from its value codes; -1 when a part is missing."""
+    key = codes[columns[0]]
+    missing = key < 0
+    for c in columns[1:]:
+        key = key * RADIX + codes[c]
+        missing = missing | (codes[c] < 0)
+    return np.where(missing, -1, key)
 
 
 class FeatureStore:
@@ -110,18 +133,17 @@ class FeatureStore:
             hist.n_months,
             hist.horizon,
         )
-        # Entity kinds: the stored keys in code order, so a batch value maps to the same code.
-        self.keys: dict[Entity, pd.Index] = {}
-        values = _column_values(hist, {c for cols in _entities() for c in cols})
-        for columns in _entities():
-            code = hist.code(*columns)
-            codes, first_row = np.unique(code, return_index=True)
-            valid = codes >= 0
-            self.keys[columns] = _keys(values, columns, first_row[valid])
-            # Codes 0..n-1 in key order (factorised codes may skip values of missing keys).
-            hist.codes["×".join(columns)] = np.where(
-                code >= 0, np.searchsorted(codes[valid], code), -1
-            ).astype(np.int64)
+        # Entity kinds: the stored keys (sorted) give the codes, so a batch value maps to the
+        # same code.
+        columns = {c for cols in _entities() for c in cols}
+        self.values, value_codes = _value_codes(hist, columns)
+        self.keys: dict[Entity, np.ndarray] = {}
+        for kind in _entities():
+            key = _combined(value_codes, kind)
+            self.keys[kind], code = np.unique(key[key >= 0], return_inverse=True)
+            full = np.full(len(key), -1, dtype=np.int64)
+            full[key >= 0] = code
+            hist.codes["×".join(kind)] = full
         self.tables: dict[Entity, ProfileTable] = {
             p.columns: profile_table(hist.code(*p.columns), hist) for p in PROFILES
         }
@@ -141,9 +163,9 @@ class FeatureStore:
         # Each importer's monthly share of items outside its usual chapters, over every stored
         # item (the chapter share of an item: its importer's earlier items in the item's chapter).
         counts = {
-            name: lookup(self.tables[cols], hist.code(*cols), hist.month, ["n_items"])["n_items"]
-            .to_numpy()
-            .astype(np.float32)
+            name: lookup(self.tables[cols], hist.code(*cols), hist.month, ["n_items"])[
+                "n_items"
+            ].astype(np.float32)
             for name, cols in (
                 ("imp_n_items", ("importer_id",)),
                 ("imphs4_n_items", ("importer_id", "hs4")),
@@ -167,20 +189,16 @@ class FeatureStore:
         """Code every entity of the batch ``prep`` in the history's code space: known values get
         their stored code, new values codes after them (never stored, so without history),
         missing parts -1."""
-        values = _column_values(prep, {c for cols in self.keys for c in cols})
-        absent = {c: pd.isna(v) for c, v in values.items()}
-        for columns, known in self.keys.items():
-            keys = _keys(values, columns)
-            code = known.get_indexer(keys).astype(np.int64)
-            missing = np.zeros(len(code), dtype=bool)
-            for c in columns:
-                missing |= absent[c]
-            new = (code < 0) & ~missing
+        _, value_codes = _value_codes(prep, set(self.values), self.values)
+        for kind, known in self.keys.items():
+            key = _combined(value_codes, kind)
+            pos = np.minimum(np.searchsorted(known, key), max(len(known) - 1, 0))
+            found = (key >= 0) & (known[pos] == key) if len(known) else np.zeros(len(key), bool)
+            code = np.where(found, pos, -1)
+            new = (key >= 0) & ~found
             if new.any():
-                fresh, _ = pd.factorize(keys[new])
-                code[new] = len(known) + fresh
-            code[missing] = -1
-            prep.codes["×".join(columns)] = code
+                code[new] = len(known) + pd.factorize(key[new])[0]
+            prep.codes["×".join(kind)] = code.astype(np.int64)
 
     def _first_days(self, prep: Prepared) -> dict[Entity, np.ndarray]:
         """Per row and novelty entity, the first day the entity was seen as of the row's day:
@@ -241,6 +259,7 @@ class FeatureStore:
             month,
             months=params.reference_months,
             min_count=params.min_reference_count,
+            pool_sorted=True,
         )
         features = reference_features(uv, ref) | as_float32(value_features(decl))
         rate, _ = applied_rates(prep)
@@ -260,7 +279,7 @@ class FeatureStore:
 
         def items_before(column: str, at: np.ndarray) -> np.ndarray:
             code = prep.code(column)
-            return lookup(self.tables[(column,)], code, at, ["n_items"])["n_items"].to_numpy()
+            return lookup(self.tables[(column,)], code, at, ["n_items"])["n_items"]
 
         features |= volume_features(items_before, month, params.reference_months)
         features |= row_features(prep)
