@@ -53,7 +53,7 @@ def built_project(base: Path) -> Path:
     for area in AREAS:  # short lists keep the explain stage quick
         spec_path = dest / "pipelines" / f"{area}.yaml"
         spec = yaml.safe_load(spec_path.read_text())
-        spec["capacity"] = 60
+        spec["policy"]["capacity"] = 60
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     (dest / "data/external").mkdir(parents=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

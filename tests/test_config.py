@@ -38,10 +38,11 @@ def test_bad_param_names_the_entry(tmp_path):
 def test_unknown_area_and_control_kind_are_refused(tmp_path):
     data = yaml.safe_load((ROOT / "pipelines/revenue.yaml").read_text())
     data["name"] = "smuggling"
-    data["detectable_by"] = ["telepathy"]
+    data["labels"]["detectable_by"] = ["telepathy"]
     path = tmp_path / "smuggling.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(RiskmlError, match="unknown risk area 'smuggling'.*\n.*telepathy"):
+    pattern = "name: .*unknown risk area 'smuggling'.*\n  labels.detectable_by: .*telepathy"
+    with pytest.raises(RiskmlError, match=pattern):
         load_area_spec(path)
 
 
@@ -59,19 +60,19 @@ def test_area_train_overrides_apply_and_are_checked(tmp_path):
 
     params = load_params(ROOT / "params.yaml")
     data = yaml.safe_load((ROOT / "pipelines/security.yaml").read_text())
-    data["train"] = {"num_leaves": 5}
+    data["training"]["train"] = {"num_leaves": 5}
     path = tmp_path / "security.yaml"
     path.write_text(yaml.safe_dump(data))
     spec = load_area_spec(path)
     assert area_train_params(params, spec).num_leaves == 5
     assert area_train_params(params, spec).seed == params.train.seed
-    data["train"] = {"num_leafs": 5}
+    data["training"]["train"] = {"num_leafs": 5}
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(RiskmlError, match="unknown train setting.*num_leafs"):
         load_area_spec(path)
-    data["train"] = {"num_leaves": 1}
+    data["training"]["train"] = {"num_leaves": 1}
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(RiskmlError, match="num_leaves"):
+    with pytest.raises(RiskmlError, match="training.train.num_leaves"):
         area_train_params(params, load_area_spec(path))
 
 
@@ -89,34 +90,40 @@ def test_first_stage_entries_are_checked_naming_file_and_field(tmp_path):
     data = yaml.safe_load((ROOT / "pipelines/drugs.yaml").read_text())
     path = tmp_path / "drugs.yaml"
 
+    def with_first_stage(first_stage):
+        return data | {"training": data["training"] | {"first_stage": first_stage}}
+
     def refused(first_stage, pattern, load=load_area_spec):
-        path.write_text(yaml.safe_dump(data | {"first_stage": first_stage}))
+        path.write_text(yaml.safe_dump(with_first_stage(first_stage)))
         with pytest.raises(RiskmlError, match=pattern) as err:
             load(path)
         assert str(path) in str(err.value)
 
-    refused({"pool": ["drugs", "smuggling"]}, r"first_stage\.pool: .*unknown risk area.*smuggling")
-    refused({"pool": []}, r"first_stage\.pool: .*at least 1")
-    refused({"pool": ["drugs", "drugs"]}, r"first_stage\.pool: .*listed twice")
+    pool = r"training\.first_stage\.pool"
+    refused({"pool": ["drugs", "smuggling"]}, pool + r": .*unknown risk area.*smuggling")
+    refused({"pool": []}, pool + r": .*at least 1")
+    refused({"pool": ["drugs", "drugs"]}, pool + r": .*listed twice")
     refused({"pool": ["security"]}, r"must include the area itself \('drugs'\)")
-    refused({"pool": ["drugs"], "train": {"num_leafs": 3}}, r"first_stage\.train: .*num_leafs")
-    refused({"pool": ["drugs"], "pol": []}, r"first_stage\.pol")
+    refused(
+        {"pool": ["drugs"], "train": {"num_leafs": 3}},
+        r"training\.first_stage\.train: .*num_leafs",
+    )
+    refused({"pool": ["drugs"], "pol": []}, r"training\.first_stage\.pol")
     # A pool area without a spec in the folder: the folder load names the file and the field.
     refused(
         {"pool": ["drugs", "security"]},
-        r"first_stage\.pool names area\(s\) \['security'\] without a spec",
+        r"training\.first_stage\.pool names area\(s\) \['security'\] without a spec",
         load=lambda p: load_area_specs(p.parent),
     )
     # Settings out of range surface when applied, under the field's name.
-    path.write_text(
-        yaml.safe_dump(data | {"first_stage": {"pool": ["drugs"], "train": {"num_leaves": 1}}})
-    )
+    bad = with_first_stage({"pool": ["drugs"], "train": {"num_leaves": 1}})
+    path.write_text(yaml.safe_dump(bad))
     spec = load_area_spec(path)
     params = load_params(ROOT / "params.yaml")
     from riskml.config import area_train_params
 
     with pytest.raises(
-        RiskmlError, match=r"pipelines/drugs.yaml.*\n  first_stage\.train\.num_leaves"
+        RiskmlError, match=r"pipelines/drugs.yaml.*\n  training\.first_stage\.train\.num_leaves"
     ):
         first_stage_train_params(area_train_params(params, spec), spec)
     ok = spec.model_copy(
@@ -124,3 +131,89 @@ def test_first_stage_entries_are_checked_naming_file_and_field(tmp_path):
     )
     assert first_stage_train_params(area_train_params(params, ok), ok).num_leaves == 9
     assert first_stage_train_params(area_train_params(params, ok), ok).learning_rate == 0.02
+
+
+def test_spec_entries_out_of_their_section_are_refused_naming_the_section(tmp_path):
+    data = yaml.safe_load((ROOT / "pipelines/revenue.yaml").read_text())
+    path = tmp_path / "revenue.yaml"
+    moved = data | {"recovery_exponent": 0.5, "hs_scope": ["22"], "colour": "red"}
+    moved["evaluation"] = data["evaluation"] | {"capacity": 10}
+    path.write_text(yaml.safe_dump(moved))
+    with pytest.raises(RiskmlError) as err:
+        load_area_spec(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert "recovery_exponent: belongs in section policy: (as policy.recovery_exponent)" in msg
+    assert "evaluation.capacity: belongs in section policy:" in msg
+    assert "hs_scope: no longer a setting" in msg
+    assert "colour: unknown entry" in msg
+    data["policy"]["recovery_exponent"] = 2.0
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RiskmlError, match=r"\n  policy\.recovery_exponent: .*less than or equal"):
+        load_area_spec(path)
+
+
+def test_spec_document_round_trips_and_keeps_the_flat_attributes(tmp_path):
+    from riskml.config import SPEC_SECTIONS, spec_document
+
+    for area, spec in load_area_specs(ROOT / "pipelines").items():
+        doc = spec_document(spec)
+        assert set(doc) == {"name", "title", *SPEC_SECTIONS}
+        path = tmp_path / f"{area}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        assert load_area_spec(path) == spec
+        assert doc["policy"]["recovery_exponent"] == spec.recovery_exponent
+
+
+def _dvc_spec_params() -> dict[str, dict[str, list[str]]]:
+    """dvc.yaml's params on pipelines/<area>.yaml, per stage (foreach stages expanded)."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, stage in dvc["stages"].items():
+        items = RISK_AREAS if "foreach" in stage else [None]
+        body = stage.get("do", stage)
+        for item in items:
+            stage_name = f"{name}@{item}" if item else name
+            for entry in body.get("params", []):
+                if isinstance(entry, dict):
+                    for file, keys in entry.items():
+                        file = file.replace("${item}", item or "")
+                        out.setdefault(stage_name, {}).setdefault(file, []).extend(keys)
+    return out
+
+
+def test_dvc_yaml_names_only_spec_keys_that_every_spec_file_holds():
+    from riskml.config import SPEC_SECTIONS, SPEC_TOP_LEVEL
+
+    listed = _dvc_spec_params()
+    for stage, files in listed.items():
+        assert set(files) == {f"pipelines/{a}.yaml" for a in RISK_AREAS}, stage
+        for file, keys in files.items():
+            doc = yaml.safe_load((ROOT / file).read_text())
+            for key in keys:
+                head, _, field = key.partition(".")
+                assert head in SPEC_SECTIONS or head in SPEC_TOP_LEVEL, (stage, file, key)
+                # DVC stops on a listed key that the file lacks: every file spells every key.
+                assert head in doc and (not field or field in doc[head]), (stage, file, key)
+    # No stage depends on the whole folder any more (an edit would rerun everything).
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        assert "pipelines" not in stage.get("do", stage).get("deps", []), name
+
+
+def test_recovery_exponent_and_operating_rate_reach_only_the_stages_that_read_them():
+    listed = _dvc_spec_params()
+
+    def readers(key: str) -> set[str]:
+        section = key.split(".")[0]
+        return {
+            stage
+            for stage, files in listed.items()
+            if any(k in (key, section) for k in files["pipelines/revenue.yaml"])
+        }
+
+    exponent = readers("policy.recovery_exponent")
+    assert exponent == {"evaluate", "backtest", "promote", "explain", "select"}
+    assert not any(s.startswith(("train@", "features", "source")) for s in exponent)
+    assert readers("training.train") == {"train@revenue", "backtest"}
+    assert "features" in readers("features.legacy_rules")

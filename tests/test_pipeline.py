@@ -78,6 +78,51 @@ def test_second_repro_runs_nothing(project):
     assert "up to date" in status
 
 
+def _status_after_editing(dest: Path, env: dict[str, str], area: str, edit) -> dict:
+    """``dvc status --json`` after ``edit(spec_document)`` of pipelines/<area>.yaml (restored)."""
+    path = dest / "pipelines" / f"{area}.yaml"
+    original = path.read_text()
+    doc = yaml.safe_load(original)
+    edit(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        return json.loads(_run(["dvc", "status", "--json"], dest, env).stdout)
+    finally:
+        path.write_text(original)
+
+
+def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
+    dest, env = project
+
+    def exponent(doc):
+        doc["policy"]["recovery_exponent"] = 0.5
+
+    status = _status_after_editing(dest, env, "revenue", exponent)
+    assert set(status) == {"evaluate", "backtest", "promote", "explain", "select"}
+    for stage in status.values():
+        assert stage == [
+            {"changed deps": {"pipelines/revenue.yaml": {"policy.recovery_exponent": "modified"}}}
+        ]
+
+    def leaves(doc):
+        doc["training"]["train"] = {"num_leaves": 7}
+
+    assert set(_status_after_editing(dest, env, "ipr", leaves)) == {"train@ipr", "backtest"}
+
+    def capacity(doc):
+        doc["policy"]["capacity"] = 77
+
+    assert set(_status_after_editing(dest, env, "ipr", capacity)) == {"explain", "select"}
+
+    def rules(doc):
+        doc["features"]["legacy_rules"][0]["weight"] = 9.0
+
+    assert {"source", "features", "evaluate", "backtest", "promote"} == set(
+        _status_after_editing(dest, env, "ipr", rules)
+    )
+    assert "up to date" in _run(["dvc", "status"], dest, env).stdout
+
+
 def test_mlflow_has_runs_and_registered_models(project):
     from mlflow import MlflowClient
 

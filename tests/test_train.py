@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskml.config import AreaSpec
+from riskml.config import AreaSpec, spec_document
 from riskml.contract import RiskmlError
 from riskml.labels import build_labels
 from riskml.metrics import average_precision
@@ -261,7 +261,7 @@ def test_tune_logs_nested_trials_and_prints_the_best_as_train_settings(
     np.testing.assert_allclose(logged, sorted(scores))
     assert parent.data.metrics["best_valid_average_precision"] == pytest.approx(scores[0])
     # The snippet is a valid train override; retraining with it reproduces the best score.
-    snippet = yaml.safe_load(result["yaml"])["train"]
+    snippet = yaml.safe_load(result["yaml"])["training"]["train"]
     best = TrainParams.model_validate(params.train.model_dump() | snippet)
     labels = _labels(world, revenue_spec, params.split.test_start)
     model = train_area(world["features"], labels, revenue_spec, params.split, best)
@@ -327,7 +327,7 @@ def test_first_stage_rows_are_the_union_of_the_pool_labelled_rows_known_before_t
     # Without a first stage: one stage; a pool area without a spec is named.
     assert training_labels(declarations, outcomes, revenue_spec, {}, known_before=cut)[1] is None
     assert first_stage_labels({"revenue": own}, revenue_spec) is None
-    with pytest.raises(RiskmlError, match=r"pipelines/drugs.yaml: first_stage.pool .*environment"):
+    with pytest.raises(RiskmlError, match=r"drugs.yaml: training.first_stage.pool .*environment"):
         training_labels(declarations, outcomes, drugs, {}, known_before=cut)
 
 
@@ -386,7 +386,9 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
     ipr = revenue_spec.model_dump() | {"name": "ipr", "detectable_by": ["documentary"]}
     (world_root / "pipelines").mkdir()
-    (world_root / "pipelines/ipr.yaml").write_text(yaml.safe_dump(ipr))
+    (world_root / "pipelines/ipr.yaml").write_text(
+        yaml.safe_dump(spec_document(AreaSpec.model_validate(ipr)))
+    )
     spec = AreaSpec.model_validate(
         revenue_spec.model_dump() | {"first_stage": {"pool": ["revenue", "ipr"]}}
     )

@@ -227,27 +227,54 @@ class FirstStage(_Section):
         return _check_train_keys(v)
 
 
+# Sections of ``pipelines/<area>.yaml``, by concern, and the AreaSpec fields each holds. A stage
+# lists in dvc.yaml only the sections and keys it reads (``pipelines/<area>.yaml: [policy]``), so
+# that an edit reruns only the stages that read it (docs/architecture.md).
+SPEC_SECTIONS: dict[str, tuple[str, ...]] = {
+    "labels": ("positive", "detectable_by"),
+    "features": ("legacy_rules",),
+    "training": ("exclude_features", "train", "first_stage"),
+    "policy": ("rank_by", "recovery_exponent", "capacity", "capacity_share"),
+    "evaluation": ("inspection_rates", "operating_rate"),
+}
+SPEC_TOP_LEVEL = ("name", "title")
+_SECTION_OF = {field: section for section, fields in SPEC_SECTIONS.items() for field in fields}
+_REMOVED = {
+    "hs_scope": "it was never applied (every HS code was scored); leave features out with "
+    "training.exclude_features and target codes with features.legacy_rules",
+}
+
+
 class AreaSpec(_Section):
-    """One risk area's spec, from ``pipelines/<area>.yaml``."""
+    """One risk area's spec, from ``pipelines/<area>.yaml``.
+
+    The file groups the fields in sections (:data:`SPEC_SECTIONS`); the object keeps them flat
+    (``spec.recovery_exponent`` is the file's ``policy.recovery_exponent``).
+    """
 
     name: str
     title: str
+    # labels: what counts as a positive, and which control kinds can find one
     positive: str
     detectable_by: list[str]
-    hs_scope: list[str] = []
-    inspection_rates: list[float]
-    operating_rate: float = Field(gt=0, le=1)
-    capacity: int = Field(gt=0)
-    capacity_share: float | None = Field(None, gt=0, le=1)  # set: share of the period's items
+    # features: the legacy targeting rules (the feature rule_<area>, the simulated legacy
+    # controls and the legacy-rule baseline)
+    legacy_rules: list[Rule] = []
+    # training
+    exclude_features: list[str] = []
+    train: dict[str, Any] = {}  # overrides of params.yaml's train section for this area
+    first_stage: FirstStage | None = None  # set: two-stage training (see FirstStage)
+    # policy: how the lists are drawn
     rank_by: Literal["probability", "expected_recovery"] = "probability"
     # With rank_by expected_recovery: key = probability x predicted recovered duty ** this.
     # 1 ranks by expected recovery (most duty), 0 by probability (most hits); in between trades
     # one for the other (chosen on development windows, see docs/results.md).
     recovery_exponent: float = Field(default=1.0, ge=0.0, le=1.0)
-    exclude_features: list[str] = []
-    legacy_rules: list[Rule] = []
-    train: dict[str, Any] = {}  # overrides of params.yaml's train section for this area
-    first_stage: FirstStage | None = None  # set: two-stage training (see FirstStage)
+    capacity: int = Field(gt=0)
+    capacity_share: float | None = Field(None, gt=0, le=1)  # set: share of the period's items
+    # evaluation
+    inspection_rates: list[float]
+    operating_rate: float = Field(gt=0, le=1)
 
     @field_validator("train")
     @classmethod
@@ -286,12 +313,55 @@ class AreaSpec(_Section):
         return sorted(v)
 
 
+def spec_document(spec: AreaSpec) -> dict[str, Any]:
+    """``spec`` as the sectioned mapping of ``pipelines/<area>.yaml`` (for writing the file)."""
+    flat = spec.model_dump(mode="json")
+    doc: dict[str, Any] = {k: flat[k] for k in SPEC_TOP_LEVEL}
+    for section, fields in SPEC_SECTIONS.items():
+        doc[section] = {f: flat[f] for f in fields}
+    return doc
+
+
+def _misplaced(where: str, field: str, allowed: tuple[str, ...]) -> str:
+    """The problem line for ``field`` found at ``where`` (a section, or "" for the top level)."""
+    at = f"{where}.{field}" if where else field
+    if field in _REMOVED:
+        return f"  {at}: no longer a setting ({_REMOVED[field]}); delete it"
+    if field in _SECTION_OF:
+        section = _SECTION_OF[field]
+        return f"  {at}: belongs in section {section}: (as {section}.{field})"
+    return f"  {at}: unknown entry; allowed{f' in {where}' if where else ''}: {', '.join(allowed)}"
+
+
+def _flatten_spec(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The sectioned file ``data`` as AreaSpec's flat fields; a misplaced entry is named with
+    the section it belongs in."""
+    problems: list[str] = []
+    flat = {k: data[k] for k in SPEC_TOP_LEVEL if k in data}
+    for key, value in data.items():
+        if key in SPEC_TOP_LEVEL:
+            continue
+        if key not in SPEC_SECTIONS:
+            problems.append(_misplaced("", key, (*SPEC_TOP_LEVEL, *SPEC_SECTIONS)))
+        elif not isinstance(value, dict):
+            problems.append(f"  {key}: expected a mapping of {', '.join(SPEC_SECTIONS[key])}")
+        else:
+            for field, v in value.items():
+                if field in SPEC_SECTIONS[key]:
+                    flat[field] = v
+                else:
+                    problems.append(_misplaced(key, field, SPEC_SECTIONS[key]))
+    if problems:
+        raise RiskmlError(f"{path}: invalid area spec, fix these entries:\n" + "\n".join(problems))
+    return flat
+
+
 def area_train_params(params: Params, spec: AreaSpec) -> TrainParams:
     """The ``train`` section with the area's own overrides applied (and validated)."""
     try:
         return TrainParams.model_validate(params.train.model_dump() | spec.train)
     except ValidationError as exc:
-        raise _explain(Path(f"pipelines/{spec.name}.yaml"), exc, prefix="train") from exc
+        raise _explain(Path(f"pipelines/{spec.name}.yaml"), exc, prefix="training.train") from exc
 
 
 def first_stage_train_params(params: TrainParams, spec: AreaSpec) -> TrainParams:
@@ -301,7 +371,7 @@ def first_stage_train_params(params: TrainParams, spec: AreaSpec) -> TrainParams
         return TrainParams.model_validate(params.model_dump() | overrides)
     except ValidationError as exc:
         raise _explain(
-            Path(f"pipelines/{spec.name}.yaml"), exc, prefix="first_stage.train"
+            Path(f"pipelines/{spec.name}.yaml"), exc, prefix="training.first_stage.train"
         ) from exc
 
 
@@ -318,10 +388,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _explain(path: Path, exc: ValidationError, prefix: str = "") -> RiskmlError:
+def _explain(
+    path: Path, exc: ValidationError, prefix: str = "", sections: dict[str, str] | None = None
+) -> RiskmlError:
+    """The validation errors of ``path`` as one message; ``sections`` maps a top-level field to
+    the file section that holds it."""
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        loc = list(err["loc"])
+        if sections and loc and loc[0] in sections:
+            loc.insert(0, sections[loc[0]])
+        where = ".".join(str(p) for p in (prefix, *loc) if p != "")
         lines.append(f"  {where}: {err['msg']}" if where else f"  {err['msg']}")
     return RiskmlError(f"{path}: invalid configuration, fix these entries:\n" + "\n".join(lines))
 
@@ -336,12 +413,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def load_area_spec(path: str | Path) -> AreaSpec:
-    """Read and validate one ``pipelines/<area>.yaml``."""
+    """Read and validate one ``pipelines/<area>.yaml`` (sections: :data:`SPEC_SECTIONS`)."""
     path = Path(path)
     try:
-        return AreaSpec.model_validate(_read_yaml(path))
+        return AreaSpec.model_validate(_flatten_spec(path, _read_yaml(path)))
     except ValidationError as exc:
-        raise _explain(path, exc) from exc
+        raise _explain(path, exc, sections=_SECTION_OF) from exc
 
 
 def load_area_specs(folder: str | Path = "pipelines") -> dict[str, AreaSpec]:
@@ -356,7 +433,7 @@ def load_area_specs(folder: str | Path = "pipelines") -> dict[str, AreaSpec]:
         missing = [a for a in (spec.first_stage.pool if spec.first_stage else []) if a not in specs]
         if missing:
             raise RiskmlError(
-                f"{paths[name]}: first_stage.pool names area(s) {missing} without a spec in "
-                f"{folder}; add {folder}/<area>.yaml or take them out of the pool"
+                f"{paths[name]}: training.first_stage.pool names area(s) {missing} without a "
+                f"spec in {folder}; add {folder}/<area>.yaml or take them out of the pool"
             )
     return {a: specs[a] for a in RISK_AREAS if a in specs}

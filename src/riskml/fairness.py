@@ -40,5 +40,5 @@ def check_protected(
         raise RiskmlError(
             f"{where} would use protected feature(s) {listed}, listed in {CONFIG_ENTRY}: such a "
             "feature may never enter a model. Drop the column from the features stage, or add it "
-            "to exclude_features in pipelines/<area>.yaml"
+            "to training.exclude_features in pipelines/<area>.yaml"
         )

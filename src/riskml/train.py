@@ -154,12 +154,14 @@ def feature_columns(frame: pd.DataFrame, spec: AreaSpec) -> list[str]:
     unknown = sorted(set(spec.exclude_features) - set(frame.columns))
     if unknown:
         raise RiskmlError(
-            f"pipelines/{spec.name}.yaml: exclude_features names unknown feature(s) {unknown}; "
-            "use names of data/features/features.parquet columns"
+            f"pipelines/{spec.name}.yaml: training.exclude_features names unknown feature(s) "
+            f"{unknown}; use names of data/features/features.parquet columns"
         )
     cols = [c for c in cols if c not in set(spec.exclude_features)]
     if not cols:
-        raise RiskmlError(f"area {spec.name!r}: no model feature left; check exclude_features")
+        raise RiskmlError(
+            f"area {spec.name!r}: no model feature left; check training.exclude_features"
+        )
     return cols
 
 
@@ -322,8 +324,8 @@ def training_labels(
     missing = [a for a in spec.first_stage.pool if a != spec.name and a not in specs]
     if missing:
         raise RiskmlError(
-            f"pipelines/{spec.name}.yaml: first_stage.pool names area(s) {missing} without a "
-            "spec; add pipelines/<area>.yaml or take them out of the pool"
+            f"pipelines/{spec.name}.yaml: training.first_stage.pool names area(s) {missing} "
+            "without a spec; add pipelines/<area>.yaml or take them out of the pool"
         )
     pool = {a: own if a == spec.name else labels_of(specs[a]) for a in spec.first_stage.pool}
     return own, first_stage_labels(pool, spec)
@@ -674,13 +676,14 @@ def tune_area(
 
 
 def tune_yaml(area: str, best: dict[str, Any]) -> str:
-    """The ``train:`` snippet of ``pipelines/<area>.yaml`` with the best settings."""
+    """The ``training.train`` snippet of ``pipelines/<area>.yaml`` with the best settings."""
     lines = [
         f"# pipelines/{area}.yaml (best of `riskml tune --area {area}`: "
         f"validation average precision {best['valid_average_precision']:.4f})",
-        "train:",
+        "training:",
+        "  train:",
     ]
-    lines += [f"  {k}: {best[k]}" for k in SEARCH_SPACE]
+    lines += [f"    {k}: {best[k]}" for k in SEARCH_SPACE]
     return "\n".join(lines) + "\n"
 
 
@@ -759,7 +762,6 @@ def _run_params(model: TrainedModel, spec: AreaSpec, split: SplitParams, params:
         {
             "area": spec.name,
             "area.detectable_by": ",".join(spec.detectable_by),
-            "area.hs_scope": ",".join(spec.hs_scope) or "all",
             "area.exclude_features": ",".join(spec.exclude_features) or "none",
             "area.rank_by": spec.rank_by,
             "area.operating_rate": spec.operating_rate,
@@ -936,9 +938,10 @@ def _recovery_card(model: TrainedModel, spec: AreaSpec) -> list[str]:
     return [
         "## Expected recovery",
         "",
-        "Ranking key: probability × predicted recovered duty ** "
-        f"{spec.recovery_exponent:g} (`recovery_exponent`, `riskml.select.rank_key`; the "
-        "expected recovery shown to auditors is probability × predicted recovered duty). "
+        "Ranking key: probability × predicted recovered duty ** `policy.recovery_exponent` "
+        f"of `pipelines/{spec.name}.yaml` (`riskml.select.rank_key`, applied when the lists are "
+        "drawn: the trained models do not depend on it; the expected recovery shown to auditors "
+        "is probability × predicted recovered duty). "
         "The recovered duty comes from a "
         "second LightGBM (gamma regression, `recovery.txt`) trained on the positive rows with a "
         f"recovered amount: {rec.n_train:,} in the train window, {rec.n_valid:,} in the "
