@@ -5,6 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Vega, Vega-Lite and vega-embed from the npm registry, inlined into the page template of
+# `dvc plots show` (.dvc/config: plots.html_template), so that the charts draw offline.
+PLOTS_JS := $(VENV)/share/riskml/vega
+PLOTS_TEMPLATE := $(VENV)/share/riskml/dvc-plots.html
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
@@ -12,10 +16,14 @@ export DVC_NO_ANALYTICS := 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/offline_plots/package-lock.json scripts/offline_plots/make_template.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	mkdir -p $(PLOTS_JS)
+	cp scripts/offline_plots/package.json scripts/offline_plots/package-lock.json $(PLOTS_JS)/
+	npm ci --prefix $(PLOTS_JS) --omit=dev --no-audit --no-fund --loglevel=error
+	$(BIN)/python scripts/offline_plots/make_template.py $(PLOTS_JS)/node_modules $(PLOTS_TEMPLATE)
 	touch $(STAMP)
 
 run: $(STAMP)

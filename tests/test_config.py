@@ -217,3 +217,28 @@ def test_recovery_exponent_and_operating_rate_reach_only_the_stages_that_read_th
     assert not any(s.startswith(("train@", "features", "source")) for s in exponent)
     assert readers("training.train") == {"train@revenue", "backtest"}
     assert "features" in readers("features.legacy_rules")
+
+
+def test_train_overrides_name_each_changed_global_setting():
+    from riskml.config import describe_overrides, train_overrides
+
+    params = load_params(ROOT / "params.yaml")
+    specs = load_area_specs(ROOT / "pipelines")
+    assert train_overrides(params, specs["revenue"]) == {}
+    assert "overrides no train setting" in describe_overrides(
+        specs["revenue"], train_overrides(params, specs["revenue"])
+    )
+    drugs = specs["drugs"]
+    first = drugs.first_stage.model_copy(
+        update={"train": {"num_leaves": 8, "seed": params.train.seed}}
+    )
+    drugs = drugs.model_copy(update={"train": drugs.train | {"seed": params.train.seed}})
+    drugs = drugs.model_copy(update={"first_stage": first})
+    found = train_overrides(params, drugs)
+    assert found["training.train.num_leaves"] == (params.train.num_leaves, 4)
+    assert found["training.first_stage.train.num_leaves"] == (4, 8)
+    # Equal to the global (seed) or to the area's value: not an override.
+    assert not any(k.endswith(".seed") for k in found)
+    line = describe_overrides(drugs, found)
+    assert line.startswith("pipelines/drugs.yaml overrides params.yaml's train settings: ")
+    assert "training.train.learning_rate 0.05 -> 0.02" in line

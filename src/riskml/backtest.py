@@ -555,6 +555,10 @@ def backtest_area(
     bt = params.backtest
     results, scores_list, facts, rows, keys = [], [], [], [], []
     for i, window in enumerate(windows):
+        log.info(
+            "backtest %s: window %d/%d (test %s to %s)",
+            spec.name, i + 1, len(windows), window.start, window.end,
+        )  # fmt: skip
         scores, fact = window_scores(frames[i], positions[i], tables, spec, window, params)
         result = evaluate_scores(
             scores, spec, seed=params.evaluate.seed, revenue_unavailable=tables["revenue_reason"]

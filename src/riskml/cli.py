@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from riskml.config import AreaSpec, Params, load_area_specs, load_params
+from riskml.config import (
+    AreaSpec,
+    Params,
+    describe_overrides,
+    load_area_specs,
+    load_params,
+    train_overrides,
+)
 from riskml.contract import RISK_AREAS, RiskmlError
 
 app = typer.Typer(
@@ -77,10 +85,35 @@ def _done(stage: str, started: float, summary: str) -> None:
     console.print(f"[green]✓[/] {stage}: {summary} [dim]({time.perf_counter() - started:.1f} s)[/]")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a line is written."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _log_progress() -> None:
+    """riskml's INFO log lines (progress per area and backtest window) on stderr, with the time;
+    other libraries' loggers stay at their level."""
+    logger = logging.getLogger("riskml")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def _run_stage(
     name: str, entry: Callable[[Path, Params, dict[str, AreaSpec]], Any], root: Path
 ) -> None:
-    """Run a stage entry ``entry(root, params, specs)`` and print its one-line summary."""
+    """Run a stage entry ``entry(root, params, specs)`` and print its one-line summary; the
+    stage's progress lines (riskml's INFO log: per area, per backtest window) go to stderr."""
+    _log_progress()
     params, specs = _config(root)
     started = time.perf_counter()
     _done(name, started, _fmt_counts(entry(root.resolve(), params, specs)))
@@ -209,6 +242,9 @@ def train(
     params, specs = _config(root)
     for name in _areas(specs, area):
         started = time.perf_counter()
+        # Global settings an area changes are said, not silent (also in the model card).
+        overrides = describe_overrides(specs[name], train_overrides(params, specs[name]))
+        console.print(f"train {name}: {overrides}", highlight=False, soft_wrap=True)
         summary = run_train(name, root.resolve(), params, specs[name])
         _done(f"train {name}", started, _fmt_counts(summary))
 
@@ -266,6 +302,15 @@ def promote(root: RootOpt = Path(".")) -> None:
     from riskml.promote import run_promote
 
     _run_stage("promote", run_promote, root)
+
+
+@app.command()
+@_handle_errors
+def headline(root: RootOpt = Path(".")) -> None:
+    """A few figures per area in metrics/headline.json (what `dvc metrics show` displays)."""
+    from riskml.headline import run_headline
+
+    _run_stage("headline", run_headline, root)
 
 
 @app.command()

@@ -364,6 +364,32 @@ def area_train_params(params: Params, spec: AreaSpec) -> TrainParams:
         raise _explain(Path(f"pipelines/{spec.name}.yaml"), exc, prefix="training.train") from exc
 
 
+def train_overrides(params: Params, spec: AreaSpec) -> dict[str, tuple[Any, Any]]:
+    """The ``train`` settings the area's spec changes, as ``{key: (before, after)}``:
+    ``training.train.<k>`` against params.yaml's ``train``, and (two-stage areas)
+    ``training.first_stage.train.<k>`` against the area's own settings. Equal values are not
+    overrides."""
+    out: dict[str, tuple[Any, Any]] = {}
+    area = area_train_params(params, spec).model_dump()
+    for key in spec.train:
+        if area[key] != getattr(params.train, key):
+            out[f"training.train.{key}"] = (getattr(params.train, key), area[key])
+    if spec.first_stage is not None:
+        first = first_stage_train_params(area_train_params(params, spec), spec).model_dump()
+        for key in spec.first_stage.train:
+            if first[key] != area[key]:
+                out[f"training.first_stage.train.{key}"] = (area[key], first[key])
+    return out
+
+
+def describe_overrides(spec: AreaSpec, overrides: dict[str, tuple[Any, Any]]) -> str:
+    """One line naming the spec file and each override of :func:`train_overrides`."""
+    if not overrides:
+        return f"pipelines/{spec.name}.yaml overrides no train setting of params.yaml"
+    changes = ", ".join(f"{k} {before} -> {after}" for k, (before, after) in overrides.items())
+    return f"pipelines/{spec.name}.yaml overrides params.yaml's train settings: {changes}"
+
+
 def first_stage_train_params(params: TrainParams, spec: AreaSpec) -> TrainParams:
     """``params`` (the area's train settings) with ``spec.first_stage.train`` applied."""
     overrides = spec.first_stage.train if spec.first_stage is not None else {}

@@ -609,6 +609,7 @@ def evaluate_area(
     """Score, measure and write the files of one area; return its headline."""
     from riskml.labels import build_labels
 
+    log.info("evaluate %s", spec.name)
     booster, meta = load_model(root, spec.name)
     split, seed = params.split, params.evaluate.seed
     rows = in_window(tables["features"], split.test_start, split.test_end)

@@ -8,6 +8,7 @@ bias column, add up to the raw score: :func:`check_additivity` verifies it on ev
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,8 @@ import pandera.pandas as pa
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.features.catalogue import fill_reason
+
+log = logging.getLogger(__name__)
 
 EXPLANATION_COLUMNS = [
     "declaration_id",
@@ -486,7 +489,8 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
     outcomes = read_parquet(root / "data/interim/outcomes.parquet")
     catalogue = catalogue_for(specs)
     summary: dict[str, Any] = {}
-    for area, spec in specs.items():
+    for i, (area, spec) in enumerate(specs.items()):
+        log.info("explain %s (area %d/%d)", area, i + 1, len(specs))
         out = explain_one_area(
             root,
             area,

@@ -56,8 +56,10 @@ from riskml.config import (
     SplitParams,
     TrainParams,
     area_train_params,
+    describe_overrides,
     first_stage_train_params,
     load_area_specs,
+    train_overrides,
 )
 from riskml.contract import KEY, RiskmlError
 from riskml.fairness import check_protected
@@ -900,6 +902,8 @@ def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict
             f"{model.lgb_params['min_child_samples']}, seed {t.seed}; no class re-weighting.",
             "",
             f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
+            "",
+            f"Settings: {describe_overrides(spec, train_overrides(params, spec))}.",
             "",
             *_pretrain_card(model, s.test_start),
             *_recovery_card(model, spec),
