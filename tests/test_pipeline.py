@@ -126,7 +126,7 @@ def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
     def rules(doc):
         doc["features"]["legacy_rules"][0]["weight"] = 9.0
 
-    assert {"source", "features", "evaluate", "backtest", "promote"} == set(
+    assert {"source", "features", "evaluate", "backtest", "promote", "explain"} == set(
         _status_after_editing(dest, env, "ipr", rules)
     )
     assert "up to date" in _run(["dvc", "status"], dest, env).stdout
