@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from riskml.errors import RiskmlError  # re-exported: `from riskml.contract import RiskmlError`
+
 RISK_AREAS: tuple[str, ...] = (
     "revenue",
     "drugs",
@@ -115,10 +117,6 @@ TABLES: dict[str, tuple[Column, ...]] = {
 def column_names(table: str, *, required_only: bool = False) -> list[str]:
     """Names of a canonical table's columns, in contract order."""
     return [c.name for c in TABLES[table] if c.required or not required_only]
-
-
-class RiskmlError(Exception):
-    """An error the user can fix: bad file, bad column, bad parameter. The message says how."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -792,7 +790,7 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
     kept declarations; empty without a raw truth, as for real data) and ``report_path``.
     Nothing is written when a whole file is unusable. Returns the report.
     """
-    from riskml.io import write_json, write_parquet  # riskml.io imports this module
+    from riskml.io import write_json, write_parquet
 
     raw_dir, interim_dir, report_path = Path(raw_dir), Path(interim_dir), Path(report_path)
     paths = {t: raw_dir / f"{t}.parquet" for t in ("declarations", "outcomes")}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from riskml.contract import RiskmlError
+from riskml.errors import RiskmlError
 
 
 @contextmanager
