@@ -344,6 +344,7 @@ def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
         "declarations.parquet",
         "outcomes.parquet",
         "quarantine.parquet",
+        "seizures.parquet",
         "truth.parquet",
     ]
     assert not list(tmp_path.rglob("*.tmp"))

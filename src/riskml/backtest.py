@@ -226,14 +226,20 @@ def static_features(
     specs: dict[str, AreaSpec],
     *,
     cut: date,
+    seizures: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Features built with only the outcomes whose result date is before ``cut`` (static
-    protocol): no later outcome can feed any feature of any item."""
+    protocol): no later outcome can feed any feature of any item. Seizure records (reported
+    before each item's month) feed the seizure features as in the rolling protocol."""
     from riskml.features import build_features
 
     known = (pd.to_datetime(outcomes["result_date"]) < pd.Timestamp(cut)).fillna(False)
     return build_features(
-        declarations, outcomes[known.to_numpy(bool)], params.features, specs=specs
+        declarations,
+        outcomes[known.to_numpy(bool)],
+        params.features,
+        specs=specs,
+        seizures=seizures,
     )
 
 
@@ -666,6 +672,11 @@ def _read_truth(root: Path) -> pd.DataFrame | None:
     return None
 
 
+def _read_seizures(root: Path) -> pd.DataFrame | None:
+    path = root / "data/interim/seizures.parquet"
+    return io.read_parquet(path) if path.exists() else None
+
+
 def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """The stage's inputs: declarations, outcomes (with result dates), truth, full labels."""
     decl = io.read_parquet(root / "data/interim/declarations.parquet")
@@ -676,6 +687,7 @@ def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
         "outcomes": outcomes,
         "dates": pd.to_datetime(decl["accepted_date"]).reset_index(drop=True),
         "truth": _read_truth(root),
+        "seizures": _read_seizures(root),
         "labels": {a: build_labels(decl, outcomes, s) for a, s in specs.items()},
         "specs": pool_specs(specs, root),  # with the areas of every first_stage.pool
         "revenue_reason": None if recovered_available(outcomes) else NO_RECOVERED,
@@ -703,7 +715,14 @@ def protocol_frames(
         return frames, positions
     frames, positions = [], []
     for w in windows:
-        feats = static_features(decl, tables["outcomes"], params, specs, cut=w.split.valid_start)
+        feats = static_features(
+            decl,
+            tables["outcomes"],
+            params,
+            specs,
+            cut=w.split.valid_start,
+            seizures=tables.get("seizures"),
+        )
         frames.append({"features": feats, "raw": raw})
         positions.append({"features": _positions(feats, decl), "raw": raw_pos})
     return frames, positions

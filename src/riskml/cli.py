@@ -168,6 +168,22 @@ def ingest(
     _done("ingest", started, _fmt_counts(summary))
 
 
+@app.command("ingest-seizures")
+@_handle_errors
+def ingest_seizures(
+    file: Annotated[Path, typer.Argument(help="seizure records, CSV or Parquet (e.g. CEN)")],
+    mapping: Annotated[Path, typer.Option(help="YAML column mapping")] = Path("cen_seizures"),
+    root: RootOpt = Path("."),
+    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+) -> None:
+    """Map a seizure-intelligence file into the canonical seizures table (data/raw)."""
+    from riskml.ingest import run_ingest_seizures
+
+    started = time.perf_counter()
+    summary = run_ingest_seizures(file, mapping, out or root / "data/raw")
+    _done("ingest-seizures", started, _fmt_counts(summary))
+
+
 @app.command()
 @_handle_errors
 def source(root: RootOpt = Path(".")) -> None:
@@ -220,8 +236,12 @@ def features(root: RootOpt = Path(".")) -> None:
     started = time.perf_counter()
     decl = read_parquet(root / "data/interim/declarations.parquet")
     outcomes = read_parquet(root / "data/interim/outcomes.parquet")
+    seizures_path = root / "data/interim/seizures.parquet"
+    seizures = read_parquet(seizures_path) if seizures_path.exists() else None
     with _progress("building features") as update:
-        frame = build_features(decl, outcomes, params.features, progress=update, specs=specs)
+        frame = build_features(
+            decl, outcomes, params.features, progress=update, specs=specs, seizures=seizures
+        )
     write_parquet(frame, root / "data/features/features.parquet")
     _done(
         "features",

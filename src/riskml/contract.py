@@ -7,7 +7,9 @@ stored as Parquet:
 * ``outcomes``: one row per control result (inspection, scanner, audit, random control), keyed
   by (declaration_id, item_no, control_kind, risk_area);
 * ``truth`` (simulated data only): for every item and area, whether an offence was committed, the
-  true evaded duty and the true probability the generator used.
+  true evaded duty and the true probability the generator used;
+* ``seizures``: seizure intelligence from other administrations (WCO CEN style), keyed by
+  ``seizure_id``: not linked to any declaration of this administration.
 """
 
 from __future__ import annotations
@@ -107,10 +109,39 @@ TRUTH_COLUMNS: tuple[Column, ...] = (
     ),
 )
 
+SEIZURE_COLUMNS: tuple[Column, ...] = (
+    Column("seizure_id", "string", True, "seizure record identifier (unique)"),
+    Column("seizure_date", "date", True, "date of the seizure"),
+    Column(
+        "report_date",
+        "date",
+        True,
+        "date the record reached this administration (features use only records reported "
+        "before a declaration's month)",
+    ),
+    Column("reporting_country", "string", True, "country that made and reported the seizure"),
+    Column("risk_area", "string", True, "risk area of the seized goods"),
+    Column("commodity", "string", True, "what was seized: cocaine, precursors, ODS, weapons, ..."),
+    Column(
+        "concealment_hs",
+        "string",
+        False,
+        "HS code (2 to 10 digits) of the cover goods or of the misdeclared goods",
+    ),
+    Column("concealment_method", "string", False, "how the goods were hidden or misdeclared"),
+    Column("departure_country", "string", False, "country the consignment departed from"),
+    Column("transit_country", "string", False, "country the consignment passed through"),
+    Column("destination_country", "string", False, "country the consignment was bound for"),
+    Column("transport_mode", "string", False, "sea, air, road, rail, post or unknown"),
+    Column("quantity", "float", False, "quantity seized, > 0"),
+    Column("quantity_unit", "string", False, "unit of the quantity (kg, u, l, ...)"),
+)
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "declarations": DECLARATION_COLUMNS,
     "outcomes": OUTCOME_COLUMNS,
     "truth": TRUTH_COLUMNS,
+    "seizures": SEIZURE_COLUMNS,
 }
 
 
@@ -136,6 +167,7 @@ TABLE_KEYS: dict[str, list[str]] = {
     "declarations": KEY,
     "outcomes": OUTCOME_KEY,
     "truth": [*KEY, "risk_area"],
+    "seizures": ["seizure_id"],
 }
 
 # Optional column an input may carry (ingest sets it): the row number in the source file, used
@@ -176,7 +208,10 @@ ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "control_kind": CONTROL_KINDS,
     "risk_area": RISK_AREAS,
 }
-PATTERNS: dict[str, tuple[str, str]] = {"hs_code": (r"\d{6,10}", "6 to 10 digits")}
+PATTERNS: dict[str, tuple[str, str]] = {
+    "hs_code": (r"\d{6,10}", "6 to 10 digits"),
+    "concealment_hs": (r"\d{2,10}", "2 to 10 digits"),
+}
 
 _OPS: dict[str, tuple[str, Callable[[pd.Series, float], pd.Series]]] = {
     "gt": (">", lambda s, v: s > v),
@@ -212,6 +247,13 @@ ROW_RULES: tuple[RowRule, ...] = (
         ("offence_found", "risk_area"),
         "offence found without a risk area",
         lambda d: ~(d["offence_found"].fillna(False).astype(bool) & d["risk_area"].isna()),
+    ),
+    RowRule(
+        "report_not_before_seizure",
+        "seizures",
+        ("report_date", "seizure_date"),
+        "reported before the seizure was made",
+        lambda d: ~(d["report_date"] < d["seizure_date"]).fillna(False).astype(bool),
     ),
 )
 
@@ -761,6 +803,21 @@ def validate(
     return ValidationResult(decl, out, quarantine, report)
 
 
+def validate_seizures(
+    seizures: pd.DataFrame, *, source: str = "", today: date | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Split a seizures table into good rows (canonical dtypes) and quarantined rows.
+
+    The same checks as :func:`validate` (dtypes, allowed values, HS pattern, dates, duplicate
+    ``seizure_id``) plus: a record reported before its seizure date is quarantined. Returns
+    ``(good, quarantine, report)``.
+    """
+    name = source or "seizures"
+    check_columns(seizures, "seizures", name=name)
+    good, quarantine, report, _ = _validate_table(seizures, "seizures", name, today)
+    return good, quarantine, report
+
+
 # --- stage entry ----------------------------------------------------------------------------
 
 
@@ -785,9 +842,10 @@ def _kept_truth(truth: pd.DataFrame, declarations: pd.DataFrame, path: Path) -> 
 def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[str, Any]:
     """Stage ``validate``: raw tables -> good interim tables, quarantine and report JSON.
 
-    Reads ``raw_dir/{declarations,outcomes}.parquet`` (and ``truth.parquet`` when present),
-    writes ``interim_dir/{declarations,outcomes,quarantine,truth}.parquet`` (truth restricted to
-    kept declarations; empty without a raw truth, as for real data) and ``report_path``.
+    Reads ``raw_dir/{declarations,outcomes}.parquet`` (and ``truth.parquet``, ``seizures.parquet``
+    when present), writes ``interim_dir/{declarations,outcomes,quarantine,truth,seizures}.parquet``
+    (truth restricted to kept declarations; truth and seizures empty without a raw file, as for
+    real data without them) and ``report_path``. Quarantined seizure rows join the quarantine.
     Nothing is written when a whole file is unusable. Returns the report.
     """
     from riskml.io import write_json, write_parquet
@@ -802,9 +860,20 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
     raw_truth = _read_input(truth_path) if truth_path.exists() else empty_table("truth")
     truth = _kept_truth(raw_truth, result.declarations, truth_path)
     result.report["truth"] = {"rows_in": len(raw_truth), "rows_kept": len(truth)}
+    # Seizure intelligence is optional: without a raw file the interim table is empty.
+    seizures_path = raw_dir / "seizures.parquet"
+    seizures = empty_table("seizures")
+    if seizures_path.exists():
+        seizures, q_seizures, result.report["seizures"] = validate_seizures(
+            _read_input(seizures_path), source=str(seizures_path)
+        )
+        if not q_seizures.empty:
+            result.quarantine = pd.concat([result.quarantine, q_seizures], ignore_index=True)
+            result.report["quarantine_rows"] = len(result.quarantine)
     write_parquet(result.declarations, interim_dir / "declarations.parquet")
     write_parquet(result.outcomes, interim_dir / "outcomes.parquet")
     write_parquet(result.quarantine, interim_dir / "quarantine.parquet")
     write_parquet(truth, interim_dir / "truth.parquet")  # empty for real data: fixed DVC outs
+    write_parquet(seizures, interim_dir / "seizures.parquet")
     write_json(result.report, report_path)
     return result.report

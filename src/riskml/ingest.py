@@ -24,6 +24,7 @@ from riskml.contract import (
     CONTROL_KINDS,
     DECLARATION_COLUMNS,
     RISK_AREAS,
+    SEIZURE_COLUMNS,
     SOURCE_ROW,
     Column,
     RiskmlError,
@@ -34,6 +35,8 @@ from riskml.contract import (
 )
 
 _DECL = {c.name: c for c in DECLARATION_COLUMNS}
+_SEIZ = {c.name: c for c in SEIZURE_COLUMNS}
+_COLUMNS = {"declarations": _DECL, "seizures": _SEIZ}
 
 
 class _Model(BaseModel):
@@ -118,29 +121,62 @@ class Mapping(_Model):
     @field_validator("declarations", mode="before")
     @classmethod
     def _shorthand(cls, v: Any) -> Any:
-        # `office: office.id` is short for `office: {from: office.id}`
-        if isinstance(v, dict):
-            return {k: {"from": x} if isinstance(x, str) else x for k, x in v.items()}
-        return v
+        return _shorthand_specs(v)
 
     @field_validator("declarations")
     @classmethod
     def _canonical(cls, v: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
-        unknown = [k for k in v if k not in _DECL]
-        if unknown:
-            raise ValueError(f"unknown canonical column(s) {unknown}; allowed: {', '.join(_DECL)}")
-        missing = [c for c in column_names("declarations", required_only=True) if c not in v]
-        if missing:
-            raise ValueError(
-                f"required column(s) {missing} not mapped; give each a source "
-                "(`col: source_col`) or a constant (`col: {value: ...}`)"
-            )
-        for name, spec in v.items():
-            _check_spec(_DECL[name], spec, v)
-        return v
+        return _canonical_specs(v, "declarations")
 
 
-def _check_spec(col: Column, spec: ColumnSpec, specs: dict[str, ColumnSpec]) -> None:
+def _shorthand_specs(v: Any) -> Any:
+    # `office: office.id` is short for `office: {from: office.id}`
+    if isinstance(v, dict):
+        return {k: {"from": x} if isinstance(x, str) else x for k, x in v.items()}
+    return v
+
+
+def _canonical_specs(v: dict[str, ColumnSpec], table: str) -> dict[str, ColumnSpec]:
+    columns = _COLUMNS[table]
+    unknown = [k for k in v if k not in columns]
+    if unknown:
+        raise ValueError(f"unknown canonical column(s) {unknown}; allowed: {', '.join(columns)}")
+    missing = [c for c in column_names(table, required_only=True) if c not in v]
+    if missing:
+        raise ValueError(
+            f"required column(s) {missing} not mapped; give each a source "
+            "(`col: source_col`) or a constant (`col: {value: ...}`)"
+        )
+    for name, spec in v.items():
+        _check_spec(columns[name], spec, v, columns)
+    return v
+
+
+class SeizureMapping(_Model):
+    """A mapping of a seizure-intelligence file (WCO CEN style) to the ``seizures`` table."""
+
+    description: str = ""
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    csv: CsvOptions = CsvOptions()
+    seizures: dict[str, ColumnSpec]
+
+    @field_validator("seizures", mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return _shorthand_specs(v)
+
+    @field_validator("seizures")
+    @classmethod
+    def _canonical(cls, v: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        return _canonical_specs(v, "seizures")
+
+
+def _check_spec(
+    col: Column,
+    spec: ColumnSpec,
+    specs: dict[str, ColumnSpec],
+    columns: dict[str, Column] = _DECL,
+) -> None:
     if spec.date_format is not None and col.dtype != "date":
         raise ValueError(f"{col.name}: date_format applies to date columns only")
     if spec.scale is not None and col.dtype not in ("float", "int"):
@@ -152,7 +188,7 @@ def _check_spec(col: Column, spec: ColumnSpec, specs: dict[str, ColumnSpec]) -> 
             f"{col.name}: sequence_within names unmapped column {spec.sequence_within!r}"
         )
     for other in spec.product or []:
-        if other not in specs or _DECL[other].dtype not in ("float", "int") or other == col.name:
+        if other not in specs or columns[other].dtype not in ("float", "int") or other == col.name:
             raise ValueError(
                 f"{col.name}: product needs other mapped numeric columns, not {other!r}"
             )
@@ -186,8 +222,10 @@ def packaged_mappings() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_mapping(path: str | Path) -> Mapping:
-    """Read and validate a mapping; raise :class:`RiskmlError` naming the file and bad keys."""
+def load_mapping(path: str | Path, kind: type[_Model] | None = None) -> Any:
+    """Read and validate a mapping: a :class:`SeizureMapping` when its top level has
+    ``seizures`` (or ``kind`` says so), else a :class:`Mapping` of a declaration file; raise
+    :class:`RiskmlError` naming the file and bad keys."""
     path = resolve_mapping(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -196,7 +234,9 @@ def load_mapping(path: str | Path) -> Mapping:
     if not isinstance(data, dict):
         raise RiskmlError(f"{path}: expected a mapping (key: value) at the top level")
     try:
-        return Mapping.model_validate(data)
+        if kind is None:
+            kind = SeizureMapping if "seizures" in data else Mapping
+        return kind.model_validate(data)
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise RiskmlError(
@@ -306,14 +346,21 @@ def convert_column(raw: pd.Series, col: Column, spec: ColumnSpec) -> tuple[pd.Se
 
 def map_declarations(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, dict[str, int]]:
     """Canonical declarations from the source rows (same order) and failures per column."""
+    return map_table(raw, mapping.declarations, "declarations")
+
+
+def map_table(
+    raw: pd.DataFrame, specs: dict[str, ColumnSpec], table: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Canonical ``table`` rows from the source rows (same order) and failures per column."""
     out: dict[str, pd.Series] = {}
     failures: dict[str, int] = {}
-    specs = mapping.declarations
+    columns = _COLUMNS[table]
     index = pd.RangeIndex(len(raw))
     raw = raw.reset_index(drop=True)
     for name, spec in specs.items():
         if spec.from_ is not None:
-            out[name], failures[name] = convert_column(raw[spec.from_], _DECL[name], spec)
+            out[name], failures[name] = convert_column(raw[spec.from_], columns[name], spec)
         elif spec.value is not None:
             out[name] = pd.Series([spec.value] * len(raw), index=index)
     for name, spec in specs.items():
@@ -325,7 +372,7 @@ def map_declarations(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
             nums = [pd.to_numeric(out[c], errors="coerce") for c in spec.product]
             out[name] = pd.Series(np.prod(nums, axis=0), index=index) * (spec.scale or 1.0)
     frame = pd.DataFrame(out, index=index)
-    frame = frame[[c for c in column_names("declarations") if c in frame.columns]]
+    frame = frame[[c for c in column_names(table) if c in frame.columns]]
     frame[SOURCE_ROW] = np.arange(len(raw), dtype="int64")
     return frame, {k: v for k, v in failures.items() if v}
 
@@ -393,11 +440,39 @@ def run_ingest(file: Path, mapping_path: Path, raw_dir: Path) -> dict[str, Any]:
     # real data has no truth; an empty table keeps the stage outputs fixed and replaces a truth
     # file an earlier simulated run may have left
     write_parquet(empty_table("truth"), raw_dir / "truth.parquet")
+    # seizures come from their own file (run_ingest_seizures), never from an earlier simulation
+    (raw_dir / "seizures.parquet").unlink(missing_ok=True)
     return {
         "file": str(file),
         "mapping": str(mapping_file),
         "rows": len(raw),
         "declarations": len(declarations),
         "outcomes": len(outcomes),
+        "unconverted_values": failures,
+    }
+
+
+def run_ingest_seizures(file: Path, mapping_path: Path, raw_dir: Path) -> dict[str, Any]:
+    """``file`` (seizure intelligence, e.g. a CEN export) through a :class:`SeizureMapping` ->
+    ``raw_dir/seizures.parquet``, with ``source_row`` so that ``validate`` quarantines bad rows
+    by their line in ``file``. Returns a summary."""
+    from riskml.io import write_parquet  # riskml.io imports riskml.contract
+
+    file, raw_dir = Path(file), Path(raw_dir)
+    mapping_file = resolve_mapping(mapping_path)
+    mapping = load_mapping(mapping_file, SeizureMapping)
+    raw = read_source(file, mapping)
+    absent = [s.from_ for s in mapping.seizures.values() if s.from_ and s.from_ not in raw.columns]
+    if absent:
+        raise RiskmlError(
+            f"{file}: column(s) {absent} named in mapping {mapping_file} not found in the file "
+            f"(it has: {', '.join(map(str, raw.columns[:30]))}); fix the mapping's source names"
+        )
+    seizures, failures = map_table(raw, mapping.seizures, "seizures")
+    write_parquet(seizures, raw_dir / "seizures.parquet")
+    return {
+        "file": str(file),
+        "mapping": str(mapping_file),
+        "seizures": len(seizures),
         "unconverted_values": failures,
     }

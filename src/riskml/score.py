@@ -196,6 +196,8 @@ class Scorer:
                 read_parquet(root / "data/interim/outcomes.parquet"),
             )
         self.declarations, self.outcomes = history
+        seizures_path = root / "data/interim/seizures.parquet"
+        self.seizures = read_parquet(seizures_path) if seizures_path.exists() else None
         self._models = models
         self._store: FeatureStore | None = None
         self._ratios: dict[str, float] = {}
@@ -219,7 +221,11 @@ class Scorer:
         with self._lock:
             if self._store is None:
                 self._store = FeatureStore(
-                    self.declarations, self.outcomes, self.params.features, self.specs
+                    self.declarations,
+                    self.outcomes,
+                    self.params.features,
+                    self.specs,
+                    seizures=self.seizures,
                 )
             return self._store
 

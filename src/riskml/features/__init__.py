@@ -44,6 +44,7 @@ from riskml.features.row import (
     unit_values,
     value_features,
 )
+from riskml.features.seizures import SeizureIntel
 from riskml.features.targeting import rule_catalogue, rule_features
 from riskml.features.tariff import standard_rates
 
@@ -158,12 +159,16 @@ def build_features(
     *,
     progress: Callable[[int, int], None] | None = None,
     specs: Mapping[str, AreaSpec] | None = None,
+    seizures: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Causal features of every declaration item, one row per item in the input order.
 
     ``progress(done, total)`` is called after each step when given. With ``specs``, each area's
-    targeting profile (its legacy rules) is added as ``rule_<area>``. New declarations scored
-    against a stored history get the same features from :class:`riskml.features.store.FeatureStore`.
+    targeting profile (its legacy rules) is added as ``rule_<area>``. ``seizures`` (the
+    contract's seizure intelligence) gives the ``sz_`` route and commodity features, counted on
+    the records reported before each item's month; without it they are missing (NaN). New
+    declarations scored against a stored history get the same features from
+    :class:`riskml.features.store.FeatureStore`.
 
     Examples
     --------
@@ -211,7 +216,10 @@ def build_features(
     features |= volume_features(items_before, prep.month, params.reference_months)
     tick()
     features |= row_features(prep)
+    intel, intel_context = SeizureIntel(seizures).features(prep)
+    features |= intel
     tick()
     context = context_columns(prep, uv, ref, rates, params)
+    context = pd.concat([context, intel_context.set_axis(context.index)], axis=1)
     tick()
     return assemble(prep, features, context, specs, declarations.index)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from riskml.contract import RISK_AREAS
 from riskml.features.history import PROFILES, has_rates, stat_names
+from riskml.features.seizures import SEIZURE_AREAS, STATS, WINDOW
 
 GROUPS: tuple[str, ...] = (
     "value",
@@ -30,6 +31,7 @@ GROUPS: tuple[str, ...] = (
     "route",
     "calendar",
     "targeting profile",
+    "seizure intelligence",
 )
 
 
@@ -385,13 +387,88 @@ def detectable_catalogue(areas: list[str]) -> dict[str, FeatureInfo]:
     }
 
 
+SEIZURE_WORDS: dict[str, str] = {
+    "drugs": "drug",
+    "environment": "environmental",
+    "health_safety": "health and safety",
+    "security": "security",
+}
+
+
+def _seizure_info(area: str, stat: str) -> FeatureInfo:
+    """Entry of ``sz_<area>_<stat>`` (:mod:`riskml.features.seizures`)."""
+    name, words = f"sz_{area}_{stat}", SEIZURE_WORDS[area]
+    group = "seizure intelligence"
+    known = "reported before the start of the month"
+    country = f"{{ctx_sz_{area}_country}}"
+    both = "the goods' origin or departure country ({ctx_origin}, {ctx_departure})"
+    last = f"in the last {WINDOW} months"
+    texts = {
+        "route_12m": (
+            f"{words} seizures made elsewhere on goods of this HS heading from or via the item's "
+            f"origin or departure country (the larger), {known}, last {WINDOW} months",
+            f"{words} seizures elsewhere on HS heading {{ctx_hs4}} from or via {country}: "
+            f"{{{name}:.0f}} {last}, reported by {{sz_{area}_route_reporters:.0f}} countries",
+            f"no {words} seizure reported elsewhere on HS heading {{ctx_hs4}} from or via "
+            f"{both} {last}",
+        ),
+        "route_3m": (
+            "the same seizures, last 3 months (the route's trend)",
+            f"{words} seizures elsewhere on HS heading {{ctx_hs4}} from or via {country}: "
+            f"{{{name}:.0f}} in the last 3 months (of {{sz_{area}_route_12m:.0f}} {last})",
+            "",
+        ),
+        "route_reporters": (
+            f"distinct countries that reported those seizures, last {WINDOW} months",
+            f"{words} seizures on HS heading {{ctx_hs4}} from or via {country} reported by "
+            f"{{{name}:.0f}} countries {last}",
+            "",
+        ),
+        "chapter_country_12m": (
+            f"{words} seizures made elsewhere on goods of this HS chapter naming the item's "
+            f"origin or departure country (the larger), {known}, last {WINDOW} months",
+            f"{words} seizures elsewhere on HS chapter {{ctx_hs2}} goods naming {both}: "
+            f"{{{name}:.0f}} {last}",
+            "",
+        ),
+        "country_12m": (
+            f"{words} seizures made elsewhere naming the item's origin or departure country "
+            f"(the larger), any goods, {known}, last {WINDOW} months",
+            f"{words} seizures elsewhere naming {both}: {{{name}:.0f}} {last}",
+            "",
+        ),
+        "mode_country_12m": (
+            f"{words} seizures made elsewhere by the item's transport mode naming its origin or "
+            f"departure country (the larger), {known}, last {WINDOW} months",
+            f"{words} seizures elsewhere by {{ctx_transport_mode}} naming {both}: "
+            f"{{{name}:.0f}} {last}",
+            "",
+        ),
+        "goods_share": (
+            f"share of the {words} seizures made elsewhere ({known}, last {WINDOW} months) whose "
+            "cover or misdeclared goods are of this HS heading: a concealment-goods indicator "
+            "learned from the seizure records",
+            f"{{{name}:.0%}} of the {words} seizures reported elsewhere {last} were on goods of "
+            f"HS heading {{ctx_hs4}}",
+            "",
+        ),
+    }
+    description, template, zero = texts[stat]
+    return FeatureInfo(name, group, description, template, template_zero=zero)
+
+
+def seizure_catalogue() -> dict[str, FeatureInfo]:
+    """Entries of the seizure-intelligence features, ``sz_<area>_<stat>``."""
+    return {f"sz_{a}_{s}": _seizure_info(a, s) for a in SEIZURE_AREAS for s in STATS}
+
+
 def _catalogue() -> dict[str, FeatureInfo]:
     entries = {info.name: info for info in _STATIC}
     for profile in PROFILES:
         for stat in stat_names(profile.stats):
             info = _profile_info(profile.prefix, stat, profile.stats)
             entries[info.name] = info
-    return entries
+    return entries | seizure_catalogue()
 
 
 CATALOGUE: dict[str, FeatureInfo] = _catalogue()

@@ -57,6 +57,7 @@ from riskml.features.novelty import novelty_from_first
 from riskml.features.prepare import Prepared, prepare
 from riskml.features.reference import LEVELS, reference_for
 from riskml.features.row import unit_values, value_features
+from riskml.features.seizures import SeizureIntel
 from riskml.features.tariff import applied_rates, rate_cells, rate_features, standard_modes
 
 Entity = tuple[str, ...]
@@ -122,6 +123,7 @@ class FeatureStore:
         outcomes: pd.DataFrame,
         params: FeatureParams,
         specs: Mapping[str, AreaSpec] | None = None,
+        seizures: pd.DataFrame | None = None,
     ) -> None:
         if declarations.empty:
             raise RiskmlError("the feature store needs stored declarations; run the pipeline first")
@@ -175,6 +177,8 @@ class FeatureStore:
         self.outside_cells = outside_share_cells(
             hist.code("importer_id"), hist.month, pair_shares(counts)["imp_hs2_share"]
         )
+        # Seizure records answer any later month by lookups (reported before the row's month).
+        self.intel = SeizureIntel(seizures)
         self._hist = hist
         self._lock = threading.Lock()
         self._rates: dict[int, dict[str, np.ndarray]] = {}  # global rates per array size
@@ -283,5 +287,10 @@ class FeatureStore:
 
         features |= volume_features(items_before, month, params.reference_months)
         features |= row_features(prep)
-        ctx = context_columns(prep, uv, ref, rates, params) if context else None
+        intel, intel_ctx = self.intel.features(prep)
+        features |= intel
+        ctx = None
+        if context:
+            ctx = context_columns(prep, uv, ref, rates, params)
+            ctx = pd.concat([ctx, intel_ctx.set_axis(ctx.index)], axis=1)
         return assemble(prep, features, ctx, self.specs, batch.index)

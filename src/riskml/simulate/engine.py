@@ -41,6 +41,7 @@ from riskml.simulate.offences import (
     offence_codes,
     offence_probabilities,
 )
+from riskml.simulate.seizures import SeizureLog, month_seizures
 from riskml.simulate.trade import Batch, month_trade
 
 PROPENSITY_RHO = 0.97  # month-to-month persistence of an importer's hidden propensity
@@ -107,6 +108,7 @@ class World:
         self.seen_heading = np.zeros((params.n_importers, len(self._headings)), dtype=bool)
         self.seen_origin = np.zeros((params.n_importers, len(self.geo.code)), dtype=bool)
         self.intercepts = self._calibrate()
+        self.seizure_log = SeizureLog()
 
     def _after_drift(self, m: int) -> bool:
         return m >= self.params.drift_month
@@ -177,7 +179,8 @@ class World:
         return ids.astype(object)[batch["decl"]]
 
     def month(self, m: int) -> dict[str, pd.DataFrame]:
-        """The declarations, outcomes and truth of month ``m`` (months run in order)."""
+        """The declarations, outcomes, truth and seizures (made elsewhere) of month ``m``
+        (months run in order)."""
         p, month = self.params, self.plan[m]
         rng = np.random.default_rng([p.seed, 1, m])
         if m > 0:
@@ -234,7 +237,23 @@ class World:
             batch["importer"][found_items],
             (outcomes["risk_area"][found] == "revenue").to_numpy(),
         )
-        return {"declarations": declarations, "outcomes": outcomes, "truth": truth}
+        seizures = month_seizures(
+            np.random.default_rng([p.seed, 3, m]),  # own stream: the other tables are unchanged
+            batch,
+            declarations,
+            prob,
+            self.geo,
+            self.cat,
+            month.start,
+            month.end,
+            self.seizure_log,
+        )
+        return {
+            "declarations": declarations,
+            "outcomes": outcomes,
+            "truth": truth,
+            "seizures": seizures,
+        }
 
     def _declarations(self, batch: Batch, v: Batch) -> pd.DataFrame:
         e, g, c = self.ents, self.geo, self.cat
@@ -298,7 +317,8 @@ def iter_months(
 
 
 def simulate(params: SimulateParams, specs: dict[str, AreaSpec]) -> dict[str, pd.DataFrame]:
-    """The whole simulated run in memory: ``declarations``, ``outcomes`` and ``truth``."""
+    """The whole simulated run in memory: ``declarations``, ``outcomes``, ``truth`` and
+    ``seizures``."""
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
     for tables in iter_months(params, specs):
         for t, df in tables.items():
@@ -316,16 +336,18 @@ def run(
     specs: dict[str, AreaSpec],
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Write ``{declarations,outcomes,truth}.parquet`` into ``out_dir`` month by month.
+    """Write ``{declarations,outcomes,truth,seizures}.parquet`` into ``out_dir`` month by month.
 
     Files appear only when the whole run succeeded (temp files, then rename). Returns a summary:
-    rows per table, prevalence per area, share of items controlled, hits per area.
+    rows per table, prevalence per area, share of items controlled, hits per area, seizures
+    reported per area.
     """
     out_dir = Path(out_dir)
     schemas = {t: _schema(cols) for t, cols in TABLES.items()}
     rows = dict.fromkeys(TABLES, 0)
     offences = np.zeros(len(RISK_AREAS))
     found = dict.fromkeys(RISK_AREAS, 0)
+    seized: dict[str, int] = {}
     controlled = 0
     evaded = 0.0
     with ExitStack() as stack:
@@ -345,6 +367,8 @@ def run(
             controlled += len(out[["declaration_id", "item_no"]].drop_duplicates())
             for area, count in out.loc[out["offence_found"], "risk_area"].value_counts().items():
                 found[str(area)] += int(count)
+            for area, count in tables["seizures"]["risk_area"].value_counts().items():
+                seized[str(area)] = seized.get(str(area), 0) + int(count)
             if progress is not None:
                 progress(m + 1, params.months)
     n = rows["declarations"]
@@ -354,4 +378,5 @@ def run(
         "share_controlled": round(controlled / n, 4),
         "found": found,
         "evaded_duty": round(evaded, 2),
+        "seizures_elsewhere": seized,
     }

@@ -1,0 +1,252 @@
+"""Route and commodity intelligence from seizures made elsewhere (the ``seizures`` table).
+
+Seizure records (WCO CEN style) are not linked to any declaration: they say which goods, from or
+through which countries, by which transport mode, smuggling networks use. They become features of
+a declaration item by table lookups, like the entity histories of :mod:`riskml.features.history`:
+per risk area and key (HS heading x country, HS chapter x country, country, transport mode x
+country, HS heading), the records **reported before the start of the item's month** are counted
+over the previous ``WINDOW`` months (and ``RECENT`` months for the trend). A record reported in
+the item's month or later changes nothing (causality rule, design.md section 3).
+
+A record names up to two countries (departure and transit); an item names two (origin and
+departure). An item's route count is the larger of its origin's and its departure's count, and
+the ``ctx_`` column says which country it was.
+
+:class:`SeizureIntel` holds the cumulative counts per key and report month; it is built once
+(the pipeline, or the scoring-time feature store) and answers any later batch by lookups.
+Without a seizures table every feature is missing (NaN: no intelligence, not "no seizure").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from riskml.features.prepare import Prepared, month_numbers, optional
+
+SEIZURE_AREAS: tuple[str, ...] = ("drugs", "environment", "health_safety", "security")
+WINDOW = 12  # months of seizure reports counted
+RECENT = 3  # months of the trend's recent part
+
+# Kind of key -> the record fields it is built from (besides the country fields).
+KINDS: tuple[str, ...] = ("route", "chapter_country", "country", "mode_country", "goods")
+# Feature suffixes per area, in output order.
+STATS: tuple[str, ...] = (
+    "route_12m",
+    "route_3m",
+    "route_reporters",
+    "chapter_country_12m",
+    "country_12m",
+    "mode_country_12m",
+    "goods_share",
+)
+
+
+def feature_names(areas: tuple[str, ...] = SEIZURE_AREAS) -> list[str]:
+    """The seizure features, ``sz_<area>_<stat>``, in output order."""
+    return [f"sz_{a}_{s}" for a in areas for s in STATS]
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Per key, cumulative counts over report months: ``cum[k, j]`` = records of key ``k``
+    reported before absolute month ``start + j``; per (key, reporter) pair the same."""
+
+    keys: pd.Index
+    cum: np.ndarray  # (n_keys, n_months + 1)
+    pair_key: np.ndarray  # key index of each (key, reporter) pair
+    pair_cum: np.ndarray  # (n_pairs, n_months + 1)
+
+    def window(self, code: np.ndarray, month: np.ndarray, start: int, width: int) -> np.ndarray:
+        """Records of key ``code`` reported in the ``width`` months before ``month`` (absolute);
+        0 for unknown keys (-1)."""
+        return _window(self.cum, code, month, start, width)
+
+    def reporters(self, code: np.ndarray, month: np.ndarray, start: int, width: int) -> np.ndarray:
+        """Distinct reporting countries of those records."""
+        out = np.zeros(len(code))
+        known = code >= 0
+        if not known.any() or not len(self.pair_key):
+            return out
+        combos, inverse = np.unique(
+            np.stack([code[known], month[known]], axis=1), axis=0, return_inverse=True
+        )
+        pairs = pd.DataFrame({"key": self.pair_key, "pair": np.arange(len(self.pair_key))})
+        q = pd.DataFrame({"key": combos[:, 0], "month": combos[:, 1], "q": np.arange(len(combos))})
+        joined = q.merge(pairs, on="key", how="inner")
+        seen = (
+            _window(
+                self.pair_cum,
+                joined["pair"].to_numpy(),
+                joined["month"].to_numpy(),
+                start,
+                width,
+            )
+            > 0
+        )
+        per_combo = np.bincount(joined["q"].to_numpy(), weights=seen, minlength=len(combos))
+        out[known] = per_combo[inverse.ravel()]
+        return out
+
+
+def _window(
+    cum: np.ndarray, code: np.ndarray, month: np.ndarray, start: int, width: int
+) -> np.ndarray:
+    out = np.zeros(len(code))
+    known = code >= 0
+    if not known.any() or cum.shape[0] == 0:
+        return out
+    last = cum.shape[1] - 1
+    hi = np.clip(month[known] - start, 0, last)
+    lo = np.clip(month[known] - width - start, 0, last)
+    rows = cum[code[known]]
+    idx = np.arange(len(rows))
+    out[known] = rows[idx, hi] - rows[idx, lo]
+    return out
+
+
+def _counts(
+    keys: pd.Series, report: np.ndarray, reporter: pd.Series, start: int, n: int
+) -> _Counts:
+    """Cumulative counts of the records' ``keys`` (missing keys skipped) by report month."""
+    ok = keys.notna().to_numpy()
+    codes, uniques = pd.factorize(keys[ok])
+    j = report[ok] - start
+    counts = np.zeros((len(uniques), n + 1))
+    np.add.at(counts, (codes, j + 1), 1.0)
+    pair = pd.Series(codes).astype(str) + "|" + reporter[ok].astype(str).to_numpy()
+    p_codes, p_uniques = pd.factorize(pair)
+    p_counts = np.zeros((len(p_uniques), n + 1))
+    np.add.at(p_counts, (p_codes, j + 1), 1.0)
+    p_key = np.zeros(len(p_uniques), dtype=np.int64)
+    p_key[p_codes] = codes
+    return _Counts(pd.Index(uniques), np.cumsum(counts, axis=1), p_key, np.cumsum(p_counts, axis=1))
+
+
+def _join(*parts: pd.Series) -> pd.Series:
+    """Text key of several fields (missing when any part is missing)."""
+    out = parts[0].astype("string")
+    for p in parts[1:]:
+        out = out + "|" + p.astype("string")
+    return out
+
+
+class SeizureIntel:
+    """Seizure counts per area, key and report month, answering lookups for any item."""
+
+    def __init__(self, seizures: pd.DataFrame | None) -> None:
+        self.available = seizures is not None and len(seizures) > 0
+        self.tables: dict[tuple[str, str], _Counts] = {}
+        self.totals: dict[str, np.ndarray] = {}
+        if seizures is None:
+            return
+        s = seizures.reset_index(drop=True)
+        report = month_numbers(s["report_date"]) if len(s) else np.zeros(0, dtype=np.int64)
+        self.start = int(report.min()) if len(s) else 0
+        n = int(report.max()) - self.start + 1 if len(s) else 0
+        hs = optional(s, "concealment_hs", "string").str.strip()
+        hs4 = hs.where(hs.str.len() >= 4).str.slice(0, 4)
+        hs2 = hs.str.slice(0, 2)
+        mode = optional(s, "transport_mode", "string")
+        reporter = (
+            s["reporting_country"].astype("string") if len(s) else pd.Series([], dtype="string")
+        )
+        departure = optional(s, "departure_country", "string")
+        transit = optional(s, "transit_country", "string")
+        # One row per (record, named country): departure, and transit when it differs.
+        twice = transit.notna() & (transit != departure).fillna(True)
+        country = pd.concat([departure, transit[twice]], ignore_index=True)
+        rows = np.concatenate([np.arange(len(s)), np.flatnonzero(twice.to_numpy())])
+        area = optional(s, "risk_area", "string")
+        for a in SEIZURE_AREAS:
+            mine = (area == a).fillna(False).to_numpy(bool)
+            m_rows = mine[rows]
+            r_rows = rows[m_rows]
+
+            def by_country(*fields: pd.Series, _r: np.ndarray = r_rows, _m=m_rows) -> pd.Series:
+                parts = [f.iloc[_r].reset_index(drop=True) for f in fields]
+                return _join(*parts, country[_m].reset_index(drop=True))
+
+            rep_c, rep_r = reporter.iloc[r_rows].reset_index(drop=True), report[r_rows]
+            self.tables[(a, "route")] = _counts(by_country(hs4), rep_r, rep_c, self.start, n)
+            self.tables[(a, "chapter_country")] = _counts(
+                by_country(hs2), rep_r, rep_c, self.start, n
+            )
+            self.tables[(a, "country")] = _counts(
+                country[m_rows].reset_index(drop=True), rep_r, rep_c, self.start, n
+            )
+            self.tables[(a, "mode_country")] = _counts(
+                by_country(mode), rep_r, rep_c, self.start, n
+            )
+            own = np.flatnonzero(mine)
+            self.tables[(a, "goods")] = _counts(
+                hs4.iloc[own].reset_index(drop=True),
+                report[own],
+                reporter.iloc[own].reset_index(drop=True),
+                self.start,
+                n,
+            )
+            every = pd.Series(np.where(mine, "all", None), dtype="string")
+            self.totals[a] = _counts(every, report, reporter, self.start, n).cum
+
+    def _code(self, area: str, kind: str, keys: pd.Series) -> np.ndarray:
+        """Codes of item ``keys`` in the area's table of ``kind`` (-1: no record, or missing)."""
+        table = self.tables[(area, kind)]
+        code = table.keys.get_indexer(keys.fillna("\x00").to_numpy(dtype=object))
+        return np.where(keys.isna().to_numpy(), -1, code).astype(np.int64)
+
+    def features(self, prep: Prepared) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+        """Per row of ``prep``: the seizure features (float32) and their ``ctx_`` columns (the
+        country each route count names)."""
+        n = len(prep.month)
+        names = feature_names()
+        if not self.available:
+            nan = np.full(n, np.nan, dtype=np.float32)
+            ctx = {f"ctx_sz_{a}_country": pd.Series(pd.NA, dtype="string") for a in SEIZURE_AREAS}
+            return {k: nan.copy() for k in names}, pd.DataFrame(ctx, index=range(n))
+        month = prep.month + prep.first_month - 1  # absolute month of each row
+        decl = prep.declarations
+        origin = optional(decl, "origin_country", "string").reset_index(drop=True)
+        departure = optional(decl, "departure_country", "string").reset_index(drop=True)
+        departure = departure.fillna(origin)
+        mode = optional(decl, "transport_mode", "string").reset_index(drop=True)
+        hs4 = prep.hs4.reset_index(drop=True).astype("string")
+        hs2 = prep.hs2.reset_index(drop=True).astype("string")
+        # item keys per kind, for its origin and for its departure country
+        fields = {
+            "route": (hs4,),
+            "chapter_country": (hs2,),
+            "country": (),
+            "mode_country": (mode,),
+        }
+        keys = {k: [_join(*f, c) for c in (origin, departure)] for k, f in fields.items()}
+        out: dict[str, np.ndarray] = {}
+        ctx: dict[str, pd.Series] = {}
+        for a in SEIZURE_AREAS:
+
+            def counts(kind: str, width: int, how: str = "window", _a: str = a) -> list:
+                table = self.tables[(_a, kind)]
+                get = table.window if how == "window" else table.reporters
+                return [get(self._code(_a, kind, k), month, self.start, width) for k in keys[kind]]
+
+            r12 = counts("route", WINDOW)
+            use_dep = r12[1] > r12[0]
+            out[f"sz_{a}_route_12m"] = np.where(use_dep, r12[1], r12[0])
+            r3 = counts("route", RECENT)
+            out[f"sz_{a}_route_3m"] = np.where(use_dep, r3[1], r3[0])
+            rep = counts("route", WINDOW, "reporters")
+            out[f"sz_{a}_route_reporters"] = np.where(use_dep, rep[1], rep[0])
+            ctx[f"ctx_sz_{a}_country"] = pd.Series(
+                np.where(use_dep, departure.to_numpy(object), origin.to_numpy(object))
+            ).astype("string")
+            for kind in ("chapter_country", "country", "mode_country"):
+                out[f"sz_{a}_{kind}_12m"] = np.maximum(*counts(kind, WINDOW))
+            goods = self.tables[(a, "goods")]
+            in_goods = goods.window(self._code(a, "goods", hs4), month, self.start, WINDOW)
+            total = _window(self.totals[a], np.zeros(n, dtype=np.int64), month, self.start, WINDOW)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"sz_{a}_goods_share"] = np.where(total > 0, in_goods / total, 0.0)
+        values = {k: out[k].astype(np.float32) for k in names}
+        return values, pd.DataFrame(ctx)
