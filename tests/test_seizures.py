@@ -125,9 +125,9 @@ def test_drug_seizures_elsewhere_follow_the_networks_that_ship_here(sim):
     cocaine = s[(s["commodity"] == "cocaine") & s["concealment_hs"].str.len().ge(4).fillna(False)]
     route_countries = set(ROLES["drug_source"]) | set(ROLES["drug_transit"])
     route_countries |= set(ROLES["drug_transit_new"])
-    on_route = cocaine["departure_country"].isin(route_countries) | cocaine[
-        "transit_country"
-    ].isin(route_countries)
+    on_route = cocaine["departure_country"].isin(route_countries) | cocaine["transit_country"].isin(
+        route_countries
+    )
     conceal = {h[:4] for h in _concealment_hs6()}
     in_cover = cocaine["concealment_hs"].str.slice(0, 4).isin(conceal)
     assert len(cocaine) >= 30
