@@ -142,7 +142,10 @@ def test_a_batch_after_the_history_is_featurised_from_the_store(project):
     assert quarantine.empty
     fast = scorer.features(good)
     both = pd.concat([scorer.declarations, good], ignore_index=True)
-    full = build_features(both, scorer.outcomes, scorer.params.features, specs=scorer.specs)
+    full = build_features(
+        both, scorer.outcomes, scorer.params.features, specs=scorer.specs, seizures=scorer.seizures
+    )
+    assert scorer.seizures is not None and not scorer.seizures.empty
     expected = full.iloc[len(scorer.declarations) :].reset_index(drop=True)
     pd.testing.assert_frame_equal(fast, expected, check_exact=True)
 

@@ -289,3 +289,35 @@ def test_a_seizure_mapping_naming_absent_columns_is_refused(tmp_path):
     csv.write_text("Case ID,Seizure Date\nX,01/01/2024\n", encoding="utf-8")
     with pytest.raises(RiskmlError, match=r"cen.csv: column\(s\) .*'Date Reported'"):
         run_ingest_seizures(csv, "cen_seizures", tmp_path / "raw")
+
+
+def test_the_cli_ingests_seizures_into_data_raw(tmp_path):
+    import subprocess
+    import sys
+
+    csv = tmp_path / "cen.csv"
+    csv.write_text(
+        "Case ID,Seizure Date,Date Reported,Reporting Country,Commodity Group,Commodity,"
+        "HS Code,Concealment,Country of Departure,Transit Country,Country of Destination,"
+        "Means of Transport,Quantity,Unit\n"
+        "NL-1,03/01/2024,01/02/2024,NL,Drugs,Cocaine,0803,in bananas,EC,,NL,Sea,120,kg\n",
+        encoding="utf-8",
+    )
+    riskml = str(Path(sys.executable).parent / "riskml")
+    done = subprocess.run(
+        [riskml, "ingest-seizures", str(csv), "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    raw = pd.read_parquet(tmp_path / "data/raw/seizures.parquet")
+    assert raw["seizure_id"].tolist() == ["NL-1"] and raw["risk_area"].tolist() == ["drugs"]
+    bad = subprocess.run(
+        [riskml, "ingest-seizures", str(tmp_path / "none.csv"), "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode != 0 and "none.csv: file not found" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr

@@ -205,6 +205,13 @@ def source(root: RootOpt = Path(".")) -> None:
             root=root,
             out=None,
         )
+        if params.data.seizures_file:
+            ingest_seizures(
+                file=root / params.data.seizures_file,
+                mapping=root / params.data.seizures_mapping,
+                root=root,
+                out=None,
+            )
     # audit outcomes recorded through the service (`riskml outcomes export`) join the raw
     # outcomes; the validate stage checks them like any other
     added = append_feedback(root / "data/raw", root / EXPORT_PATH)

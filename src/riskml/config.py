@@ -20,6 +20,8 @@ class DataParams(_Section):
     source: Literal["simulate", "ingest"] = "simulate"
     ingest_file: str = ""
     ingest_mapping: str = ""
+    seizures_file: str = ""  # with source=ingest: seizure intelligence (e.g. a CEN export)
+    seizures_mapping: str = "cen_seizures"
 
 
 class SimulateParams(_Section):
