@@ -5,7 +5,7 @@ Usage:  python bench/service_bench.py --root PROJECT [--port 8765] [--clients 20
 Starts `riskml serve` as its own process on a loopback port with a fresh SQLite feedback
 database, creates an auditor token, then measures:
 
-* ``POST /score`` wall time and throughput for batches of 1,000 and 100,000 new declarations
+* ``POST /score`` wall time and throughput for batches of 10,000 and 100,000 new declarations
   (CSV bodies: stored items copied with fresh ids, dated the day after the data), in
   declarations per second and in declarations scored per second per area (declarations x areas
   / wall time, every area scoring every declaration);
@@ -13,8 +13,10 @@ database, creates an auditor token, then measures:
   model prediction, reasons) from a direct Scorer run in this process;
 * model prediction alone: declarations per second per area (champion Booster on 100,000
   feature rows, 2 threads);
-* ``GET /candidates`` latency (median, p99) under ``--clients`` concurrent clients, each sending
-  ``--requests`` requests with random filters and pages.
+* ``GET /candidates`` (random filters and pages) and ``GET /declarations/{id}`` (random
+  candidates) latency (median, p99) under ``--clients`` concurrent clients, each sending
+  ``--requests`` requests;
+* ``POST /score`` of one new declaration (JSON) under ``--score-clients`` concurrent clients.
 
 PROJECT is read only (the database and the token live in a temporary folder).
 """
@@ -22,6 +24,7 @@ PROJECT is read only (the database and the token live in a temporary folder).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -111,25 +114,22 @@ def bench_score(url: str, token: str, decl: pd.DataFrame, n: int) -> dict[str, f
     return {"n": n, "seconds": elapsed, "per_second": n / elapsed}
 
 
-def bench_candidates(url: str, token: str, areas: list[str], clients: int, requests: int):
-    """Latencies (ms) of GET /candidates from ``clients`` threads."""
+def bench_latency(url: str, token: str, clients: int, requests: int, send) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Latencies (ms) of ``send(client, rng, i)`` from ``clients`` threads, ``requests`` each
+    (after one warm-up request per client)."""
     latencies: list[float] = []
     lock = threading.Lock()
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         mine = []
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
-            for _ in range(requests):
-                params = {"page": rng.randint(1, 5), "page_size": 50}
-                if rng.random() < 0.7:
-                    params["area"] = rng.choice(areas)
-                if rng.random() < 0.3:
-                    params["kind"] = rng.choice(["model", "random_control"])
-                if rng.random() < 0.3:
-                    params["sort"] = rng.choice(["score", "expected_recovery", "accepted_date"])
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        ) as c:
+            send(c, rng, -1 - seed).raise_for_status()
+            for i in range(requests):
                 t0 = time.perf_counter()
-                r = c.get("/candidates", params=params)
+                r = send(c, rng, seed * requests + i)
                 mine.append(1000 * (time.perf_counter() - t0))
                 r.raise_for_status()
         with lock:
@@ -151,13 +151,49 @@ def bench_candidates(url: str, token: str, areas: list[str], clients: int, reque
     }
 
 
+def candidates_request(areas: list[str]):  # type: ignore[no-untyped-def]
+    """GET /candidates with random filters and pages."""
+
+    def send(c: httpx.Client, rng: random.Random, i: int) -> httpx.Response:
+        params: dict[str, object] = {"page": rng.randint(1, 5), "page_size": 50}
+        if rng.random() < 0.7:
+            params["area"] = rng.choice(areas)
+        if rng.random() < 0.3:
+            params["kind"] = rng.choice(["model", "random_control"])
+        if rng.random() < 0.3:
+            params["sort"] = rng.choice(["score", "expected_recovery", "accepted_date"])
+        return c.get("/candidates", params=params)
+
+    return send
+
+
+def declaration_request(ids: list[str]):  # type: ignore[no-untyped-def]
+    """GET /declarations/{id} of random candidates."""
+
+    def send(c: httpx.Client, rng: random.Random, i: int) -> httpx.Response:
+        return c.get(f"/declarations/{rng.choice(ids)}")
+
+    return send
+
+
+def single_score_request(decl: pd.DataFrame):  # type: ignore[no-untyped-def]
+    """POST /score of one new declaration (JSON, a fresh id each time)."""
+    row = json.loads(new_batch(decl, 1).to_json(orient="records", date_format="iso"))[0]
+
+    def send(c: httpx.Client, rng: random.Random, i: int) -> httpx.Response:
+        return c.post("/score", json=[dict(row, declaration_id=f"ONE{i + 10_000:09d}")])
+
+    return send
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--requests", type=int, default=50)
-    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 100_000])
+    ap.add_argument("--score-clients", type=int, default=4, help="clients of the 1-row /score")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
     args = ap.parse_args()
     root = args.root.resolve()
@@ -199,25 +235,33 @@ def main() -> None:
         t0 = time.perf_counter()
         while True:
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            if server.poll() is not None or time.perf_counter() - t0 > 120:
+            if server.poll() is not None or time.perf_counter() - t0 > 300:
                 raise SystemExit(f"server did not start; see {tmp / 'server.log'}")
             time.sleep(0.2)
-        print(f"server up in {time.perf_counter() - t0:.1f} s")
-        areas = httpx.get(f"{url}/health").json()["areas"]
-        cand = bench_candidates(url, token, areas, args.clients, args.requests)
         print(
-            f"GET /candidates, {args.clients} clients x {args.requests}: median "
-            f"{cand['median_ms']:.1f} ms, p99 {cand['p99_ms']:.1f} ms, "
-            f"{cand['requests_per_second']:.0f} req/s"
+            f"server up and ready (models loaded and checked) in {time.perf_counter() - t0:.1f} s"
         )
+        areas = httpx.get(f"{url}/health/live").json()["areas"]
         decl = pd.read_parquet(root / "data/interim/declarations.parquet")
-        if args.sizes:
-            warm = bench_score(url, token, decl, 10)  # loads the champions from the registry
-            print(f"POST /score warm-up (10 rows, loads champions): {warm['seconds']:.1f} s")
+        ids = pd.read_csv(root / "data/candidates/all_areas.csv", usecols=["declaration_id"])
+        for name, clients, send in (
+            ("GET /candidates", args.clients, candidates_request(areas)),
+            (
+                "GET /declarations/{id}",
+                args.clients,
+                declaration_request(list(ids["declaration_id"])),
+            ),
+            ("POST /score, 1 declaration", args.score_clients, single_score_request(decl)),
+        ):
+            res = bench_latency(url, token, clients, args.requests, send)
+            print(
+                f"{name}, {clients} clients x {args.requests}: median {res['median_ms']:.1f} ms, "
+                f"p99 {res['p99_ms']:.1f} ms, {res['requests_per_second']:.0f} req/s"
+            )
         for n in args.sizes:
             res = bench_score(url, token, decl, n)
             print(

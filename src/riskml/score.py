@@ -200,6 +200,7 @@ class Scorer:
         self.seizures = read_parquet(seizures_path) if seizures_path.exists() else None
         self._models = models
         self._store: FeatureStore | None = None
+        self._stored_keys: pd.MultiIndex | None = None
         self._ratios: dict[str, float] = {}
         self._lock = threading.Lock()
         self.profile = load_profile(root / params.select.watchlists)
@@ -229,9 +230,20 @@ class Scorer:
                 )
             return self._store
 
+    @property
+    def stored_keys(self) -> pd.MultiIndex:
+        """The history's (declaration_id, item_no) keys, indexed once per scorer: rebuilding
+        the index on every call cost about 0.4 s per request on the default history."""
+        with self._lock:
+            if self._stored_keys is None:
+                keys = pd.MultiIndex.from_frame(self.declarations[KEY]).unique()
+                keys.get_indexer(keys[:1])  # build the hash engine now, not on a request
+                self._stored_keys = keys
+            return self._stored_keys
+
     def warm(self) -> None:
         """Build the feature store and load the champions now (the service does it at start)."""
-        _ = self.store, self.models
+        _ = self.store, self.models, self.stored_keys
 
     def check(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Contract check of a raw batch: (good rows, quarantine). Keys already in the history
@@ -239,9 +251,7 @@ class Scorer:
         result = validate(batch, None, source="batch")
         good, quarantine = result.declarations, result.quarantine
         if len(good):
-            seen = pd.MultiIndex.from_frame(good[KEY]).isin(
-                pd.MultiIndex.from_frame(self.declarations[KEY])
-            )
+            seen = self.stored_keys.get_indexer(pd.MultiIndex.from_frame(good[KEY])) >= 0
             dup = good.duplicated(KEY, keep=False).to_numpy() | seen
             if dup.any():
                 bad = good[dup]

@@ -135,6 +135,57 @@ class ServiceData:
         )
         self._unit_value = (self.declarations["cif_value"].astype("float64") / net).to_numpy()
         self._dates = self.declarations["accepted_date"].to_numpy()
+        self._index_for_cases()
+
+    def _index_for_cases(self) -> None:
+        """Look-ups a case needs, built once so that one case costs a few searches, not scans
+        of the whole history: each peer group's rows sorted by date, and the scores, candidate
+        entries and reasons grouped by declaration."""
+        codes, _ = pd.factorize(self._peer_key)
+        order = np.lexsort((self._dates, codes))
+        self._peer_code = codes
+        self._peer_sorted_code = codes[order]
+        self._peer_sorted_dates = self._dates[order]
+        self._peer_sorted_uv = self._unit_value[order]
+        s = self.scores.reset_index()
+        self._score_ids = s["declaration_id"].astype(str).to_numpy()
+        self._score_cols = (
+            s["area"].to_numpy(object),
+            s["item_no"].to_numpy(),
+            s["score"].to_numpy(np.float64),
+        )
+        entries = self.candidates[
+            [
+                "declaration_id",
+                "area",
+                "rank",
+                "selection_kind",
+                "item_no",
+                "score",
+                "fired",
+                "flags",
+            ]
+        ]
+        self._cand_by_id: dict[str, list[dict[str, Any]]] = {}
+        for rec in entries.to_dict("records"):
+            key = str(rec.pop("declaration_id"))
+            self._cand_by_id.setdefault(key, []).append({k: _plain(v) for k, v in rec.items()})
+        self._reasons_by_id: dict[str, list[dict[str, Any]]] = {}
+        if len(self.explanations):
+            e = self.explanations.reset_index().sort_values(
+                ["declaration_id", "area", "item_no", "rank"], kind="stable"
+            )
+            for rec in e.to_dict("records"):
+                self._reasons_by_id.setdefault(str(rec["declaration_id"]), []).append(
+                    {
+                        "area": rec["area"],
+                        "item_no": int(rec["item_no"]),
+                        "direction": _plain(rec["direction"]),
+                        "feature": _plain(rec["feature"]),  # none for a random control
+                        "contribution": _plain(float(rec["contribution"])),
+                        "sentence": _plain(rec["sentence"]),
+                    }
+                )
 
     # --- candidates -----------------------------------------------------------------------
 
@@ -203,35 +254,17 @@ class ServiceData:
             for r in rows.to_dict("records")
         ]
         scores: dict[str, dict[str, float]] = {}
-        if declaration_id in self.scores.index:
-            s = self.scores.loc[[declaration_id]]
-            for rec in s.to_dict("records"):
-                scores.setdefault(rec["area"], {})[str(rec["item_no"])] = float(rec["score"])
-        cands = self.candidates[self.candidates["declaration_id"] == declaration_id]
-        reasons: list[dict[str, Any]] = []
-        if len(self.explanations) and declaration_id in self.explanations.index:
-            e = self.explanations.loc[[declaration_id]].sort_values(["area", "item_no", "rank"])
-            for rec in e.to_dict("records"):
-                reasons.append(
-                    {
-                        "area": rec["area"],
-                        "item_no": int(rec["item_no"]),
-                        "direction": rec["direction"],
-                        "feature": rec["feature"],
-                        "contribution": _plain(float(rec["contribution"])),
-                        "sentence": rec["sentence"],
-                    }
-                )
+        lo = np.searchsorted(self._score_ids, declaration_id, side="left")
+        hi = np.searchsorted(self._score_ids, declaration_id, side="right")
+        area_col, item_col, score_col = self._score_cols
+        for j in range(lo, hi):
+            scores.setdefault(area_col[j], {})[str(item_col[j])] = _plain(float(score_col[j]))
+        reasons = [dict(r) for r in self._reasons_by_id.get(declaration_id, [])]
         return {
             "declaration_id": declaration_id,
             "items": items,
             "scores": scores,
-            "candidates": [
-                {k: _plain(v) for k, v in r.items()}
-                for r in cands[
-                    ["area", "rank", "selection_kind", "item_no", "score", "fired", "flags"]
-                ].to_dict("records")
-            ],
+            "candidates": [dict(r) for r in self._cand_by_id.get(declaration_id, [])],
             "reasons": reasons,
             "peers": [self._peers(int(i), rows) for i in range(len(rows))],
         }
@@ -243,10 +276,13 @@ class ServiceData:
         pos = rows.index[i]
         when = self._dates[pos]
         start = np.datetime64(pd.Timestamp(when) - pd.DateOffset(months=self.reference_months))
-        peer = (
-            (self._peer_key == self._peer_key[pos]) & (self._dates < when) & (self._dates >= start)
-        )
-        uv = self._unit_value[peer]
+        code = self._peer_code[pos]
+        g_lo = np.searchsorted(self._peer_sorted_code, code, side="left")
+        g_hi = np.searchsorted(self._peer_sorted_code, code, side="right")
+        dates = self._peer_sorted_dates[g_lo:g_hi]
+        a, b = np.searchsorted(dates, start, side="left"), np.searchsorted(dates, when, "left")
+        uv = self._peer_sorted_uv[g_lo + a : g_lo + b]
+        n_peers = int(b - a)
         uv = uv[np.isfinite(uv)]
         row = rows.iloc[i]
         importer = row["importer_id"]
@@ -256,7 +292,7 @@ class ServiceData:
         return {
             "item_no": int(row["item_no"]),
             "peer_group": f"HS {str(row['hs_code'])[:6]} from {row['origin_country']}",
-            "peer_declarations": int(peer.sum()),
+            "peer_declarations": n_peers,
             "peer_median_unit_value": _plain(float(np.median(uv)) if len(uv) else None),
             "unit_value": _plain(float(self._unit_value[pos])),
             "importer_id": str(importer),

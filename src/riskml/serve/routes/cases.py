@@ -68,14 +68,14 @@ def candidates(
 @router.get("/declarations/{declaration_id}", tags=["cases"], responses=_responses(404))
 def declaration(
     declaration_id: Annotated[str, Path(max_length=64)], who: Reader, service: ServiceDep
-) -> dict[str, Any]:
+) -> Response:
     """One declaration: items, scores per area, candidate entries, reasons, peer facts and
     the outcomes recorded through the service."""
     case = service.data.case(declaration_id)
     if case is None:
         raise error(404, "path.declaration_id", "unknown declaration", "not_found")
     case["recorded_outcomes"] = jsonable(service.store.outcomes_for(declaration_id))
-    return case
+    return JSONResponse(case)  # JSON-ready already: no second encoding pass
 
 
 def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
