@@ -322,3 +322,25 @@ def test_outcome_recorded_through_the_api_becomes_a_training_label(service, tmp_
     key = (unlabelled["declaration_id"], int(unlabelled["item_no"]))
     assert new_labels.loc[key, "label"] == 1.0
     assert new_labels.loc[key, "control_kind"] == "pca"
+
+
+def test_case_peers_are_the_reference_the_reason_was_computed_from(service):
+    """The unit-value reason and the peer table cite the same peer group and count (the page
+    shows the features' reference, it does not recompute peers its own way)."""
+    with _client(service, "reviewer") as c:
+        items = c.get("/candidates", params={"kind": "model", "page_size": 200}).json()["items"]
+        checked = 0
+        for cand in items:
+            case = c.get(f"/declarations/{cand['declaration_id']}").json()
+            peers = {p["item_no"]: p for p in case["peers"]}
+            for reason in case["reasons"]:
+                if " declarations of " not in (reason["sentence"] or ""):
+                    continue
+                peer = peers[reason["item_no"]]
+                assert peer["source"] == "features"
+                cited = f"{peer['peer_declarations']} declarations of {peer['peer_group']}"
+                assert cited in reason["sentence"], (cited, reason["sentence"])
+                checked += 1
+            if checked >= 3:
+                break
+    assert checked >= 1

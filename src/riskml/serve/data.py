@@ -135,7 +135,27 @@ class ServiceData:
         )
         self._unit_value = (self.declarations["cif_value"].astype("float64") / net).to_numpy()
         self._dates = self.declarations["accepted_date"].to_numpy()
+        self._reference = self._feature_reference(root / "data/features/features.parquet")
         self._index_for_cases()
+
+    def _feature_reference(self, path: Path) -> dict[str, np.ndarray] | None:
+        """The reference price each stored item's features were computed against (peer group,
+        count, median unit value per kg, the item's own), aligned with the declarations: the
+        case page shows the same peers as the unit-value reason. None without the features."""
+        import pyarrow.parquet as pq
+
+        cols = ["ctx_uv_kg", "ctx_uv_ref_median", "ctx_uv_ref_count", "ctx_uv_ref_group"]
+        if not path.exists() or not set(cols) <= set(pq.read_schema(path).names):
+            return None
+        extra = [
+            c for c in ("ctx_uv_ref_level", "ctx_ref_months") if c in pq.read_schema(path).names
+        ]
+        ref = pd.read_parquet(path, columns=[*KEY, *cols, *extra])
+        ref = self.declarations[KEY].merge(ref, on=KEY, how="left", validate="one_to_one")
+        return {
+            c: ref[c].to_numpy(object if c in ("ctx_uv_ref_group", "ctx_uv_ref_level") else None)
+            for c in [*cols, *extra]
+        }
 
     def _index_for_cases(self) -> None:
         """Look-ups a case needs, built once so that one case costs a few searches, not scans
@@ -270,6 +290,43 @@ class ServiceData:
         }
 
     def _peers(self, i: int, rows: pd.DataFrame) -> dict[str, Any]:
+        """Reference facts of item ``i``: the peers its unit-value features were computed
+        against (:meth:`_feature_reference`), else recomputed (:meth:`_own_peers`); and the
+        importer's earlier controls and findings."""
+        pos = rows.index[i]
+        if self._reference is None:
+            return self._own_peers(i, rows)
+        ref = self._reference
+        row = rows.iloc[i]
+        level = ref.get("ctx_uv_ref_level")
+        group = _plain(ref["ctx_uv_ref_group"][pos])
+        count = _plain(ref["ctx_uv_ref_count"][pos])
+        return {
+            "item_no": int(row["item_no"]),
+            "peer_group": group or "no reference price (too few comparable declarations)",
+            "peer_level": _plain(level[pos]) if level is not None else None,
+            "peer_declarations": int(count) if count is not None else 0,
+            "peer_median_unit_value": _plain(float(ref["ctx_uv_ref_median"][pos])),
+            "unit_value": _plain(float(ref["ctx_uv_kg"][pos])),
+            "reference_months": _plain(ref["ctx_ref_months"][pos])
+            if "ctx_ref_months" in ref
+            else self.reference_months,
+            "source": "features",
+            **self._importer_facts(row, self._dates[pos]),
+        }
+
+    def _importer_facts(self, row: pd.Series, when: Any) -> dict[str, Any]:
+        importer = row["importer_id"]
+        empty = (np.array([], "datetime64[ns]"), np.array([], bool))
+        dates, found = self._imp_outcomes.get(importer, empty)
+        before = dates < when
+        return {
+            "importer_id": str(importer),
+            "importer_controls": int(before.sum()),
+            "importer_findings": int(found[before].sum()),
+        }
+
+    def _own_peers(self, i: int, rows: pd.DataFrame) -> dict[str, Any]:
         """Reference facts of item ``i``: declarations of the same HS6 and origin in the
         reference months before it (count, median and this item's unit value per kg), and the
         importer's earlier controls and findings."""
@@ -285,19 +342,16 @@ class ServiceData:
         n_peers = int(b - a)
         uv = uv[np.isfinite(uv)]
         row = rows.iloc[i]
-        importer = row["importer_id"]
-        empty = (np.array([], "datetime64[ns]"), np.array([], bool))
-        dates, found = self._imp_outcomes.get(importer, empty)
-        before = dates < when
         return {
             "item_no": int(row["item_no"]),
             "peer_group": f"HS {str(row['hs_code'])[:6]} from {row['origin_country']}",
+            "peer_level": "HS6×origin",
             "peer_declarations": n_peers,
             "peer_median_unit_value": _plain(float(np.median(uv)) if len(uv) else None),
             "unit_value": _plain(float(self._unit_value[pos])),
-            "importer_id": str(importer),
-            "importer_controls": int(before.sum()),
-            "importer_findings": int(found[before].sum()),
+            "reference_months": self.reference_months,
+            "source": "recomputed (no features file)",
+            **self._importer_facts(row, when),
         }
 
 

@@ -38,8 +38,8 @@ class Service:
         return list(self.specs)
 
 
-def get_service(request: Request) -> Service:
-    """The service of the running app."""
+async def get_service(request: Request) -> Service:
+    """The service of the running app (dependencies are async: no worker-thread hop each)."""
     return request.app.state.service
 
 
@@ -52,7 +52,7 @@ bearer = HTTPBearer(
 )
 
 
-def identity(
+async def identity(
     request: Request,
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -79,7 +79,7 @@ def identity(
 def role(*allowed: str) -> Any:
     """A dependency that admits only the roles ``allowed``."""
 
-    def check(who: Annotated[Identity, Depends(identity)]) -> Identity:
+    async def check(who: Annotated[Identity, Depends(identity)]) -> Identity:
         if who.role not in allowed:
             msg = f"role {who.role!r} may not do this (needs {' or '.join(allowed)})"
             raise HTTPException(
@@ -95,7 +95,7 @@ Writer = Annotated[Identity, Depends(role(*WRITE))]
 Admin = Annotated[Identity, Depends(role(*ADMIN))]
 
 
-def page_session(request: Request) -> PageSession | None:
+async def page_session(request: Request) -> PageSession | None:
     """The reviewer-page session of the request (None: not signed in)."""
     return request.scope.get("state", {}).get("page_session")
 

@@ -41,7 +41,7 @@ def candidate_query(
 
 
 @router.get("/candidates", tags=["candidates"], responses=JSON_OR_CSV)
-def candidates(
+async def candidates(
     who: Reader,
     service: ServiceDep,
     area: Annotated[str | None, Query(max_length=32)] = None,

@@ -13,15 +13,15 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/health/live")
-def live(service: ServiceDep) -> dict[str, Any]:
+async def live(service: ServiceDep) -> dict[str, Any]:
     """Liveness: the process answers."""
     return {"status": "ok", "areas": service.areas}
 
 
 @router.get("/health", include_in_schema=False)
-def health(service: ServiceDep) -> dict[str, Any]:
+async def health(service: ServiceDep) -> dict[str, Any]:
     """Liveness (the older path)."""
-    return live(service)
+    return await live(service)
 
 
 @router.get(
