@@ -499,3 +499,26 @@ def test_docs_are_offline_and_openapi_documents_security_bodies_and_errors(world
         assert r.status_code == 422
         problem = r.json()["detail"][0]
         assert set(problem) == {"loc", "msg", "type"}  # as ErrorItem declares
+
+
+def test_a_right_to_left_override_in_stored_names_is_shown_not_obeyed(world):
+    """Names are refused with direction controls at the door; one already stored (an older
+    database) is displayed with the control shown, not reversing the text."""
+    from sqlalchemy.orm import Session
+
+    from riskml.feedback import TokenRow, _now, hash_token
+
+    token = "rml_bidi-test-token-0123456789abcdef"
+    with Session(world["store"].engine) as s, s.begin():
+        s.add(
+            TokenRow(
+                name="ana\u202eexe.gnp",
+                role="reviewer",
+                token_hash=hash_token(token),
+                created_at=_now(),
+            )
+        )
+    world["tokens"]["bidi"] = token
+    browser, _ = _sign_in(world, "bidi")
+    page = browser.get("/ui/candidates").text
+    assert "\u202e" not in page and "ana[U+202E]exe.gnp" in page

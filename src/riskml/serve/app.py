@@ -11,6 +11,7 @@ the dependencies in :mod:`riskml.serve.deps`, one router per resource in
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.service = Service(
-        root, params, specs, data, store, models, Jinja2Templates(directory=HERE / "templates")
-    )
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["nobidi"] = show_bidi_controls
+    app.state.service = Service(root, params, specs, data, store, models, templates)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     docs.mount_assets(app)
     for router in (
@@ -84,6 +85,17 @@ def create_app(
     app.add_middleware(SecurityHeaders, secure=params.serve.cookie_secure)
     app.add_middleware(RequestLog, routes=lambda: app.routes)
     return app
+
+
+_BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def show_bidi_controls(value: Any) -> Any:
+    """Text with its direction-control characters shown as ``[U+202E]`` instead of obeyed: a
+    right-to-left override in stored data would otherwise display a name reversed."""
+    if not isinstance(value, str):
+        return value
+    return _BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
 
 
 def _load_quietly(models: ModelSource) -> None:
