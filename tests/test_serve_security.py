@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 
 import httpx
 import pandas as pd
@@ -416,11 +417,9 @@ def test_malformed_bodies_get_4xx_and_every_error_is_logged(world, caplog):
         assert r.status_code == 422
         r = c.post("/score", content=b"x", headers={"content-type": "application/xml"})
         assert r.status_code == 415
-    import time
-
-    deadline = time.monotonic() + 5  # the server thread logs once the response is sent
-    while "POST /score 415" not in caplog.text and time.monotonic() < deadline:
-        time.sleep(0.05)
+        deadline = time.monotonic() + 5  # the server thread logs once the response is sent
+        while "POST /score 415" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
     text = caplog.text
     assert text.count("POST /score 422") >= 5 and "POST /outcomes 422" in text
     assert "POST /score 415" in text
