@@ -135,6 +135,9 @@ def test_pages_fit_1400px_show_recorded_outcomes_and_confirm(site, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     _sign_in(page, site["url"], site["tokens"]["auditor"])
     _no_overflow(page)
+    ranking = page.inner_text("#ranking")  # the list's key in its own words
+    assert "revenue by probability × (predicted recovered duty)^" in ranking
+    assert "ipr by probability of an offence" in ranking
     link = page.locator("a.case-link").nth(3)
     declaration_id = link.inner_text()
     link.click()
@@ -146,6 +149,8 @@ def test_pages_fit_1400px_show_recorded_outcomes_and_confirm(site, browser):
     assert page.locator("#o-area").input_value() == first_area
     assert page.locator("#o-seized").count() == 1
     assert "LCU" in page.inner_text("#outcome-form")  # amounts carry a currency
+    if page.locator("#reasons").count():  # a model pick: bars on the log-odds scale, said so
+        assert "log-odds" in page.inner_text("#reasons caption")
     page.select_option("#o-found", "yes")
     page.fill("#o-duty", "10")
     page.fill("#o-seized", "3")

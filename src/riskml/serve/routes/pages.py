@@ -192,7 +192,25 @@ def candidates_page(
         sorts=list(SORT_KEYS),
         pages=max(1, -(-total // size)),
         error=error,
+        ranking=ranking_notes(service),
     )
+
+
+def ranking_notes(service: Service) -> dict[str, str]:
+    """How each area's list is ordered, in the words of its key (not "expected recovery" when
+    the key is probability × predicted duty ** exponent)."""
+    notes = {}
+    for area, spec in service.specs.items():
+        if spec.rank_by == "expected_recovery":
+            e = spec.recovery_exponent
+            notes[area] = (
+                "probability × predicted recovered duty"
+                if e == 1
+                else f"probability × (predicted recovered duty)^{e:g}"
+            )
+        else:
+            notes[area] = "probability of an offence"
+    return notes
 
 
 def case_page_response(
