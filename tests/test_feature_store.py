@@ -208,3 +208,11 @@ def test_a_column_the_history_never_filled_is_answered_from_the_stored_nothing()
     full = build_features(pd.concat([history, batch]), known, FeatureParams(), specs=_specs())
     pd.testing.assert_frame_equal(got, full.iloc[len(history) :], check_exact=True)
     assert (got["dep_n_items"] == 0).all() and (got["dephs4_n_items"] == 0).all()
+
+
+def test_an_empty_batch_gives_an_empty_frame_with_every_column(stored, world):
+    store, full = stored
+    decl, _ = world
+    empty = store.features(decl.head(0))
+    assert empty.empty
+    pd.testing.assert_series_equal(empty.dtypes, full.dtypes)

@@ -220,7 +220,7 @@ class FeatureStore:
         return out
 
     def _global_rates(self, month: np.ndarray) -> dict[str, np.ndarray]:
-        size = max(int(month.max()), self.horizon) + 1
+        size = max(int(month.max(initial=0)), self.horizon) + 1
         with self._lock:
             if size not in self._rates:
                 self._rates[size] = global_rates(self._hist, self.detectable, size=size)
