@@ -181,6 +181,7 @@ class FeatureStore:
         self.intel = SeizureIntel(seizures)
         self._hist = hist
         self._lock = threading.Lock()
+        self._no_outcomes = empty_table("outcomes")  # a batch has none (built once)
         self._rates: dict[int, dict[str, np.ndarray]] = {}  # global rates per array size
         self._modes: dict[int, pd.Series] = {}  # standard duty rate per HS6, per month
 
@@ -248,7 +249,7 @@ class FeatureStore:
         in input order, each row as of its own date from the stored history alone.
         ``context=False`` leaves out the ``ctx_`` columns (only reason sentences read them)."""
         params = self.params
-        prep = prepare(batch, empty_table("outcomes"), first_month=self.first_month)
+        prep = prepare(batch, self._no_outcomes, first_month=self.first_month)
         # Rows dated before the stored months: nothing stored precedes them (month index 0).
         prep.month = np.maximum(prep.month, 0)
         self._codes(prep)
