@@ -95,7 +95,7 @@ def test_a_peer_median_in_a_sentence_matches_the_data(project, explanations):
 
 
 def test_case_files_name_model_version_data_snapshot_and_reasons(project, explanations):
-    info = json.loads((project / "models" / AREA / "features.json").read_text())["mlflow"]
+    info = json.loads((project / "models" / AREA / "registration.json").read_text())
     folder = project / "data/casefiles" / AREA
     cands = pd.read_csv(project / "data/candidates" / f"{AREA}.csv", encoding="utf-8-sig")
     assert len(list(folder.glob("*.html"))) == len(cands) + 1
@@ -103,7 +103,9 @@ def test_case_files_name_model_version_data_snapshot_and_reasons(project, explan
     first = cands.iloc[0]
     page = (folder / f"{first['declaration_id']}-{first['item_no']}.html").read_text()
     for html in (index, page):
-        assert info["model_id"] in html and f"{info['registered_model']} v{info['version']}" in html
+        assert info["model_id"] in html
+        # the exact version and its alias: the lists are the champion's
+        assert f"{info['registered_model']} v{info['version']} (challenger, champion)" in html
         assert re.search(r"data/features SHA-256 of the files [0-9a-f]{64}", html)
     top = explanations[
         (explanations["declaration_id"] == first["declaration_id"])
@@ -124,9 +126,7 @@ def test_plots_are_written_and_logged_to_the_areas_mlflow_run(project):
     plots = project / "plots/explain" / AREA
     assert {p.name for p in plots.glob("*.png")} == {"importance.png", "beeswarm.png"}
     assert len(list((plots / "cases").glob("*.png"))) == 5
-    run_id = json.loads((project / "models" / AREA / "features.json").read_text())["mlflow"][
-        "run_id"
-    ]
+    run_id = json.loads((project / "models" / AREA / "registration.json").read_text())["run_id"]
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     logged = {a.path for a in client.list_artifacts(run_id, "explain")}

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.area_model import AreaModel
 from riskml.contract import RiskmlError
 from riskml.evaluate import (
     LABELLED,
@@ -26,8 +27,8 @@ from riskml.evaluate import (
     run_evaluate,
 )
 from riskml.labels import build_labels
-from riskml.select import model_expected_recovery
-from riskml.train import in_window, run_train
+from riskml.train import in_window
+from riskml.train_stage import run_train
 
 
 def _scores(n=2000, seed=0, with_truth=True):
@@ -329,8 +330,10 @@ def test_run_evaluate_compares_probability_and_expected_recovery_on_test_items(
     scores = pd.read_parquet(world_root / "data/scores/revenue.parquet")
     rows = in_window(world["features"], params.split.test_start, params.split.test_end)
     assert len(scores) == len(rows)
-    expected = model_expected_recovery(world_root, spec, rows)
+    model = AreaModel.load(world_root / "models/revenue")
+    expected = model.rank_key(rows)["expected_recovery"].to_numpy()
     np.testing.assert_allclose(scores["expected_recovery"], expected)
+    assert (scores["model_version"] == f"riskml-revenue v{trained['version']}").all()
 
     doc = json.loads((world_root / "metrics/areas/revenue.json").read_text())
     block = doc[RANK_KEY_COMPARISON]

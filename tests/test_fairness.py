@@ -38,7 +38,7 @@ def test_training_refuses_a_protected_feature_before_it_trains(
     world, params, revenue_spec, world_root, tracking_uri
 ):
     from riskml.labels import build_labels
-    from riskml.train import train_and_register
+    from riskml.train_stage import train_and_register
 
     features = world["features"].copy()
     features["importer_nationality"] = np.arange(len(features)) % 7
@@ -58,7 +58,11 @@ def test_training_refuses_a_protected_feature_before_it_trains(
     assert out["version"]
 
 
-def test_explain_refuses_a_model_file_that_uses_a_protected_feature(tmp_path):
+def test_explain_refuses_a_model_that_uses_a_protected_feature(tmp_path, tracking_uri):
+    """A registered champion that reads a protected feature (trained elsewhere, say) is refused
+    by the explain stage, which loads the champion from the registry."""
+    from riskml import registry
+    from riskml.area_model import AreaModel
     from riskml.config import AreaSpec
     from riskml.explain import explain_one_area
 
@@ -69,8 +73,12 @@ def test_explain_refuses_a_model_file_that_uses_a_protected_feature(tmp_path):
         lgb.Dataset(X, label=(X["origin_hr"] > 0).astype(int)),
         num_boost_round=5,
     )
-    (tmp_path / "models/revenue").mkdir(parents=True)
-    booster.save_model(str(tmp_path / "models/revenue/model.txt"))
+    model = AreaModel(area="revenue", classifier_=booster, feature_names_=list(X.columns))
+    model.save(tmp_path / "models/revenue")
+    registry.register(
+        model, root=tmp_path, experiment="riskml", run_params={},
+        run_metrics={}, card=lambda reg: "card", tracking_uri=tracking_uri,
+    )  # fmt: skip
     params = Params.model_validate(
         {"split": {"train_start": "2023-01-01", "valid_start": "2023-06-01",
                    "test_start": "2023-09-01", "test_end": "2024-01-01"}}

@@ -17,6 +17,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 def test_notebook_executes_on_pipeline_outputs(path, monkeypatch):
     project = small_project()
     monkeypatch.setenv("RISKML_ROOT", str(project))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the project's own store
     nb = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(project)}}
@@ -25,6 +26,7 @@ def test_notebook_executes_on_pipeline_outputs(path, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert f"case file: data/casefiles/{AREA}/" in text
+    assert f"{AREA}: riskml-{AREA} v1 (challenger, champion)" in text  # the lists' model
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4  # plots were drawn
 
 

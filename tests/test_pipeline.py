@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -106,7 +107,8 @@ def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
         doc["policy"]["recovery_exponent"] = 0.5
 
     status = _status_after_editing(dest, env, "revenue", exponent)
-    assert set(status) == {"evaluate", "backtest", "promote", "explain", "select"}
+    # revenue's area model holds its rank key: its training reruns, no other area's
+    assert set(status) == {"train@revenue", "evaluate", "backtest", "promote", "explain", "select"}
     for stage in status.values():  # a stage lists the key, or the whole section it reads
         (change,) = stage
         assert change["changed deps"] in (
@@ -232,3 +234,153 @@ def test_plots_show_draws_the_charts_with_the_network_closed(project):
     _run(["dvc", "plots", "show", "-o", "cdn", "--html-template", "dvc-page.html"], dest, env)
     inked, refused = _draw_offline(dest / "cdn/index.html")
     assert inked == [] and any("vega" in url for url in refused)
+
+# --- one lineage: DVC and MLflow agree (issue 11) ---------------------------------------------
+
+
+def _riskml(args: list[str], dest: Path, env: dict[str, str]) -> str:
+    return _run([str(BIN / "riskml"), *args], dest, env).stdout
+
+
+def _registry_state(dest: Path) -> dict[str, dict[str, str]]:
+    from riskml import registry
+
+    client = registry.client_for(dest, f"sqlite:///{dest / 'mlflow.db'}")
+    return {a: registry.aliases(client, f"riskml-{a}") for a in AREAS}
+
+
+def _promotion(dest: Path) -> dict[str, dict[str, str]]:
+    doc = json.loads((dest / "metrics/promotion.json").read_text())
+    return {
+        a: {"champion": str(doc[a]["champion_version_after"]),
+            "challenger": str(doc[a]["challenger_version"])}
+        for a in AREAS
+    }  # fmt: skip
+
+
+def _lists_name_and_use(dest: Path, version: str) -> None:
+    """Every list, XLSX sheet and case file of each area names ``version`` as champion, and the
+    list's scores are that version's predictions."""
+    from riskml import registry
+
+    feats = pd.read_parquet(dest / "data/features/features.parquet")
+    book = pd.read_excel(dest / "data/candidates/candidates.xlsx", sheet_name=None)
+    for area in AREAS:
+        name = f"riskml-{area} v{version}"
+        cands = pd.read_csv(dest / "data/candidates" / f"{area}.csv", encoding="utf-8-sig")
+        assert cands["model_version"].str.startswith(name).all(), cands["model_version"].iloc[0]
+        assert cands["model_version"].str.contains("champion").all()
+        assert book[area]["Model version"].str.startswith(name).all()
+        index = (dest / "data/casefiles" / area / "index.html").read_text()
+        assert f"{name} (" in index and "champion" in index
+        model = registry.load(
+            dest, area, version=version, tracking_uri=f"sqlite:///{dest / 'mlflow.db'}"
+        )
+        rows = cands[["declaration_id", "item_no"]].merge(
+            feats.astype({"declaration_id": str}), on=["declaration_id", "item_no"], how="left"
+        )
+        np.testing.assert_allclose(cands["score"], model.predict_proba(rows), rtol=1e-9)
+
+
+def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project, tmp_path):
+    """Train; change a parameter and the challenger loses: every list, case file, score file
+    and service response names and uses the champion. Go back to the first parameters (a cached
+    `dvc repro`): `riskml registry sync` brings the aliases in line with metrics/promotion.json.
+    A copy of the project scores with its own models."""
+    from serve_project import LiveServer, new_batch
+
+    from riskml.area_model import AreaModel
+    from riskml.config import load_area_specs, load_params
+    from riskml.feedback import FeedbackStore
+    from riskml.serve import create_app
+
+    dest, env = project
+    # the first parameters, whatever the earlier tests left in the workspace
+    _run(["git", "checkout", "--", "params.yaml"], dest, env)
+    _run(["dvc", "repro"], dest, env)
+    _riskml(["registry", "sync"], dest, env)
+    first = _promotion(dest)
+    assert _registry_state(dest) == first
+    first_hash = {a: AreaModel.load(dest / "models" / a).content_hash() for a in AREAS}
+
+    # a challenger that does not beat the champion by the margin is kept
+    _run(["dvc", "exp", "run", "-S", "train.num_leaves=7", "-S", "promote.margin=1.0",
+          "-n", "loses"], dest, env)  # fmt: skip
+    kept = json.loads((dest / "metrics/promotion.json").read_text())
+    for area in AREAS:
+        assert kept[area]["decision"] == "kept"
+        assert kept[area]["challenger_version"] != kept[area]["champion_version_after"]
+        assert kept[area]["champion_version_after"] == first[area]["champion"]
+    champion = {a: kept[a]["champion_version_after"] for a in AREAS}
+    assert len(set(champion.values())) == 1  # both areas' first versions
+    _lists_name_and_use(dest, champion[AREAS[0]])
+    assert _registry_state(dest) == _promotion(dest)
+
+    batch = new_batch(dest, 30)
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    _riskml(["score", str(tmp_path / "batch.csv"), "--out", str(tmp_path / "scored")], dest, env)
+    scored = pd.read_csv(tmp_path / "scored/scores.csv", encoding="utf-8-sig")
+    for area in AREAS:
+        names = scored.loc[scored["area"] == area, "model_version"].unique()
+        assert list(names) == [f"riskml-{area} v{champion[area]} (champion)"]
+
+    old_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{dest / 'mlflow.db'}"
+    try:
+        params = load_params(dest / "params.yaml")
+        specs = {a: s for a, s in load_area_specs(dest / "pipelines").items() if a in AREAS}
+        store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+        token = store.create_token("auditor-1", "auditor")
+        app = create_app(dest, params, specs, store=store)
+        import httpx
+
+        with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=300) as c:
+            r = c.post("/score", content=(tmp_path / "batch.csv").read_bytes(),
+                       headers={"Authorization": f"Bearer {token}",
+                                "content-type": "text/csv"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert r.json()["models"] == {a: f"riskml-{a} v{champion[a]} (champion)" for a in AREAS}
+    finally:
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+
+    # back to the first parameters: DVC restores every output from its cache and runs no code,
+    # so the registry still says what the experiment left; sync brings it back in line
+    _run(["git", "checkout", "--", "params.yaml"], dest, env)
+    out = _run(["dvc", "repro"], dest, env).stdout
+    assert "Running stage 'train" not in out
+    assert _promotion(dest) == first
+    assert _registry_state(dest) != first  # the challenger alias still names the loser
+    _riskml(["registry", "sync"], dest, env)
+    assert _registry_state(dest) == first == _promotion(dest)
+    for area in AREAS:
+        assert AreaModel.load(dest / "models" / area).content_hash() == first_hash[area]
+        reg = json.loads((dest / "models" / area / "registration.json").read_text())
+        assert reg["version"] == first[area]["champion"]
+        from mlflow import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}")
+        hashes = [v.tags["content_hash"] for v in
+                  client.search_model_versions(f"name = 'riskml-{area}'")]  # fmt: skip
+        assert len(hashes) == len(set(hashes))  # registered once per content
+    _lists_name_and_use(dest, first[AREAS[0]]["champion"])
+
+    # a copied project scores with its own models, even with the original's store gone
+    copy = tmp_path / "copied" / "riskml"
+    shutil.copytree(dest, copy, symlinks=True)
+    moved = dest.parent / "mlartifacts.moved"
+    (dest / "mlartifacts").rename(moved)
+    try:
+        _riskml(["score", str(tmp_path / "batch.csv"), "--out", str(tmp_path / "copy-scored")],
+                copy, env)  # fmt: skip
+        assert not (dest / "mlartifacts").exists()  # nothing written into the original
+    finally:
+        (moved).rename(dest / "mlartifacts")
+    again = pd.read_csv(tmp_path / "copy-scored/scores.csv", encoding="utf-8-sig")
+    assert again["model_version"].str.endswith("(challenger, champion)").all()
+    from mlflow import MlflowClient
+
+    exp = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}").get_experiment_by_name("riskml")
+    assert exp.artifact_location == (copy.resolve() / "mlartifacts").as_uri()

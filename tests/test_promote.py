@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 
 from riskml.config import PromoteParams
 from riskml.contract import RiskmlError
 from riskml.promote import KEPT, PROMOTED, decide, run_promote
-from riskml.train import run_train
+from riskml.train import in_window
+from riskml.train_stage import run_train
 
 
 def _aliases(uri: str) -> dict[str, str]:
@@ -65,10 +68,51 @@ def test_promotion_moves_champion_only_when_better_by_margin(
     run = mlflow.MlflowClient(tracking_uri).get_run(strong["run_id"])
     assert run.data.tags["promote.decision"] == PROMOTED
 
-    # A worse challenger never takes over.
-    run_train("revenue", world_root, params, weak, tracking_uri=tracking_uri)
+    # A worse challenger never takes over; the weak model again is the same content: version 1
+    # again, not a new version.
+    again = run_train("revenue", world_root, params, weak, tracking_uri=tracking_uri)
+    assert again["version"] == "1" and again["reused_version"]
     worse = _promote(world_root, params, revenue_spec, tracking_uri, margin=0.0)
     assert worse["decision"] == KEPT
     assert worse["challenger_value"] < worse["champion_value"]
     assert worse["population"] == "truth"
-    assert _aliases(tracking_uri) == {"champion": "2", "challenger": "3"}
+    assert _aliases(tracking_uri) == {"champion": "2", "challenger": "1"}
+
+
+def test_promotion_ranks_by_the_list_key(world_root, revenue_spec, params, tracking_uri):
+    """Revenue's list ranks by probability x predicted recovered duty ** exponent: promotion
+    measures the ranking by that key, not by the probability."""
+    spec = revenue_spec.model_copy(
+        update={"rank_by": "expected_recovery", "recovery_exponent": 1.0}
+    )
+    weak = spec.model_copy(update={"exclude_features": ["f_signal"]})
+    run_train("revenue", world_root, params, weak, tracking_uri=tracking_uri)
+    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    out = _promote(world_root, params, spec, tracking_uri, margin=0.0)
+    assert "recovered duty ** 1" in out["ranked_by"]
+    from riskml import registry
+    from riskml.backtest import backtest_windows
+    from riskml.promote import list_scores, window_metric
+
+    bt = params.backtest
+    window = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)[
+        -1
+    ]
+    model = registry.load(world_root, "revenue", version="2", tracking_uri=tracking_uri)
+    tables = {
+        "features": pd.read_parquet(world_root / "data/features/features.parquet"),
+        "declarations": pd.read_parquet(world_root / "data/interim/declarations.parquet"),
+        "truth": pd.read_parquet(world_root / "data/interim/truth.parquet"),
+    }
+    from riskml.labels import build_labels
+
+    tables["labels"] = build_labels(
+        tables["declarations"], pd.read_parquet(world_root / "data/interim/outcomes.parquet"), spec
+    )
+    scores = list_scores(model, tables, spec, window)
+    rows = in_window(tables["features"], window.start, window.end)
+    np.testing.assert_allclose(
+        np.sort(scores["score"].to_numpy()),
+        np.sort(model.rank_key(rows)["expected_recovery"].to_numpy()),
+    )
+    assert window_metric(scores, spec, "precision")[0] == pytest.approx(out["challenger_value"])

@@ -113,7 +113,7 @@ def test_score_command_writes_scores_selection_and_quarantine(project, tmp_path)
 def test_selected_items_carry_reasons(project):
     scorer = _scorer(project)
     for model in scorer.models.values():
-        model.threshold = 0.0  # every item reaches the list: all get reasons
+        model.threshold_ = 0.0  # every item reaches the list: all get reasons
     result = scorer.score(new_batch(project, 15, start=200))
     assert result.scores["selected"].all()
     assert (result.scores["reasons"].str.len() > 0).all()
@@ -150,11 +150,11 @@ def test_a_batch_after_the_history_is_featurised_from_the_store(project):
     pd.testing.assert_frame_equal(fast, expected, check_exact=True)
 
 
-def test_threshold_is_the_lists_key_at_the_lists_depth(project):
-    """An item is marked selected when its key reaches the current list's model picks: the
-    threshold is the n-th highest key of the scored period under the list's own rule
-    (revenue: probability × predicted recovery ** recovery_exponent, not the expected recovery
-    itself), n the list's model picks."""
+def test_threshold_is_the_lists_key_at_the_operating_rate(project):
+    """An item is marked selected when its key reaches the champion's operating threshold: the
+    key, under the list's own rule (revenue: probability × predicted recovery **
+    recovery_exponent, not the expected recovery itself), of the item at the area's operating
+    rate in the scored period."""
     from riskml.select import ranked
 
     params = load_params(project / "params.yaml")
@@ -165,9 +165,8 @@ def test_threshold_is_the_lists_key_at_the_lists_depth(project):
     decl = pd.read_parquet(project / "data/interim/declarations.parquet")
     outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
     keys = ranked(scores, decl, outcomes, spec, params.split)["rank_key"].to_numpy()
-    cands = pd.read_csv(project / "data/candidates/revenue.csv", encoding="utf-8-sig")
-    n = int((cands["selection_kind"] == "model").sum())
-    threshold = scorer.models["revenue"].threshold
+    n = int(round(spec.operating_rate * len(scores)))
+    threshold = scorer.models["revenue"].threshold_
     assert threshold == pytest.approx(keys[n - 1], rel=1e-12)
     # the expected recovery alone would put the bar elsewhere
     by_amount = np.sort(scores["expected_recovery"].to_numpy())[::-1][n - 1]

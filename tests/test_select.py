@@ -1,6 +1,5 @@
 """Audit selection: capacity, per-importer cap, random-control share, determinism, recovery."""
 
-import json
 import logging
 
 import lightgbm as lgb
@@ -8,19 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.area_model import AreaModel
 from riskml.config import AreaSpec, SelectParams, SplitParams
 from riskml.select import (
     KEY_PROBABILITY,
     KEY_RECOVERY_MODEL,
     KEY_RECOVERY_RATIO,
     attach_reasons,
-    model_expected_recovery,
     rank_key,
-    rank_key_for_new_rows,
     ranked,
     recovery_ratio,
     select_candidates,
 )
+from riskml.train import RecoveryModel
 
 
 def _spec(**kw) -> AreaSpec:
@@ -157,16 +156,15 @@ def test_ranked_uses_the_specs_exponent(world):
 # --- the recovery model's expected recovery as the rank key -------------------------------------
 
 
-def _trained_area(root, *, with_recovery=True):
+def _trained_area(*, with_recovery=True, ratio=0.0) -> AreaModel:
     """Real boosters on a tiny frame: the classifier learns the offence from ``x`` (about 0.9
     when x > 0, 0.1 otherwise), the recovery regression (gamma, as in ``riskml.train``) learns
-    the recovered duty from ``amt`` (50 to 20,000). Written where ``riskml.train`` keeps an
-    area's model files."""
+    the recovered duty from ``amt`` (50 to 20,000); composed into the area model."""
     rng = np.random.default_rng(0)
     n = 400
     x = rng.choice([-1.0, 1.0], n)
     amt = np.exp(rng.uniform(np.log(50), np.log(20_000), n))
-    y = (rng.random(n) < np.where(x > 0, 0.9, 0.1)).astype(float)
+    y = (rng.random(n) < np.where(x > 0, 0.9, 0.1)).astype(int)
     train = pd.DataFrame({"x": x, "amt": amt})
     settings = {
         "verbosity": -1,
@@ -176,16 +174,18 @@ def _trained_area(root, *, with_recovery=True):
         "num_threads": 1,
     }
     clf = lgb.train({**settings, "objective": "binary"}, lgb.Dataset(train, y), 50)
-    folder = root / "models" / "revenue"
-    folder.mkdir(parents=True)
-    clf.save_model(str(folder / "model.txt"))
-    meta = {"area": "revenue", "features": ["x", "amt"]}
+    recovery = None
     if with_recovery:
         rec = lgb.train({**settings, "objective": "gamma"}, lgb.Dataset(train, amt), 100)
-        rec.save_model(str(folder / "recovery.txt"))
-        meta["recovery"] = {"features": ["x", "amt"]}
-    (folder / "features.json").write_text(json.dumps(meta))
-    return clf
+        recovery = RecoveryModel(rec, ["x", "amt"], 100, n, 0, float("nan"))
+    return AreaModel(
+        area="revenue",
+        rank_by="expected_recovery",
+        classifier_=clf,
+        feature_names_=["x", "amt"],
+        recovery_=recovery,
+        recovery_ratio_=ratio,
+    )
 
 
 # rows A..D: A likely and small, B unlikely and large, C likely and large, D unlikely and small
@@ -195,27 +195,27 @@ NEW_ROWS = pd.DataFrame(
 )
 
 
-def test_recovery_model_key_puts_likely_large_before_unlikely_large_before_likely_small(tmp_path):
-    clf = _trained_area(tmp_path)
-    prob = clf.predict(NEW_ROWS)
-    spec = _spec(rank_by="expected_recovery")
-    out = rank_key_for_new_rows(tmp_path, spec, NEW_ROWS, prob)
+def test_recovery_model_key_puts_likely_large_before_unlikely_large_before_likely_small():
+    model = _trained_area()
+    prob = model.predict_proba(NEW_ROWS)
+    out = model.rank_key(NEW_ROWS)
     # expected recovery ≈ 0.9 × 10,000 > 0.1 × 10,000 > 0.9 × 100 > 0.1 × 100
     assert out["rank_key"].sort_values(ascending=False).index.tolist() == ["C", "B", "A", "D"]
     assert out["rank_key"].equals(out["expected_recovery"])
     assert out.loc["C", "rank_key"] == pytest.approx(0.9 * 10_000, rel=0.1)
+    assert model.rank_source == KEY_RECOVERY_MODEL
     # by probability, A ranks with C and above B
     assert prob[0] > 0.8 > 0.2 > prob[1]
 
 
-def test_ranked_uses_the_model_key_of_the_scores_and_keeps_the_ratio_out(world, tmp_path):
+def test_ranked_uses_the_model_key_of_the_scores_and_keeps_the_ratio_out(world):
     decl, scores, outcomes, split = world
-    _trained_area(tmp_path)
+    model = _trained_area()
     spec = _spec(rank_by="expected_recovery")
     rows = pd.DataFrame(
         {"x": np.tile([1.0, -1.0, 1.0, -1.0], 75), "amt": np.tile(NEW_ROWS.amt, 75)}
     )
-    scores = scores.assign(expected_recovery=model_expected_recovery(tmp_path, spec, rows))
+    scores = scores.assign(expected_recovery=model.rank_key(rows)["expected_recovery"].to_numpy())
     frame = ranked(scores, decl, outcomes, spec, split)
     assert frame.attrs["rank_source"] == KEY_RECOVERY_MODEL
     assert frame["rank_key"].equals(frame["expected_recovery"])
@@ -229,18 +229,15 @@ def test_ranked_uses_the_model_key_of_the_scores_and_keeps_the_ratio_out(world, 
     assert by_prob["rank_key"].equals(by_prob["score"])
 
 
-def test_without_recovery_model_the_new_rows_fall_back_to_the_ratio(tmp_path, caplog):
-    clf = _trained_area(tmp_path, with_recovery=False)
-    prob = clf.predict(NEW_ROWS)
-    spec = _spec(rank_by="expected_recovery")
-    assert model_expected_recovery(tmp_path, spec, NEW_ROWS) is None
+def test_without_recovery_model_the_new_rows_fall_back_to_the_ratio():
+    model = _trained_area(with_recovery=False, ratio=0.5)
+    prob = model.predict_proba(NEW_ROWS)
     paid = np.array([1.0, 2.0, 3.0, 4.0])
-    with caplog.at_level(logging.WARNING, logger="riskml.select"):
-        out = rank_key_for_new_rows(tmp_path, spec, NEW_ROWS, prob, ratio=0.5, duties_paid=paid)
+    out = model.rank_key(NEW_ROWS, duties_paid=paid)
     np.testing.assert_allclose(out["rank_key"], prob * 0.5 * paid)
-    assert "recovery.txt is absent" in caplog.text
+    assert model.rank_source == KEY_RECOVERY_RATIO
     # no finding known either: rank by probability
-    bare = rank_key_for_new_rows(tmp_path, spec, NEW_ROWS, prob)
+    bare = _trained_area(with_recovery=False).rank_key(NEW_ROWS)
     np.testing.assert_allclose(bare["rank_key"], prob)
     assert (bare["expected_recovery"] == 0).all()
 

@@ -74,3 +74,21 @@ def test_deleted_experiment_is_restored(tmp_path, tracking_uri):
     exp_id = tracking.ensure_experiment(tmp_path, "riskml", tracking_uri)
     mlflow.MlflowClient(tracking_uri).delete_experiment(exp_id)
     assert tracking.ensure_experiment(tmp_path, "riskml", tracking_uri) == exp_id
+
+
+def test_an_experiment_never_writes_into_another_experiments_run(
+    tmp_path, monkeypatch, tracking_uri
+):
+    """`dvc exp run --temp` restoring another run's model from the cache logs beside that run."""
+    exp_id = tracking.ensure_experiment(tmp_path, "riskml", tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    workspace = client.create_run(exp_id, tags=tracking.run_tags(tmp_path)).info.run_id
+    assert tracking.writable_run(client, workspace, tmp_path, "explain-revenue") == workspace
+    monkeypatch.setenv("DVC_EXP_NAME", "tmp-exp")
+    own = tracking.writable_run(client, workspace, tmp_path, "explain-revenue", area="revenue")
+    assert own != workspace
+    run = client.get_run(own)
+    assert run.data.tags["model_run"] == workspace and run.data.tags["dvc_exp_name"] == "tmp-exp"
+    assert tracking.may_write_run(client, own)  # the experiment's own run
+    assert not tracking.may_write_run(client, "no-such-run")

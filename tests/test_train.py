@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.area_model import AreaModel
 from riskml.config import AreaSpec, spec_document
 from riskml.contract import RiskmlError
 from riskml.labels import build_labels
@@ -18,16 +19,15 @@ from riskml.metrics import average_precision
 from riskml.train import (
     MIN_POSITIVES,
     SEARCH_SPACE,
-    expected_recovery,
     feature_columns,
     first_stage_labels,
     in_window,
     recency_weights,
-    run_train,
     run_tune,
     train_area,
     training_labels,
 )
+from riskml.train_stage import run_train
 
 
 def _aliases(client) -> dict[str, str]:
@@ -121,12 +121,18 @@ def test_run_train_writes_files_and_registers_with_aliases(
 ):
     first = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     folder = world_root / "models/revenue"
-    assert {p.name for p in folder.iterdir()} == {"model.txt", "features.json", "model_card.md"}
-    meta = json.loads((folder / "features.json").read_text())
+    assert {p.name for p in folder.iterdir()} == {
+        "model.txt",
+        "model.json",
+        "model_card.md",
+        "registration.json",
+    }
+    meta = json.loads((folder / "model.json").read_text())
     assert meta["area"] == "revenue"
     assert meta["features"] == ["f_signal", "f_noise", "f_high_duty", "f_log_value"]
-    assert meta["mlflow"]["run_id"] == first["run_id"]
-    assert meta["mlflow"]["version"] == "1"
+    reg = json.loads((folder / "registration.json").read_text())
+    assert reg["run_id"] == first["run_id"]
+    assert reg["version"] == "1"
     card = (folder / "model_card.md").read_text()
     assert "revenue" in card and "Validation average precision" in card
     assert not list(folder.glob(".*.tmp"))
@@ -143,7 +149,13 @@ def test_run_train_writes_files_and_registers_with_aliases(
     assert not (world_root.parent / "mlruns").exists()
     assert (world_root / "mlartifacts").is_dir()
 
-    second = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    # the same content again: no new version; another setting: version 2
+    assert (
+        run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)["version"]
+        == "1"
+    )
+    other = params.model_copy(update={"train": params.train.model_copy(update={"seed": 7})})
+    second = run_train("revenue", world_root, other, revenue_spec, tracking_uri=tracking_uri)
     assert second["version"] == "2"
     assert _aliases(client) == {"champion": "1", "challenger": "2"}
     assert (
@@ -151,11 +163,14 @@ def test_run_train_writes_files_and_registers_with_aliases(
         == (second["run_id"])
     )
 
-    # The registered model is the saved model.txt.
-    logged = mlflow.lightgbm.load_model("models:/riskml-revenue@challenger")
+    # The registered model is the saved area model (model.txt inside).
+    meta = json.loads((folder / "model.json").read_text())
+    logged = mlflow.pyfunc.load_model("models:/riskml-revenue@challenger")
     saved = lgb.Booster(model_file=str(folder / "model.txt"))
     x = world["features"][meta["features"]].astype("float64").head(500)
-    np.testing.assert_allclose(logged.predict(x), saved.predict(x), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        logged.predict(x)["probability"], saved.predict(x), rtol=0, atol=1e-12
+    )
     model_info = mlflow.models.get_model_info("models:/riskml-revenue@challenger")
     assert model_info.signature.inputs.input_names() == meta["features"]
 
@@ -207,12 +222,12 @@ def test_expected_recovery_ranks_by_probability_times_predicted_duty(
     run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     folder = world_root / "models/revenue"
     assert (folder / "recovery.txt").exists()
-    meta = json.loads((folder / "features.json").read_text())
+    meta = json.loads((folder / "model.json").read_text())
     assert meta["recovery"]["n_train"] >= 30 and meta["recovery"]["objective"] == "gamma"
     assert "Expected recovery" in (folder / "model_card.md").read_text()
 
     test = in_window(world["features"], params.split.test_start, params.split.test_end)
-    value = expected_recovery(world_root, "revenue", test)
+    value = AreaModel.load(folder).rank_key(test)["expected_recovery"].to_numpy()
     booster = lgb.Booster(model_file=str(folder / "model.txt"))
     recovery = lgb.Booster(model_file=str(folder / "recovery.txt"))
     x = test[meta["features"]].astype("float64")
@@ -234,7 +249,7 @@ def test_expected_recovery_ranks_by_probability_times_predicted_duty(
     # Back to ranking by probability: no recovery model, and the stale file is gone.
     run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     assert not (folder / "recovery.txt").exists()
-    assert expected_recovery(world_root, "revenue", test) is None
+    assert AreaModel.load(folder).recovery_ is None
 
 
 def test_tune_logs_nested_trials_and_prints_the_best_as_train_settings(
@@ -361,7 +376,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
 ):
     """A first stage pooled with an area of another control kind: its rows are the union of both
     areas' labelled rows, its positives the findings of either known before test_start; the card,
-    features.json and the MLflow run say so, and later findings change nothing."""
+    model.json and the MLflow run say so, and later findings change nothing."""
     import yaml
 
     feats = world["features"]
@@ -395,7 +410,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
 
     run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     folder = world_root / "models/revenue"
-    pre = json.loads((folder / "features.json").read_text())["pretrain"]
+    pre = json.loads((folder / "model.json").read_text())["facts"]["pretrain"]
     # Independently: the union of both areas' labelled rows in [train_start, test_start).
     cut = params.split.test_start
     own = build_labels(world["declarations"], outcomes, revenue_spec, known_before=cut)["label"]

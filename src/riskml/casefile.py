@@ -56,8 +56,8 @@ def today() -> str:
 
 
 def model_version(mlflow_info: Mapping[str, Any]) -> dict[str, Any]:
-    """The model's identity from ``models/<area>/features.json`` → ``mlflow``: registered name,
-    version, aliases, MLflow model id and run id (empty strings when unknown)."""
+    """The model's identity from its registration (:meth:`riskml.registry.Registration.as_dict`):
+    registered name, version, aliases, MLflow model id and run id (empty when unknown)."""
     aliases = mlflow_info.get("aliases") or []
     name, version = mlflow_info.get("registered_model", ""), mlflow_info.get("version", "")
     return {

@@ -264,7 +264,7 @@ def train(
     area: Annotated[str | None, typer.Option(help="one risk area (default: every area)")] = None,
 ) -> None:
     """Train one LightGBM classifier per risk area, tracked and registered in MLflow."""
-    from riskml.train import run_train
+    from riskml.train_stage import run_train
 
     params, specs = _config(root)
     for name in _areas(specs, area):
@@ -544,3 +544,40 @@ def _fmt_scalar(value: Any) -> str:
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+registry_app = typer.Typer(help="The MLflow model registry of the area models.")
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("sync")
+@_handle_errors
+def registry_sync(root: RootOpt = Path(".")) -> None:
+    """Point the champion/challenger aliases at the versions metrics/promotion.json names
+    (run after a cached `dvc repro` or `dvc exp apply`, which restore files but run no code)."""
+    from riskml.registry import sync
+
+    params, _ = _config(root)
+    started = time.perf_counter()
+    out = sync(root.resolve(), params.areas)
+    for area, r in out.items():
+        console.print(f"{area}: {r}", highlight=False)
+    _done("registry sync", started, f"{len(out)} area(s)")
+
+
+@registry_app.command("show")
+@_handle_errors
+def registry_show(root: RootOpt = Path(".")) -> None:
+    """Each area's champion and challenger versions in the registry and in
+    metrics/promotion.json."""
+    from riskml.registry import aliases, client_for, promoted_versions, registered_model_name
+
+    params, _ = _config(root)
+    client = client_for(root.resolve())
+    promoted = promoted_versions(root.resolve())
+    for area in params.areas:
+        have = aliases(client, registered_model_name(area))
+        console.print(
+            f"{area}: registry {have}; metrics/promotion.json {promoted.get(area, {})}",
+            highlight=False,
+        )

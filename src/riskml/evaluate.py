@@ -15,9 +15,11 @@ columns, when the scores carry ``score_raw``: see :mod:`riskml.backtest`), ``leg
 random ranking; its expected precision is the prevalence), and on the truth ``oracle``
 (ranking by ``true_prob``).
 
-For an area with ``rank_by: expected_recovery`` and a recovery model, the scores file also gets
-``expected_recovery`` (:func:`riskml.select.model_expected_recovery`: probability × predicted
-recovered duty), the key its candidate lists are ranked by, and the metrics file a
+The model evaluated is the area model the train stage wrote (``models/<area>/``, loaded whole:
+:class:`riskml.area_model.AreaModel`), named in the metrics file and the scores by its registered
+version (``model_version``). For an area with ``rank_by: expected_recovery`` and a recovery
+model, the scores file also gets ``expected_recovery`` (:meth:`AreaModel.rank_key`: probability
+× predicted recovered duty), the key its candidate lists are ranked by, and the metrics file a
 ``rank_key_comparison`` block: the same populations and rates, ranking by ``probability`` vs by
 ``expected_recovery`` (and the ``oracle``), on test-window items only.
 
@@ -34,7 +36,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
@@ -42,12 +43,12 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import precision_recall_curve
 
 from riskml import io, tracking
+from riskml.area_model import rank_key
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.metrics import metrics_at_rates
 from riskml.rules import rule_score
-from riskml.select import model_expected_recovery, rank_key
-from riskml.train import feature_matrix, in_window, load_model
+from riskml.train import in_window
 
 log = logging.getLogger(__name__)
 
@@ -91,20 +92,18 @@ def rate_label(rate: float) -> str:
 # --- pure computations -------------------------------------------------------------------------
 
 
-def score_frame(
-    booster: lgb.Booster,
-    features: pd.DataFrame,
-    feature_names: list[str],
-    *,
-    start: date,
-    end: date,
-) -> pd.DataFrame:
-    """Key, ``accepted_date`` and ``score`` (probability) of every item accepted in [start, end)."""
+def score_frame(model: Any, features: pd.DataFrame, *, start: date, end: date) -> pd.DataFrame:
+    """Key, ``accepted_date``, ``score`` (probability) of every item accepted in [start, end)
+    by ``model`` (an :class:`~riskml.area_model.AreaModel`), and for an area ranked by expected
+    recovery with a recovery model its ``expected_recovery`` (the lists' key needs it)."""
     rows = in_window(features, start, end)
     out = rows[[*KEY, "accepted_date"]].reset_index(drop=True)
     out["declaration_id"] = out["declaration_id"].astype("string")
     out["item_no"] = out["item_no"].astype("int64")
-    out["score"] = booster.predict(feature_matrix(rows, feature_names)) if len(rows) else []
+    proba = model.predict_proba(rows)
+    out["score"] = proba
+    if model.rank_by == "expected_recovery" and model.recovery_ is not None:
+        out["expected_recovery"] = model.rank_key(rows, proba)["expected_recovery"].to_numpy()
     return out
 
 
@@ -576,7 +575,7 @@ def _log_test_metrics(
     ranking: dict | None = None,
 ) -> bool:
     if not run_id:
-        log.warning("%s: features.json has no MLflow run id; test metrics not logged", area)
+        log.warning("%s: the model is not registered; test metrics not logged", area)
         return False
     client = tracking.use_store(tracking_uri)
     try:
@@ -586,6 +585,10 @@ def _log_test_metrics(
             "%s: MLflow run %s not found in %s; test metrics not logged", area, run_id, tracking_uri
         )
         return False
+    # another experiment's run (its model restored from the cache): log beside it, not into it
+    run_id = tracking.writable_run(
+        client, run_id, Path("."), f"evaluate-{area}", area=area, stage="evaluate"
+    )
     now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
     flat = mlflow_metrics(result)
     if ranking:  # e.g. test.rank_key.truth.expected_recovery.revenue_share_at_5pct
@@ -607,18 +610,14 @@ def evaluate_area(
     tracking_uri: str,
 ) -> dict[str, Any]:
     """Score, measure and write the files of one area; return its headline."""
+    from riskml import registry
     from riskml.labels import build_labels
 
     log.info("evaluate %s", spec.name)
-    booster, meta = load_model(root, spec.name)
+    model = registry.load_trained(root, spec.name, tracking_uri=tracking_uri)
+    reg = model.registration
     split, seed = params.split, params.evaluate.seed
-    rows = in_window(tables["features"], split.test_start, split.test_end)
-    scored = score_frame(
-        booster, rows, meta["features"], start=split.test_start, end=split.test_end
-    )
-    recovery = model_expected_recovery(root, spec, rows)
-    if recovery is not None:  # the candidate lists' rank key (riskml.select.ranked)
-        scored["expected_recovery"] = recovery
+    scored = score_frame(model, tables["features"], start=split.test_start, end=split.test_end)
     if scored.empty:
         raise RiskmlError(
             f"area {spec.name!r}: no item accepted in the test window "
@@ -632,7 +631,11 @@ def evaluate_area(
     doc = {
         "area": spec.name,
         "test_window": [str(split.test_start), str(split.test_end)],
-        "model": {k: meta.get("mlflow", {}).get(k) for k in ("registered_model", "version")},
+        "model": {
+            "registered_model": getattr(reg, "registered_model", None),
+            "version": getattr(reg, "version", None),
+            "content_hash": model.content_hash(),
+        },
         "populations": result,
     }
     if comparison is not None:
@@ -649,9 +652,12 @@ def evaluate_area(
     write_plot_csv(pr, plots / "pr_interpolated.csv")
     write_plot_csv(calibration, plots / "calibration.csv")
     pngs = plot_pngs(curves, pr, calibration, spec, plots)
+    scores["model_version"] = (
+        model.describe() if reg is None else (f"{reg.registered_model} v{reg.version}")
+    )
     io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
     logged = _log_test_metrics(
-        meta.get("mlflow", {}).get("run_id"),
+        getattr(reg, "run_id", None),
         result,
         tracking_uri,
         spec.name,
@@ -682,8 +688,10 @@ def run_evaluate(
     """
     root = Path(root).resolve()
     uri = tracking_uri or tracking.default_tracking_uri(root)
+    from riskml.area_model import AreaModel
+
     for area in specs:  # fail before any work when a model is missing
-        load_model(root, area)
+        AreaModel.load(root / "models" / area)
     tables = {
         "features": io.read_parquet(root / "data/features/features.parquet"),
         "declarations": io.read_parquet(root / "data/interim/declarations.parquet"),

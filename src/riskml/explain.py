@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from riskml.area_model import check_additivity, contributions
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.features.catalogue import fill_reason
+
+__all__ = ["check_additivity", "contributions"]  # TreeSHAP lives with the area model
 
 log = logging.getLogger(__name__)
 
@@ -84,39 +87,6 @@ def validate_explanations(table: pd.DataFrame, *, where: str = "explanations") -
         cases = getattr(exc, "failure_cases", None)
         detail = str(exc).splitlines()[0] if cases is None else cases.head(5).to_string()
         raise RiskmlError(f"{where}: the explanations table breaks its schema:\n{detail}") from exc
-
-
-def contributions(booster: lgb.Booster, X: pd.DataFrame, *, chunk_size: int = 2000) -> pd.DataFrame:
-    """TreeSHAP contribution of each feature to each row's raw score (log-odds), plus ``bias``.
-
-    Computed in chunks of ``chunk_size`` rows; each chunk is checked for additivity.
-    """
-    if chunk_size < 1:
-        raise RiskmlError(f"chunk_size must be >= 1, got {chunk_size}")
-    names = booster.feature_name()
-    missing = [n for n in names if n not in X.columns]
-    if missing:
-        raise RiskmlError(
-            f"the model needs feature(s) {missing} that the frame lacks; rerun features"
-        )
-    parts = []
-    for start in range(0, len(X), chunk_size):
-        chunk = X.iloc[start : start + chunk_size][names]
-        contrib = np.asarray(booster.predict(chunk, pred_contrib=True))
-        check_additivity(contrib, np.asarray(booster.predict(chunk, raw_score=True)))
-        parts.append(contrib)
-    values = np.vstack(parts) if parts else np.empty((0, len(names) + 1))
-    return pd.DataFrame(values, columns=[*names, "bias"], index=X.index)
-
-
-def check_additivity(contrib: np.ndarray, raw_score: np.ndarray, *, atol: float = 1e-6) -> None:
-    """Raise if the contributions (bias included) do not add up to the raw score."""
-    gap = np.abs(contrib.sum(axis=1) - raw_score)
-    if len(gap) and float(gap.max()) > atol:
-        raise RiskmlError(
-            f"SHAP additivity check failed: contributions differ from the raw score by up to "
-            f"{gap.max():.3g}; the model file and the features may not match"
-        )
 
 
 def sentence(feature: str, row: Mapping[str, Any], catalogue: Mapping[str, Any]) -> str:
@@ -216,7 +186,7 @@ def candidate_rows(
 
 
 def explain_area(
-    booster: lgb.Booster,
+    model: Any,
     candidates: pd.DataFrame,
     features: pd.DataFrame,
     catalogue: Mapping[str, Any],
@@ -225,9 +195,14 @@ def explain_area(
     chunk_size: int,
     n_lowering: int = 2,
 ) -> pd.DataFrame:
-    """Reasons for ``candidates`` (a frame with the key), using their rows of ``features``."""
-    rows = candidate_rows(candidates, features, booster.feature_name())
-    contrib = contributions(booster, rows, chunk_size=chunk_size)
+    """Reasons for ``candidates`` (a frame with the key), using their rows of ``features``;
+    ``model``: an :class:`~riskml.area_model.AreaModel` (or a bare LightGBM Booster)."""
+    if isinstance(model, lgb.Booster):
+        rows = candidate_rows(candidates, features, model.feature_name())
+        contrib = contributions(model, rows, chunk_size=chunk_size)
+    else:
+        rows = candidate_rows(candidates, features, model.feature_names_)
+        contrib = model.contributions(rows, chunk_size=chunk_size)
     return reasons(rows, contrib, catalogue, n_up=n_reasons, n_down=n_lowering)
 
 
@@ -370,18 +345,14 @@ def global_sample(features: pd.DataFrame, params: Params, *, size: int, seed: in
     return window.sample(min(size, len(window)), random_state=seed)
 
 
-def _mlflow_run(root: Path, area: str) -> dict[str, Any]:
-    import json
-
-    path = root / "models" / area / "features.json"
-    return json.loads(path.read_text()).get("mlflow", {}) if path.exists() else {}
-
-
-def log_to_run(root: Path, run_id: str, folder: Path, *, artifact_path: str) -> None:
-    """Log ``folder`` as artifacts of the area's MLflow training run."""
+def log_to_run(root: Path, run_id: str, folder: Path, *, artifact_path: str, area: str) -> None:
+    """Log ``folder`` as artifacts of the model's MLflow training run (or, when that run belongs
+    to another DVC experiment, of an ``explain-<area>`` run beside it)."""
     from riskml import tracking
 
-    client = tracking.use_store(tracking.default_tracking_uri(root))
+    client = tracking.open_store(root)
+    run_id = tracking.writable_run(client, run_id, root, f"explain-{area}", area=area,
+                                   stage="explain")  # fmt: skip
     client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
 
 
@@ -389,17 +360,19 @@ def area_selection(
     root: Path,
     spec: AreaSpec,
     params: Params,
+    model: Any,
     *,
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
+    features: pd.DataFrame,
 ) -> pd.DataFrame:
-    """The area's candidate list, drawn by :func:`riskml.select.draw_area` as the ``select``
+    """The area's candidate list by ``model`` (the champion), drawn by
+    :func:`riskml.select.draw_area` on :func:`riskml.select.list_scores` as the ``select``
     stage draws it."""
-    from riskml.io import read_parquet
-    from riskml.select import draw_area
+    from riskml.select import draw_area, list_scores
     from riskml.watchlists import load_profile
 
-    scores = read_parquet(root / "data/scores" / f"{spec.name}.parquet")
+    scores = list_scores(root, spec, model, {"frame": features})
     profile = load_profile(root / params.select.watchlists)
     return draw_area(scores, declarations, outcomes, spec, params, profile)[2]
 
@@ -419,19 +392,19 @@ def explain_one_area(
     from riskml import casefile
     from riskml.fairness import check_protected
     from riskml.io import write_parquet
+    from riskml.registry import list_model
 
     p = params.explain
-    model_file = root / "models" / area / "model.txt"
-    if not model_file.exists():
-        raise RiskmlError(f"{model_file}: file not found; run `riskml train --area {area}` first")
-    booster = lgb.Booster(model_file=str(model_file))
-    names = booster.feature_name()
-    check_protected(names, params.fairness.protected_features, where=f"model file {model_file}")
-    selected = area_selection(root, spec, params, declarations=declarations, outcomes=outcomes)
+    model = list_model(root, area)  # the champion: the lists are its lists
+    names = model.feature_names_
+    check_protected(names, params.fairness.protected_features, where=str(model.registration))
+    selected = area_selection(
+        root, spec, params, model, declarations=declarations, outcomes=outcomes, features=features
+    )
     # random-control picks carry no reasons: the scored picks (model, rule, watch list) have them
     top = selected[selected["selection_kind"] != "random_control"]
     rows = candidate_rows(top, features, names)
-    contrib = contributions(booster, rows, chunk_size=p.chunk_size)
+    contrib = model.contributions(rows, chunk_size=p.chunk_size)
     table = reasons(rows, contrib, catalogue, n_up=p.n_reasons, n_down=p.n_lowering)
     randoms = no_reason_rows(selected[selected["selection_kind"] == "random_control"])
     table = pd.concat([table, randoms], ignore_index=True) if len(randoms) else table
@@ -440,7 +413,7 @@ def explain_one_area(
 
     plots = root / "plots/explain" / area
     sample = global_sample(features, params, size=p.global_sample, seed=p.seed)
-    sample_contrib = contributions(booster, sample, chunk_size=p.chunk_size)
+    sample_contrib = model.contributions(sample, chunk_size=p.chunk_size)
     plot_global(shap_explanation(sample_contrib, sample, names), plots, area=area)
     images: dict[str, Path] = {}
     n_img = min(p.case_images, len(rows))
@@ -450,7 +423,7 @@ def explain_one_area(
         path = plots / "cases" / f"{name}.png"
         images[name] = plot_waterfall(contrib.iloc[i], row, path, title=title)
 
-    mlf = _mlflow_run(root, area)
+    mlf = model.registration.as_dict()
     context = casefile.CaseContext(
         area=area,
         title=spec.title,
@@ -472,9 +445,14 @@ def explain_one_area(
         root / "data/casefiles" / area,
     )
     if mlf.get("run_id"):
-        log_to_run(root, mlf["run_id"], plots, artifact_path="explain")
-        log_to_run(root, mlf["run_id"], pages.parent, artifact_path="explain/casefiles")
-    return {"explained": len(top), "random_control": len(randoms), "case_files": len(selected)}
+        log_to_run(root, mlf["run_id"], plots, artifact_path="explain", area=area)
+        log_to_run(root, mlf["run_id"], pages.parent, artifact_path="explain/casefiles", area=area)
+    return {
+        "explained": len(top),
+        "random_control": len(randoms),
+        "case_files": len(selected),
+        "model": str(model.registration),
+    }
 
 
 def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
@@ -501,5 +479,5 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
             outcomes=outcomes,
             catalogue=catalogue,
         )
-        summary[area] = out["explained"]
+        summary[area] = {"explained": out["explained"], "model": out["model"]}
     return {"explained": summary}

@@ -1,15 +1,20 @@
 """Promotion: the ``champion`` alias moves to the ``challenger`` only when it is better.
 
-``riskml train`` registers each new model version as ``challenger`` (and as ``champion`` when the
-area has none yet: the first version). ``riskml promote`` then decides, per area, by scoring the
-same window (the latest backtest window, see :func:`riskml.backtest.backtest_windows`) with both
-registered models, ``models:/riskml-<area>@champion`` and ``@challenger``, and comparing the
-metric chosen in ``params.yaml`` (``promote.metric`` at the area's operating rate, or average
-precision) on the headline population (the truth of every item when known, else the labelled
-rows). The challenger becomes champion only when ``challenger > champion + promote.margin``.
+``riskml train`` registers each new area model once per content and points ``challenger`` at it
+(and ``champion`` when the area has none yet: the first version). ``riskml promote`` then
+decides, per area, by scoring the same window (the latest backtest window, see
+:func:`riskml.backtest.backtest_windows`) with both registered area models, loaded whole by
+version (the challenger: the version of ``models/<area>/``; the champion: the registry's
+alias), each ranking the window **by its list's key** (:meth:`AreaModel.rank_key`: probability,
+or for revenue probability × predicted recovered duty ** ``recovery_exponent``), and comparing
+``promote.metric`` at the area's operating rate (or average precision) on the headline
+population (the truth of every item when known, else the labelled rows). The challenger becomes
+champion only when ``challenger > champion + promote.margin``.
 
-The decision and both figures are logged as tags and metrics on the challenger's MLflow run and
-written to ``metrics/promotion.json``.
+The decision and both figures are written to ``metrics/promotion.json`` (a DVC metric: the
+lists, case files and the service use the champion it names, :func:`riskml.registry.list_model`)
+and logged as tags and metrics on the challenger's MLflow run; the aliases end in line with the
+file (``riskml registry sync`` restores that after a cached ``dvc repro`` or ``dvc exp apply``).
 """
 
 from __future__ import annotations
@@ -19,23 +24,23 @@ import math
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import mlflow
+import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
-from riskml import io, tracking
+from riskml import io, registry, tracking
 from riskml.backtest import Window
 from riskml.config import AreaSpec, Params
-from riskml.contract import RiskmlError
-from riskml.evaluate import LABELLED, TRUTH, assemble_scores, population_rows, score_frame
+from riskml.contract import KEY, RiskmlError
+from riskml.evaluate import LABELLED, TRUTH, assemble_scores, population_rows
 from riskml.labels import build_labels
 from riskml.metrics import average_precision, metrics_at_rates
-from riskml.train import CHALLENGER, CHAMPION, registered_model_name
+from riskml.registry import CHALLENGER, CHAMPION, registered_model_name
+from riskml.train import in_window
 
 log = logging.getLogger(__name__)
 
-PROMOTION_PATH = "metrics/promotion.json"
+PROMOTION_PATH = registry.PROMOTION_PATH
 PROMOTED, KEPT = "promoted", "kept"
 
 
@@ -73,76 +78,89 @@ def window_metric(scores: pd.DataFrame, spec: AreaSpec, metric: str) -> tuple[fl
     return float(m["rates"][spec.operating_rate][metric]), pop
 
 
-def _aliases(client: mlflow.MlflowClient, name: str) -> dict[str, str]:
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        raise RiskmlError(
-            f"MLflow registry: no registered model {name!r}; train the area first (`riskml train`)"
-        ) from exc
-    # The SQLite store returns versions as int, a server as str: normalise to str.
-    return {a: str(v) for a, v in model.aliases.items()}
-
-
-def _load(name: str, alias: str) -> lgb.Booster:
-    return mlflow.lightgbm.load_model(f"models:/{name}@{alias}")
-
-
-def _score(
-    booster: lgb.Booster, tables: dict[str, Any], spec: AreaSpec, window: Window
-) -> pd.DataFrame:
-    names = booster.feature_name()
-    missing = sorted(set(names) - set(tables["features"].columns))
+def list_scores(model: Any, tables: dict[str, Any], spec: AreaSpec, window: Window) -> pd.DataFrame:
+    """The window's items scored by ``model`` as its candidate list ranks them: ``score`` is
+    the list's key (:meth:`riskml.area_model.AreaModel.rank_key`: the probability, or for an
+    area ranked by recovery probability × predicted recovered duty ** exponent)."""
+    missing = sorted(set(model.feature_names_) - set(tables["features"].columns))
     if missing:
         raise KeyError(", ".join(missing[:5]))
-    scored = score_frame(booster, tables["features"], names, start=window.start, end=window.end)
+    rows = in_window(tables["features"], window.start, window.end)
+    scored = rows[[*KEY, "accepted_date"]].reset_index(drop=True)
+    scored["declaration_id"] = scored["declaration_id"].astype("string")
+    scored["item_no"] = scored["item_no"].astype("int64")
+    paid = None
+    if "duties_paid" in tables["declarations"].columns:
+        decl = tables["declarations"][[*KEY, "duties_paid"]].astype({"declaration_id": "string"})
+        paid = (
+            scored[KEY]
+            .merge(decl, on=KEY, how="left")["duties_paid"]
+            .to_numpy("float64", na_value=np.nan)
+        )
+    scored["score"] = model.rank_key(rows, duties_paid=paid)["rank_key"].to_numpy()
     return assemble_scores(scored, tables["declarations"], tables["labels"], spec, tables["truth"])
 
 
 def promote_area(
+    root: Path,
     spec: AreaSpec,
     params: Params,
     tables: dict[str, Any],
     window: Window,
     client: mlflow.MlflowClient,
 ) -> dict[str, Any]:
-    """Compare the area's challenger with its champion on ``window``; move ``champion`` when the
-    challenger wins by the margin; log the decision on the challenger's run."""
+    """Compare the area's challenger (the version the train stage registered,
+    ``models/<area>/registration.json``) with its champion (the registry's alias) on
+    ``window``, each ranking the window as its list would; move ``champion`` when the challenger
+    wins by the margin; log the decision on the challenger's run."""
     name = registered_model_name(spec.name)
-    aliases = _aliases(client, name)
-    challenger = aliases.get(CHALLENGER)
-    if challenger is None:
+    trained = registry.local_registration(root, spec.name)
+    challenger = str(trained.get("version") or "")
+    if not challenger:
         raise RiskmlError(
-            f"MLflow registry: {name} has no {CHALLENGER!r} alias; run `riskml train`"
+            f"models/{spec.name}/registration.json: not found; train the area first "
+            f"(`riskml train --area {spec.name}`)"
         )
-    champion = aliases.get(CHAMPION)
+    registry.resolve(client, spec.name, version=challenger)  # train the area first, else
+    champion = registry.aliases(client, name).get(CHAMPION)
+    client.set_registered_model_alias(name, CHALLENGER, challenger)
     metric, margin = params.promote.metric, params.promote.margin
     out: dict[str, Any] = {
         "registered_model": name,
         "metric": metric,
+        "ranked_by": "the list's key (probability × predicted recovered duty ** "
+        f"{spec.recovery_exponent:g})"
+        if spec.rank_by == "expected_recovery"
+        else "the list's key (probability)",
         "margin": margin,
         "window": [str(window.start), str(window.end)],
         "challenger_version": challenger,
+        "challenger_content_hash": trained.get("content_hash"),
         "champion_version_before": champion,
     }
     if champion is None or champion == challenger:
         client.set_registered_model_alias(name, CHAMPION, challenger)
         out |= {
             "decision": KEPT if champion else PROMOTED,
-            "reason": "the challenger is already the champion (first version)"
+            "reason": "the challenger is already the champion (same content)"
             if champion
             else "no champion yet: the challenger becomes champion",
             "challenger_value": None,
             "champion_value": None,
         }
     else:
-        chal_scores = _score(_load(name, CHALLENGER), tables, spec, window)
-        chal_value, pop = window_metric(chal_scores, spec, metric)
+        uri = client.tracking_uri
+        chal = registry.load(root, spec.name, version=challenger, tracking_uri=uri)
+        chal_value, pop = window_metric(list_scores(chal, tables, spec, window), spec, metric)
         try:
-            champ_scores = _score(_load(name, CHAMPION), tables, spec, window)
+            champ = registry.load(root, spec.name, version=champion, tracking_uri=uri)
+            champ_scores = list_scores(champ, tables, spec, window)
         except KeyError as exc:
             champ_value, decision = float("nan"), PROMOTED
             reason = f"the champion needs feature(s) the pipeline no longer builds ({exc})"
+        except RiskmlError as exc:
+            champ_value, decision = float("nan"), PROMOTED
+            reason = f"the champion cannot be loaded ({exc})"
         else:
             champ_value, _ = window_metric(champ_scores, spec, metric)
             decision, reason = decide(chal_value, champ_value, margin=margin)
@@ -155,15 +173,19 @@ def promote_area(
             "challenger_value": chal_value,
             "champion_value": champ_value,
         }
-    out["champion_version_after"] = _aliases(client, name).get(CHAMPION)
+    out["champion_version_after"] = registry.aliases(client, name).get(CHAMPION)
     _log(client, name, challenger, out)
     return out
 
 
 def _log(client: mlflow.MlflowClient, name: str, version: str, out: dict[str, Any]) -> None:
     run_id = client.get_model_version(name, version).run_id
-    if not run_id:
-        log.warning("%s version %s has no run: decision not logged to MLflow", name, version)
+    if not run_id or not tracking.may_write_run(client, run_id):
+        log.info(
+            "%s v%s: its run belongs to another experiment; decision not logged on it",
+            name,
+            version,
+        )
         return
     tags = {
         "promote.decision": out["decision"],
@@ -194,7 +216,7 @@ def run_promote(
     from riskml.evaluate import _clean, _read_truth
 
     root = Path(root).resolve()
-    client = tracking.use_store(tracking_uri or tracking.default_tracking_uri(root))
+    client = tracking.open_store(root, tracking_uri)
     bt = params.backtest
     window = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)[
         -1
@@ -213,7 +235,7 @@ def run_promote(
     result = {}
     for area, spec in specs.items():
         tables = base | {"labels": build_labels(decl, outcomes, spec)}
-        result[area] = promote_area(spec, params, tables, window, client)
+        result[area] = promote_area(root, spec, params, tables, window, client)
     io.write_json(_clean(result), root / PROMOTION_PATH)
     return {
         area: {

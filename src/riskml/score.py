@@ -1,5 +1,7 @@
 """Scoring new declarations: contract check, causal features as of each declaration's date,
-each area's ``champion`` model from the MLflow registry, selection and reasons.
+each area's champion (the whole :class:`~riskml.area_model.AreaModel` from the MLflow registry,
+:func:`riskml.registry.list_model`: the version the candidate lists use), selection by the
+threshold the model carries, and reasons. Every score row names the model version and alias.
 
 Features of a new batch come from the feature store (:class:`riskml.features.store.FeatureStore`),
 built once from the stored history (``data/interim`` declarations and outcomes): each row gets its
@@ -12,23 +14,20 @@ the ``riskml score FILE`` entry.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
+from riskml.area_model import AreaModel
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError, validate
 from riskml.features.store import FeatureStore
-from riskml.select import rank_key
-from riskml.train import RecoveryModel, feature_matrix, load_recovery
+from riskml.train import feature_matrix
 
 SCORE_COLUMNS = [
     *KEY,
@@ -41,20 +40,8 @@ SCORE_COLUMNS = [
     "fired",
     "flags",
     "reasons",
+    "model_version",
 ]
-
-
-@dataclass
-class AreaModel:
-    """One area's champion model and the features it reads; for an area ranked by expected
-    recovery, the recovery regression (``models/<area>/recovery.txt``) and its features."""
-
-    area: str
-    booster: lgb.Booster
-    features: list[str]
-    version: str
-    threshold: float  # rank key of the last model pick of the current candidate list (inf: none)
-    recovery: RecoveryModel | None = None  # riskml.train.load_recovery
 
 
 @dataclass
@@ -64,6 +51,7 @@ class ScoreResult:
     scores: pd.DataFrame
     quarantine: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)  # area -> version and alias that scored
 
     def wide(self) -> pd.DataFrame:
         """One row per item: the key, each area's score (column named after the area), the
@@ -91,59 +79,15 @@ class ScoreResult:
 
 
 def load_champion(
-    root: Path, area: str, *, tracking_uri: str | None = None, exponent: float = 1.0
+    root: Path, area: str, *, tracking_uri: str | None = None, exponent: float | None = None
 ) -> AreaModel:
-    """The ``riskml-<area>@champion`` Booster from the MLflow registry, with its feature list
-    (``models/<area>/features.json``) and the current selection threshold (``exponent``: the
-    area's ``recovery_exponent``, used when it ranks by recovery)."""
-    import mlflow
-    import mlflow.lightgbm
+    """The area's champion, whole (:func:`riskml.registry.list_model`: the version
+    ``metrics/promotion.json`` names, else the ``champion`` alias): classifier, recovery
+    regression, rank key and the operating threshold it carries. ``exponent`` is ignored (the
+    model carries its ``recovery_exponent``; kept for callers of the old signature)."""
+    from riskml.registry import list_model
 
-    from riskml import tracking
-
-    uri = tracking_uri or tracking.default_tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    name = f"riskml-{area}"
-    try:
-        booster = mlflow.lightgbm.load_model(f"models:/{name}@champion")
-        version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version
-    except Exception as exc:  # registry errors come in several types
-        raise RiskmlError(
-            f"{name}@champion cannot be loaded from {uri} ({type(exc).__name__}); train the "
-            f"area (`riskml train --area {area}`) so that a champion is registered"
-        ) from exc
-    if not isinstance(booster, lgb.Booster):
-        booster = booster.booster_
-    meta_path = root / "models" / area / "features.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    features = meta.get("features") or list(booster.feature_name())
-    recovery = load_recovery(root, area)
-    threshold = _threshold(root, area, exponent=exponent if recovery is not None else None)
-    return AreaModel(area, booster, features, f"{name} v{version}", threshold, recovery)
-
-
-def _threshold(root: Path, area: str, *, exponent: float | None = None) -> float:
-    """The rank key above which a new item would rank among the current list's model picks: the
-    n-th highest key of the scored period, n = the list's model picks (same selection rate).
-    The key is :func:`riskml.select.rank_key` of the stored score and ``expected_recovery`` when
-    the list ranks by recovery (``exponent`` given), else the score."""
-    cand_path, score_path = (
-        root / "data/candidates" / f"{area}.csv",
-        root / "data/scores" / f"{area}.parquet",
-    )
-    if not cand_path.exists() or not score_path.exists():
-        return float("inf")
-    cands = pd.read_csv(cand_path, encoding="utf-8-sig", usecols=["selection_kind"])
-    n = int((cands["selection_kind"] == "model").sum())
-    stored = pq.read_schema(score_path).names
-    if exponent is not None and "expected_recovery" in stored:
-        frame = pd.read_parquet(score_path, columns=["score", "expected_recovery"])
-        keys = rank_key(frame["score"].to_numpy(), frame["expected_recovery"].to_numpy(), exponent)
-    else:
-        keys = pd.read_parquet(score_path, columns=["score"])["score"].to_numpy(np.float64)
-    keys = np.sort(keys)[::-1]
-    return float(keys[min(n, len(keys)) - 1]) if n and len(keys) else float("inf")
+    return list_model(Path(root), area, tracking_uri=tracking_uri)
 
 
 def predict(model: AreaModel, features: pd.DataFrame | FeatureBlock) -> np.ndarray:
@@ -152,8 +96,8 @@ def predict(model: AreaModel, features: pd.DataFrame | FeatureBlock) -> np.ndarr
     if len(features) == 0:
         return np.zeros(0)
     if isinstance(features, FeatureBlock):
-        return model.booster.predict(features.matrix(model.features), num_threads=2)
-    return model.booster.predict(feature_matrix(features, model.features), num_threads=2)
+        return model.predict_proba(features.matrix(model.feature_names_))
+    return model.predict_proba(features)
 
 
 class FeatureBlock:
@@ -201,7 +145,6 @@ class Scorer:
         self._models = models
         self._store: FeatureStore | None = None
         self._stored_keys: pd.MultiIndex | None = None
-        self._ratios: dict[str, float] = {}
         self._lock = threading.Lock()
         self.profile = load_profile(root / params.select.watchlists)
 
@@ -210,11 +153,13 @@ class Scorer:
         """The champions, loaded from the registry on first use."""
         with self._lock:
             if self._models is None:
-                self._models = {
-                    a: load_champion(self.root, a, exponent=s.recovery_exponent)
-                    for a, s in self.specs.items()
-                }
+                self._models = {a: load_champion(self.root, a) for a in self.specs}
             return self._models
+
+    def versions(self) -> dict[str, str]:
+        """Area → the model version and alias that scores it (``riskml-revenue v3
+        (champion)``)."""
+        return {a: m.describe() for a, m in self.models.items()}
 
     @property
     def store(self) -> FeatureStore:
@@ -307,12 +252,16 @@ class Scorer:
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         parts = []
-        names = list(dict.fromkeys(n for m in self.models.values() for n in m.features))
+        names = list(dict.fromkeys(n for m in self.models.values() for n in m.feature_names_))
         block = FeatureBlock(feats, names)
         columns: dict[str, list[np.ndarray]] = {}
+        paid = None
+        if "duties_paid" in good.columns:
+            paid = good["duties_paid"].to_numpy(np.float64, na_value=np.nan)
         for area, model in self.models.items():
             prob = predict(model, block)
-            expected, key = self._rank_key(model, feats, prob, good)
+            keys = model.rank_key(feats, prob, duties_paid=paid)
+            expected, key = keys["expected_recovery"].to_numpy(), keys["rank_key"].to_numpy()
             hits = profile_hits(good, self.profile, area)
             fired = _joined(good, hits[hits["action"] == "select"])
             flags = _joined(good, hits[hits["action"] == "flag"])
@@ -321,9 +270,10 @@ class Scorer:
                 "score": prob,
                 "expected_recovery": expected,
                 "rank_key": key,
-                "selected": (key >= model.threshold) | (fired != ""),
+                "selected": (key >= model.threshold_) | (fired != ""),
                 "fired": fired,
                 "flags": flags,
+                "model_version": np.full(len(good), model.describe(), dtype=object),
             }
             for name, values in part.items():
                 columns.setdefault(name, []).append(values)
@@ -341,37 +291,7 @@ class Scorer:
                 ignore_index=True,
             )
             timings["reasons"] = time.perf_counter() - t0
-        return ScoreResult(scores, quarantine, timings)
-
-    def _rank_key(
-        self, model: AreaModel, feats: pd.DataFrame, prob: np.ndarray, good: pd.DataFrame
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(expected_recovery, rank_key)`` of the batch in ``model``'s area, by the candidate
-        lists' rule (:func:`riskml.select.rank_key_for_new_rows`): for an area ranked by expected
-        recovery, the champion's probability × the recovery model's predicted duty."""
-        from riskml.select import rank_key_for_new_rows, recovery_ratio
-
-        spec = self.specs[model.area]
-        if spec.rank_by != "expected_recovery":
-            return np.zeros(len(prob)), prob
-        ratio = 0.0
-        if model.recovery is None:  # fallback: recovered duty per duty paid of past findings
-            if model.area not in self._ratios:
-                known = self.declarations["accepted_date"].max() + pd.Timedelta(days=1)
-                self._ratios[model.area] = recovery_ratio(
-                    self.declarations, self.outcomes, model.area, known_before=known
-                )
-            ratio = self._ratios[model.area]
-        out = rank_key_for_new_rows(
-            self.root,
-            spec,
-            feats,
-            prob,
-            ratio=ratio,
-            duties_paid=good["duties_paid"].to_numpy(np.float64, na_value=np.nan),
-            recovery=model.recovery,
-        )
-        return out["expected_recovery"].to_numpy(), out["rank_key"].to_numpy()
+        return ScoreResult(scores, quarantine, timings, self.versions())
 
     def _with_reasons(self, part: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
         """``part`` (one area's scores) with the top raising reasons of its selected items."""
@@ -384,7 +304,7 @@ class Scorer:
             return part
         model = self.models[part["area"].iloc[0]]
         expl = explain_area(
-            model.booster,
+            model,
             chosen[KEY],
             feats,
             catalogue_for(self.specs),
@@ -446,4 +366,5 @@ def run_score(
         if len(result.quarantine)
         else 0,
         "seconds": {k: round(v, 2) for k, v in result.timings.items()},
+        "models": result.models,
     }

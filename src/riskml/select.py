@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from riskml.config import AreaSpec, Params, SelectParams, SplitParams
 from riskml.contract import KEY
-
-if TYPE_CHECKING:
-    from riskml.train import RecoveryModel
 
 log = logging.getLogger(__name__)
 
@@ -52,126 +49,24 @@ CANDIDATE_COLUMNS = [
 ]
 
 
-def recovery_ratio(
-    declarations: pd.DataFrame, outcomes: pd.DataFrame, area: str, *, known_before: pd.Timestamp
-) -> float:
-    """Recovered duty per unit of duty paid on the area's findings known before ``known_before``.
+# The rank key is part of the area model (riskml.area_model); re-exported for the lists' code.
+from riskml.area_model import (  # noqa: E402
+    KEY_PROBABILITY,
+    KEY_RECOVERY_MODEL,
+    KEY_RECOVERY_RATIO,
+    rank_columns,
+    rank_key,
+    recovery_ratio,
+)
 
-    A first, honest estimate of what an audit of an item recovers; 0 when nothing is known.
-    """
-    found = outcomes[
-        outcomes["offence_found"].astype(bool)
-        & (outcomes["risk_area"] == area)
-        & (outcomes["result_date"] < known_before)
-    ]
-    if found.empty:
-        return 0.0
-    paid = found[KEY].drop_duplicates().merge(declarations[[*KEY, "duties_paid"]], on=KEY)
-    total_paid = float(paid["duties_paid"].sum())
-    recovered = float(found["additional_duty"].fillna(0).sum())
-    return recovered / total_paid if total_paid > 0 else 0.0
-
-
-#: Where an area's rank key comes from (see :func:`rank_columns`).
-KEY_RECOVERY_MODEL = "recovery_model"
-KEY_RECOVERY_RATIO = "recovery_ratio"
-KEY_PROBABILITY = "probability"
-
-
-def model_expected_recovery(
-    root: Path, spec: AreaSpec, features_rows: pd.DataFrame
-) -> np.ndarray | None:
-    """Expected recovery of each row by the area's recovery model: probability × predicted
-    recovered duty (:func:`riskml.train.expected_recovery`, ``models/<area>/recovery.txt``).
-
-    ``None`` when ``spec`` does not rank by expected recovery or the area has no recovery model
-    (e.g. outcomes without recovered amounts), so that the caller falls back.
-    """
-    if spec.rank_by != "expected_recovery":
-        return None
-    from riskml.train import expected_recovery
-
-    return expected_recovery(Path(root), spec.name, features_rows)
-
-
-def rank_columns(
-    spec: AreaSpec,
-    score: np.ndarray,
-    *,
-    model_recovery: np.ndarray | None,
-    ratio: float,
-    duties_paid: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(expected_recovery, rank_key, source)`` of scored rows: the one rule of the ranking key.
-
-    ``expected_recovery`` is the recovery model's (``model_recovery``) when given, else
-    ``score × ratio × duties_paid`` (0 without duties). The rank key is ``score`` unless
-    ``spec.rank_by`` is ``expected_recovery``; then it is :func:`rank_key` of the model's
-    expected recovery, or, without a model, of the ratio estimate (when ``ratio`` > 0), else
-    ``score``. ``source`` says
-    which: :data:`KEY_RECOVERY_MODEL`, :data:`KEY_RECOVERY_RATIO` or :data:`KEY_PROBABILITY`.
-    """
-    score = np.asarray(score, dtype="float64")
-    if model_recovery is not None:
-        expected = np.asarray(model_recovery, dtype="float64")
-        source = KEY_RECOVERY_MODEL
-    else:
-        paid = np.zeros_like(score) if duties_paid is None else np.nan_to_num(duties_paid)
-        expected = score * ratio * paid
-        source = KEY_RECOVERY_RATIO if ratio > 0 else KEY_PROBABILITY
-    if spec.rank_by != "expected_recovery":
-        source = KEY_PROBABILITY
-    if source == KEY_PROBABILITY:
-        return expected, score, source
-    return expected, rank_key(score, expected, spec.recovery_exponent), source
-
-
-def rank_key(score: np.ndarray, expected: np.ndarray, exponent: float) -> np.ndarray:
-    """The list key of an area ranked by recovery: ``probability × recovered duty ** exponent``,
-    from the probability and the expected recovery (``probability × recovered duty``).
-
-    ``exponent`` 1 is the expected recovery itself (the most duty per audit), 0 the probability
-    (the most hits); in between trades one for the other (``recovery_exponent`` of the area's
-    spec, chosen on development windows).
-    """
-    score = np.clip(np.asarray(score, dtype="float64"), 0.0, None)
-    expected = np.clip(np.asarray(expected, dtype="float64"), 0.0, None)
-    if exponent >= 1.0:
-        return expected
-    # p × (E / p) ** w written without the division, so that p = 0 gives 0
-    return np.power(score, 1.0 - exponent) * np.power(expected, exponent)
-
-
-def rank_key_for_new_rows(
-    root: Path,
-    spec: AreaSpec,
-    features_rows: pd.DataFrame,
-    score: np.ndarray,
-    *,
-    ratio: float = 0.0,
-    duties_paid: np.ndarray | None = None,
-    recovery: RecoveryModel | None = None,
-) -> pd.DataFrame:
-    """``expected_recovery`` and ``rank_key`` of newly scored rows (the scoring service's entry),
-    by the same rule as the candidate lists (:func:`rank_columns`); index of ``features_rows``.
-
-    ``features_rows``: the rows' model features; ``score``: their probabilities (the model that
-    scored them, e.g. the champion); ``recovery``: the area's recovery model when already loaded
-    (:func:`riskml.train.load_recovery`; read from ``root`` otherwise); ``ratio`` and
-    ``duties_paid``: the fallback when the area has no recovery model (:func:`recovery_ratio`).
-    """
-    from riskml.train import load_recovery
-
-    amount = None
-    if spec.rank_by == "expected_recovery":
-        recovery = recovery or load_recovery(Path(root), spec.name)
-        if recovery is not None:
-            amount = recovery.expected(features_rows, score)
-    expected, key, source = rank_columns(
-        spec, score, model_recovery=amount, ratio=ratio, duties_paid=duties_paid
-    )
-    _log_fallback(spec, source, ratio, where=f"models/{spec.name}/recovery.txt is absent")
-    return pd.DataFrame({"expected_recovery": expected, "rank_key": key}, index=features_rows.index)
+__all__ = [
+    "KEY_PROBABILITY",
+    "KEY_RECOVERY_MODEL",
+    "KEY_RECOVERY_RATIO",
+    "rank_columns",
+    "rank_key",
+    "recovery_ratio",
+]
 
 
 def _log_fallback(spec: AreaSpec, source: str, ratio: float, *, where: str) -> None:
@@ -567,13 +462,52 @@ def draw_area(
     return frame, capacity, select_candidates(frame, area_spec, params.select, hits=hits)
 
 
-def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
-    """Stage entry: ``data/candidates/<area>.csv`` for every area, ``all_areas.csv`` (one row per
-    declaration), ``importer_periods.csv`` (when ``select.aggregate_period`` is set) and
-    ``candidates.xlsx`` (one sheet per area, the combined list, importer periods, a summary)."""
-    import json
+#: The scored period as each area's champion scores it (written by ``select``).
+SCORED_DIR = "data/candidates/scores"
 
-    from riskml.io import read_parquet, write_csv
+
+def list_scores(
+    root: Path, spec: AreaSpec, model: Any, features: dict[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
+    """The scored period as ``model`` (the champion, :func:`riskml.registry.list_model`) scores
+    it: ``data/scores/<area>.parquet`` (the evaluate stage's, scored by ``models/<area>/``) with
+    ``score`` and ``expected_recovery`` recomputed by ``model`` when it is another model (a kept
+    champion), and ``model_version`` naming it. ``features``: a dict caching the feature frame
+    (read from ``data/features/features.parquet`` when first needed)."""
+    from riskml.io import read_parquet
+    from riskml.registry import local_registration
+
+    scores = read_parquet(root / "data/scores" / f"{spec.name}.parquet")
+    trained = local_registration(root, spec.name).get("content_hash")
+    if trained != model.content_hash():
+        if features is None:
+            features = {}
+        if "frame" not in features:
+            features["frame"] = read_parquet(root / "data/features/features.parquet")
+        rows = scores[KEY].merge(
+            features["frame"].astype({"declaration_id": scores["declaration_id"].dtype}),
+            on=KEY,
+            how="left",
+            validate="one_to_one",
+        )
+        proba = model.predict_proba(rows)
+        scores["score"] = proba
+        if model.rank_by == "expected_recovery" and model.recovery_ is not None:
+            scores["expected_recovery"] = model.rank_key(rows, proba)["expected_recovery"].values
+        elif "expected_recovery" in scores.columns:
+            scores = scores.drop(columns="expected_recovery")
+    scores["model_version"] = str(model.registration)
+    return scores
+
+
+def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
+    """Stage entry: the champion's lists (:func:`list_scores`; every row names the model
+    version and alias): ``data/candidates/<area>.csv`` for every area, ``all_areas.csv`` (one
+    row per declaration), ``importer_periods.csv`` (when ``select.aggregate_period`` is set) and
+    ``candidates.xlsx`` (one sheet per area, the combined list, importer periods, a summary) and
+    ``scores/<area>.parquet`` (every scored item as the champion scores it)."""
+    from riskml.io import read_parquet, write_csv, write_parquet
+    from riskml.registry import list_model
     from riskml.watchlists import load_profile
 
     declarations = read_parquet(root / "data/interim/declarations.parquet")
@@ -584,8 +518,15 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     rank_sources: dict[str, str] = {}
     capacities: dict[str, int] = {}
     period_ids: set[str] = set()
+    features: dict[str, pd.DataFrame] = {}  # read once, only when a champion must rescore
+    models: dict[str, str] = {}
     for area, spec in specs.items():
-        scores = read_parquet(root / "data/scores" / f"{area}.parquet")
+        model = list_model(root, area)
+        scores = list_scores(root, spec, model, features)
+        models[area] = model_version = str(model.registration)
+        # the period as the champion scores it (the service's pages show these scores)
+        keep = [c for c in (*KEY, "score", "expected_recovery", "model_version") if c in scores]
+        write_parquet(scores[keep], root / SCORED_DIR / f"{area}.parquet")
         explanations = read_parquet(root / "data/explanations" / f"{area}.parquet")
         frame, capacities[area], selected = draw_area(
             scores, declarations, outcomes, spec, params, profile
@@ -594,11 +535,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         rank_sources[area] = frame.attrs.get("rank_source", KEY_PROBABILITY)
         selected["reasons"] = attach_reasons(selected, explanations)
         selected["area"] = area
-        info_path = root / "models" / area / "features.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
-        mlf = info.get("mlflow", {})
-        version = f"{mlf.get('registered_model', '')} v{mlf.get('version', '')}" if mlf else ""
-        selected["model_version"] = version
+        selected["model_version"] = model_version
         lists[area] = selected[CANDIDATE_COLUMNS]
         frames[area] = frame
         write_csv(lists[area], root / "data/candidates" / f"{area}.csv")
@@ -625,4 +562,5 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         "candidates": {a: len(f) for a, f in lists.items()},
         "declarations": len(combined),
         "rank_key": rank_sources,
+        "models": models,
     }

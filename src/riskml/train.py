@@ -28,14 +28,13 @@ stays a calibrated-ish probability, which the expected-recovery ranking and the 
 ranking quality does not depend on the weights. Rare areas get a smaller ``min_child_samples``
 instead, so that a leaf can still isolate a small group of positives.
 
-:func:`run_train` is the stage entry: it reads the files, trains, logs the run and the model to
-MLflow (registered as ``riskml-<area>``, alias ``challenger``; ``champion`` too for the first
-version) and writes ``models/<area>/{model.txt, features.json, model_card.md}``.
+The train stage itself (fit the whole :class:`riskml.area_model.AreaModel`, register it,
+write ``models/<area>/``) is :mod:`riskml.train_stage`; this module is the trainer it, ``riskml
+tune`` and the backtest share.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +46,6 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from riskml import io, tracking
 from riskml.config import (
@@ -56,13 +54,10 @@ from riskml.config import (
     SplitParams,
     TrainParams,
     area_train_params,
-    describe_overrides,
     first_stage_train_params,
     load_area_specs,
-    train_overrides,
 )
 from riskml.contract import KEY, RiskmlError
-from riskml.fairness import check_protected
 from riskml.labels import build_labels
 from riskml.metrics import average_precision
 
@@ -72,14 +67,6 @@ MIN_POSITIVES = 5
 SIGNATURE_SAMPLE = 200
 INPUT_EXAMPLE_ROWS = 5
 NON_FEATURES = (*KEY, "accepted_date")
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-
-
-def registered_model_name(area: str) -> str:
-    """Name of the area's model in the MLflow registry."""
-    return f"riskml-{area}"
 
 
 def model_dir(root: Path, area: str) -> Path:
@@ -569,45 +556,6 @@ def train_recovery(
     return model
 
 
-def load_recovery(root: Path, area: str) -> RecoveryModel | None:
-    """The area's recovery regression as :func:`write_model_files` wrote it
-    (``models/<area>/recovery.txt`` and its facts in ``features.json``); ``None`` when the area
-    has no recovery model."""
-    folder = model_dir(root, area)
-    if not (folder / "recovery.txt").exists():
-        return None
-    meta = json.loads((folder / "features.json").read_text(encoding="utf-8"))
-    rec = meta.get("recovery", {})
-    return RecoveryModel(
-        booster=lgb.Booster(model_file=str(folder / "recovery.txt")),
-        feature_names=rec.get("features", meta["features"]),
-        best_iteration=int(rec.get("best_iteration", 0)),
-        n_train=int(rec.get("n_train", 0)),
-        n_valid=int(rec.get("n_valid", 0)),
-        valid_mean_abs_error=float(rec.get("valid_mean_abs_error", math.nan)),
-    )
-
-
-def expected_recovery(root: Path, area: str, features_rows: pd.DataFrame) -> np.ndarray | None:
-    """Expected recovery of each row: the area's probability × its predicted recovered duty.
-
-    Reads ``models/<area>/{model.txt, features.json, recovery.txt}`` under ``root``; ``None``
-    when the area has no recovery model (``recovery.txt`` absent), so that the caller ranks by
-    another key. Raises :class:`RiskmlError` when the area's classifier is not trained.
-
-    Examples
-    --------
-    >>> value = expected_recovery(Path("."), "revenue", features)  # doctest: +SKIP
-    """
-    recovery = load_recovery(root, area)
-    if recovery is None:
-        return None
-    booster, meta = load_model(root, area)
-    return recovery.expected(
-        features_rows, booster.predict(feature_matrix(features_rows, meta["features"]))
-    )
-
-
 # --- hyperparameter search (opt-in: `riskml tune --area A`, not part of dvc repro) -------------
 
 #: The random search's space: each trial draws one value per setting.
@@ -752,333 +700,3 @@ def run_tune(
         snippet = tune_yaml(spec.name, best)
         mlflow.log_text(snippet, "best_train_settings.yaml")
     return {"area": spec.name, "run_id": run.info.run_id, "trials": results, "yaml": snippet}
-
-
-# --- MLflow ------------------------------------------------------------------------------------
-
-
-def _run_params(model: TrainedModel, spec: AreaSpec, split: SplitParams, params: TrainParams):
-    out: dict[str, Any] = {f"train.{k}": v for k, v in params.model_dump().items()}
-    out.update({f"split.{k}": str(v) for k, v in split.model_dump().items()})
-    out.update(
-        {
-            "area": spec.name,
-            "area.detectable_by": ",".join(spec.detectable_by),
-            "area.exclude_features": ",".join(spec.exclude_features) or "none",
-            "area.rank_by": spec.rank_by,
-            "area.operating_rate": spec.operating_rate,
-            "lgb.min_child_samples": model.lgb_params["min_child_samples"],
-            "n_features": len(model.feature_names),
-            "split.valid_start_used": str(model.valid_start or split.valid_start),
-        }
-    )
-    if model.pretrain is not None:
-        pre = model.pretrain
-        out["first_stage.pool"] = ",".join(pre["pool"])
-        out["first_stage.rows"] = "items labelled for any pool area"
-        out["first_stage.positive"] = "a finding of any pool area known before split.test_start"
-        for key in ("num_leaves", "learning_rate", "min_child_samples", "valid_start"):
-            out[f"first_stage.{key}"] = pre[key]
-    return out
-
-
-def _run_metrics(model: TrainedModel) -> dict[str, float]:
-    metrics = {
-        "best_iteration": model.best_iteration,
-        "n_train": model.n_train,
-        "n_train_positives": model.n_train_positives,
-        "n_valid": model.n_valid,
-        "n_valid_positives": model.n_valid_positives,
-        "valid_prevalence": model.n_valid_positives / model.n_valid,
-    }
-    if not math.isnan(model.valid_average_precision):
-        metrics["valid_average_precision"] = model.valid_average_precision
-    if model.pretrain is not None:
-        for key in ("trees", "n_train", "n_train_positives", "n_valid", "n_valid_positives"):
-            metrics[f"first_stage_{key}"] = model.pretrain[key]
-    if model.recovery is not None:
-        metrics["recovery_n_train"] = model.recovery.n_train
-        metrics["recovery_n_valid"] = model.recovery.n_valid
-        metrics["recovery_best_iteration"] = model.recovery.best_iteration
-        metrics["recovery_valid_mae"] = model.recovery.valid_mean_abs_error
-    return metrics
-
-
-def set_aliases(client: mlflow.MlflowClient, name: str, version: str) -> dict[str, str]:
-    """Point ``challenger`` at ``version``; ``champion`` too if the model has none yet.
-
-    Promotion of a challenger to champion is a separate, deliberate step.
-    """
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    if CHAMPION not in client.get_registered_model(name).aliases:
-        client.set_registered_model_alias(name, CHAMPION, version)
-    # The SQLite store returns versions as int, a server as str: normalise to str.
-    return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
-
-
-def log_to_mlflow(
-    model: TrainedModel,
-    sample: pd.DataFrame,
-    spec: AreaSpec,
-    params: Params,
-    root: Path,
-    tracking_uri: str,
-) -> dict[str, Any]:
-    """Log one run for the area (params, metrics, tags, the Booster) and register the model.
-
-    ``sample``: feature rows for the signature and the input example.
-    """
-    exp_id = tracking.ensure_experiment(root, params.mlflow.experiment, tracking_uri)
-    client = tracking.use_store(tracking_uri)
-    name = registered_model_name(spec.name)
-    x = feature_matrix(sample, model.feature_names)
-    signature = infer_signature(x, model.booster.predict(x))
-    tags = tracking.run_tags(root, area=spec.name, stage="train")
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{spec.name}", tags=tags) as run:
-        mlflow.log_params(_run_params(model, spec, params.split, area_train_params(params, spec)))
-        mlflow.log_metrics(_run_metrics(model))
-        info = mlflow.lightgbm.log_model(
-            model.booster,
-            name="model",
-            signature=signature,
-            input_example=x.head(INPUT_EXAMPLE_ROWS),
-            registered_model_name=name,
-            # Stated, not inferred: inference imports the model in a subprocess (~8 s a run).
-            pip_requirements=mlflow.lightgbm.get_default_pip_requirements(),
-        )
-        if model.recovery is not None:
-            mlflow.log_text(model.recovery.booster.model_to_string(), "recovery/recovery.txt")
-    version = str(info.registered_model_version)
-    aliases = set_aliases(client, name, version)
-    return {
-        "experiment_id": exp_id,
-        "run_id": run.info.run_id,
-        "model_id": info.model_id,
-        "registered_model": name,
-        "version": version,
-        "model_uri": f"models:/{name}/{version}",
-        "aliases": sorted(a for a, v in aliases.items() if v == version),
-    }
-
-
-# --- model files -------------------------------------------------------------------------------
-
-
-def model_card(model: TrainedModel, spec: AreaSpec, params: Params, logged: dict) -> str:
-    """A short Markdown card: what the model predicts, on which data, and how well."""
-    s, t = params.split, area_train_params(params, spec)
-    vs = model.valid_start or s.valid_start
-    ap = model.valid_average_precision
-    prevalence = model.n_valid_positives / model.n_valid
-    return "\n".join(
-        [
-            f"# Model card: {spec.title} (`{spec.name}`)",
-            "",
-            f"**Predicts**: probability that a declaration item holds a {spec.name} offence, "
-            f"where a positive is: {spec.positive}.",
-            "",
-            "**Label**: 1 when a control found an offence of the area, 0 when a control that "
-            f"can detect it ({', '.join(spec.detectable_by)}) found none; items never "
-            "controlled for the area have no label and were not used. Only results known "
-            f"before {s.test_start} count.",
-            "",
-            "## Data",
-            "",
-            "| window | dates | labelled items | positives |",
-            "|---|---|---|---|",
-            f"| train | [{s.train_start}, {vs}) | {model.n_train:,} | "
-            f"{model.n_train_positives:,} |",
-            f"| validation (early stopping) | [{vs}, {s.test_start}) | "
-            f"{model.n_valid:,} | {model.n_valid_positives:,} |",
-            "",
-            "Labelled items are the controlled ones, chosen mostly by targeting: they are not a "
-            "random sample, see `metrics/` for the random-control and test-window figures.",
-            "",
-            "## Model",
-            "",
-            f"LightGBM binary classifier, {len(model.feature_names)} features, "
-            f"{model.best_iteration} trees (best iteration), learning rate {t.learning_rate}, "
-            f"{t.num_leaves} leaves, min_child_samples "
-            f"{model.lgb_params['min_child_samples']}, seed {t.seed}; no class re-weighting.",
-            "",
-            f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
-            "",
-            f"Settings: {describe_overrides(spec, train_overrides(params, spec))}.",
-            "",
-            *_pretrain_card(model, s.test_start),
-            *_recovery_card(model, spec),
-            f"MLflow: run `{logged.get('run_id')}`, registered model "
-            f"`{logged.get('registered_model')}` version {logged.get('version')} "
-            f"(aliases: {', '.join(logged.get('aliases', [])) or 'none'}).",
-            "",
-        ]
-    )
-
-
-def _pretrain_card(model: TrainedModel, known_before: date) -> list[str]:
-    pre = model.pretrain
-    if pre is None:
-        return []
-    return [
-        "## First stage (pooled areas)",
-        "",
-        f"The first {pre['trees']} trees were trained on every item labelled for any of "
-        f"{', '.join(pre['pool'])}, a positive being a finding of any of them known before "
-        f"{known_before}: {pre['n_train']:,} items ({pre['n_train_positives']:,} positive) in "
-        f"the train window, early stopping from {pre['valid_start']} on {pre['n_valid']:,} items "
-        f"({pre['n_valid_positives']:,} positive); {pre['num_leaves']} leaves, learning rate "
-        f"{pre['learning_rate']}, min_child_samples {pre['min_child_samples']}. The later trees "
-        "continue from them on this area's own labels. Those areas share their offenders (front "
-        "companies, complicit brokers, risky suppliers), which one area's few findings cannot "
-        "describe.",
-        "",
-    ]
-
-
-def _recovery_card(model: TrainedModel, spec: AreaSpec) -> list[str]:
-    rec = model.recovery
-    if rec is None:
-        return []
-    return [
-        "## Expected recovery",
-        "",
-        "Ranking key: probability × predicted recovered duty ** `policy.recovery_exponent` "
-        f"of `pipelines/{spec.name}.yaml` (`riskml.select.rank_key`, applied when the lists are "
-        "drawn: the trained models do not depend on it; the expected recovery shown to auditors "
-        "is probability × predicted recovered duty). "
-        "The recovered duty comes from a "
-        "second LightGBM (gamma regression, `recovery.txt`) trained on the positive rows with a "
-        f"recovered amount: {rec.n_train:,} in the train window, {rec.n_valid:,} in the "
-        f"validation window ({rec.best_iteration} trees, validation mean absolute error "
-        f"{rec.valid_mean_abs_error:,.0f}).",
-        "",
-    ]
-
-
-def write_model_files(
-    model: TrainedModel, spec: AreaSpec, params: Params, logged: dict, folder: Path
-) -> dict[str, Path]:
-    """Write ``model.txt``, ``features.json`` and ``model_card.md`` atomically into ``folder``."""
-    s = params.split
-    vs = model.valid_start or s.valid_start
-    meta = {
-        "area": spec.name,
-        "features": model.feature_names,
-        "best_iteration": model.best_iteration,
-        "train_window": [str(s.train_start), str(vs)],
-        "valid_window": [str(vs), str(s.test_start)],
-        "labels_known_before": str(s.test_start),
-        "valid_average_precision": model.valid_average_precision,
-        "pretrain": model.pretrain,
-        "mlflow": logged,
-    }
-    paths = {
-        "model": folder / "model.txt",
-        "features": folder / "features.json",
-        "card": folder / "model_card.md",
-    }
-    recovery_path = folder / "recovery.txt"
-    if model.recovery is not None:
-        rec = model.recovery
-        meta["recovery"] = {
-            "features": rec.feature_names,
-            "objective": "gamma",
-            "best_iteration": rec.best_iteration,
-            "n_train": rec.n_train,
-            "n_valid": rec.n_valid,
-            "valid_mean_abs_error": rec.valid_mean_abs_error,
-        }
-        io.write_text(rec.booster.model_to_string(), recovery_path)
-        paths["recovery"] = recovery_path
-    elif recovery_path.exists():
-        recovery_path.unlink()  # a stale regression must not outlive its classifier
-    io.write_text(model.booster.model_to_string(), paths["model"])
-    io.write_json(meta, paths["features"])
-    io.write_text(model_card(model, spec, params, logged), paths["card"])
-    return paths
-
-
-def load_model(root: Path, area: str) -> tuple[lgb.Booster, dict[str, Any]]:
-    """The area's saved Booster and its ``features.json``; RiskmlError if not trained yet."""
-    folder = model_dir(root, area)
-    model_path, meta_path = folder / "model.txt", folder / "features.json"
-    for path in (model_path, meta_path):
-        if not path.exists():
-            raise RiskmlError(
-                f"{path}: not found; train the area first (`riskml train --area {area}`)"
-            )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return lgb.Booster(model_file=str(model_path)), meta
-
-
-# --- stage entry -------------------------------------------------------------------------------
-
-
-def train_and_register(
-    features: pd.DataFrame,
-    labels: pd.DataFrame,
-    root: Path,
-    params: Params,
-    spec: AreaSpec,
-    *,
-    tracking_uri: str | None = None,
-    pretrain_labels: pd.DataFrame | None = None,
-) -> dict[str, Any]:
-    """Train, log to MLflow, register, and write ``models/<area>/``; return a summary.
-
-    ``pretrain_labels``: the first stage's labels (:func:`training_labels`), if any."""
-    root = Path(root).resolve()
-    protected = params.fairness.protected_features  # riskml.fairness: never in a model
-    check_protected(feature_columns(features, spec), protected, where=f"area {spec.name!r}")
-    train_params = area_train_params(params, spec)
-    model = train_area(
-        features,
-        labels,
-        spec,
-        params.split,
-        train_params,
-        pretrain_labels=pretrain_labels,
-        with_recovery=True,
-    )
-    window = in_window(features, params.split.train_start, params.split.test_start)
-    sample = window.sample(min(SIGNATURE_SAMPLE, len(window)), random_state=params.train.seed)
-    logged = log_to_mlflow(
-        model, sample, spec, params, root, tracking_uri or tracking.default_tracking_uri(root)
-    )
-    paths = write_model_files(model, spec, params, logged, model_dir(root, spec.name))
-    return {
-        "area": spec.name,
-        "train_rows": model.n_train,
-        "train_positives": model.n_train_positives,
-        "valid_rows": model.n_valid,
-        "valid_positives": model.n_valid_positives,
-        "best_iteration": model.best_iteration,
-        "valid_average_precision": round(model.valid_average_precision, 4),
-        "run_id": logged["run_id"],
-        "version": logged["version"],
-        "aliases": logged["aliases"],
-        "model_dir": str(paths["model"].parent),
-    }
-
-
-def run_train(
-    area: str,
-    root: Path,
-    params: Params,
-    spec: AreaSpec,
-    *,
-    tracking_uri: str | None = None,
-) -> dict[str, Any]:
-    """Stage ``riskml train --area <area>``: read features and outcomes, train, log, write files.
-
-    Reads ``data/features/features.parquet`` and ``data/interim/{declarations,outcomes}.parquet``
-    under ``root`` (and ``pipelines/`` for the specs of a ``first_stage.pool``); labels are built
-    with ``known_before=split.test_start``.
-    """
-    if spec.name != area:
-        raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
-    root = Path(root).resolve()
-    features, labels, pretrain = _stage_inputs(root, params, spec)
-    return train_and_register(
-        features, labels, root, params, spec, tracking_uri=tracking_uri, pretrain_labels=pretrain
-    )

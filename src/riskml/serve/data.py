@@ -97,7 +97,10 @@ class ServiceData:
         self._decl_ids = self.declarations["declaration_id"].astype(str).to_numpy()
         scores = []
         for area in areas:
-            path = root / "data/scores" / f"{area}.parquet"
+            # the champion's scores (the lists' model), else the evaluated model's
+            path = root / "data/candidates/scores" / f"{area}.parquet"
+            if not path.exists():
+                path = root / "data/scores" / f"{area}.parquet"
             if path.exists():
                 s = pd.read_parquet(path, columns=[*KEY, "score"])
                 scores.append(s.assign(area=area))

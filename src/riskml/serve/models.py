@@ -98,8 +98,8 @@ class ModelSource:
 
 def _probe(area: str, model: Any) -> str:
     """The model's version after one prediction on a row of zeros gave a probability."""
-    row = np.zeros((1, len(model.features)), dtype=np.float32)
-    p = model.booster.predict(row, num_threads=1)
+    row = np.zeros((1, len(model.feature_names_)), dtype=np.float32)
+    p = model.predict_proba(row)
     if p.shape != (1,) or not np.isfinite(p).all() or not 0 <= float(p[0]) <= 1:
-        raise RiskmlError(f"{model.version} ({area}) gives no probability on a probe row")
-    return str(model.version)
+        raise RiskmlError(f"{model.describe()} ({area}) gives no probability on a probe row")
+    return model.describe()

@@ -63,12 +63,18 @@ def score_route(max_batch: int) -> APIRouter:
         # scoring is CPU work: run it off the event loop so that other requests are served
         result = await run_in_threadpool(sc.score_checked, good, reasons=reasons)
         wide = result.wide()
+        # the model version and alias that scored each area (riskml.registry.list_model)
+        versions = {"X-Riskml-Models": "; ".join(f"{a}={v}" for a, v in result.models.items())}
         if format == "csv":
-            return Response(wide.to_csv(index=False), media_type="text/csv")
-        head = {"items": len(wide), "selected": int((wide["selected_areas"] != "").sum())}
+            return Response(wide.to_csv(index=False), media_type="text/csv", headers=versions)
+        head = {
+            "items": len(wide),
+            "selected": int((wide["selected_areas"] != "").sum()),
+            "models": result.models,
+        }
         # one serialisation of the rows (to_json), not a round trip through Python objects
         body = json.dumps(head)[:-1] + ', "scores": ' + wide.to_json(orient="records") + "}"
-        return Response(body, media_type="application/json")
+        return Response(body, media_type="application/json", headers=versions)
 
     return r
 

@@ -1,0 +1,500 @@
+"""The area model: everything one risk area's score depends on, in one object.
+
+An :class:`AreaModel` holds the area's classifier (one LightGBM Booster; for the rare areas the
+two stages of :func:`riskml.train.train_area` folded into it), revenue's recovered-duty
+regression, the feature list, the ranking key and its parameters (``rank_by``,
+``recovery_exponent``, the recovery-ratio fallback), the operating threshold of the candidate
+list, the calibration record and the fingerprint of the rows it was trained on. It is the fitted
+object *and* the artifact (scikit-learn style: learned attributes end in ``_``):
+
+* :meth:`AreaModel.fit` trains it (through :func:`riskml.train.train_area`, the one trainer of
+  the train stage, ``riskml tune`` and the backtest);
+* :meth:`predict_proba`, :meth:`rank_key`, :meth:`contributions` are what the stages and the
+  service call; nobody reads a Booster or a threshold file beside it;
+* :meth:`save` / :meth:`load` write and read the folder ``models/<area>/`` (native Booster text
+  files plus ``model.json``), :meth:`content_hash` identifies it: the registry registers one
+  version per content (:mod:`riskml.registry`).
+
+Layer: this module sits above the domain (features, labels, metrics, the selection policy's
+:func:`riskml.select.rank_key`) and below the stages; it does no MLflow and reads no project
+path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from riskml import io
+from riskml.config import AreaSpec, SplitParams, TrainParams
+from riskml.contract import KEY, RiskmlError
+from riskml.train import RecoveryModel, feature_matrix, in_window, labelled_rows, train_area
+
+#: Files of a saved area model; :meth:`AreaModel.content_hash` covers these (not the card).
+MODEL_FILE, RECOVERY_FILE, STATE_FILE = "model.txt", "recovery.txt", "model.json"
+#: Written beside the model by the train stage (who registered it, as which version).
+CARD_FILE, REGISTRATION_FILE = "model_card.md", "registration.json"
+#: Bins of the calibration record (score deciles of the early-stopping slice).
+CALIBRATION_BINS = 10
+FORMAT_VERSION = 1
+
+
+# --- the rank key: the one rule of the candidate lists, the scores and promotion --------------
+
+
+def recovery_ratio(
+    declarations: pd.DataFrame, outcomes: pd.DataFrame, area: str, *, known_before: pd.Timestamp
+) -> float:
+    """Recovered duty per unit of duty paid on the area's findings known before ``known_before``.
+
+    A first, honest estimate of what an audit of an item recovers; 0 when nothing is known.
+    """
+    found = outcomes[
+        outcomes["offence_found"].astype(bool)
+        & (outcomes["risk_area"] == area)
+        & (outcomes["result_date"] < known_before)
+    ]
+    if found.empty:
+        return 0.0
+    paid = found[KEY].drop_duplicates().merge(declarations[[*KEY, "duties_paid"]], on=KEY)
+    total_paid = float(paid["duties_paid"].sum())
+    recovered = float(found["additional_duty"].fillna(0).sum())
+    return recovered / total_paid if total_paid > 0 else 0.0
+
+
+#: Where an area's rank key comes from (see :func:`rank_columns`).
+KEY_RECOVERY_MODEL = "recovery_model"
+KEY_RECOVERY_RATIO = "recovery_ratio"
+KEY_PROBABILITY = "probability"
+
+
+def rank_columns(
+    spec: AreaSpec,
+    score: np.ndarray,
+    *,
+    model_recovery: np.ndarray | None,
+    ratio: float,
+    duties_paid: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(expected_recovery, rank_key, source)`` of scored rows: the one rule of the ranking key.
+
+    ``expected_recovery`` is the recovery model's (``model_recovery``) when given, else
+    ``score × ratio × duties_paid`` (0 without duties). The rank key is ``score`` unless
+    ``spec.rank_by`` is ``expected_recovery``; then it is :func:`rank_key` of the model's
+    expected recovery, or, without a model, of the ratio estimate (when ``ratio`` > 0), else
+    ``score``. ``source`` says
+    which: :data:`KEY_RECOVERY_MODEL`, :data:`KEY_RECOVERY_RATIO` or :data:`KEY_PROBABILITY`.
+    """
+    score = np.asarray(score, dtype="float64")
+    if model_recovery is not None:
+        expected = np.asarray(model_recovery, dtype="float64")
+        source = KEY_RECOVERY_MODEL
+    else:
+        paid = np.zeros_like(score) if duties_paid is None else np.nan_to_num(duties_paid)
+        expected = score * ratio * paid
+        source = KEY_RECOVERY_RATIO if ratio > 0 else KEY_PROBABILITY
+    if spec.rank_by != "expected_recovery":
+        source = KEY_PROBABILITY
+    if source == KEY_PROBABILITY:
+        return expected, score, source
+    return expected, rank_key(score, expected, spec.recovery_exponent), source
+
+
+def rank_key(score: np.ndarray, expected: np.ndarray, exponent: float) -> np.ndarray:
+    """The list key of an area ranked by recovery: ``probability × recovered duty ** exponent``,
+    from the probability and the expected recovery (``probability × recovered duty``).
+
+    ``exponent`` 1 is the expected recovery itself (the most duty per audit), 0 the probability
+    (the most hits); in between trades one for the other (``recovery_exponent`` of the area's
+    spec, chosen on development windows).
+    """
+    score = np.clip(np.asarray(score, dtype="float64"), 0.0, None)
+    expected = np.clip(np.asarray(expected, dtype="float64"), 0.0, None)
+    if exponent >= 1.0:
+        return expected
+    # p × (E / p) ** w written without the division, so that p = 0 gives 0
+    return np.power(score, 1.0 - exponent) * np.power(expected, exponent)
+
+
+# --- TreeSHAP contributions ---------------------------------------------------------------
+
+
+def contributions(booster: lgb.Booster, X: pd.DataFrame, *, chunk_size: int = 2000) -> pd.DataFrame:
+    """TreeSHAP contribution of each feature to each row's raw score (log-odds), plus ``bias``.
+
+    Computed in chunks of ``chunk_size`` rows; each chunk is checked for additivity.
+    """
+    if chunk_size < 1:
+        raise RiskmlError(f"chunk_size must be >= 1, got {chunk_size}")
+    names = booster.feature_name()
+    missing = [n for n in names if n not in X.columns]
+    if missing:
+        raise RiskmlError(
+            f"the model needs feature(s) {missing} that the frame lacks; rerun features"
+        )
+    parts = []
+    for start in range(0, len(X), chunk_size):
+        chunk = X.iloc[start : start + chunk_size][names]
+        contrib = np.asarray(booster.predict(chunk, pred_contrib=True))
+        check_additivity(contrib, np.asarray(booster.predict(chunk, raw_score=True)))
+        parts.append(contrib)
+    values = np.vstack(parts) if parts else np.empty((0, len(names) + 1))
+    return pd.DataFrame(values, columns=[*names, "bias"], index=X.index)
+
+
+def check_additivity(contrib: np.ndarray, raw_score: np.ndarray, *, atol: float = 1e-6) -> None:
+    """Raise if the contributions (bias included) do not add up to the raw score."""
+    gap = np.abs(contrib.sum(axis=1) - raw_score)
+    if len(gap) and float(gap.max()) > atol:
+        raise RiskmlError(
+            f"SHAP additivity check failed: contributions differ from the raw score by up to "
+            f"{gap.max():.3g}; the model file and the features may not match"
+        )
+
+
+@dataclass(eq=False)
+class AreaModel:
+    """One area's whole model (see the module docstring). Build with :meth:`for_spec`, then
+    :meth:`fit` (or :meth:`load`)."""
+
+    area: str
+    rank_by: str = "probability"
+    recovery_exponent: float = 1.0
+    classifier_: lgb.Booster | None = None
+    feature_names_: list[str] = field(default_factory=list)
+    recovery_: RecoveryModel | None = None
+    #: recovered duty per duty paid of the findings known at training: the rank key's fallback
+    #: (``score × ratio × duties_paid``) when there is no recovery regression
+    recovery_ratio_: float = 0.0
+    #: rank key of the item at the operating rate of the scored period (inf: none)
+    threshold_: float = math.inf
+    threshold_basis_: dict[str, Any] = field(default_factory=dict)
+    #: identity (LightGBM's probability, classes not re-weighted) and its reliability measured
+    #: on the early-stopping slice's labelled items
+    calibration_: dict[str, Any] = field(default_factory=dict)
+    fingerprint_: str = ""
+    facts_: dict[str, Any] = field(default_factory=dict)
+    #: set by :mod:`riskml.registry` when loaded from or registered in MLflow (not saved)
+    registration: Any = None
+
+    # --- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def for_spec(cls, spec: AreaSpec) -> AreaModel:
+        """An unfitted model of ``spec``'s area with its ranking rule."""
+        return cls(area=spec.name, rank_by=spec.rank_by, recovery_exponent=spec.recovery_exponent)
+
+    def fit(
+        self,
+        features: pd.DataFrame,
+        labels: pd.DataFrame,
+        spec: AreaSpec,
+        split: SplitParams,
+        params: TrainParams,
+        *,
+        pretrain_labels: pd.DataFrame | None = None,
+        first_stage_cache: dict[Any, Any] | None = None,
+        recovery_ratio: float = 0.0,
+    ) -> AreaModel:
+        """Train the classifier (two stages when ``pretrain_labels`` is given) and, for an area
+        ranked by expected recovery, the recovery regression, by :func:`riskml.train.train_area`
+        (labels known before ``split.test_start``); record calibration and fingerprint.
+
+        ``recovery_ratio``: the rank key's fallback without a recovery regression
+        (:func:`riskml.select.recovery_ratio` of the findings known before ``test_start``)."""
+        trained = train_area(
+            features,
+            labels,
+            spec,
+            split,
+            params,
+            pretrain_labels=pretrain_labels,
+            first_stage_cache=first_stage_cache,
+            with_recovery=True,
+        )
+        self.classifier_ = trained.booster
+        self.feature_names_ = list(trained.feature_names)
+        self.recovery_ = trained.recovery
+        self.recovery_ratio_ = float(recovery_ratio)
+        valid_start = trained.valid_start or split.valid_start
+        self.facts_ = {
+            "best_iteration": trained.best_iteration,
+            "n_train": trained.n_train,
+            "n_train_positives": trained.n_train_positives,
+            "n_valid": trained.n_valid,
+            "n_valid_positives": trained.n_valid_positives,
+            "valid_average_precision": trained.valid_average_precision,
+            "lgb_params": trained.lgb_params,
+            "train_window": [str(split.train_start), str(valid_start)],
+            "valid_window": [str(valid_start), str(split.test_start)],
+            "labels_known_before": str(split.test_start),
+            "pretrain": trained.pretrain,
+        }
+        rows = labelled_rows(features, labels)
+        train_rows = in_window(rows, split.train_start, split.test_start)
+        valid = in_window(rows, valid_start, split.test_start)
+        self.calibration_ = calibration_record(
+            valid["label"].to_numpy(float), self.predict_proba(valid)
+        )
+        self.fingerprint_ = fingerprint(train_rows, self.feature_names_, pretrain_labels)
+        return self
+
+    def set_threshold(
+        self, rows: pd.DataFrame, n_picks: int, *, duties_paid: np.ndarray | None = None
+    ) -> AreaModel:
+        """The operating threshold: the rank key of the ``n_picks``-th item of ``rows`` (the
+        train stage: the test window's items, ``n_picks`` = the area's operating rate × their
+        number), so that a new item whose key reaches it would be inspected at that rate."""
+        if n_picks <= 0 or len(rows) == 0:
+            self.threshold_ = math.inf
+        else:
+            keys = np.sort(self.rank_key(rows, duties_paid=duties_paid)["rank_key"].to_numpy())
+            self.threshold_ = float(keys[::-1][min(n_picks, len(keys)) - 1])
+        dates = pd.to_datetime(rows["accepted_date"]) if len(rows) else pd.Series(dtype="M8[ns]")
+        self.threshold_basis_ = {
+            "model_picks": int(n_picks),
+            "items": len(rows),
+            "period": [str(dates.min().date()), str(dates.max().date())] if len(rows) else [],
+        }
+        return self
+
+    # --- prediction --------------------------------------------------------------------------
+
+    def _check_fitted(self) -> lgb.Booster:
+        if self.classifier_ is None:
+            raise RiskmlError(f"area model {self.area!r} is not fitted; call fit() or load()")
+        return self.classifier_
+
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Probability of an offence of the area for each row (one column: the class of
+        interest, i.e. scikit-learn's ``predict_proba(X)[:, 1]``). ``X``: a frame with the
+        model's features, or a matrix of exactly :attr:`feature_names_` in that order."""
+        booster = self._check_fitted()
+        if len(X) == 0:
+            return np.zeros(0)
+        if isinstance(X, np.ndarray):
+            return booster.predict(X, num_threads=2)
+        return booster.predict(feature_matrix(X, self.feature_names_), num_threads=2)
+
+    def rank_key(
+        self,
+        X: pd.DataFrame,
+        proba: np.ndarray | None = None,
+        *,
+        duties_paid: np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """``expected_recovery`` and ``rank_key`` of each row (index of ``X``), by the one rule
+        of the candidate lists (:func:`rank_columns`): the probability, or for an
+        area ranked by expected recovery probability × predicted recovered duty **
+        ``recovery_exponent`` (without a regression: the recovery ratio × ``duties_paid``).
+        ``proba``: the rows' :meth:`predict_proba` when already computed."""
+        if proba is None:
+            proba = self.predict_proba(X)
+        amount = None
+        if self.rank_by == "expected_recovery" and self.recovery_ is not None:
+            amount = self.recovery_.expected(X, proba)
+        if duties_paid is None and "duties_paid" in getattr(X, "columns", ()):
+            duties_paid = X["duties_paid"].to_numpy(np.float64, na_value=np.nan)
+        expected, key, _ = rank_columns(
+            self._rank_spec(),
+            proba,
+            model_recovery=amount,
+            ratio=self.recovery_ratio_,
+            duties_paid=duties_paid,
+        )
+        return pd.DataFrame({"expected_recovery": expected, "rank_key": key}, index=X.index)
+
+    @property
+    def rank_source(self) -> str:
+        """Where the rank key comes from (:data:`KEY_RECOVERY_MODEL`, ...)."""
+        if self.rank_by != "expected_recovery":
+            return KEY_PROBABILITY
+        if self.recovery_ is not None:
+            return KEY_RECOVERY_MODEL
+        return KEY_RECOVERY_RATIO if self.recovery_ratio_ > 0 else KEY_PROBABILITY
+
+    def _rank_spec(self) -> Any:
+        # rank_columns reads only these two fields of a spec
+        from types import SimpleNamespace
+
+        return SimpleNamespace(rank_by=self.rank_by, recovery_exponent=self.recovery_exponent)
+
+    def contributions(self, X: pd.DataFrame, *, chunk_size: int = 2000) -> pd.DataFrame:
+        """TreeSHAP contribution of each feature to each row's raw score (log-odds) plus
+        ``bias``, additivity checked per chunk (:func:`contributions`)."""
+        return contributions(self._check_fitted(), X, chunk_size=chunk_size)
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything but the Booster files, as saved in ``model.json``."""
+        rec = self.recovery_
+        return {
+            "format": FORMAT_VERSION,
+            "area": self.area,
+            "features": self.feature_names_,
+            "rank_by": self.rank_by,
+            "recovery_exponent": self.recovery_exponent,
+            "recovery_ratio": self.recovery_ratio_,
+            "threshold": None if math.isinf(self.threshold_) else self.threshold_,
+            "threshold_basis": self.threshold_basis_,
+            "calibration": self.calibration_,
+            "fingerprint": self.fingerprint_,
+            "facts": self.facts_,
+            "recovery": None
+            if rec is None
+            else {
+                "features": rec.feature_names,
+                "objective": "gamma",
+                "best_iteration": rec.best_iteration,
+                "n_train": rec.n_train,
+                "n_valid": rec.n_valid,
+                "valid_mean_abs_error": rec.valid_mean_abs_error,
+            },
+        }
+
+    def _texts(self) -> dict[str, str]:
+        """The saved files' contents, exactly as written (the content hash is over these)."""
+        texts = {
+            MODEL_FILE: self._check_fitted().model_to_string(),
+            STATE_FILE: json.dumps(_plain(self.state()), indent=2, sort_keys=True) + "\n",
+        }
+        if self.recovery_ is not None:
+            texts[RECOVERY_FILE] = self.recovery_.booster.model_to_string()
+        return texts
+
+    def content_hash(self) -> str:
+        """SHA-256 of the model's files (classifier, recovery regression, ``model.json``): two
+        models with the same hash score, rank and explain every row the same."""
+        digest = hashlib.sha256()
+        for name, text in sorted(self._texts().items()):
+            digest.update(name.encode())
+            digest.update(b"\0")
+            digest.update(text.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+    def save(self, folder: Path) -> dict[str, Path]:
+        """Write the model's files into ``folder`` atomically (a stale ``recovery.txt`` of an
+        earlier model is removed); return their paths."""
+        folder = Path(folder)
+        paths = {}
+        for name, text in self._texts().items():
+            paths[name] = io.write_text(text, folder / name)
+        if RECOVERY_FILE not in paths and (folder / RECOVERY_FILE).exists():
+            (folder / RECOVERY_FILE).unlink()
+        return paths
+
+    @classmethod
+    def load(cls, folder: Path) -> AreaModel:
+        """The model saved in ``folder`` by :meth:`save`; :class:`RiskmlError` naming the file
+        when something is missing."""
+        folder = Path(folder)
+        for name in (MODEL_FILE, STATE_FILE):
+            if not (folder / name).exists():
+                raise RiskmlError(
+                    f"{folder / name}: not found; train the area first (`riskml train --area "
+                    f"{folder.name}`)"
+                )
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        if state.get("format") != FORMAT_VERSION:
+            raise RiskmlError(
+                f"{folder / STATE_FILE}: not an area model of format {FORMAT_VERSION}; retrain "
+                f"the area (`riskml train --area {folder.name}`)"
+            )
+        rec = state.get("recovery")
+        recovery = None
+        if rec is not None:
+            recovery = RecoveryModel(
+                booster=lgb.Booster(model_file=str(folder / RECOVERY_FILE)),
+                feature_names=rec["features"],
+                best_iteration=int(rec["best_iteration"]),
+                n_train=int(rec["n_train"]),
+                n_valid=int(rec["n_valid"]),
+                valid_mean_abs_error=float(rec["valid_mean_abs_error"]),
+            )
+        threshold = state.get("threshold")
+        return cls(
+            area=state["area"],
+            rank_by=state["rank_by"],
+            recovery_exponent=float(state["recovery_exponent"]),
+            classifier_=lgb.Booster(model_file=str(folder / MODEL_FILE)),
+            feature_names_=list(state["features"]),
+            recovery_=recovery,
+            recovery_ratio_=float(state.get("recovery_ratio", 0.0)),
+            threshold_=math.inf if threshold is None else float(threshold),
+            threshold_basis_=state.get("threshold_basis", {}),
+            calibration_=state.get("calibration", {}),
+            fingerprint_=state.get("fingerprint", ""),
+            facts_=state.get("facts", {}),
+        )
+
+    # --- description -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """``riskml-revenue v3 (champion)`` when registered, else the area and the hash."""
+        if self.registration is not None:
+            return str(self.registration)
+        return f"{self.area} (unregistered, {self.content_hash()[:12]})"
+
+
+def calibration_record(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """Reliability of ``proba`` on labelled rows ``y``: mean predicted and observed rate per
+    score decile, and the Brier score. The model applies no recalibration (``identity``)."""
+    out: dict[str, Any] = {
+        "method": "identity",
+        "population": "early-stopping slice, labelled items",
+        "n": len(y),
+    }
+    if len(y) == 0:
+        return out | {"bins": [], "brier": None}
+    order = np.argsort(proba, kind="stable")
+    bins = []
+    for part in np.array_split(order, min(CALIBRATION_BINS, len(order))):
+        bins.append(
+            {
+                "predicted": float(proba[part].mean()),
+                "observed": float(y[part].mean()),
+                "n": len(part),
+            }
+        )
+    return out | {"bins": bins, "brier": float(np.mean((proba - y) ** 2))}
+
+
+def fingerprint(
+    rows: pd.DataFrame, names: list[str], pretrain_labels: pd.DataFrame | None = None
+) -> str:
+    """SHA-256 of the training data: key, date, label and features of the labelled rows of the
+    train and early-stopping windows (and the first stage's labels, if any)."""
+    digest = hashlib.sha256()
+    cols = [*KEY, "accepted_date", "label", *names]
+    ordered = rows[cols].sort_values(KEY, kind="stable").reset_index(drop=True)
+    digest.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    if pretrain_labels is not None:
+        pre = pretrain_labels[[*KEY, "label"]].dropna(subset=["label"])
+        pre = pre.astype({"declaration_id": "string"}).sort_values(KEY, kind="stable")
+        digest.update(
+            pd.util.hash_pandas_object(pre.reset_index(drop=True), index=False).to_numpy().tobytes()
+        )
+    return digest.hexdigest()
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf → None, numpy scalars → Python."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
