@@ -139,18 +139,33 @@ def test_unknown_columns_are_dropped_and_reported(decl, outc):
 
 # --- row checks -----------------------------------------------------------------------------
 
+
+def test_real_trade_values_are_accepted(decl):
+    """Ad valorem rates above 100%, specific duties (no rate, duties paid), zero value and zero
+    mass are lawful."""
+    real = decl.copy()
+    real.loc[0, "duty_rate"] = 8.874  # 887.4%: a Korean agricultural tariff
+    real.loc[1, ["cif_value", "duties_paid"]] = 0.0  # no commercial value (a sample)
+    real.loc[2, ["gross_mass_kg", "net_mass_kg"]] = 0.0  # below the declared precision
+    real.loc[3, "duty_rate"] = None  # a specific duty: per unit, in duties_paid
+    res = validate(real, None, today=TODAY)
+    assert res.quarantine.empty, res.quarantine
+    assert len(res.declarations) == len(decl)
+    assert res.declarations.loc[0, "duty_rate"] == pytest.approx(8.874)
+
+
 BAD_DECLARATION_VALUES = [
     ("cif_value", "abc", "cif_value", "column cif_value: 'abc' is not a number"),
-    ("cif_value", 0.0, "cif_value", "column cif_value: 0 is not > 0"),
     ("quantity", -3.0, "quantity", "column quantity: -3 is not > 0"),
-    ("cif_value", -123456.78, "cif_value", "column cif_value: -123456.78 is not > 0"),
-    ("gross_mass_kg", 0.0, "gross_mass_kg", "is not > 0"),
+    ("cif_value", -123456.78, "cif_value", "column cif_value: -123456.78 is not >= 0"),
+    ("gross_mass_kg", -1.0, "gross_mass_kg", "is not >= 0"),
     ("net_mass_kg", 1e9, "net_mass_kg, gross_mass_kg", "net mass above gross mass"),
     ("fob_value", -1.0, "fob_value", "is not >= 0"),
     ("duties_paid", -5.0, "duties_paid", "is not >= 0"),
-    ("duty_rate", 1.5, "duty_rate", "column duty_rate: 1.5 is not <= 1"),
+    ("duty_rate", 12.5, "duty_rate", "column duty_rate: 12.5 is not <= 10"),
     ("duty_rate", -0.1, "duty_rate", "is not >= 0"),
     ("hs_code", "12AB56", "hs_code", "'12AB56' is not 6 to 10 digits"),
+    ("hs_code", "0012345", "hs_code", "is not 6 to 10 digits in an HS chapter (01-97)"),
     ("hs_code", "12345", "hs_code", "is not 6 to 10 digits"),
     ("hs_code", "12345678901", "hs_code", "is not 6 to 10 digits"),
     ("accepted_date", "2023-02-30", "accepted_date", "'2023-02-30' is not a date"),
@@ -198,7 +213,7 @@ def test_row_failing_several_checks_appears_once_per_reason(decl):
     assert len(res.declarations) == len(decl) - 1
     assert res.report["declarations"]["reasons"] == {
         "cif_value: not a number": 1,
-        "hs_code: not 6 to 10 digits": 1,
+        "hs_code: not 6 to 10 digits in an HS chapter (01-97)": 1,
     }
 
 
@@ -273,7 +288,7 @@ def test_report_counts(decl, outc):
 # --- property: kept and quarantined rows partition the input --------------------------------
 
 CORRUPTIONS = {
-    "cif_value": st.sampled_from(["abc", -1.0, 0.0, None, "1e400"]),
+    "cif_value": st.sampled_from(["abc", -1.0, None, "1e400"]),
     "hs_code": st.sampled_from(["", "12", "ABCDEF", "1234567890123"]),
     "accepted_date": st.sampled_from(["2023-02-29", "1989-12-31", "2099-01-01", "soon"]),
     "item_no": st.sampled_from([0, -1, "one", 2.5]),

@@ -155,16 +155,22 @@ def simulate(
 @app.command()
 @_handle_errors
 def ingest(
-    file: Annotated[Path, typer.Argument(help="external CSV or Parquet file")],
-    mapping: Annotated[Path, typer.Option(help="YAML column mapping")],
+    file: Annotated[
+        list[Path], typer.Argument(help="external CSV or Parquet file(s), one layout")
+    ],
+    mapping: Annotated[Path, typer.Option(help="YAML column mapping (path or packaged name)")],
     root: RootOpt = Path("."),
     out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+    outcomes: Annotated[
+        list[Path] | None,
+        typer.Option(help="control-results file (the mapping's `outcomes` section); repeatable"),
+    ] = None,
 ) -> None:
-    """Map an external declarations file into the canonical tables."""
+    """Map external declarations (and control results) into the canonical tables."""
     from riskml.ingest import run_ingest
 
     started = time.perf_counter()
-    summary = run_ingest(file, mapping, out or root / "data/raw")
+    summary = run_ingest(file, mapping, out or root / "data/raw", outcomes_file=outcomes or None)
     _done("ingest", started, _fmt_counts(summary))
 
 
@@ -200,10 +206,11 @@ def source(root: RootOpt = Path(".")) -> None:
         )
     else:
         ingest(
-            file=root / params.data.ingest_file,
+            file=[root / params.data.ingest_file],
             mapping=root / params.data.ingest_mapping,
             root=root,
             out=None,
+            outcomes=[root / params.data.ingest_outcomes] if params.data.ingest_outcomes else None,
         )
         if params.data.seizures_file:
             ingest_seizures(

@@ -22,6 +22,7 @@ class DataParams(_Section):
     ingest_mapping: str = ""
     seizures_file: str = ""  # with source=ingest: seizure intelligence (e.g. a CEN export)
     seizures_mapping: str = "cen_seizures"
+    ingest_outcomes: str = ""  # optional control-results file (the mapping's `outcomes` section)
 
 
 class SimulateParams(_Section):

@@ -68,11 +68,27 @@ DECLARATION_COLUMNS: tuple[Column, ...] = (
     Column("description", "string", False, "goods description"),
     Column("quantity", "float", True, "quantity in the supplementary unit, > 0"),
     Column("quantity_unit", "string", False, "unit of the quantity (u, kg, l, pair, ...)"),
-    Column("gross_mass_kg", "float", True, "gross mass in kg, > 0"),
-    Column("net_mass_kg", "float", False, "net mass in kg, > 0 and <= gross mass"),
+    Column(
+        "gross_mass_kg",
+        "float",
+        True,
+        "gross mass in kg, >= 0 (0: below the declared precision, e.g. documents, samples)",
+    ),
+    Column("net_mass_kg", "float", False, "net mass in kg, >= 0 and <= gross mass"),
     Column("fob_value", "float", False, "FOB / invoice value in local currency, >= 0"),
-    Column("cif_value", "float", True, "CIF (customs) value in local currency, > 0"),
-    Column("duty_rate", "float", False, "applied ad valorem duty rate as a fraction, 0 to 1"),
+    Column(
+        "cif_value",
+        "float",
+        True,
+        "CIF (customs) value in local currency, >= 0 (0: no commercial value, e.g. samples)",
+    ),
+    Column(
+        "duty_rate",
+        "float",
+        False,
+        "applied ad valorem duty rate as a fraction, 0 to 10 (rates above 100% exist); empty "
+        "for a specific (per unit) duty, which duties_paid carries",
+    ),
     Column("duties_paid", "float", True, "duties and taxes paid in local currency, >= 0"),
     Column("preference_claim", "bool", False, "a preferential (FTA) origin was claimed"),
 )
@@ -170,11 +186,18 @@ TABLE_KEYS: dict[str, list[str]] = {
     "seizures": ["seizure_id"],
 }
 
-# Optional column an input may carry (ingest sets it): the row number in the source file, used
-# as `row` in the quarantine instead of the position in the table.
+# Optional columns an input may carry (ingest sets them): the row number in the source file and
+# the source file, used as `row` and `file` in the quarantine instead of the position in the
+# table and the table's file; and a reason ingest found to quarantine the row (a code outside
+# the mapping's values with `unmapped: quarantine`) with the column(s) it concerns.
 SOURCE_ROW = "source_row"
+SOURCE_FILE = "source_file"
+SOURCE_ERROR = "source_error"
+SOURCE_ERROR_COLUMN = "source_error_column"
+SOURCE_COLUMNS: tuple[str, ...] = (SOURCE_ROW, SOURCE_FILE, SOURCE_ERROR, SOURCE_ERROR_COLUMN)
 
 QUARANTINE_COLUMNS: list[str] = [
+    "file",
     "table",
     "row",
     "column",
@@ -192,11 +215,11 @@ DATE_MIN = pd.Timestamp("1990-01-01")
 BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
     "item_no": (("ge", 1),),
     "quantity": (("gt", 0),),
-    "gross_mass_kg": (("gt", 0),),
-    "net_mass_kg": (("gt", 0),),
+    "gross_mass_kg": (("ge", 0),),
+    "net_mass_kg": (("ge", 0),),
     "fob_value": (("ge", 0),),
-    "cif_value": (("gt", 0),),
-    "duty_rate": (("ge", 0), ("le", 1)),
+    "cif_value": (("ge", 0),),
+    "duty_rate": (("ge", 0), ("le", 10)),
     "duties_paid": (("ge", 0),),
     "additional_duty": (("ge", 0),),
     "quantity_seized": (("ge", 0),),
@@ -208,8 +231,9 @@ ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "control_kind": CONTROL_KINDS,
     "risk_area": RISK_AREAS,
 }
+# HS chapters run from 01 to 97: a code in chapter 00 is a padded shorter code.
 PATTERNS: dict[str, tuple[str, str]] = {
-    "hs_code": (r"\d{6,10}", "6 to 10 digits"),
+    "hs_code": (r"(?!00)\d{6,10}", "6 to 10 digits in an HS chapter (01-97)"),
     "concealment_hs": (r"\d{2,10}", "2 to 10 digits"),
 }
 
@@ -304,7 +328,7 @@ def check_columns(df: pd.DataFrame, table: str, *, name: str = "") -> list[str]:
             f"{name}: missing required column{plural} {cols}; add it or map it in the ingest "
             "mapping (see docs/data-contract.md)"
         )
-    known = {*column_names(table), SOURCE_ROW}
+    known = {*column_names(table), *SOURCE_COLUMNS}
     return [str(c) for c in df.columns if c not in known]
 
 
@@ -646,7 +670,7 @@ def _finalise(frame: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Dat
     return good.astype({c.name: canonical_dtype(c) for c in TABLES[table]})
 
 
-def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.DataFrame:
+def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame, file: str) -> pd.DataFrame:
     if failures.empty:
         return empty_quarantine()
     failures = failures.sort_values(["pos", "column"], kind="stable").reset_index(drop=True)
@@ -662,6 +686,11 @@ def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Dat
     )
     record_of = dict(zip(upos.tolist(), records, strict=True))
     rows = raw[SOURCE_ROW].to_numpy()[pos] if SOURCE_ROW in raw.columns else pos
+    files = (
+        as_text(raw[SOURCE_FILE]).fillna(file).to_numpy(dtype=object)[pos]
+        if SOURCE_FILE in raw.columns
+        else file
+    )
 
     def key_text(name: str) -> np.ndarray:
         if name not in raw.columns:
@@ -670,6 +699,7 @@ def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Dat
 
     return pd.DataFrame(
         {
+            "file": files,
             "table": table,
             "row": pd.array(rows, dtype="int64"),
             "column": failures["column"],
@@ -727,19 +757,50 @@ def _schema_failures(good: pd.DataFrame, table: str, today: date | None) -> pd.D
     return pd.DataFrame(columns=["pos", "column", "check", "reason"])
 
 
+def _source_failures(raw: pd.DataFrame) -> list[pd.DataFrame]:
+    """Rows ingest marked for the quarantine (``source_error``: a code outside the mapping)."""
+    if SOURCE_ERROR not in raw.columns:
+        return []
+    reason = as_text(raw[SOURCE_ERROR])
+    pos = np.flatnonzero(reason.notna().to_numpy(bool))
+    if len(pos) == 0:
+        return []
+    column = (
+        as_text(raw[SOURCE_ERROR_COLUMN]).iloc[pos].fillna("").to_numpy(dtype=object)
+        if SOURCE_ERROR_COLUMN in raw.columns
+        else ""
+    )
+    return [
+        pd.DataFrame(
+            {
+                "pos": pos,
+                "column": column,
+                "check": "not in the mapping's values",
+                "reason": reason.iloc[pos].to_numpy(dtype=object),
+            }
+        )
+    ]
+
+
 def _validate_table(
     raw: pd.DataFrame,
     table: str,
     name: str,
     today: date | None,
     extra: Callable[[pd.DataFrame], list[pd.DataFrame]] | None = None,
+    file: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
     dropped = check_columns(raw, table, name=name)
     raw = raw.reset_index(drop=True)
     frame, failures = _convert_table(raw, table, today)
+    source = _source_failures(raw)
     if extra is not None:
         failures.extend(extra(frame))
     fail = pd.concat([f for f in failures if len(f)] or [_NO_FAILURES], ignore_index=True)
+    if source:  # the code outside the mapping says it all: no second reason for the same value
+        marked = set(zip(source[0]["pos"], source[0]["column"], strict=True))
+        again = [(p, c) in marked for p, c in zip(fail["pos"], fail["column"], strict=True)]
+        fail = pd.concat([fail[~np.array(again, dtype=bool)], *source], ignore_index=True)
     good = _finalise(frame, table, fail)
     schema_fail = _schema_failures(good, table, today)
     if not schema_fail.empty:  # map positions in `good` back to positions in `raw`
@@ -747,7 +808,7 @@ def _validate_table(
         schema_fail["pos"] = kept_pos[schema_fail["pos"].to_numpy()]
         fail = pd.concat([fail, schema_fail], ignore_index=True)
         good = _finalise(frame, table, fail)
-    quarantine = _quarantine(raw, table, fail)
+    quarantine = _quarantine(raw, table, fail, file or name)
     return good, quarantine, _table_report(raw, good, fail, dropped, table), frame
 
 
@@ -776,12 +837,17 @@ def validate(
             return source or table
         return f"{table} ({source})"
 
+    def file(table: str) -> str:
+        if not source or Path(source).suffix:
+            return source or table
+        return str(Path(source) / f"{table}.parquet")
+
     if outcomes is None:
         outcomes = empty_table("outcomes")
     check_columns(declarations, "declarations", name=name("declarations"))
     check_columns(outcomes, "outcomes", name=name("outcomes"))
     decl, q_decl, r_decl, decl_frame = _validate_table(
-        declarations, "declarations", name("declarations"), today
+        declarations, "declarations", name("declarations"), today, file=file("declarations")
     )
     decl_in = decl_frame[KEY].dropna()
     out, q_out, r_out, _ = _validate_table(
@@ -790,6 +856,7 @@ def validate(
         name("outcomes"),
         today,
         extra=lambda frame: _outcome_link_failures(frame, decl_in, decl),
+        file=file("outcomes"),
     )
     quarantine = pd.concat(
         [q for q in (q_decl, q_out) if not q.empty] or [empty_quarantine()], ignore_index=True

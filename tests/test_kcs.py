@@ -1,0 +1,129 @@
+"""The Korea Customs Service research file: mapping, ingest and the development protocol.
+
+On a file in the KCS layout that the test writes itself, and, where ``../shared/data/kcs/``
+exists next to the repository (as in CI), on the real files (skipped cleanly otherwise).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from riskml.contract import run_validate
+from riskml.ingest import run_ingest
+from riskml.protocol import KCS_DEV_SPLIT, KCS_FILES, run_protocol
+
+_spec = importlib.util.spec_from_file_location("kcs", Path(__file__).parent / "fixtures" / "kcs.py")
+kcs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kcs)
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "kcs"
+needs_real = pytest.mark.skipif(
+    not all((REAL / f).exists() for f in KCS_FILES), reason=f"{REAL} not present"
+)
+
+
+@pytest.fixture(scope="module")
+def kcs_folder(tmp_path_factory) -> Path:
+    return kcs.write_kcs_files(tmp_path_factory.mktemp("kcs"))
+
+
+def _ingest(folder: Path, out: Path, **kwargs) -> tuple[dict, dict]:
+    summary = run_ingest([folder / f for f in KCS_FILES], "kcs_synthetic", out / "raw", **kwargs)
+    report = run_validate(out / "raw", out / "interim", out / "validation.json")
+    return summary, report
+
+
+def _check_every_row_kept(summary: dict, report: dict) -> None:
+    # rates above 100%, zero masses and prices and the national code 90 are all lawful
+    assert report["declarations"]["rows_quarantined"] == 0, report["declarations"]["reasons"]
+    assert report["outcomes"]["rows_quarantined"] == 0, report["outcomes"]["reasons"]
+    assert report["declarations"]["rows_kept"] == summary["rows"]
+    assert set(summary["unmapped_codes"]) <= {"transport_mode"}
+    labels = summary["labels"]
+    assert labels["Fraud -> revenue"]["inspected"] == summary["rows"]
+    assert labels["Critical Fraud -> health_safety"]["inspected"] == summary["rows"]
+    assert summary["outcomes"] == 2 * summary["rows"]  # one per area and row
+
+
+def test_kcs_layout_ingests_without_losing_a_declaration(kcs_folder, tmp_path):
+    summary, report = _ingest(kcs_folder, tmp_path)
+    _check_every_row_kept(summary, report)
+    assert summary["unmapped_codes"]["transport_mode"]["90"] > 0
+    decl = pd.read_parquet(tmp_path / "interim/declarations.parquet")
+    assert (decl["duty_rate"] > 1).any() and (decl["cif_value"] == 0).any()
+    assert (decl["net_mass_kg"] == 0).any()
+    assert set(decl["transport_mode"]) <= {"sea", "air", "post", "road", "rail", "unknown"}
+    outc = pd.read_parquet(tmp_path / "interim/outcomes.parquet")
+    src = pd.concat([pd.read_csv(kcs_folder / f, dtype=str) for f in KCS_FILES])
+    found = outc[outc["offence_found"]].groupby("risk_area").size().to_dict()
+    assert found == {
+        "revenue": int((src["Fraud"] == "1").sum()),
+        "health_safety": int((src["Critical Fraud"] == "2").sum()),
+    }
+
+
+def test_development_protocol_command(kcs_folder, tmp_path):
+    """The documented command runs the protocol; nothing of the ranked quarter reaches a model:
+    rewriting every label of 2021-Q1 leaves the scores, hence the ranking, unchanged."""
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "scripts/kcs_protocol.py", "--data", str(kcs_folder), "--work", str(work)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((work / "kcs_protocol.json").read_text())
+    assert result["split"] == KCS_DEV_SPLIT.model_dump(mode="json")
+    revenue = result["areas"]["revenue"]
+    assert f"revenue: P@1%={revenue['precision']['1%']:.3f}" in proc.stdout
+    ranked = pd.read_csv(kcs_folder / KCS_FILES[1], dtype=str)
+    assert revenue["n_ranked"] == len(ranked)
+    base_rate = (ranked["Fraud"] == "1").mean()
+    assert revenue["positive_rate"] == pytest.approx(base_rate)
+    # the planted undervaluation and repeat offenders are found well above the base rate
+    assert revenue["precision"]["5%"] > base_rate + 0.3
+    assert revenue["n_train"] > 0 and revenue["n_valid"] > 0
+    assert "health_safety" in result["areas"]  # measured, or skipped with its reason
+
+    flipped = tmp_path / "flipped"
+    flipped.mkdir()
+    (flipped / KCS_FILES[0]).write_bytes((kcs_folder / KCS_FILES[0]).read_bytes())
+    ranked["Fraud"] = (ranked["Fraud"] == "0").astype(int).astype(str)
+    ranked["Critical Fraud"] = "0"
+    ranked.to_csv(flipped / KCS_FILES[1], index=False)
+    again = run_protocol(flipped, tmp_path / "work2", root=REPO)
+    first = pd.read_parquet(work / "scores_revenue.parquet")
+    second = pd.read_parquet(tmp_path / "work2" / "scores_revenue.parquet")
+    pd.testing.assert_series_equal(first["score"], second["score"])
+    assert again["areas"]["revenue"]["precision"] != revenue["precision"]  # labels did change
+
+
+@needs_real
+def test_real_kcs_files_ingest_whole(tmp_path):
+    summary, report = _ingest(REAL, tmp_path)
+    _check_every_row_kept(summary, report)
+    assert summary["rows"] == 37_385 + 8_134
+    decl = pd.read_parquet(tmp_path / "interim/declarations.parquet")
+    assert decl["accepted_date"].min() == pd.Timestamp("2020-01-01")
+    assert decl["accepted_date"].max() < pd.Timestamp(KCS_DEV_SPLIT.test_end)  # no test quarter
+    assert (decl["duty_rate"] > 1).sum() > 100 and (decl["cif_value"] == 0).sum() > 100
+
+
+@needs_real
+def test_real_kcs_sample_through_the_protocol(tmp_path):
+    result = run_protocol(REAL, tmp_path, root=REPO, sample=6000)
+    revenue = result["areas"]["revenue"]
+    assert result["validation"]["declarations"]["rows_quarantined"] == 0
+    assert revenue["n_ranked"] > 1000
+    # far above the base rate (about 0.21) even on a sixth of the file
+    assert revenue["precision"]["5%"] > 0.6
