@@ -3,7 +3,7 @@
 One split: train, early stopping, ranked window (``SplitParams``). Every item of the ranked
 window carries a label, so precision at an inspection rate is measured on all of its items.
 Nothing of the ranked window reaches the model: features are built with the outcomes whose
-result date is before the ranked window (:func:`riskml.backtest.static_features`), training
+result date is before the ranked window (as the static backtest protocol does), training
 labels are those known before it, and the training rows are accepted before it.
 
 :func:`run_protocol` is the stage sequence (ingest, validate, features, train, rank, measure)
@@ -124,8 +124,8 @@ def run_protocol(
     per area (``work/scores_<area>.parquet``) and ``work/kcs_protocol.json``; returns the
     figures.
     """
-    from riskml.backtest import static_features
     from riskml.contract import run_validate
+    from riskml.features import build_features
     from riskml.ingest import load_mapping, run_ingest
     from riskml.io import read_parquet, write_json, write_parquet
 
@@ -144,7 +144,8 @@ def run_protocol(
     areas = sorted(set(load_mapping(mapping).label_areas()))
     all_specs = load_area_specs(root / "pipelines")
     specs = {a: protocol_spec(all_specs[a]) for a in areas}
-    feats = static_features(decl, outcomes, params, specs, cut=split.test_start)
+    known = (outcomes["result_date"] < pd.Timestamp(split.test_start)).to_numpy(bool)
+    feats = build_features(decl, outcomes[known], params.features, specs=specs)
     write_parquet(feats, work / "features.parquet")
     result: dict[str, Any] = {
         "split": split.model_dump(mode="json"),
