@@ -31,9 +31,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("."), help="holds params.yaml")
     parser.add_argument("--sample", type=int, default=0, help="first N rows of each file")
     parser.add_argument("--seed", type=int, default=None, help="override train.seed")
+    parser.add_argument(
+        "--reference",
+        choices=["exact-values"],
+        default=None,
+        help="a measured reference, not the shipped features: exact-values adds the history of "
+        "the exact declared value and mass per HS6 (a generator artefact on this file)",
+    )
     args = parser.parse_args(argv)
     result = run_protocol(
-        args.data, args.work, root=args.root, sample=args.sample or None, seed=args.seed
+        args.data,
+        args.work,
+        root=args.root,
+        sample=args.sample or None,
+        seed=args.seed,
+        reference=args.reference,
     )
     split = KCS_DEV_SPLIT.model_dump(mode="json")
     print(f"split: {split}")

@@ -371,6 +371,10 @@ def score(
     file: Annotated[Path, typer.Argument(help="new declarations (CSV or Parquet)")],
     root: RootOpt = Path("."),
     out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(help="ingest mapping of the file's layout (path or packaged name)"),
+    ] = None,
 ) -> None:
     """Score new declarations with each area's champion model (scores, selection, quarantine)."""
     from riskml.score import run_score
@@ -378,7 +382,7 @@ def score(
     params, specs = _config(root)
     started = time.perf_counter()
     folder = out or root / "data/scored" / file.stem
-    summary = run_score(file, root.resolve(), params, specs, out=folder)
+    summary = run_score(file, root.resolve(), params, specs, out=folder, mapping=mapping)
     _done("score", started, f"{_fmt_counts(summary)} -> {folder}")
 
 

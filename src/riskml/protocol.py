@@ -65,6 +65,42 @@ def measure(y: np.ndarray, score: np.ndarray, rates: tuple[float, ...] = RATES) 
     }
 
 
+#: ``--reference exact-values``: history of the exact declared value and mass per HS6. Not a
+#: shipped feature: on the KCS file it measures a generator artefact (see docs/results.md).
+EXACT_VALUE_KEYS = {"hs6val": ("hs6", "cif_value"), "hs6mass": ("hs6", "net_mass_kg")}
+
+
+def exact_value_history(
+    declarations: pd.DataFrame, labels: pd.DataFrame, *, prior: float = 5.0
+) -> pd.DataFrame:
+    """Per item, the smoothed offence rate and count of earlier labelled items with the same
+    HS6 and the same exact declared value (``hs6val_*``) or mass (``hs6mass_*``): labels count
+    from the month after the item's acceptance (``labels`` must hold only results known at the
+    cut, as :func:`riskml.labels.build_labels` with ``known_before``)."""
+    month = pd.to_datetime(declarations["accepted_date"]).dt.to_period("M").astype("int64")
+    y = labels["label"].to_numpy(dtype=float)
+    known = ~np.isnan(y)
+    base = float(np.nanmean(y)) if known.any() else 0.0
+    out = {}
+    for name, (_, col) in EXACT_VALUE_KEYS.items():
+        key = declarations["hs_code"].astype("str").str[:6] + "|" + declarations[col].astype("str")
+        cells = (
+            pd.DataFrame({"k": key, "m": month, "n": known, "f": np.nan_to_num(y)})
+            .groupby(["k", "m"], sort=True)[["n", "f"]]
+            .sum()
+            .reset_index()
+        )
+        grouped = cells.groupby("k")
+        cells["n_before"] = grouped["n"].cumsum() - cells["n"]
+        cells["f_before"] = grouped["f"].cumsum() - cells["f"]
+        rows = pd.DataFrame({"k": key, "m": month}).merge(cells, on=["k", "m"], how="left")
+        out[f"{name}_n"] = rows["n_before"].to_numpy(float)
+        out[f"{name}_hr"] = (
+            (rows["f_before"] + prior * base) / (rows["n_before"] + prior)
+        ).to_numpy()
+    return pd.DataFrame(out, index=declarations.index)
+
+
 def area_result(
     features: pd.DataFrame,
     declarations: pd.DataFrame,
@@ -72,12 +108,17 @@ def area_result(
     spec: AreaSpec,
     split: SplitParams,
     params: Params,
+    reference: str | None = None,
 ) -> dict[str, Any]:
-    """Train ``spec``'s area on the split and measure it on the ranked window."""
+    """Train ``spec``'s area on the split and measure it on the ranked window (``reference``
+    ``"exact-values"``: with :func:`exact_value_history` beside the features)."""
     from riskml.labels import build_labels
     from riskml.train import feature_matrix, train_area
 
     known = build_labels(declarations, outcomes, spec, known_before=pd.Timestamp(split.test_start))
+    if reference == "exact-values":
+        extra = exact_value_history(declarations, known)
+        features = pd.concat([features, extra.set_axis(features.index)], axis=1)
     model = train_area(features, known, spec, split, area_train_params(params, spec))
     final = build_labels(declarations, outcomes, spec)
     ranked = ranked_window(features, final, split)
@@ -116,6 +157,7 @@ def run_protocol(
     split: SplitParams = KCS_DEV_SPLIT,
     sample: int | None = None,
     seed: int | None = None,
+    reference: str | None = None,
 ) -> dict[str, Any]:
     """Ingest ``files`` of ``data`` through ``mapping`` into ``work``, validate, build the
     features, train every area the mapping labels and measure it on the ranked window.
@@ -150,6 +192,7 @@ def run_protocol(
     result: dict[str, Any] = {
         "split": split.model_dump(mode="json"),
         "mapping": str(mapping),
+        "reference": reference,
         "ingest": {k: v for k, v in ingest.items() if k != "files"},
         "validation": {
             t: {k: report[t][k] for k in ("rows_in", "rows_kept", "rows_quarantined")}
@@ -159,7 +202,7 @@ def run_protocol(
     }
     for area, spec in specs.items():
         try:
-            block = area_result(feats, decl, outcomes, spec, split, params)
+            block = area_result(feats, decl, outcomes, spec, split, params, reference)
         except RiskmlError as exc:  # too few labels of this area in a window
             block = {"skipped": str(exc)}
         if "scores" in block:

@@ -335,25 +335,54 @@ def _joined(good: pd.DataFrame, hits: pd.DataFrame) -> np.ndarray:
     return merged["n"].fillna("").to_numpy(dtype=object)
 
 
-def read_batch(path: Path) -> pd.DataFrame:
-    """A batch file: CSV (all text, parsed by the contract) or Parquet."""
+def read_batch(path: Path, mapping: str | Path | None = None) -> pd.DataFrame:
+    """A batch file: CSV (all text, parsed by the contract) or Parquet in the canonical layout,
+    or, with an ingest ``mapping``, any layout the mapping reads (separator, encoding, date
+    formats, codes). An empty, header-only or unreadable file is a one-line
+    :class:`RiskmlError`."""
+    if mapping is not None:
+        from riskml.ingest import ingest_declarations
+
+        return ingest_declarations(path, mapping)[1]
     if not path.exists():
         raise RiskmlError(f"{path}: file not found")
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix.lower() in (".csv", ".txt"):
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    raise RiskmlError(f"{path}: unsupported file type; send a .csv or .parquet file")
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".txt"):
+        raise RiskmlError(f"{path}: unsupported file type; send a .csv or .parquet file")
+    if path.stat().st_size == 0:
+        raise RiskmlError(f"{path}: empty file (no header, no rows); nothing to score")
+    try:
+        if suffix == ".parquet":
+            batch = pd.read_parquet(path)
+        else:
+            batch = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except Exception as exc:  # parser, codec and Arrow errors all mean the same to the user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        kind = "Parquet" if suffix == ".parquet" else "CSV (sep ',', UTF-8)"
+        raise RiskmlError(
+            f"{path}: cannot be read as {kind} ({first}); give the file's layout with --mapping "
+            "(an ingest mapping)"
+        ) from exc
+    if batch.empty:
+        raise RiskmlError(f"{path}: header only, no data rows; nothing to score")
+    return batch
 
 
 def run_score(
-    file: Path, root: Path, params: Params, specs: dict[str, AreaSpec], *, out: Path
+    file: Path,
+    root: Path,
+    params: Params,
+    specs: dict[str, AreaSpec],
+    *,
+    out: Path,
+    mapping: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``riskml score FILE``: write ``scores.csv``, ``selected.csv`` and ``quarantine.csv`` in
-    ``out`` and return counts and timings."""
+    """``riskml score FILE [--mapping M]``: write ``scores.csv``, ``selected.csv`` and
+    ``quarantine.csv`` in ``out`` and return counts and timings."""
     from riskml.io import write_csv
 
-    result = Scorer(root, params, specs).score(read_batch(file))
+    batch = read_batch(file, mapping)  # a bad file fails before any model is loaded
+    result = Scorer(root, params, specs).score(batch)
     scores = result.scores
     write_csv(scores, out / "scores.csv")
     write_csv(scores[scores["selected"].astype(bool)], out / "selected.csv")
