@@ -838,9 +838,9 @@ def validate(
         return f"{table} ({source})"
 
     def file(table: str) -> str:
-        if not source or Path(source).suffix:
-            return source or table
-        return str(Path(source) / f"{table}.parquet")
+        if source and Path(source).is_dir():  # the stage's raw folder
+            return str(Path(source) / f"{table}.parquet")
+        return source or table
 
     if outcomes is None:
         outcomes = empty_table("outcomes")
