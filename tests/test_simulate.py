@@ -228,6 +228,8 @@ def test_oracle_precision_is_learnable_but_not_trivial(truth_wide):
 
 
 def test_drift_moves_revenue_fraud(world, truth_wide, specs):
+    """After the drift the new hot spots rise; the old ones fall but keep part of their weight
+    (``REVENUE_OLD_HOT``: fraud does not leave them at once)."""
     d = world["declarations"].set_index(KEY)
     rev = truth_wide["offence"]["revenue"].astype(bool).reindex(d.index)
     after = d["accepted_date"] >= month_plan(_params())[4].start
@@ -236,7 +238,7 @@ def test_drift_moves_revenue_fraud(world, truth_wide, specs):
     new_hot = chapter.isin(REVENUE_HOT[True][0])
     before_rate = rev[~after & old_hot].mean(), rev[~after & new_hot].mean()
     after_rate = rev[after & old_hot].mean(), rev[after & new_hot].mean()
-    assert after_rate[0] < 0.75 * before_rate[0]
+    assert after_rate[0] < 0.9 * before_rate[0]
     assert after_rate[1] > 1.3 * before_rate[1]
 
 

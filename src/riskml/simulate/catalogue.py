@@ -240,6 +240,7 @@ class Catalogue:
     duty_rate: np.ndarray  # float, MFN ad valorem rate
     popularity: np.ndarray  # float, relative frequency within its sector
     cheaper_sibling: np.ndarray  # int, lowest-duty code of the same heading, -1 if none
+    price_sd: np.ndarray  # float, log-sd of honest unit values of the code from one origin
 
     def __len__(self) -> int:
         return len(self.hs6)
@@ -247,6 +248,12 @@ class Catalogue:
     def prefixed(self, *prefixes: str) -> np.ndarray:
         """Boolean mask of the codes that start with any of ``prefixes``."""
         return np.array([code.startswith(prefixes) for code in self.hs6], dtype=bool)
+
+
+# Honest unit values of one HS6 code from one origin scatter lognormally with a log-sd drawn per
+# code from this range (mean 0.75): quality grades, contract terms and quantities make real
+# within-HS6 price spreads several times the 0.25 the simulator first used.
+PRICE_SD = (0.45, 1.05)
 
 
 def _code_rng(code: str) -> np.random.Generator:
@@ -275,6 +282,7 @@ def load_catalogue() -> Catalogue:
                     1.0 if unit == "kg" else float(kg) * float(np.exp(rng.normal(0, 0.15))),
                     round(r, 3),
                     float(rng.lognormal(0, 1.0)) * POPULARITY_SCALE.get(heading, 1.0),
+                    float(rng.uniform(*PRICE_SD)),
                 )
             )
     hs6 = np.array([r[0] for r in rows], dtype=object)
@@ -298,4 +306,5 @@ def load_catalogue() -> Catalogue:
         duty_rate=rate,
         popularity=np.array([r[7] for r in rows]),
         cheaper_sibling=sibling,
+        price_sd=np.array([r[8] for r in rows]),
     )

@@ -75,7 +75,7 @@ def declare(
     n = len(batch["hs"])
     hs, origin = batch["hs"], batch["origin"]
     g = goods_masks()
-    uv = cat.unit_value[hs] * geo.price_level[origin] * rng.lognormal(0, 0.25, n)
+    uv = cat.unit_value[hs] * geo.price_level[origin] * rng.lognormal(0, cat.price_sd[hs], n)
     fake = offence[:, A["ipr"]]
     uv = np.where(fake, uv * rng.uniform(0.08, 0.35, n), uv)
     unsafe = offence[:, A["health_safety"]] & (g.meds[hs] | g.toys[hs])

@@ -218,7 +218,7 @@ class World:
             self.specs,
             self.history,
             p,
-            tips=tip_offs(rng, offence, self.specs),
+            tips=tip_offs(rng, prob, batch, self.specs),
         )
         outcomes, found_items = control_outcomes(
             rng,

@@ -56,6 +56,7 @@ RARE_FACTOR = {
 RARE_ENTITY_WEIGHT = {"drugs": 1.0, "environment": 1.0, "health_safety": 1.3, "security": 1.2}
 RARE_OUTSIDE = {"drugs": 3.5, "environment": 3.5, "health_safety": 4.2, "security": 4.5}
 # The revenue hot spots (HS chapters, origins) before and after the drift month.
+REVENUE_OLD_HOT = 0.6  # share of the old hot spots' weight kept after the drift
 REVENUE_HOT = {
     False: ((22, 24, 61, 62, 64), ("CN", "TR", "BD", "PK", "VN")),
     True: ((27, 33, 42, 85, 87), ("AE", "MY", "TH", "HK", "IN")),
@@ -195,6 +196,13 @@ def area_logits(
 
     chapters, origins = REVENUE_HOT[after_drift]
     hot = 1.2 * np.isin(cat.chapter[hs], chapters) + 0.8 * np.isin(origin, geo.index(origins))
+    if after_drift:
+        # fraud does not leave its old hot spots at once: they keep part of their weight
+        old_chapters, old_origins = REVENUE_HOT[False]
+        hot = hot + REVENUE_OLD_HOT * (
+            1.2 * np.isin(cat.chapter[hs], old_chapters)
+            + 0.8 * np.isin(origin, geo.index(old_origins))
+        )
     rev = (
         base[:, A["revenue"]]
         + ents.supplier_propensity[sup, A["revenue"]]
