@@ -467,6 +467,7 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
     outcomes = read_parquet(root / "data/interim/outcomes.parquet")
     catalogue = catalogue_for(specs)
     summary: dict[str, Any] = {}
+    models: dict[str, str] = {}
     for i, (area, spec) in enumerate(specs.items()):
         log.info("explain %s (area %d/%d)", area, i + 1, len(specs))
         out = explain_one_area(
@@ -479,5 +480,6 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
             outcomes=outcomes,
             catalogue=catalogue,
         )
-        summary[area] = {"explained": out["explained"], "model": out["model"]}
-    return {"explained": summary}
+        summary[area] = out["explained"]
+        models[area] = out["model"]
+    return {"explained": summary, "models": models}

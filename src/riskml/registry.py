@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -322,6 +323,8 @@ def load(
     ``champion``), its :attr:`~AreaModel.registration` set; the content hash is checked."""
     client = client_for(root, tracking_uri)
     reg = resolve(client, area, version=version, alias=alias)
+    # a local copy of a few files: MLflow's download bar would only clutter the stage logs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         with tempfile.TemporaryDirectory(prefix="riskml-model-") as tmp:
             path = mlflow.artifacts.download_artifacts(
