@@ -101,6 +101,39 @@ def exact_value_history(
     return pd.DataFrame(out, index=declarations.index)
 
 
+def exact_repeats(
+    declarations: pd.DataFrame, labels: pd.DataFrame, split: SplitParams
+) -> dict[str, float]:
+    """How much of the ranked window repeats an exact (HS6, declared value) pair labelled before
+    it: the share of its items that do, and the correlation between the pair's earlier offence
+    share and the item's own label (the generator artefact the exact-values reference measures;
+    the same for the importer, whose history is what a real administration would rely on)."""
+    dates = pd.to_datetime(declarations["accepted_date"])
+    before = (dates < pd.Timestamp(split.test_start)).to_numpy() & labels[
+        "label"
+    ].notna().to_numpy()
+    ranked = (dates >= pd.Timestamp(split.test_start)) & (dates < pd.Timestamp(split.test_end))
+    ranked = ranked.to_numpy() & labels["label"].notna().to_numpy()
+    hs6 = declarations["hs_code"].astype("str").str[:6]
+    keys = {
+        "hs6_value": hs6 + "|" + declarations["cif_value"].astype("str"),
+        "importer": declarations["importer_id"].astype("str"),
+    }
+    out: dict[str, float] = {}
+    y = labels["label"].to_numpy(dtype=float)
+    for name, key in keys.items():
+        rate = pd.Series(y[before]).groupby(key[before].to_numpy()).mean()
+        prior = key[ranked].map(rate).to_numpy(dtype=float)
+        seen = ~np.isnan(prior)
+        out[f"{name}_seen_share"] = float(seen.mean()) if ranked.any() else float("nan")
+        out[f"{name}_label_correlation"] = (
+            float(np.corrcoef(prior[seen], y[ranked][seen])[0, 1])
+            if seen.sum() > 2
+            else float("nan")
+        )
+    return out
+
+
 def area_result(
     features: pd.DataFrame,
     declarations: pd.DataFrame,
@@ -122,6 +155,7 @@ def area_result(
     model = train_area(features, known, spec, split, area_train_params(params, spec))
     final = build_labels(declarations, outcomes, spec)
     ranked = ranked_window(features, final, split)
+    repeats = exact_repeats(declarations, final, split)
     if ranked["label"].sum() == 0:
         return {"skipped": "no positive in the ranked window"}
     score = model.booster.predict(feature_matrix(ranked, model.feature_names))
@@ -139,6 +173,7 @@ def area_result(
         "n_train_positives": model.n_train_positives,
         "n_valid": model.n_valid,
         "best_iteration": model.best_iteration,
+        "exact_repeats": repeats,
         "features": model.feature_names,
     }
     gain = model.booster.feature_importance("gain")
