@@ -51,6 +51,10 @@ def _check_every_row_kept(summary: dict, report: dict) -> None:
     assert labels["Fraud -> revenue"]["inspected"] == summary["rows"]
     assert labels["Critical Fraud -> health_safety"]["inspected"] == summary["rows"]
     assert summary["outcomes"] == 2 * summary["rows"]  # one per area and row
+    found = report["offences_by_area"]
+    assert found["revenue"] == labels["Fraud -> revenue"]["offences"]
+    assert found["health_safety"] == labels["Critical Fraud -> health_safety"]["offences"]
+    assert found["drugs"] == found["ipr"] == found["security"] == found["environment"] == 0
 
 
 def test_kcs_layout_ingests_without_losing_a_declaration(kcs_folder, tmp_path):

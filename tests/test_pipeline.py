@@ -235,6 +235,7 @@ def test_plots_show_draws_the_charts_with_the_network_closed(project):
     inked, refused = _draw_offline(dest / "cdn/index.html")
     assert inked == [] and any("vega" in url for url in refused)
 
+
 # --- one lineage: DVC and MLflow agree (issue 11) ---------------------------------------------
 
 

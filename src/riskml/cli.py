@@ -155,9 +155,7 @@ def simulate(
 @app.command()
 @_handle_errors
 def ingest(
-    file: Annotated[
-        list[Path], typer.Argument(help="external CSV or Parquet file(s), one layout")
-    ],
+    file: Annotated[list[Path], typer.Argument(help="external CSV or Parquet file(s), one layout")],
     mapping: Annotated[Path, typer.Option(help="YAML column mapping (path or packaged name)")],
     root: RootOpt = Path("."),
     out: Annotated[Path | None, typer.Option(help="output folder")] = None,

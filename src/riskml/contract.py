@@ -906,6 +906,13 @@ def _kept_truth(truth: pd.DataFrame, declarations: pd.DataFrame, path: Path) -> 
     return truth.merge(declarations[KEY], on=KEY, how="inner")
 
 
+def offences_by_area(outcomes: pd.DataFrame) -> dict[str, int]:
+    """Kept outcomes that found an offence, per risk area (0 for an area without any): an area
+    without findings cannot be trained on this data."""
+    found = outcomes.loc[outcomes["offence_found"].astype(bool), "risk_area"].value_counts()
+    return {area: int(found.get(area, 0)) for area in RISK_AREAS}
+
+
 def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[str, Any]:
     """Stage ``validate``: raw tables -> good interim tables, quarantine and report JSON.
 
@@ -927,6 +934,7 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
     raw_truth = _read_input(truth_path) if truth_path.exists() else empty_table("truth")
     truth = _kept_truth(raw_truth, result.declarations, truth_path)
     result.report["truth"] = {"rows_in": len(raw_truth), "rows_kept": len(truth)}
+    result.report["offences_by_area"] = offences_by_area(result.outcomes)
     # Seizure intelligence is optional: without a raw file the interim table is empty.
     seizures_path = raw_dir / "seizures.parquet"
     seizures = empty_table("seizures")
