@@ -118,7 +118,7 @@ def test_a_declaration_scores_the_same_alone_and_in_any_batch(project, batches):
     ids = list(targets["declaration_id"])
     first = scorer.score(targets, reasons=False).scores
     for area, model in scorer.models.items():
-        model.threshold = float(first.loc[first["area"] == area, "rank_key"].min())
+        model.threshold_ = float(first.loc[first["area"] == area, "rank_key"].min())
     alone = [scorer.score(targets.iloc[[i]]) for i in range(len(targets))]
     assert all(r.quarantine.empty for r in alone)
     alone_scores = _rows(pd.concat([r.scores for r in alone]), ids)
