@@ -153,6 +153,30 @@ def test_ranked_uses_the_specs_exponent(world):
     assert frame.attrs["rank_source"] == KEY_RECOVERY_MODEL
 
 
+def test_a_kept_champion_ranks_its_list_by_its_own_exponent_not_the_edited_spec(world):
+    """After revenue's recovery_exponent is edited and the retrained challenger loses, the
+    champion's list must rank by the champion's own key (the key ``riskml score`` uses), not by
+    the spec's new exponent."""
+    from riskml.config import Params
+    from riskml.select import draw_area
+    from riskml.watchlists import RuleProfile
+
+    decl, scores, outcomes, split = world
+    # expected recovery varies independently of the score, so the exponent changes the order
+    expected = np.random.default_rng(5).uniform(1.0, 1e5, len(scores))
+    scores = scores.assign(expected_recovery=scores["score"] * expected)
+    edited = _spec(rank_by="expected_recovery", recovery_exponent=0.9, capacity=60)
+    champion = AreaModel(area="revenue", rank_by="expected_recovery", recovery_exponent=0.22)
+    params = Params.model_validate({"split": split.model_dump(mode="json")})
+    profile = RuleProfile()
+    frame, _, _ = draw_area(scores, decl, outcomes, edited, params, profile, champion)
+    np.testing.assert_allclose(
+        frame["rank_key"], rank_key(frame["score"], frame["expected_recovery"], 0.22), rtol=1e-12
+    )
+    spec_frame, _, _ = draw_area(scores, decl, outcomes, edited, params, profile)
+    assert list(spec_frame["declaration_id"][:60]) != list(frame["declaration_id"][:60])
+
+
 # --- the recovery model's expected recovery as the rank key -------------------------------------
 
 

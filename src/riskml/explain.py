@@ -374,7 +374,7 @@ def area_selection(
 
     scores = list_scores(root, spec, model, {"frame": features})
     profile = load_profile(root / params.select.watchlists)
-    return draw_area(scores, declarations, outcomes, spec, params, profile)[2]
+    return draw_area(scores, declarations, outcomes, spec, params, profile, model)[2]
 
 
 def explain_one_area(

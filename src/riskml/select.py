@@ -447,13 +447,22 @@ def draw_area(
     spec: AreaSpec,
     params: Params,
     profile: Any,
+    model: Any = None,
 ) -> tuple[pd.DataFrame, int, pd.DataFrame]:
     """One area's list as the pipeline draws it: the ranked frame, the effective capacity and
     the selection (rule profiles and watch lists of ``profile``, model picks, random share).
+    With ``model`` (the list's champion), the list ranks by that model's own ranking rule
+    (``rank_by``, ``recovery_exponent``), not the spec's current one: a champion kept against a
+    challenger trained with another exponent keeps the key it was chosen with, the key
+    ``riskml score`` and the service use.
 
     The single place both ``explain`` and ``select`` get their candidates from."""
     from riskml.watchlists import profile_hits
 
+    if model is not None:
+        spec = spec.model_copy(
+            update={"rank_by": model.rank_by, "recovery_exponent": model.recovery_exponent}
+        )
     frame = ranked(scores, declarations, outcomes, spec, params.split)
     capacity = effective_capacity(spec, len(frame))
     area_spec = spec.model_copy(update={"capacity": capacity})
@@ -529,7 +538,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         write_parquet(scores[keep], root / SCORED_DIR / f"{area}.parquet")
         explanations = read_parquet(root / "data/explanations" / f"{area}.parquet")
         frame, capacities[area], selected = draw_area(
-            scores, declarations, outcomes, spec, params, profile
+            scores, declarations, outcomes, spec, params, profile, model
         )
         period_ids.update(frame["declaration_id"].astype(str))
         rank_sources[area] = frame.attrs.get("rank_source", KEY_PROBABILITY)
