@@ -341,9 +341,11 @@ def test_combined_list_has_each_declaration_once_with_all_its_areas(world):
     decl, scores, outcomes, split = world
     frame = ranked(scores, decl, outcomes, _spec(), split)
     params = SelectParams(random_share=0.2, seed=3)
-    rev = select_candidates(frame, _spec(), params).assign(reasons="", model_version="")
+    rev = select_candidates(frame, _spec(), params).assign(
+        reasons="", model_version="riskml-revenue v2 (champion)"
+    )
     drugs = select_candidates(frame, _spec(name="drugs", capacity=10), params).assign(
-        reasons="", model_version=""
+        reasons="", model_version="riskml-drugs v1 (champion)"
     )
     out = combine_areas(
         {"revenue": rev, "drugs": drugs}, overall_capacity=0, n_declarations=300, random_share=0.2
@@ -354,6 +356,14 @@ def test_combined_list_has_each_declaration_once_with_all_its_areas(world):
     assert (
         both and (out.set_index("declaration_id").loc[list(both), "areas"] == "revenue;drugs").all()
     )
+    # the combined list names the model of each area's list, in the order of its areas
+    by_id = out.set_index("declaration_id")
+    assert (
+        by_id.loc[list(both), "model_versions"]
+        == "riskml-revenue v2 (champion);riskml-drugs v1 (champion)"
+    ).all()
+    only_drugs = sorted(set(drugs["declaration_id"]) - set(rev["declaration_id"]))
+    assert (by_id.loc[only_drugs, "model_versions"] == "riskml-drugs v1 (champion)").all()
     capped = combine_areas(
         {"revenue": rev, "drugs": drugs},
         overall_capacity=0.05,

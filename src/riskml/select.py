@@ -223,7 +223,8 @@ def combine_areas(
 
     Columns: declaration_id, areas, selection_kinds, fired, flags, items, best_score,
     expected_recovery (summed), priority (best rank / list length over its areas, lower first),
-    reasons (of its best area). ``overall_capacity``: 0 no cap, < 1 a share of
+    reasons (of its best area), model_versions (the model of each of its areas' lists, in the
+    order of ``areas``). ``overall_capacity``: 0 no cap, < 1 a share of
     ``n_declarations``, >= 1 a count; the cap keeps the random-control share: declarations chosen
     only at random fill ``random_share`` of it, the others the rest by priority.
     """
@@ -255,10 +256,15 @@ def combine_areas(
         expected_recovery=("expected_recovery", "sum"),
         priority=("priority", "min"),
         reasons=("reasons", "first") if "reasons" in every.columns else ("area", "first"),
+        model_versions=("model_version", join)
+        if "model_version" in every.columns
+        else ("area", "first"),
     )
     combined = combined.reset_index()
     if "reasons" not in every.columns:
         combined["reasons"] = ""
+    if "model_version" not in every.columns:
+        combined["model_versions"] = ""
     if overall_capacity > 0:
         cap = (
             int(round(overall_capacity * n_declarations))
@@ -290,6 +296,7 @@ COMBINED_COLUMNS = [
     "expected_recovery",
     "priority",
     "reasons",
+    "model_versions",  # the registered model version and alias of each of its areas' lists
 ]
 
 
