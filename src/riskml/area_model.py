@@ -45,6 +45,15 @@ CARD_FILE, REGISTRATION_FILE = "model_card.md", "registration.json"
 #: Bins of the calibration record (score deciles of the early-stopping slice).
 CALIBRATION_BINS = 10
 FORMAT_VERSION = 1
+#: Below this many rows a prediction runs on one thread: starting LightGBM's OpenMP threads costs
+#: more than a few hundred rows of trees (and on a busy machine a second thread spin-waits for a
+#: core, 20 ms for one row). Each row's value is the same whatever the thread count.
+SMALL_PREDICTION = 2000
+
+
+def predict_threads(n_rows: int) -> int:
+    """LightGBM threads for a prediction of ``n_rows`` rows (see :data:`SMALL_PREDICTION`)."""
+    return 1 if n_rows < SMALL_PREDICTION else 2
 
 
 # --- the rank key: the one rule of the candidate lists, the scores and promotion --------------
@@ -280,9 +289,10 @@ class AreaModel:
         booster = self._check_fitted()
         if len(X) == 0:
             return np.zeros(0)
+        threads = predict_threads(len(X))
         if isinstance(X, np.ndarray):
-            return booster.predict(X, num_threads=2)
-        return booster.predict(feature_matrix(X, self.feature_names_), num_threads=2)
+            return booster.predict(X, num_threads=threads)
+        return booster.predict(feature_matrix(X, self.feature_names_), num_threads=threads)
 
     def rank_key(
         self,
@@ -300,7 +310,7 @@ class AreaModel:
             proba = self.predict_proba(X)
         amount = None
         if self.rank_by == "expected_recovery" and self.recovery_ is not None:
-            amount = self.recovery_.expected(X, proba)
+            amount = self.recovery_.expected(X, proba, num_threads=predict_threads(len(X)))
         if duties_paid is None and "duties_paid" in getattr(X, "columns", ()):
             duties_paid = X["duties_paid"].to_numpy(np.float64, na_value=np.nan)
         expected, key, _ = rank_columns(

@@ -789,6 +789,7 @@ def _validate_table(
     today: date | None,
     extra: Callable[[pd.DataFrame], list[pd.DataFrame]] | None = None,
     file: str = "",
+    schema_check: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
     dropped = check_columns(raw, table, name=name)
     raw = raw.reset_index(drop=True)
@@ -802,7 +803,7 @@ def _validate_table(
         again = [(p, c) in marked for p, c in zip(fail["pos"], fail["column"], strict=True)]
         fail = pd.concat([fail[~np.array(again, dtype=bool)], *source], ignore_index=True)
     good = _finalise(frame, table, fail)
-    schema_fail = _schema_failures(good, table, today)
+    schema_fail = _schema_failures(good, table, today) if schema_check else _NO_FAILURES
     if not schema_fail.empty:  # map positions in `good` back to positions in `raw`
         kept_pos = np.setdiff1d(np.arange(len(raw)), fail["pos"].to_numpy(dtype=np.int64))
         schema_fail["pos"] = kept_pos[schema_fail["pos"].to_numpy()]
@@ -818,13 +819,20 @@ def validate(
     *,
     source: str = "",
     today: date | None = None,
+    schema_check: bool = True,
 ) -> ValidationResult:
     """Split declarations and outcomes into good rows (canonical dtypes) and quarantined rows.
 
     Whole-table problems (a missing required column) raise :class:`RiskmlError`; unknown
     columns are dropped and reported; every failing row check gives one quarantine row with its
     reason, and a row with any failure is left out of the good rows. ``today`` bounds the dates
-    (default: the current day).
+    (default: the current day). ``outcomes`` None: no outcomes (an empty canonical table).
+
+    ``schema_check=False`` leaves out the pandera schema's second pass over the good rows. The
+    row checks above are built from the same definitions as the schema (``BOUNDS``,
+    ``ALLOWED_VALUES``, ``PATTERNS``, ``ROW_RULES``, the table keys), so the pass finds nothing
+    they missed; it costs tens of milliseconds per call whatever the size, which the scorer of
+    single declarations cannot pay (tests/test_contract.py checks that both ways agree).
 
     Examples
     --------
@@ -842,22 +850,31 @@ def validate(
             return str(Path(source) / f"{table}.parquet")
         return source or table
 
-    if outcomes is None:
-        outcomes = empty_table("outcomes")
     check_columns(declarations, "declarations", name=name("declarations"))
-    check_columns(outcomes, "outcomes", name=name("outcomes"))
+    if outcomes is not None:
+        check_columns(outcomes, "outcomes", name=name("outcomes"))
     decl, q_decl, r_decl, decl_frame = _validate_table(
-        declarations, "declarations", name("declarations"), today, file=file("declarations")
-    )
-    decl_in = decl_frame[KEY].dropna()
-    out, q_out, r_out, _ = _validate_table(
-        outcomes,
-        "outcomes",
-        name("outcomes"),
+        declarations,
+        "declarations",
+        name("declarations"),
         today,
-        extra=lambda frame: _outcome_link_failures(frame, decl_in, decl),
-        file=file("outcomes"),
+        file=file("declarations"),
+        schema_check=schema_check,
     )
+    if outcomes is None:  # nothing to check: no per-call work (a scored batch has no outcomes)
+        out, q_out = empty_table("outcomes"), empty_quarantine()
+        r_out = _table_report(out, out, _NO_FAILURES, [], "outcomes")
+    else:
+        decl_in = decl_frame[KEY].dropna()
+        out, q_out, r_out, _ = _validate_table(
+            outcomes,
+            "outcomes",
+            name("outcomes"),
+            today,
+            extra=lambda frame: _outcome_link_failures(frame, decl_in, decl),
+            file=file("outcomes"),
+            schema_check=schema_check,
+        )
     quarantine = pd.concat(
         [q for q in (q_decl, q_out) if not q.empty] or [empty_quarantine()], ignore_index=True
     )

@@ -116,6 +116,50 @@ def profile_hits(declarations: pd.DataFrame, profile: RuleProfile, area: str) ->
     return pd.concat(parts, ignore_index=True)
 
 
+def profile_masks(
+    declarations: pd.DataFrame, profile: RuleProfile, areas: list[str]
+) -> list[tuple[TargetRule | WatchList, np.ndarray]]:
+    """Each rule and watch list of ``profile`` that applies to one of ``areas`` (rules first,
+    in file order, as :func:`profile_hits` lists them) with the rows it matches: matched once
+    for all the areas."""
+    masks: list[tuple[TargetRule | WatchList, np.ndarray]] = []
+    for rule in profile.rules:
+        if any(rule.applies_to(a) for a in areas):
+            when = Rule(name=rule.name, when=rule.when)
+            masks.append((rule, rule_mask(declarations, when).to_numpy(bool)))
+    for watch in profile.watchlists:
+        if any(watch.applies_to(a) for a in areas):
+            masks.append((watch, watch_mask(declarations, watch)))
+    return masks
+
+
+def hit_names(
+    masks: list[tuple[TargetRule | WatchList, np.ndarray]],
+    area: str,
+    action: str,
+    n_rows: int,
+    *,
+    item: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per row, the names of the entries of ``masks`` (:func:`profile_masks`) for ``area`` with
+    ``action`` that match it, each once, in profile order, ``"; "``-joined ("" when none): the
+    ``fired`` (select) and ``flags`` (flag) columns of a score. ``item``: each row's item code
+    when rows may repeat an item (a repeated item gets the names of all its rows)."""
+    chosen = [(e.name, m) for e, m in masks if e.action == action and e.applies_to(area)]
+    out = np.full(n_rows, "", dtype=object)
+    if not chosen:
+        return out
+    hit = np.column_stack([m for _, m in chosen])
+    if item is not None:  # every row of an item answers for the item
+        per_item = np.zeros((int(item.max(initial=-1)) + 1, hit.shape[1]), dtype=bool)
+        np.logical_or.at(per_item, item, hit)
+        hit = per_item[item]
+    names = [name for name, _ in chosen]
+    for i in np.flatnonzero(hit.any(axis=1)).tolist():
+        out[i] = "; ".join(dict.fromkeys(n for n, h in zip(names, hit[i], strict=True) if h))
+    return out
+
+
 def _hits(declarations: pd.DataFrame, mask: np.ndarray, kind: str, name: str, action: str):
     rows = declarations.loc[mask, KEY].reset_index(drop=True)
     return rows.assign(kind=kind, name=name, action=action)

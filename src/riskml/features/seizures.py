@@ -54,10 +54,11 @@ class _Counts:
     """Per key, cumulative counts over report months: ``cum[k, j]`` = records of key ``k``
     reported before absolute month ``start + j``; per (key, reporter) pair the same."""
 
-    keys: pd.Index
+    keys: pd.Index  # object dtype: a batch's keys (object) are looked up without a cast
     cum: np.ndarray  # (n_keys, n_months + 1)
     pair_key: np.ndarray  # key index of each (key, reporter) pair
     pair_cum: np.ndarray  # (n_pairs, n_months + 1)
+    pair_order: np.ndarray  # the pairs sorted by key (stable)
 
     def window(self, code: np.ndarray, month: np.ndarray, start: int, width: int) -> np.ndarray:
         """Records of key ``code`` reported in the ``width`` months before ``month`` (absolute);
@@ -73,20 +74,16 @@ class _Counts:
         combos, inverse = np.unique(
             np.stack([code[known], month[known]], axis=1), axis=0, return_inverse=True
         )
-        pairs = pd.DataFrame({"key": self.pair_key, "pair": np.arange(len(self.pair_key))})
-        q = pd.DataFrame({"key": combos[:, 0], "month": combos[:, 1], "q": np.arange(len(combos))})
-        joined = q.merge(pairs, on="key", how="inner")
-        seen = (
-            _window(
-                self.pair_cum,
-                joined["pair"].to_numpy(),
-                joined["month"].to_numpy(),
-                start,
-                width,
-            )
-            > 0
-        )
-        per_combo = np.bincount(joined["q"].to_numpy(), weights=seen, minlength=len(combos))
+        # each (key, month) asked with every (key, reporter) pair of its key: the pairs are
+        # sorted by key, so a key's pairs are one slice
+        sorted_key = self.pair_key[self.pair_order]
+        lo = np.searchsorted(sorted_key, combos[:, 0], side="left")
+        n_pairs = np.searchsorted(sorted_key, combos[:, 0], side="right") - lo
+        q = np.repeat(np.arange(len(combos)), n_pairs)
+        offset = np.arange(len(q)) - np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
+        pair = self.pair_order[np.repeat(lo, n_pairs) + offset]
+        seen = _window(self.pair_cum, pair, combos[q, 1], start, width) > 0
+        per_combo = np.bincount(q, weights=seen, minlength=len(combos))
         out[known] = per_combo[inverse.ravel()]
         return out
 
@@ -122,7 +119,13 @@ def _counts(
     np.add.at(p_counts, (p_codes, j + 1), 1.0)
     p_key = np.zeros(len(p_uniques), dtype=np.int64)
     p_key[p_codes] = codes
-    return _Counts(pd.Index(uniques), np.cumsum(counts, axis=1), p_key, np.cumsum(p_counts, axis=1))
+    return _Counts(
+        pd.Index(np.asarray(uniques, dtype=object), dtype=object),
+        np.cumsum(counts, axis=1),
+        p_key,
+        np.cumsum(p_counts, axis=1),
+        np.argsort(p_key, kind="stable"),
+    )
 
 
 def _join(*parts: pd.Series) -> pd.Series:
@@ -191,11 +194,13 @@ class SeizureIntel:
             every = pd.Series(np.where(mine, "all", None), dtype="string")
             self.totals[a] = _counts(every, report, reporter, self.start, n).cum
 
-    def _code(self, area: str, kind: str, keys: pd.Series) -> np.ndarray:
-        """Codes of item ``keys`` in the area's table of ``kind`` (-1: no record, or missing)."""
+    def _code(self, area: str, kind: str, keys: np.ndarray) -> np.ndarray:
+        """Codes of item ``keys`` (object array, None: missing) in the area's table of
+        ``kind`` (-1: no record, or missing)."""
         table = self.tables[(area, kind)]
-        code = table.keys.get_indexer(keys.fillna("\x00").to_numpy(dtype=object))
-        return np.where(keys.isna().to_numpy(), -1, code).astype(np.int64)
+        missing = pd.isna(keys)
+        code = table.keys.get_indexer(np.where(missing, "\x00", keys))
+        return np.where(missing, -1, code).astype(np.int64)
 
     def features(self, prep: Prepared) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
         """Per row of ``prep``: the seizure features (float32) and their ``ctx_`` columns (the
@@ -221,15 +226,21 @@ class SeizureIntel:
             "country": (),
             "mode_country": (mode,),
         }
-        keys = {k: [_join(*f, c) for c in (origin, departure)] for k, f in fields.items()}
+        keys = {
+            k: [_join(*f, c).to_numpy(dtype=object, na_value=None) for c in (origin, departure)]
+            for k, f in fields.items()
+        }
+        goods_keys = hs4.to_numpy(dtype=object, na_value=None)
         out: dict[str, np.ndarray] = {}
         ctx: dict[str, pd.Series] = {}
         for a in SEIZURE_AREAS:
+            # the rows' codes in each of the area's tables, for their origin and departure
+            codes = {k: [self._code(a, k, side) for side in keys[k]] for k in keys}
 
-            def counts(kind: str, width: int, how: str = "window", _a: str = a) -> list:
+            def counts(kind: str, width: int, how: str = "window", _a: str = a, _c=codes) -> list:
                 table = self.tables[(_a, kind)]
                 get = table.window if how == "window" else table.reporters
-                return [get(self._code(_a, kind, k), month, self.start, width) for k in keys[kind]]
+                return [get(code, month, self.start, width) for code in _c[kind]]
 
             r12 = counts("route", WINDOW)
             use_dep = r12[1] > r12[0]
@@ -244,7 +255,7 @@ class SeizureIntel:
             for kind in ("chapter_country", "country", "mode_country"):
                 out[f"sz_{a}_{kind}_12m"] = np.maximum(*counts(kind, WINDOW))
             goods = self.tables[(a, "goods")]
-            in_goods = goods.window(self._code(a, "goods", hs4), month, self.start, WINDOW)
+            in_goods = goods.window(self._code(a, "goods", goods_keys), month, self.start, WINDOW)
             total = _window(self.totals[a], np.zeros(n, dtype=np.int64), month, self.start, WINDOW)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[f"sz_{a}_goods_share"] = np.where(total > 0, in_goods / total, 0.0)
