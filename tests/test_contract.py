@@ -331,6 +331,28 @@ def test_kept_and_quarantined_rows_partition_the_input(edits, outcome_edits):
     assert set(zip(res.outcomes["declaration_id"], res.outcomes["item_no"], strict=True)) <= kept
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 29), st.sampled_from(sorted(CORRUPTIONS)), st.data()), max_size=12
+    ),
+    st.booleans(),
+)
+def test_without_the_schema_pass_the_result_is_the_same(edits, with_outcomes):
+    """``schema_check=False`` (the scorer's check of a batch) keeps and quarantines the same
+    rows with the same reasons: pandera's second pass finds nothing the row checks missed."""
+    decl = canonical.declarations(30)
+    for row, column, data in edits:
+        decl = _set(decl, row, column, data.draw(CORRUPTIONS[column]))
+    outc = canonical.outcomes(canonical.declarations(30), 8) if with_outcomes else None
+    full = validate(decl, outc, today=TODAY)
+    fast = validate(decl, outc, today=TODAY, schema_check=False)
+    for table in ("declarations", "outcomes", "quarantine"):
+        pd.testing.assert_frame_equal(getattr(fast, table), getattr(full, table))
+    assert fast.report == full.report
+    schema("declarations", today=TODAY).validate(fast.declarations)
+
+
 # --- the stage ------------------------------------------------------------------------------
 
 

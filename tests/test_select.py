@@ -291,6 +291,45 @@ def _profile(tmp_path, text):
     return load_profile(path)
 
 
+def test_hit_names_are_the_hits_joined_per_item(world, tmp_path):
+    """The scorer's ``fired``/``flags`` columns (:func:`riskml.watchlists.hit_names`, matched
+    once per batch) name, per item, the entries :func:`profile_hits` lists for it and the area,
+    each once in profile order; a repeated item gets the names of all its rows."""
+    from riskml.contract import KEY
+    from riskml.watchlists import hit_names, profile_hits, profile_masks
+
+    decl = world[0].head(200).reset_index(drop=True)
+    decl = decl.assign(
+        departure_country=np.where(decl.index % 3 == 0, "AE", "CN"),
+        origin_country=np.where(decl.index % 2 == 0, "CN", "FR"),
+    )
+    decl = pd.concat([decl, decl.iloc[[0, 5]].assign(origin_country="XX")], ignore_index=True)
+    profile = _profile(
+        tmp_path,
+        """
+watchlists:
+  - {name: route, action: flag, field: route, values: ["CN>AE"]}
+  - {name: origin, action: select, areas: [revenue], field: origin_country, values: [CN]}
+  - {name: route again, action: flag, areas: [drugs], field: route, values: ["CN>AE"]}
+rules:
+  - {name: rule CN, areas: [drugs, revenue], action: flag, when: {origin_country: [CN]}}
+  - {name: origin, action: select, when: {departure_country: [AE]}}
+""",
+    )
+    item = decl.groupby(KEY, sort=False).ngroup().to_numpy()
+    masks = profile_masks(decl, profile, ["revenue", "drugs", "ipr"])
+    for area in ("revenue", "drugs", "ipr"):
+        hits = profile_hits(decl, profile, area)
+        for action in ("select", "flag"):
+            mine = hits[hits["action"] == action]
+            names = mine.groupby(KEY, sort=False)["name"].agg(lambda s: "; ".join(dict.fromkeys(s)))
+            expected = decl[KEY].merge(names.rename("n").reset_index(), on=KEY, how="left")
+            got = hit_names(masks, area, action, len(decl), item=item)
+            assert got.tolist() == expected["n"].fillna("").tolist(), (area, action)
+    assert (hit_names(masks, "revenue", "select", len(decl), item=item) == "rule CN").sum() == 0
+    assert "origin" in set(hit_names(masks, "revenue", "select", len(decl), item=item))
+
+
 def test_watch_list_selects_first_and_flag_marks_without_selecting(world, tmp_path):
     from riskml.watchlists import profile_hits
 

@@ -28,6 +28,7 @@ from riskml.features.prepare import Prepared, month_numbers, optional
 
 SEIZURE_AREAS: tuple[str, ...] = ("drugs", "environment", "health_safety", "security")
 WINDOW = 12  # months of seizure reports counted
+SMALL_BATCH = 64  # up to this many rows, keys are looked up one by one
 RECENT = 3  # months of the trend's recent part
 
 # Kind of key -> the record fields it is built from (besides the country fields).
@@ -59,6 +60,7 @@ class _Counts:
     pair_key: np.ndarray  # key index of each (key, reporter) pair
     pair_cum: np.ndarray  # (n_pairs, n_months + 1)
     pair_order: np.ndarray  # the pairs sorted by key (stable)
+    code_of: dict[str, int]  # key -> its position in ``keys`` (a few rows: dict look-ups)
 
     def window(self, code: np.ndarray, month: np.ndarray, start: int, width: int) -> np.ndarray:
         """Records of key ``code`` reported in the ``width`` months before ``month`` (absolute);
@@ -125,6 +127,7 @@ def _counts(
         p_key,
         np.cumsum(p_counts, axis=1),
         np.argsort(p_key, kind="stable"),
+        {str(k): i for i, k in enumerate(uniques)},
     )
 
 
@@ -198,6 +201,9 @@ class SeizureIntel:
         """Codes of item ``keys`` (object array, None: missing) in the area's table of
         ``kind`` (-1: no record, or missing)."""
         table = self.tables[(area, kind)]
+        if len(keys) <= SMALL_BATCH:  # the index's fixed cost is far above a few dict look-ups
+            get = table.code_of.get
+            return np.array([-1 if k is None else get(k, -1) for k in keys], dtype=np.int64)
         missing = pd.isna(keys)
         code = table.keys.get_indexer(np.where(missing, "\x00", keys))
         return np.where(missing, -1, code).astype(np.int64)

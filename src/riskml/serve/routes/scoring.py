@@ -44,11 +44,13 @@ def score_route(max_batch: int) -> APIRouter:
         ``serve.max_body_mb``: 413. Models not loaded: 503."""
         batch = await read_batch(request, service.params.serve.max_batch)
         try:
-            sc = await run_in_threadpool(service.models.scorer)
+            models = service.models
+            sc = models.scorer() if models.ready else await run_in_threadpool(models.scorer)
         except RiskmlError as exc:
             raise error(503, "models", str(exc), "not_ready") from None
         try:
-            good, quarantine = await run_in_threadpool(sc.check, batch)
+            # scoring is CPU work: off the event loop, check and score in one worker-thread hop
+            good, quarantine, result = await run_in_threadpool(_check_and_score, sc, batch, reasons)
         except RiskmlError as exc:  # the batch as a whole breaks the contract (columns)
             raise error(422, "body", str(exc)) from None
         if len(quarantine):
@@ -60,8 +62,6 @@ def score_route(max_batch: int) -> APIRouter:
                 {"detail": "rows break the data contract; nothing was scored", "errors": errors},
                 status_code=422,
             )
-        # scoring is CPU work: run it off the event loop so that other requests are served
-        result = await run_in_threadpool(sc.score_checked, good, reasons=reasons)
         wide = result.wide()
         # the model version and alias that scored each area (riskml.registry.list_model)
         versions = {"X-Riskml-Models": "; ".join(f"{a}={v}" for a, v in result.models.items())}
@@ -77,6 +77,14 @@ def score_route(max_batch: int) -> APIRouter:
         return Response(body, media_type="application/json", headers=versions)
 
     return r
+
+
+def _check_and_score(sc: Any, batch: pd.DataFrame, reasons: bool) -> tuple[Any, Any, Any]:
+    """(good rows, quarantine, scores): nothing is scored when a row breaks the contract."""
+    good, quarantine = sc.check(batch)
+    if len(quarantine):
+        return good, quarantine, None
+    return good, quarantine, sc.score_checked(good, reasons=reasons)
 
 
 def _finite(text: str) -> float:
