@@ -35,3 +35,30 @@ def test_score_adds_weights_of_rules_that_fire():
 def test_condition_on_unknown_column_is_a_clear_error():
     with pytest.raises(RiskmlError, match="unknown column 'colour'"):
         rule_mask(DECL, Rule(name="x", when={"colour": ["red"]}))
+
+
+def test_a_few_rows_match_as_in_a_large_batch():
+    """Up to ``SMALL_BATCH`` rows the conditions are tested value by value; each row matches
+    exactly as it does inside a large batch (missing values, prefixes, non-text columns)."""
+    from riskml.config import load_area_specs
+    from riskml.rules import SMALL_BATCH
+
+    specs = load_area_specs("pipelines")
+    rules = [r for s in specs.values() for r in s.legacy_rules] + [
+        Rule(name="pref", when={"preference_claim": [True]}),
+        Rule(name="mode", when={"transport_mode": ["post", "air"], "hs_code": ["6109", "2939"]}),
+    ]
+    rows = pd.concat([DECL] * 40, ignore_index=True).astype(
+        {"hs_code": "string", "origin_country": "string", "transport_mode": "string"}
+    )
+    rows.loc[::5, "origin_country"] = pd.NA
+    rows.loc[::7, "hs_code"] = pd.NA
+    countries = ["CO", "EC", "PE", "BO", "BR", "CN", "IN"]
+    rows.loc[::3, "origin_country"] = [countries[i % 7] for i in range(len(rows[::3]))]
+    assert len(rows) > SMALL_BATCH
+    for rule in rules:
+        rule = Rule(name=rule.name, when={c: v for c, v in rule.when.items() if c in rows})
+        whole = rule_mask(rows, rule).to_numpy()
+        one_by_one = [bool(rule_mask(rows.iloc[[i]], rule).iloc[0]) for i in range(len(rows))]
+        assert one_by_one == whole.tolist(), rule.name
+        assert whole.any() or rule.name != "fruit and coffee from source countries"

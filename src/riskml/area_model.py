@@ -300,17 +300,21 @@ class AreaModel:
         proba: np.ndarray | None = None,
         *,
         duties_paid: np.ndarray | None = None,
+        recovery_input: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """``expected_recovery`` and ``rank_key`` of each row (index of ``X``), by the one rule
         of the candidate lists (:func:`rank_columns`): the probability, or for an
         area ranked by expected recovery probability × predicted recovered duty **
         ``recovery_exponent`` (without a regression: the recovery ratio × ``duties_paid``).
-        ``proba``: the rows' :meth:`predict_proba` when already computed."""
+        ``proba``: the rows' :meth:`predict_proba` when already computed; ``recovery_input``:
+        the rows' recovery-regression features as a matrix (``recovery_.feature_names`` in
+        order) when already converted."""
         if proba is None:
             proba = self.predict_proba(X)
         amount = None
         if self.rank_by == "expected_recovery" and self.recovery_ is not None:
-            amount = self.recovery_.expected(X, proba, num_threads=predict_threads(len(X)))
+            rows = X if recovery_input is None else recovery_input
+            amount = self.recovery_.expected(rows, proba, num_threads=predict_threads(len(X)))
         if duties_paid is None and "duties_paid" in getattr(X, "columns", ()):
             duties_paid = X["duties_paid"].to_numpy(np.float64, na_value=np.nan)
         expected, key, _ = rank_columns(

@@ -12,6 +12,10 @@ import pandas as pd
 from riskml.config import Rule
 from riskml.contract import RiskmlError
 
+#: Up to this many rows, text conditions are tested value by value (a scored declaration or a
+#: few): the same result without the fixed cost of pandas' string methods.
+SMALL_BATCH = 64
+
 
 def rule_mask(declarations: pd.DataFrame, rule: Rule) -> pd.Series:
     """Boolean Series: the rows on which every condition of ``rule`` holds."""
@@ -22,14 +26,25 @@ def rule_mask(declarations: pd.DataFrame, rule: Rule) -> pd.Series:
                 f"rule {rule.name!r}: condition on unknown column {column!r}; "
                 "use a declarations column of the data contract"
             )
-        col = declarations[column]
-        if column == "hs_code":
-            prefixes = tuple(str(v) for v in values)
-            hit = col.astype("string").str.startswith(prefixes).fillna(False).to_numpy(bool)
-        else:
-            hit = col.isin(values).fillna(False).to_numpy(bool)
-        mask &= hit
+        mask &= _condition(declarations[column], column, values)
     return pd.Series(mask, index=declarations.index, name=rule.name)
+
+
+def _condition(col: pd.Series, column: str, values: list) -> np.ndarray:
+    """Where one condition holds: ``hs_code`` by prefix, other columns by value; never on a
+    missing value."""
+    text = isinstance(col.dtype, pd.StringDtype) and all(isinstance(v, str) for v in values)
+    if column == "hs_code":
+        prefixes = tuple(str(v) for v in values)
+        if len(col) <= SMALL_BATCH:
+            cells = col.astype("string").to_numpy(dtype=object, na_value=None)
+            return np.array([c is not None and c.startswith(prefixes) for c in cells], bool)
+        return col.astype("string").str.startswith(prefixes).fillna(False).to_numpy(bool)
+    if text and len(col) <= SMALL_BATCH:
+        allowed = set(values)
+        cells = col.to_numpy(dtype=object, na_value=None)
+        return np.array([c is not None and c in allowed for c in cells], bool)
+    return col.isin(values).fillna(False).to_numpy(bool)
 
 
 def rule_score(declarations: pd.DataFrame, rules: list[Rule]) -> pd.Series:

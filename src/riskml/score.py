@@ -100,6 +100,12 @@ def predict(model: AreaModel, features: pd.DataFrame | FeatureBlock) -> np.ndarr
     return model.predict_proba(features)
 
 
+def _inputs(model: AreaModel) -> list[str]:
+    """Every feature ``model`` reads: its classifier's, then its recovery regression's."""
+    recovery = model.recovery_
+    return [*model.feature_names_, *([] if recovery is None else recovery.feature_names)]
+
+
 class FeatureBlock:
     """The model inputs of a feature frame as one float32 matrix, converted once for all the
     areas (the features are float32 already, so no value changes); each area takes its columns.
@@ -253,7 +259,7 @@ class Scorer:
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         parts = []
-        names = list(dict.fromkeys(n for m in self.models.values() for n in m.feature_names_))
+        names = list(dict.fromkeys(n for m in self.models.values() for n in _inputs(m)))
         block = FeatureBlock(feats, names)
         columns: dict[str, list[np.ndarray]] = {}
         paid = None
@@ -266,7 +272,13 @@ class Scorer:
             item = good.groupby(KEY, sort=False, dropna=False).ngroup().to_numpy()
         for area, model in self.models.items():
             prob = predict(model, block)
-            keys = model.rank_key(feats, prob, duties_paid=paid)
+            recovery = model.recovery_
+            keys = model.rank_key(
+                feats,
+                prob,
+                duties_paid=paid,
+                recovery_input=None if recovery is None else block.matrix(recovery.feature_names),
+            )
             expected, key = keys["expected_recovery"].to_numpy(), keys["rank_key"].to_numpy()
             fired = hit_names(masks, area, "select", len(good), item=item)
             flags = hit_names(masks, area, "flag", len(good), item=item)

@@ -108,15 +108,23 @@ class RecoveryModel:
     n_valid: int
     valid_mean_abs_error: float
 
-    def predict(self, frame: pd.DataFrame, *, num_threads: int | None = None) -> np.ndarray:
-        """Predicted recovered duty (≥ 0) of each row, were it a positive. ``num_threads``:
-        LightGBM threads (default: the booster's own setting); the values do not depend on it."""
+    def predict(
+        self, frame: pd.DataFrame | np.ndarray, *, num_threads: int | None = None
+    ) -> np.ndarray:
+        """Predicted recovered duty (≥ 0) of each row, were it a positive. ``frame``: a frame
+        with the model's features, or a matrix of exactly :attr:`feature_names` in that order.
+        ``num_threads``: LightGBM threads (default: the booster's own setting); the values do
+        not depend on it."""
         threads = {} if num_threads is None else {"num_threads": num_threads}
-        X = feature_matrix(frame, self.feature_names)
+        X = frame if isinstance(frame, np.ndarray) else feature_matrix(frame, self.feature_names)
         return np.clip(self.booster.predict(X, **threads), 0, None)
 
     def expected(
-        self, frame: pd.DataFrame, probability: np.ndarray, *, num_threads: int | None = None
+        self,
+        frame: pd.DataFrame | np.ndarray,
+        probability: np.ndarray,
+        *,
+        num_threads: int | None = None,
     ) -> np.ndarray:
         """Expected recovery of each row: its probability × its predicted recovered duty."""
         predicted = self.predict(frame, num_threads=num_threads)

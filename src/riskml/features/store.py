@@ -74,13 +74,22 @@ def _entities() -> list[Entity]:
 RADIX = np.int64(1 << 31)
 
 
+#: Up to this many rows, a batch's values are coded by dict look-ups (an index's per-call cost
+#: is far above a few of them); the codes are the same.
+SMALL_BATCH = 64
+
+
 def _value_codes(
-    prep: Prepared, columns: set[str], known: Mapping[str, pd.Index] | None = None
+    prep: Prepared,
+    columns: set[str],
+    known: Mapping[str, pd.Index] | None = None,
+    known_dict: Mapping[str, dict[str, int]] | None = None,
 ) -> tuple[dict[str, pd.Index], dict[str, np.ndarray]]:
     """Per column of ``prep``: the index of its values and each row's value code (-1: missing).
 
     With ``known`` (the stored values), a known value keeps its stored code and a value never
-    stored gets a code after them; without, the values are indexed anew (the stored history)."""
+    stored gets a code after them; without, the values are indexed anew (the stored history).
+    ``known_dict``: the same codes as dicts (value -> code), used for small batches."""
     index, codes = {}, {}
     for c in columns:
         values = prep.column(c).to_numpy(dtype=object, na_value=None)
@@ -90,7 +99,11 @@ def _value_codes(
             code = index[c].get_indexer(values)
         else:
             index[c] = known[c]
-            code = known[c].get_indexer(values)
+            if known_dict is not None and len(values) <= SMALL_BATCH:
+                get = known_dict[c].get
+                code = np.array([-1 if v is None else get(v, -1) for v in values], np.int64)
+            else:
+                code = known[c].get_indexer(values)
             new = (code < 0) & ~missing
             if new.any():
                 code[new] = len(known[c]) + pd.factorize(values[new])[0]
@@ -139,6 +152,7 @@ class FeatureStore:
         # same code.
         columns = {c for cols in _entities() for c in cols}
         self.values, value_codes = _value_codes(hist, columns)
+        self.value_of = {c: {v: i for i, v in enumerate(idx)} for c, idx in self.values.items()}
         self.keys: dict[Entity, np.ndarray] = {}
         for kind in _entities():
             key = _combined(value_codes, kind)
@@ -194,7 +208,7 @@ class FeatureStore:
         """Code every entity of the batch ``prep`` in the history's code space: known values get
         their stored code, new values codes after them (never stored, so without history),
         missing parts -1."""
-        _, value_codes = _value_codes(prep, set(self.values), self.values)
+        _, value_codes = _value_codes(prep, set(self.values), self.values, self.value_of)
         for kind, known in self.keys.items():
             key = _combined(value_codes, kind)
             pos = np.minimum(np.searchsorted(known, key), max(len(known) - 1, 0))
