@@ -16,7 +16,14 @@ database, creates an auditor token, then measures:
 * ``GET /candidates`` (random filters and pages) and ``GET /declarations/{id}`` (random
   candidates) latency (median, p99) under ``--clients`` concurrent clients, each sending
   ``--requests`` requests;
-* ``POST /score`` of one new declaration (JSON) under ``--score-clients`` concurrent clients.
+* ``POST /score`` of one new declaration (JSON) under ``--score-clients`` concurrent clients;
+* for each of these latency runs, the server process's CPU time per request (user + system, from
+  ``/proc``): on a shared machine the latency depends on what else runs, the CPU time much less;
+* ``--single N``: one new declaration scored N times in this process (``Scorer.score``, no
+  HTTP), median and p99 of the wall time, the CPU time, and the split per step.
+
+The load average is printed at the start and at the end: figures taken while other work shares
+the cores are several times those of an idle machine.
 
 PROJECT is read only (the database and the token live in a temporary folder).
 """
@@ -69,6 +76,47 @@ def bench_split(root: Path, env: dict[str, str], decl: pd.DataFrame, sizes: list
         total = time.perf_counter() - t0
         split = ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())
         print(f"Scorer.score {n:,}: {total:.2f} s ({split})")
+
+
+def bench_single(root: Path, env: dict[str, str], decl: pd.DataFrame, repeats: int) -> None:
+    """One new declaration (JSON-like text values, a fresh id each time) through
+    :meth:`riskml.score.Scorer.score` without reasons, ``repeats`` times after 5 warm-ups."""
+    os.environ.update(env)
+    from riskml.config import load_area_specs, load_params
+    from riskml.score import Scorer
+
+    params = load_params(root / "params.yaml")
+    specs = {a: s for a, s in load_area_specs(root / "pipelines").items() if a in params.areas}
+    scorer = Scorer(root, params, specs)
+    scorer.warm()
+    row = json.loads(new_batch(decl, 1).to_json(orient="records", date_format="iso"))[0]
+    walls, cpus, steps = [], [], {}
+    for i in range(repeats + 5):
+        batch = pd.DataFrame.from_records([dict(row, declaration_id=f"SINGLE{i:06d}")])
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = scorer.score(batch, reasons=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if i >= 5:
+            walls.append(1000 * wall)
+            cpus.append(1000 * cpu)
+            for k, v in result.timings.items():
+                steps.setdefault(k, []).append(1000 * v)
+    split = ", ".join(f"{k} {np.median(v):.1f} ms" for k, v in steps.items())
+    print(
+        f"Scorer.score of 1 declaration x {repeats} (in process): median {np.median(walls):.1f} ms"
+        f", p99 {np.percentile(walls, 99):.1f} ms; CPU median {np.median(cpus):.1f} ms "
+        f"(medians per step: {split})"
+    )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _riskml(args: list[str], env: dict[str, str]) -> str:
@@ -195,7 +243,9 @@ def main() -> None:
     ap.add_argument("--score-clients", type=int, default=4, help="clients of the 1-row /score")
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
+    ap.add_argument("--single", type=int, default=0, help="in-process 1-row scores (0: none)")
     args = ap.parse_args()
+    print(f"start: {_load()} on {os.cpu_count()} cores")
     root = args.root.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="riskml-service-bench-"))
     db = f"sqlite:///{tmp / 'feedback.db'}"
@@ -257,10 +307,13 @@ def main() -> None:
             ),
             ("POST /score, 1 declaration", args.score_clients, single_score_request(decl)),
         ):
+            cpu0 = _cpu_seconds(server.pid)
             res = bench_latency(url, token, clients, args.requests, send)
+            cpu = 1000 * (_cpu_seconds(server.pid) - cpu0) / (res["requests"] + clients)
             print(
                 f"{name}, {clients} clients x {args.requests}: median {res['median_ms']:.1f} ms, "
-                f"p99 {res['p99_ms']:.1f} ms, {res['requests_per_second']:.0f} req/s"
+                f"p99 {res['p99_ms']:.1f} ms, {res['requests_per_second']:.0f} req/s, "
+                f"server CPU {cpu:.1f} ms per request"
             )
         for n in args.sizes:
             res = bench_score(url, token, decl, n)
@@ -275,9 +328,11 @@ def main() -> None:
         server.wait(timeout=30)
     if args.sizes:
         bench_split(root, env, decl, args.sizes)
+    if args.single:
+        bench_single(root, env, decl, args.single)
     for area, rate in ({} if args.no_predict else bench_predict(root, env)).items():
         print(f"model prediction {area}: {rate:,.0f} declarations/s")
-    print("done")
+    print(f"done: {_load()}")
 
 
 if __name__ == "__main__":
