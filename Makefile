@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml scripts/offline_plots/package-lock.json scripts/offline
 
 run: $(STAMP)
 	dvc repro
+	# a cached repro restores metrics/promotion.json but runs no code: bring the registry's
+	# aliases in line with it (every command that loads a model does the same first)
+	riskml registry sync
 	@echo "Done: metrics in metrics/, plots in plots/, candidates in data/candidates/, MLflow store in mlflow.db (mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db)"
 
 test: $(STAMP)

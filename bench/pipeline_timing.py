@@ -62,8 +62,9 @@ def main() -> None:
         ["evaluate"],
         ["backtest"],
         ["promote"],
-        ["explain"],
         ["select"],
+        ["explain"],
+        ["lists"],
     ]
     print(
         f"project copy: {dest}; items: {params['simulate']['n_items']:,}; cores: {os.cpu_count()}"

@@ -2,7 +2,7 @@
 
 Built once per test session (cached): the project copied into a temporary folder, one area
 (revenue) on a small simulated world, and the stages run as `riskml` sub-commands up to
-``select``, with the project's own MLflow store (``mlflow.db``) in that folder.
+``lists``, with the project's own MLflow store (``mlflow.db``) in that folder.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ STAGES = [
     ["features"],
     ["train", "--area", AREA],
     ["evaluate"],
-    ["explain"],
     ["select"],
+    ["explain"],
+    ["lists"],
 ]
 
 

@@ -91,5 +91,5 @@ def test_explain_refuses_a_model_that_uses_a_protected_feature(tmp_path, trackin
     with pytest.raises(RiskmlError, match=r"ethnicity_code.*\*ethnic\*.*protected_features"):
         explain_one_area(
             tmp_path, "revenue", spec, params,
-            features=empty, declarations=empty, outcomes=empty, catalogue={},
+            features=empty, catalogue={},
         )  # fmt: skip

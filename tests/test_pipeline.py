@@ -108,7 +108,8 @@ def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
 
     status = _status_after_editing(dest, env, "revenue", exponent)
     # revenue's area model holds its rank key: its training reruns, no other area's
-    assert set(status) == {"train@revenue", "evaluate", "backtest", "promote", "explain", "select"}
+    # explain and lists read select's picks (they rerun when the picks change), not the key
+    assert set(status) == {"train@revenue", "evaluate", "backtest", "promote", "select"}
     for stage in status.values():  # a stage lists the key, or the whole section it reads
         (change,) = stage
         assert change["changed deps"] in (
@@ -124,7 +125,7 @@ def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
     def capacity(doc):
         doc["policy"]["capacity"] = 77
 
-    assert set(_status_after_editing(dest, env, "ipr", capacity)) == {"explain", "select"}
+    assert set(_status_after_editing(dest, env, "ipr", capacity)) == {"select", "lists"}
 
     def rules(doc):
         doc["features"]["legacy_rules"][0]["weight"] = 9.0
@@ -236,6 +237,80 @@ def test_plots_show_draws_the_charts_with_the_network_closed(project):
     assert inked == [] and any("vega" in url for url in refused)
 
 
+# --- experiments never write into another run's artifacts (issue 11) ------------------------
+
+
+def _runs_snapshot(dest: Path) -> dict[str, dict]:
+    """Every MLflow run of the project: its artifact files (size, modification time), metrics,
+    tags and status."""
+    from urllib.parse import unquote, urlparse
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}")
+    out = {}
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id], max_results=5000):
+            folder = Path(unquote(urlparse(run.info.artifact_uri).path))
+            files = {
+                str(f.relative_to(folder)): (f.stat().st_size, f.stat().st_mtime_ns)
+                for f in folder.rglob("*")
+                if f.is_file()
+            }
+            out[run.info.run_id] = {
+                "files": files,
+                "metrics": dict(run.data.metrics),
+                "tags": dict(run.data.tags),
+                "status": run.info.status,
+            }
+    return out
+
+
+def _outputs_snapshot(dest: Path) -> dict[str, int]:
+    folders = ("data/explanations", "data/casefiles", "data/candidates", "data/selection")
+    return {
+        str(f.relative_to(dest)): f.stat().st_mtime_ns
+        for folder in folders
+        for f in (dest / folder).rglob("*")
+        if f.is_file()
+    }
+
+
+def test_temp_and_queued_experiments_leave_other_runs_untouched(project):
+    """`dvc exp run --temp` and a queued experiment (run by the queue's workers) that rerun
+    explain with the workspace's models restored from the cache: the champion's training run
+    (and every other existing run) keeps its artifacts, metrics and tags; each experiment logs
+    its case files and SHAP images to a run of its own beside it; the workspace's outputs are
+    not touched."""
+    from mlflow import MlflowClient
+
+    dest, env = project
+    before, outputs = _runs_snapshot(dest), _outputs_snapshot(dest)
+    client = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}")
+    champions = {
+        client.get_model_version_by_alias(f"riskml-{a}", "champion").run_id for a in AREAS
+    }
+    assert champions <= set(before)
+    _run(["dvc", "exp", "run", "--temp", "-S", "explain.n_reasons=4", "-n", "temp-explain"],
+         dest, env)  # fmt: skip
+    _run(["dvc", "exp", "run", "--queue", "-S", "explain.n_lowering=1", "-n", "queued-explain"],
+         dest, env)  # fmt: skip
+    _run(["dvc", "exp", "run", "--run-all"], dest, env)  # the queue's workers (dvc queue start)
+    after = _runs_snapshot(dest)
+    for run_id, state in before.items():
+        assert after[run_id] == state, f"run {run_id} was written into by an experiment"
+    assert _outputs_snapshot(dest) == outputs
+    for name in ("temp-explain", "queued-explain"):
+        beside = [
+            r for r in after.values()
+            if r["tags"].get("dvc_exp_name") == name and r["tags"].get("stage") == "explain"
+        ]  # fmt: skip
+        assert {r["tags"]["model_run"] for r in beside} == champions, name
+        assert all(any(f.startswith("explain/casefiles/") for f in r["files"]) for r in beside)
+    shown = json.dumps(json.loads(_run(["dvc", "exp", "show", "--json"], dest, env).stdout))
+    assert "temp-explain" in shown and "queued-explain" in shown
+
+
 # --- one lineage: DVC and MLflow agree (issue 11) ---------------------------------------------
 
 
@@ -285,9 +360,11 @@ def _lists_name_and_use(dest: Path, version: str) -> None:
 
 def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project, tmp_path):
     """Train; change a parameter and the challenger loses: every list, case file, score file
-    and service response names and uses the champion. Go back to the first parameters (a cached
-    `dvc repro`): `riskml registry sync` brings the aliases in line with metrics/promotion.json.
-    A copy of the project scores with its own models."""
+    and service response names and uses the champion, and the challenger's list is written
+    beside it as a shadow. Go back to the first parameters (a cached `dvc repro`, which runs no
+    code): the first command that loads a model brings the registry's aliases in line with
+    metrics/promotion.json, with no manual `riskml registry sync`. A copy of the project scores
+    with its own models."""
     from serve_project import LiveServer, new_batch
 
     from riskml.area_model import AreaModel
@@ -299,9 +376,12 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
     # the first parameters, whatever the earlier tests left in the workspace
     _run(["git", "checkout", "--", "params.yaml"], dest, env)
     _run(["dvc", "repro"], dest, env)
-    _riskml(["registry", "sync"], dest, env)
+    shown = _riskml(["registry", "show"], dest, env)  # syncs first, as every model consumer does
     first = _promotion(dest)
     assert _registry_state(dest) == first
+    for area in AREAS:
+        assert f"{area}: registry " in shown
+        assert not (dest / "data/candidates" / f"{area}.shadow.csv").exists()
     first_hash = {a: AreaModel.load(dest / "models" / a).content_hash() for a in AREAS}
 
     # a challenger that does not beat the champion by the margin is kept
@@ -316,6 +396,13 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
     assert len(set(champion.values())) == 1  # both areas' first versions
     _lists_name_and_use(dest, champion[AREAS[0]])
     assert _registry_state(dest) == _promotion(dest)
+    for area in AREAS:  # the losing challenger's list, beside the champion's, marked shadow
+        shadow = pd.read_csv(dest / "data/candidates" / f"{area}.shadow.csv", encoding="utf-8-sig")
+        loser = f"riskml-{area} v{kept[area]['challenger_version']}"
+        assert len(shadow) > 0 and shadow["model_version"].str.startswith(loser).all()
+        assert shadow["reasons"].str.startswith("shadow list:").all()
+        cands = pd.read_csv(dest / "data/candidates" / f"{area}.csv", encoding="utf-8-sig")
+        assert not cands["reasons"].str.startswith("shadow").any()
 
     batch = new_batch(dest, 30)
     batch.to_csv(tmp_path / "batch.csv", index=False)
@@ -348,14 +435,20 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
             os.environ["MLFLOW_TRACKING_URI"] = old_uri
 
     # back to the first parameters: DVC restores every output from its cache and runs no code,
-    # so the registry still says what the experiment left; sync brings it back in line
+    # so the registry still says what the experiment left, until the first command that loads
+    # a model (here the audit unit scoring a batch) brings it in line: no manual sync
     _run(["git", "checkout", "--", "params.yaml"], dest, env)
     out = _run(["dvc", "repro"], dest, env).stdout
-    assert "Running stage 'train" not in out
+    assert "Running stage" not in out  # every stage restored from the run cache
     assert _promotion(dest) == first
     assert _registry_state(dest) != first  # the challenger alias still names the loser
-    _riskml(["registry", "sync"], dest, env)
+    _riskml(["score", str(tmp_path / "batch.csv"), "--out", str(tmp_path / "back")], dest, env)
     assert _registry_state(dest) == first == _promotion(dest)
+    back = pd.read_csv(tmp_path / "back/scores.csv", encoding="utf-8-sig")
+    for area in AREAS:
+        names = back.loc[back["area"] == area, "model_version"].unique()
+        assert list(names) == [f"riskml-{area} v{first[area]['champion']} (challenger, champion)"]
+        assert not (dest / "data/candidates" / f"{area}.shadow.csv").exists()
     for area in AREAS:
         assert AreaModel.load(dest / "models" / area).content_hash() == first_hash[area]
         reg = json.loads((dest / "models" / area / "registration.json").read_text())

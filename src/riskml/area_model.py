@@ -15,9 +15,9 @@ object *and* the artifact (scikit-learn style: learned attributes end in ``_``):
   files plus ``model.json``), :meth:`content_hash` identifies it: the registry registers one
   version per content (:mod:`riskml.registry`).
 
-Layer: this module sits above the domain (features, labels, metrics, the selection policy's
-:func:`riskml.select.rank_key`) and below the stages; it does no MLflow and reads no project
-path.
+Layer: this module sits above the domain (features, labels, metrics, the lists' rank key in
+:mod:`riskml.ranking`, TreeSHAP in :mod:`riskml.reasons`) and below the stages; it does no MLflow
+and reads no project path.
 """
 
 from __future__ import annotations
@@ -36,12 +36,32 @@ import pandas as pd
 from riskml import io
 from riskml.config import AreaSpec, SplitParams, TrainParams
 from riskml.contract import KEY, RiskmlError
+from riskml.ranking import (
+    KEY_PROBABILITY,
+    KEY_RECOVERY_MODEL,
+    KEY_RECOVERY_RATIO,
+    rank_columns,
+    rank_key,
+    recovery_ratio,
+)
+from riskml.reasons import check_additivity, contributions
 from riskml.train import RecoveryModel, feature_matrix, in_window, labelled_rows, train_area
 
 #: Files of a saved area model; :meth:`AreaModel.content_hash` covers these (not the card).
 MODEL_FILE, RECOVERY_FILE, STATE_FILE = "model.txt", "recovery.txt", "model.json"
 #: Written beside the model by the train stage (who registered it, as which version).
 CARD_FILE, REGISTRATION_FILE = "model_card.md", "registration.json"
+__all__ = [  # the rank key and TreeSHAP live in the domain layer; re-exported here
+    "KEY_PROBABILITY",
+    "KEY_RECOVERY_MODEL",
+    "KEY_RECOVERY_RATIO",
+    "AreaModel",
+    "check_additivity",
+    "contributions",
+    "rank_columns",
+    "rank_key",
+    "recovery_ratio",
+]
 #: Bins of the calibration record (score deciles of the early-stopping slice).
 CALIBRATION_BINS = 10
 FORMAT_VERSION = 1
@@ -54,119 +74,6 @@ SMALL_PREDICTION = 2000
 def predict_threads(n_rows: int) -> int:
     """LightGBM threads for a prediction of ``n_rows`` rows (see :data:`SMALL_PREDICTION`)."""
     return 1 if n_rows < SMALL_PREDICTION else 2
-
-
-# --- the rank key: the one rule of the candidate lists, the scores and promotion --------------
-
-
-def recovery_ratio(
-    declarations: pd.DataFrame, outcomes: pd.DataFrame, area: str, *, known_before: pd.Timestamp
-) -> float:
-    """Recovered duty per unit of duty paid on the area's findings known before ``known_before``.
-
-    A first, honest estimate of what an audit of an item recovers; 0 when nothing is known.
-    """
-    found = outcomes[
-        outcomes["offence_found"].astype(bool)
-        & (outcomes["risk_area"] == area)
-        & (outcomes["result_date"] < known_before)
-    ]
-    if found.empty:
-        return 0.0
-    paid = found[KEY].drop_duplicates().merge(declarations[[*KEY, "duties_paid"]], on=KEY)
-    total_paid = float(paid["duties_paid"].sum())
-    recovered = float(found["additional_duty"].fillna(0).sum())
-    return recovered / total_paid if total_paid > 0 else 0.0
-
-
-#: Where an area's rank key comes from (see :func:`rank_columns`).
-KEY_RECOVERY_MODEL = "recovery_model"
-KEY_RECOVERY_RATIO = "recovery_ratio"
-KEY_PROBABILITY = "probability"
-
-
-def rank_columns(
-    spec: AreaSpec,
-    score: np.ndarray,
-    *,
-    model_recovery: np.ndarray | None,
-    ratio: float,
-    duties_paid: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(expected_recovery, rank_key, source)`` of scored rows: the one rule of the ranking key.
-
-    ``expected_recovery`` is the recovery model's (``model_recovery``) when given, else
-    ``score × ratio × duties_paid`` (0 without duties). The rank key is ``score`` unless
-    ``spec.rank_by`` is ``expected_recovery``; then it is :func:`rank_key` of the model's
-    expected recovery, or, without a model, of the ratio estimate (when ``ratio`` > 0), else
-    ``score``. ``source`` says
-    which: :data:`KEY_RECOVERY_MODEL`, :data:`KEY_RECOVERY_RATIO` or :data:`KEY_PROBABILITY`.
-    """
-    score = np.asarray(score, dtype="float64")
-    if model_recovery is not None:
-        expected = np.asarray(model_recovery, dtype="float64")
-        source = KEY_RECOVERY_MODEL
-    else:
-        paid = np.zeros_like(score) if duties_paid is None else np.nan_to_num(duties_paid)
-        expected = score * ratio * paid
-        source = KEY_RECOVERY_RATIO if ratio > 0 else KEY_PROBABILITY
-    if spec.rank_by != "expected_recovery":
-        source = KEY_PROBABILITY
-    if source == KEY_PROBABILITY:
-        return expected, score, source
-    return expected, rank_key(score, expected, spec.recovery_exponent), source
-
-
-def rank_key(score: np.ndarray, expected: np.ndarray, exponent: float) -> np.ndarray:
-    """The list key of an area ranked by recovery: ``probability × recovered duty ** exponent``,
-    from the probability and the expected recovery (``probability × recovered duty``).
-
-    ``exponent`` 1 is the expected recovery itself (the most duty per audit), 0 the probability
-    (the most hits); in between trades one for the other (``recovery_exponent`` of the area's
-    spec, chosen on development windows).
-    """
-    score = np.clip(np.asarray(score, dtype="float64"), 0.0, None)
-    expected = np.clip(np.asarray(expected, dtype="float64"), 0.0, None)
-    if exponent >= 1.0:
-        return expected
-    # p × (E / p) ** w written without the division, so that p = 0 gives 0
-    return np.power(score, 1.0 - exponent) * np.power(expected, exponent)
-
-
-# --- TreeSHAP contributions ---------------------------------------------------------------
-
-
-def contributions(booster: lgb.Booster, X: pd.DataFrame, *, chunk_size: int = 2000) -> pd.DataFrame:
-    """TreeSHAP contribution of each feature to each row's raw score (log-odds), plus ``bias``.
-
-    Computed in chunks of ``chunk_size`` rows; each chunk is checked for additivity.
-    """
-    if chunk_size < 1:
-        raise RiskmlError(f"chunk_size must be >= 1, got {chunk_size}")
-    names = booster.feature_name()
-    missing = [n for n in names if n not in X.columns]
-    if missing:
-        raise RiskmlError(
-            f"the model needs feature(s) {missing} that the frame lacks; rerun features"
-        )
-    parts = []
-    for start in range(0, len(X), chunk_size):
-        chunk = X.iloc[start : start + chunk_size][names]
-        contrib = np.asarray(booster.predict(chunk, pred_contrib=True))
-        check_additivity(contrib, np.asarray(booster.predict(chunk, raw_score=True)))
-        parts.append(contrib)
-    values = np.vstack(parts) if parts else np.empty((0, len(names) + 1))
-    return pd.DataFrame(values, columns=[*names, "bias"], index=X.index)
-
-
-def check_additivity(contrib: np.ndarray, raw_score: np.ndarray, *, atol: float = 1e-6) -> None:
-    """Raise if the contributions (bias included) do not add up to the raw score."""
-    gap = np.abs(contrib.sum(axis=1) - raw_score)
-    if len(gap) and float(gap.max()) > atol:
-        raise RiskmlError(
-            f"SHAP additivity check failed: contributions differ from the raw score by up to "
-            f"{gap.max():.3g}; the model file and the features may not match"
-        )
 
 
 @dataclass(eq=False)

@@ -47,23 +47,25 @@ import numpy as np
 import pandas as pd
 
 from riskml import io
-from riskml.config import AreaSpec, Params, SplitParams, area_train_params
-from riskml.contract import KEY, RiskmlError
-from riskml.evaluate import (
+from riskml.assessment import (
     LABELLED,
     NO_RECOVERED,
     RANK_KEY_COMPARISON,
     RANK_KEY_DESCRIPTION,
     TRUTH,
-    _clean,
     assemble_scores,
     evaluate_scores,
+    population_rows,
     rank_key_comparison,
+    ranking_scores,
     rate_label,
     recovered_available,
-    write_plot_csv,
 )
-from riskml.labels import build_labels
+from riskml.catalog import Catalog
+from riskml.config import AreaSpec, Params, SplitParams, area_train_params
+from riskml.contract import KEY, RiskmlError
+from riskml.io import json_safe, write_plot_csv
+from riskml.labels import build_labels, with_result_dates
 from riskml.metrics import bootstrap_precision_at_rate
 from riskml.train import (
     TrainedModel,
@@ -81,9 +83,6 @@ PROTOCOLS: dict[str, str] = {
     STATIC: "features rebuilt with the outcomes known at the end of each window's training "
     "period (valid_start): no outcome of the validation or test period feeds any feature",
 }
-SUMMARY_PATH = "metrics/backtest/summary.json"
-AREAS_DIR = "metrics/backtest/areas"
-PLOTS_DIR = "plots/backtest"
 #: Declaration columns of the raw baseline: numbers as declared.
 RAW_NUMERIC = (
     "quantity",
@@ -187,36 +186,6 @@ def raw_features(declarations: pd.DataFrame) -> pd.DataFrame:
             codes, _ = pd.factorize(d[col].astype("string"), sort=True)
             out[f"raw_{col}"] = np.where(codes < 0, np.nan, codes).astype("float64")
     return out
-
-
-def with_result_dates(
-    outcomes: pd.DataFrame, declarations: pd.DataFrame, *, delay_days: int
-) -> tuple[pd.DataFrame, str | None]:
-    """Outcomes with a result date on every row: missing ones are the declaration's acceptance
-    date plus ``delay_days``. Returns the outcomes and a note when any date was derived."""
-    has = "result_date" in outcomes.columns
-    missing = ~outcomes["result_date"].notna() if has else pd.Series(True, outcomes.index)
-    if not missing.any():
-        return outcomes, None
-    acc = declarations[[*KEY, "accepted_date"]].drop_duplicates(KEY).copy()
-    acc["declaration_id"] = acc["declaration_id"].astype("string")
-    acc["item_no"] = acc["item_no"].astype("int64")
-    keys = pd.DataFrame(
-        {
-            "declaration_id": outcomes["declaration_id"].astype("string").to_numpy(),
-            "item_no": outcomes["item_no"].astype("int64").to_numpy(),
-        }
-    )
-    accepted = keys.merge(acc, on=KEY, how="left")["accepted_date"].to_numpy()
-    derived = pd.to_datetime(accepted) + pd.Timedelta(days=delay_days)
-    out = outcomes.copy()
-    current = pd.to_datetime(out["result_date"]) if has else pd.Series(pd.NaT, out.index)
-    out["result_date"] = current.where(~missing, pd.Series(derived, index=out.index))
-    note = (
-        f"{int(missing.sum())} outcome(s) had no result date: derived as the acceptance date "
-        f"plus backtest.label_delay_days={delay_days}"
-    )
-    return out, note
 
 
 def static_features(
@@ -502,8 +471,6 @@ def headline_intervals(
     Items are resampled within each window; the interval of the mean averages the windows'
     replicates (same replicate index), so it reflects every window's sampling noise.
     """
-    from riskml.evaluate import population_rows, ranking_scores
-
     pop = TRUTH if all(TRUTH in population_rows(s) for s in window_scores_) else LABELLED
     per_method: dict[str, Any] = {}
     for method in methods:
@@ -666,21 +633,19 @@ def _at_rate(metrics: dict[str, Any], rate: str, names: tuple[str, ...]) -> dict
 
 
 def _read_truth(root: Path) -> pd.DataFrame | None:
-    for path in (root / "data/interim/truth.parquet", root / "data/raw/truth.parquet"):
-        if path.exists():
-            return io.read_parquet(path)
-    return None
+    path = Catalog(root).truth()
+    return None if path is None else io.read_parquet(path)
 
 
 def _read_seizures(root: Path) -> pd.DataFrame | None:
-    path = root / "data/interim/seizures.parquet"
+    path = Catalog(root).seizures
     return io.read_parquet(path) if path.exists() else None
 
 
 def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """The stage's inputs: declarations, outcomes (with result dates), truth, full labels."""
-    decl = io.read_parquet(root / "data/interim/declarations.parquet")
-    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
+    decl = io.read_parquet(Catalog(root).declarations)
+    outcomes = io.read_parquet(Catalog(root).outcomes)
     outcomes, note = with_result_dates(outcomes, decl, delay_days=params.backtest.label_delay_days)
     return {
         "declarations": decl,
@@ -708,7 +673,7 @@ def protocol_frames(
     raw = tables.setdefault("raw", raw_features(decl))
     raw_pos = tables.setdefault("raw_pos", _positions(raw, decl))
     if protocol == ROLLING:
-        feats = io.read_parquet(root / "data/features/features.parquet")
+        feats = io.read_parquet(Catalog(root).features)
         pos = _positions(feats, decl)
         frames = [{"features": feats, "raw": raw} for _ in windows]
         positions = [{"features": pos, "raw": raw_pos} for _ in windows]
@@ -770,9 +735,9 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
             if RANK_KEY_COMPARISON in res:
                 doc["protocols"][protocol][RANK_KEY_COMPARISON] = res[RANK_KEY_COMPARISON]
             tables_out.append(res["table"].assign(protocol=protocol))
-        io.write_json(_clean(doc), root / AREAS_DIR / f"{area}.json")
-        write_plot_csv(pd.concat(tables_out, ignore_index=True), root / PLOTS_DIR / f"{area}.csv")
-    io.write_json(_clean(summary), root / SUMMARY_PATH)
+        io.write_json(json_safe(doc), Catalog(root).backtest(area))
+        write_plot_csv(pd.concat(tables_out, ignore_index=True), Catalog(root).backtest_plot(area))
+    io.write_json(json_safe(summary), Catalog(root).backtest_summary)
     return _short(summary)
 
 

@@ -22,10 +22,11 @@ import jinja2
 import pandas as pd
 import yaml
 
+from riskml import catalog
 from riskml.contract import KEY
 
 #: The features stage output whose hash identifies the data behind a case file.
-SNAPSHOT_PATH = "data/features"
+SNAPSHOT_PATH = catalog.FEATURES
 
 #: How a candidate came onto the list, in words.
 KIND_WORDS = {

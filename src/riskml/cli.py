@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from riskml.catalog import Catalog
 from riskml.config import (
     AreaSpec,
     Params,
@@ -52,7 +53,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def _config(root: Path) -> tuple[Params, dict[str, AreaSpec]]:
     """params.yaml and the specs of the areas it lists (``areas``)."""
     params = load_params(root / "params.yaml")
-    specs = load_area_specs(root / "pipelines")
+    specs = load_area_specs(Catalog(root).pipelines)
     missing = [a for a in params.areas if a not in specs]
     if missing:
         raise RiskmlError(
@@ -148,7 +149,7 @@ def simulate(
     )
     started = time.perf_counter()
     with _progress("simulating months") as update:
-        summary = run(out or root / "data/raw", sim, specs, progress=update)
+        summary = run(out or Catalog(root).raw, sim, specs, progress=update)
     _done("simulate", started, _fmt_counts(summary))
 
 
@@ -168,7 +169,7 @@ def ingest(
     from riskml.ingest import run_ingest
 
     started = time.perf_counter()
-    summary = run_ingest(file, mapping, out or root / "data/raw", outcomes_file=outcomes or None)
+    summary = run_ingest(file, mapping, out or Catalog(root).raw, outcomes_file=outcomes or None)
     _done("ingest", started, _fmt_counts(summary))
 
 
@@ -184,7 +185,7 @@ def ingest_seizures(
     from riskml.ingest import run_ingest_seizures
 
     started = time.perf_counter()
-    summary = run_ingest_seizures(file, mapping, out or root / "data/raw")
+    summary = run_ingest_seizures(file, mapping, out or Catalog(root).raw)
     _done("ingest-seizures", started, _fmt_counts(summary))
 
 
@@ -219,7 +220,7 @@ def source(root: RootOpt = Path(".")) -> None:
             )
     # audit outcomes recorded through the service (`riskml outcomes export`) join the raw
     # outcomes; the validate stage checks them like any other
-    added = append_feedback(root / "data/raw", root / EXPORT_PATH)
+    added = append_feedback(Catalog(root).raw, Catalog(root).feedback_export)
     if added:
         console.print(f"[green]✓[/] source: {added:,} feedback outcome(s) from {EXPORT_PATH}")
 
@@ -227,13 +228,13 @@ def source(root: RootOpt = Path(".")) -> None:
 @app.command()
 @_handle_errors
 def validate(root: RootOpt = Path(".")) -> None:
-    """Check data/raw against the data contract; good rows to data/interim, the rest quarantined."""
+    """Check the raw tables against the data contract; good rows to the validated tables, the rest
+    quarantined (paths: riskml.catalog)."""
     from riskml.contract import run_validate
 
     started = time.perf_counter()
-    report = run_validate(
-        root / "data/raw", root / "data/interim", root / "metrics/validation.json"
-    )
+    catalog = Catalog(root)
+    report = run_validate(catalog.raw, catalog.interim, catalog.validation)
     _done("validate", started, _fmt_counts(report))
 
 
@@ -246,15 +247,15 @@ def features(root: RootOpt = Path(".")) -> None:
 
     params, specs = _config(root)
     started = time.perf_counter()
-    decl = read_parquet(root / "data/interim/declarations.parquet")
-    outcomes = read_parquet(root / "data/interim/outcomes.parquet")
-    seizures_path = root / "data/interim/seizures.parquet"
-    seizures = read_parquet(seizures_path) if seizures_path.exists() else None
+    catalog = Catalog(root)
+    decl = read_parquet(catalog.declarations)
+    outcomes = read_parquet(catalog.outcomes)
+    seizures = read_parquet(catalog.seizures) if catalog.seizures.exists() else None
     with _progress("building features") as update:
         frame = build_features(
             decl, outcomes, params.features, progress=update, specs=specs, seizures=seizures
         )
-    write_parquet(frame, root / "data/features/features.parquet")
+    write_parquet(frame, catalog.features)
     _done(
         "features",
         started,
@@ -348,7 +349,7 @@ def headline(root: RootOpt = Path(".")) -> None:
 @app.command()
 @_handle_errors
 def explain(root: RootOpt = Path(".")) -> None:
-    """TreeSHAP reasons in plain words for each area's top candidates."""
+    """TreeSHAP reasons in plain words and case files for the picks `riskml select` made."""
     from riskml.explain import run_explain
 
     _run_stage("explain", run_explain, root)
@@ -357,10 +358,20 @@ def explain(root: RootOpt = Path(".")) -> None:
 @app.command(name="select")
 @_handle_errors
 def select_(root: RootOpt = Path(".")) -> None:
-    """Ranked audit candidate lists per area, within capacity, with a random-control share."""
+    """Each area's picks by its champion, within capacity, with a random-control share."""
     from riskml.select import run_select
 
     _run_stage("select", run_select, root)
+
+
+@app.command()
+@_handle_errors
+def lists(root: RootOpt = Path(".")) -> None:
+    """The candidate lists (CSV per area, combined, importer periods, XLSX) from the picks and
+    their reasons."""
+    from riskml.select import run_lists
+
+    _run_stage("lists", run_lists, root)
 
 
 @app.command()
@@ -379,7 +390,7 @@ def score(
 
     params, specs = _config(root)
     started = time.perf_counter()
-    folder = out or root / "data/scored" / file.stem
+    folder = out or Catalog(root).scored_batch(file.stem)
     summary = run_score(file, root.resolve(), params, specs, out=folder, mapping=mapping)
     _done("score", started, f"{_fmt_counts(summary)} -> {folder}")
 
@@ -563,7 +574,8 @@ app.add_typer(registry_app, name="registry")
 @_handle_errors
 def registry_sync(root: RootOpt = Path(".")) -> None:
     """Point the champion/challenger aliases at the versions metrics/promotion.json names
-    (run after a cached `dvc repro` or `dvc exp apply`, which restore files but run no code)."""
+    (a cached `dvc repro` or `dvc exp apply` restores files but runs no code; `make run` ends
+    with this, and every command that loads a model does it first)."""
     from riskml.registry import sync
 
     params, _ = _config(root)
@@ -578,10 +590,15 @@ def registry_sync(root: RootOpt = Path(".")) -> None:
 @_handle_errors
 def registry_show(root: RootOpt = Path(".")) -> None:
     """Each area's champion and challenger versions in the registry and in
-    metrics/promotion.json."""
-    from riskml.registry import aliases, client_for, promoted_versions, registered_model_name
+    metrics/promotion.json (the aliases are first brought in line with the file, as every
+    consumer of a model does)."""
+    from riskml.registry import aliases, client_for, promoted_versions, registered_model_name, sync
 
     params, _ = _config(root)
+    try:
+        sync(root.resolve(), params.areas)
+    except RiskmlError as exc:  # show what disagrees rather than nothing
+        console.print(f"[yellow]warning:[/] {exc}", highlight=False, soft_wrap=True)
     client = client_for(root.resolve())
     promoted = promoted_versions(root.resolve())
     for area in params.areas:

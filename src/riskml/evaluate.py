@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -43,32 +42,56 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import precision_recall_curve
 
 from riskml import io, tracking
-from riskml.area_model import rank_key
+from riskml.assessment import (  # the pure side of evaluation, shared with backtest and promote
+    LABELLED,
+    METHODS,
+    NO_RECOVERED,
+    POPULATIONS,
+    RANDOM_CONTROL,
+    RANK_KEY_COMPARISON,
+    RANK_KEY_DESCRIPTION,
+    TRUTH,
+    TRUTH_COLUMNS,
+    assemble_scores,
+    evaluate_scores,
+    population_rows,
+    rank_key_comparison,
+    ranking_scores,
+    rate_label,
+    recovered_available,
+)
+from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
-from riskml.metrics import metrics_at_rates
-from riskml.rules import rule_score
+from riskml.io import json_safe, write_plot_csv
 from riskml.train import in_window
+
+__all__ = [
+    "LABELLED",
+    "METHODS",
+    "NO_RECOVERED",
+    "POPULATIONS",
+    "RANDOM_CONTROL",
+    "RANK_KEY_COMPARISON",
+    "RANK_KEY_DESCRIPTION",
+    "TRUTH",
+    "TRUTH_COLUMNS",
+    "assemble_scores",
+    "evaluate_scores",
+    "population_rows",
+    "rank_key_comparison",
+    "ranking_scores",
+    "rate_label",
+    "recovered_available",
+    "write_plot_csv",
+    "run_evaluate",
+]
 
 log = logging.getLogger(__name__)
 
-LABELLED, RANDOM_CONTROL, TRUTH = "labelled", "random_control", "truth"
-POPULATIONS: dict[str, str] = {
-    LABELLED: "test-window items with a label once every outcome is known; chosen mostly by "
-    "targeting, so biased towards what earlier targeting looked at",
-    RANDOM_CONTROL: "test-window items labelled by a random control: the unbiased sample",
-    TRUTH: "every test-window item, against the simulator's truth (simulated data only)",
-}
-METHODS: tuple[str, ...] = ("model", "raw_lightgbm", "legacy_rules", "random", "oracle")
-#: Reason given when the outcomes carry no recovered amount (revenue share unavailable).
-NO_RECOVERED = (
-    "the outcomes carry no recovered amount (additional_duty missing or empty): revenue share "
-    "is unavailable on labelled populations, not zero"
-)
 #: Inspection rates of the plot data: 0.5% to 20% by 0.5%.
 PLOT_RATES: tuple[float, ...] = tuple(round(0.005 * i, 3) for i in range(1, 41))
 PR_CURVE_POINTS = 200
-TRUTH_COLUMNS = ["offence", "evaded_duty", "true_prob"]
 SCORE_COLUMNS = [
     *KEY,
     "accepted_date",
@@ -78,15 +101,6 @@ SCORE_COLUMNS = [
     "control_kind",
     "recovered",
 ]
-METRICS_DIR = "metrics/areas"
-SUMMARY_PATH = "metrics/summary.json"
-PLOTS_DIR = "plots/evaluation"
-SCORES_DIR = "data/scores"
-
-
-def rate_label(rate: float) -> str:
-    """``0.05`` → ``"5%"``: the key of a rate in the metrics files."""
-    return f"{rate * 100:g}%"
 
 
 # --- pure computations -------------------------------------------------------------------------
@@ -105,198 +119,6 @@ def score_frame(model: Any, features: pd.DataFrame, *, start: date, end: date) -
     if model.rank_by == "expected_recovery" and model.recovery_ is not None:
         out["expected_recovery"] = model.rank_key(rows, proba)["expected_recovery"].to_numpy()
     return out
-
-
-def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    frame["declaration_id"] = frame["declaration_id"].astype("string")
-    frame["item_no"] = frame["item_no"].astype("int64")
-    return frame
-
-
-def assemble_scores(
-    scored: pd.DataFrame,
-    declarations: pd.DataFrame,
-    labels: pd.DataFrame,
-    spec: AreaSpec,
-    truth: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """The scored test items with their legacy-rule score, label and (if given) truth.
-
-    ``labels`` from :func:`riskml.labels.build_labels` with every outcome (no ``known_before``);
-    ``truth`` in the contract's long form (filtered here to ``spec``'s area).
-    """
-    decl = _keyed(declarations)
-    decl = decl.assign(rule_score=rule_score(decl, spec.legacy_rules).to_numpy())
-    out = scored.merge(decl[[*KEY, "rule_score"]], on=KEY, how="left", validate="one_to_one")
-    lab = _keyed(labels[[*KEY, "label", "control_kind", "recovered"]])
-    out = out.merge(lab, on=KEY, how="left", validate="one_to_one")
-    out["rule_score"] = out["rule_score"].fillna(0.0)
-    out["recovered"] = out["recovered"].fillna(0.0).astype("float64")
-    out["label"] = out["label"].astype("float64")
-    out["control_kind"] = out["control_kind"].astype("string")
-    if truth is not None:
-        t = _keyed(truth[truth["risk_area"] == spec.name][[*KEY, *TRUTH_COLUMNS]])
-        if len(t):
-            out = out.merge(t, on=KEY, how="left", validate="one_to_one")
-            out["offence"] = out["offence"].astype("boolean")
-    return out
-
-
-def _seed(seed: int, area: str) -> np.random.Generator:
-    # The same seed and area give the same random baseline on every run and machine.
-    return np.random.default_rng([seed, zlib.crc32(area.encode())])
-
-
-def ranking_scores(scores: pd.DataFrame, *, seed: int, area: str) -> dict[str, np.ndarray]:
-    """Score of each method per row: higher first. Rule ties broken by a seeded random order."""
-    rng = _seed(seed, area)
-    random_score = rng.random(len(scores))
-    jitter = rng.random(len(scores))
-    rank = np.empty(len(scores))
-    rank[np.lexsort((jitter, scores["rule_score"].to_numpy(float)))] = np.arange(len(scores))
-    out = {"model": scores["score"].to_numpy(float)}
-    if "score_raw" in scores.columns:
-        out["raw_lightgbm"] = scores["score_raw"].to_numpy(float)
-    out |= {"legacy_rules": rank / max(len(scores), 1), "random": random_score}
-    if "true_prob" in scores.columns:
-        out["oracle"] = scores["true_prob"].fillna(0.0).to_numpy(float)
-    return out
-
-
-def population_rows(scores: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """For each population present: (row mask, labels, recoverable value)."""
-    labelled = scores["label"].notna().to_numpy()
-    random_ctl = labelled & (scores["control_kind"] == "random").fillna(False).to_numpy(bool)
-    y = scores["label"].fillna(0).to_numpy(float)
-    rec = scores["recovered"].to_numpy(float)
-    pops = {LABELLED: (labelled, y, rec), RANDOM_CONTROL: (random_ctl, y, rec)}
-    if "offence" in scores.columns and scores["offence"].notna().any():
-        known = scores["offence"].notna().to_numpy(bool)
-        offence = scores["offence"].fillna(False).to_numpy(float)
-        evaded = scores["evaded_duty"].fillna(0.0).to_numpy(float)
-        pops[TRUTH] = (known, offence, evaded)
-    return pops
-
-
-def recovered_available(outcomes: pd.DataFrame) -> bool:
-    """True when the outcomes carry recovered amounts (``additional_duty`` with a value)."""
-    return "additional_duty" in outcomes.columns and bool(outcomes["additional_duty"].notna().any())
-
-
-def evaluate_scores(
-    scores: pd.DataFrame,
-    spec: AreaSpec,
-    *,
-    seed: int,
-    rates: list[float] | None = None,
-    revenue_unavailable: str | None = None,
-    methods: dict[str, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """Metrics per population → method → rate (keys like ``"5%"``) → metric.
-
-    Each population block says its population, description, ``n`` and ``positives``; a method
-    block carries ``average_precision`` and ``rates``. The ``oracle`` method exists on the truth
-    only; ``random`` also reports its expected precision (the prevalence).
-
-    ``revenue_unavailable``: a reason (e.g. :data:`NO_RECOVERED`) why the labelled populations
-    have no recoverable amount; their revenue shares are then ``None`` and the block says why
-    (``revenue_unavailable``), rather than a misleading zero. The truth keeps its evaded duty.
-
-    ``methods``: the rankings to measure (name → score per row); by default
-    :func:`ranking_scores`.
-    """
-    rates = list(rates or spec.inspection_rates)
-    if methods is None:
-        methods = ranking_scores(scores, seed=seed, area=spec.name)
-    out: dict[str, Any] = {}
-    for pop, (mask, y, value) in population_rows(scores).items():
-        block: dict[str, Any] = {
-            "population": pop,
-            "description": POPULATIONS[pop],
-            "n": int(mask.sum()),
-            "positives": int(y[mask].sum()),
-        }
-        if not mask.any():
-            block["note"] = "no item in this population: no metric"
-            out[pop] = block
-            continue
-        block["prevalence"] = float(y[mask].mean())
-        if revenue_unavailable is not None and pop != TRUTH:
-            block["revenue_unavailable"] = revenue_unavailable
-        block["methods"] = {}
-        for method, score in methods.items():
-            if method == "oracle" and pop != TRUTH:
-                continue
-            no_value = revenue_unavailable is not None and pop != TRUTH
-            v = None if no_value else value[mask]
-            m = metrics_at_rates(y[mask], score[mask], rates=rates, value=v)
-            if no_value:
-                for r in m["rates"].values():
-                    r["revenue_share"] = r["revenue_share_normalised"] = None
-            mblock: dict[str, Any] = {"average_precision": m["average_precision"]}
-            if method == "random":
-                mblock["expected_precision"] = m["prevalence"]
-            mblock["rates"] = {rate_label(r): v for r, v in m["rates"].items()}
-            block["methods"][method] = mblock
-        out[pop] = block
-    return out
-
-
-#: Name of the block comparing the ranking keys of an area that ranks by expected recovery.
-RANK_KEY_COMPARISON = "rank_key_comparison"
-RANK_KEY_DESCRIPTION = (
-    "test-window list ranked by probability (the model's score) vs by expected recovery "
-    "(probability × recovered duty predicted by the area's recovery model) vs by the candidate "
-    "lists' key (rank_key: probability × predicted recovered duty ** recovery_exponent); "
-    "oracle: ranking by the simulator's true probability"
-)
-
-
-def rank_key_comparison(
-    scores: pd.DataFrame,
-    spec: AreaSpec,
-    *,
-    seed: int,
-    revenue_unavailable: str | None = None,
-) -> dict[str, Any] | None:
-    """Precision, recall and revenue share at ``spec``'s inspection rates when the test items are
-    ranked by ``probability`` (``score``) vs by ``expected_recovery`` vs by the lists' key
-    ``rank_key`` (:func:`riskml.select.rank_key`; and the ``oracle`` on the truth), per
-    population, in :func:`evaluate_scores`'s structure.
-
-    ``None`` when ``spec`` does not rank by expected recovery; a block with ``available: false``
-    and a note when ``scores`` has no recovery-model ``expected_recovery``.
-    """
-    if spec.rank_by != "expected_recovery":
-        return None
-    block: dict[str, Any] = {
-        "description": RANK_KEY_DESCRIPTION,
-        "rank_by": spec.rank_by,
-        "recovery_exponent": spec.recovery_exponent,
-        "operating_rate": rate_label(spec.operating_rate),
-    }
-    if "expected_recovery" not in scores.columns:
-        block["available"] = False
-        block["note"] = (
-            f"no recovery model (models/{spec.name}/recovery.txt): the candidate lists fall "
-            "back to probability × recovery ratio × duties paid; no comparison"
-        )
-        return block
-    probability = scores["score"].to_numpy(float)
-    expected = scores["expected_recovery"].to_numpy(float)
-    methods = {
-        "probability": probability,
-        "expected_recovery": expected,
-        "rank_key": rank_key(probability, expected, spec.recovery_exponent),
-    }
-    if "true_prob" in scores.columns:
-        methods["oracle"] = scores["true_prob"].fillna(0.0).to_numpy(float)
-    block["available"] = True
-    block["populations"] = evaluate_scores(
-        scores, spec, seed=seed, revenue_unavailable=revenue_unavailable, methods=methods
-    )
-    return block
 
 
 def rank_key_headline(comparison: dict[str, Any]) -> dict[str, Any]:
@@ -514,19 +336,6 @@ def headline(result: dict[str, Any], spec: AreaSpec) -> dict[str, Any]:
     return out
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN and infinities become None (strict JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return None if not math.isfinite(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def mlflow_metrics(result: dict[str, Any]) -> dict[str, float]:
     """Flat MLflow metric names, e.g. ``test.truth.model.precision_at_5pct``."""
     out: dict[str, float] = {}
@@ -545,24 +354,6 @@ def mlflow_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 # --- stage entry -------------------------------------------------------------------------------
-
-
-def write_plot_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Plot data as plain UTF-8 CSV, atomically.
-
-    Not :func:`riskml.io.write_csv`: its byte-order mark (for Excel) would become part of the
-    first column's name and ``dvc plots`` would not find the field.
-    """
-    with io.atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8")
-    return Path(path)
-
-
-def _read_truth(root: Path) -> pd.DataFrame | None:
-    for path in (root / "data/interim/truth.parquet", root / "data/raw/truth.parquet"):
-        if path.exists():
-            return io.read_parquet(path)
-    return None
 
 
 def _log_test_metrics(
@@ -640,8 +431,9 @@ def evaluate_area(
     }
     if comparison is not None:
         doc[RANK_KEY_COMPARISON] = comparison
-    io.write_json(_clean(doc), root / METRICS_DIR / f"{spec.name}.json")
-    plots = root / PLOTS_DIR / spec.name
+    catalog = Catalog(root)
+    io.write_json(json_safe(doc), catalog.evaluation(spec.name))
+    plots = catalog.evaluation_plots(spec.name)
     curves = rate_curve_table(scores, spec, seed=seed, revenue_unavailable=reason)
     write_plot_csv(curves, plots / "precision_at_rate.csv")
     for metric in ("precision", "revenue_share"):
@@ -655,7 +447,7 @@ def evaluate_area(
     scores["model_version"] = (
         model.describe() if reg is None else (f"{reg.registered_model} v{reg.version}")
     )
-    io.write_parquet(scores, root / SCORES_DIR / f"{spec.name}.parquet")
+    io.write_parquet(scores, catalog.scores(spec.name))
     logged = _log_test_metrics(
         getattr(reg, "run_id", None),
         result,
@@ -681,8 +473,8 @@ def run_evaluate(
     """Stage ``riskml evaluate``: every area's test metrics, plot data, scores and summary.
 
     Reads ``models/<area>/``, ``data/features/features.parquet``,
-    ``data/interim/{declarations,outcomes}.parquet`` and, when present, the simulator's
-    ``truth.parquet`` (``data/interim`` or ``data/raw``). Writes ``metrics/areas/<area>.json``,
+    the validated declarations and outcomes and, when present, the simulator's truth
+    (:class:`riskml.catalog.Catalog` names each path). Writes ``metrics/areas/<area>.json``,
     ``metrics/summary.json``, the plot data in ``plots/evaluation/<area>/`` and
     ``data/scores/<area>.parquet``, and logs the test metrics to each area's training run.
     """
@@ -690,16 +482,18 @@ def run_evaluate(
     uri = tracking_uri or tracking.default_tracking_uri(root)
     from riskml.area_model import AreaModel
 
+    catalog = Catalog(root)
     for area in specs:  # fail before any work when a model is missing
-        AreaModel.load(root / "models" / area)
+        AreaModel.load(catalog.model(area))
+    truth = catalog.truth()
     tables = {
-        "features": io.read_parquet(root / "data/features/features.parquet"),
-        "declarations": io.read_parquet(root / "data/interim/declarations.parquet"),
-        "outcomes": io.read_parquet(root / "data/interim/outcomes.parquet"),
-        "truth": _read_truth(root),
+        "features": io.read_parquet(catalog.features),
+        "declarations": io.read_parquet(catalog.declarations),
+        "outcomes": io.read_parquet(catalog.outcomes),
+        "truth": None if truth is None else io.read_parquet(truth),
     }
     summary = {area: evaluate_area(root, params, spec, tables, uri) for area, spec in specs.items()}
-    io.write_json(_clean(summary), root / SUMMARY_PATH)
+    io.write_json(json_safe(summary), catalog.evaluation_summary)
     return {area: _short(head) for area, head in summary.items()}
 
 

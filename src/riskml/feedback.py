@@ -40,11 +40,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from riskml import catalog
 from riskml.contract import CONTROL_KINDS, OUTCOME_KEY, RISK_AREAS, RiskmlError, column_names
 
 Role = Literal["auditor", "reviewer", "admin"]
 ROLES: tuple[str, ...] = ("auditor", "reviewer", "admin")
-EXPORT_PATH = "data/external/feedback_outcomes.parquet"
+EXPORT_PATH = catalog.FEEDBACK_EXPORT
 OUTCOME_EXPORT_COLUMNS = column_names("outcomes")
 #: what a stored outcome says; two posts with the same natural key (``OUTCOME_KEY``) and the
 #: same content are one outcome, with different content a contradiction

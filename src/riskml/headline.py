@@ -16,16 +16,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from riskml import io
+from riskml import catalog, io
 from riskml.config import AreaSpec, Params
 from riskml.contract import RiskmlError
 
-HEADLINE = Path("metrics/headline.json")
+HEADLINE = Path(catalog.HEADLINE)
 SOURCES = {
-    "summary": Path("metrics/summary.json"),
-    "backtest": Path("metrics/backtest/summary.json"),
-    "promotion": Path("metrics/promotion.json"),
-    "validation": Path("metrics/validation.json"),
+    "summary": Path(catalog.EVALUATION_SUMMARY),
+    "backtest": Path(catalog.BACKTEST_SUMMARY),
+    "promotion": Path(catalog.PROMOTION),
+    "validation": Path(catalog.VALIDATION),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from riskml.errors import RiskmlError
@@ -75,3 +77,27 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataF
             f"{path}: file not found; run the stage that produces it first (see `dvc dag`)"
         )
     return pd.read_parquet(path, columns=columns)
+
+
+def json_safe(obj: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become None (strict JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return None if not math.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_plot_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Plot data as plain UTF-8 CSV, atomically.
+
+    Not :func:`write_csv`: its byte-order mark (for Excel) would become part of the
+    first column's name and ``dvc plots`` would not find the field.
+    """
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8")
+    return Path(path)

@@ -128,3 +128,33 @@ def build_labels(
     out["control_kind"] = out["control_kind"].astype("string")
     out.index = declarations.index
     return out[LABEL_COLUMNS]
+
+
+def with_result_dates(
+    outcomes: pd.DataFrame, declarations: pd.DataFrame, *, delay_days: int
+) -> tuple[pd.DataFrame, str | None]:
+    """Outcomes with a result date on every row: missing ones are the declaration's acceptance
+    date plus ``delay_days``. Returns the outcomes and a note when any date was derived."""
+    has = "result_date" in outcomes.columns
+    missing = ~outcomes["result_date"].notna() if has else pd.Series(True, outcomes.index)
+    if not missing.any():
+        return outcomes, None
+    acc = declarations[[*KEY, "accepted_date"]].drop_duplicates(KEY).copy()
+    acc["declaration_id"] = acc["declaration_id"].astype("string")
+    acc["item_no"] = acc["item_no"].astype("int64")
+    keys = pd.DataFrame(
+        {
+            "declaration_id": outcomes["declaration_id"].astype("string").to_numpy(),
+            "item_no": outcomes["item_no"].astype("int64").to_numpy(),
+        }
+    )
+    accepted = keys.merge(acc, on=KEY, how="left")["accepted_date"].to_numpy()
+    derived = pd.to_datetime(accepted) + pd.Timedelta(days=delay_days)
+    out = outcomes.copy()
+    current = pd.to_datetime(out["result_date"]) if has else pd.Series(pd.NaT, out.index)
+    out["result_date"] = current.where(~missing, pd.Series(derived, index=out.index))
+    note = (
+        f"{int(missing.sum())} outcome(s) had no result date: derived as the acceptance date "
+        f"plus backtest.label_delay_days={delay_days}"
+    )
+    return out, note

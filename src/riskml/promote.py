@@ -2,9 +2,9 @@
 
 ``riskml train`` registers each new area model once per content and points ``challenger`` at it
 (and ``champion`` when the area has none yet: the first version). ``riskml promote`` then
-decides, per area, by scoring the same window (the latest backtest window, see
-:func:`riskml.backtest.backtest_windows`) with both registered area models, loaded whole by
-version (the challenger: the version of ``models/<area>/``; the champion: the registry's
+decides, per area, by scoring the same window (the latest backtest window, read from the
+backtest's output ``metrics/backtest/summary.json``) with both registered area models, loaded
+whole by version (the challenger: the version of ``models/<area>/``; the champion: the registry's
 alias), each ranking the window **by its list's key** (:meth:`AreaModel.rank_key`: probability,
 or for revenue probability × predicted recovered duty ** ``recovery_exponent``), and comparing
 ``promote.metric`` at the area's operating rate (or average precision) on the headline
@@ -19,8 +19,11 @@ file (``riskml registry sync`` restores that after a cached ``dvc repro`` or ``d
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from riskml import io, registry, tracking
-from riskml.backtest import Window
+from riskml.assessment import LABELLED, TRUTH, assemble_scores, population_rows
+from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
-from riskml.evaluate import LABELLED, TRUTH, assemble_scores, population_rows
-from riskml.labels import build_labels
+from riskml.labels import build_labels, with_result_dates
 from riskml.metrics import average_precision, metrics_at_rates
 from riskml.registry import CHALLENGER, CHAMPION, registered_model_name
 from riskml.train import in_window
@@ -42,6 +45,27 @@ log = logging.getLogger(__name__)
 
 PROMOTION_PATH = registry.PROMOTION_PATH
 PROMOTED, KEPT = "promoted", "kept"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The test period both models are scored on: the backtest's latest window."""
+
+    start: date
+    end: date
+
+
+def latest_window(catalog: Catalog) -> Window:
+    """The latest test window of the backtest's output (``metrics/backtest/summary.json``:
+    ``config.windows[-1].test``); a clear error when the backtest has not run."""
+    path = catalog.backtest_summary
+    if not path.exists():
+        raise RiskmlError(f"{path}: not found; run the backtest stage first (`riskml backtest`)")
+    windows = json.loads(path.read_text(encoding="utf-8")).get("config", {}).get("windows") or []
+    if not windows or len(windows[-1].get("test") or []) != 2:
+        raise RiskmlError(f"{path}: no backtest window (config.windows); rerun `riskml backtest`")
+    start, end = windows[-1]["test"]
+    return Window(date.fromisoformat(start), date.fromisoformat(end))
 
 
 def decide(challenger: float, champion: float, *, margin: float) -> tuple[str, str]:
@@ -118,7 +142,7 @@ def promote_area(
     challenger = str(trained.get("version") or "")
     if not challenger:
         raise RiskmlError(
-            f"models/{spec.name}/registration.json: not found; train the area first "
+            f"{Catalog(root).model(spec.name)}/registration.json: not found; train the area first "
             f"(`riskml train --area {spec.name}`)"
         )
     registry.resolve(client, spec.name, version=challenger)  # train the area first, else
@@ -211,32 +235,29 @@ def run_promote(
     *,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Stage ``riskml promote``: decide every area, write ``metrics/promotion.json``."""
-    from riskml.backtest import backtest_windows, with_result_dates
-    from riskml.evaluate import _clean, _read_truth
-
+    """Stage ``riskml promote``: decide every area on the backtest's latest window (read from
+    its output), write ``metrics/promotion.json``."""
     root = Path(root).resolve()
+    catalog = Catalog(root)
     client = tracking.open_store(root, tracking_uri)
-    bt = params.backtest
-    window = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)[
-        -1
-    ]
-    decl = io.read_parquet(root / "data/interim/declarations.parquet")
+    window = latest_window(catalog)
+    decl = io.read_parquet(catalog.declarations)
     outcomes, _ = with_result_dates(
-        io.read_parquet(root / "data/interim/outcomes.parquet"),
+        io.read_parquet(catalog.outcomes),
         decl,
-        delay_days=bt.label_delay_days,
+        delay_days=params.backtest.label_delay_days,
     )
+    truth = catalog.truth()
     base = {
-        "features": io.read_parquet(root / "data/features/features.parquet"),
+        "features": io.read_parquet(catalog.features),
         "declarations": decl,
-        "truth": _read_truth(root),
+        "truth": None if truth is None else io.read_parquet(truth),
     }
     result = {}
     for area, spec in specs.items():
         tables = base | {"labels": build_labels(decl, outcomes, spec)}
         result[area] = promote_area(root, spec, params, tables, window, client)
-    io.write_json(_clean(result), root / PROMOTION_PATH)
+    io.write_json(io.json_safe(result), catalog.promotion)
     return {
         area: {
             "decision": r["decision"],

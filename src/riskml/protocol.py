@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskml.catalog import Catalog
 from riskml.config import (
     AreaSpec,
     Params,
@@ -219,7 +220,7 @@ def run_protocol(
     if seed is not None:
         params = params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
     areas = sorted(set(load_mapping(mapping).label_areas()))
-    all_specs = load_area_specs(root / "pipelines")
+    all_specs = load_area_specs(Catalog(root).pipelines)
     specs = {a: protocol_spec(all_specs[a]) for a in areas}
     known = (outcomes["result_date"] < pd.Timestamp(split.test_start)).to_numpy(bool)
     feats = build_features(decl, outcomes[known], params.features, specs=specs)

@@ -33,8 +33,9 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from riskml import tracking
+from riskml import catalog, tracking
 from riskml.area_model import REGISTRATION_FILE, AreaModel
+from riskml.catalog import Catalog
 from riskml.contract import RiskmlError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 #: Tag of a model version: the content hash of its area model (idempotent registration).
 HASH_TAG = "content_hash"
-PROMOTION_PATH = "metrics/promotion.json"
+PROMOTION_PATH = catalog.PROMOTION
 INPUT_EXAMPLE_ROWS = 5
 ARTIFACT_KEY = "area_model"
 
@@ -346,14 +347,14 @@ def load(
 
 def local_registration(root: Path, area: str) -> dict[str, Any]:
     """``models/<area>/registration.json`` (the version the train stage registered), or {}."""
-    path = Path(root) / "models" / area / REGISTRATION_FILE
+    path = Catalog(root).model(area) / REGISTRATION_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def load_trained(root: Path, area: str, *, tracking_uri: str | None = None) -> AreaModel:
     """The area model the train stage wrote (``models/<area>/``, a DVC output), with its
     registration (version and current aliases) when the registry has its content."""
-    model = AreaModel.load(Path(root) / "models" / area)
+    model = AreaModel.load(Catalog(root).model(area))
     try:
         client = client_for(root, tracking_uri)
         found = find_version(client, registered_model_name(area), model.content_hash())
@@ -374,7 +375,7 @@ def load_trained(root: Path, area: str, *, tracking_uri: str | None = None) -> A
 def promoted_versions(root: Path) -> dict[str, dict[str, str]]:
     """Area → ``{"champion": v, "challenger": v}`` from ``metrics/promotion.json`` (the
     DVC-tracked decision); {} before the first promotion."""
-    path = Path(root) / PROMOTION_PATH
+    path = Catalog(root).promotion
     if not path.exists():
         return {}
     doc = json.loads(path.read_text(encoding="utf-8"))
@@ -390,18 +391,18 @@ def promoted_versions(root: Path) -> dict[str, dict[str, str]]:
 
 def list_model(root: Path, area: str, *, tracking_uri: str | None = None) -> AreaModel:
     """The model behind the area's candidate lists, case files and the service: the champion
-    that ``metrics/promotion.json`` names, else the registry's ``champion`` alias."""
+    that ``metrics/promotion.json`` names, else the registry's ``champion`` alias.
+
+    The registry's aliases are first brought in line with that file (:func:`sync`, which
+    moves nothing when they agree): a cached ``dvc repro`` or a ``dvc exp apply`` restores the
+    file but runs no code, so every consumer of a model (select, explain, ``riskml score``, the
+    service, ``riskml registry show``) ends the disagreement before it loads anything."""
     promoted = promoted_versions(root).get(area)
     if promoted is not None:
-        model = load(root, area, version=promoted[CHAMPION], tracking_uri=tracking_uri)
-        if CHAMPION not in model.registration.aliases:
-            log.warning(
-                "%s: metrics/promotion.json names v%s as champion but the registry's alias "
-                "points elsewhere; run `riskml registry sync`",
-                area,
-                promoted[CHAMPION],
-            )
-        return model
+        moved = sync(root, [area], tracking_uri=tracking_uri)[area]["moved"]
+        if moved:
+            log.info("%s: registry aliases moved to match %s: %s", area, PROMOTION_PATH, moved)
+        return load(root, area, version=promoted[CHAMPION], tracking_uri=tracking_uri)
     return load(root, area, alias=CHAMPION, tracking_uri=tracking_uri)
 
 

@@ -4,7 +4,7 @@ each area's champion (the whole :class:`~riskml.area_model.AreaModel` from the M
 threshold the model carries, and reasons. Every score row names the model version and alias.
 
 Features of a new batch come from the feature store (:class:`riskml.features.store.FeatureStore`),
-built once from the stored history (``data/interim`` declarations and outcomes): each row gets its
+built once from the stored history (the validated declarations and outcomes): each row gets its
 features as of its own date from the stored history alone, so a declaration's score and reasons do
 not depend on the batch it comes in (see docs/service.md).
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from riskml.area_model import AreaModel
+from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError, validate
 from riskml.features.store import FeatureStore
@@ -142,11 +143,11 @@ class Scorer:
         self.root, self.params, self.specs = root, params, specs
         if history is None:
             history = (
-                read_parquet(root / "data/interim/declarations.parquet"),
-                read_parquet(root / "data/interim/outcomes.parquet"),
+                read_parquet(Catalog(root).declarations),
+                read_parquet(Catalog(root).outcomes),
             )
         self.declarations, self.outcomes = history
-        seizures_path = root / "data/interim/seizures.parquet"
+        seizures_path = Catalog(root).seizures
         self.seizures = read_parquet(seizures_path) if seizures_path.exists() else None
         self._models = models
         self._store: FeatureStore | None = None
@@ -312,8 +313,8 @@ class Scorer:
 
     def _with_reasons(self, part: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
         """``part`` (one area's scores) with the top raising reasons of its selected items."""
-        from riskml.explain import explain_area
         from riskml.features import catalogue_for
+        from riskml.reasons import explain_area
 
         part = part.reset_index(drop=True)
         chosen = part[part["selected"].astype(bool)]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params, SelectParams, SplitParams
 from riskml.contract import KEY
 
@@ -49,8 +50,8 @@ CANDIDATE_COLUMNS = [
 ]
 
 
-# The rank key is part of the area model (riskml.area_model); re-exported for the lists' code.
-from riskml.area_model import (  # noqa: E402
+# The rank key is the domain's (riskml.ranking); re-exported for the lists' code.
+from riskml.ranking import (  # noqa: E402
     KEY_PROBABILITY,
     KEY_RECOVERY_MODEL,
     KEY_RECOVERY_RATIO,
@@ -478,10 +479,6 @@ def draw_area(
     return frame, capacity, select_candidates(frame, area_spec, params.select, hits=hits)
 
 
-#: The scored period as each area's champion scores it (written by ``select``).
-SCORED_DIR = "data/candidates/scores"
-
-
 def list_scores(
     root: Path, spec: AreaSpec, model: Any, features: dict[str, pd.DataFrame] | None = None
 ) -> pd.DataFrame:
@@ -489,17 +486,18 @@ def list_scores(
     it: ``data/scores/<area>.parquet`` (the evaluate stage's, scored by ``models/<area>/``) with
     ``score`` and ``expected_recovery`` recomputed by ``model`` when it is another model (a kept
     champion), and ``model_version`` naming it. ``features``: a dict caching the feature frame
-    (read from ``data/features/features.parquet`` when first needed)."""
+    (read from the catalog's features when first needed)."""
     from riskml.io import read_parquet
     from riskml.registry import local_registration
 
-    scores = read_parquet(root / "data/scores" / f"{spec.name}.parquet")
+    catalog = Catalog(root)
+    scores = read_parquet(catalog.scores(spec.name))
     trained = local_registration(root, spec.name).get("content_hash")
     if trained != model.content_hash():
         if features is None:
             features = {}
         if "frame" not in features:
-            features["frame"] = read_parquet(root / "data/features/features.parquet")
+            features["frame"] = read_parquet(catalog.features)
         rows = scores[KEY].merge(
             features["frame"].astype({"declaration_id": scores["declaration_id"].dtype}),
             on=KEY,
@@ -516,52 +514,118 @@ def list_scores(
     return scores
 
 
+#: Columns of the scored period file (every item of the period as the champion ranks it).
+PERIOD_SCORE_COLUMNS = [*KEY, "score", "expected_recovery", "rank_key", "model_version"]
+#: Says, in a shadow list's rows, that the list is not for audit.
+SHADOW_NOTE = (
+    "shadow list: drawn by the challenger that lost its promotion, for comparison only; "
+    "audit from the champion's list"
+)
+
+
+def _shadow_model(root: Path, area: str, champion: Any) -> Any | None:
+    """The area's trained model (``models/<area>/``) when it is not the champion (it lost its
+    promotion), else ``None``."""
+    from riskml.registry import load_trained
+
+    trained = load_trained(root, area)
+    if trained.content_hash() == champion.content_hash() or trained.registration is None:
+        return None
+    return trained
+
+
 def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
-    """Stage entry: the champion's lists (:func:`list_scores`; every row names the model
-    version and alias): ``data/candidates/<area>.csv`` for every area, ``all_areas.csv`` (one
-    row per declaration), ``importer_periods.csv`` (when ``select.aggregate_period`` is set) and
-    ``candidates.xlsx`` (one sheet per area, the combined list, importer periods, a summary) and
-    ``scores/<area>.parquet`` (every scored item as the champion scores it)."""
-    from riskml.io import read_parquet, write_csv, write_parquet
+    """Stage ``riskml select``: each area's picks by its champion (the model
+    ``metrics/promotion.json`` names, :func:`riskml.registry.list_model`), drawn by
+    :func:`draw_area` on :func:`list_scores`: ``data/selection/picks/<area>.parquet`` (what
+    ``explain`` and ``lists`` read) and ``data/selection/scores/<area>.parquet`` (every item of
+    the period as the champion scores and ranks it: the service's pages and the importer-period
+    list). After a promotion that kept the champion, the challenger's picks are written beside
+    them as a shadow (``<area>.shadow.parquet``)."""
+    from riskml.io import read_parquet, write_parquet
     from riskml.registry import list_model
     from riskml.watchlists import load_profile
 
-    declarations = read_parquet(root / "data/interim/declarations.parquet")
-    outcomes = read_parquet(root / "data/interim/outcomes.parquet")
+    catalog = Catalog(root)
+    declarations = read_parquet(catalog.declarations)
+    outcomes = read_parquet(catalog.outcomes)
     profile = load_profile(root / params.select.watchlists)
-    lists: dict[str, pd.DataFrame] = {}
-    frames: dict[str, pd.DataFrame] = {}
-    rank_sources: dict[str, str] = {}
-    capacities: dict[str, int] = {}
-    period_ids: set[str] = set()
-    features: dict[str, pd.DataFrame] = {}  # read once, only when a champion must rescore
-    models: dict[str, str] = {}
+    features: dict[str, pd.DataFrame] = {}  # read once, only when a model must rescore
+    out: dict[str, Any] = {"picks": {}, "rank_key": {}, "models": {}, "shadow": {}}
     for area, spec in specs.items():
         model = list_model(root, area)
         scores = list_scores(root, spec, model, features)
-        models[area] = model_version = str(model.registration)
-        # the period as the champion scores it (the service's pages show these scores)
-        keep = [c for c in (*KEY, "score", "expected_recovery", "model_version") if c in scores]
-        write_parquet(scores[keep], root / SCORED_DIR / f"{area}.parquet")
-        explanations = read_parquet(root / "data/explanations" / f"{area}.parquet")
-        frame, capacities[area], selected = draw_area(
+        frame, capacity, selected = draw_area(
             scores, declarations, outcomes, spec, params, profile, model
         )
-        period_ids.update(frame["declaration_id"].astype(str))
-        rank_sources[area] = frame.attrs.get("rank_source", KEY_PROBABILITY)
-        selected["reasons"] = attach_reasons(selected, explanations)
-        selected["area"] = area
-        selected["model_version"] = model_version
-        lists[area] = selected[CANDIDATE_COLUMNS]
-        frames[area] = frame
-        write_csv(lists[area], root / "data/candidates" / f"{area}.csv")
+        period = frame.assign(model_version=str(model.registration))
+        keep = [c for c in PERIOD_SCORE_COLUMNS if c in period.columns]
+        write_parquet(period[keep], catalog.scored_period(area))
+        picks = selected.assign(area=area, model_version=str(model.registration))
+        picks.attrs = {}
+        write_parquet(picks, catalog.picks(area))
+        out["picks"][area] = len(picks)
+        out["rank_key"][area] = frame.attrs.get("rank_source", KEY_PROBABILITY)
+        out["models"][area] = str(model.registration)
+        shadow_path = catalog.picks(area, shadow=True)
+        challenger = _shadow_model(root, area, model)
+        if challenger is None:
+            shadow_path.unlink(missing_ok=True)
+            continue
+        shadow_scores = list_scores(root, spec, challenger, features)
+        _, _, shadow = draw_area(
+            shadow_scores, declarations, outcomes, spec, params, profile, challenger
+        )
+        shadow = shadow.assign(area=area, model_version=str(challenger.registration))
+        shadow.attrs = {}
+        write_parquet(shadow, shadow_path)
+        out["shadow"][area] = str(challenger.registration)
+    return out
+
+
+def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
+    """Stage ``riskml lists``: the candidate lists from the picks ``select`` made and the
+    reasons ``explain`` wrote (every row names the model version and alias):
+    ``data/candidates/<area>.csv`` for every area, ``all_areas.csv`` (one row per declaration),
+    ``importer_periods.csv`` (when ``select.aggregate_period`` is set) and ``candidates.xlsx``
+    (one sheet per area, the combined list, importer periods, a summary). A shadow list (the
+    challenger that lost its promotion) is written as ``<area>.shadow.csv``, each row saying so;
+    it has no reasons (only the champion's picks are explained) and enters no other list."""
+    from riskml.io import read_parquet, write_csv
+
+    catalog = Catalog(root)
+    declarations = read_parquet(catalog.declarations)
+    lists: dict[str, pd.DataFrame] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    capacities: dict[str, int] = {}
+    period_ids: set[str] = set()
+    shadows: dict[str, str] = {}
+    for area, spec in specs.items():
+        picks = read_parquet(catalog.picks(area))
+        explanations = read_parquet(catalog.explanations(area))
+        picks["reasons"] = attach_reasons(picks, explanations)
+        lists[area] = picks[CANDIDATE_COLUMNS]
+        period = read_parquet(catalog.scored_period(area))
+        capacities[area] = effective_capacity(spec, len(period))
+        frames[area] = period.merge(
+            declarations[[*KEY, "importer_id", "accepted_date"]], on=KEY, how="left"
+        )
+        period_ids.update(period["declaration_id"].astype(str))
+        write_csv(lists[area], catalog.candidate_list(area))
+        shadow_csv = catalog.candidate_list(area, shadow=True)
+        if catalog.picks(area, shadow=True).exists():
+            shadow = read_parquet(catalog.picks(area, shadow=True)).assign(reasons=SHADOW_NOTE)
+            write_csv(shadow[CANDIDATE_COLUMNS], shadow_csv)
+            shadows[area] = str(shadow["model_version"].iloc[0]) if len(shadow) else ""
+        else:
+            shadow_csv.unlink(missing_ok=True)
     combined = combine_areas(
         lists,
         overall_capacity=params.select.overall_capacity,
         n_declarations=len(period_ids),
         random_share=params.select.random_share,
     )
-    write_csv(combined, root / "data/candidates" / "all_areas.csv")
+    write_csv(combined, catalog.all_areas)
     summary_table = selection_summary(lists, capacities)
     sheets = {"Summary": summary_table, "All areas": combined, **lists}
     if params.select.aggregate_period:
@@ -571,12 +635,14 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
             top_items=params.select.aggregate_top_items,
             limit=max(capacities.values(), default=0),
         )
-        write_csv(periods, root / "data/candidates" / "importer_periods.csv")
+        write_csv(periods, catalog.importer_periods)
         sheets["Importer periods"] = periods
-    write_xlsx(sheets, root / "data/candidates" / "candidates.xlsx")
+    else:
+        catalog.importer_periods.unlink(missing_ok=True)
+    write_xlsx(sheets, catalog.workbook)
     return {
         "candidates": {a: len(f) for a, f in lists.items()},
         "declarations": len(combined),
-        "rank_key": rank_sources,
-        "models": models,
+        "models": {a: str(f["model_version"].iloc[0]) if len(f) else "" for a, f in lists.items()},
+        "shadow": shadows,
     }

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from riskml import io, tracking
+from riskml.catalog import Catalog
 from riskml.config import (
     AreaSpec,
     Params,
@@ -71,7 +72,7 @@ NON_FEATURES = (*KEY, "accepted_date")
 
 def model_dir(root: Path, area: str) -> Path:
     """Folder of the area's model files (a DVC output)."""
-    return Path(root) / "models" / area
+    return Catalog(root).model(area)
 
 
 @dataclass
@@ -266,7 +267,7 @@ def pool_specs(specs: Mapping[str, AreaSpec], root: Path) -> dict[str, AreaSpec]
     needed = {a for s in specs.values() if s.first_stage is not None for a in s.first_stage.pool}
     if needed <= set(specs):
         return dict(specs)
-    return load_area_specs(Path(root) / "pipelines") | dict(specs)
+    return load_area_specs(Catalog(root).pipelines) | dict(specs)
 
 
 def first_stage_labels(labels: Mapping[str, pd.DataFrame], spec: AreaSpec) -> pd.DataFrame | None:
@@ -656,9 +657,10 @@ def _stage_inputs(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """The train and tune stages' inputs: the feature frame, the area's labels and its first
     stage's (known before ``split.test_start``; the pool's specs read from ``pipelines/``)."""
-    features = io.read_parquet(root / "data/features/features.parquet")
-    declarations = io.read_parquet(root / "data/interim/declarations.parquet", columns=KEY)
-    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
+    catalog = Catalog(root)
+    features = io.read_parquet(catalog.features)
+    declarations = io.read_parquet(catalog.declarations, columns=KEY)
+    outcomes = io.read_parquet(catalog.outcomes)
     labels, pretrain = training_labels(
         declarations,
         outcomes,

@@ -17,6 +17,7 @@ import pandas as pd
 
 from riskml import io, registry
 from riskml.area_model import CARD_FILE, REGISTRATION_FILE, AreaModel, recovery_ratio
+from riskml.catalog import Catalog
 from riskml.config import (
     AreaSpec,
     Params,
@@ -318,7 +319,7 @@ def run_train(
     """Stage ``riskml train --area <area>``: read features and outcomes, train, register, write
     ``models/<area>/``.
 
-    Reads ``data/features/features.parquet`` and ``data/interim/{declarations,outcomes}.parquet``
+    Reads the catalog's features and validated declarations and outcomes
     under ``root`` (and ``pipelines/`` for the specs of a ``first_stage.pool``); labels are built
     with ``known_before=split.test_start``.
     """
@@ -326,8 +327,8 @@ def run_train(
         raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
     root = Path(root).resolve()
     features, labels, pretrain = _stage_inputs(root, params, spec)
-    declarations = io.read_parquet(root / "data/interim/declarations.parquet")
-    outcomes = io.read_parquet(root / "data/interim/outcomes.parquet")
+    declarations = io.read_parquet(Catalog(root).declarations)
+    outcomes = io.read_parquet(Catalog(root).outcomes)
     return train_and_register(
         features, labels, root, params, spec, tracking_uri=tracking_uri,
         pretrain_labels=pretrain, declarations=declarations, outcomes=outcomes,

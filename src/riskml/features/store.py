@@ -2,7 +2,7 @@
 without rebuilding the history, each one as of its own date and independent of its batch.
 
 :class:`FeatureStore` is built once from the stored declarations and outcomes (the pipeline's
-``data/interim`` tables): the profile cells of every entity kind (:func:`profile_table`), the
+validated tables): the profile cells of every entity kind (:func:`profile_table`), the
 first day each entity was seen, the tariff-rate cells, the unit values of every stored item (the
 reference-price pool, sorted by month) and each importer's monthly share of items outside its
 usual chapters. :meth:`FeatureStore.features` then builds a batch's features by lookups, each

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskml.catalog import Catalog
 from riskml.contract import KEY, RiskmlError
 from riskml.select import CANDIDATE_COLUMNS
 
@@ -67,9 +68,10 @@ class ServiceData:
         from riskml.io import read_parquet
 
         self.root, self.areas, self.reference_months = root, areas, reference_months
+        catalog = Catalog(root)
         lists = []
         for area in areas:
-            path = root / "data/candidates" / f"{area}.csv"
+            path = catalog.candidate_list(area)
             if not path.exists():
                 raise RiskmlError(f"{path}: not found; run the pipeline (`dvc repro`) first")
             frame = pd.read_csv(path, encoding="utf-8-sig", dtype={"hs_code": str})
@@ -92,15 +94,15 @@ class ServiceData:
         }
         shown = cands.assign(accepted_date=cands["accepted_date"].dt.date.astype(str))
         self._records = json.loads(shown.to_json(orient="records"))
-        decl = read_parquet(root / "data/interim/declarations.parquet")
+        decl = read_parquet(catalog.declarations)
         self.declarations = decl.sort_values(KEY, kind="stable").reset_index(drop=True)
         self._decl_ids = self.declarations["declaration_id"].astype(str).to_numpy()
         scores = []
         for area in areas:
             # the champion's scores (the lists' model), else the evaluated model's
-            path = root / "data/candidates/scores" / f"{area}.parquet"
+            path = catalog.scored_period(area)
             if not path.exists():
-                path = root / "data/scores" / f"{area}.parquet"
+                path = catalog.scores(area)
             if path.exists():
                 s = pd.read_parquet(path, columns=[*KEY, "score"])
                 scores.append(s.assign(area=area))
@@ -111,7 +113,7 @@ class ServiceData:
         )
         expl = []
         for area in areas:
-            path = root / "data/explanations" / f"{area}.parquet"
+            path = catalog.explanations(area)
             if path.exists():
                 expl.append(pd.read_parquet(path).assign(area=area))
         self.explanations = (
@@ -119,7 +121,7 @@ class ServiceData:
             if expl
             else pd.DataFrame()
         )
-        outcomes = read_parquet(root / "data/interim/outcomes.parquet")
+        outcomes = read_parquet(catalog.outcomes)
         self.outcomes = outcomes
         by_importer = outcomes[[*KEY, "result_date", "offence_found"]].merge(
             self.declarations[[*KEY, "importer_id"]], on=KEY, how="inner"
@@ -138,7 +140,7 @@ class ServiceData:
         )
         self._unit_value = (self.declarations["cif_value"].astype("float64") / net).to_numpy()
         self._dates = self.declarations["accepted_date"].to_numpy()
-        self._reference = self._feature_reference(root / "data/features/features.parquet")
+        self._reference = self._feature_reference(catalog.features)
         self._index_for_cases()
 
     def _feature_reference(self, path: Path) -> dict[str, np.ndarray] | None:

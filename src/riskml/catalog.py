@@ -1,0 +1,195 @@
+"""One catalog of the pipeline's named datasets: each name, one path under the project root.
+
+Every stage (``run_*``), the CLI and the service ask the catalog for a dataset by name
+(``Catalog(root).declarations``, ``Catalog(root).picks("revenue")``); no other module spells a
+project path. The paths are the DVC outputs of ``dvc.yaml``: change one here and there together.
+
+The stages and what they hand each other::
+
+    source ─► raw ─► validate ─► interim ─► features ─► train ─► models/<area>
+    models ─► evaluate ─► scores, metrics/areas   backtest ─► metrics/backtest
+    backtest + models ─► promote ─► promotion     promotion ─► select ─► picks, scored period
+    picks ─► explain ─► explanations, case files  picks + explanations ─► lists ─► candidates
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Folders and files relative to the project root (the DVC outputs of dvc.yaml).
+RAW = "data/raw"
+EXTERNAL = "data/external"
+INTERIM = "data/interim"
+FEATURES = "data/features"
+MODELS = "models"
+SCORES = "data/scores"
+SELECTION = "data/selection"
+EXPLANATIONS = "data/explanations"
+CASEFILES = "data/casefiles"
+CANDIDATES = "data/candidates"
+SCORED_BATCHES = "data/scored"
+PIPELINES = "pipelines"
+VALIDATION = "metrics/validation.json"
+EVALUATION_SUMMARY = "metrics/summary.json"
+EVALUATION_AREAS = "metrics/areas"
+BACKTEST_SUMMARY = "metrics/backtest/summary.json"
+BACKTEST_AREAS = "metrics/backtest/areas"
+PROMOTION = "metrics/promotion.json"
+HEADLINE = "metrics/headline.json"
+EVALUATION_PLOTS = "plots/evaluation"
+BACKTEST_PLOTS = "plots/backtest"
+EXPLAIN_PLOTS = "plots/explain"
+FEEDBACK_EXPORT = f"{EXTERNAL}/feedback_outcomes.parquet"
+#: Marks a list drawn by a challenger that lost its promotion (written beside the champion's).
+SHADOW = "shadow"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The named datasets of the project at ``root``."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    def _at(self, relative: str) -> Path:
+        return self.root / relative
+
+    # --- inputs, validated tables and features --------------------------------------------
+
+    @property
+    def raw(self) -> Path:
+        """Folder of the raw tables (``source`` writes, ``validate`` reads)."""
+        return self._at(RAW)
+
+    @property
+    def feedback_export(self) -> Path:
+        """Outcomes recorded by reviewers, exported for the ``source`` stage."""
+        return self._at(FEEDBACK_EXPORT)
+
+    @property
+    def interim(self) -> Path:
+        """Folder of the validated tables (``validate``)."""
+        return self._at(INTERIM)
+
+    @property
+    def declarations(self) -> Path:
+        return self._at(f"{INTERIM}/declarations.parquet")
+
+    @property
+    def outcomes(self) -> Path:
+        return self._at(f"{INTERIM}/outcomes.parquet")
+
+    @property
+    def seizures(self) -> Path:
+        """Seizure intelligence (optional: only when the source has some)."""
+        return self._at(f"{INTERIM}/seizures.parquet")
+
+    def truth(self) -> Path | None:
+        """The simulator's truth (validated, else raw); ``None`` for real data."""
+        for path in (self._at(f"{INTERIM}/truth.parquet"), self._at(f"{RAW}/truth.parquet")):
+            if path.exists():
+                return path
+        return None
+
+    @property
+    def validation(self) -> Path:
+        return self._at(VALIDATION)
+
+    @property
+    def features(self) -> Path:
+        return self._at(f"{FEATURES}/features.parquet")
+
+    @property
+    def pipelines(self) -> Path:
+        """Folder of the area specs (``pipelines/<area>.yaml``)."""
+        return self._at(PIPELINES)
+
+    # --- models and their assessment --------------------------------------------------------
+
+    def model(self, area: str) -> Path:
+        """The area model's folder (``train`` writes, DVC caches)."""
+        return self._at(f"{MODELS}/{area}")
+
+    def scores(self, area: str) -> Path:
+        """The test window scored by the trained area model (``evaluate``)."""
+        return self._at(f"{SCORES}/{area}.parquet")
+
+    def evaluation(self, area: str) -> Path:
+        return self._at(f"{EVALUATION_AREAS}/{area}.json")
+
+    @property
+    def evaluation_summary(self) -> Path:
+        return self._at(EVALUATION_SUMMARY)
+
+    def evaluation_plots(self, area: str) -> Path:
+        return self._at(f"{EVALUATION_PLOTS}/{area}")
+
+    @property
+    def backtest_summary(self) -> Path:
+        """The backtest's windows and headline figures (``promote`` reads its windows)."""
+        return self._at(BACKTEST_SUMMARY)
+
+    def backtest(self, area: str) -> Path:
+        return self._at(f"{BACKTEST_AREAS}/{area}.json")
+
+    def backtest_plot(self, area: str) -> Path:
+        return self._at(f"{BACKTEST_PLOTS}/{area}.csv")
+
+    @property
+    def promotion(self) -> Path:
+        """Champion and challenger of every area (``promote``): the lists' models."""
+        return self._at(PROMOTION)
+
+    @property
+    def headline(self) -> Path:
+        return self._at(HEADLINE)
+
+    # --- selection, explanations, lists -----------------------------------------------------
+
+    def picks(self, area: str, *, shadow: bool = False) -> Path:
+        """The area's picks (``select``): what ``explain`` and ``lists`` read. ``shadow``: the
+        picks of a challenger that lost its promotion."""
+        suffix = f".{SHADOW}" if shadow else ""
+        return self._at(f"{SELECTION}/picks/{area}{suffix}.parquet")
+
+    def scored_period(self, area: str) -> Path:
+        """Every scored item of the period as the area's champion scores it (``select``; the
+        service's pages show these scores)."""
+        return self._at(f"{SELECTION}/scores/{area}.parquet")
+
+    def explanations(self, area: str) -> Path:
+        return self._at(f"{EXPLANATIONS}/{area}.parquet")
+
+    def casefiles(self, area: str) -> Path:
+        return self._at(f"{CASEFILES}/{area}")
+
+    def explain_plots(self, area: str) -> Path:
+        return self._at(f"{EXPLAIN_PLOTS}/{area}")
+
+    @property
+    def candidates(self) -> Path:
+        """Folder of the candidate lists (``lists``: CSV per area, combined, XLSX)."""
+        return self._at(CANDIDATES)
+
+    def candidate_list(self, area: str, *, shadow: bool = False) -> Path:
+        suffix = f".{SHADOW}" if shadow else ""
+        return self._at(f"{CANDIDATES}/{area}{suffix}.csv")
+
+    @property
+    def all_areas(self) -> Path:
+        return self._at(f"{CANDIDATES}/all_areas.csv")
+
+    @property
+    def importer_periods(self) -> Path:
+        return self._at(f"{CANDIDATES}/importer_periods.csv")
+
+    @property
+    def workbook(self) -> Path:
+        return self._at(f"{CANDIDATES}/candidates.xlsx")
+
+    def scored_batch(self, stem: str) -> Path:
+        """Output folder of ``riskml score FILE`` (outside the DVC pipeline)."""
+        return self._at(f"{SCORED_BATCHES}/{stem}")
