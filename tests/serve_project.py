@@ -1,5 +1,5 @@
 """A small finished project for the service tests: the real pipeline stages (simulate, validate,
-features, train, evaluate, explain, select) on a small simulated world of two areas, with a real
+features, train, evaluate, select, explain, lists) on a small simulated world of two areas, with a real
 MLflow store, built once per test session and shared by the service test modules."""
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ cli.features(root=root)
 for area in {areas!r}:
     cli.train(root=root, area=area)
 cli.evaluate(root=root)
-cli.explain(root=root)
 cli.select_(root=root)
+cli.explain(root=root)
+cli.lists(root=root)
 """
 
 

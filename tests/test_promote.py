@@ -25,6 +25,19 @@ def _aliases(uri: str) -> dict[str, str]:
     return {a: str(v) for a, v in model.aliases.items()}
 
 
+def _backtest_output(root, params) -> list:
+    """The backtest's output promote reads (``metrics/backtest/summary.json``: its windows), as
+    the backtest stage writes it."""
+    from riskml.backtest import backtest_windows
+
+    bt = params.backtest
+    windows = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)
+    path = root / "metrics/backtest/summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": {"windows": [w.describe() for w in windows]}}))
+    return windows
+
+
 def _promote(root, params, spec, uri, margin):
     p = params.model_copy(update={"promote": PromoteParams(metric="precision", margin=margin)})
     run_promote(root, p, {"revenue": spec}, tracking_uri=uri)
@@ -41,6 +54,9 @@ def test_decide_needs_the_margin():
 def test_promotion_moves_champion_only_when_better_by_margin(
     world_root, revenue_spec, params, tracking_uri
 ):
+    with pytest.raises(RiskmlError, match=r"summary.json: not found; run the backtest stage"):
+        run_promote(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
+    _backtest_output(world_root, params)
     with pytest.raises(RiskmlError, match="train the area first"):
         run_promote(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
     weak = revenue_spec.model_copy(update={"exclude_features": ["f_signal"]})
@@ -88,16 +104,14 @@ def test_promotion_ranks_by_the_list_key(world_root, revenue_spec, params, track
     weak = spec.model_copy(update={"exclude_features": ["f_signal"]})
     run_train("revenue", world_root, params, weak, tracking_uri=tracking_uri)
     run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    window = _backtest_output(world_root, params)[-1]
     out = _promote(world_root, params, spec, tracking_uri, margin=0.0)
     assert "recovered duty ** 1" in out["ranked_by"]
+    # the window is the backtest output's latest one (promote reads the file, not its code)
+    assert out["window"] == [str(window.start), str(window.end)]
     from riskml import registry
-    from riskml.backtest import backtest_windows
     from riskml.promote import list_scores, window_metric
 
-    bt = params.backtest
-    window = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)[
-        -1
-    ]
     model = registry.load(world_root, "revenue", version="2", tracking_uri=tracking_uri)
     tables = {
         "features": pd.read_parquet(world_root / "data/features/features.parquet"),
