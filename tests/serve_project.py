@@ -1,6 +1,6 @@
 """A small finished project for the service tests: the real pipeline stages (simulate, validate,
-features, train, evaluate, select, explain, lists) on a small simulated world of two areas, with a real
-MLflow store, built once per test session and shared by the service test modules."""
+features, train, evaluate, select, explain, lists) on a small simulated world of two areas, with
+a real MLflow store, built once per test session and shared by the service test modules."""
 
 from __future__ import annotations
 

@@ -305,8 +305,11 @@ def test_temp_and_queued_experiments_leave_other_runs_untouched(project):
             r for r in after.values()
             if r["tags"].get("dvc_exp_name") == name and r["tags"].get("stage") == "explain"
         ]  # fmt: skip
-        assert {r["tags"]["model_run"] for r in beside} == champions, name
-        assert all(any(f.startswith("explain/casefiles/") for f in r["files"]) for r in beside)
+        # one run beside each champion's, holding the SHAP images and the case files
+        assert sorted(r["tags"]["model_run"] for r in beside) == sorted(champions), name
+        for r in beside:
+            assert any(f.startswith("explain/casefiles/") for f in r["files"]), r["files"]
+            assert "explain/importance.png" in r["files"], r["files"]
     shown = json.dumps(json.loads(_run(["dvc", "exp", "show", "--json"], dest, env).stdout))
     assert "temp-explain" in shown and "queued-explain" in shown
 
@@ -376,11 +379,10 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
     # the first parameters, whatever the earlier tests left in the workspace
     _run(["git", "checkout", "--", "params.yaml"], dest, env)
     _run(["dvc", "repro"], dest, env)
-    shown = _riskml(["registry", "show"], dest, env)  # syncs first, as every model consumer does
+    _riskml(["registry", "show"], dest, env)  # syncs first, as every model consumer does
     first = _promotion(dest)
     assert _registry_state(dest) == first
     for area in AREAS:
-        assert f"{area}: registry " in shown
         assert not (dest / "data/candidates" / f"{area}.shadow.csv").exists()
     first_hash = {a: AreaModel.load(dest / "models" / a).content_hash() for a in AREAS}
 

@@ -163,15 +163,18 @@ def global_sample(features: pd.DataFrame, params: Params, *, size: int, seed: in
     return window.sample(min(size, len(window)), random_state=seed)
 
 
-def log_to_run(root: Path, run_id: str, folder: Path, *, artifact_path: str, area: str) -> None:
-    """Log ``folder`` as artifacts of the model's MLflow training run (or, when that run belongs
-    to another DVC experiment, of an ``explain-<area>`` run beside it)."""
+def log_to_run(root: Path, run_id: str, folders: Mapping[str, Path], *, area: str) -> str:
+    """Log each folder of ``folders`` (artifact path → folder) as artifacts of the model's MLflow
+    training run, or, when that run belongs to another DVC experiment, of one ``explain-<area>``
+    run beside it; return the run logged to."""
     from riskml import tracking
 
     client = tracking.open_store(root)
     run_id = tracking.writable_run(client, run_id, root, f"explain-{area}", area=area,
                                    stage="explain")  # fmt: skip
-    client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+    for artifact_path, folder in folders.items():
+        client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+    return run_id
 
 
 def explain_one_area(
@@ -240,8 +243,8 @@ def explain_one_area(
         catalog.casefiles(area),
     )
     if mlf.get("run_id"):
-        log_to_run(root, mlf["run_id"], plots, artifact_path="explain", area=area)
-        log_to_run(root, mlf["run_id"], pages.parent, artifact_path="explain/casefiles", area=area)
+        folders = {"explain": plots, "explain/casefiles": pages.parent}
+        log_to_run(root, mlf["run_id"], folders, area=area)
     return {
         "explained": len(top),
         "random_control": len(randoms),
