@@ -66,13 +66,13 @@ async def candidates(
 
 
 @router.get("/declarations/{declaration_id}", tags=["cases"], responses=_responses(404))
-async def declaration(
+def declaration(
     declaration_id: Annotated[str, Path(max_length=64)], who: Reader, service: ServiceDep
 ) -> Response:
     """One declaration: items, scores per area, candidate entries, reasons, peer facts and
-    the outcomes recorded through the service. Served on the event loop: a case is a few
-    look-ups prepared at start-up and one indexed query (about a millisecond), less than the
-    hop to a worker thread costs under load."""
+    the outcomes recorded through the service. A plain function (served from the worker
+    threads): on the shared 2-core machine, 20 clients got 46-70 requests/s with it on the
+    event loop against 163-166 in threads (bench/service_bench.py, docs/performance.md)."""
     case = service.data.case(declaration_id)
     if case is None:
         raise error(404, "path.declaration_id", "unknown declaration", "not_found")
