@@ -667,7 +667,9 @@ def _finalise(frame: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Dat
     keep = np.ones(len(frame), dtype=bool)
     keep[failures["pos"].to_numpy(dtype=np.int64)] = False
     good = frame.loc[keep].reset_index(drop=True)
-    return good.astype({c.name: canonical_dtype(c) for c in TABLES[table]})
+    # only the columns not yet of their dtype: casting a column to its own dtype costs as much
+    dtypes = {c.name: pd.api.types.pandas_dtype(canonical_dtype(c)) for c in TABLES[table]}
+    return good.astype({c: d for c, d in dtypes.items() if good[c].dtype != d})
 
 
 def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame, file: str) -> pd.DataFrame:
