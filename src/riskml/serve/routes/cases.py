@@ -72,7 +72,7 @@ def declaration(
     """One declaration: items, scores per area, candidate entries, reasons, peer facts and
     the outcomes recorded through the service. A plain function (served from the worker
     threads): on the shared 2-core machine, 20 clients got 46-70 requests/s with it on the
-    event loop against 163-166 in threads (bench/service_bench.py, docs/performance.md)."""
+    event loop against 117-171 in threads (bench/service_bench.py, docs/performance.md)."""
     case = service.data.case(declaration_id)
     if case is None:
         raise error(404, "path.declaration_id", "unknown declaration", "not_found")
