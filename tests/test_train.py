@@ -23,6 +23,7 @@ from riskml.train import (
     first_stage_labels,
     in_window,
     recency_weights,
+    refit_rounds,
     run_tune,
     train_area,
     training_labels,
@@ -68,6 +69,34 @@ def test_training_is_deterministic(world, revenue_spec, params):
     a = train_area(world["features"], labels, revenue_spec, params.split, params.train)
     b = train_area(world["features"], labels, revenue_spec, params.split, params.train)
     assert a.booster.model_to_string() == b.booster.model_to_string()
+
+
+def test_refit_trains_on_every_labelled_row_with_the_scaled_tree_count(
+    world, revenue_spec, params
+):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    refit = train_area(world["features"], labels, revenue_spec, split, params.train)
+    early = train_area(
+        world["features"], labels, revenue_spec, split,
+        params.train.model_copy(update={"refit": False}),
+    )  # fmt: skip
+    every = in_window(
+        world["features"].merge(labels.dropna(subset=["label"]), on=["declaration_id", "item_no"]),
+        split.train_start,
+        split.test_start,
+    )
+    # the same early stopping; the refit sees the early-stopping slice too
+    assert refit.best_iteration == early.best_iteration == early.booster.num_trees()
+    assert refit.refit["rows"] == len(every) == early.n_train + early.n_valid
+    assert refit.refit["positives"] == int(every["label"].sum())
+    trees = refit_rounds(early.best_iteration, early.n_train, len(every))
+    assert refit.booster.num_trees() == trees
+    assert early.refit is None
+    assert refit.booster.model_to_string() != early.booster.model_to_string()
+    # the validation figures are the early-stopped model's, out of sample
+    assert refit.valid_average_precision == early.valid_average_precision
+    assert refit_rounds(100, 1000, 1500) == 150 and refit_rounds(100, 1000, 900) == 100
 
 
 def test_recency_weights_halve_every_half_life_and_average_one():
@@ -293,9 +322,7 @@ def _spec(revenue_spec, name: str, detectable_by: list[str], pool: list[str] | N
     )
 
 
-def test_first_stage_rows_are_the_union_of_the_pool_labelled_rows_known_before_the_cut(
-    revenue_spec,
-):
+def test_first_stage_positives_are_pool_findings_and_negatives_the_area_s_own(revenue_spec):
     drugs = _spec(revenue_spec, "drugs", ["physical", "random"], ["drugs", "environment"])
     environment = _spec(revenue_spec, "environment", ["documentary", "random"])
     keys = [f"D{i}" for i in range(1, 8)]
@@ -328,7 +355,8 @@ def test_first_stage_rows_are_the_union_of_the_pool_labelled_rows_known_before_t
         own, build_labels(declarations, outcomes, drugs, known_before=cut)
     )
     # D1: environment found in time by a control that can detect drugs -> 1 (own label 0);
-    # D2: a clean documentary control, labelled for environment only -> in the union, 0;
+    # D2: a clean documentary control cannot detect drugs: labelled for environment only, it is
+    #     no negative of drugs' first stage -> unlabelled;
     # D3: clean in time, environment found only after the cut -> 0, not 1;
     # D4: revenue is not in the pool -> 0; D5: drugs found by any control -> 1;
     # D6: never controlled, D7: drugs found only after the cut -> unlabelled.
@@ -336,9 +364,20 @@ def test_first_stage_rows_are_the_union_of_the_pool_labelled_rows_known_before_t
         own["label"].to_numpy(), [0.0, np.nan, 0.0, 0.0, 1.0, np.nan, np.nan]
     )
     np.testing.assert_array_equal(
-        first["label"].to_numpy(), [1.0, 0.0, 0.0, 0.0, 1.0, np.nan, np.nan]
+        first["label"].to_numpy(), [1.0, np.nan, 0.0, 0.0, 1.0, np.nan, np.nan]
     )
     assert first[["declaration_id", "item_no"]].equals(own[["declaration_id", "item_no"]])
+    # The same controls seen from environment (here documentary and random detect it): D2 is its
+    # negative, the physical controls D3 and D4 are not; D5's drugs finding is a pool positive.
+    env_pool = environment.model_copy(
+        update={"first_stage": drugs.first_stage.model_copy(update={"pool": ["drugs"]})}
+    )
+    _, env_first = training_labels(
+        declarations, outcomes, env_pool, {"drugs": drugs}, known_before=cut
+    )
+    np.testing.assert_array_equal(
+        env_first["label"].to_numpy(), [1.0, 0.0, np.nan, np.nan, 1.0, np.nan, np.nan]
+    )
     # Without a first stage: one stage; a pool area without a spec is named.
     assert training_labels(declarations, outcomes, revenue_spec, {}, known_before=cut)[1] is None
     assert first_stage_labels({"revenue": own}, revenue_spec) is None
@@ -363,8 +402,13 @@ def test_pretrained_model_is_one_booster_continuing_the_first_stage(world, reven
     )
     assert two.pretrain is not None and two.pretrain["trees"] >= 1
     assert two.pretrain["n_train_positives"] > two.n_train_positives
-    # one Booster holding both stages, cut at the best iteration of the second
-    assert two.booster.num_trees() == two.best_iteration > two.pretrain["trees"]
+    # one Booster holding both stages: the early-stopped count of the second stage scaled for the
+    # refit on every labelled row, on top of the refit first stage
+    assert two.best_iteration > two.pretrain["trees"]
+    own_trees = refit_rounds(
+        two.best_iteration - two.pretrain["trees"], two.n_train, two.refit["rows"]
+    )
+    assert two.booster.num_trees() == two.pretrain["refit_trees"] + own_trees
     assert one.pretrain is None
     test = in_window(world["features"], split.test_start, split.test_end)
     assert not np.allclose(one.predict(test), two.predict(test))
@@ -374,9 +418,11 @@ def test_pretrained_model_is_one_booster_continuing_the_first_stage(world, reven
 def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     world_root, world, revenue_spec, params, tracking_uri
 ):
-    """A first stage pooled with an area of another control kind: its rows are the union of both
-    areas' labelled rows, its positives the findings of either known before test_start; the card,
-    model.json and the MLflow run say so, and later findings change nothing."""
+    """A first stage pooled with an area of another control kind: its rows are the area's own
+    labelled rows and the other area's findings (its clean controls, of a kind that cannot
+    detect this area, are no negatives here), its positives the findings of either known before
+    test_start; the card, model.json and the MLflow run say so, and later findings change
+    nothing."""
     import yaml
 
     feats = world["features"]
@@ -388,7 +434,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
         {
             "declaration_id": extra["declaration_id"].to_numpy(),
             "item_no": 1,
-            "control_kind": "documentary",
+            "control_kind": "scanner",
             "result_date": (extra["accepted_date"] + pd.Timedelta(days=30)).to_numpy(),
             "risk_area": pd.array(np.where(found, "ipr", None), dtype="string"),
             "offence_found": found,
@@ -399,7 +445,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     )
     outcomes = pd.concat([world["outcomes"], documentary], ignore_index=True)
     outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
-    ipr = revenue_spec.model_dump() | {"name": "ipr", "detectable_by": ["documentary"]}
+    ipr = revenue_spec.model_dump() | {"name": "ipr", "detectable_by": ["scanner"]}
     (world_root / "pipelines").mkdir()
     (world_root / "pipelines/ipr.yaml").write_text(
         yaml.safe_dump(spec_document(AreaSpec.model_validate(ipr)))
@@ -411,7 +457,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     folder = world_root / "models/revenue"
     pre = json.loads((folder / "model.json").read_text())["facts"]["pretrain"]
-    # Independently: the union of both areas' labelled rows in [train_start, test_start).
+    # Independently: revenue's labelled rows and ipr's findings in [train_start, test_start).
     cut = params.split.test_start
     own = build_labels(world["declarations"], outcomes, revenue_spec, known_before=cut)["label"]
     other = build_labels(
@@ -419,13 +465,15 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     )["label"]
     dates = world["declarations"]["accepted_date"]
     window = (dates >= pd.Timestamp(params.split.train_start)) & (dates < pd.Timestamp(cut))
-    union = (own.notna() | other.notna()) & window
+    assert "scanner" not in revenue_spec.detectable_by
+    union = (own.notna() | (other == 1)) & window
+    assert (other.notna() & window).sum() > union.sum() - (own.notna() & window).sum()
     assert pre["pool"] == ["revenue", "ipr"]
     assert pre["n_train"] + pre["n_valid"] == union.sum() > (own.notna() & window).sum()
     positives = ((own == 1) | (other == 1)) & window
     assert pre["n_train_positives"] + pre["n_valid_positives"] == positives.sum()
     card = (folder / "model_card.md").read_text()
-    assert "First stage" in card and "any of revenue, ipr" in card
+    assert "First stage" in card and "findings of any of revenue, ipr" in card
     assert f"{pre['n_train']:,} items ({pre['n_train_positives']:,} positive)" in card
     run = mlflow.MlflowClient(tracking_uri).search_runs(
         [mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id]

@@ -153,13 +153,17 @@ class AreaModel:
             "valid_window": [str(valid_start), str(split.test_start)],
             "labels_known_before": str(split.test_start),
             "pretrain": trained.pretrain,
+            "refit": trained.refit,
         }
         rows = labelled_rows(features, labels)
         train_rows = in_window(rows, split.train_start, split.test_start)
         valid = in_window(rows, valid_start, split.test_start)
-        self.calibration_ = calibration_record(
-            valid["label"].to_numpy(float), self.predict_proba(valid)
-        )
+        # measured out of sample: the early-stopped model's scores of the slice (the refit
+        # model, params.refit, has trained on it)
+        valid_score = trained.valid_score
+        if valid_score is None or len(valid_score) != len(valid):
+            valid_score = self.predict_proba(valid)
+        self.calibration_ = calibration_record(valid["label"].to_numpy(float), valid_score)
         self.fingerprint_ = fingerprint(train_rows, self.feature_names_, pretrain_labels)
         return self
 

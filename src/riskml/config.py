@@ -77,6 +77,10 @@ class TrainParams(_Section):
     # Recency weighting: a training row's weight halves every this many months of its age at the
     # end of the training window (weights scaled to mean 1); 0 = every row weighs the same.
     recency_half_life_months: float = Field(0.0, ge=0)
+    # Refit on every labelled row known before the cut (train and early-stopping windows) with
+    # the early-stopped number of trees scaled by the rows gained; false: keep the early-stopped
+    # model, which never sees the latest labelled months.
+    refit: bool = True
 
 
 class TuneParams(_Section):

@@ -35,6 +35,7 @@ tune`` and the backtest share.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class TrainedModel:
     valid_start: date | None = None  # where the early-stopping slice really began
     pretrain: dict[str, Any] | None = None  # the first stage (spec.first_stage), if any
     recovery: RecoveryModel | None = None  # revenue-like areas: the recovered-duty regression
+    refit: dict[str, Any] | None = None  # the refit on every labelled row (params.refit), if any
+    #: the early-stopped model's scores of the early-stopping slice's rows (out of sample)
+    valid_score: np.ndarray | None = None
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of an offence of the area for each row of ``frame``."""
@@ -274,26 +278,32 @@ def first_stage_labels(labels: Mapping[str, pd.DataFrame], spec: AreaSpec) -> pd
     """The first-stage labels of ``spec``'s area from the labels of its pool's areas.
 
     ``labels``: area → :func:`riskml.labels.build_labels` frame (same declarations, same
-    ``known_before``) for every area of ``spec.first_stage.pool``. One row per item: ``label`` 1.0
-    when an offence of any pool area was found, 0.0 when the item is labelled for some pool area
-    and positive for none, NaN when it is labelled for none (the rows are the union of the pool's
-    labelled rows). ``None`` when ``spec`` has no ``first_stage`` (one-stage training).
+    ``known_before``) for ``spec``'s area and every area of ``spec.first_stage.pool``. One row
+    per item: ``label`` 1.0 when an offence of any pool area was found; 0.0 when the item is a
+    negative of ``spec``'s own area (controlled by a kind in its ``detectable_by``, nothing of
+    it found) and positive for no pool area; NaN otherwise. A control that cannot detect the
+    area is no negative of it: a documentary check that cleared an item for health and safety
+    says nothing about drugs hidden in it, so it is no negative of drugs' first stage (it is
+    one of environment's). ``None`` when ``spec`` has no ``first_stage`` (one-stage training).
     """
     if spec.first_stage is None:
         return None
-    frames = [labels[a] for a in spec.first_stage.pool]
+    if spec.name not in labels:
+        raise RiskmlError(f"first-stage labels of {spec.name!r}: its own labels are missing")
+    areas = list(dict.fromkeys([spec.name, *spec.first_stage.pool]))
+    frames = [labels[a] for a in areas]
     first = frames[0]
     ids = first["declaration_id"].astype("string").to_numpy()
     items = first["item_no"].to_numpy()
-    for area, f in zip(spec.first_stage.pool, frames, strict=True):
+    for area, f in zip(areas, frames, strict=True):
         same = (f["declaration_id"].astype("string").to_numpy() == ids).all()
         if len(f) != len(first) or not same or not (f["item_no"].to_numpy() == items).all():
             raise RiskmlError(f"labels of {area!r}: not the items of the pool's other labels")
     stacked = np.column_stack([f["label"].to_numpy("float64") for f in frames])
-    labelled = ~np.isnan(stacked).all(axis=1)
     positive = (stacked == 1).any(axis=1)
+    negative = stacked[:, 0] == 0  # a negative of the area itself
     out = first[KEY].copy()
-    out["label"] = np.where(positive, 1.0, np.where(labelled, 0.0, np.nan))
+    out["label"] = np.where(positive, 1.0, np.where(negative, 0.0, np.nan))
     return out
 
 
@@ -332,7 +342,7 @@ def training_labels(
             "without a spec; add pipelines/<area>.yaml or take them out of the pool"
         )
     pool = {a: own if a == spec.name else labels_of(specs[a]) for a in spec.first_stage.pool}
-    return own, first_stage_labels(pool, spec)
+    return own, first_stage_labels(pool | {spec.name: own}, spec)
 
 
 #: Mean length of a month in days (ages of training rows in months).
@@ -371,7 +381,7 @@ def _fit(
     iteration so that model.txt, the MLflow model and every later predict agree without anyone
     passing num_iteration. Training rows are weighted by :func:`recency_weights` at ``cut`` (the
     end of the training window) when ``params.recency_half_life_months`` is set; the
-    early-stopping rows are not weighted."""
+    early-stopping rows are not weighted. The iteration count includes ``init_model``'s trees."""
     weight = None
     if cut is not None:
         weight = recency_weights(train["accepted_date"], cut, params.recency_half_life_months)
@@ -394,6 +404,38 @@ def _fit(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
 
 
+def refit_rounds(best: int, n_fit: int, n_all: int) -> int:
+    """Trees of the refit on ``n_all`` rows when early stopping chose ``best`` on ``n_fit``:
+    scaled by the rows gained (more rows support proportionally more trees of the same learning
+    rate), at least ``best``."""
+    return max(best, int(round(best * n_all / max(n_fit, 1))))
+
+
+def _refit(
+    rows: pd.DataFrame,
+    names: list[str],
+    config: dict[str, Any],
+    params: TrainParams,
+    rounds: int,
+    init_model: lgb.Booster | None = None,
+    *,
+    cut: date,
+) -> lgb.Booster:
+    """``rounds`` boosting rounds (after ``init_model``'s trees) on ``rows``, no early stopping:
+    the refit on every labelled row known before ``cut`` (weighted at ``cut`` like :func:`_fit`)."""
+    weight = recency_weights(rows["accepted_date"], cut, params.recency_half_life_months)
+    data = lgb.Dataset(feature_matrix(rows, names), label=rows["label"].to_numpy(), weight=weight)
+    if rounds <= 0:
+        return init_model
+    booster = lgb.train(config, data, num_boost_round=rounds, init_model=init_model)
+    return lgb.Booster(model_str=booster.model_to_string())
+
+
+def _labels_digest(labels: pd.DataFrame) -> str:
+    values = np.nan_to_num(labels["label"].to_numpy("float64"), nan=-1.0)
+    return hashlib.sha1(values.tobytes()).hexdigest()
+
+
 def _pretrain(
     features: pd.DataFrame,
     pretrain_labels: pd.DataFrame,
@@ -403,17 +445,18 @@ def _pretrain(
     params: TrainParams,
     *,
     cache: dict[Any, Any] | None = None,
-) -> tuple[lgb.Booster, dict[str, Any]]:
+) -> tuple[lgb.Booster, lgb.Booster | None, dict[str, Any]]:
     """The first stage on ``[train_start, valid_start)`` with ``spec.first_stage.train`` over
     ``params``, early-stopped on the next window (moved back like the area's own, see
-    :func:`early_stopping_start`). ``cache`` (see :func:`train_area`) is keyed by pool,
-    features, settings and split."""
+    :func:`early_stopping_start`); with ``params.refit``, also its refit on every labelled row
+    before ``test_start``. Returns (early-stopped booster, refit booster or None, facts).
+    ``cache`` (see :func:`train_area`) is keyed by pool, labels, features, settings and split."""
     params = first_stage_train_params(params, spec)
     pool = spec.first_stage.pool if spec.first_stage is not None else [spec.name]
-    key = (tuple(pool), tuple(names), repr(params), repr(split))
+    key = (tuple(pool), _labels_digest(pretrain_labels), tuple(names), repr(params), repr(split))
     if cache is not None and key in cache:
-        booster, facts = cache[key]
-        return booster, dict(facts)
+        early, refit, facts = cache[key]
+        return early, refit, dict(facts)
     rows = labelled_rows(features, pretrain_labels)
     start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
     train = in_window(rows, split.train_start, start)
@@ -422,7 +465,7 @@ def _pretrain(
     train_pos = _check_window(name, "train", split.train_start, start, train)
     valid_pos = _check_window(name, "validation", start, split.test_start, valid)
     config = lgb_params(params, train_pos)
-    booster, best = _fit(train, valid, names, config, params, cut=start)
+    early, best = _fit(train, valid, names, config, params, cut=start)
     facts = {
         "pool": list(pool),
         "trees": best,
@@ -435,9 +478,15 @@ def _pretrain(
         "learning_rate": config["learning_rate"],
         "min_child_samples": config["min_child_samples"],
     }
+    refit = None
+    if params.refit:
+        every = in_window(rows, split.train_start, split.test_start)
+        rounds = refit_rounds(best, len(train), len(every))
+        refit = _refit(every, names, config, params, rounds, cut=split.test_start)
+        facts |= {"refit_trees": rounds, "refit_rows": len(every)}
     if cache is not None:
-        cache[key] = (booster, facts)
-    return booster, dict(facts)
+        cache[key] = (early, refit, facts)
+    return early, refit, dict(facts)
 
 
 def train_area(
@@ -451,8 +500,12 @@ def train_area(
     first_stage_cache: dict[Any, Any] | None = None,
     with_recovery: bool = False,
 ) -> TrainedModel:
-    """Train ``spec``'s area model on ``[train_start, valid_start)``, early-stopped on the next
-    window ``[valid_start, test_start)``.
+    """Train ``spec``'s area model: early-stopped on ``[valid_start, test_start)`` after
+    training on ``[train_start, valid_start)``, then (``params.refit``, the default) refitted on
+    every labelled row of ``[train_start, test_start)`` with the early-stopped number of trees
+    scaled by the rows gained (:func:`refit_rounds`), so that the latest labelled months and
+    every positive count. ``valid_average_precision`` and ``valid_score`` are the early-stopped
+    model's on the early-stopping slice (out of sample); the refit model has seen that slice.
 
     ``labels`` (from :func:`riskml.labels.build_labels`) must be built with
     ``known_before=split.test_start``; unlabelled rows (NaN) are left out. Raises
@@ -460,12 +513,14 @@ def train_area(
 
     ``pretrain_labels`` (from :func:`training_labels`, same ``known_before``): train a first
     stage on them (settings: ``spec.first_stage.train`` over ``params``) and continue from its
-    trees on ``labels``; the result is one Booster. ``features`` must then hold the first stage's
-    labelled rows too.
+    trees on ``labels``; the result is one Booster (with ``refit``: the refit second stage
+    continues the refit first stage). ``features`` must then hold the first stage's labelled
+    rows too.
 
     ``first_stage_cache``: a dict shared by calls on the same rows and first-stage labels (the
     areas of one pool in one backtest window): areas whose first stage has the same pool,
-    features, settings and windows reuse the first one's trees instead of refitting them.
+    labels, features, settings and windows reuse the first one's trees instead of refitting
+    them.
 
     ``with_recovery``: for an area ranked by expected recovery, also train its recovered-duty
     regression on the same windows (:func:`train_recovery`, ``model.recovery``), as the train
@@ -479,15 +534,30 @@ def train_area(
     train_pos = _check_window(spec.name, "train", split.train_start, valid_start, train)
     valid_pos = _check_window(spec.name, "validation", valid_start, split.test_start, valid)
 
-    first, pretrain = None, None
+    first, first_refit, pretrain = None, None, None
     if pretrain_labels is not None:
-        first, pretrain = _pretrain(
+        first, first_refit, pretrain = _pretrain(
             features, pretrain_labels, names, spec, split, params, cache=first_stage_cache
         )
     config = lgb_params(params, train_pos)
     booster, best = _fit(train, valid, names, config, params, init_model=first, cut=valid_start)
     valid_score = booster.predict(feature_matrix(valid, names))
     valid_ap = average_precision(valid["label"].to_numpy(), valid_score)
+    refit_facts = None
+    if params.refit:
+        every = in_window(rows, split.train_start, split.test_start)
+        first_trees = first.num_trees() if first is not None else 0
+        own = refit_rounds(best - first_trees, len(train), len(every))
+        refit_config = lgb_params(params, train_pos + valid_pos)
+        booster = _refit(
+            every, names, refit_config, params, own, init_model=first_refit, cut=split.test_start
+        )
+        refit_facts = {
+            "rows": len(every),
+            "positives": train_pos + valid_pos,
+            "trees": booster.num_trees(),
+            "window": [str(split.train_start), str(split.test_start)],
+        }
     model = TrainedModel(
         area=spec.name,
         booster=booster,
@@ -501,6 +571,8 @@ def train_area(
         lgb_params=config,
         valid_start=valid_start,
         pretrain=pretrain,
+        refit=refit_facts,
+        valid_score=valid_score,
     )
     if with_recovery and spec.rank_by == "expected_recovery":
         model.recovery = train_recovery(features, labels, spec, split, params)
@@ -626,7 +698,8 @@ def tune_area(
             labels,
             spec,
             split,
-            params.model_copy(update=trial),
+            # the trial is judged on the early-stopping slice: no refit (it would see it)
+            params.model_copy(update={**trial, "refit": False}),
             pretrain_labels=pretrain_labels,
         )
         result = {

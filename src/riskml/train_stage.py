@@ -61,7 +61,7 @@ def _run_params(model: Any, spec: AreaSpec, split: SplitParams, params: TrainPar
     pre = facts.get("pretrain")
     if pre is not None:
         out["first_stage.pool"] = ",".join(pre["pool"])
-        out["first_stage.rows"] = "items labelled for any pool area"
+        out["first_stage.rows"] = "pool findings and the area's own negatives"
         out["first_stage.positive"] = "a finding of any pool area known before split.test_start"
         for key in ("num_leaves", "learning_rate", "min_child_samples", "valid_start"):
             out[f"first_stage.{key}"] = pre[key]
@@ -84,6 +84,11 @@ def _run_metrics(model: Any) -> dict[str, float]:
         metrics["threshold"] = model.threshold_
     if model.calibration_.get("brier") is not None:
         metrics["valid_brier"] = model.calibration_["brier"]
+    refit = facts.get("refit")
+    if refit:
+        metrics["refit_rows"] = refit["rows"]
+        metrics["refit_positives"] = refit["positives"]
+        metrics["refit_trees"] = refit["trees"]
     pre = facts.get("pretrain")
     if pre is not None:
         for key in ("trees", "n_train", "n_train_positives", "n_valid", "n_valid_positives"):
@@ -95,6 +100,21 @@ def _run_metrics(model: Any) -> dict[str, float]:
         metrics["recovery_best_iteration"] = rec.best_iteration
         metrics["recovery_valid_mae"] = rec.valid_mean_abs_error
     return metrics
+
+
+def _refit_card(refit: dict[str, Any] | None) -> list[str]:
+    if not refit:
+        return []
+    start, end = refit["window"]
+    return [
+        f"**Refit on every label** (`train.refit`): after early stopping chose the number of "
+        f"trees, the model was refitted on every labelled item of [{start}, {end}) "
+        f"({refit['rows']:,} items, {refit['positives']:,} positives) with {refit['trees']} "
+        "trees in all (the early-stopped count scaled by the rows gained). The validation "
+        "figures above are the early-stopped model's, measured before the refit saw that "
+        "slice.",
+        "",
+    ]
 
 
 def model_card(model: Any, spec: AreaSpec, params: Params, registration: Any) -> str:
@@ -140,6 +160,7 @@ def model_card(model: Any, spec: AreaSpec, params: Params, registration: Any) ->
             "no recalibration (the calibration record in `model.json` is measured on the "
             "early-stopping slice).",
             "",
+            *_refit_card(facts.get("refit")),
             f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
             "",
             f"Settings: {describe_overrides(spec, train_overrides(params, spec))}.",
@@ -174,15 +195,21 @@ def _pretrain_card(pre: dict[str, Any] | None, known_before: Any) -> list[str]:
     return [
         "## First stage (pooled areas)",
         "",
-        f"The first {pre['trees']} trees were trained on every item labelled for any of "
-        f"{', '.join(pre['pool'])}, a positive being a finding of any of them known before "
-        f"{known_before}: {pre['n_train']:,} items ({pre['n_train_positives']:,} positive) in "
-        f"the train window, early stopping from {pre['valid_start']} on {pre['n_valid']:,} items "
-        f"({pre['n_valid_positives']:,} positive); {pre['num_leaves']} leaves, learning rate "
-        f"{pre['learning_rate']}, min_child_samples {pre['min_child_samples']}. The later trees "
-        "continue from them on this area's own labels. Those areas share their offenders (front "
-        "companies, complicit brokers, risky suppliers), which one area's few findings cannot "
-        "describe.",
+        f"The first {pre['trees']} trees were trained on the findings of any of "
+        f"{', '.join(pre['pool'])} known before {known_before} (positives) and this area's own "
+        "negatives (items a control able to detect it cleared; a control that cannot detect "
+        f"it is no negative): {pre['n_train']:,} items ({pre['n_train_positives']:,} positive) "
+        f"in the train window, early stopping from {pre['valid_start']} on {pre['n_valid']:,} "
+        f"items ({pre['n_valid_positives']:,} positive); {pre['num_leaves']} leaves, learning "
+        f"rate {pre['learning_rate']}, min_child_samples {pre['min_child_samples']}"
+        + (
+            f"; refitted on all {pre['refit_rows']:,} of them with {pre['refit_trees']} trees"
+            if "refit_trees" in pre
+            else ""
+        )
+        + ". The later trees continue from them on this area's own labels. Those areas share "
+        "their offenders (front companies, complicit brokers, risky suppliers), which one area's "
+        "few findings cannot describe.",
         "",
     ]
 
