@@ -212,9 +212,9 @@ def _check_train_keys(v: dict[str, Any]) -> dict[str, Any]:
 class FirstStage(_Section):
     """``first_stage`` of ``pipelines/<area>.yaml``: train the area's model in two stages.
 
-    The first stage learns on every item labelled for any area of ``pool`` (the union of their
-    labelled rows), a positive being a finding of any of them; the area's own labels then
-    continue from its trees (one Booster, see :mod:`riskml.train`).
+    The first stage learns on the findings of any area of ``pool`` (positives) and the area's own
+    negatives (controls of a kind that can detect it and found nothing of it); the area's own
+    labels then continue from its trees (one Booster, see :mod:`riskml.train`).
     """
 
     pool: list[str] = Field(min_length=1)  # areas whose labelled rows and findings feed it

@@ -14,14 +14,19 @@ missing label here, as it was on the day the model would have been trained. Call
 Areas whose spec has a ``first_stage`` (``pipelines/<area>.yaml``; shipped for the rare areas
 with shared perpetrators: drugs, environment, health and safety, security) are trained in two
 stages, one Booster at the end: the first stage learns "an offence of *any* pool area was found"
-on every item labelled for any area of the pool (:func:`first_stage_labels`: the union of their
-labelled rows, several times the positives of one area), the second continues from those trees on
-the area's own labels (LightGBM ``init_model``). Front companies, complicit brokers and risky
+(:func:`first_stage_labels`: the findings of every pool area, several times the positives of one
+area, against the area's own negatives: a control that cannot detect the area, such as a
+documentary check for drugs, is no negative of it), the second continues from those trees on the
+area's own labels (LightGBM ``init_model``). Front companies, complicit brokers and risky
 suppliers show in every smuggling area; one area's few dozen findings cannot teach a model who
 they are, the pooled findings can, and the second stage learns which goods and routes belong to
 this area. The saved model is one Booster over the same features, so scoring, explanations and
 the MLflow model are unchanged. :func:`training_labels` builds both stages' labels for the train
 stage, ``riskml tune`` and the backtest alike.
+
+Every model is refitted, once early stopping has chosen its number of trees, on every labelled
+row known before the cut (``train.refit``, :func:`refit_rounds`): the early-stopping slice holds
+the latest months and, for a rare area, a third or more of its positives.
 
 The classes are not re-weighted (no ``is_unbalance`` / ``scale_pos_weight``): the model's output
 stays a calibrated-ish probability, which the expected-recovery ranking and the reviewers need;
