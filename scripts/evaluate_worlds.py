@@ -65,7 +65,7 @@ from riskml.metrics import precision_at_rate, selection_size
 from riskml.train import refit_rounds
 
 PROJECT = Path(__file__).resolve().parents[1]
-AREAS = ("revenue", "drugs", "ipr", "environment", "health_safety", "security")
+AREAS = ("drugs", "security", "environment", "health_safety", "revenue", "ipr")
 #: Candidate settings of the truth-trained reference (light tuning on development worlds).
 REFERENCE_CANDIDATES: dict[str, dict[str, Any]] = {
     "small": {"num_leaves": 4, "learning_rate": 0.05, "min_child_samples": 10,
@@ -222,6 +222,7 @@ def evaluate_world(
     models: bool = True,
     train_overrides: dict[str, Any] | None = None,
     log: Any = print,
+    on_area: Any = None,
 ) -> list[dict[str, Any]]:
     """Rows (world, window, area, seed, method, precision, status) of one world.
     ``reference`` None: no truth-trained reference; ``train_overrides``: ``train`` settings
@@ -342,6 +343,8 @@ def evaluate_world(
                 rows.append(base | {"seed": -1, "method": "seed_average", "status": "ok",
                                     "precision": _precision(y_test, avg, rate),
                                     "positives": int(y_test.sum()), "n": len(y_test)})  # fmt: skip
+        if on_area is not None:
+            on_area(rows)
     return rows
 
 
@@ -483,7 +486,10 @@ def choose_reference(rows_by_setting: dict[str, list[dict[str, Any]]]) -> dict[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--role", choices=["development", "evaluation"], required=True)
-    ap.add_argument("--worlds", type=int, nargs="+", required=True, help="simulator seeds")
+    ap.add_argument("--worlds", type=int, nargs="*", default=[], help="simulator seeds")
+    ap.add_argument("--combine", type=Path, nargs="*", default=[],
+                    help="summarise the units of these --out files together (worlds run as "
+                    "separate processes) instead of running worlds")  # fmt: skip
     ap.add_argument("--n-items", type=int, default=300_000)
     ap.add_argument("--work", type=Path, required=True, help="folder of the world projects")
     ap.add_argument("--areas", nargs="+", default=list(AREAS))
@@ -501,6 +507,21 @@ def main() -> None:
     if args.choose_reference and args.role != "development":
         ap.error("--choose-reference is for development worlds only")
     started = time.perf_counter()
+    if args.combine:
+        docs = [json.loads(p.read_text(encoding="utf-8")) for p in args.combine]
+        if any(d["role"] != args.role for d in docs):
+            ap.error(f"--combine: every file must hold {args.role} worlds")
+        rows = [r for d in docs for r in d["units"]]
+        args.worlds = [w for d in docs for w in d["worlds"]]
+        summary = summarise(rows)
+        print(f"{args.role} worlds {args.worlds}, from {[str(p) for p in args.combine]}\n")
+        print(markdown(summary))
+        if args.out:
+            doc = {"role": args.role, "worlds": args.worlds, "summary": summary, "units": rows}
+            args.out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+        return
+    if not args.worlds:
+        ap.error("give --worlds (or --combine)")
     roots = [build_world(args.work, s, args.n_items) for s in args.worlds]
     overrides = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.train_param)}
     if overrides and args.role != "development":
@@ -521,24 +542,32 @@ def main() -> None:
             ]  # fmt: skip
         print(json.dumps(choose_reference(by_setting), indent=1))
         return
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def save(doc_rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> None:
+        if args.out:
+            doc = {
+                "role": args.role, "worlds": args.worlds, "n_items": args.n_items,
+                "windows": args.windows, "train_seeds": args.train_seeds,
+                "reference_settings": REFERENCE_SETTINGS, "summary": summary,
+                "units": doc_rows,
+            }  # fmt: skip
+            args.out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+
     for root in roots:
         reference = None if args.no_reference else REFERENCE_SETTINGS
-        rows += evaluate_world(
-            root, **kw, ablation=args.ablation, tiers=args.tiers, reference=reference
-        )
+        done = list(rows)
+        rows = done + evaluate_world(
+            root, **kw, ablation=args.ablation, tiers=args.tiers, reference=reference,
+            # saved after each area: a long run's figures survive a stop
+            on_area=lambda world_rows, done=done: save(done + world_rows),
+        )  # fmt: skip
     summary = summarise(rows)
     print(f"\n{args.role} worlds {args.worlds} ({args.n_items:,} items each), "
           f"{args.windows} windows, train seeds {args.train_seeds}, "
           f"{time.perf_counter() - started:.0f} s\n")  # fmt: skip
     print(markdown(summary))
-    if args.out:
-        doc = {
-            "role": args.role, "worlds": args.worlds, "n_items": args.n_items,
-            "windows": args.windows, "train_seeds": args.train_seeds,
-            "reference_settings": REFERENCE_SETTINGS, "summary": summary, "units": rows,
-        }  # fmt: skip
-        args.out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+    save(rows, summary)
 
 
 if __name__ == "__main__":
