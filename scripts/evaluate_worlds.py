@@ -500,6 +500,9 @@ def main() -> None:
     ap.add_argument("--choose-reference", action="store_true",
                     help="development: try every REFERENCE_CANDIDATES setting")  # fmt: skip
     ap.add_argument("--no-reference", action="store_true", help="skip the truth reference")
+    ap.add_argument("--reference-only", action="store_true",
+                    help="only the oracle, the truth reference and the tiers (no label-trained "
+                    "model): a separate process whose --out file --combine merges by unit")  # fmt: skip
     ap.add_argument("--train-param", nargs="*", default=[], metavar="KEY=VALUE",
                     help="development: override a train setting of every model (YAML value)")
     ap.add_argument("--out", type=Path, help="JSON file: every unit's figures and the summary")
@@ -559,6 +562,7 @@ def main() -> None:
         done = list(rows)
         rows = done + evaluate_world(
             root, **kw, ablation=args.ablation, tiers=args.tiers, reference=reference,
+            models=not args.reference_only,
             # saved after each area: a long run's figures survive a stop
             on_area=lambda world_rows, done=done: save(done + world_rows),
         )  # fmt: skip
