@@ -501,8 +501,8 @@ def main() -> None:
                     help="development: try every REFERENCE_CANDIDATES setting")  # fmt: skip
     ap.add_argument("--no-reference", action="store_true", help="skip the truth reference")
     ap.add_argument("--reference-only", action="store_true",
-                    help="only the oracle, the truth reference and the tiers (no label-trained "
-                    "model): a separate process whose --out file --combine merges by unit")  # fmt: skip
+                    help="only the oracle, the truth reference and the tiers (no label-"
+                    "trained model): a separate process; --combine merges its --out")  # fmt: skip
     ap.add_argument("--train-param", nargs="*", default=[], metavar="KEY=VALUE",
                     help="development: override a train setting of every model (YAML value)")
     ap.add_argument("--out", type=Path, help="JSON file: every unit's figures and the summary")
