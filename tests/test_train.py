@@ -237,6 +237,12 @@ def test_early_stopping_slice_reaches_back_until_it_has_enough_positives():
     assert early_stopping_start(rows, split, min_positives=5) == date(2023, 11, 1)
     # never more than half of the train window is given up
     assert early_stopping_start(rows, split, min_positives=100) == date(2023, 8, 1)
+    # nor the last MIN_POSITIVES positives of the train window: positives that come late make a
+    # shorter slice, not an untrainable window
+    late = rows.copy()
+    late.loc[late["accepted_date"] < pd.Timestamp("2023-07-01"), "label"] = 0.0
+    assert MIN_POSITIVES == 5  # July to November stay in training
+    assert early_stopping_start(late, split, min_positives=100) == date(2023, 12, 1)
 
 
 def _revenue_share(evaded: np.ndarray, key: np.ndarray, rate: float) -> float:

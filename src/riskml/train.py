@@ -216,17 +216,22 @@ def early_stopping_start(rows: pd.DataFrame, split: SplitParams, *, min_positive
     the train window) until the slice up to ``test_start`` holds ``min_positives`` positives.
 
     Rare areas have a handful of positives per quarter: early stopping on three of them is
-    noise. The slice always stays later than every training row, and at least half of the
-    train window is kept for training.
+    noise. The slice always stays later than every training row, at least half of the train
+    window is kept for training, and so are at least :data:`MIN_POSITIVES` positives when the
+    train window has them (positives that come late in the period make a shorter slice, not a
+    window that cannot be trained).
     """
     start = pd.Timestamp(split.valid_start)
-    earliest = pd.Timestamp(split.train_start) + (start - pd.Timestamp(split.train_start)) / 2
+    first = pd.Timestamp(split.train_start)
+    earliest = first + (start - first) / 2
     dates = pd.to_datetime(rows["accepted_date"])
     positive = rows["label"].to_numpy() == 1
     end = pd.Timestamp(split.test_start)
     while ((dates >= start) & (dates < end) & positive).sum() < min_positives:
         earlier = start - pd.DateOffset(months=1)
-        if earlier < earliest:
+        if earlier < earliest or ((dates >= first) & (dates < earlier) & positive).sum() < (
+            MIN_POSITIVES
+        ):
             break
         start = earlier
     return start.date()
