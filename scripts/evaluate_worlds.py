@@ -56,13 +56,13 @@ import pandas as pd
 import yaml
 
 from riskml import backtest as bt
-from riskml.area_model import rank_key
+from riskml.assessment import ranking_scores
 from riskml.config import Params, load_area_specs, load_params
 from riskml.contract import KEY, RiskmlError
-from riskml.evaluate import ranking_scores
 from riskml.features import model_feature_columns
 from riskml.features.catalogue import CATALOGUE
 from riskml.metrics import precision_at_rate, selection_size
+from riskml.ranking import rank_key
 from riskml.train import refit_rounds
 
 PROJECT = Path(__file__).resolve().parents[1]
