@@ -99,11 +99,17 @@ def main() -> None:
         image = timed(
             "one waterfall image",
             lambda: plot_waterfall(
-                contrib.iloc[0], rows.iloc[0].to_dict(), tmp_path / "w.png", title="bench"
+                table[
+                    (table["declaration_id"] == rows.iloc[0]["declaration_id"])
+                    & (table["item_no"] == rows.iloc[0]["item_no"])
+                ].to_dict("records"),
+                tmp_path / "w.png",
+                title="bench",
             ),
         )
         context = casefile.CaseContext(
-            area=args.area, title=args.area, capacity=args.pages, rank_by="probability",
+            area=args.area, title=args.area, capacity=args.pages,
+            rank_words="probability of an offence",
             random_share=0.0, model={"text": "bench", "model_id": "", "run_id": ""},
             snapshot={"kind": "bench", "path": "data/features", "hash": "-"},
             created=casefile.today(),
@@ -111,13 +117,11 @@ def main() -> None:
         picks = rows.head(args.pages)[["declaration_id", "item_no"]].assign(
             selection_kind="model", rank=range(1, min(args.pages, len(rows)) + 1)
         )
-        grouped = pd.concat([rows[["declaration_id", "item_no"]], group_contributions(
-            contrib, catalogue)], axis=1)  # fmt: skip
         img_name = f"{rows.iloc[0]['declaration_id']}-{int(rows.iloc[0]['item_no'])}"
         timed(
             f"{len(picks)} case files + list page",
             lambda: casefile.write_case_files(
-                picks, table, rows.head(args.pages), grouped, {img_name: image}, context,
+                picks, table, rows.head(args.pages), {img_name: image}, context,
                 tmp_path / "cases",
             ),
         )  # fmt: skip

@@ -29,9 +29,9 @@ CHROMIUM_FLAGS = [
 ]
 
 SENTENCE = re.compile(
-    r"unit value per kg (?P<gap>\d+)% (?P<dir>below|above) the median of (?P<n>\d+) declarations "
-    r"of HS (?P<hs>\d{4}\.\d{2})(?: from (?P<origin>[A-Z]{2}))? in the previous (?P<months>\d+) "
-    r"months"
+    r"declared unit value (?P<uv>[\d,.]+) per kg is (?P<gap>\d+)% (?P<dir>below|above) the "
+    r"reference (?P<ref>[\d,.]+) per kg \(median of (?P<n>\d+) declarations of HS "
+    r"(?P<hs>\d{4}\.\d{2})(?: from (?P<origin>[A-Z]{2}))? in the previous (?P<months>\d+) months\)"
 )
 
 
@@ -64,8 +64,7 @@ def test_a_peer_median_in_a_sentence_matches_the_data(project, explanations):
     its peer group in the previous months, and compare with the sentence's numbers."""
     decl = pd.read_parquet(project / "data/interim/declarations.parquet")
     hits = explanations[
-        (explanations["feature"].isin(["uv_kg_rz", "uv_kg_pct_vs_ref"]))
-        & explanations["sentence"].str.match(SENTENCE)
+        (explanations["group"] == "declared value") & explanations["sentence"].str.match(SENTENCE)
     ]
     assert len(hits) >= 3, "no unit-value sentence among the reasons"
     month = decl["accepted_date"].dt.year * 12 + decl["accepted_date"].dt.month
@@ -86,6 +85,7 @@ def test_a_peer_median_in_a_sentence_matches_the_data(project, explanations):
         values = log_uv[peers & np.isfinite(log_uv)]
         assert len(values) == int(m["n"]), reason["sentence"]
         median = float(np.exp(values.median()))
+        assert abs(float(m["ref"].replace(",", "")) - median) <= max(0.01, 0.005 * median)
         gap = np.exp(log_uv[row]) / median - 1
         assert m["dir"] == ("below" if gap < 0 else "above"), reason["sentence"]
         assert abs(round(abs(gap) * 100) - int(m["gap"])) <= 1, (reason["sentence"], gap)

@@ -16,7 +16,6 @@ from riskml.explain import (
     explain_area,
     group_contributions,
     no_reason_rows,
-    plot_waterfall,
     reasons,
     sentence,
     validate_explanations,
@@ -190,13 +189,6 @@ def test_grouped_contributions_sum_the_features_of_a_group_and_keep_the_total(mo
         grouped["importer history"], contrib["imp_hits"] + contrib["noise"], atol=1e-12
     )
     np.testing.assert_allclose(grouped.sum(axis=1), contrib.sum(axis=1), atol=1e-9)
-
-
-def test_waterfall_image_is_a_png(model_and_frame, tmp_path):
-    booster, frame = model_and_frame
-    contrib = contributions(booster, frame.head(1)).iloc[0]
-    path = plot_waterfall(contrib, frame.iloc[0].to_dict(), tmp_path / "w.png", title="case 1")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
 def test_every_model_feature_has_a_sentence_template_rule_features_included():

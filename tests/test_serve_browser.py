@@ -4,6 +4,7 @@ stored in the database."""
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
@@ -149,8 +150,8 @@ def test_pages_fit_1400px_show_recorded_outcomes_and_confirm(site, browser):
     assert page.locator("#o-area").input_value() == first_area
     assert page.locator("#o-seized").count() == 1
     assert "LCU" in page.inner_text("#outcome-form")  # amounts carry a currency
-    if page.locator("#reasons").count():  # a model pick: bars on the log-odds scale, said so
-        assert "log-odds" in page.inner_text("#reasons caption")
+    if page.locator("#reasons table.waterfall").count():  # a model pick: the scale is said
+        assert "log-odds" in page.inner_text("#reasons-note")
     page.select_option("#o-found", "yes")
     page.fill("#o-duty", "10")
     page.fill("#o-seized", "3")
@@ -163,6 +164,46 @@ def test_pages_fit_1400px_show_recorded_outcomes_and_confirm(site, browser):
     page.goto(f"{site['url']}/ui/candidates")
     row = page.locator("#candidates tbody tr", has=page.locator(f"text={declaration_id}")).first
     assert "recorded" in row.inner_text()
+    page.close()
+
+
+def test_case_waterfall_runs_from_base_to_the_score_in_the_reasons_words(site, browser):
+    """Issue 12 part 8: the case page's waterfall starts at the base value, ends at the score the
+    page shows (as a probability, the bars in log-odds), names its steps in the reasons' words
+    (no raw feature names), states the share of the rise its reasons cover and never gives an
+    absence as a reason; at 1400 px without overflow."""
+    import re
+
+    from riskml.reasons import OTHER, TOPICS
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _sign_in(page, site["url"], site["tokens"]["reviewer"])
+    page.goto(f"{site['url']}/ui/candidates?area=ipr&kind=model")
+    page.locator("a.case-link").first.click()
+    page.wait_for_selector("#case-id")
+    _no_overflow(page)
+    table = page.locator("#reasons table.waterfall").first
+    rows = table.locator("tbody tr")
+    assert rows.first.get_attribute("class") == "base"
+    assert rows.last.get_attribute("class") == "total"
+    assert "average item" in rows.first.inner_text()
+    names = table.locator("tbody tr td:first-child").all_inner_texts()
+    assert names[0] == "base" and names[-1] == "score" and names[-2] == OTHER
+    assert set(names[1:-2]) <= set(TOPICS.values()), names
+    # the end is the score the page shows: the same probability, in log-odds on the bars
+    caption = table.locator("caption").inner_text()
+    area, item = re.match(r"(\w+), item (\d+)", caption).groups()
+    shown = page.locator("#selection tbody tr", has_text=area).first
+    score = shown.locator("td:nth-child(5)").inner_text()
+    assert f"score {score}" in caption
+    assert f"probability {score}" in rows.last.inner_text()
+    logodds = [float(t) for t in table.locator("tbody tr td:last-child").all_inner_texts()]
+    assert abs(1 / (1 + math.exp(-logodds[-1])) - float(score)) < 1e-3
+    assert re.search(r"account for (\d+%|all) of the score's rise|not above", caption)
+    text = table.inner_text()
+    assert not re.search(r"\b(uv|imp|decl|sup|hs\d|hs6o|rule|sz|orig|dep|off)_[a-z_]+", text)
+    assert not re.search(r"matches no|no earlier|never controlled", text)
+    assert table.locator("svg.bar rect").count() == len(names) - 2  # one bar per step
     page.close()
 
 

@@ -42,6 +42,7 @@ from riskml.ranking import (
     KEY_RECOVERY_RATIO,
     rank_columns,
     rank_key,
+    rank_key_words,
     recovery_ratio,
 )
 from riskml.reasons import check_additivity, contributions
@@ -236,6 +237,11 @@ class AreaModel:
             duties_paid=duties_paid,
         )
         return pd.DataFrame({"expected_recovery": expected, "rank_key": key}, index=X.index)
+
+    @property
+    def rank_words(self) -> str:
+        """The model's rank key in words (:func:`rank_key_words`)."""
+        return rank_key_words(self.rank_by, self.recovery_exponent, self.rank_source)
 
     @property
     def rank_source(self) -> str:

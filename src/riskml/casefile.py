@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from riskml import catalog
-from riskml.contract import KEY
+from riskml.reasons import coverage_sentence, topic_title, waterfall_steps
 
 #: The features stage output whose hash identifies the data behind a case file.
 SNAPSHOT_PATH = catalog.FEATURES
@@ -44,11 +44,14 @@ class CaseContext:
     area: str
     title: str
     capacity: int
-    rank_by: str
+    #: the list's rank key in words (:func:`riskml.area_model.rank_key_words`)
+    rank_words: str
     random_share: float
     model: Mapping[str, Any]
     snapshot: Mapping[str, Any]
     created: str
+    #: the area's findings recover duty (it is ranked by recovery): show the expected recovery
+    with_recovery: bool = False
 
 
 def today() -> str:
@@ -168,7 +171,6 @@ def how_selected(candidate: Mapping[str, Any], context: CaseContext) -> str:
             f"({context.random_share:.0%} of the list's {context.capacity} places), to measure "
             "compliance without bias. It carries no risk reasons."
         )
-    key = "expected recovery" if context.rank_by == "expected_recovery" else "model score"
     if candidate["selection_kind"] in ("rule", "watchlist"):
         by = "rule profile" if candidate["selection_kind"] == "rule" else "watch list"
         return (
@@ -176,8 +178,8 @@ def how_selected(candidate: Mapping[str, Any], context: CaseContext) -> str:
             f"{int(candidate['rank'])} of {context.capacity}); the model's reasons are shown too."
         )
     return (
-        f"Model pick: place {int(candidate['rank'])} of {context.capacity}, ranked by {key} "
-        "(at most a fixed number per importer)."
+        f"Model pick: place {int(candidate['rank'])} of {context.capacity}, ranked by "
+        f"{context.rank_words} (at most a fixed number per importer)."
     )
 
 
@@ -185,13 +187,13 @@ def case_record(
     candidate: Mapping[str, Any],
     reasons: list[Mapping[str, Any]],
     row: Mapping[str, Any],
-    groups: Mapping[str, float],
     image: Path | None,
     context: CaseContext,
 ) -> dict[str, Any]:
     """Everything a candidate's page shows, as plain values for the templates.
 
-    ``reasons`` are the candidate's rows of the explanations table (as dicts).
+    ``reasons`` are the candidate's rows of the explanations table (as dicts): statements of
+    fact (:mod:`riskml.reasons`) with the candidate's base and total log-odds.
     """
     facts = {**row, **candidate}
 
@@ -202,17 +204,15 @@ def case_record(
         return [
             {
                 "sentence": r["sentence"],
-                "group": _text(r["group"]),
-                "feature": _text(r["feature"]),
-                "value": _num(r["value"], ".4g"),
-                "contribution": _num(r["contribution"], "+.3f"),
+                "group": topic_title(_text(r["group"])),
+                "contribution": _num(r["contribution"], "+.2f"),
             }
             for r in picked
         ]
 
     raises = lines("raises")
     notes = [r["sentence"] for r in reasons if r["direction"] == "none"]
-    ordered = sorted(((g, v) for g, v in groups.items() if g != "bias"), key=lambda kv: -abs(kv[1]))
+    fall = waterfall_steps(reasons)
     return {
         "file": f"{candidate['declaration_id']}-{int(candidate['item_no'])}.html",
         "declaration_id": _text(candidate["declaration_id"]),
@@ -220,17 +220,52 @@ def case_record(
         "rank": int(candidate["rank"]),
         "kind": KIND_WORDS.get(candidate["selection_kind"], str(candidate["selection_kind"])),
         "score": _num(candidate.get("score"), ".3f"),
-        "expected_recovery": _num(candidate.get("expected_recovery"), ",.0f"),
+        "expected_recovery": _num(candidate.get("expected_recovery"), ",.0f")
+        if context.with_recovery
+        else "",
         "how": how_selected(candidate, context),
         "raises": raises,
         "lowers": lines("lowers"),
         "notes": notes,
         "top_reasons": "; ".join(r["sentence"] for r in raises[:3]) or "; ".join(notes),
-        "groups": [{"group": g, "contribution": _num(v, "+.3f")} for g, v in ordered[:8]],
-        "base": _num(groups.get("bias"), "+.3f"),
+        "coverage": coverage_sentence(fall) if fall else "",
+        "waterfall": _waterfall_rows(fall),
         "fields": peer_table(facts, context.area),
         "image": inline_image(image),
     }
+
+
+def _waterfall_rows(fall: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The waterfall as table rows: base, each reason, other, score; log-odds with both ends
+    also as probabilities."""
+    if not fall:
+        return []
+    rows = [
+        {
+            "name": "base: the average item",
+            "push": "",
+            "at": f"{fall['base']:+.2f} (probability {fall['base_probability']:.3f})",
+            "kind": "end",
+        }
+    ]
+    for s in fall["steps"]:
+        rows.append(
+            {
+                "name": s["name"],
+                "push": f"{s['push']:+.2f}",
+                "at": f"{s['start'] + s['push']:+.2f}",
+                "kind": s["direction"],
+            }
+        )
+    rows.append(
+        {
+            "name": "score",
+            "push": "",
+            "at": f"{fall['total']:+.2f} (probability {fall['probability']:.3f})",
+            "kind": "end",
+        }
+    )
+    return rows
 
 
 @functools.cache
@@ -256,7 +291,6 @@ def write_case_files(
     selected: pd.DataFrame,
     explanations: pd.DataFrame,
     rows: pd.DataFrame,
-    grouped: pd.DataFrame,
     images: Mapping[str, Path],
     context: CaseContext,
     folder: Path,
@@ -264,8 +298,7 @@ def write_case_files(
     """Write ``index.html`` (the list) and one page per candidate into ``folder`` (emptied of
     old pages first); return the path of ``index.html``.
 
-    ``rows`` and ``grouped`` are keyed by ``declaration_id``/``item_no`` columns (the feature
-    rows of the candidates and their grouped contributions).
+    ``rows`` are the feature rows of the candidates (with ``declaration_id``/``item_no``).
     """
     from riskml.io import write_text
 
@@ -276,11 +309,6 @@ def write_case_files(
     for r in explanations.to_dict("records"):
         by_key.setdefault((r["declaration_id"], int(r["item_no"])), []).append(r)
     row_of = {(r["declaration_id"], int(r["item_no"])): r for r in rows.to_dict("records")}
-    group_cols = [c for c in grouped.columns if c not in KEY]
-    groups_of = {
-        (r["declaration_id"], int(r["item_no"])): {c: r[c] for c in group_cols}
-        for r in grouped.to_dict("records")
-    }
     records = []
     for cand in selected.to_dict("records"):
         key = (cand["declaration_id"], int(cand["item_no"]))
@@ -289,7 +317,6 @@ def write_case_files(
             cand,
             by_key.get(key, []),
             row_of.get(key, {}),
-            groups_of.get(key, {}),
             images.get(stem),
             context,
         )

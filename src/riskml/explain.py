@@ -19,12 +19,12 @@ import pandas as pd
 from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY
+from riskml.ranking import KEY_PROBABILITY
 from riskml.reasons import (
     DIRECTIONS,
     EXPLANATION_COLUMNS,
     EXPLANATION_SCHEMA,
     NO_REASONS,
-    _plain,
     candidate_rows,
     check_additivity,
     contributions,
@@ -34,6 +34,7 @@ from riskml.reasons import (
     reasons,
     sentence,
     validate_explanations,
+    waterfall_steps,
 )
 
 __all__ = [  # the reasons and TreeSHAP live in the domain layer (riskml.reasons)
@@ -106,11 +107,18 @@ def plot_global(explanation: Any, folder: Path, *, area: str, max_display: int =
     ]
 
 
-def plot_waterfall(
-    contrib: pd.Series, values: Mapping[str, Any], path: Path, *, title: str, max_display: int = 9
-) -> Path:
-    """The waterfall of one candidate: from the base value (``bias``) through its strongest
-    contributions (the rest summed) to its raw score, in log-odds.
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    lines = textwrap.wrap(text, width)
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
+def plot_waterfall(reasons_of: list[Mapping[str, Any]], path: Path, *, title: str) -> Path | None:
+    """The waterfall of one candidate in its reasons' words (:func:`waterfall_steps`): from the
+    base (the average item) through each listed reason and "other" to the score, on the
+    log-odds scale, with both ends also given as probabilities (the end is the score the header
+    shows). ``None`` when the candidate has no reasons.
 
     Drawn with plain matplotlib (shap's waterfall costs ~10x more per image for the same bars).
     """
@@ -118,31 +126,37 @@ def plot_waterfall(
 
     from riskml.io import atomic_path
 
-    feats = contrib.drop("bias").astype(float)
-    top = feats.reindex(feats.abs().sort_values(ascending=False).index[:max_display])
-    rest = float(feats.sum() - top.sum())
-    labels = [f"{n} = {_plain(values.get(n))}" for n in top.index]
-    steps = list(top.to_numpy())
-    if len(feats) > len(top):
-        labels.append(f"{len(feats) - len(top)} other features")
-        steps.append(rest)
-    base = float(contrib["bias"])
-    starts = base + np.concatenate([[0.0], np.cumsum(steps)[:-1]])
-    fig = Figure(figsize=(8, 0.38 * len(steps) + 1.4))
+    fall = waterfall_steps(reasons_of)
+    if not fall:
+        return None
+    steps = fall["steps"]
+    labels = [f"{s['name']}: {_wrap(s['sentence'], 60)}" if s["sentence"] else s["name"]
+              for s in steps]  # fmt: skip
+    labels = [f"base: the average item (p = {fall['base_probability']:.3f})", *labels,
+              f"score (p = {fall['probability']:.3f})"]  # fmt: skip
+    n = len(labels)
+    fig = Figure(figsize=(10, 0.55 * n + 1.6))
     ax = fig.add_subplot()
-    y = np.arange(len(steps))[::-1]
-    colors = ["#c0392b" if v > 0 else "#2e6db4" for v in steps]
-    ax.barh(y, steps, left=starts, color=colors, height=0.6)
-    for yi, start, v in zip(y, starts, steps, strict=True):
-        ax.text(
-            start + v, yi, f" {v:+.2f} ", va="center", ha="left" if v > 0 else "right", fontsize=8
-        )
-    ax.axvline(base, color="#888", lw=0.8, ls="--")
-    ax.axvline(base + sum(steps), color="#333", lw=0.8)
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel(f"log-odds: base {base:+.2f} -> score {base + sum(steps):+.2f}", fontsize=8)
+    y = np.arange(n)[::-1]
+    colors = {"raises": "#c0392b", "lowers": "#2e6db4", "other": "#999999"}
+    ax.plot([fall["base"]], [y[0]], marker="D", color="#333")
+    for yi, s in zip(y[1:-1], steps, strict=True):
+        ax.barh(yi, s["push"], left=s["start"], color=colors[s["direction"]], height=0.6)
+        end = s["start"] + s["push"]
+        ax.text(end, yi, f" {s['push']:+.2f} ", va="center",
+                ha="left" if s["push"] > 0 else "right", fontsize=8)  # fmt: skip
+    ax.plot([fall["total"]], [y[-1]], marker="D", color="#333")
+    ax.axvline(fall["base"], color="#888", lw=0.8, ls="--")
+    ax.axvline(fall["total"], color="#333", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=7.5)
+    ax.set_xlabel(
+        f"log-odds of an offence: base {fall['base']:+.2f} (probability "
+        f"{fall['base_probability']:.3f}) -> score {fall['total']:+.2f} (probability "
+        f"{fall['probability']:.3f}, the score shown)",
+        fontsize=8,
+    )
     ax.set_title(title, fontsize=9)
-    fig.subplots_adjust(left=0.42, right=0.97, top=0.9, bottom=0.8 / fig.get_figheight())
+    fig.subplots_adjust(left=0.5, right=0.97, top=0.92, bottom=0.9 / fig.get_figheight())
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     return path
@@ -215,29 +229,32 @@ def explain_one_area(
     plot_global(shap_explanation(sample_contrib, sample, names), plots, area=area)
     images: dict[str, Path] = {}
     n_img = min(p.case_images, len(rows))
+    by_key = {k: g.to_dict("records") for k, g in table.groupby(KEY, sort=False)}
     for i, row in enumerate(rows.iloc[:n_img].to_dict("records")):
         name = case_image_name(row)
         title = f"{area} candidate {i + 1}: {row['declaration_id']} item {int(row['item_no'])}"
         path = plots / "cases" / f"{name}.png"
-        images[name] = plot_waterfall(contrib.iloc[i], row, path, title=title)
+        key = (row["declaration_id"], row["item_no"])
+        drawn = plot_waterfall(by_key.get(key, []), path, title=title)
+        if drawn is not None:
+            images[name] = drawn
 
     mlf = model.registration.as_dict()
     context = casefile.CaseContext(
         area=area,
         title=spec.title,
         capacity=len(selected),
-        rank_by=spec.rank_by,
+        rank_words=model.rank_words,
         random_share=params.select.random_share,
         model=casefile.model_version(mlf),
         snapshot=casefile.data_snapshot(root),
         created=casefile.today(),
+        with_recovery=model.rank_source != KEY_PROBABILITY,
     )
-    grouped = pd.concat([rows[KEY], group_contributions(contrib, catalogue)], axis=1)
     pages = casefile.write_case_files(
         selected,
         table,
         candidate_rows(selected, features, names),
-        grouped,
         images,
         context,
         catalog.casefiles(area),

@@ -87,3 +87,21 @@ def rank_key(score: np.ndarray, expected: np.ndarray, exponent: float) -> np.nda
         return expected
     # p × (E / p) ** w written without the division, so that p = 0 gives 0
     return np.power(score, 1.0 - exponent) * np.power(expected, exponent)
+
+
+def rank_key_words(rank_by: str, exponent: float, source: str | None = None) -> str:
+    """The rank key of :func:`rank_columns` in words, exactly as lists, case files and pages must
+    name it (not "expected recovery" when the key is probability × duty ** 0.22). ``source``:
+    where the key came from (:data:`KEY_RECOVERY_MODEL`, ...; default: the recovery model)."""
+    if rank_by != "expected_recovery" or source == KEY_PROBABILITY:
+        return "probability of an offence"
+    amount = (
+        "duties paid × recovery ratio of past findings"
+        if source == KEY_RECOVERY_RATIO
+        else "predicted recovered duty"
+    )
+    if exponent >= 1.0:
+        return f"expected recovery (probability × {amount})"
+    if exponent <= 0.0:
+        return "probability of an offence"
+    return f"probability × ({amount})^{exponent:g}"

@@ -329,8 +329,12 @@ class Scorer:
             n_reasons=3,
             chunk_size=self.params.explain.chunk_size,
         )
+        from riskml.reasons import NO_RAISING_FACT
+
         text = part[KEY].merge(_reason_text(expl, 3), on=KEY, how="left")["reasons"]
-        part["reasons"] = text.fillna("").to_numpy()
+        # a selected item none of whose facts raises its score says so (absences are never said)
+        selected = part["selected"].astype(bool).to_numpy()
+        part["reasons"] = text.fillna("").mask(selected & text.isna(), NO_RAISING_FACT).to_numpy()
         return part
 
 

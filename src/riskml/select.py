@@ -46,6 +46,8 @@ CANDIDATE_COLUMNS = [
     "fired",
     "flags",
     "reasons",
+    "reasons_share",
+    "ranked_by",
     "model_version",
 ]
 
@@ -254,7 +256,7 @@ def combine_areas(
         office=("office", "first"),
         importer_id=("importer_id", "first"),
         best_score=("score", "max"),
-        expected_recovery=("expected_recovery", "sum"),
+        expected_recovery=("expected_recovery", lambda s: s.sum(min_count=1)),
         priority=("priority", "min"),
         reasons=("reasons", "first") if "reasons" in every.columns else ("area", "first"),
         model_versions=("model_version", join)
@@ -347,7 +349,9 @@ PERIOD_COLUMNS = [
 
 def attach_reasons(selected: pd.DataFrame, explanations: pd.DataFrame, *, n: int = 3) -> pd.Series:
     """The top ``n`` risk-raising sentences of each model pick joined by '; ' (random picks get a
-    note that they carry no risk reasons)."""
+    note that they carry no risk reasons; a model pick without a raising fact says so)."""
+    from riskml.reasons import NO_RAISING_FACT
+
     ups = explanations[(explanations["direction"] == "raises") & (explanations["rank"] <= n)]
     joined = (
         ups.sort_values([*KEY, "rank"])
@@ -358,6 +362,8 @@ def attach_reasons(selected: pd.DataFrame, explanations: pd.DataFrame, *, n: int
     )
     merged = selected[KEY].merge(joined, on=KEY, how="left")["reasons"]
     kind = selected["selection_kind"].to_numpy()
+    # a scored pick none of whose facts raises its score says so (absences are never said)
+    merged = merged.mask(merged.isna().to_numpy() & (kind == "model"), NO_RAISING_FACT)
     merged = merged.where(kind != "random_control", None).fillna("")
     random_note = "random control: chosen at random to measure compliance, no risk reasons"
     merged = merged.mask(kind == "random_control", random_note)
@@ -368,6 +374,23 @@ def attach_reasons(selected: pd.DataFrame, explanations: pd.DataFrame, *, n: int
         both = fired.where(merged.to_numpy() == "", fired + "; " + merged.to_numpy())
         merged = merged.mask(by_profile, both.to_numpy())
     return merged.fillna("").to_numpy()
+
+
+def reasons_share(selected: pd.DataFrame, explanations: pd.DataFrame, *, n: int = 3) -> np.ndarray:
+    """The share of each pick's score rise above the base that its top ``n`` raising reasons
+    (the ones :func:`attach_reasons` shows) account for (NaN for random controls, items
+    without reasons and scores not above the base; :func:`riskml.reasons.push_summary`)."""
+    cols = {"base_logodds", "total_logodds"}
+    if not cols <= set(explanations.columns):
+        return np.full(len(selected), np.nan)
+    ups = explanations[(explanations["direction"] == "raises") & (explanations["rank"] <= n)]
+    per = ups.groupby(KEY, sort=False).agg(
+        listed=("contribution", "sum"), base=("base_logodds", "first"),
+        total=("total_logodds", "first"),
+    )  # fmt: skip
+    rise = per["total"] - per["base"]
+    share = (per["listed"] / rise).where(rise > 0).rename("share").reset_index()
+    return selected[KEY].merge(share, on=KEY, how="left")["share"].to_numpy(dtype=float)
 
 
 READABLE = {
@@ -393,6 +416,8 @@ READABLE = {
     "fired": "Rule / watch list",
     "flags": "Flags",
     "reasons": "Reasons",
+    "reasons_share": "Share of the score's rise the reasons cover",
+    "ranked_by": "Ranked by",
     "model_version": "Model version",
     "priority": "Priority (rank share)",
     "period": "Period",
@@ -442,7 +467,8 @@ def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
                 if ws.max_row >= 1 and ws.max_column >= 1:
                     ws.auto_filter.ref = ws.dimensions
                 for i, col in enumerate(shown.columns, start=1):
-                    sample = shown[col].head(200).astype(str).str.len()
+                    # an empty column (no expected recovery for an area without duty) is NaN
+                    sample = shown[col].head(200).astype(str).str.len().fillna(0)
                     width = max(len(str(col)), int(sample.max()) if len(sample) else 0)
                     ws.column_dimensions[get_column_letter(i)].width = min(60, width + 2)
     return Path(path)
@@ -534,6 +560,18 @@ def _shadow_model(root: Path, area: str, champion: Any) -> Any | None:
     return trained
 
 
+def _as_listed(selected: pd.DataFrame, area: str, model: Any) -> pd.DataFrame:
+    """``selected`` with what every list row says: its area, the model version, the rank key in
+    the model's words (``ranked_by``); no expected recovery for an area ranked by probability
+    (its findings recover no duty: no "expected recovery 0")."""
+    out = selected.assign(
+        area=area, model_version=str(model.registration), ranked_by=model.rank_words
+    )
+    if model.rank_source == KEY_PROBABILITY:
+        out["expected_recovery"] = np.nan
+    return out
+
+
 def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Stage ``riskml select``: each area's picks by its champion (the model
     ``metrics/promotion.json`` names, :func:`riskml.registry.list_model`), drawn by
@@ -561,7 +599,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         period = frame.assign(model_version=str(model.registration))
         keep = [c for c in PERIOD_SCORE_COLUMNS if c in period.columns]
         write_parquet(period[keep], catalog.scored_period(area))
-        picks = selected.assign(area=area, model_version=str(model.registration))
+        picks = _as_listed(selected, area, model)
         picks.attrs = {}
         write_parquet(picks, catalog.picks(area))
         out["picks"][area] = len(picks)
@@ -576,7 +614,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         _, _, shadow = draw_area(
             shadow_scores, declarations, outcomes, spec, params, profile, challenger
         )
-        shadow = shadow.assign(area=area, model_version=str(challenger.registration))
+        shadow = _as_listed(shadow, area, challenger)
         shadow.attrs = {}
         write_parquet(shadow, shadow_path)
         out["shadow"][area] = str(challenger.registration)
@@ -604,7 +642,8 @@ def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[st
         picks = read_parquet(catalog.picks(area))
         explanations = read_parquet(catalog.explanations(area))
         picks["reasons"] = attach_reasons(picks, explanations)
-        lists[area] = picks[CANDIDATE_COLUMNS]
+        picks["reasons_share"] = reasons_share(picks, explanations)
+        lists[area] = picks.reindex(columns=CANDIDATE_COLUMNS)
         period = read_parquet(catalog.scored_period(area))
         capacities[area] = effective_capacity(spec, len(period))
         frames[area] = period.merge(
@@ -615,7 +654,7 @@ def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[st
         shadow_csv = catalog.candidate_list(area, shadow=True)
         if catalog.picks(area, shadow=True).exists():
             shadow = read_parquet(catalog.picks(area, shadow=True)).assign(reasons=SHADOW_NOTE)
-            write_csv(shadow[CANDIDATE_COLUMNS], shadow_csv)
+            write_csv(shadow.reindex(columns=CANDIDATE_COLUMNS), shadow_csv)
             shadows[area] = str(shadow["model_version"].iloc[0]) if len(shadow) else ""
         else:
             shadow_csv.unlink(missing_ok=True)

@@ -45,6 +45,12 @@ class FeatureInfo:
     template: str
     template_zero: str = ""
     template_missing: str = ""
+    #: ``template_zero`` states what the declaration is (a first declaration, goods shipped from
+    #: their origin), not that a fact is absent: it may stand as a reason
+    zero_is_fact: bool = False
+    #: 0 means "none" (no duty, no seizure, nothing recovered) even without a ``template_zero``:
+    #: the sentence of a 0 states an absence and is never given as a reason
+    none_at_zero: bool = False
 
 
 AREA_WORDS: dict[str, str] = {
@@ -108,10 +114,14 @@ _STATIC: list[FeatureInfo] = [
         "reference price taken at the {ctx_uv_ref_level} level ({ctx_uv_ref_group})",
         template_zero="no reference price: too few comparable declarations",
     ),
-    FeatureInfo("duty_rate", "value", "applied ad valorem duty rate", "duty rate {duty_rate:.1%}"),
+    FeatureInfo(
+        "duty_rate", "value", "applied ad valorem duty rate", "duty rate {duty_rate:.1%}",
+        none_at_zero=True,
+    ),
     FeatureInfo(
         "duty_to_cif", "value", "duties paid / CIF value",
         "duties paid are {duty_to_cif:.1%} of the customs value",
+        none_at_zero=True,
     ),
     FeatureInfo(
         "cif_to_fob", "value", "CIF value / FOB value (missing without FOB)",
@@ -129,7 +139,8 @@ _STATIC: list[FeatureInfo] = [
         "duty_rate_standard", "value",
         "most common duty rate of the HS6 among non-preference declarations of the previous "
         "reference months",
-        "standard duty rate of HS {ctx_hs6}: {duty_rate_standard:.1%}",
+        "goods declared under HS {ctx_hs6}, a tariff line whose standard duty rate is "
+        "{duty_rate_standard:.1%}",
         template_missing="no standard duty rate known for HS {ctx_hs6}",
     ),
     FeatureInfo(
@@ -138,40 +149,40 @@ _STATIC: list[FeatureInfo] = [
         "this share of the value)",
         "duty rate {duty_rate:.1%} applied where the standard rate of HS {ctx_hs6} is "
         "{duty_rate_standard:.1%}",
-        template_zero="the standard duty rate of HS {ctx_hs6} applied",
+        template_zero="the standard duty rate of HS {ctx_hs6} applied", zero_is_fact=True,
         template_missing="no standard duty rate known for HS {ctx_hs6}",
     ),
     FeatureInfo(
         "imp_age_days", "novelty", "days since the importer's first declaration",
         "importer first seen {imp_age_days:.0f} days ago",
-        template_zero="first declaration of this importer",
+        template_zero="first declaration of this importer", zero_is_fact=True,
     ),
     FeatureInfo(
         "decl_age_days", "novelty", "days since the declarant's first declaration",
         "declarant first seen {decl_age_days:.0f} days ago",
-        template_zero="first declaration of this declarant",
+        template_zero="first declaration of this declarant", zero_is_fact=True,
     ),
     FeatureInfo(
         "sup_age_days", "novelty", "days since the supplier's first declaration",
         "supplier first seen {sup_age_days:.0f} days ago",
-        template_zero="first declaration with this supplier",
+        template_zero="first declaration with this supplier", zero_is_fact=True,
         template_missing="supplier not declared",
     ),
     FeatureInfo(
         "first_imp_hs4", "novelty", "1 when the importer never declared this HS4 before",
         "first import of HS heading {ctx_hs4} by this importer",
-        template_zero="the importer has declared HS heading {ctx_hs4} before",
+        template_zero="the importer has declared HS heading {ctx_hs4} before", zero_is_fact=True,
     ),
     FeatureInfo(
         "first_imp_origin", "novelty", "1 when the importer never declared this origin before",
         "first import from {ctx_origin} by this importer",
-        template_zero="the importer has imported from {ctx_origin} before",
+        template_zero="the importer has imported from {ctx_origin} before", zero_is_fact=True,
     ),
     FeatureInfo(
         "first_imp_supplier", "novelty",
         "1 when the importer never declared goods of this supplier before",
         "first purchase by this importer from this supplier",
-        template_zero="the importer has bought from this supplier before",
+        template_zero="the importer has bought from this supplier before", zero_is_fact=True,
         template_missing="supplier not declared",
     ),
     FeatureInfo(
@@ -179,18 +190,19 @@ _STATIC: list[FeatureInfo] = [
         "1 when the importer never used this declarant before",
         "first declaration lodged for this importer by this declarant",
         template_zero="the declarant has lodged declarations for this importer before",
+        zero_is_fact=True,
     ),
     FeatureInfo(
         "imp_hs4_share", "novelty",
         "share of the importer's earlier items (before this month) in this HS4",
         "{imp_hs4_share:.0%} of the importer's earlier items were in HS heading {ctx_hs4}",
-        template_missing="no earlier declaration of this importer",
+        template_missing="no earlier declaration of this importer", none_at_zero=True,
     ),
     FeatureInfo(
         "imp_hs2_share", "novelty",
         "share of the importer's earlier items (before this month) in this HS chapter",
         "{imp_hs2_share:.0%} of the importer's earlier items were in HS chapter {ctx_hs2}",
-        template_missing="no earlier declaration of this importer",
+        template_missing="no earlier declaration of this importer", none_at_zero=True,
     ),
     FeatureInfo(
         "imp_outside_usual_share", "novelty",
@@ -199,6 +211,7 @@ _STATIC: list[FeatureInfo] = [
         "{imp_outside_usual_share:.0%} of the importer's items last month were outside its "
         "usual HS chapters",
         template_zero="the importer's items last month were all in its usual HS chapters",
+        zero_is_fact=True,
         template_missing="no earlier trade of this importer to compare with",
     ),
     FeatureInfo(
@@ -250,7 +263,7 @@ _STATIC: list[FeatureInfo] = [
     FeatureInfo(
         "departure_not_origin", "route", "1 when the country of departure differs from origin",
         "goods of {ctx_origin} origin shipped from {ctx_departure}",
-        template_zero="shipped from the country of origin {ctx_origin}",
+        template_zero="shipped from the country of origin {ctx_origin}", zero_is_fact=True,
     ),
     FeatureInfo(
         "weekday", "calendar", "weekday of acceptance (0 = Monday)",
@@ -331,6 +344,7 @@ def _profile_info(prefix: str, stat: str, stats: str) -> FeatureInfo:
             group,
             f"{who}: additional duties recovered, {known}",
             f"{who}: {{{name}:,.0f}} in additional duties recovered so far",
+            none_at_zero=True,
         )
     if stat == "days_since_find":
         return FeatureInfo(
@@ -454,7 +468,7 @@ def _seizure_info(area: str, stat: str) -> FeatureInfo:
         ),
     }
     description, template, zero = texts[stat]
-    return FeatureInfo(name, group, description, template, template_zero=zero)
+    return FeatureInfo(name, group, description, template, template_zero=zero, none_at_zero=True)
 
 
 def seizure_catalogue() -> dict[str, FeatureInfo]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from riskml.catalog import Catalog
 from riskml.contract import KEY, RiskmlError
+from riskml.reasons import coverage_sentence, topic_title, waterfall_steps
 from riskml.select import CANDIDATE_COLUMNS
 
 SORT_KEYS = {
@@ -78,9 +79,13 @@ class ServiceData:
             lists.append(frame.reindex(columns=CANDIDATE_COLUMNS))
         cands = pd.concat(lists, ignore_index=True)
         cands["accepted_date"] = pd.to_datetime(cands["accepted_date"])
-        for col in ("fired", "flags", "reasons", "model_version"):
+        for col in ("fired", "flags", "reasons", "ranked_by", "model_version"):
             cands[col] = cands[col].fillna("").astype(str)
         self.candidates = cands
+        #: each area's rank key in words, as the list's model states it
+        self.ranked_by = {
+            str(a): str(g.iloc[0]) for a, g in cands.groupby("area")["ranked_by"] if g.iloc[0]
+        }
         # pre-computed for fast queries: column arrays, one order per sort key, JSON-ready rows
         self._cols = {
             c: cands[c].astype(str).to_numpy() for c in ("area", "office", "selection_kind")
@@ -205,10 +210,15 @@ class ServiceData:
                     {
                         "area": rec["area"],
                         "item_no": int(rec["item_no"]),
+                        "rank": int(rec["rank"]),
                         "direction": _plain(rec["direction"]),
+                        "group": _plain(rec["group"]),  # the reason's topic
+                        "about": topic_title(str(rec["group"])) if _plain(rec["group"]) else None,
                         "feature": _plain(rec["feature"]),  # none for a random control
                         "contribution": _plain(float(rec["contribution"])),
                         "sentence": _plain(rec["sentence"]),
+                        "base_logodds": _plain(float(rec.get("base_logodds", np.nan))),
+                        "total_logodds": _plain(float(rec.get("total_logodds", np.nan))),
                     }
                 )
 
@@ -291,6 +301,7 @@ class ServiceData:
             "scores": scores,
             "candidates": [dict(r) for r in self._cand_by_id.get(declaration_id, [])],
             "reasons": reasons,
+            "waterfalls": waterfalls(reasons),
             "peers": [self._peers(int(i), rows) for i in range(len(rows))],
         }
 
@@ -358,6 +369,47 @@ class ServiceData:
             "source": "recomputed (no features file)",
             **self._importer_facts(row, when),
         }
+
+
+def waterfalls(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One waterfall per (area, item) with reasons, in the reasons' words: base, each reason,
+    "other", score (log-odds; both ends also as probabilities) and the share of the score's
+    rise the reasons cover (:func:`riskml.reasons.waterfall_steps`)."""
+    by: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in reasons:
+        if r["direction"] in ("raises", "lowers") and r.get("base_logodds") is not None:
+            by.setdefault((r["area"], r["item_no"]), []).append(r)
+    out = []
+    for (area, item), rows in by.items():
+        fall = waterfall_steps(rows)
+        ends = [fall["base"], fall["total"]] + [s["start"] + s["push"] for s in fall["steps"]]
+        lo, span = min(ends), (max(ends) - min(ends)) or 1.0
+        steps = [
+            {k: _plain(v) for k, v in step.items()}
+            | {
+                "end": _plain(step["start"] + step["push"]),
+                # the bar on the waterfall's common scale, as shares of its width
+                "left": (min(step["start"], step["start"] + step["push"]) - lo) / span,
+                "width": abs(step["push"]) / span,
+            }
+            for step in fall["steps"]
+        ]
+        out.append(
+            {
+                "area": area,
+                "item_no": item,
+                "base_logodds": fall["base"],
+                "base_probability": fall["base_probability"],
+                "total_logodds": fall["total"],
+                "probability": fall["probability"],
+                "share": fall["share"],
+                "coverage": coverage_sentence(fall),
+                "base_at": (fall["base"] - lo) / span,
+                "total_at": (fall["total"] - lo) / span,
+                "steps": steps,
+            }
+        )
+    return out
 
 
 def _plain(v: Any) -> Any:

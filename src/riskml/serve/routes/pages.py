@@ -197,20 +197,16 @@ def candidates_page(
 
 
 def ranking_notes(service: Service) -> dict[str, str]:
-    """How each area's list is ordered, in the words of its key (not "expected recovery" when
-    the key is probability × predicted duty ** exponent)."""
-    notes = {}
-    for area, spec in service.specs.items():
-        if spec.rank_by == "expected_recovery":
-            e = spec.recovery_exponent
-            notes[area] = (
-                "probability × predicted recovered duty"
-                if e == 1
-                else f"probability × (predicted recovered duty)^{e:g}"
-            )
-        else:
-            notes[area] = "probability of an offence"
-    return notes
+    """How each area's list is ordered, in the words of its key as the model that drew the list
+    states it (the lists' ``ranked_by``, from :func:`riskml.area_model.rank_key_words`): not
+    "expected recovery" when the key is probability × (predicted recovered duty)^0.22."""
+    from riskml.area_model import rank_key_words
+
+    words = service.data.ranked_by
+    return {
+        area: words.get(area) or rank_key_words(spec.rank_by, spec.recovery_exponent)
+        for area, spec in service.specs.items()
+    }
 
 
 def case_page_response(
@@ -226,12 +222,9 @@ def case_page_response(
     case = service.data.case(declaration_id)
     if case is None:
         return render(request, service, "missing.html", page, 404, declaration_id=declaration_id)
-    contributions = [abs(r["contribution"]) for r in case["reasons"] if r["contribution"]]
-    max_abs = max(contributions, default=1.0) or 1.0
     default_area = case["candidates"][0]["area"] if case["candidates"] else service.areas[0]
     context = {
         "case": case,
-        "max_abs": max_abs,
         "areas": service.areas,
         "default_area": extra.pop("form_area", None) or default_area,
         "control_kinds": CONTROL_KINDS,
