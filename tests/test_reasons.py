@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskml.area_model import (
+from riskml.config import load_area_specs
+from riskml.explain import plot_waterfall, reasons
+from riskml.features import catalogue_for
+from riskml.ranking import (
     KEY_PROBABILITY,
     KEY_RECOVERY_MODEL,
     KEY_RECOVERY_RATIO,
     rank_key_words,
 )
-from riskml.config import load_area_specs
-from riskml.explain import plot_waterfall, reasons
-from riskml.features import catalogue_for
 from riskml.reasons import (
     OTHER,
     candidate_statements,

@@ -44,7 +44,7 @@ class CaseContext:
     area: str
     title: str
     capacity: int
-    #: the list's rank key in words (:func:`riskml.area_model.rank_key_words`)
+    #: the list's rank key in words (:func:`riskml.ranking.rank_key_words`)
     rank_words: str
     random_share: float
     model: Mapping[str, Any]

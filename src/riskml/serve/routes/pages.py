@@ -198,9 +198,9 @@ def candidates_page(
 
 def ranking_notes(service: Service) -> dict[str, str]:
     """How each area's list is ordered, in the words of its key as the model that drew the list
-    states it (the lists' ``ranked_by``, from :func:`riskml.area_model.rank_key_words`): not
+    states it (the lists' ``ranked_by``, from :func:`riskml.ranking.rank_key_words`): not
     "expected recovery" when the key is probability × (predicted recovered duty)^0.22."""
-    from riskml.area_model import rank_key_words
+    from riskml.ranking import rank_key_words
 
     words = service.data.ranked_by
     return {
