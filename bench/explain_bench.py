@@ -3,7 +3,7 @@
 Usage:  python bench/explain_bench.py [--root /path/to/finished/run] [--area revenue]
                                       [--n 10000] [--threads 2] [--pages 500]
 
-Reads ``data/features/features.parquet`` and ``models/<area>/model.txt`` under ``--root`` (a
+Reads ``data/features`` (month partitions) and ``models/<area>/model.txt`` under ``--root`` (a
 folder where ``make run`` / ``dvc repro`` completed; nothing is written there). Takes ``--n``
 scored test-window items as candidates and times each step of the explain stage: TreeSHAP
 contributions (``pred_contrib``, in chunks, additivity checked), reason sentences, the pandera
@@ -44,6 +44,8 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before LightGBM's OpenMP loads
     import lightgbm as lgb
 
+    from riskml import io
+
     root = args.root.resolve()
     params = load_params(root / "params.yaml")
     specs = load_area_specs(root / "pipelines")
@@ -51,7 +53,7 @@ def main() -> None:
 
     booster = lgb.Booster(model_file=str(root / "models" / args.area / "model.txt"))
     names = booster.feature_name()
-    features = pd.read_parquet(root / "data/features/features.parquet")
+    features = io.read_dataset(root / "data/features")
     dates = features["accepted_date"]
     window = features[
         (dates >= pd.Timestamp(params.split.test_start))

@@ -129,12 +129,13 @@ def _riskml(args: list[str], env: dict[str, str]) -> str:
 def bench_predict(root: Path, env: dict[str, str]) -> dict[str, float]:
     """Declarations per second of the champion Booster of each area on 100,000 feature rows."""
     os.environ.update(env)
+    from riskml import io
     from riskml.config import load_area_specs, load_params
     from riskml.score import load_champion, predict
 
     params = load_params(root / "params.yaml")
     specs = load_area_specs(root / "pipelines")
-    feats = pd.read_parquet(root / "data/features/features.parquet").tail(100_000)
+    feats = io.read_dataset(root / "data/features").tail(100_000)
     out = {}
     for area in params.areas:
         if area not in specs:

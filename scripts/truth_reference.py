@@ -52,7 +52,7 @@ def main() -> None:
     root = args.root.resolve()
     params = load_params(args.params)
     specs = load_area_specs(root / "pipelines")
-    frame = io.read_parquet(root / "data/features/features.parquet")
+    frame = io.read_dataset(root / "data/features")
     cols = model_feature_columns(frame)
     if args.without_seizures:
         cols = [c for c in cols if not c.startswith("sz_")]

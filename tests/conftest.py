@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from riskml.config import AreaSpec, Params, Rule, SplitParams, TrainParams
+from riskml.io import write_partitioned
 
 
 @pytest.fixture
@@ -149,9 +150,8 @@ def params() -> Params:
 def world_root(tmp_path: Path, world: dict[str, pd.DataFrame]) -> Path:
     """A repository root with the world's files where the stages read them."""
     root = tmp_path / "repo"
-    (root / "data/features").mkdir(parents=True)
     (root / "data/interim").mkdir(parents=True)
-    world["features"].to_parquet(root / "data/features/features.parquet", index=False)
+    write_partitioned(world["features"], root / "data/features")
     world["declarations"].to_parquet(root / "data/interim/declarations.parquet", index=False)
     world["outcomes"].to_parquet(root / "data/interim/outcomes.parquet", index=False)
     world["truth"].to_parquet(root / "data/interim/truth.parquet", index=False)

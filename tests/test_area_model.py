@@ -18,6 +18,7 @@ import pytest
 from riskml import registry, tracking
 from riskml.area_model import AreaModel
 from riskml.contract import RiskmlError
+from riskml.io import read_dataset
 from riskml.labels import build_labels
 from riskml.train import in_window
 from riskml.train_stage import run_train
@@ -125,7 +126,7 @@ def test_registration_is_idempotent_and_the_alias_gives_the_whole_model(
 
 
 def world_root_features(root):
-    return pd.read_parquet(root / "data/features/features.parquet")
+    return read_dataset(root / "data/features")
 
 
 def test_a_copied_project_reads_and_writes_its_own_store(

@@ -34,6 +34,7 @@ from riskml.config import (
     load_area_specs,
 )
 from riskml.evaluate import LABELLED, NO_RECOVERED, RANDOM_CONTROL, RANK_KEY_COMPARISON, TRUTH
+from riskml.io import write_partitioned
 from riskml.labels import build_labels
 from riskml.train import feature_matrix, train_area, training_labels
 
@@ -81,9 +82,8 @@ def features(sim, params, specs) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def sim_root(tmp_path_factory, sim, features) -> Path:
     root = tmp_path_factory.mktemp("backtest-root")
-    (root / "data/features").mkdir(parents=True)
     (root / "data/interim").mkdir(parents=True)
-    features.to_parquet(root / "data/features/features.parquet", index=False)
+    write_partitioned(features, root / "data/features")
     for name in ("declarations", "outcomes", "truth"):
         sim[name].to_parquet(root / f"data/interim/{name}.parquet", index=False)
     return root

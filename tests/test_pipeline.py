@@ -341,8 +341,9 @@ def _lists_name_and_use(dest: Path, version: str) -> None:
     """Every list, XLSX sheet and case file of each area names ``version`` as champion, and the
     list's scores are that version's predictions."""
     from riskml import registry
+    from riskml.io import read_dataset
 
-    feats = pd.read_parquet(dest / "data/features/features.parquet")
+    feats = read_dataset(dest / "data/features")
     book = pd.read_excel(dest / "data/candidates/candidates.xlsx", sheet_name=None)
     for area in AREAS:
         name = f"riskml-{area} v{version}"

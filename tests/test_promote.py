@@ -15,6 +15,7 @@ import pytest
 
 from riskml.config import PromoteParams
 from riskml.contract import RiskmlError
+from riskml.io import read_dataset
 from riskml.promote import KEPT, PROMOTED, decide, run_promote
 from riskml.train import in_window
 from riskml.train_stage import run_train
@@ -114,7 +115,7 @@ def test_promotion_ranks_by_the_list_key(world_root, revenue_spec, params, track
 
     model = registry.load(world_root, "revenue", version="2", tracking_uri=tracking_uri)
     tables = {
-        "features": pd.read_parquet(world_root / "data/features/features.parquet"),
+        "features": read_dataset(world_root / "data/features"),
         "declarations": pd.read_parquet(world_root / "data/interim/declarations.parquet"),
         "truth": pd.read_parquet(world_root / "data/interim/truth.parquet"),
     }

@@ -8,7 +8,7 @@ measured like :mod:`riskml.evaluate` does (three populations: labelled, random c
 
 Two protocols (``backtest.protocols``):
 
-* ``rolling``: the standard features (``data/features/features.parquet``): outcomes feed the
+* ``rolling``: the standard features (``data/features``): outcomes feed the
   profiles once their result date has passed, as in production. Built once, reused by every
   window.
 * ``static``: as the published baselines did: features are rebuilt per window with the outcomes
@@ -673,7 +673,7 @@ def protocol_frames(
     raw = tables.setdefault("raw", raw_features(decl))
     raw_pos = tables.setdefault("raw_pos", _positions(raw, decl))
     if protocol == ROLLING:
-        feats = io.read_parquet(Catalog(root).features)
+        feats = io.read_dataset(Catalog(root).features)
         pos = _positions(feats, decl)
         frames = [{"features": feats, "raw": raw} for _ in windows]
         positions = [{"features": pos, "raw": raw_pos} for _ in windows]

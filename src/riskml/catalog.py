@@ -100,7 +100,8 @@ class Catalog:
 
     @property
     def features(self) -> Path:
-        return self._at(f"{FEATURES}/features.parquet")
+        """The features dataset: one partition per acceptance month (``riskml.io``)."""
+        return self._at(FEATURES)
 
     @property
     def pipelines(self) -> Path:

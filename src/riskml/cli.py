@@ -240,26 +240,26 @@ def validate(root: RootOpt = Path(".")) -> None:
 
 @app.command()
 @_handle_errors
-def features(root: RootOpt = Path(".")) -> None:
-    """Build the causal features of every declaration item (data/features/features.parquet)."""
-    from riskml.features import build_features, model_feature_columns
-    from riskml.io import read_parquet, write_parquet
+def features(
+    root: RootOpt = Path("."),
+    month: Annotated[
+        list[str] | None,
+        typer.Option(help="recompute only this month's partition (YYYY-MM; repeatable)"),
+    ] = None,
+) -> None:
+    """Build the causal features of every declaration item (data/features/month=YYYY-MM/);
+    where they run: compute in params.yaml (local, out of core, or a Dask cluster)."""
+    from riskml.features_stage import run_features
 
     params, specs = _config(root)
     started = time.perf_counter()
-    catalog = Catalog(root)
-    decl = read_parquet(catalog.declarations)
-    outcomes = read_parquet(catalog.outcomes)
-    seizures = read_parquet(catalog.seizures) if catalog.seizures.exists() else None
     with _progress("building features") as update:
-        frame = build_features(
-            decl, outcomes, params.features, progress=update, specs=specs, seizures=seizures
-        )
-    write_parquet(frame, catalog.features)
+        summary = run_features(root, params, specs, months=month, progress=update)
     _done(
         "features",
         started,
-        f"{len(frame):,} items × {len(model_feature_columns(frame))} model features",
+        f"{summary['items']:,} items × {summary['model_features']} model features, "
+        f"{summary['months']} month partition(s), {summary['backend']}",
     )
 
 

@@ -153,6 +153,19 @@ class ServeParams(_Section):
     currency: str = "LCU"  # code shown beside amounts on the pages (LCU: local currency unit)
 
 
+class ComputeParams(_Section):
+    """Where the features, training and scoring run (docs/cluster.md)."""
+
+    backend: Literal["local", "dask"] = "local"
+    # with dask: a scheduler address ("tcp://host:8786"); None: a LocalCluster on this machine
+    scheduler: str | None = None
+    n_workers: int = Field(2, ge=1)  # LocalCluster worker processes (scheduler None)
+    connect_timeout_s: float = Field(30, gt=0)
+    # local: build the features month by month from the history's profiles (peak memory: the
+    # profiles plus one month's features) instead of all items at once; same values bit for bit
+    out_of_core: bool = False
+
+
 class MlflowParams(_Section):
     experiment: str = "riskml"
 
@@ -175,6 +188,7 @@ class Params(_Section):
     select: SelectParams = SelectParams()
     serve: ServeParams = ServeParams()
     mlflow: MlflowParams = MlflowParams()
+    compute: ComputeParams = ComputeParams()
 
     @field_validator("areas")
     @classmethod

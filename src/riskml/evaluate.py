@@ -472,7 +472,7 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Stage ``riskml evaluate``: every area's test metrics, plot data, scores and summary.
 
-    Reads ``models/<area>/``, ``data/features/features.parquet``,
+    Reads ``models/<area>/``, ``data/features``,
     the validated declarations and outcomes and, when present, the simulator's truth
     (:class:`riskml.catalog.Catalog` names each path). Writes ``metrics/areas/<area>.json``,
     ``metrics/summary.json``, the plot data in ``plots/evaluation/<area>/`` and
@@ -487,7 +487,7 @@ def run_evaluate(
         AreaModel.load(catalog.model(area))
     truth = catalog.truth()
     tables = {
-        "features": io.read_parquet(catalog.features),
+        "features": io.read_dataset(catalog.features),
         "declarations": io.read_parquet(catalog.declarations),
         "outcomes": io.read_parquet(catalog.outcomes),
         "truth": None if truth is None else io.read_parquet(truth),

@@ -296,9 +296,9 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
     ``select`` stage's) into ``data/explanations/<area>.parquet``, SHAP images in
     ``plots/explain/<area>/`` and case files in ``data/casefiles/<area>/``."""
     from riskml.features import catalogue_for
-    from riskml.io import read_parquet
+    from riskml.io import read_dataset
 
-    features = read_parquet(Catalog(root).features)
+    features = read_dataset(Catalog(root).features)
     catalogue = catalogue_for(specs)
     summary: dict[str, Any] = {}
     models: dict[str, str] = {}

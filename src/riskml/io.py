@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from riskml.errors import RiskmlError
 
@@ -101,3 +104,170 @@ def write_plot_csv(frame: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, encoding="utf-8")
     return Path(path)
+
+
+# --- Datasets partitioned by month ------------------------------------------------------------
+# A large table (features, scores, canonical tables) is a folder of hive-style partitions, one per
+# calendar month of a date column: ``<folder>/month=YYYY-MM/part-0.parquet``, plus
+# ``<folder>/_schema.parquet`` (no rows) so that an empty table keeps its columns and dtypes.
+# A stage can then read, write or recompute one period without touching the others, and a Dask
+# worker can write its month on its own. Reading concatenates the months in calendar order, so a
+# frame sorted by month (the pipeline's tables are, by acceptance date) reads back identical,
+# dtypes included. A frame not sorted by month carries its row positions in a column ``_row``,
+# by which reading restores its order (and which it drops): identical too.
+
+PARTITION = "month"
+PART_FILE = "part-0.parquet"
+SCHEMA_FILE = "_schema.parquet"
+ROW = "_row"
+
+
+def month_labels(dates: pd.Series) -> pd.Series:
+    """The partition label ``YYYY-MM`` of each date."""
+    return pd.to_datetime(dates).dt.strftime("%Y-%m")
+
+
+def partition_path(folder: str | Path, month: str) -> Path:
+    """The file holding ``month``'s rows (``YYYY-MM``) of the dataset ``folder``."""
+    return Path(folder) / f"{PARTITION}={month}" / PART_FILE
+
+
+def partition_months(folder: str | Path) -> list[str]:
+    """The months (``YYYY-MM``) that ``folder`` holds a partition of, in calendar order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    prefix = f"{PARTITION}="
+    return sorted(
+        p.name[len(prefix) :]
+        for p in folder.iterdir()
+        if p.name.startswith(prefix) and (p / PART_FILE).exists()
+    )
+
+
+def write_partition(
+    df: pd.DataFrame, folder: str | Path, month: str, *, rows: np.ndarray | None = None
+) -> Path:
+    """Write (or replace) one month's partition of ``folder`` atomically; the other months stay.
+
+    ``rows``: the rows' positions in the whole table, needed when the dataset is not sorted by
+    month (it then keeps them, :data:`ROW`)."""
+    folder = Path(folder)
+    df = df.reset_index(drop=True)
+    if rows is not None:
+        df[ROW] = np.asarray(rows, dtype=np.int64)
+    if not (folder / SCHEMA_FILE).exists():
+        write_parquet(df.iloc[:0], folder / SCHEMA_FILE)
+    elif (ROW in dataset_columns(folder)) != (rows is not None):
+        raise RiskmlError(
+            f"{folder}: month {month} written "
+            + ("without" if rows is None else "with")
+            + " row positions into a dataset "
+            + ("that keeps" if rows is None else "that does not keep")
+            + " them; rewrite the whole dataset"
+        )
+    return write_parquet(df, partition_path(folder, month))
+
+
+def _write_months(df: pd.DataFrame, labels: np.ndarray, folder: Path) -> None:
+    """Write each month's rows of ``df`` (``labels``: each row's month) as its partition. The frame
+    is converted to Arrow once and cut into zero-copy slices, one per run of equal months."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    ends = np.r_[starts[1:], len(labels)]
+    runs: dict[str, list[pa.Table]] = {}
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        runs.setdefault(labels[start], []).append(table.slice(start, end - start))
+    for month, pieces in runs.items():  # a month in several runs: an unsorted frame
+        part = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+        path = partition_path(folder, month)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(part, path)
+
+
+@contextmanager
+def replacing_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``folder``; if the block succeeds it takes ``folder``'s
+    place (the previous one removed), else it is removed: never a mix of old and new files."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+        old = None
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_partitioned(df: pd.DataFrame, folder: str | Path, *, by: str = "accepted_date") -> Path:
+    """Write ``df`` as a dataset partitioned by the month of its column ``by``, replacing the whole
+    folder (:func:`replacing_folder`)."""
+    labels = month_labels(df[by]).to_numpy()
+    df = df.reset_index(drop=True)
+    if len(labels) and (labels[1:] < labels[:-1]).any():
+        df[ROW] = np.arange(len(df), dtype=np.int64)
+    with replacing_folder(folder) as tmp:
+        write_parquet(df.iloc[:0], tmp / SCHEMA_FILE)
+        if len(df):
+            _write_months(df, labels, tmp)
+    return Path(folder)
+
+
+def read_partitioned(
+    folder: str | Path, *, months: list[str] | None = None, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """Read the dataset ``folder`` (all months, or only ``months``), months in calendar order.
+
+    A missing folder is a :class:`RiskmlError` naming the stage to run; a month asked for but not
+    stored is one too."""
+    folder = Path(folder)
+    if not (folder / SCHEMA_FILE).exists():
+        raise RiskmlError(
+            f"{folder}: partitioned dataset not found (no {SCHEMA_FILE}); run the stage that "
+            "produces it first (see `dvc dag`)"
+        )
+    stored = partition_months(folder)
+    if months is not None:
+        missing = sorted(set(months) - set(stored))
+        if missing:
+            raise RiskmlError(
+                f"{folder}: no partition for month(s) {missing}; stored: "
+                f"{stored[0] if stored else 'none'} .. {stored[-1] if stored else ''}"
+            )
+        stored = [m for m in stored if m in set(months)]
+    ordered = ROW in dataset_columns(folder)
+    if ordered and columns is not None:
+        columns = [*columns, ROW]
+    schema = pd.read_parquet(folder / SCHEMA_FILE, columns=columns)
+    if not stored:
+        return schema.drop(columns=ROW) if ordered else schema
+    parts = [pd.read_parquet(partition_path(folder, m), columns=columns) for m in stored]
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if ordered:
+        order = np.argsort(frame[ROW].to_numpy(), kind="stable")
+        frame = frame.drop(columns=ROW).take(order).reset_index(drop=True)
+    return frame
+
+
+def dataset_columns(path: str | Path) -> list[str]:
+    """The column names of a table stored as one Parquet file or a partitioned folder; none when
+    it does not exist."""
+    path = Path(path)
+    schema = path / SCHEMA_FILE if path.is_dir() else path
+    return pq.read_schema(schema).names if schema.exists() else []
+
+
+def read_dataset(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a table stored either as one Parquet file or as a month-partitioned folder."""
+    path = Path(path)
+    if path.is_dir():
+        return read_partitioned(path, columns=columns)
+    return read_parquet(path, columns=columns)

@@ -249,7 +249,7 @@ def run_promote(
     )
     truth = catalog.truth()
     base = {
-        "features": io.read_parquet(catalog.features),
+        "features": io.read_dataset(catalog.features),
         "declarations": decl,
         "truth": None if truth is None else io.read_parquet(truth),
     }

@@ -513,7 +513,7 @@ def list_scores(
     ``score`` and ``expected_recovery`` recomputed by ``model`` when it is another model (a kept
     champion), and ``model_version`` naming it. ``features``: a dict caching the feature frame
     (read from the catalog's features when first needed)."""
-    from riskml.io import read_parquet
+    from riskml.io import read_dataset, read_parquet
     from riskml.registry import local_registration
 
     catalog = Catalog(root)
@@ -523,7 +523,7 @@ def list_scores(
         if features is None:
             features = {}
         if "frame" not in features:
-            features["frame"] = read_parquet(catalog.features)
+            features["frame"] = read_dataset(catalog.features)
         rows = scores[KEY].merge(
             features["frame"].astype({"declaration_id": scores["declaration_id"].dtype}),
             on=KEY,

@@ -168,7 +168,7 @@ def feature_columns(frame: pd.DataFrame, spec: AreaSpec) -> list[str]:
     if unknown:
         raise RiskmlError(
             f"pipelines/{spec.name}.yaml: training.exclude_features names unknown feature(s) "
-            f"{unknown}; use names of data/features/features.parquet columns"
+            f"{unknown}; use names of data/features columns"
         )
     cols = [c for c in cols if c not in set(spec.exclude_features)]
     if not cols:
@@ -741,7 +741,7 @@ def _stage_inputs(
     """The train and tune stages' inputs: the feature frame, the area's labels and its first
     stage's (known before ``split.test_start``; the pool's specs read from ``pipelines/``)."""
     catalog = Catalog(root)
-    features = io.read_parquet(catalog.features)
+    features = io.read_dataset(catalog.features)
     declarations = io.read_parquet(catalog.declarations, columns=KEY)
     outcomes = io.read_parquet(catalog.outcomes)
     labels, pretrain = training_labels(

@@ -200,6 +200,11 @@ class FeatureStore:
         self._modes: dict[int, pd.Series] = {}  # standard duty rate per HS6, per month
 
     @property
+    def declarations(self) -> pd.DataFrame:
+        """The stored declarations, in stored order (their features: :meth:`features`)."""
+        return self._hist.declarations
+
+    @property
     def last_date(self) -> pd.Timestamp:
         """The first day of the history's last declaration month."""
         return pd.Timestamp(np.datetime64(self.first_month + self.last_month - 1, "M"))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskml import io
 from riskml.catalog import Catalog
 from riskml.contract import KEY, RiskmlError
 from riskml.reasons import coverage_sentence, topic_title, waterfall_steps
@@ -152,15 +153,12 @@ class ServiceData:
         """The reference price each stored item's features were computed against (peer group,
         count, median unit value per kg, the item's own), aligned with the declarations: the
         case page shows the same peers as the unit-value reason. None without the features."""
-        import pyarrow.parquet as pq
-
         cols = ["ctx_uv_kg", "ctx_uv_ref_median", "ctx_uv_ref_count", "ctx_uv_ref_group"]
-        if not path.exists() or not set(cols) <= set(pq.read_schema(path).names):
+        names = io.dataset_columns(path)
+        if not set(cols) <= set(names):
             return None
-        extra = [
-            c for c in ("ctx_uv_ref_level", "ctx_ref_months") if c in pq.read_schema(path).names
-        ]
-        ref = pd.read_parquet(path, columns=[*KEY, *cols, *extra])
+        extra = [c for c in ("ctx_uv_ref_level", "ctx_ref_months") if c in names]
+        ref = io.read_dataset(path, columns=[*KEY, *cols, *extra])
         ref = self.declarations[KEY].merge(ref, on=KEY, how="left", validate="one_to_one")
         return {
             c: ref[c].to_numpy(object if c in ("ctx_uv_ref_group", "ctx_uv_ref_level") else None)

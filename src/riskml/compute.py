@@ -1,0 +1,155 @@
+"""Where the heavy work runs: in this process (default) or on a Dask cluster (``compute`` in
+params.yaml), and the per-month work that both share.
+
+The features of a month's items are lookups in the stored history's profiles (per entity and
+month: :class:`riskml.features.store.FeatureStore`), so they can be built one month at a time, in
+any order and on any machine, and equal the in-memory :func:`riskml.features.build_features`
+bit for bit (tests/test_compute.py). Out of core, peak memory is the store (the history's
+aggregates, its codes and unit values) plus one month's features, not every item's features.
+
+With ``compute.backend: dask`` each month is one task on the cluster: a worker builds the store
+once from the canonical tables (cached for its later tasks) and writes its month's partition
+itself, so the cluster needs the project folder on a shared file system (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskml import io
+from riskml.config import AreaSpec, ComputeParams, FeatureParams
+from riskml.contract import RiskmlError
+from riskml.features.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+#: The canonical tables the features read, under the project folder.
+DECLARATIONS = "data/interim/declarations.parquet"
+OUTCOMES = "data/interim/outcomes.parquet"
+SEIZURES = "data/interim/seizures.parquet"
+
+# One store per process (a Dask worker keeps it for its later months): the key names the inputs.
+_STORES: dict[str, FeatureStore] = {}
+
+
+def _store_key(root: Path, params: FeatureParams, specs: Mapping[str, AreaSpec] | None) -> str:
+    parts: list[Any] = [str(root), params.model_dump(), sorted(specs or {})]
+    for name in (DECLARATIONS, OUTCOMES, SEIZURES):
+        path = root / name
+        parts.append(path.stat().st_mtime_ns if path.exists() else None)
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+def history_store(
+    root: Path, params: FeatureParams, specs: Mapping[str, AreaSpec] | None
+) -> FeatureStore:
+    """The feature store of the project's canonical tables, built once per process."""
+    root = Path(root)
+    key = _store_key(root, params, specs)
+    if key not in _STORES:
+        _STORES.clear()  # one history at a time: a store is large
+        seizures = root / SEIZURES
+        _STORES[key] = FeatureStore(
+            io.read_parquet(root / DECLARATIONS),
+            io.read_parquet(root / OUTCOMES),
+            params,
+            specs,
+            io.read_parquet(seizures) if seizures.exists() else None,
+        )
+    return _STORES[key]
+
+
+def _months(store: FeatureStore) -> np.ndarray:
+    """Each stored declaration's calendar month, in the history's row order."""
+    return store.declarations["accepted_date"].to_numpy().astype("datetime64[M]")
+
+
+def month_features(store: FeatureStore, month: str) -> pd.DataFrame:
+    """The features of the stored declarations of ``month`` (``YYYY-MM``), in stored order; the
+    index is each row's position in the stored declarations."""
+    rows = store.declarations[_months(store) == np.datetime64(month, "M")]
+    return store.features(rows)
+
+
+def write_month_features(
+    root: str, params: FeatureParams, specs: Mapping[str, AreaSpec] | None, month: str, out: str
+) -> int:
+    """Build ``month``'s features from the project's history and write them as that month's
+    partition of the dataset ``out``; returns the number of items. Runs on a Dask worker as well
+    as in this process (paths are strings: they travel to the worker)."""
+    store = history_store(Path(root), params, specs)
+    frame = month_features(store, month)
+    months = _months(store).astype(np.int64)
+    # a history not sorted by month: the dataset keeps each row's place (riskml.io.ROW)
+    rows = None if (np.diff(months) >= 0).all() else frame.index.to_numpy()
+    io.write_partition(frame, out, month, rows=rows)
+    return len(frame)
+
+
+@contextmanager
+def dask_client(params: ComputeParams) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``params.scheduler``, or on a ``LocalCluster`` of
+    ``params.n_workers`` single-threaded worker processes started here (and stopped after)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise RiskmlError(
+            "compute.backend is 'dask' but dask.distributed is not installed; "
+            "pip install 'dask[distributed]'"
+        ) from exc
+    if params.scheduler:
+        try:
+            client = Client(params.scheduler, timeout=params.connect_timeout_s)
+        except OSError as exc:
+            raise RiskmlError(
+                f"params.yaml compute.scheduler {params.scheduler!r}: no Dask scheduler answered "
+                f"({exc}); start one (`dask scheduler`) or set compute.scheduler: null"
+            ) from exc
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=params.n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def features_by_month(
+    root: Path,
+    params: FeatureParams,
+    specs: Mapping[str, AreaSpec] | None,
+    months: list[str],
+    out: Path,
+    *,
+    client: Any = None,
+) -> int:
+    """Write the partitions of ``months`` of the features dataset ``out``, one month at a time
+    in this process, or as one task per month on ``client``'s cluster; returns the items done."""
+    args = (str(Path(root).resolve()), params, dict(specs or {}))
+    if client is None:
+        done = 0
+        for month in months:
+            done += write_month_features(*args, month, str(out))
+            log.info("features %s: %s items so far", month, f"{done:,}")
+        return done
+    futures = client.map(
+        write_month_features, *[[a] * len(months) for a in args], months, [str(out)] * len(months),
+        pure=False,
+    )  # fmt: skip
+    return sum(client.gather(futures))
