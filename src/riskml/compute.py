@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ SEIZURES = "data/interim/seizures.parquet"
 
 # One store per process (a Dask worker keeps it for its later months): the key names the inputs.
 _STORES: dict[str, FeatureStore] = {}
+# The Dask client of the work in progress (:func:`running_on`); None: this process.
+_CLIENT: ContextVar[Any] = ContextVar("riskml_dask_client", default=None)
 
 
 def _store_key(root: Path, params: FeatureParams, specs: Mapping[str, AreaSpec] | None) -> str:
@@ -153,3 +156,53 @@ def features_by_month(
         pure=False,
     )  # fmt: skip
     return sum(client.gather(futures))
+
+
+@contextmanager
+def running_on(params: ComputeParams) -> Iterator[Any]:
+    """Run the block's training (riskml.train) and per-month work on the cluster ``params``
+    names when ``backend`` is dask (yields the client), else in this process (yields None)."""
+    if params.backend != "dask":
+        with nullcontext(None) as none:
+            yield none
+        return
+    with dask_client(params) as client:
+        token = _CLIENT.set(client)
+        try:
+            yield client
+        finally:
+            _CLIENT.reset(token)
+
+
+def active_client() -> Any:
+    """The Dask client of the enclosing :func:`running_on` block, or None (local work)."""
+    return _CLIENT.get()
+
+
+def _apply_to_month(folder: str, month: str, func: Callable[[pd.DataFrame], pd.DataFrame]):
+    return func(io.read_partitioned(folder, months=[month]))
+
+
+def map_months(
+    folder: Path,
+    months: list[str],
+    func: Callable[[pd.DataFrame], pd.DataFrame],
+    *,
+    client: Any = None,
+) -> pd.DataFrame:
+    """``func`` applied to each month's partition of the dataset ``folder`` (in this process, or
+    one task per month on ``client``'s cluster, each worker reading its month), the results
+    concatenated in month order. ``func`` must be row-wise (a row's result independent of the
+    other rows: a model's prediction is), so the result equals ``func`` on the whole dataset
+    when that is sorted by month (the pipeline's are; else the same rows in month order)."""
+    if client is None:
+        parts = [_apply_to_month(str(folder), m, func) for m in months]
+    else:
+        remote = client.scatter(func, broadcast=True)  # the model travels once per worker
+        futures = [
+            client.submit(_apply_to_month, str(folder), m, remote, pure=False) for m in months
+        ]
+        parts = client.gather(futures)
+    if not parts:
+        return func(io.read_partitioned(folder, months=[]))
+    return pd.concat(parts, ignore_index=True)

@@ -53,7 +53,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from riskml import io, tracking
+from riskml import compute, io, tracking
 from riskml.catalog import Catalog
 from riskml.config import (
     AreaSpec,
@@ -395,6 +395,9 @@ def _fit(
     weight = None
     if cut is not None:
         weight = recency_weights(train["accepted_date"], cut, params.recency_half_life_months)
+    client = compute.active_client()
+    if client is not None and init_model is None:
+        return _fit_dask(client, train, valid, names, config, params, weight)
     dtrain = lgb.Dataset(
         feature_matrix(train, names), label=train["label"].to_numpy(), weight=weight
     )
@@ -434,9 +437,12 @@ def _refit(
     """``rounds`` boosting rounds (after ``init_model``'s trees) on ``rows``, no early stopping:
     the refit on every labelled row known before ``cut`` (weighted at ``cut`` like :func:`_fit`)."""
     weight = recency_weights(rows["accepted_date"], cut, params.recency_half_life_months)
-    data = lgb.Dataset(feature_matrix(rows, names), label=rows["label"].to_numpy(), weight=weight)
     if rounds <= 0:
         return init_model
+    client = compute.active_client()
+    if client is not None and init_model is None:  # compute.backend dask (docs/cluster.md)
+        return _dask_booster(client, rows, names, config, rounds, weight)
+    data = lgb.Dataset(feature_matrix(rows, names), label=rows["label"].to_numpy(), weight=weight)
     booster = lgb.train(config, data, num_boost_round=rounds, init_model=init_model)
     return lgb.Booster(model_str=booster.model_to_string())
 
@@ -444,6 +450,79 @@ def _refit(
 def _labels_digest(labels: pd.DataFrame) -> str:
     values = np.nan_to_num(labels["label"].to_numpy("float64"), nan=-1.0)
     return hashlib.sha1(values.tobytes()).hexdigest()
+
+
+def _fit_dask(
+    client: Any,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    names: list[str],
+    config: dict[str, Any],
+    params: TrainParams,
+    weight: np.ndarray | None,
+) -> tuple[lgb.Booster, int]:
+    """:func:`_fit` on a Dask cluster with LightGBM's own Dask interface (data-parallel trees:
+    each worker holds a share of the rows, histograms are summed over the network).
+
+    LightGBM's Dask interface has no early stopping (LightGBM issues 3712, 4189), so the fit
+    grows ``num_boost_round`` trees and the best iteration is chosen afterwards here by the same
+    rule as :func:`lightgbm.early_stopping`: the first iteration of highest validation average
+    precision, searching until ``early_stopping_rounds`` iterations bring no gain. The model is
+    cut there, as the local fit is. Trees differ slightly from the local fit's (each worker bins
+    its own rows and bagging draws per worker), so scores match within a tolerance, not bit for
+    bit (tests/test_compute.py)."""
+    booster = _dask_booster(client, train, names, config, params.num_boost_round, weight)
+    best = _best_iteration(booster, valid, names, params.early_stopping_rounds)
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
+
+
+def _dask_booster(
+    client: Any,
+    rows: pd.DataFrame,
+    names: list[str],
+    config: dict[str, Any],
+    rounds: int,
+    weight: np.ndarray | None,
+) -> lgb.Booster:
+    """``rounds`` boosting rounds on ``rows`` with ``lightgbm.DaskLGBMClassifier`` on
+    ``client``'s workers (the rows split evenly over them), as one local Booster."""
+    import dask.dataframe as dd
+    from lightgbm import DaskLGBMClassifier
+
+    n_workers = max(1, len(client.scheduler_info()["workers"]))
+    frame = feature_matrix(rows, names).reset_index(drop=True)
+    frame["__label"] = rows["label"].to_numpy()
+    if weight is not None:
+        frame["__weight"] = weight
+    parts = dd.from_pandas(frame, npartitions=min(n_workers, max(1, len(frame) // 1000)))
+    parts = client.persist(parts)
+    settings = {k: v for k, v in config.items() if k not in ("metric", "num_threads", "verbosity")}
+    model = DaskLGBMClassifier(client=client, n_estimators=rounds, verbose=-1, **settings)
+    model.fit(
+        parts[names],
+        parts["__label"],
+        sample_weight=parts["__weight"] if weight is not None else None,
+    )
+    return lgb.Booster(model_str=model.to_local().booster_.model_to_string())
+
+
+def _best_iteration(
+    booster: lgb.Booster, valid: pd.DataFrame, names: list[str], rounds: int
+) -> int:
+    """The iteration :func:`lightgbm.early_stopping` would keep on ``valid`` (average precision,
+    higher is better): the first best, searching until ``rounds`` iterations bring no gain."""
+    X = feature_matrix(valid, names).to_numpy()
+    y = valid["label"].to_numpy()
+    raw = np.zeros(len(X))
+    best, best_score = 1, -np.inf
+    for i in range(booster.current_iteration()):
+        raw += booster.predict(X, start_iteration=i, num_iteration=1, raw_score=True)
+        score = average_precision(y, raw)
+        if score > best_score:
+            best, best_score = i + 1, score
+        elif i + 1 - best >= rounds:
+            break
+    return best
 
 
 def _pretrain(

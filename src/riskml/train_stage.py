@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskml import io, registry
+from riskml import compute, io, registry
 from riskml.area_model import CARD_FILE, REGISTRATION_FILE, AreaModel, recovery_ratio
 from riskml.catalog import Catalog
 from riskml.config import (
@@ -356,7 +356,9 @@ def run_train(
     features, labels, pretrain = _stage_inputs(root, params, spec)
     declarations = io.read_parquet(Catalog(root).declarations)
     outcomes = io.read_parquet(Catalog(root).outcomes)
-    return train_and_register(
-        features, labels, root, params, spec, tracking_uri=tracking_uri,
-        pretrain_labels=pretrain, declarations=declarations, outcomes=outcomes,
-    )  # fmt: skip
+    # compute.backend dask: the LightGBM fits run on the cluster (riskml.train._fit_dask)
+    with compute.running_on(params.compute):
+        return train_and_register(
+            features, labels, root, params, spec, tracking_uri=tracking_uri,
+            pretrain_labels=pretrain, declarations=declarations, outcomes=outcomes,
+        )  # fmt: skip
