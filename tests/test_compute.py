@@ -212,3 +212,67 @@ def test_the_train_stage_on_a_dask_cluster_registers_a_model_that_names_its_vers
     assert model.facts_["best_iteration"] == summary["best_iteration"]
     record = json.loads((world_root / "models/revenue/registration.json").read_text())
     assert record["version"] == "1" and record["content_hash"] == model.content_hash()
+
+
+def _known_by(decl: pd.DataFrame, outc: pd.DataFrame, start: str):
+    """The world as known on ``start``: declarations before it, outcomes with a result before it."""
+    cut = pd.Timestamp(start)
+    return (
+        decl[decl["accepted_date"] < cut].reset_index(drop=True),
+        outc[pd.to_datetime(outc["result_date"]) < cut].reset_index(drop=True),
+    )
+
+
+def test_a_new_month_of_data_recomputes_that_month_only(tmp_path, items):
+    """``riskml features`` (as ``dvc repro`` runs it) after a new month of declarations and
+    outcomes: only the new month's partition is written, and the dataset equals the features
+    of the whole history bit for bit. A correction of an earlier month recomputes that month
+    and the later ones; a settings change, every month."""
+    decl, outc = items
+    params = _params()
+    root = _root(tmp_path, *_known_by(decl, outc, "2023-09-01"))
+    first = run_features(root, params, _specs())
+    assert first["months"] == 8
+    folder = root / FEATURES
+    months = io.partition_months(folder)
+    stamps = {m: io.partition_path(folder, m).stat().st_mtime_ns for m in months}
+
+    decl.to_parquet(root / "data/interim/declarations.parquet", index=False)
+    outc.to_parquet(root / "data/interim/outcomes.parquet", index=False)
+    second = run_features(root, params, _specs())
+    assert second["months"] == 1 and "1 of 9 months" in second["backend"]
+    assert io.partition_months(folder)[-1] == "2023-09"
+    assert all(io.partition_path(folder, m).stat().st_mtime_ns == t for m, t in stamps.items())
+    whole = build_features(decl, outc, params.features, specs=_specs())
+    pd.testing.assert_frame_equal(io.read_dataset(folder), whole, check_exact=True)
+
+    again = run_features(root, params, _specs())  # nothing changed: nothing recomputed
+    assert again["months"] == 0
+
+    # a correction in June: June to September again
+    fixed = decl.copy()
+    june = (fixed["accepted_date"].dt.strftime("%Y-%m") == "2023-06").to_numpy()
+    fixed.loc[np.flatnonzero(june)[:3], "cif_value"] = 1e6
+    fixed.to_parquet(root / "data/interim/declarations.parquet", index=False)
+    third = run_features(root, params, _specs())
+    assert third["months"] == 4
+    want = build_features(fixed, outc, params.features, specs=_specs())
+    pd.testing.assert_frame_equal(io.read_dataset(folder), want, check_exact=True)
+
+    other = params.model_copy(
+        update={"features": params.features.model_copy(update={"prior_strength": 5.0})}
+    )
+    assert run_features(root, other, _specs())["months"] == 9
+
+
+def test_month_inputs_follow_the_causality_rule(items):
+    """A month's digest covers what its features may use: a later outcome or declaration
+    leaves it unchanged."""
+    from riskml.features_stage import month_inputs
+
+    decl, outc = items
+    base = month_inputs(decl, outc, None)
+    late = outc.copy()
+    late.loc[pd.to_datetime(late["result_date"]) >= "2023-07-01", "offence_found"] = True
+    changed = month_inputs(decl, late, None)
+    assert [m for m in base if base[m] != changed[m]] == ["2023-08", "2023-09"]
