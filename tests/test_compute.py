@@ -15,11 +15,12 @@ from test_features import _specs, make_world
 
 from riskml import compute, io
 from riskml.area_model import AreaModel
+from riskml.catalog import FEATURES
 from riskml.config import ComputeParams, Params, load_params
 from riskml.contract import RiskmlError
 from riskml.evaluate import score_frame
 from riskml.features import build_features
-from riskml.features_stage import FEATURES, run_features
+from riskml.features_stage import run_features
 from riskml.labels import build_labels
 from riskml.train import feature_matrix, in_window, train_area
 

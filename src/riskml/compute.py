@@ -27,16 +27,12 @@ import numpy as np
 import pandas as pd
 
 from riskml import io
+from riskml.catalog import Catalog
 from riskml.config import AreaSpec, ComputeParams, FeatureParams
 from riskml.contract import RiskmlError
 from riskml.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
-
-#: The canonical tables the features read, under the project folder.
-DECLARATIONS = "data/interim/declarations.parquet"
-OUTCOMES = "data/interim/outcomes.parquet"
-SEIZURES = "data/interim/seizures.parquet"
 
 # One store per process (a Dask worker keeps it for its later months): the key names the inputs.
 _STORES: dict[str, FeatureStore] = {}
@@ -46,8 +42,8 @@ _CLIENT: ContextVar[Any] = ContextVar("riskml_dask_client", default=None)
 
 def _store_key(root: Path, params: FeatureParams, specs: Mapping[str, AreaSpec] | None) -> str:
     parts: list[Any] = [str(root), params.model_dump(), sorted(specs or {})]
-    for name in (DECLARATIONS, OUTCOMES, SEIZURES):
-        path = root / name
+    catalog = Catalog(root)
+    for path in (catalog.declarations, catalog.outcomes, catalog.seizures):
         parts.append(path.stat().st_mtime_ns if path.exists() else None)
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
@@ -60,10 +56,11 @@ def history_store(
     key = _store_key(root, params, specs)
     if key not in _STORES:
         _STORES.clear()  # one history at a time: a store is large
-        seizures = root / SEIZURES
+        catalog = Catalog(root)
+        seizures = catalog.seizures
         _STORES[key] = FeatureStore(
-            io.read_parquet(root / DECLARATIONS),
-            io.read_parquet(root / OUTCOMES),
+            io.read_parquet(catalog.declarations),
+            io.read_parquet(catalog.outcomes),
             params,
             specs,
             io.read_parquet(seizures) if seizures.exists() else None,

@@ -21,12 +21,10 @@ from typing import Any
 import pandas as pd
 
 from riskml import compute, io
+from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import RiskmlError
 from riskml.features import build_features, model_feature_columns
-
-#: The features dataset, under the project folder.
-FEATURES = "data/features"
 
 
 def _client(params: Params) -> Any:
@@ -134,8 +132,9 @@ def run_features(
     place: only the months whose inputs changed (:func:`month_inputs`) are recomputed (a new
     month of data: that month), the partitions of months no longer declared are removed."""
     root = Path(root)
-    out = root / FEATURES
-    declarations = io.read_parquet(root / compute.DECLARATIONS)
+    catalog = Catalog(root)
+    out = catalog.features
+    declarations = io.read_parquet(catalog.declarations)
     all_months = sorted(io.month_labels(declarations["accepted_date"]).unique())
     mode = params.compute.backend + (
         " (out of core)" if params.compute.out_of_core and params.compute.backend == "local" else ""
@@ -145,7 +144,7 @@ def run_features(
         if unknown:
             raise RiskmlError(
                 f"riskml features --month: no declaration of month(s) {unknown} in "
-                f"{compute.DECLARATIONS} (it holds {all_months[0]} .. {all_months[-1]})"
+                f"{catalog.declarations} (it holds {all_months[0]} .. {all_months[-1]})"
             )
         io.read_partitioned(out, months=[])  # the dataset must exist: a clear error if not
         with _client(params) as client:
@@ -155,9 +154,8 @@ def run_features(
         (out / MANIFEST).unlink(missing_ok=True)  # recomputed by hand: next run checks all
         return _summary(out, n, len(set(months)), mode)
 
-    outcomes = io.read_parquet(root / compute.OUTCOMES)
-    seizures_path = root / compute.SEIZURES
-    seizures = io.read_parquet(seizures_path) if seizures_path.exists() else None
+    outcomes = io.read_parquet(catalog.outcomes)
+    seizures = io.read_parquet(catalog.seizures) if catalog.seizures.exists() else None
     inputs, setup = month_inputs(declarations, outcomes, seizures), setup_digest(params, specs)
     manifest = {"setup": setup, "months": inputs}
     stale = _stale_months(out, inputs, setup)

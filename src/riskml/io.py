@@ -249,8 +249,12 @@ def read_partitioned(
     schema = pd.read_parquet(folder / SCHEMA_FILE, columns=columns)
     if not stored:
         return schema.drop(columns=ROW) if ordered else schema
-    parts = [pd.read_parquet(partition_path(folder, m), columns=columns) for m in stored]
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    # one Arrow table of every month, converted to pandas once (a concat of per-month frames
+    # costs a copy of every column)
+    table = pa.concat_tables(
+        [pq.read_table(partition_path(folder, m), columns=columns) for m in stored]
+    )
+    frame = table.to_pandas()
     if ordered:
         order = np.argsort(frame[ROW].to_numpy(), kind="stable")
         frame = frame.drop(columns=ROW).take(order).reset_index(drop=True)
