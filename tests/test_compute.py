@@ -164,9 +164,11 @@ def test_dask_training_gives_the_same_candidate_lists_within_tolerance(
     """LightGBM's Dask training (two workers, each with half the rows) against the local fit on
     the same rows and settings. Not bit for bit: in data-parallel training each worker bins
     its own rows and draws its own bagging sample, and the Dask interface has no early stopping
-    (the best iteration is chosen afterwards by the same rule), so the trees differ. Measured on
-    this world: best iteration 12 locally, 25 on Dask; the top 5% share 85% of their items,
-    Spearman 0.98. Tolerance: the test window's top 5% (the list at the operating rate) shares
+    (the best iteration is chosen afterwards by the same rule), so the trees differ; nor is the
+    Dask fit reproducible run to run (which worker gets which rows, and the machines' order in
+    LightGBM's network, vary). Measured on this world over three runs: best iteration 12
+    locally, 7 to 25 on Dask; the top 5% share 84-85% of their items, Spearman 0.98-0.99.
+    Tolerance: the test window's top 5% (the list at the operating rate) shares
     at least 75% of its items, the scores rank it alike (Spearman >= 0.95) and the validation
     average precision is within 0.03. (The first trees are identical: a world whose best
     iteration is 2 or 5 gives the same lists bit for bit.)"""
@@ -184,7 +186,9 @@ def test_dask_training_gives_the_same_candidate_lists_within_tolerance(
         assert compute.active_client() is client is not None
         remote = train_area(features, labels, revenue_spec, params.split, settings)
     assert compute.active_client() is None
-    assert remote.booster.current_iteration() == remote.best_iteration > 5
+    # early-stopped at its best iteration, then refitted on every labelled row (train.refit)
+    assert remote.best_iteration >= 1
+    assert remote.booster.current_iteration() >= remote.best_iteration
     assert abs(remote.valid_average_precision - local.valid_average_precision) < 0.03
     rows = in_window(features, params.split.test_start, params.split.test_end)
     X = feature_matrix(rows, local.feature_names)
