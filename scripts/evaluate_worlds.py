@@ -378,16 +378,6 @@ def _ratio(values: dict[str, np.ndarray], idx: list[np.ndarray], num: str, den: 
     return np.nanmean(np.vstack(per_world), axis=0)
 
 
-def _difference(values: dict[str, np.ndarray], idx: list[np.ndarray], a: str, b: str) -> np.ndarray:
-    """Per replicate: the mean over worlds of each world's mean paired difference a - b."""
-    per_world = []
-    for w, rows in enumerate(idx):
-        d = values[a][w][rows] - values[b][w][rows]
-        with np.errstate(invalid="ignore"):
-            per_world.append(np.nanmean(d, axis=-1))
-    return np.nanmean(np.vstack(per_world), axis=0)
-
-
 def summarise(
     rows: list[dict[str, Any]], *, n_boot: int = 1000, level: float = 0.95, seed: int = 42
 ) -> dict[str, Any]:
@@ -419,14 +409,19 @@ def summarise(
         for base in ("legacy_rules", "raw_lightgbm", "no_seizures"):
             if base not in methods or "model" not in methods:
                 continue
-            est = float(_difference(values, whole, "model", base)[0])
-            lo, hi = np.nanquantile(_difference(values, boot, "model", base), [alpha, 1 - alpha])
-            figures[f"model-{base}"] = {"estimate": est, "low": float(lo), "high": float(hi)}
+            # the paired difference as a share of the oracle's precision
+            name = f"model-{base}"
+            values[name] = [a - b for a, b in zip(values["model"], values[base], strict=True)]
+            est = float(_ratio(values, whole, name, "oracle")[0])
+            lo, hi = np.nanquantile(_ratio(values, boot, name, "oracle"), [alpha, 1 - alpha])
+            figures[name] = {"estimate": est, "low": float(lo), "high": float(hi)}
         means = {m: float(units[m].dropna().groupby(level="world").mean().mean()) for m in methods}
         excluded = [r for r in rows if r["area"] == area and r.get("status", "ok") != "ok"]
         avg = [r for r in rows if r["area"] == area and r.get("method") == "seed_average"]
         out[area] = {
-            "units": len(units),
+            "units": int(units["model"].notna().sum()) if "model" in units else 0,
+            "reference_units": int(units["truth_reference"].notna().sum())
+            if "truth_reference" in units else 0,
             "worlds": sorted({int(w) for w in units.index.get_level_values("world")}),
             "precision_means": means,
             "ratios": figures,
@@ -449,7 +444,8 @@ def markdown(summary: dict[str, Any]) -> str:
 
     lines = [
         "| area | units | model / oracle | model / truth ref. | truth ref. / oracle | "
-        "legacy / oracle | raw LightGBM / oracle | model - legacy | model - raw | excluded |",
+        "legacy / oracle | raw LightGBM / oracle | (model - legacy) / oracle | "
+        "(model - raw) / oracle | excluded |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for area, s in summary.items():
@@ -473,7 +469,8 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "| area | goods + route / oracle | + entity facts (truth ref.) / oracle | model without "
-        "seizure features / oracle | model - without | seed-averaged precision | model precision |",
+        "seizure features / oracle | (model - without) / oracle | seed-averaged precision | "
+        "model precision |",
         "|---|---|---|---|---|---|---|",
     ]
     for area, s in summary.items():
@@ -533,7 +530,7 @@ def main() -> None:
         if any(d["role"] != args.role for d in docs):
             ap.error(f"--combine: every file must hold {args.role} worlds")
         rows = [r for d in docs for r in d["units"]]
-        args.worlds = [w for d in docs for w in d["worlds"]]
+        args.worlds = sorted({w for d in docs for w in d["worlds"]})
         summary = summarise(rows)
         print(f"{args.role} worlds {args.worlds}, from {[str(p) for p in args.combine]}\n")
         print(markdown(summary))
