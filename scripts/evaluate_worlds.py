@@ -416,6 +416,14 @@ def summarise(
             lo, hi = np.nanquantile(_ratio(values, boot, name, "oracle"), [alpha, 1 - alpha])
             figures[name] = {"estimate": est, "low": float(lo), "high": float(hi)}
         means = {m: float(units[m].dropna().groupby(level="world").mean().mean()) for m in methods}
+        per_world = {}
+        for w, g in zip(sorted({int(x) for x in units.index.get_level_values("world")}), worlds,
+                        strict=True):  # fmt: skip
+            per_world[w] = {
+                f"{m}/oracle": float(g[[m, "oracle"]].dropna()[m].sum()
+                                     / g[[m, "oracle"]].dropna()["oracle"].sum())
+                for m in ("model", "truth_reference", "legacy_rules") if m in methods
+            }  # fmt: skip
         excluded = [r for r in rows if r["area"] == area and r.get("status", "ok") != "ok"]
         avg = [r for r in rows if r["area"] == area and r.get("method") == "seed_average"]
         out[area] = {
@@ -424,6 +432,7 @@ def summarise(
             if "truth_reference" in units else 0,
             "worlds": sorted({int(w) for w in units.index.get_level_values("world")}),
             "precision_means": means,
+            "per_world": per_world,
             "ratios": figures,
             "seed_average_precision": float(np.mean([r["precision"] for r in avg]))
             if avg else None,
@@ -466,6 +475,13 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"{f(r.get('list_key/oracle'))}, revenue share / oracle's "
                 f"{f(r.get('list_key_revenue_share/oracle_revenue_share'))}",
             ]
+    lines += ["", "| area | world | model / oracle | truth ref. / oracle | legacy / oracle |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for area, s in summary.items():
+        for w, r in s["per_world"].items():
+            cells = [r.get(f"{m}/oracle") for m in ("model", "truth_reference", "legacy_rules")]
+            lines.append(f"| {area} | {w} | " + " | ".join(
+                "n/a" if c is None else f"{c:.2f}" for c in cells) + " |")  # fmt: skip
     lines += [
         "",
         "| area | goods + route / oracle | + entity facts (truth ref.) / oracle | model without "
