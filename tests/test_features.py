@@ -175,6 +175,26 @@ def test_value_ratios():
     assert math.isnan(second["cif_to_fob"])
 
 
+def test_zero_value_and_zero_mass_are_flags_not_ratios():
+    """A sample of no commercial value with a mass below the declared precision: flagged, its
+    value ratios missing (not infinite), and the flags missing where the value is."""
+    decl = _decl(
+        [
+            {"accepted_date": "2023-01-02", "cif_value": 0.0, "gross_mass_kg": 0.0,
+             "net_mass_kg": 0.0, "duties_paid": 0.0},
+            {"accepted_date": "2023-01-02", "cif_value": 50.0, "gross_mass_kg": 2.0},
+            {"accepted_date": "2023-01-02", "cif_value": None, "gross_mass_kg": None},
+        ]
+    )  # fmt: skip
+    frame = build_features(decl, NO_OUTCOMES, FeatureParams())
+    zero, normal, missing = frame.iloc[0], frame.iloc[1], frame.iloc[2]
+    assert (zero["zero_value"], zero["zero_mass"]) == (1.0, 1.0)
+    assert (normal["zero_value"], normal["zero_mass"]) == (0.0, 0.0)
+    assert math.isnan(missing["zero_value"]) and math.isnan(missing["zero_mass"])
+    for name in ("log_cif", "uv_kg_log", "duty_to_cif", "log_gross_mass"):
+        assert math.isnan(zero[name]), name
+
+
 # ---------------------------------------------------------------- history
 
 
@@ -639,7 +659,7 @@ def test_future_rewrites_leave_past_features_unchanged(world, world_features, cu
 
 #: Features computed from the row alone; every other one is built from other rows' history.
 ROW_ONLY = {"uv_kg_log", "uv_q_log", "duty_rate", "duty_to_cif", "cif_to_fob", "log_cif",
-            "preference_claim"}  # fmt: skip
+            "zero_value", "preference_claim"}  # fmt: skip
 ROW_GROUPS = ("goods", "route", "calendar", "targeting profile")
 # Built from the seizures table, not from declarations or outcomes: their leakage test (records
 # reported after a cut-off) is in tests/test_seizures.py.

@@ -131,6 +131,14 @@ _STATIC: list[FeatureInfo] = [
         "log_cif", "value", "log CIF value", "customs value of {ctx_cif_value:,.0f}",
     ),
     FeatureInfo(
+        "zero_value", "value",
+        "1 when the declared CIF value is 0 (no commercial value: samples, gifts), 0 when "
+        "positive, missing when not declared",
+        "declared customs value of 0 (no commercial value)",
+        template_zero="a customs value above 0 declared",
+        template_missing="no customs value declared",
+    ),
+    FeatureInfo(
         "preference_claim", "value", "a preferential origin was claimed (1/0)",
         "preferential origin claimed for goods from {ctx_origin}",
         template_zero="no preferential origin claimed for goods from {ctx_origin}",
@@ -246,6 +254,14 @@ _STATIC: list[FeatureInfo] = [
     ),
     FeatureInfo(
         "net_to_gross", "goods", "net mass / gross mass", "net mass is {net_to_gross:.0%} of gross"
+    ),
+    FeatureInfo(
+        "zero_mass", "goods",
+        "1 when the declared gross mass is 0 (below the declared precision), 0 when positive, "
+        "missing when not declared",
+        "declared gross mass of 0 kg",
+        template_zero="a gross mass above 0 declared",
+        template_missing="no gross mass declared",
     ),
     FeatureInfo(
         "log_quantity", "goods", "log quantity in the supplementary unit",

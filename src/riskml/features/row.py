@@ -43,8 +43,15 @@ def unit_values(decl: pd.DataFrame) -> pd.DataFrame:
         )
 
 
+def _is_zero(x: np.ndarray) -> np.ndarray:
+    """1 where the value is 0, 0 where it is positive, NaN where it is missing."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(x), np.nan, (x == 0).astype(np.float64))
+
+
 def value_features(decl: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Duty rate, duties/CIF, CIF/FOB, log CIF and the preference claim."""
+    """Duty rate, duties/CIF, CIF/FOB, log CIF, a declared value of 0 and the preference
+    claim."""
     cif = _positive(decl["cif_value"])
     fob = _positive(optional(decl, "fob_value", "float64"))
     duties = decl["duties_paid"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -54,12 +61,13 @@ def value_features(decl: pd.DataFrame) -> dict[str, np.ndarray]:
         "duty_to_cif": _ratio(duties, cif),
         "cif_to_fob": _ratio(cif, fob),
         "log_cif": np.log(cif),
+        "zero_value": _is_zero(decl["cif_value"].astype("float64").to_numpy(np.float64, na_value=np.nan)),
         "preference_claim": pref.astype("float64").to_numpy(np.float64, na_value=np.nan),
     }
 
 
 def goods_features(prep: Prepared) -> dict[str, np.ndarray]:
-    """HS chapter, masses, quantity and the requested procedure."""
+    """HS chapter, masses (and a declared mass of 0), quantity and the requested procedure."""
     decl = prep.declarations
     net = _positive(optional(decl, "net_mass_kg", "float64"))
     gross = _positive(decl["gross_mass_kg"])
@@ -71,6 +79,7 @@ def goods_features(prep: Prepared) -> dict[str, np.ndarray]:
         "hs_chapter": chapter.astype("float64").to_numpy(np.float64, na_value=np.nan),
         "log_gross_mass": np.log(gross),
         "net_to_gross": _ratio(net, gross),
+        "zero_mass": _is_zero(decl["gross_mass_kg"].astype("float64").to_numpy(np.float64, na_value=np.nan)),
         "log_quantity": np.log(_positive(decl["quantity"])),
         "procedure_requested": procedure.astype("float64").to_numpy(np.float64, na_value=np.nan),
     }
