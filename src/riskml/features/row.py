@@ -43,8 +43,9 @@ def unit_values(decl: pd.DataFrame) -> pd.DataFrame:
         )
 
 
-def _is_zero(x: np.ndarray) -> np.ndarray:
+def _is_zero(series: pd.Series) -> np.ndarray:
     """1 where the value is 0, 0 where it is positive, NaN where it is missing."""
+    x = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         return np.where(np.isnan(x), np.nan, (x == 0).astype(np.float64))
 
@@ -61,7 +62,7 @@ def value_features(decl: pd.DataFrame) -> dict[str, np.ndarray]:
         "duty_to_cif": _ratio(duties, cif),
         "cif_to_fob": _ratio(cif, fob),
         "log_cif": np.log(cif),
-        "zero_value": _is_zero(decl["cif_value"].astype("float64").to_numpy(np.float64, na_value=np.nan)),
+        "zero_value": _is_zero(decl["cif_value"]),
         "preference_claim": pref.astype("float64").to_numpy(np.float64, na_value=np.nan),
     }
 
@@ -79,7 +80,7 @@ def goods_features(prep: Prepared) -> dict[str, np.ndarray]:
         "hs_chapter": chapter.astype("float64").to_numpy(np.float64, na_value=np.nan),
         "log_gross_mass": np.log(gross),
         "net_to_gross": _ratio(net, gross),
-        "zero_mass": _is_zero(decl["gross_mass_kg"].astype("float64").to_numpy(np.float64, na_value=np.nan)),
+        "zero_mass": _is_zero(decl["gross_mass_kg"]),
         "log_quantity": np.log(_positive(decl["quantity"])),
         "procedure_requested": procedure.astype("float64").to_numpy(np.float64, na_value=np.nan),
     }
