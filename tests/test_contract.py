@@ -62,14 +62,18 @@ def _set(df: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
 def _assert_partition(res, n_decl: int, n_out: int) -> None:
     """Nothing silently dropped: kept + distinct quarantined rows == input rows, per table."""
     q = res.quarantine
+    out = ~q["action"].str.startswith("kept")
     for table, n, kept in (
         ("declarations", n_decl, res.declarations),
         ("outcomes", n_out, res.outcomes),
     ):
-        rows = q.loc[q["table"] == table, "row"].nunique()
+        rows = q.loc[(q["table"] == table) & out, "row"].nunique()
         assert len(kept) + rows == n, table
         assert res.report[table]["rows_kept"] == len(kept)
         assert res.report[table]["rows_quarantined"] == rows
+        # a row is either kept (perhaps with a repaired value) or left out, never both
+        repaired = set(q.loc[(q["table"] == table) & ~out, "row"])
+        assert not repaired & set(q.loc[(q["table"] == table) & out, "row"]), table
 
 
 # --- good data ------------------------------------------------------------------------------
@@ -154,35 +158,37 @@ def test_real_trade_values_are_accepted(decl):
     assert res.declarations.loc[0, "duty_rate"] == pytest.approx(8.874)
 
 
+# (column, bad value, quarantine column, reason, the column set missing when the row is kept:
+# a declaration is scored without a bad value where it can be, else left out)
 BAD_DECLARATION_VALUES = [
-    ("cif_value", "abc", "cif_value", "column cif_value: 'abc' is not a number"),
-    ("quantity", -3.0, "quantity", "column quantity: -3 is not > 0"),
-    ("cif_value", -123456.78, "cif_value", "column cif_value: -123456.78 is not >= 0"),
-    ("gross_mass_kg", -1.0, "gross_mass_kg", "is not >= 0"),
-    ("net_mass_kg", 1e9, "net_mass_kg, gross_mass_kg", "net mass above gross mass"),
-    ("fob_value", -1.0, "fob_value", "is not >= 0"),
-    ("duties_paid", -5.0, "duties_paid", "is not >= 0"),
-    ("duty_rate", 12.5, "duty_rate", "column duty_rate: 12.5 is not <= 10"),
-    ("duty_rate", -0.1, "duty_rate", "is not >= 0"),
-    ("hs_code", "12AB56", "hs_code", "'12AB56' is not 6 to 10 digits"),
-    ("hs_code", "0012345", "hs_code", "is not 6 to 10 digits in an HS chapter (01-97)"),
-    ("hs_code", "12345", "hs_code", "is not 6 to 10 digits"),
-    ("hs_code", "12345678901", "hs_code", "is not 6 to 10 digits"),
-    ("accepted_date", "2023-02-30", "accepted_date", "'2023-02-30' is not a date"),
-    ("accepted_date", "1985-06-01", "accepted_date", "is before 1990-01-01"),
-    ("accepted_date", "2030-01-01", "accepted_date", "is in the future"),
-    ("transport_mode", "boat", "transport_mode", "'boat' is not one of sea, air"),
-    ("item_no", "x", "item_no", "'x' is not an integer"),
-    ("item_no", 1.5, "item_no", "'1.5' is not an integer"),
-    ("item_no", 0, "item_no", "0 is not >= 1"),
-    ("office", None, "office", "column office: missing value"),
-    ("office", "  ", "office", "missing value"),
-    ("preference_claim", "maybe", "preference_claim", "is not a boolean"),
+    ("cif_value", "abc", "cif_value", "column cif_value: 'abc' is not a number", "cif_value"),
+    ("quantity", -3.0, "quantity", "column quantity: -3 is not > 0", "quantity"),
+    ("cif_value", -123456.78, "cif_value", "column cif_value: -123456.78 is not >= 0", "cif_value"),
+    ("gross_mass_kg", -1.0, "gross_mass_kg", "is not >= 0", "gross_mass_kg"),
+    ("net_mass_kg", 1e9, "net_mass_kg, gross_mass_kg", "net mass above gross mass", "net_mass_kg"),
+    ("fob_value", -1.0, "fob_value", "is not >= 0", "fob_value"),
+    ("duties_paid", -5.0, "duties_paid", "is not >= 0", "duties_paid"),
+    ("duty_rate", 12.5, "duty_rate", "column duty_rate: 12.5 is not <= 10", "duty_rate"),
+    ("duty_rate", -0.1, "duty_rate", "is not >= 0", "duty_rate"),
+    ("hs_code", "12AB56", "hs_code", "'12AB56' is not 6 to 10 digits", None),
+    ("hs_code", "0012345", "hs_code", "is not 6 to 10 digits in an HS chapter (01-97)", None),
+    ("hs_code", "12345", "hs_code", "is not 6 to 10 digits", None),
+    ("hs_code", "12345678901", "hs_code", "is not 6 to 10 digits", None),
+    ("accepted_date", "2023-02-30", "accepted_date", "'2023-02-30' is not a date", None),
+    ("accepted_date", "1985-06-01", "accepted_date", "is before 1990-01-01", None),
+    ("accepted_date", "2030-01-01", "accepted_date", "is in the future", None),
+    ("transport_mode", "boat", "transport_mode", "'boat' is not one of sea, air", "transport_mode"),
+    ("item_no", "x", "item_no", "'x' is not an integer", None),
+    ("item_no", 1.5, "item_no", "'1.5' is not an integer", None),
+    ("item_no", 0, "item_no", "0 is not >= 1", None),
+    ("office", None, "office", "column office: missing value", None),
+    ("office", "  ", "office", "missing value", None),
+    ("preference_claim", "maybe", "preference_claim", "is not a boolean", "preference_claim"),
 ]
 
 
-@pytest.mark.parametrize(("column", "value", "where", "reason"), BAD_DECLARATION_VALUES)
-def test_bad_declaration_value_is_quarantined(decl, column, value, where, reason):
+@pytest.mark.parametrize(("column", "value", "where", "reason", "repaired"), BAD_DECLARATION_VALUES)
+def test_bad_declaration_value_is_quarantined(decl, column, value, where, reason, repaired):
     bad = _set(decl, 3, column, value)
     res = validate(bad, None, today=TODAY)
     q = res.quarantine
@@ -191,11 +197,23 @@ def test_bad_declaration_value_is_quarantined(decl, column, value, where, reason
     assert len(hit) == 1 and reason in hit["reason"].iloc[0], q
     assert q.loc[0, "declaration_id"] == decl.loc[3, "declaration_id"]
     assert json.loads(q.loc[0, "record"])["declaration_id"] == decl.loc[3, "declaration_id"]
-    assert decl.loc[3, "declaration_id"] not in set(
-        res.declarations.loc[
-            res.declarations["item_no"] == decl.loc[3, "item_no"], "declaration_id"
-        ]
-    )
+    kept = res.declarations[
+        (res.declarations["declaration_id"] == decl.loc[3, "declaration_id"])
+        & (res.declarations["item_no"] == decl.loc[3, "item_no"])
+    ]
+    if repaired is None:  # nothing to score it on without this value: left out, and why
+        assert kept.empty
+        assert (q["action"] == "not scored").all()
+    else:  # scored on everything else, the bad value missing (the mode unknown)
+        assert len(kept) == 1
+        value = kept[repaired].iloc[0]
+        assert value == "unknown" if repaired == "transport_mode" else pd.isna(value)
+        assert hit["action"].iloc[0].startswith(f"kept: {repaired} set")
+        others = [c for c in column_names("declarations") if c not in (repaired, "net_mass_kg")]
+        expect = validate(decl, None, today=TODAY).declarations.iloc[[3]][others]
+        pd.testing.assert_frame_equal(
+            kept[others].reset_index(drop=True), expect.reset_index(drop=True)
+        )
     _assert_partition(res, len(decl), 0)
     schema("declarations", today=TODAY).validate(res.declarations)
 
@@ -374,7 +392,7 @@ def _write_raw(raw: Path, decl: pd.DataFrame, outc: pd.DataFrame, truth: bool = 
 
 
 def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
-    _write_raw(tmp_path / "raw", _set(decl, 0, "cif_value", -1.0), outc)
+    _write_raw(tmp_path / "raw", _set(decl, 0, "hs_code", "1"), outc)
     report = run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "metrics" / "v.json")
     interim = tmp_path / "interim"
     assert sorted(p.name for p in interim.iterdir()) == [
@@ -432,7 +450,7 @@ def test_validate_is_fast_on_a_realistic_volume():
     decl = canonical.declarations(300_000)
     decl["declaration_id"] = [f"D{i:07d}" for i in range(len(decl))]
     outc = canonical.outcomes(decl, 20_000)
-    decl = _set(decl, 5, "cif_value", "abc")
+    decl = _set(decl, 5, "hs_code", "abc")
     start = time.perf_counter()
     res = validate(decl, outc)
     elapsed = time.perf_counter() - start

@@ -129,5 +129,6 @@ def test_real_kcs_sample_through_the_protocol(tmp_path):
     revenue = result["areas"]["revenue"]
     assert result["validation"]["declarations"]["rows_quarantined"] == 0
     assert revenue["n_ranked"] > 1000
-    # far above the base rate (about 0.21) even on a sixth of the file
-    assert revenue["precision"]["5%"] > 0.6
+    # far above the base rate (about 0.21) even on a sixth of the file (0.62 before the
+    # zero-value and zero-mass flags, 0.60 with them: about 100 items ranked at 5%)
+    assert revenue["precision"]["5%"] > 0.55

@@ -69,13 +69,19 @@ def test_unseen_importers_unknown_codes_missing_fields_and_bad_rows(project):
     batch.loc[1, "hs_code"] = "99999999"  # not in any reference group
     batch.loc[2, "supplier_id"] = None  # optional
     batch = batch.drop(columns=["description"])  # optional column absent
-    batch.loc[3, "cif_value"] = -1.0  # breaks the contract
+    batch.loc[3, "cif_value"] = -1.0  # breaks the contract: scored without the value
+    batch = batch.astype({"hs_code": object})
+    batch.loc[4, "hs_code"] = "12"  # breaks it beyond repair: not scored
     result = _scorer(project).score(batch)
-    assert set(result.quarantine["row"]) == {3}
+    assert set(result.quarantine["row"]) == {3, 4}
     assert "cif_value" in set(result.quarantine["column"])
     scored = result.scores
     assert len(scored) == 29 * len(AREAS)
     assert scored["score"].between(0, 1).all() and scored["score"].notna().all()
+    dq = result.data_quality.set_index("row")
+    assert bool(dq.loc[3, "scored"]) and dq.loc[3, "areas_not_scored"] == ""
+    assert not dq.loc[4, "scored"] and dq.loc[4, "areas_not_scored"] == ";".join(AREAS)
+    assert "hs_code" in dq.loc[4, "reasons"]
 
 
 def test_score_command_writes_scores_selection_and_quarantine(project, tmp_path):
@@ -103,11 +109,14 @@ def test_score_command_writes_scores_selection_and_quarantine(project, tmp_path)
     )
     assert proc.returncode == 0, proc.stderr
     scores = pd.read_csv(out / "scores.csv", encoding="utf-8-sig")
-    assert len(scores) == 19 * len(AREAS)
+    assert len(scores) == 20 * len(AREAS)  # the zero mass is scored, net mass set missing
     selected = pd.read_csv(out / "selected.csv", encoding="utf-8-sig")
     assert set(selected.columns) == set(scores.columns) and selected["selected"].all()
     quarantine = pd.read_csv(out / "quarantine.csv", encoding="utf-8-sig")
-    assert quarantine["row"].unique().tolist() == [5]  # one row, two failed checks
+    assert quarantine["row"].unique().tolist() == [5]  # net mass above a gross mass of 0
+    quality = pd.read_csv(out / "data_quality.csv", encoding="utf-8-sig")
+    assert quality["row"].tolist() == [5] and quality["scored"].all()
+    assert "net mass above gross mass" in quality["reasons"].iloc[0]
 
 
 def test_selected_items_carry_reasons(project):

@@ -222,21 +222,52 @@ def test_score_json_and_csv_batches(service):
         assert (merged["revenue_x"] - merged["revenue_y"]).abs().max() < 1e-9
 
 
-def test_score_rejects_bad_rows_naming_row_and_field(service):
-    batch = new_batch(service["project"], 10, start=50)
+def test_score_gives_every_row_a_score_or_a_stated_reason(service):
+    """Deliberately broken rows: a bad value the row can be scored without (a number, a
+    transport code) is scored with the value missing and listed; a row that cannot be scored
+    (no date, no valid HS code, a repeated key) is listed with its reason and areas. Every
+    input row is counted once: in the scores or on the data-quality list as not scored."""
+    batch = new_batch(service["project"], 12, start=50)
     body = json.loads(batch.to_json(orient="records", date_format="iso"))
     body[3]["cif_value"] = "lots"
     body[6]["gross_mass_kg"] = -2
+    body[7]["transport_mode"] = "camel"
+    body[8]["accepted_date"] = "2024-02-30"
+    body[9]["hs_code"] = "12AB"
+    body[10] = dict(body[11])  # the same key twice
     unseen = dict(body[0], declaration_id="NEW-UNSEEN", importer_id="IMP-NEVER-SEEN")
     unseen.pop("supplier_id")  # optional field missing
     with _client(service, "auditor") as c:
         r = c.post("/score", json=body)
-        assert r.status_code == 422
-        errors = r.json()["errors"]
-        assert {e["row"] for e in errors} == {4, 7}  # 1-based rows of the batch
-        assert {e["field"] for e in errors if e["row"] == 4} == {"cif_value"}
-        assert "gross_mass_kg" in {e["field"] for e in errors if e["row"] == 7}
-        assert all(e["msg"] for e in errors)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        quality = {q["row"]: q for q in out["data_quality"]}  # 1-based rows of the batch
+        assert set(quality) == {4, 7, 8, 9, 10, 11, 12}
+        for row, field in ((4, "cif_value"), (7, "gross_mass_kg"), (8, "transport_mode")):
+            assert quality[row]["scored"] and field in quality[row]["reasons"], quality[row]
+            assert quality[row]["areas_not_scored"] == ""
+        for row, words in ((9, "not a date"), (10, "not 6 to 10 digits"), (11, "duplicate key")):
+            assert not quality[row]["scored"] and words in quality[row]["reasons"]
+            assert quality[row]["areas_not_scored"].split(";") == AREAS
+        assert out["not_scored"] == 4  # rows 9, 10 and both copies of the repeated key
+        scored = {(s["declaration_id"], s["item_no"]) for s in out["scores"]}
+        listed = {(q["declaration_id"], str(q["item_no"])) for q in quality.values()}
+        for i, row in enumerate(body, start=1):
+            key = (str(row["declaration_id"]), row["item_no"])
+            in_scores = key in scored
+            lost = i in quality and not quality[i]["scored"]
+            assert in_scores != lost, (i, key)  # a score, or a stated reason: never neither
+            assert (str(key[0]), str(key[1])) in listed or i not in quality
+        csv_text = pd.DataFrame(body).to_csv(index=False)
+        r = c.post(
+            "/score",
+            content=csv_text.encode(),
+            headers={"content-type": "text/csv"},
+            params={"format": "csv"},
+        )
+        table = pd.read_csv(io.StringIO(r.text), dtype={"item_no": str})
+        assert len(table) == len(body)  # one line per input row: scores or the reason
+        assert table["revenue"].isna().sum() == 4 and table["data_quality"].notna().sum() == 7
         assert (
             c.post(
                 "/score", content=b"[{", headers={"content-type": "application/json"}

@@ -404,7 +404,6 @@ def test_malformed_bodies_get_4xx_and_every_error_is_logged(world, caplog):
             ("/score", huge_value.encode()),
             ("/score", nested),
             ("/score", json.dumps([{"declaration_id": {"a": 1}, "item_no": [1]}]).encode()),
-            ("/score", json.dumps([dict(rows[0], cif_value="NaN")]).encode()),
             ("/outcomes", b'{"declaration_id": "x", "additional_duty": NaN}'),
             ("/outcomes", nested[:60_000]),
             ("/outcomes", b"\xff\xfe"),
@@ -415,6 +414,12 @@ def test_malformed_bodies_get_4xx_and_every_error_is_logged(world, caplog):
             assert "detail" in r.json()
         r = c.post("/score", content=b"a,b\n1,2", headers={"content-type": "text/csv"})
         assert r.status_code == 422
+        # a value that is not a number is a data problem of one row, not a malformed body:
+        # the row is scored without it and listed with its reason
+        r = c.post("/score", json=[dict(rows[0], cif_value="NaN")])
+        assert r.status_code == 200, r.text
+        (note,) = r.json()["data_quality"]
+        assert note["scored"] and "'NaN' is not a number" in note["reasons"]
         r = c.post("/score", content=b"x", headers={"content-type": "application/xml"})
         assert r.status_code == 415
         deadline = time.monotonic() + 5  # the server thread logs once the response is sent

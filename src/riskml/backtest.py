@@ -70,6 +70,7 @@ from riskml.metrics import bootstrap_precision_at_rate
 from riskml.train import (
     TrainedModel,
     feature_matrix,
+    label_support,
     pool_specs,
     train_area,
     training_labels,
@@ -700,6 +701,8 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
     root = Path(root).resolve()
     bt = params.backtest
     windows = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)
+    skipped = unsupported_areas(root, params, specs)
+    specs = {a: s for a, s in specs.items() if a not in skipped}
     tables = load_tables(root, params, specs)
     results: dict[str, dict[str, Any]] = {a: {} for a in specs}
     for protocol in bt.protocols:
@@ -719,7 +722,10 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
         "result_dates": tables["result_date_note"] or "from the outcomes",
         "revenue": tables["revenue_reason"] or "recovered amounts from the outcomes",
     }
-    summary: dict[str, Any] = {"config": config, "areas": {}}
+    summary: dict[str, Any] = {"config": config, "areas": {}, "skipped": {}}
+    for area, record in skipped.items():  # the train stage's reason: not backtested
+        summary["skipped"][area] = record["reason"]
+        io.write_json(json_safe({"area": area, **record}), Catalog(root).backtest(area))
     for area, spec in specs.items():
         doc = {"area": area, "config": config, "protocols": {}}
         tables_out = []
@@ -741,8 +747,27 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
     return _short(summary)
 
 
-def _short(summary: dict[str, Any]) -> dict[str, Any]:
+def unsupported_areas(
+    root: Path, params: Params, specs: dict[str, AreaSpec]
+) -> dict[str, dict[str, Any]]:
+    """Areas whose labels known before ``split.test_start`` do not support training
+    (:func:`riskml.train.label_support`, the train stage's own test): area -> record with the
+    reason. The backtest skips them, as the train stage does."""
+    catalog = Catalog(root)
+    decl = io.read_parquet(catalog.declarations, columns=[*KEY, "accepted_date"])
+    outcomes = io.read_parquet(catalog.outcomes)
     out = {}
+    for area, spec in specs.items():
+        labels = build_labels(decl, outcomes, spec, known_before=params.split.test_start)
+        lacking = label_support(decl, labels, params.split, area_train_params(params, spec))
+        if lacking is not None:
+            log.info("backtest %s %s", area, lacking["reason"])
+            out[area] = {"area": area, **lacking}
+    return out
+
+
+def _short(summary: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(summary.get("skipped", {}))
     for area, protocols in summary["areas"].items():
         for protocol, head in protocols.items():
             prec = head["methods"].get("model", {}).get("precision", {})

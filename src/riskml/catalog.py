@@ -95,6 +95,11 @@ class Catalog:
         return None
 
     @property
+    def quarantine(self) -> Path:
+        """Every failed data check of the validated tables, with what became of the row."""
+        return self._at(f"{INTERIM}/quarantine.parquet")
+
+    @property
     def validation(self) -> Path:
         return self._at(VALIDATION)
 
@@ -190,6 +195,16 @@ class Catalog:
     @property
     def workbook(self) -> Path:
         return self._at(f"{CANDIDATES}/candidates.xlsx")
+
+    @property
+    def data_quality(self) -> Path:
+        """The ranked period's declarations that failed a data check (``lists``)."""
+        return self._at(f"{CANDIDATES}/data_quality.csv")
+
+    def skip_record(self, area: str) -> Path:
+        """Why the train stage skipped an area (its labels lack positives), instead of a
+        model."""
+        return self._at(f"{MODELS}/{area}/skipped.json")
 
     def scored_batch(self, stem: str) -> Path:
         """Output folder of ``riskml score FILE`` (outside the DVC pipeline)."""

@@ -279,6 +279,9 @@ def train(
         overrides = describe_overrides(specs[name], train_overrides(params, specs[name]))
         console.print(f"train {name}: {overrides}", highlight=False, soft_wrap=True)
         summary = run_train(name, root.resolve(), params, specs[name])
+        if "skipped" in summary:  # the data does not support the area: said, not an error
+            _done(f"train {name}", started, summary["skipped"])
+            continue
         _done(f"train {name}", started, _fmt_counts(summary))
 
 

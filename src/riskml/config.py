@@ -67,6 +67,9 @@ class TrainParams(_Section):
     num_boost_round: int = Field(1000, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
     min_valid_positives: int = Field(10, ge=1)
+    # An area with fewer positives than this in [train_start, test_start) is not trained: the
+    # train stage writes models/<area>/skipped.json and every later stage skips the area.
+    min_positives: int = Field(20, ge=1)
     min_child_samples: int = Field(20, ge=1)
     feature_fraction: float = Field(0.8, gt=0, le=1)
     bagging_fraction: float = Field(0.8, gt=0, le=1)

@@ -14,6 +14,7 @@ stored as Parquet:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -203,10 +204,33 @@ QUARANTINE_COLUMNS: list[str] = [
     "column",
     "check",
     "reason",
+    "action",
     "declaration_id",
     "item_no",
     "record",
 ]
+
+# A declaration whose failures all concern a value it can be scored without is kept, the value
+# set missing (numbers: the features that need it are missing, which LightGBM handles) or
+# `unknown` (the transport mode): it is scored on everything else it carries and listed with
+# its reason. Any other failure (key, date, HS code, parties, office, origin, a duplicate, a
+# code the mapping quarantines) leaves the row out: it cannot be scored, and says why.
+REPAIRS: dict[str, Any] = {
+    "quantity": np.nan,
+    "gross_mass_kg": np.nan,
+    "net_mass_kg": np.nan,
+    "fob_value": np.nan,
+    "cif_value": np.nan,
+    "duty_rate": np.nan,
+    "duties_paid": np.nan,
+    "transport_mode": "unknown",
+    "preference_claim": pd.NA,
+}
+# A failing row rule repaired by setting one of its columns missing.
+RULE_REPAIRS: dict[str, str] = {"net_mass_le_gross_mass": "net_mass_kg"}
+#: ``action`` of a quarantine row whose table row was left out.
+NOT_SCORED = "not scored"
+LEFT_OUT = "left out"
 
 DATE_MIN = pd.Timestamp("1990-01-01")
 
@@ -305,7 +329,8 @@ def schema(table: str, *, today: date | None = None) -> pa.DataFrameSchema:
             checks.append(pa.Check.str_matches(rf"^{PATTERNS[col.name][0]}$"))
         if col.dtype == "date":
             checks.append(pa.Check.in_range(DATE_MIN, date_max(today)))
-        columns[col.name] = pa.Column(canonical_dtype(col), checks, nullable=not col.required)
+        nullable = not col.required or (table == "declarations" and col.name in REPAIRS)
+        columns[col.name] = pa.Column(canonical_dtype(col), checks, nullable=nullable)
     row_checks = [pa.Check(r.ok, name=r.name) for r in ROW_RULES if r.table == table]
     return pa.DataFrameSchema(
         columns, checks=row_checks, unique=TABLE_KEYS[table], strict=True, name=table
@@ -662,9 +687,38 @@ def _outcome_link_failures(
 # --- assembling the result ------------------------------------------------------------------
 
 
+def _repairs(frame: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.DataFrame:
+    """``failures`` with its ``action``: for a declaration whose failures are all repairable
+    (:data:`REPAIRS`), the value is set missing (or ``unknown``) in ``frame`` and the row kept
+    (``kept: cif_value set missing``); every other failing row is left out."""
+    failures = failures.copy()
+    if failures.empty:
+        failures["action"] = pd.Series(dtype="str")
+        return failures
+    left_out = NOT_SCORED if table == "declarations" else LEFT_OUT
+    target = pd.Series(None, index=failures.index, dtype=object)
+    if table == "declarations":
+        by_rule = failures["check"].map(RULE_REPAIRS)
+        own = failures["column"].where(
+            failures["column"].isin(list(REPAIRS))
+            & (failures["check"] != "not in the mapping's values")
+        )
+        target = by_rule.fillna(own)
+    hard = set(failures.loc[target.isna(), "pos"].tolist())
+    soft = target.notna() & ~failures["pos"].isin(hard)
+    for column, pos in failures.loc[soft, "pos"].groupby(target[soft]):
+        frame.loc[pos.to_numpy(), column] = REPAIRS[column]
+    word = target.map(lambda c: "unknown" if c == "transport_mode" else "missing")
+    failures["action"] = np.where(soft, "kept: " + target.fillna("") + " set " + word, left_out)
+    return failures
+
+
 def _finalise(frame: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.DataFrame:
-    """Rows without any failure, cast to the canonical dtypes, in contract order."""
+    """Rows without a failure that leaves them out, cast to the canonical dtypes, in contract
+    order."""
     keep = np.ones(len(frame), dtype=bool)
+    if "action" in failures.columns:
+        failures = failures[~failures["action"].str.startswith("kept")]
     keep[failures["pos"].to_numpy(dtype=np.int64)] = False
     good = frame.loc[keep].reset_index(drop=True)
     # only the columns not yet of their dtype: casting a column to its own dtype costs as much
@@ -707,11 +761,59 @@ def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame, file: str
             "column": failures["column"],
             "check": failures["check"],
             "reason": failures["reason"],
+            "action": failures["action"],
             "declaration_id": key_text("declaration_id"),
             "item_no": key_text("item_no"),
             "record": [record_of[p] for p in pos.tolist()],
         }
     ).astype({c: "str" for c in QUARANTINE_COLUMNS if c != "row"})
+
+
+DATA_QUALITY_COLUMNS: list[str] = [
+    "declaration_id",
+    "item_no",
+    "accepted_date",
+    "file",
+    "row",
+    "scored",
+    "areas_not_scored",
+    "reasons",
+    "action",
+]
+
+
+def data_quality_list(quarantine: pd.DataFrame, areas: list[str]) -> pd.DataFrame:
+    """The data-quality list: one row per declaration row that failed a data check, with its
+    reasons (``; ``-joined), whether it was scored anyway (a repaired value, see
+    :data:`REPAIRS`) and the areas it could not be scored for (``;``-joined; empty when
+    scored). ``accepted_date`` is the row's date as given (text; empty when unreadable)."""
+    q = quarantine[quarantine["table"] == "declarations"]
+    if q.empty:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in DATA_QUALITY_COLUMNS}).astype(
+            {"row": "int64", "scored": "bool"}
+        )
+    dates = [json.loads(r).get("accepted_date") for r in q["record"].drop_duplicates()]
+    date_of = dict(zip(q["record"].drop_duplicates(), dates, strict=True))
+    g = q.assign(accepted_date=q["record"].map(date_of)).groupby(["file", "row"], sort=True)
+    out = g.agg(
+        declaration_id=("declaration_id", "first"),
+        item_no=("item_no", "first"),
+        accepted_date=("accepted_date", "first"),
+        reasons=("reason", lambda r: "; ".join(dict.fromkeys(r))),
+        action=("action", lambda a: "; ".join(dict.fromkeys(a))),
+    ).reset_index()
+    out["scored"] = out["action"].str.startswith("kept")
+    out["areas_not_scored"] = np.where(out["scored"], "", ";".join(areas))
+    out["accepted_date"] = out["accepted_date"].map(_date_text)
+    return out[DATA_QUALITY_COLUMNS].reset_index(drop=True)
+
+
+def _date_text(value: Any) -> str:
+    """A record's date as ``YYYY-MM-DD`` text when it reads as one, else as given."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    parsed = pd.to_datetime(str(value), errors="coerce")
+    return str(value) if pd.isna(parsed) else f"{parsed:%Y-%m-%d}"
 
 
 def empty_quarantine() -> pd.DataFrame:
@@ -725,10 +827,12 @@ def _table_report(
     raw: pd.DataFrame, good: pd.DataFrame, failures: pd.DataFrame, dropped: list[str], table: str
 ) -> dict[str, Any]:
     reasons = (failures["column"] + ": " + failures["check"]).value_counts()
+    kept = failures["action"].str.startswith("kept") if len(failures) else failures["pos"].isna()
     return {
         "rows_in": len(raw),
         "rows_kept": len(good),
         "rows_quarantined": len(raw) - len(good),
+        "rows_kept_with_repairs": int(failures.loc[kept, "pos"].nunique()),
         "dropped_columns": dropped,
         "absent_optional_columns": [c for c in column_names(table) if c not in raw.columns],
         "reasons": {str(k): int(v) for k, v in reasons.items()},
@@ -804,11 +908,14 @@ def _validate_table(
         marked = set(zip(source[0]["pos"], source[0]["column"], strict=True))
         again = [(p, c) in marked for p, c in zip(fail["pos"], fail["column"], strict=True)]
         fail = pd.concat([fail[~np.array(again, dtype=bool)], *source], ignore_index=True)
+    fail = _repairs(frame, table, fail)
     good = _finalise(frame, table, fail)
     schema_fail = _schema_failures(good, table, today) if schema_check else _NO_FAILURES
     if not schema_fail.empty:  # map positions in `good` back to positions in `raw`
-        kept_pos = np.setdiff1d(np.arange(len(raw)), fail["pos"].to_numpy(dtype=np.int64))
+        out = fail.loc[~fail["action"].str.startswith("kept"), "pos"].to_numpy(dtype=np.int64)
+        kept_pos = np.setdiff1d(np.arange(len(raw)), out)
         schema_fail["pos"] = kept_pos[schema_fail["pos"].to_numpy()]
+        schema_fail["action"] = NOT_SCORED if table == "declarations" else LEFT_OUT
         fail = pd.concat([fail, schema_fail], ignore_index=True)
         good = _finalise(frame, table, fail)
     quarantine = _quarantine(raw, table, fail, file or name)

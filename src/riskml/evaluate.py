@@ -64,7 +64,7 @@ from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.io import json_safe, write_plot_csv
-from riskml.train import in_window
+from riskml.train import in_window, split_trained
 
 __all__ = [
     "LABELLED",
@@ -483,6 +483,7 @@ def run_evaluate(
     from riskml.area_model import AreaModel
 
     catalog = Catalog(root)
+    specs, skipped = split_trained(root, specs)
     for area in specs:  # fail before any work when a model is missing
         AreaModel.load(catalog.model(area))
     truth = catalog.truth()
@@ -493,12 +494,22 @@ def run_evaluate(
         "truth": None if truth is None else io.read_parquet(truth),
     }
     summary = {area: evaluate_area(root, params, spec, tables, uri) for area, spec in specs.items()}
+    for area, record in skipped.items():  # not trained: the reason instead of figures
+        log.info("evaluate %s %s", area, record["reason"])
+        summary[area] = {"skipped": record["reason"], **_skip_facts(record)}
+        io.write_json(json_safe({"area": area, **summary[area]}), catalog.evaluation(area))
     io.write_json(json_safe(summary), catalog.evaluation_summary)
     return {area: _short(head) for area, head in summary.items()}
 
 
-def _short(head: dict[str, Any]) -> dict[str, Any]:
+def _skip_facts(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("positives", "needed") if k in record}
+
+
+def _short(head: dict[str, Any]) -> dict[str, Any] | str:
     """One line per area for the CLI: precision at the operating rate per method."""
+    if "skipped" in head:  # the CLI prints "drugs=skipped: 3 positives, need 20"
+        return head["skipped"]
     out: dict[str, Any] = {"on": head["population"], "n": head["n"], "rate": head["rate"]}
     for method in ("model", "legacy_rules", "random"):
         if method in head:

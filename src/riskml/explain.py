@@ -297,9 +297,13 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
     ``plots/explain/<area>/`` and case files in ``data/casefiles/<area>/``."""
     from riskml.features import catalogue_for
     from riskml.io import read_dataset
+    from riskml.train import split_trained
 
     features = read_dataset(Catalog(root).features)
     catalogue = catalogue_for(specs)
+    specs, skipped = split_trained(root, specs)  # areas the train stage skipped: no model
+    for area, record in skipped.items():
+        log.info("explain %s %s", area, record["reason"])
     summary: dict[str, Any] = {}
     models: dict[str, str] = {}
     for i, (area, spec) in enumerate(specs.items()):
@@ -314,4 +318,5 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
         )
         summary[area] = out["explained"]
         models[area] = out["model"]
-    return {"explained": summary, "models": models}
+    out: dict[str, Any] = {"explained": summary, "models": models}
+    return out | {a: r["reason"] for a, r in skipped.items()}

@@ -74,11 +74,14 @@ def headline(
     protocol: str,
 ) -> dict[str, Any]:
     """Per area: operating rate, test-window, backtest and champion figures; plus the test
-    window's population and the rows the contract check quarantined. Figures that a source does
+    window's population and the rows the contract check quarantined. An area the train stage
+    skipped gets its reason (``skipped: 3 positives, need 20``) instead. Figures that a source does
     not hold (revenue share of an area without duties, a list key of an area ranked by
     probability) are left out."""
     # Which items the test figures count: every item ("truth", simulated data) or the labelled.
-    populations = sorted({str(summary[a].get("population")) for a in specs if a in summary})
+    populations = sorted(
+        {str(summary[a]["population"]) for a in specs if "population" in summary.get(a, {})}
+    )
     out: dict[str, Any] = {
         "population": ", ".join(populations),
         "quarantined_rows": validation.get("quarantine_rows"),
@@ -89,6 +92,13 @@ def headline(
                 f"{SOURCES['summary']}: no figures for area {area!r}; run `riskml evaluate` first"
             )
         figures: dict[str, Any] = {"operating_rate": spec.operating_rate}
+        if "skipped" in summary[area]:  # not trained: why, instead of figures
+            out[area] = figures | {
+                k: summary[area][k]
+                for k in ("skipped", "positives", "needed")
+                if k in summary[area]
+            }
+            continue
         figures |= _test_window(summary[area])
         figures |= _backtest(backtest.get("areas", {}).get(area, {}), protocol)
         champion = promotion.get(area, {}).get("champion_version_after")
@@ -105,7 +115,7 @@ def _read(root: Path, name: str) -> dict[str, Any]:
         raise RiskmlError(f"{path}: not found; run the stage that writes it (dvc repro)") from exc
 
 
-def run_headline(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, int]:
+def run_headline(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Write ``metrics/headline.json`` from the stages' detailed metric files."""
     protocols = params.backtest.protocols
     figures = headline(
@@ -118,4 +128,7 @@ def run_headline(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
     )
     io.write_json(figures, root / HEADLINE)
     n = sum(len(v) for v in figures.values() if isinstance(v, dict))
-    return {"areas": len(specs), "figures": n + 2}
+    skipped = {
+        a: v["skipped"] for a, v in figures.items() if isinstance(v, dict) and "skipped" in v
+    }
+    return {"areas": len(specs), "figures": n + 2} | skipped

@@ -39,7 +39,7 @@ from riskml.contract import KEY, RiskmlError
 from riskml.labels import build_labels, with_result_dates
 from riskml.metrics import average_precision, metrics_at_rates
 from riskml.registry import CHALLENGER, CHAMPION, registered_model_name
-from riskml.train import in_window
+from riskml.train import in_window, split_trained
 
 log = logging.getLogger(__name__)
 
@@ -253,13 +253,19 @@ def run_promote(
         "declarations": decl,
         "truth": None if truth is None else io.read_parquet(truth),
     }
-    result = {}
+    specs, skipped = split_trained(root, specs)
+    result: dict[str, Any] = {}
     for area, spec in specs.items():
         tables = base | {"labels": build_labels(decl, outcomes, spec)}
         result[area] = promote_area(root, spec, params, tables, window, client)
+    for area, record in skipped.items():  # no model: nothing to promote, and why
+        log.info("promote %s %s", area, record["reason"])
+        result[area] = {"decision": "skipped", "reason": record["reason"]}
     io.write_json(io.json_safe(result), catalog.promotion)
     return {
-        area: {
+        area: r["reason"]
+        if r["decision"] == "skipped"
+        else {
             "decision": r["decision"],
             "champion": r["champion_version_after"],
             "challenger": r["challenger_version"],

@@ -26,9 +26,16 @@ import pandas as pd
 from riskml.area_model import AreaModel
 from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
-from riskml.contract import KEY, RiskmlError, validate
+from riskml.contract import (
+    KEY,
+    NOT_SCORED,
+    SOURCE_ROW,
+    RiskmlError,
+    data_quality_list,
+    validate,
+)
 from riskml.features.store import FeatureStore
-from riskml.train import feature_matrix
+from riskml.train import feature_matrix, split_trained
 
 SCORE_COLUMNS = [
     *KEY,
@@ -47,12 +54,20 @@ SCORE_COLUMNS = [
 
 @dataclass
 class ScoreResult:
-    """Scores (one row per item and area), quarantined rows and timings (seconds)."""
+    """Scores (one row per item and area), quarantined rows, the data-quality list (one row
+    per input row that failed a check: scored anyway, or why not and for which areas) and
+    timings (seconds)."""
 
     scores: pd.DataFrame
     quarantine: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)  # area -> version and alias that scored
+    data_quality: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def not_scored(self) -> pd.DataFrame:
+        """The data-quality rows of the input rows that got no score, with their reasons."""
+        dq = self.data_quality
+        return dq[~dq["scored"].astype(bool)] if len(dq) else dq
 
     def wide(self) -> pd.DataFrame:
         """One row per item: the key, each area's score (column named after the area), the
@@ -160,7 +175,8 @@ class Scorer:
         """The champions, loaded from the registry on first use."""
         with self._lock:
             if self._models is None:
-                self._models = {a: load_champion(self.root, a) for a in self.specs}
+                trained, _ = split_trained(self.root, self.specs)  # skipped: no model
+                self._models = {a: load_champion(self.root, a) for a in trained}
             return self._models
 
     def versions(self) -> dict[str, str]:
@@ -198,8 +214,9 @@ class Scorer:
         _ = self.store, self.models, self.stored_keys
 
     def check(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Contract check of a raw batch: (good rows, quarantine). Keys already in the history
-        are quarantined too (a new declaration must be new)."""
+        """Contract check of a raw batch: (good rows, quarantine). A row with a value it can
+        be scored without is kept with the value missing (its quarantine rows say ``kept``);
+        keys already in the history are quarantined too (a new declaration must be new)."""
         # the row checks without pandera's second pass (same checks, a fixed ~40 ms a call)
         result = validate(batch, None, source="batch", schema_check=False)
         good, quarantine = result.declarations, result.quarantine
@@ -207,25 +224,27 @@ class Scorer:
             seen = self.stored_keys.get_indexer(pd.MultiIndex.from_frame(good[KEY])) >= 0
             dup = good.duplicated(KEY, keep=False).to_numpy() | seen
             if dup.any():
+                rows = _kept_rows(batch, quarantine)[dup]
                 bad = good[dup]
-                quarantine = pd.concat(
-                    [
-                        quarantine,
-                        pd.DataFrame(
-                            {
-                                "table": "declarations",
-                                "row": np.flatnonzero(dup),
-                                "column": "declaration_id",
-                                "check": "new_key",
-                                "reason": "declaration_id/item_no is already stored or repeated "
-                                "in the batch; send each new item once",
-                                "declaration_id": bad["declaration_id"].astype(str).to_numpy(),
-                                "item_no": bad["item_no"].astype(str).to_numpy(),
-                            }
-                        ),
-                    ],
-                    ignore_index=True,
+                again = pd.DataFrame(
+                    {
+                        "file": "batch",
+                        "table": "declarations",
+                        "row": rows,
+                        "column": "declaration_id",
+                        "check": "new_key",
+                        "reason": "declaration_id/item_no is already stored or repeated "
+                        "in the batch; send each new item once",
+                        "action": NOT_SCORED,
+                        "declaration_id": bad["declaration_id"].astype(str).to_numpy(),
+                        "item_no": bad["item_no"].astype(str).to_numpy(),
+                        "record": batch_records(batch, rows),
+                    }
                 )
+                # a repaired row now left out: its earlier notes say so too
+                out = quarantine["row"].isin(rows) & (quarantine["table"] == "declarations")
+                quarantine.loc[out, "action"] = NOT_SCORED
+                quarantine = pd.concat([quarantine, again], ignore_index=True)
                 good = good[~dup].reset_index(drop=True)
         return good, quarantine
 
@@ -242,6 +261,7 @@ class Scorer:
         good, quarantine = self.check(batch)
         result = self.score_checked(good, reasons=reasons)
         result.quarantine = quarantine
+        result.data_quality = data_quality_list(quarantine, list(self.models))
         result.timings = {"validate": time.perf_counter() - t0 - sum(result.timings.values())} | (
             result.timings
         )
@@ -338,6 +358,28 @@ class Scorer:
         return part
 
 
+def _kept_rows(batch: pd.DataFrame, quarantine: pd.DataFrame) -> np.ndarray:
+    """The quarantine's row numbers of the batch rows :func:`validate` kept, in order."""
+    rows = (
+        pd.to_numeric(batch[SOURCE_ROW]).to_numpy(np.int64)
+        if SOURCE_ROW in batch.columns
+        else np.arange(len(batch))
+    )
+    q = quarantine[quarantine["table"] == "declarations"]
+    out = q.loc[q["action"] == NOT_SCORED, "row"].to_numpy(np.int64)
+    return rows[~np.isin(rows, out)]
+
+
+def batch_records(batch: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """The batch rows numbered ``rows`` (positions, or ``source_row``) as JSON text."""
+    pos = (
+        pd.Index(pd.to_numeric(batch[SOURCE_ROW])).get_indexer(rows)
+        if SOURCE_ROW in batch.columns
+        else rows
+    )
+    return [batch.iloc[int(p)].to_json(date_format="iso", default_handler=str) for p in pos]
+
+
 def _reason_text(expl: pd.DataFrame, n: int) -> pd.DataFrame:
     ups = expl[(expl["direction"] == "raises") & (expl["rank"] <= n)]
     return (
@@ -391,8 +433,9 @@ def run_score(
     out: Path,
     mapping: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``riskml score FILE [--mapping M]``: write ``scores.csv``, ``selected.csv`` and
-    ``quarantine.csv`` in ``out`` and return counts and timings."""
+    """``riskml score FILE [--mapping M]``: write ``scores.csv``, ``selected.csv``,
+    ``quarantine.csv`` and ``data_quality.csv`` (every row that failed a check: scored anyway,
+    or why not) in ``out`` and return counts and timings."""
     from riskml.io import write_csv
 
     batch = read_batch(file, mapping)  # a bad file fails before any model is loaded
@@ -401,12 +444,14 @@ def run_score(
     write_csv(scores, out / "scores.csv")
     write_csv(scores[scores["selected"].astype(bool)], out / "selected.csv")
     write_csv(result.quarantine, out / "quarantine.csv")
+    write_csv(result.data_quality, out / "data_quality.csv")
     items = scores[KEY].drop_duplicates()
     return {
         "items_scored": len(items),
         "selected": int(scores["selected"].astype(bool).sum()),
-        "quarantined_rows": int(result.quarantine["row"].nunique())
-        if len(result.quarantine)
+        "not_scored": len(result.not_scored()),
+        "scored_with_data_problems": int(result.data_quality["scored"].sum())
+        if len(result.data_quality)
         else 0,
         "seconds": {k: round(v, 2) for k, v in result.timings.items()},
         "models": result.models,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params, SelectParams, SplitParams
-from riskml.contract import KEY
+from riskml.contract import KEY, data_quality_list
 
 log = logging.getLogger(__name__)
 
@@ -582,8 +582,12 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     them as a shadow (``<area>.shadow.parquet``)."""
     from riskml.io import read_parquet, write_parquet
     from riskml.registry import list_model
+    from riskml.train import split_trained
     from riskml.watchlists import load_profile
 
+    specs, skipped = split_trained(root, specs)  # areas the train stage skipped: no list
+    for area, record in skipped.items():
+        log.info("select %s %s", area, record["reason"])
     catalog = Catalog(root)
     declarations = read_parquet(catalog.declarations)
     outcomes = read_parquet(catalog.outcomes)
@@ -621,16 +625,35 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     return out
 
 
+def period_data_quality(
+    quarantine: pd.DataFrame, areas: list[str], *, start: Any, end: Any
+) -> pd.DataFrame:
+    """The data-quality list (:func:`riskml.contract.data_quality_list`) of the declarations of
+    the ranked period ``[start, end)``, and of those whose date cannot be read (their period is
+    unknown): each with its reasons, whether it was scored and the areas it was not scored for.
+    """
+    quality = data_quality_list(quarantine, areas)
+    dates = pd.to_datetime(quality["accepted_date"], errors="coerce", format="%Y-%m-%d")
+    inside = (dates >= pd.Timestamp(start)) & (dates < pd.Timestamp(end))
+    return quality[(inside | dates.isna()).to_numpy()].reset_index(drop=True)
+
+
 def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Stage ``riskml lists``: the candidate lists from the picks ``select`` made and the
     reasons ``explain`` wrote (every row names the model version and alias):
     ``data/candidates/<area>.csv`` for every area, ``all_areas.csv`` (one row per declaration),
     ``importer_periods.csv`` (when ``select.aggregate_period`` is set) and ``candidates.xlsx``
-    (one sheet per area, the combined list, importer periods, a summary). A shadow list (the
+    (one sheet per area, the combined list, importer periods, a summary, the data-quality
+    list) and ``data_quality.csv`` (the ranked period's declarations that failed a data check:
+    reasons, scored or not, areas not scored). A shadow list (the
     challenger that lost its promotion) is written as ``<area>.shadow.csv``, each row saying so;
     it has no reasons (only the champion's picks are explained) and enters no other list."""
     from riskml.io import read_parquet, write_csv
+    from riskml.train import split_trained
 
+    specs, skipped = split_trained(root, specs)  # areas the train stage skipped: no list
+    for area, record in skipped.items():
+        log.info("lists %s %s", area, record["reason"])
     catalog = Catalog(root)
     declarations = read_parquet(catalog.declarations)
     lists: dict[str, pd.DataFrame] = {}
@@ -665,8 +688,15 @@ def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[st
         random_share=params.select.random_share,
     )
     write_csv(combined, catalog.all_areas)
+    quality = period_data_quality(
+        read_parquet(catalog.quarantine),
+        list(specs),
+        start=params.split.test_start,
+        end=params.split.test_end,
+    )
+    write_csv(quality, catalog.data_quality)
     summary_table = selection_summary(lists, capacities)
-    sheets = {"Summary": summary_table, "All areas": combined, **lists}
+    sheets = {"Summary": summary_table, "All areas": combined, **lists, "Data quality": quality}
     if params.select.aggregate_period:
         periods = importer_periods(
             frames,
@@ -684,4 +714,8 @@ def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[st
         "declarations": len(combined),
         "models": {a: str(f["model_version"].iloc[0]) if len(f) else "" for a, f in lists.items()},
         "shadow": shadows,
-    }
+        "data_quality": {
+            "scored_with_problems": int(quality["scored"].sum()),
+            "not_scored": int((~quality["scored"]).sum()),
+        },
+    } | {a: r["reason"] for a, r in skipped.items()}

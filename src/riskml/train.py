@@ -41,6 +41,7 @@ tune`` and the backtest share.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,30 @@ NON_FEATURES = (*KEY, "accepted_date")
 def model_dir(root: Path, area: str) -> Path:
     """Folder of the area's model files (a DVC output)."""
     return Catalog(root).model(area)
+
+
+#: Written by the train stage instead of a model when the data has too few positives for the
+#: area (``models/<area>/skipped.json``, ``Catalog.skip_record``); every later stage skips the
+#: area and says why.
+SKIP_FILE = "skipped.json"
+
+
+def skip_record(root: Path, area: str) -> dict[str, Any] | None:
+    """The train stage's record of a skipped area (``area``, ``reason``, ``positives``,
+    ``needed``), or None when the area was trained."""
+    path = Catalog(root).skip_record(area)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def split_trained(
+    root: Path, specs: Mapping[str, AreaSpec]
+) -> tuple[dict[str, AreaSpec], dict[str, dict[str, Any]]]:
+    """``specs`` split into the areas the train stage trained and the skip records of those it
+    skipped (area -> record)."""
+    skipped = {a: r for a in specs if (r := skip_record(root, a)) is not None}
+    return {a: s for a, s in specs.items() if a not in skipped}, skipped
 
 
 @dataclass
@@ -235,6 +260,38 @@ def early_stopping_start(rows: pd.DataFrame, split: SplitParams, *, min_positive
             break
         start = earlier
     return start.date()
+
+
+def label_support(
+    features: pd.DataFrame, labels: pd.DataFrame, split: SplitParams, params: TrainParams
+) -> dict[str, Any] | None:
+    """None when the labels (known before ``split.test_start``) support training the area;
+    else why not: ``{"reason": "skipped: 3 positives, need 20", "positives": 3, "needed": 20}``.
+
+    An area needs ``params.min_positives`` positives in ``[train_start, test_start)`` and
+    :data:`MIN_POSITIVES` in each of its train and early-stopping windows.
+    """
+    rows = in_window(labelled_rows(features, labels), split.train_start, split.test_start)
+    positives = int((rows["label"] == 1).sum())
+    if positives < params.min_positives:
+        return {
+            "reason": f"skipped: {positives} positives, need {params.min_positives}",
+            "positives": positives,
+            "needed": params.min_positives,
+        }
+    valid_start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
+    windows = (("train", split.train_start, valid_start), ("validation", valid_start, None))
+    for window, start, end in windows:
+        end = end or split.test_start
+        n = int((in_window(rows, start, end)["label"] == 1).sum())
+        if n < MIN_POSITIVES:
+            return {
+                "reason": f"skipped: {n} positives in the {window} window [{start}, {end}), "
+                f"need {MIN_POSITIVES}",
+                "positives": n,
+                "needed": MIN_POSITIVES,
+            }
+    return None
 
 
 def _check_window(area: str, window: str, start: date, end: date, rows: pd.DataFrame) -> int:

@@ -7,6 +7,7 @@ registration.json}``. The model card is also the registered version's descriptio
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -35,8 +36,11 @@ from riskml.train import (
     _stage_inputs,
     feature_columns,
     in_window,
+    label_support,
     model_dir,
 )
+
+log = logging.getLogger(__name__)
 
 # --- the train stage: fit the area model, register it, write models/<area>/ -------------------
 
@@ -335,6 +339,18 @@ def train_and_register(
     }
 
 
+def write_skip_record(root: Path, area: str, lacking: dict[str, Any]) -> dict[str, Any]:
+    """``models/<area>/`` holding only ``skipped.json`` (the area, why, positives, needed): the
+    data does not support the area, and every later stage skips it and says why."""
+    folder = model_dir(root, area)
+    if folder.exists():  # a model of earlier data must not outlive it
+        shutil.rmtree(folder)
+    record = {"area": area, **lacking}
+    io.write_json(record, Catalog(root).skip_record(area))
+    log.info("train %s %s", area, record["reason"])
+    return {"area": area, "skipped": record["reason"]}
+
+
 def run_train(
     area: str,
     root: Path,
@@ -344,7 +360,8 @@ def run_train(
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Stage ``riskml train --area <area>``: read features and outcomes, train, register, write
-    ``models/<area>/``.
+    ``models/<area>/``; an area whose labels lack positives (:func:`riskml.train.label_support`)
+    is skipped: ``models/<area>/skipped.json`` says why.
 
     Reads the catalog's features and validated declarations and outcomes
     under ``root`` (and ``pipelines/`` for the specs of a ``first_stage.pool``); labels are built
@@ -354,6 +371,9 @@ def run_train(
         raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
     root = Path(root).resolve()
     features, labels, pretrain = _stage_inputs(root, params, spec)
+    lacking = label_support(features, labels, params.split, area_train_params(params, spec))
+    if lacking is not None:
+        return write_skip_record(root, area, lacking)
     declarations = io.read_parquet(Catalog(root).declarations)
     outcomes = io.read_parquet(Catalog(root).outcomes)
     # compute.backend dask: the LightGBM fits run on the cluster (riskml.train._fit_dask)

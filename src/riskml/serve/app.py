@@ -30,6 +30,7 @@ from riskml.serve.deps import Service
 from riskml.serve.models import ModelSource
 from riskml.serve.routes import cases, docs, health, outcomes, pages, scoring, tokens
 from riskml.serve.security import Gate, RequestLog, SecurityHeaders, log
+from riskml.train import split_trained
 
 HERE = Path(__file__).parent
 
@@ -49,7 +50,10 @@ def create_app(
     :class:`riskml.score.Scorer`; ``scorer`` when given) load on the first ``POST /score``;
     ``check_models`` loads and probes them now and raises :class:`RiskmlError` naming what is
     missing (``riskml serve``); ``warm`` loads them in a background thread."""
-    data = data or ServiceData(root, list(specs), reference_months=params.features.reference_months)
+    trained, _ = split_trained(root, specs)  # an area the train stage skipped has no list
+    data = data or ServiceData(
+        root, list(trained), reference_months=params.features.reference_months
+    )
     models = ModelSource(root, params, specs, (data.declarations, data.outcomes), scorer)
     if check_models:
         models.load()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 import json
 import math
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from riskml.contract import RiskmlError
+from riskml.contract import RiskmlError, data_quality_list
 from riskml.serve.deps import ServiceDep, Writer
 from riskml.serve.schemas import JSON_OR_CSV, SCORE_ERRORS, error, score_request_body
 
@@ -36,13 +38,28 @@ def score_route(max_batch: int) -> APIRouter:
         reasons: Annotated[
             bool, Query(description="add reasons_<area>: the risk reasons of selected areas")
         ] = False,
+        mapping: Annotated[
+            str | None,
+            Query(
+                description="a shipped ingest mapping (e.g. kcs_synthetic, date_bacuda): the "
+                "body is in that layout (CSV with its separator and encoding, or JSON rows with "
+                "its column names; its date formats and codes)",
+                max_length=64,
+            ),
+        ] = None,
     ) -> Response:
         """Score a batch of new declarations (JSON list of rows, ``{"declarations": [...]}``
         or CSV with a header): one row per item with each area's score and ``selected_areas``
-        (the areas whose current list it reaches). Rows breaking the data contract: 422 naming
-        row and field, nothing scored. More than ``serve.max_batch`` rows or
-        ``serve.max_body_mb``: 413. Models not loaded: 503."""
-        batch = await read_batch(request, service.params.serve.max_batch)
+        (the areas whose current list it reaches). Every row gets a decision: a row that fails
+        a data check is scored without the bad value where it can be (a number set missing,
+        a transport code set unknown), else it is not scored; both are in ``data_quality``
+        (row, key, reasons, ``scored``, ``areas_not_scored``). A batch without a required
+        column: 422. More than ``serve.max_batch`` rows or ``serve.max_body_mb``: 413. Models
+        not loaded: 503."""
+        if mapping is None:
+            batch = await read_batch(request, service.params.serve.max_batch)
+        else:
+            batch = await read_mapped_batch(request, mapping, service.params.serve.max_batch)
         try:
             models = service.models
             sc = models.scorer() if models.ready else await run_in_threadpool(models.scorer)
@@ -53,38 +70,59 @@ def score_route(max_batch: int) -> APIRouter:
             good, quarantine, result = await run_in_threadpool(_check_and_score, sc, batch, reasons)
         except RiskmlError as exc:  # the batch as a whole breaks the contract (columns)
             raise error(422, "body", str(exc)) from None
-        if len(quarantine):
-            errors = [
-                {"row": int(r["row"]) + 1, "field": str(r["column"]), "msg": str(r["reason"])}
-                for r in quarantine.sort_values(["row", "column"]).head(100).to_dict("records")
-            ]
-            return JSONResponse(
-                {"detail": "rows break the data contract; nothing was scored", "errors": errors},
-                status_code=422,
-            )
+        # every row gets a decision: a score, or on the data-quality list with its reason
+        quality = data_quality_list(quarantine, list(result.models or sc.models))
+        quality["row"] = quality["row"] + 1  # the batch's row, counted from 1
         wide = result.wide()
         # the model version and alias that scored each area (riskml.registry.list_model)
         versions = {"X-Riskml-Models": "; ".join(f"{a}={v}" for a, v in result.models.items())}
         if format == "csv":
-            return Response(wide.to_csv(index=False), media_type="text/csv", headers=versions)
+            return Response(
+                with_quality(wide, quality).to_csv(index=False),
+                media_type="text/csv",
+                headers=versions,
+            )
         head = {
             "items": len(wide),
-            "selected": int((wide["selected_areas"] != "").sum()),
+            "selected": int((wide["selected_areas"] != "").sum()) if len(wide) else 0,
+            "not_scored": int((~quality["scored"]).sum()),
             "models": result.models,
         }
         # one serialisation of the rows (to_json), not a round trip through Python objects
-        body = json.dumps(head)[:-1] + ', "scores": ' + wide.to_json(orient="records") + "}"
+        body = (
+            json.dumps(head)[:-1]
+            + ', "scores": '
+            + wide.to_json(orient="records")
+            + ', "data_quality": '
+            + quality.drop(columns=["file"]).to_json(orient="records")
+            + "}"
+        )
         return Response(body, media_type="application/json", headers=versions)
 
     return r
 
 
 def _check_and_score(sc: Any, batch: pd.DataFrame, reasons: bool) -> tuple[Any, Any, Any]:
-    """(good rows, quarantine, scores): nothing is scored when a row breaks the contract."""
+    """(good rows, quarantine, scores): the good rows (with those kept without a bad value)
+    are scored; the quarantine says what became of every row that failed a check."""
     good, quarantine = sc.check(batch)
-    if len(quarantine):
-        return good, quarantine, None
     return good, quarantine, sc.score_checked(good, reasons=reasons)
+
+
+def with_quality(wide: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
+    """The scores of a CSV response with a ``data_quality`` column (the reasons of a row scored
+    despite a data problem) and, after them, the rows that got no score: key, ``data_quality``
+    and ``areas_not_scored``."""
+    notes = quality[["declaration_id", "item_no", "reasons"]].rename(
+        columns={"reasons": "data_quality"}
+    )
+    scored = quality["scored"].astype(bool)
+    out = wide.astype({"declaration_id": str, "item_no": str}).merge(
+        notes[scored.to_numpy()], on=["declaration_id", "item_no"], how="left"
+    )
+    out["data_quality"] = out["data_quality"].fillna("")
+    lost = quality.loc[~scored, ["declaration_id", "item_no", "reasons", "areas_not_scored"]]
+    return pd.concat([out, lost.rename(columns={"reasons": "data_quality"})], ignore_index=True)
 
 
 def _finite(text: str) -> float:
@@ -118,6 +156,53 @@ def parse_json_rows(body: bytes) -> list[dict[str, Any]]:
                     422, f"body.{i}.{key}", f"row {i}, field {key}: expected a number or text"
                 )
     return payload
+
+
+def shipped_mappings() -> dict[str, Path]:
+    """The declaration mappings shipped in ``riskml/mappings`` by name (a request names one;
+    it never gives a path)."""
+    from riskml.ingest import load_mapping, packaged_mappings
+
+    out = {}
+    for path in packaged_mappings():
+        try:
+            if hasattr(load_mapping(path), "declarations"):
+                out[path.stem] = path
+        except RiskmlError:
+            continue
+    return out
+
+
+async def read_mapped_batch(request: Request, name: str, max_batch: int) -> pd.DataFrame:
+    """The body in a shipped mapping's layout, mapped to the canonical declarations (rows
+    keep their data-row number as ``source_row``), or a one-line HTTP 4xx."""
+    from riskml.ingest import load_mapping
+    from riskml.score import read_batch as read_file
+
+    mappings = shipped_mappings()
+    if name not in mappings:
+        raise error(
+            422, "query.mapping", f"unknown mapping {name!r}; shipped: {', '.join(mappings)}"
+        )
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "application/csv", "application/json", ""):
+        raise error(415, "header.content-type", "send application/json or text/csv", "media")
+    body = await request.body()
+    csv = load_mapping(mappings[name]).csv
+    with tempfile.TemporaryDirectory(prefix="riskml-score-") as folder:
+        path = Path(folder) / "batch.csv"
+        if kind in ("text/csv", "application/csv"):
+            path.write_bytes(body)
+        else:  # JSON rows with the mapping's column names: written as its CSV
+            frame = pd.DataFrame.from_records(parse_json_rows(body)).astype(str)
+            frame.to_csv(path, index=False, sep=csv.sep, encoding=csv.encoding)
+        try:
+            batch = await run_in_threadpool(read_file, path, mappings[name])
+        except RiskmlError as exc:  # empty, header-only, unreadable, a column missing
+            raise error(422, "body", str(exc).replace(str(path), "body")) from None
+    if len(batch) > max_batch:
+        raise error(413, "body", f"{len(batch):,} rows; at most {max_batch:,} per request")
+    return batch
 
 
 async def read_batch(request: Request, max_batch: int) -> pd.DataFrame:
