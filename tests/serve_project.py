@@ -18,9 +18,17 @@ _BUILT: dict[str, Path] = {}
 
 _SCRIPT = """
 from pathlib import Path
+import pandas as pd
 from riskml import cli
 root = Path(".")
 cli.source(root=root)
+# two deliberately broken declarations of the ranked period: one scored without its value, one
+# that cannot be scored (both on the data-quality list)
+raw = pd.read_parquet("data/raw/declarations.parquet")
+ranked = raw.index[(raw["accepted_date"] >= pd.Timestamp("2024-07-01")) & (raw["item_no"] == 1)]
+raw.loc[ranked[0], "cif_value"] = -1.0
+raw.loc[ranked[1], "hs_code"] = "12"
+raw.to_parquet("data/raw/declarations.parquet", index=False)
 cli.validate(root=root)
 cli.features(root=root)
 for area in {areas!r}:

@@ -375,3 +375,92 @@ def test_case_peers_are_the_reference_the_reason_was_computed_from(service):
             if checked >= 3:
                 break
     assert checked >= 1
+
+
+def test_data_quality_list_through_the_api(service):
+    """GET /data-quality: the ranked period's declarations that failed a data check (two were
+    broken in serve_project), each with its reasons, scored or not, and the areas not scored;
+    with the candidates' scores, every declaration of the period is accounted for."""
+    project = service["project"]
+    raw = pd.read_parquet(project / "data/raw/declarations.parquet")
+    keys = list(zip(raw["declaration_id"].astype(str), raw["item_no"].astype(str), strict=True))
+    scored_key = keys[raw.index[raw["cif_value"] < 0][0]]
+    lost_key = keys[raw.index[raw["hs_code"] == "12"][0]]
+    with _client(service, "reviewer") as c:
+        out = c.get("/data-quality").json()
+        assert out["total"] == 2 and out["not_scored"] == 1
+        items = {(i["declaration_id"], str(i["item_no"])): i for i in out["items"]}
+        assert items[scored_key]["scored"] and items[scored_key]["areas_not_scored"] == ""
+        assert not items[lost_key]["scored"]
+        assert items[lost_key]["areas_not_scored"].split(";") == AREAS
+        assert "hs_code" in items[lost_key]["reasons"]
+        csv = pd.read_csv(io.StringIO(c.get("/data-quality", params={"format": "csv"}).text))
+        assert len(csv) == 2
+    dates = raw["accepted_date"]
+    in_period = {
+        k
+        for k, d in zip(keys, dates, strict=True)
+        if pd.Timestamp("2024-07-01") <= d < pd.Timestamp("2025-01-01")
+    }
+    for area in AREAS:  # every declaration of the period: scored, or listed as not scored
+        scores = pd.read_parquet(project / "data/candidates/scores" / f"{area}.parquet")
+        ids, items = scores["declaration_id"].astype(str), scores["item_no"].astype(str)
+        have = set(zip(ids, items, strict=True))
+        assert scored_key in have and lost_key not in have, area
+        assert in_period == have | {lost_key}, area
+
+
+def _kcs_fixture():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "kcs.py"
+    spec = importlib.util.spec_from_file_location("kcs_fixture", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_score_reads_the_body_through_a_shipped_mapping(service):
+    """POST /score?mapping=kcs_synthetic: a body in the KCS layout (national transport codes,
+    tax rates in percent) is scored like the canonical one, a broken row gets its reason; bad
+    bodies and unknown mappings are one-line 4xx, never a 500."""
+    frame = _kcs_fixture().kcs_frame(30, "2024-12-01", "2024-12-31", seed=3).astype(str)
+    frame.loc[4, "Date"] = "2024-13-01"  # cannot be scored: no date
+    frame.loc[5, "Item Price"] = "n/a"  # scored without a value
+    with _client(service, "auditor") as c:
+
+        def post(body: bytes, kind: str = "text/csv", **params):
+            return c.post(
+                "/score",
+                content=body,
+                headers={"content-type": kind},
+                params={"mapping": "kcs_synthetic", **params},
+            )
+
+        r = post(frame.to_csv(index=False).encode())
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["items"] == 29 and out["not_scored"] == 1
+        quality = {q["row"]: q for q in out["data_quality"]}
+        assert not quality[5]["scored"] and "accepted_date" in quality[5]["reasons"]
+        assert quality[6]["scored"] and "cif_value" in quality[6]["reasons"]
+        scored = {s["declaration_id"] for s in out["scores"]}
+        assert scored == set(frame["Declaration ID"]) - {frame.loc[4, "Declaration ID"]}
+        rows = json.loads(frame.to_json(orient="records"))
+        again = post(json.dumps(rows).encode(), "application/json")  # JSON rows, its columns
+        assert again.status_code == 200 and again.json()["items"] == 29
+        header = ",".join(frame.columns).encode()
+        for body, words in (
+            (b"", "empty"),
+            (header + b"\n", "header only"),
+            (frame.to_csv(index=False, sep=";").encode(), "sep"),
+            (b"\x00\xff\xfe\x00binary", ""),
+        ):
+            r = post(body)
+            assert r.status_code == 422, (body[:40], r.text)
+            detail = r.json()["detail"][0]["msg"]
+            assert words in detail and "\n" not in detail, detail
+        r = post(header, mapping="../../etc/passwd")
+        assert r.status_code == 422 and "unknown mapping" in r.text
+        assert post(header, mapping="cen_seizures").status_code == 422  # not a declaration layout

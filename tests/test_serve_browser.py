@@ -266,3 +266,42 @@ def test_docs_render_offline(site, browser):
     assert page.locator(".opblock").count() >= 8
     assert outside == []
     page.close()
+
+
+def site_project():  # the project the site serves (built once per session)
+    from serve_project import _BUILT
+
+    return _BUILT["project"]
+
+
+def _broken_ids() -> tuple[str, str]:
+    """The two declarations serve_project broke in the ranked period: (scored without its
+    value, not scored)."""
+    import pandas as pd
+
+    raw = pd.read_parquet(site_project() / "data/raw/declarations.parquet")
+    return (
+        str(raw.loc[raw["cif_value"] < 0, "declaration_id"].iloc[0]),
+        str(raw.loc[raw["hs_code"] == "12", "declaration_id"].iloc[0]),
+    )
+
+
+def test_the_data_quality_page_lists_every_declaration_with_a_data_problem(site, browser):
+    scored_id, lost_id = _broken_ids()
+    page = browser.new_page()
+    _sign_in(page, site["url"], site["tokens"]["reviewer"])
+    page.click("#nav-data-quality")
+    page.wait_for_url("**/ui/data-quality")
+    assert "2 declaration item(s) with data problems · 1 not scored" in page.inner_text("#dq-total")
+    rows = {
+        r.locator("td").first.inner_text(): r for r in page.locator("#data-quality tbody tr").all()
+    }
+    assert set(rows) == {scored_id, lost_id}
+    assert rows[scored_id].locator(".dq-scored").inner_text() == "yes, without the value"
+    assert "cif_value" in rows[scored_id].locator(".dq-reasons").inner_text()
+    assert rows[lost_id].locator(".dq-scored").inner_text() == "no"
+    assert rows[lost_id].locator(".dq-areas").inner_text() == ", ".join(AREAS)
+    assert "hs_code" in rows[lost_id].locator(".dq-reasons").inner_text()
+    rows[scored_id].locator("a.case-link").click()  # a scored one is a case like any other
+    page.wait_for_url(f"**/ui/cases/{scored_id}")
+    page.close()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from riskml import io
 from riskml.catalog import Catalog
-from riskml.contract import KEY, RiskmlError
+from riskml.contract import DATA_QUALITY_COLUMNS, KEY, RiskmlError
 from riskml.reasons import coverage_sentence, topic_title, waterfall_steps
 from riskml.select import CANDIDATE_COLUMNS
 
@@ -61,6 +61,17 @@ class CandidateQuery:
     sort: str = "rank"
     page: int = 1
     page_size: int = 50
+
+
+def read_data_quality(root: Path) -> pd.DataFrame:
+    """The ranked period's data-quality list the lists stage wrote (declarations that failed a
+    data check: reasons, scored or not, areas not scored); empty before a run that wrote it."""
+    path = Catalog(root).data_quality
+    if not path.exists():
+        return pd.DataFrame(columns=DATA_QUALITY_COLUMNS).astype({"scored": bool})
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame = frame.reindex(columns=DATA_QUALITY_COLUMNS, fill_value="")
+    return frame.assign(scored=frame["scored"].str.lower() == "true")
 
 
 class ServiceData:
@@ -127,6 +138,7 @@ class ServiceData:
             if expl
             else pd.DataFrame()
         )
+        self.data_quality = read_data_quality(root)
         outcomes = read_parquet(catalog.outcomes)
         self.outcomes = outcomes
         by_importer = outcomes[[*KEY, "result_date", "offence_found"]].merge(

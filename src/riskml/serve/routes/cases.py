@@ -65,6 +65,23 @@ async def candidates(
     return JSONResponse({"total": total, "page": page, "page_size": size, "items": items})
 
 
+@router.get("/data-quality", tags=["candidates"], responses=JSON_OR_CSV)
+async def data_quality(
+    who: Reader, service: ServiceDep, format: Literal["json", "csv"] = "json"
+) -> Response:
+    """The ranked period's data-quality list: every declaration that failed a data check, with
+    its reasons, whether it was scored anyway (a value set missing) and the areas it was not
+    scored for. With the candidate lists, every declaration of the period has a score or a
+    stated reason."""
+    rows = service.data.data_quality
+    if format == "csv":
+        return Response(rows.to_csv(index=False), media_type="text/csv")
+    items = json.loads(rows.to_json(orient="records"))
+    return JSONResponse(
+        {"total": len(rows), "not_scored": int((~rows["scored"]).sum()), "items": items}
+    )
+
+
 @router.get("/declarations/{declaration_id}", tags=["cases"], responses=_responses(404))
 def declaration(
     declaration_id: Annotated[str, Path(max_length=64)], who: Reader, service: ServiceDep

@@ -196,6 +196,23 @@ def candidates_page(
     )
 
 
+@router.get("/ui/data-quality", response_class=HTMLResponse)
+def data_quality_page(request: Request, service: ServiceDep, page: PageDep) -> Response:
+    """The declarations of the ranked period that failed a data check: each with its reasons,
+    scored anyway or not, and the areas it could not be scored for."""
+    if page is None:
+        return _signin()
+    rows = service.data.data_quality
+    return render(
+        request,
+        service,
+        "data_quality.html",
+        page,
+        rows=rows.to_dict("records"),
+        not_scored=int((~rows["scored"]).sum()),
+    )
+
+
 def ranking_notes(service: Service) -> dict[str, str]:
     """How each area's list is ordered, in the words of its key as the model that drew the list
     states it (the lists' ``ranked_by``, from :func:`riskml.ranking.rank_key_words`): not
