@@ -128,7 +128,10 @@ def test_a_declaration_scores_the_same_alone_and_in_any_batch(project, batches):
     for size in ("1000", "50000"):
         batch = batches[size]
         result = scorer.score(batch)
-        assert result.quarantine.empty and len(result.scores) == len(batch) * len(AREAS)
+        # a stored item with a value set missing (serve_project's broken row) is sampled as a
+        # companion too: listed, and scored like every other row
+        assert result.quarantine["action"].str.startswith("kept").all()
+        assert len(result.scores) == len(batch) * len(AREAS)
         mine = _rows(result.scores, ids)
         pd.testing.assert_frame_equal(mine, alone_scores, check_exact=True)
         good, _ = scorer.check(batch)
