@@ -122,6 +122,9 @@ def test_areas_without_labels_are_skipped_and_said(project):
     assert (dest / "data/candidates/revenue.csv").exists()
     assert not (dest / "data/candidates/drugs.csv").exists()
     assert not (dest / "data/explanations/drugs.parquet").exists()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    shown = _run([str(BIN / "riskml"), "registry", "show", "--root", str(dest)], dest, env)
+    assert f"drugs: {SKIPPED}" in shown.stdout + shown.stderr
 
 
 def test_every_declaration_of_the_ranked_period_gets_a_score_or_a_reason(project):

@@ -596,6 +596,7 @@ def registry_show(root: RootOpt = Path(".")) -> None:
     metrics/promotion.json (the aliases are first brought in line with the file, as every
     consumer of a model does)."""
     from riskml.registry import aliases, client_for, promoted_versions, registered_model_name, sync
+    from riskml.train import skip_record
 
     params, _ = _config(root)
     try:
@@ -605,6 +606,10 @@ def registry_show(root: RootOpt = Path(".")) -> None:
     client = client_for(root.resolve())
     promoted = promoted_versions(root.resolve())
     for area in params.areas:
+        skipped = skip_record(root.resolve(), area)
+        if skipped is not None:  # the train stage skipped it: no registered model
+            console.print(f"{area}: {skipped['reason']}", highlight=False)
+            continue
         have = aliases(client, registered_model_name(area))
         console.print(
             f"{area}: registry {have}; metrics/promotion.json {promoted.get(area, {})}",
