@@ -129,7 +129,7 @@ def test_areas_without_labels_are_skipped_and_said(project):
 
 def test_every_declaration_of_the_ranked_period_gets_a_score_or_a_reason(project):
     dest, extract, _ = project
-    scores = pd.read_parquet(dest / "data/candidates/scores/revenue.parquet")
+    scores = pd.read_parquet(dest / "data/selection/scores/revenue.parquet")
     scored = set(scores["declaration_id"].astype(str))
     quality = pd.read_csv(dest / "data/candidates/data_quality.csv", dtype=str)
     quality["scored"] = quality["scored"] == "True"

@@ -403,7 +403,7 @@ def test_data_quality_list_through_the_api(service):
         if pd.Timestamp("2024-07-01") <= d < pd.Timestamp("2025-01-01")
     }
     for area in AREAS:  # every declaration of the period: scored, or listed as not scored
-        scores = pd.read_parquet(project / "data/candidates/scores" / f"{area}.parquet")
+        scores = pd.read_parquet(project / "data/selection/scores" / f"{area}.parquet")
         ids, items = scores["declaration_id"].astype(str), scores["item_no"].astype(str)
         have = set(zip(ids, items, strict=True))
         assert scored_key in have and lost_key not in have, area
