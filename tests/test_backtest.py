@@ -337,3 +337,44 @@ def test_first_stage_is_fitted_once_per_pool_and_window_and_changes_nothing(
     assert b.pretrain == alone.pretrain == a.pretrain
     assert b.booster.model_to_string() == alone.booster.model_to_string()
     assert a.booster.model_to_string() != b.booster.model_to_string()  # own stages differ
+
+
+def test_a_window_with_too_few_positives_is_left_out_and_said(
+    sim, features, specs, params, tmp_path
+):
+    """Issue 15 part 5: a backtest window whose training has too few positives is reported as
+    such and left out of the means, never a stop of the whole run."""
+    root = tmp_path
+    (root / "data/interim").mkdir(parents=True)
+    write_partitioned(features, root / "data/features")
+    decl, outc = sim["declarations"], sim["outcomes"]
+    labels = build_labels(decl, outc, specs["revenue"])
+    dates = pd.to_datetime(decl["accepted_date"]).to_numpy()
+    # four one-month windows: the first (test September) trains on [Feb, Jul); revenue's positives
+    # of those months lose their controls, so that window cannot train; the split of the train
+    # stage (train [Mar, Aug)) keeps July's and the area stays supported
+    gone = labels.loc[
+        (labels["label"] == 1)
+        & (dates >= np.datetime64("2023-02-01"))
+        & (dates < np.datetime64("2023-07-01")),
+        ["declaration_id", "item_no"],
+    ]
+    keep = ~outc.set_index(["declaration_id", "item_no"]).index.isin(pd.MultiIndex.from_frame(gone))
+    decl.to_parquet(root / "data/interim/declarations.parquet", index=False)
+    outc[keep].to_parquet(root / "data/interim/outcomes.parquet", index=False)
+    sim["truth"].to_parquet(root / "data/interim/truth.parquet", index=False)
+    four = params.model_copy(
+        update={"backtest": params.backtest.model_copy(update={"n_windows": 4})}
+    )
+    run_backtest(root, four, {"revenue": specs["revenue"]})
+    summary = json.loads((root / "metrics/backtest/summary.json").read_text())
+    assert set(summary["areas"]) == {"revenue"} and summary["skipped"] == {}
+    doc = json.loads((root / "metrics/backtest/areas/revenue.json").read_text())["protocols"][
+        ROLLING
+    ]
+    assert [w["window"] for w in doc["left_out"]] == [1]
+    assert "0 positive(s), fewer than" in doc["left_out"][0]["left_out"]
+    assert [w["window"] for w in doc["windows"]] == [2, 3, 4]
+    assert len(doc["per_window"]) == 3
+    table = pd.read_csv(root / "plots/backtest/revenue.csv")
+    assert set(table["window"]) == {2, 3, 4}

@@ -68,6 +68,7 @@ from riskml.io import json_safe, write_plot_csv
 from riskml.labels import build_labels, with_result_dates
 from riskml.metrics import bootstrap_precision_at_rate
 from riskml.train import (
+    TooFewPositives,
     TrainedModel,
     feature_matrix,
     label_support,
@@ -527,13 +528,19 @@ def backtest_area(
     ``frames[i]`` / ``positions[i]``: the frames of window ``i`` (see :func:`window_scores`).
     """
     bt = params.backtest
-    results, scores_list, facts, rows, keys = [], [], [], [], []
+    results, scores_list, facts, rows, keys, excluded = [], [], [], [], [], []
     for i, window in enumerate(windows):
         log.info(
             "backtest %s: window %d/%d (test %s to %s)",
             spec.name, i + 1, len(windows), window.start, window.end,
         )  # fmt: skip
-        scores, fact = window_scores(frames[i], positions[i], tables, spec, window, params)
+        try:
+            scores, fact = window_scores(frames[i], positions[i], tables, spec, window, params)
+        except TooFewPositives as exc:
+            # reported as such and left out of the means, never a stop of the whole run
+            log.info("backtest %s: window %d left out: %s", spec.name, i + 1, exc)
+            excluded.append(window.describe() | {"left_out": str(exc)})
+            continue
         result = evaluate_scores(
             scores, spec, seed=params.evaluate.seed, revenue_unavailable=tables["revenue_reason"]
         )
@@ -550,17 +557,20 @@ def backtest_area(
         )
         if comparison is not None and comparison.get("available"):
             keys.append(_with_oracle_shares(comparison["populations"]))
+    if not results:
+        return {"left_out": excluded}
     intervals = headline_intervals(
         scores_list, spec, seed=bt.seed, n_boot=bt.n_boot, level=bt.ci_level
     )
     out = {
         "windows": facts,
+        "left_out": excluded,
         "per_window": results,
         "aggregate": aggregate_windows(results),
         "headline": intervals,
         "table": pd.DataFrame(rows),
     }
-    if keys and len(keys) == len(windows):
+    if keys and len(keys) == len(results):
         # areas ranked by recovery: probability vs expected recovery vs the lists' key, per
         # window and over windows (each window's recovery model trained on its own past)
         out[RANK_KEY_COMPARISON] = {
@@ -731,16 +741,28 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
         tables_out = []
         summary["areas"][area] = {}
         for protocol, res in results[area].items():
+            if "per_window" not in res:  # every window left out: too few positives
+                doc["protocols"][protocol] = {"left_out": res["left_out"]}
+                continue
             summary["areas"][area][protocol] = headline_summary(res, spec)
             doc["protocols"][protocol] = {
                 "windows": res["windows"],
                 "aggregate": res["aggregate"],
                 "headline": res["headline"],
                 "per_window": res["per_window"],
+                "left_out": res["left_out"],
             }
             if RANK_KEY_COMPARISON in res:
                 doc["protocols"][protocol][RANK_KEY_COMPARISON] = res[RANK_KEY_COMPARISON]
             tables_out.append(res["table"].assign(protocol=protocol))
+        if not tables_out:  # no window of any protocol had enough positives: as skipped
+            reason = "every backtest window left out: " + "; ".join(
+                w["left_out"] for res in results[area].values() for w in res["left_out"]
+            )
+            del summary["areas"][area]
+            summary["skipped"][area] = reason
+            io.write_json(json_safe({"area": area, "reason": reason}), Catalog(root).backtest(area))
+            continue
         io.write_json(json_safe(doc), Catalog(root).backtest(area))
         write_plot_csv(pd.concat(tables_out, ignore_index=True), Catalog(root).backtest_plot(area))
     io.write_json(json_safe(summary), Catalog(root).backtest_summary)

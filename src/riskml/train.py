@@ -294,10 +294,15 @@ def label_support(
     return None
 
 
+class TooFewPositives(RiskmlError):
+    """A training or early-stopping window has fewer than :data:`MIN_POSITIVES` positives: the
+    train stage stops with it; the backtest leaves that window out and says so."""
+
+
 def _check_window(area: str, window: str, start: date, end: date, rows: pd.DataFrame) -> int:
     positives = int(rows["label"].sum())
     if positives < MIN_POSITIVES:
-        raise RiskmlError(
+        raise TooFewPositives(
             f"area {area!r}: the {window} window [{start}, {end}) has {len(rows)} labelled items "
             f"and {positives} positive(s), fewer than {MIN_POSITIVES}; widen the window "
             "(split dates in params.yaml), add data (simulate.n_items or more outcomes), or "
