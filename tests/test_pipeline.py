@@ -247,7 +247,8 @@ def _runs_snapshot(dest: Path) -> dict[str, dict]:
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}")
+    uri = f"sqlite:///{dest / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not the process's registry URI
     out = {}
     for exp in client.search_experiments():
         for run in client.search_runs([exp.experiment_id], max_results=5000):
@@ -286,7 +287,8 @@ def test_temp_and_queued_experiments_leave_other_runs_untouched(project):
 
     dest, env = project
     before, outputs = _runs_snapshot(dest), _outputs_snapshot(dest)
-    client = MlflowClient(f"sqlite:///{dest / 'mlflow.db'}")
+    uri = f"sqlite:///{dest / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not another test's registry
     champions = {
         client.get_model_version_by_alias(f"riskml-{a}", "champion").run_id for a in AREAS
     }
