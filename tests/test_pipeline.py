@@ -289,9 +289,7 @@ def test_temp_and_queued_experiments_leave_other_runs_untouched(project):
     before, outputs = _runs_snapshot(dest), _outputs_snapshot(dest)
     uri = f"sqlite:///{dest / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not another test's registry
-    champions = {
-        client.get_model_version_by_alias(f"riskml-{a}", "champion").run_id for a in AREAS
-    }
+    champions = {client.get_model_version_by_alias(f"riskml-{a}", "champion").run_id for a in AREAS}
     assert champions <= set(before)
     _run(["dvc", "exp", "run", "--temp", "-S", "explain.n_reasons=4", "-n", "temp-explain"],
          dest, env)  # fmt: skip
