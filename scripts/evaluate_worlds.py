@@ -429,13 +429,15 @@ def summarise(
         out[area] = {
             "units": int(units["model"].notna().sum()) if "model" in units else 0,
             "reference_units": int(units["truth_reference"].notna().sum())
-            if "truth_reference" in units else 0,
+            if "truth_reference" in units
+            else 0,
             "worlds": sorted({int(w) for w in units.index.get_level_values("world")}),
             "precision_means": means,
             "per_world": per_world,
             "ratios": figures,
             "seed_average_precision": float(np.mean([r["precision"] for r in avg]))
-            if avg else None,
+            if avg
+            else None,
             "excluded": [
                 {k: r[k] for k in ("world", "window", "seed", "status")} for r in excluded
             ],
@@ -534,8 +536,13 @@ def main() -> None:
     ap.add_argument("--reference-only", action="store_true",
                     help="only the oracle, the truth reference and the tiers (no label-"
                     "trained model): a separate process; --combine merges its --out")  # fmt: skip
-    ap.add_argument("--train-param", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="development: override a train setting of every model (YAML value)")
+    ap.add_argument(
+        "--train-param",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="development: override a train setting of every model (YAML value)",
+    )
     ap.add_argument("--out", type=Path, help="JSON file: every unit's figures and the summary")
     args = ap.parse_args()
     if args.choose_reference and args.role != "development":

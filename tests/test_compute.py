@@ -62,9 +62,7 @@ def cluster():
         yield c
 
 
-def test_in_memory_features_are_written_by_month_and_read_back_identical(
-    tmp_path, items, expected
-):
+def test_in_memory_features_are_written_by_month_and_read_back_identical(tmp_path, items, expected):
     root = _root(tmp_path, *items)
     summary = run_features(root, _params(), _specs())
     assert summary["items"] == len(expected) and summary["months"] == 9

@@ -71,9 +71,7 @@ def test_training_is_deterministic(world, revenue_spec, params):
     assert a.booster.model_to_string() == b.booster.model_to_string()
 
 
-def test_refit_trains_on_every_labelled_row_with_the_scaled_tree_count(
-    world, revenue_spec, params
-):
+def test_refit_trains_on_every_labelled_row_with_the_scaled_tree_count(world, revenue_spec, params):
     split = params.split
     labels = _labels(world, revenue_spec, split.test_start)
     refit = train_area(world["features"], labels, revenue_spec, split, params.train)

@@ -100,9 +100,7 @@ def month_inputs(
     return out
 
 
-def _stale_months(
-    out: Path, inputs: dict[str, str], setup: str
-) -> list[str] | None:
+def _stale_months(out: Path, inputs: dict[str, str], setup: str) -> list[str] | None:
     """The months whose stored partition no longer matches its inputs; None when the dataset
     cannot be updated in place (missing, no manifest, other settings or code)."""
     manifest = out / MANIFEST
