@@ -13,14 +13,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from project_files import copy_project
+from project_files import copy_project, run_checked
 
 BIN = Path(sys.executable).parent
 _spec = importlib.util.spec_from_file_location("kcs", Path(__file__).parent / "fixtures" / "kcs.py")
@@ -55,14 +54,7 @@ def _extract(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
+_run = run_checked
 
 
 @pytest.fixture(scope="module")
