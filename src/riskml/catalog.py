@@ -45,6 +45,13 @@ FEEDBACK_EXPORT = f"{EXTERNAL}/feedback_outcomes.parquet"
 SHADOW = "shadow"
 
 
+def table_file(folder: str | Path, table: str) -> Path:
+    """The file of a canonical table (``declarations``, ``outcomes``, ``truth``, ``seizures``,
+    ``quarantine``) in a folder of them (``data/raw``: source; ``data/interim``: validate).
+    ``simulate``, ``ingest`` and ``validate`` are given their folders and name files by this."""
+    return Path(folder) / f"{table}.parquet"
+
+
 @dataclass(frozen=True)
 class Catalog:
     """The named datasets of the project at ``root``."""
@@ -76,20 +83,20 @@ class Catalog:
 
     @property
     def declarations(self) -> Path:
-        return self._at(f"{INTERIM}/declarations.parquet")
+        return table_file(self.interim, "declarations")
 
     @property
     def outcomes(self) -> Path:
-        return self._at(f"{INTERIM}/outcomes.parquet")
+        return table_file(self.interim, "outcomes")
 
     @property
     def seizures(self) -> Path:
         """Seizure intelligence (optional: only when the source has some)."""
-        return self._at(f"{INTERIM}/seizures.parquet")
+        return table_file(self.interim, "seizures")
 
     def truth(self) -> Path | None:
         """The simulator's truth (validated, else raw); ``None`` for real data."""
-        for path in (self._at(f"{INTERIM}/truth.parquet"), self._at(f"{RAW}/truth.parquet")):
+        for path in (table_file(self.interim, "truth"), table_file(self.raw, "truth")):
             if path.exists():
                 return path
         return None
@@ -97,7 +104,7 @@ class Catalog:
     @property
     def quarantine(self) -> Path:
         """Every failed data check of the validated tables, with what became of the row."""
-        return self._at(f"{INTERIM}/quarantine.parquet")
+        return table_file(self.interim, "quarantine")
 
     @property
     def validation(self) -> Path:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from riskml.catalog import table_file
 from riskml.errors import RiskmlError  # re-exported: `from riskml.contract import RiskmlError`
 
 RISK_AREAS: tuple[str, ...] = (
@@ -956,7 +957,7 @@ def validate(
 
     def file(table: str) -> str:
         if source and Path(source).is_dir():  # the stage's raw folder
-            return str(Path(source) / f"{table}.parquet")
+            return str(table_file(source, table))
         return source or table
 
     check_columns(declarations, "declarations", name=name("declarations"))
@@ -1051,18 +1052,18 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
     from riskml.io import write_json, write_parquet
 
     raw_dir, interim_dir, report_path = Path(raw_dir), Path(interim_dir), Path(report_path)
-    paths = {t: raw_dir / f"{t}.parquet" for t in ("declarations", "outcomes")}
+    paths = {t: table_file(raw_dir, t) for t in ("declarations", "outcomes")}
     tables = {t: _read_input(p) for t, p in paths.items()}
     for table, path in paths.items():
         check_columns(tables[table], table, name=str(path))
     result = validate(tables["declarations"], tables["outcomes"], source=str(raw_dir))
-    truth_path = raw_dir / "truth.parquet"
+    truth_path = table_file(raw_dir, "truth")
     raw_truth = _read_input(truth_path) if truth_path.exists() else empty_table("truth")
     truth = _kept_truth(raw_truth, result.declarations, truth_path)
     result.report["truth"] = {"rows_in": len(raw_truth), "rows_kept": len(truth)}
     result.report["offences_by_area"] = offences_by_area(result.outcomes)
     # Seizure intelligence is optional: without a raw file the interim table is empty.
-    seizures_path = raw_dir / "seizures.parquet"
+    seizures_path = table_file(raw_dir, "seizures")
     seizures = empty_table("seizures")
     if seizures_path.exists():
         seizures, q_seizures, result.report["seizures"] = validate_seizures(
@@ -1071,10 +1072,10 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
         if not q_seizures.empty:
             result.quarantine = pd.concat([result.quarantine, q_seizures], ignore_index=True)
             result.report["quarantine_rows"] = len(result.quarantine)
-    write_parquet(result.declarations, interim_dir / "declarations.parquet")
-    write_parquet(result.outcomes, interim_dir / "outcomes.parquet")
-    write_parquet(result.quarantine, interim_dir / "quarantine.parquet")
-    write_parquet(truth, interim_dir / "truth.parquet")  # empty for real data: fixed DVC outs
-    write_parquet(seizures, interim_dir / "seizures.parquet")
+    write_parquet(result.declarations, table_file(interim_dir, "declarations"))
+    write_parquet(result.outcomes, table_file(interim_dir, "outcomes"))
+    write_parquet(result.quarantine, table_file(interim_dir, "quarantine"))
+    write_parquet(truth, table_file(interim_dir, "truth"))  # empty for real data: fixed DVC outs
+    write_parquet(seizures, table_file(interim_dir, "seizures"))
     write_json(result.report, report_path)
     return result.report

@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from riskml import catalog
+from riskml.catalog import table_file
 from riskml.contract import CONTROL_KINDS, OUTCOME_KEY, RISK_AREAS, RiskmlError, column_names
 
 Role = Literal["auditor", "reviewer", "admin"]
@@ -547,7 +548,7 @@ def append_feedback(raw_dir: Path, feedback_path: Path) -> int:
     feedback = read_parquet(feedback_path)
     if feedback.empty:
         return 0
-    raw_path = raw_dir / "outcomes.parquet"
+    raw_path = table_file(raw_dir, "outcomes")
     raw = read_parquet(raw_path)
     merged = pd.concat([raw, feedback.reindex(columns=raw.columns)], ignore_index=True)
     write_parquet(merged, raw_path)

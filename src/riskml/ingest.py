@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from riskml.catalog import table_file
 from riskml.contract import (
     ALLOWED_VALUES,
     CONTROL_KINDS,
@@ -807,13 +808,13 @@ def run_ingest(
             ignore_index=True,
         )
     summary["outcomes"] = len(outcomes)
-    write_parquet(decl.frame, raw_dir / "declarations.parquet")
-    write_parquet(outcomes, raw_dir / "outcomes.parquet")
+    write_parquet(decl.frame, table_file(raw_dir, "declarations"))
+    write_parquet(outcomes, table_file(raw_dir, "outcomes"))
     # real data has no truth; an empty table keeps the stage outputs fixed and replaces a truth
     # file an earlier simulated run may have left
-    write_parquet(empty_table("truth"), raw_dir / "truth.parquet")
+    write_parquet(empty_table("truth"), table_file(raw_dir, "truth"))
     # seizures come from their own file (run_ingest_seizures), never from an earlier simulation
-    (raw_dir / "seizures.parquet").unlink(missing_ok=True)
+    (table_file(raw_dir, "seizures")).unlink(missing_ok=True)
     return summary
 
 
@@ -841,7 +842,7 @@ def run_ingest_seizures(file: Path, mapping_path: Path, raw_dir: Path) -> dict[s
         file=str(file),
         mapping_file=str(mapping_file),
     )
-    write_parquet(seizures.frame, raw_dir / "seizures.parquet")
+    write_parquet(seizures.frame, table_file(raw_dir, "seizures"))
     return {
         "file": str(file),
         "mapping": str(mapping_file),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskml.catalog import Catalog
+from riskml.catalog import Catalog, table_file
 from riskml.config import (
     AreaSpec,
     Params,
@@ -214,8 +214,8 @@ def run_protocol(
         raise RiskmlError(f"{', '.join(absent)}: not found; give --data the folder of the files")
     ingest = run_ingest(paths, mapping, work / "raw", sample=sample)
     report = run_validate(work / "raw", work / "interim", work / "validation.json")
-    decl = read_parquet(work / "interim/declarations.parquet")
-    outcomes = read_parquet(work / "interim/outcomes.parquet")
+    decl = read_parquet(table_file(work / "interim", "declarations"))
+    outcomes = read_parquet(table_file(work / "interim", "outcomes"))
     params = load_params(root / "params.yaml")
     if seed is not None:
         params = params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})

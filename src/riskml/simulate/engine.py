@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskml.catalog import table_file
 from riskml.config import AreaSpec, SimulateParams
 from riskml.contract import RISK_AREAS, TABLES, Column, RiskmlError
 from riskml.io import atomic_path
@@ -353,7 +354,7 @@ def run(
     with ExitStack() as stack:
         writers = {}
         for t in TABLES:
-            tmp = stack.enter_context(atomic_path(out_dir / f"{t}.parquet"))
+            tmp = stack.enter_context(atomic_path(table_file(out_dir, t)))
             writers[t] = stack.enter_context(pq.ParquetWriter(tmp, schemas[t]))
         for m, tables in enumerate(iter_months(params, specs)):
             for t, df in tables.items():
