@@ -23,14 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from riskml.config import load_area_specs, load_params
-from riskml.explain import (
-    contributions,
-    group_contributions,
-    plot_waterfall,
-    reasons,
-    validate_explanations,
-)
+from riskml.explain import plot_waterfall
 from riskml.features import catalogue_for
+from riskml.reasons import contributions, group_contributions, reasons, validate_explanations
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from riskml import backtest as bt
+from riskml.assessment import TRUTH, evaluate_scores, rate_label
 from riskml.config import load_area_specs, load_params
 from riskml.contract import RiskmlError
-from riskml.evaluate import TRUTH, evaluate_scores, rate_label
 
 VARIANTS = ("with", "without")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.assessment import LABELLED, NO_RECOVERED, RANDOM_CONTROL, RANK_KEY_COMPARISON, TRUTH
 from riskml.backtest import (
     ROLLING,
     STATIC,
@@ -33,7 +34,6 @@ from riskml.config import (
     TrainParams,
     load_area_specs,
 )
-from riskml.evaluate import LABELLED, NO_RECOVERED, RANDOM_CONTROL, RANK_KEY_COMPARISON, TRUTH
 from riskml.io import write_partitioned
 from riskml.labels import build_labels
 from riskml.train import feature_matrix, train_area, training_labels

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from explain_project import AREA, small_project
 
-from riskml.explain import NO_REASONS, validate_explanations
+from riskml.reasons import NO_REASONS, validate_explanations
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

@@ -10,22 +10,20 @@ import pandas as pd
 import pytest
 
 from riskml.area_model import AreaModel
-from riskml.contract import RiskmlError
-from riskml.evaluate import (
+from riskml.assessment import (
     LABELLED,
     NO_RECOVERED,
     RANDOM_CONTROL,
     RANK_KEY_COMPARISON,
     TRUTH,
     assemble_scores,
-    calibration_table,
     evaluate_scores,
-    pr_interpolated_table,
     rank_key_comparison,
     ranking_scores,
     recovered_available,
-    run_evaluate,
 )
+from riskml.contract import RiskmlError
+from riskml.evaluate import calibration_table, pr_interpolated_table, run_evaluate
 from riskml.labels import build_labels
 from riskml.train import in_window
 from riskml.train_stage import run_train

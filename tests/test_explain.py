@@ -9,7 +9,10 @@ import pytest
 
 from riskml.config import load_area_specs
 from riskml.contract import RiskmlError
-from riskml.explain import (
+from riskml.features import CATALOGUE as FIXED_CATALOGUE
+from riskml.features import catalogue_for
+from riskml.features.catalogue import FeatureInfo, template_fields
+from riskml.reasons import (
     NO_REASONS,
     check_additivity,
     contributions,
@@ -20,9 +23,6 @@ from riskml.explain import (
     sentence,
     validate_explanations,
 )
-from riskml.features import CATALOGUE as FIXED_CATALOGUE
-from riskml.features import catalogue_for
-from riskml.features.catalogue import FeatureInfo, template_fields
 
 CATALOGUE = {
     info.name: info

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from riskml.config import load_area_specs
-from riskml.explain import plot_waterfall, reasons
+from riskml.explain import plot_waterfall
 from riskml.features import catalogue_for
 from riskml.ranking import (
     KEY_PROBABILITY,
@@ -26,6 +26,7 @@ from riskml.reasons import (
     candidate_statements,
     coverage_sentence,
     push_summary,
+    reasons,
     states_absence,
     topic_of,
     waterfall_steps,

@@ -44,14 +44,9 @@ from sklearn.metrics import precision_recall_curve
 from riskml import io, tracking
 from riskml.assessment import (  # the pure side of evaluation, shared with backtest and promote
     LABELLED,
-    METHODS,
     NO_RECOVERED,
-    POPULATIONS,
-    RANDOM_CONTROL,
     RANK_KEY_COMPARISON,
-    RANK_KEY_DESCRIPTION,
     TRUTH,
-    TRUTH_COLUMNS,
     assemble_scores,
     evaluate_scores,
     population_rows,
@@ -65,27 +60,6 @@ from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.io import json_safe, write_plot_csv
 from riskml.train import in_window, split_trained
-
-__all__ = [
-    "LABELLED",
-    "METHODS",
-    "NO_RECOVERED",
-    "POPULATIONS",
-    "RANDOM_CONTROL",
-    "RANK_KEY_COMPARISON",
-    "RANK_KEY_DESCRIPTION",
-    "TRUTH",
-    "TRUTH_COLUMNS",
-    "assemble_scores",
-    "evaluate_scores",
-    "population_rows",
-    "rank_key_comparison",
-    "ranking_scores",
-    "rate_label",
-    "recovered_available",
-    "write_plot_csv",
-    "run_evaluate",
-]
 
 log = logging.getLogger(__name__)
 

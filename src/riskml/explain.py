@@ -21,37 +21,12 @@ from riskml.config import AreaSpec, Params
 from riskml.contract import KEY
 from riskml.ranking import KEY_PROBABILITY
 from riskml.reasons import (
-    DIRECTIONS,
-    EXPLANATION_COLUMNS,
-    EXPLANATION_SCHEMA,
-    NO_REASONS,
     candidate_rows,
-    check_additivity,
-    contributions,
-    explain_area,
-    group_contributions,
     no_reason_rows,
     reasons,
-    sentence,
     validate_explanations,
     waterfall_steps,
 )
-
-__all__ = [  # the reasons and TreeSHAP live in the domain layer (riskml.reasons)
-    "DIRECTIONS",
-    "EXPLANATION_COLUMNS",
-    "EXPLANATION_SCHEMA",
-    "NO_REASONS",
-    "candidate_rows",
-    "check_additivity",
-    "contributions",
-    "explain_area",
-    "group_contributions",
-    "no_reason_rows",
-    "reasons",
-    "sentence",
-    "validate_explanations",
-]
 
 log = logging.getLogger(__name__)
 
