@@ -2,9 +2,9 @@
 
 Usage:  python bench/features_train_bench.py [--sizes 300000 1000000 3000000] [--cache DIR]
 
-For each size, a child process simulates the default world scaled to that many items (entities
-scale with it; 24 months, seed 42) with ``riskml.simulate.run`` into a temporary folder (or into
-``--cache``/<size>, reused when present), then times
+For each size, a child process simulates the default world scaled to that many items
+(``bench/scaled_world.py``: entities scale with it; 24 months, seed 42) into a temporary folder
+(or into ``--cache``/<size>, reused when present), then times
 
 * ``build_features`` on every item (with the area specs, as ``riskml features`` does);
 * labels and ``train_area`` for every area of ``pipelines/`` (plus revenue's recovery model),
@@ -28,36 +28,24 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BASE_ITEMS = 300_000
-
 
 def _one(n_items: int, cache: Path | None) -> dict:
     import pandas as pd
+    from scaled_world import ROOT, simulate_world
 
     from riskml.config import area_train_params, load_area_specs, load_params
     from riskml.contract import KEY
     from riskml.features import build_features
-    from riskml.simulate import run
     from riskml.train import train_area, training_labels
 
     params = load_params(ROOT / "params.yaml")
     specs = load_area_specs(ROOT / "pipelines")
-    scale = n_items / BASE_ITEMS
-    sim = params.simulate.model_copy(
-        update={
-            "n_items": n_items,
-            "n_importers": int(params.simulate.n_importers * scale),
-            "n_declarants": int(params.simulate.n_declarants * scale),
-            "n_suppliers": int(params.simulate.n_suppliers * scale),
-        }
-    )
     out: dict = {"n_items": n_items}
     with tempfile.TemporaryDirectory() as tmp:
         folder = (cache / str(n_items)) if cache else Path(tmp)
         if not (folder / "outcomes.parquet").exists():
             t0 = time.perf_counter()
-            run(folder, sim, specs)
+            simulate_world(n_items, folder)
             out["simulate_s"] = round(time.perf_counter() - t0, 1)
         decl = pd.read_parquet(folder / "declarations.parquet")
         outc = pd.read_parquet(folder / "outcomes.parquet")

@@ -3,9 +3,9 @@
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000] [--modes memory ooc dask]
                                           [--cache DIR]
 
-For each size, the default world scaled to that many items (entities scale with it; 24 months,
-seed 42; as bench/features_train_bench.py) is simulated once into ``--cache``/<size> (reused when
-present; simulation is not timed). Then each mode runs the ``riskml features`` stage
+For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
+scale with it; 24 months, seed 42) is simulated once into ``--cache``/<size> (reused when present;
+simulation is not timed). Then each mode runs the ``riskml features`` stage
 (:func:`riskml.features_stage.run_features`, with the area specs) in its own child process on a
 project folder whose ``data/interim`` is that world, and prints:
 
@@ -31,25 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BASE_ITEMS = 300_000
-
-
-def _simulate(n_items: int, folder: Path) -> None:
-    from riskml.config import load_area_specs, load_params
-    from riskml.simulate import run
-
-    params = load_params(ROOT / "params.yaml")
-    scale = n_items / BASE_ITEMS
-    sim = params.simulate.model_copy(
-        update={
-            "n_items": n_items,
-            "n_importers": int(params.simulate.n_importers * scale),
-            "n_declarants": int(params.simulate.n_declarants * scale),
-            "n_suppliers": int(params.simulate.n_suppliers * scale),
-        }
-    )
-    run(folder, sim, load_area_specs(ROOT / "pipelines"))
+from scaled_world import ROOT, cached_world
 
 
 def _peak_gib() -> float:
@@ -121,10 +103,9 @@ def main() -> None:
 
     results = []
     for n in args.sizes:
-        world = args.cache / str(n)
-        if not (world / "outcomes.parquet").exists():
-            t0 = time.perf_counter()
-            _simulate(n, world)
+        t0 = time.perf_counter()
+        _, simulated = cached_world(n, args.cache)
+        if simulated:
             print(f"simulated {n:,} items in {time.perf_counter() - t0:.0f} s", flush=True)
         for mode in args.modes:
             cmd = [sys.executable, __file__, "--one", str(n), mode, "--cache", str(args.cache)]

@@ -202,6 +202,35 @@ def test_run_train_writes_files_and_registers_with_aliases(
     assert model_info.signature.inputs.input_names() == meta["features"]
 
 
+def test_run_train_reads_only_labelled_rows_and_equals_training_on_the_whole_frame(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    """The train stage reads the labelled items' model columns month by month and scores the
+    test window month by month for its threshold: the same model, bit for bit, as training on
+    the whole in-memory feature frame."""
+    from riskml.train import _stage_inputs
+    from riskml.train_stage import fit_area_model
+
+    features, labels, _ = _stage_inputs(world_root, params, revenue_spec)
+    window = in_window(world["features"], params.split.train_start, params.split.test_start)
+    labelled = labels.loc[labels["label"].notna(), ["declaration_id", "item_no"]]
+    expected = window.merge(labelled, on=["declaration_id", "item_no"])
+    assert len(features) == len(expected) < len(world["features"]) // 2
+    names = feature_columns(world["features"], revenue_spec)
+    assert list(features.columns) == ["declaration_id", "item_no", "accepted_date", *names]
+
+    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    staged = AreaModel.load(world_root / "models/revenue")
+    whole = fit_area_model(
+        world["features"], _labels(world, revenue_spec, params.split.test_start), params,
+        revenue_spec, declarations=world["declarations"], outcomes=world["outcomes"],
+    )  # fmt: skip
+    assert staged.fingerprint_ == whole.fingerprint_
+    assert staged.threshold_ == whole.threshold_ and np.isfinite(staged.threshold_)
+    assert staged.threshold_basis_ == whole.threshold_basis_
+    assert staged.content_hash() == whole.content_hash()
+
+
 def test_outcomes_known_after_test_start_do_not_change_the_model(
     world_root, world, revenue_spec, params, tracking_uri
 ):

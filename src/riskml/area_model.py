@@ -169,15 +169,24 @@ class AreaModel:
         return self
 
     def set_threshold(
-        self, rows: pd.DataFrame, n_picks: int, *, duties_paid: np.ndarray | None = None
+        self,
+        rows: pd.DataFrame,
+        n_picks: int,
+        *,
+        duties_paid: np.ndarray | None = None,
+        keys: np.ndarray | None = None,
     ) -> AreaModel:
         """The operating threshold: the rank key of the ``n_picks``-th item of ``rows`` (the
         train stage: the test window's items, ``n_picks`` = the area's operating rate × their
-        number), so that a new item whose key reaches it would be inspected at that rate."""
+        number), so that a new item whose key reaches it would be inspected at that rate.
+        ``keys``: the rows' rank keys when already computed (``rows`` then needs only
+        ``accepted_date``)."""
         if n_picks <= 0 or len(rows) == 0:
             self.threshold_ = math.inf
         else:
-            keys = np.sort(self.rank_key(rows, duties_paid=duties_paid)["rank_key"].to_numpy())
+            if keys is None:
+                keys = self.rank_key(rows, duties_paid=duties_paid)["rank_key"].to_numpy()
+            keys = np.sort(np.asarray(keys))
             self.threshold_ = float(keys[::-1][min(n_picks, len(keys)) - 1])
         dates = pd.to_datetime(rows["accepted_date"]) if len(rows) else pd.Series(dtype="M8[ns]")
         self.threshold_basis_ = {

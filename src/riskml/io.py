@@ -222,9 +222,17 @@ def write_partitioned(df: pd.DataFrame, folder: str | Path, *, by: str = "accept
 
 
 def read_partitioned(
-    folder: str | Path, *, months: list[str] | None = None, columns: list[str] | None = None
+    folder: str | Path,
+    *,
+    months: list[str] | None = None,
+    columns: list[str] | None = None,
+    where: Callable[[pa.Table], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Read the dataset ``folder`` (all months, or only ``months``), months in calendar order.
+
+    ``where``: a row filter applied to each month as it is read (given the month's Arrow table
+    of ``columns``, it returns a boolean mask), so that reading a few rows of a large dataset
+    holds one month, not the whole dataset, beside what it keeps.
 
     A missing folder is a :class:`RiskmlError` naming the stage to run; a month asked for but not
     stored is one too."""
@@ -251,14 +259,24 @@ def read_partitioned(
         return schema.drop(columns=ROW) if ordered else schema
     # one Arrow table of every month, converted to pandas once (a concat of per-month frames
     # costs a copy of every column)
-    table = pa.concat_tables(
-        [pq.read_table(partition_path(folder, m), columns=columns) for m in stored]
-    )
+    table = pa.concat_tables([_read_month(folder, m, columns, where) for m in stored])
     frame = table.to_pandas()
     if ordered:
         order = np.argsort(frame[ROW].to_numpy(), kind="stable")
         frame = frame.drop(columns=ROW).take(order).reset_index(drop=True)
     return frame
+
+
+def _read_month(
+    folder: Path,
+    month: str,
+    columns: list[str] | None,
+    where: Callable[[pa.Table], np.ndarray] | None,
+) -> pa.Table:
+    table = pq.read_table(partition_path(folder, month), columns=columns)
+    if where is None:
+        return table
+    return table.filter(pa.array(np.asarray(where(table), dtype=bool)))
 
 
 def dataset_columns(path: str | Path) -> list[str]:

@@ -876,14 +876,57 @@ def tune_yaml(area: str, best: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _key_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's key (the same for the same key whatever its dtypes)."""
+    return pd.util.hash_pandas_object(_keyed(frame[KEY]), index=False).to_numpy()
+
+
+def window_months(folder: Path, start: date, end: date) -> list[str]:
+    """The months stored in the partitioned dataset ``folder`` that overlap ``[start, end)``."""
+    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    return [
+        m
+        for m in io.partition_months(folder)
+        if pd.Period(m, "M").start_time < last and pd.Period(m, "M").end_time >= first
+    ]
+
+
+def training_features(
+    folder: Path, spec: AreaSpec, split: SplitParams, labels: list[pd.DataFrame | None]
+) -> pd.DataFrame:
+    """What training reads of the features dataset ``folder``: the key, date and model columns
+    (:func:`feature_columns`) of the items that one of ``labels`` (the area's own, its first
+    stage's) labels, accepted in ``[train_start, test_start)``. Read month by month with those
+    rows filtered out as each month is read, so that peak memory is the labelled rows plus one
+    month, not the history's features; the rows keep the dataset's order and dtypes, so
+    training on them equals training on the whole dataset (tests/test_train.py)."""
+    schema = io.read_partitioned(folder, months=[])
+    columns = [*KEY, "accepted_date", *feature_columns(schema, spec)]
+    wanted = np.unique(
+        np.concatenate(
+            [_key_hashes(f[f["label"].notna()]) for f in labels if f is not None]
+            or [np.zeros(0, np.uint64)]
+        )
+    )
+    start, end = pd.Timestamp(split.train_start), pd.Timestamp(split.test_start)
+
+    def labelled(table: Any) -> np.ndarray:
+        dates = pd.to_datetime(table.column("accepted_date").to_pandas())
+        keys = _key_hashes(table.select(list(KEY)).to_pandas())
+        return ((dates >= start) & (dates < end)).to_numpy() & np.isin(keys, wanted)
+
+    months = window_months(folder, split.train_start, split.test_start)
+    return io.read_partitioned(folder, months=months, columns=columns, where=labelled)
+
+
 def _stage_inputs(
     root: Path, params: Params, spec: AreaSpec
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """The train and tune stages' inputs: the feature frame, the area's labels and its first
-    stage's (known before ``split.test_start``; the pool's specs read from ``pipelines/``)."""
+    """The train and tune stages' inputs: the labelled items' features
+    (:func:`training_features`), the area's labels and its first stage's (known before
+    ``split.test_start``; the pool's specs read from ``pipelines/``)."""
     catalog = Catalog(root)
-    features = io.read_dataset(catalog.features)
-    declarations = io.read_parquet(catalog.declarations, columns=KEY)
+    declarations = io.read_parquet(catalog.declarations, columns=list(KEY))
     outcomes = io.read_parquet(catalog.outcomes)
     labels, pretrain = training_labels(
         declarations,
@@ -892,6 +935,8 @@ def _stage_inputs(
         pool_specs({spec.name: spec}, root),
         known_before=params.split.test_start,
     )
+    del declarations, outcomes
+    features = training_features(catalog.features, spec, params.split, [labels, pretrain])
     return features, labels, pretrain
 
 

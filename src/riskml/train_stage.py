@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from riskml.train import (
     in_window,
     label_support,
     model_dir,
+    window_months,
 )
 
 log = logging.getLogger(__name__)
@@ -247,11 +249,16 @@ def fit_area_model(
     pretrain_labels: pd.DataFrame | None = None,
     declarations: pd.DataFrame | None = None,
     outcomes: pd.DataFrame | None = None,
+    period: Callable[[AreaModel], pd.DataFrame] | None = None,
 ) -> Any:
     """The train stage's :class:`riskml.area_model.AreaModel`: fitted on the split's windows,
     with the recovery-ratio fallback (findings known before ``test_start``, when
     ``declarations`` and ``outcomes`` are given) and the operating threshold: the rank key at
-    the area's operating rate (``evaluation.operating_rate``) of the test window's items."""
+    the area's operating rate (``evaluation.operating_rate``) of the test window's items.
+
+    ``period``: given the fitted model, the ``accepted_date`` and ``rank_key`` of every item of
+    the test window (:func:`period_rank_keys`: month by month from the features dataset);
+    without it the test window's items are ``features``' own."""
     split = params.split
     ratio = 0.0
     known = declarations is not None and outcomes is not None
@@ -268,15 +275,41 @@ def fit_area_model(
         pretrain_labels=pretrain_labels,
         recovery_ratio=ratio,
     )
-    period = in_window(features, split.test_start, split.test_end)
-    duties = None
-    if declarations is not None and "duties_paid" in declarations.columns:
-        paid = _keyed(period[KEY]).merge(
-            _keyed(declarations[[*KEY, "duties_paid"]]), on=KEY, how="left"
-        )
-        duties = paid["duties_paid"].to_numpy(np.float64, na_value=np.nan)
-    n_picks = int(round(spec.operating_rate * len(period)))
-    return model.set_threshold(period, n_picks, duties_paid=duties)
+    if period is not None:
+        keyed = period(model)
+        n_picks = int(round(spec.operating_rate * len(keyed)))
+        return model.set_threshold(keyed, n_picks, keys=keyed["rank_key"].to_numpy())
+    rows = in_window(features, split.test_start, split.test_end)
+    n_picks = int(round(spec.operating_rate * len(rows)))
+    return model.set_threshold(rows, n_picks, duties_paid=_duties_paid(rows, declarations))
+
+
+def _duties_paid(rows: pd.DataFrame, declarations: pd.DataFrame | None) -> np.ndarray | None:
+    """Each of ``rows``' duty paid (from ``declarations``, by key); None without the column."""
+    if declarations is None or "duties_paid" not in declarations.columns:
+        return None
+    paid = _keyed(rows[KEY]).merge(_keyed(declarations[[*KEY, "duties_paid"]]), on=KEY, how="left")
+    return paid["duties_paid"].to_numpy(np.float64, na_value=np.nan)
+
+
+def period_rank_keys(
+    model: AreaModel, folder: Path, split: SplitParams, declarations: pd.DataFrame | None
+) -> pd.DataFrame:
+    """``accepted_date`` and ``rank_key`` of every item of the test window ``[test_start,
+    test_end)`` of the features dataset ``folder``, scored month by month (the model's columns
+    only), so that peak memory is one month's items, not the window's."""
+    start, end = pd.Timestamp(split.test_start), pd.Timestamp(split.test_end)
+    columns = [*KEY, "accepted_date", *model.feature_names_]
+    parts = []
+    for month in window_months(folder, split.test_start, split.test_end):
+        rows = io.read_partitioned(folder, months=[month], columns=columns)
+        dates = pd.to_datetime(rows["accepted_date"])
+        rows = rows[(dates >= start) & (dates < end)]
+        key = model.rank_key(rows, duties_paid=_duties_paid(rows, declarations))["rank_key"]
+        parts.append(pd.DataFrame({"accepted_date": rows["accepted_date"], "rank_key": key}))
+    if not parts:
+        return pd.DataFrame({"accepted_date": pd.Series(dtype="M8[ns]"), "rank_key": []})
+    return pd.concat(parts, ignore_index=True)
 
 
 def train_and_register(
@@ -290,6 +323,7 @@ def train_and_register(
     pretrain_labels: pd.DataFrame | None = None,
     declarations: pd.DataFrame | None = None,
     outcomes: pd.DataFrame | None = None,
+    period: Callable[[AreaModel], pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Fit the area model (:func:`fit_area_model`), register it in MLflow once per content
     (:func:`riskml.registry.register`) and write ``models/<area>/``: the model's files, its card
@@ -299,7 +333,7 @@ def train_and_register(
     check_protected(feature_columns(features, spec), protected, where=f"area {spec.name!r}")
     model = fit_area_model(
         features, labels, params, spec, pretrain_labels=pretrain_labels,
-        declarations=declarations, outcomes=outcomes,
+        declarations=declarations, outcomes=outcomes, period=period,
     )  # fmt: skip
     window = in_window(features, params.split.train_start, params.split.test_start)
     sample = window.sample(min(SIGNATURE_SAMPLE, len(window)), random_state=params.train.seed)
@@ -374,11 +408,22 @@ def run_train(
     lacking = label_support(features, labels, params.split, area_train_params(params, spec))
     if lacking is not None:
         return write_skip_record(root, area, lacking)
-    declarations = io.read_parquet(Catalog(root).declarations)
-    outcomes = io.read_parquet(Catalog(root).outcomes)
+    catalog = Catalog(root)
+    # what the recovery ratio and the rank key read of the declarations: key and duty paid
+    wanted = [*KEY, "accepted_date", "duties_paid"]
+    have = set(io.dataset_columns(catalog.declarations))
+    declarations = io.read_parquet(catalog.declarations, columns=[c for c in wanted if c in have])
+    outcomes = io.read_parquet(catalog.outcomes)
+    split = params.split
+    in_period = in_window(declarations, split.test_start, split.test_end)
+
+    def period(model: AreaModel) -> pd.DataFrame:
+        return period_rank_keys(model, catalog.features, split, in_period)
+
     # compute.backend dask: the LightGBM fits run on the cluster (riskml.train._fit_dask)
     with compute.running_on(params.compute):
         return train_and_register(
             features, labels, root, params, spec, tracking_uri=tracking_uri,
             pretrain_labels=pretrain, declarations=declarations, outcomes=outcomes,
+            period=period,
         )  # fmt: skip

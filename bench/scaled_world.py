@@ -1,0 +1,47 @@
+"""The default simulated world scaled to a number of items: shared by the bench scripts.
+
+The entities (importers, declarants, suppliers) scale with the items so that each entity's
+history keeps the default world's depth; months (24) and seed (42) stay those of params.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The items of params.yaml's default world, to which the entity counts belong.
+BASE_ITEMS = 300_000
+
+
+def scaled_params(n_items: int):
+    """``params.yaml``'s ``simulate`` section scaled to ``n_items`` items."""
+    from riskml.config import load_params
+
+    sim = load_params(ROOT / "params.yaml").simulate
+    scale = n_items / BASE_ITEMS
+    return sim.model_copy(
+        update={
+            "n_items": n_items,
+            "n_importers": int(sim.n_importers * scale),
+            "n_declarants": int(sim.n_declarants * scale),
+            "n_suppliers": int(sim.n_suppliers * scale),
+        }
+    )
+
+
+def simulate_world(n_items: int, folder: Path) -> None:
+    """Write the scaled world's tables into ``folder`` (month by month, bounded memory)."""
+    from riskml.config import load_area_specs
+    from riskml.simulate import run
+
+    run(folder, scaled_params(n_items), load_area_specs(ROOT / "pipelines"))
+
+
+def cached_world(n_items: int, cache: Path) -> tuple[Path, bool]:
+    """The scaled world under ``cache``/<n_items>, simulated there unless present; returns the
+    folder and whether it was simulated now."""
+    folder = cache / str(n_items)
+    if (folder / "outcomes.parquet").exists():
+        return folder, False
+    simulate_world(n_items, folder)
+    return folder, True
