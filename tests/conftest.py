@@ -1,7 +1,9 @@
-"""Shared fixtures: a fresh MLflow store per test and a small synthetic customs world."""
+"""Shared fixtures: a fresh MLflow store per test, a small synthetic customs world and a
+PostgreSQL feedback database (``pg_url``)."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -9,8 +11,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import create_engine, text
 
 from riskml.config import AreaSpec, Params, Rule, SplitParams, TrainParams
+from riskml.feedback import _Base
 from riskml.io import write_partitioned
 
 
@@ -156,3 +160,30 @@ def world_root(tmp_path: Path, world: dict[str, pd.DataFrame]) -> Path:
     world["outcomes"].to_parquet(root / "data/interim/outcomes.parquet", index=False)
     world["truth"].to_parquet(root / "data/interim/truth.parquet", index=False)
     return root
+
+
+DEFAULT_URL = "postgresql+psycopg://riskml:riskml@127.0.0.1:5432/riskml_test"
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    """A fresh PostgreSQL feedback database per module (its tables dropped before and after):
+    ``RISKML_TEST_POSTGRES_URL``, which `.ci/run` sets after starting Debian's cluster; skips,
+    saying why, when no server answers (fails with ``RISKML_REQUIRE_POSTGRES``)."""
+    url = os.environ.get("RISKML_TEST_POSTGRES_URL", DEFAULT_URL)
+    shown = url.split("@")[-1]
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # no server, no role, no database
+        why = f"no PostgreSQL server answers at {shown} ({type(exc).__name__})"
+        if os.environ.get("RISKML_REQUIRE_POSTGRES"):
+            pytest.fail(f"{why}; .ci/run should have started it")
+        pytest.skip(
+            f"{why}; `bash .ci/run` starts Debian's cluster, or set RISKML_TEST_POSTGRES_URL"
+        )
+    _Base.metadata.drop_all(engine)  # a fresh store each run
+    yield url
+    _Base.metadata.drop_all(engine)
+    engine.dispose()

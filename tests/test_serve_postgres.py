@@ -6,7 +6,6 @@ tests must run); elsewhere they skip, saying why, when no server answers."""
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import date
 
@@ -20,29 +19,6 @@ from riskml.config import load_area_specs, load_params
 from riskml.contract import RiskmlError
 from riskml.feedback import FeedbackStore, _Base, export_outcomes
 from riskml.serve import create_app
-
-DEFAULT_URL = "postgresql+psycopg://riskml:riskml@127.0.0.1:5432/riskml_test"
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    url = os.environ.get("RISKML_TEST_POSTGRES_URL", DEFAULT_URL)
-    shown = url.split("@")[-1]
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # no server, no role, no database
-        why = f"no PostgreSQL server answers at {shown} ({type(exc).__name__})"
-        if os.environ.get("RISKML_REQUIRE_POSTGRES"):
-            pytest.fail(f"{why}; .ci/run should have started it")
-        pytest.skip(
-            f"{why}; `bash .ci/run` starts Debian's cluster, or set RISKML_TEST_POSTGRES_URL"
-        )
-    _Base.metadata.drop_all(engine)  # a fresh store each run
-    yield url
-    _Base.metadata.drop_all(engine)
-    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

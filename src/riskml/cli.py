@@ -407,27 +407,74 @@ def serve(
     database_url: Annotated[
         str | None, typer.Option(help="override serve.database_url (SQLite file or PostgreSQL)")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="override serve.workers: service processes, each with its own copy of the "
+            "models and data (about one per core)",
+        ),
+    ] = None,
 ) -> None:
     """Run the audit service (API, OpenAPI docs at /docs, reviewer pages at /ui) with uvicorn."""
-    import logging
+    import json
+    import os
 
     import uvicorn
 
+    params, _ = _config(root)
+    root = root.resolve()
+    # tokens create makes the database; opened here first, so that its tables exist before
+    # the worker processes open it
+    store = _store(root, database_url, create=False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    n = workers or params.serve.workers
+    where = {"host": host or params.serve.host, "port": port or params.serve.port}
+    settings = {"access_log": False, "log_level": "info"}  # the app logs method, route, status
+    if n == 1:
+        console.print("loading and checking each area's champion ...")
+        uvicorn.run(_service_app(root, store), **where, **settings)  # type: ignore[arg-type]
+        return
+    store.engine.dispose()
+    console.print(f"starting {n} service processes; each loads and checks the champions ...")
+    os.environ[_WORKER_ENV] = json.dumps({"root": str(root), "database_url": database_url})
+    uvicorn.run(
+        "riskml.cli:service_worker",
+        factory=True,
+        workers=n,
+        timeout_worker_healthcheck=60,  # a worker scoring a large batch answers late
+        **where,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+_WORKER_ENV = "RISKML_SERVE_WORKER"
+
+
+def _service_app(root: Path, store: Any) -> Any:
+    """The service app on ``root``, its champions loaded and checked (RiskmlError otherwise)."""
     from riskml.serve import create_app
 
     params, specs = _config(root)
-    root = root.resolve()
-    store = _store(root, database_url, create=False)  # tokens create makes the database
+    return create_app(root, params, specs, store=store, check_models=True)
+
+
+def service_worker() -> Any:
+    """The app of one process of ``riskml serve --workers N`` (uvicorn's factory; the root and
+    database come from the parent through the environment). A worker whose models do not load
+    exits with uvicorn's start-up failure code, which stops the service instead of restarting
+    the worker over and over."""
+    import json
+    import os
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    console.print("loading and checking each area's champion ...")
-    application = create_app(root, params, specs, store=store, check_models=True)
-    uvicorn.run(
-        application,
-        host=host or params.serve.host,
-        port=port or params.serve.port,
-        access_log=False,  # the app logs method, route template and status only
-        log_level="info",
-    )
+    where = json.loads(os.environ[_WORKER_ENV])
+    root = Path(where["root"])
+    try:
+        return _service_app(root, _store(root, where["database_url"], create=False))
+    except RiskmlError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(3)  # uvicorn.config.STARTUP_FAILURE
 
 
 tokens_app = typer.Typer(help="API tokens of the audit service (stored hashed).")

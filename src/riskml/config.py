@@ -154,6 +154,8 @@ class ServeParams(_Section):
     token_days: float = Field(90, ge=0)  # new and rotated tokens expire (0: never)
     cookie_secure: bool = False  # true behind TLS: the session cookie is sent over HTTPS only
     currency: str = "LCU"  # code shown beside amounts on the pages (LCU: local currency unit)
+    # service processes (`riskml serve --workers`); each holds its own models and data
+    workers: int = Field(1, ge=1)
 
 
 class ComputeParams(_Section):

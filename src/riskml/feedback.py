@@ -32,12 +32,15 @@ from sqlalchemy import (
     Integer,
     String,
     create_engine,
+    event,
     func,
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from riskml import catalog
@@ -111,6 +114,17 @@ class OutcomeRow(_Base):
     # admin keeps one (`riskml outcomes resolve ID`); the others are then superseded
     needs_review: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
     superseded: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=False)
+
+
+class WriteLockRow(_Base):
+    """One row that every outcome write updates first: the update holds the database's write
+    lock (SQLite) or the row's lock (PostgreSQL) until the write commits, so the duplicate and
+    contradiction checks of an outcome see every earlier write, from any process
+    (``riskml serve --workers N``)."""
+
+    __tablename__ = "write_lock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    writes: Mapped[int] = mapped_column(Integer, default=0)
 
 
 @dataclass(frozen=True)
@@ -199,16 +213,18 @@ class FeedbackStore:
                 "serve.database_url in params.yaml"
             )
         try:
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+            self.engine: Engine = _engine(url, path)
             _Base.metadata.create_all(self.engine)
             _add_missing_columns(self.engine)
+            _add_write_lock(self.engine)
         except Exception as exc:  # bad URL, missing driver, unreachable server
             raise RiskmlError(
                 f"feedback database {where!r} cannot be opened ({type(exc).__name__}:"
                 f" {exc}); check serve.database_url in params.yaml"
             ) from exc
         self.url = where
-        self._write = threading.Lock()  # one outcome write at a time: duplicates are seen
+        # one outcome write at a time in this process (and across processes: _serialise)
+        self._write = threading.Lock()
 
     def ping(self) -> None:
         """Raise when the database does not answer (readiness check)."""
@@ -365,6 +381,7 @@ class FeedbackStore:
         if fields.get("control_kind") not in CONTROL_KINDS:
             raise RiskmlError(f"unknown control kind {fields.get('control_kind')!r}")
         with self._write, Session(self.engine) as s, s.begin():
+            _serialise(s)
             if idempotency_key:
                 prior = s.scalar(
                     select(OutcomeRow).where(
@@ -408,6 +425,7 @@ class FeedbackStore:
         and the other outcomes of its natural key are superseded (left out of the export).
         Returns how many were superseded."""
         with self._write, Session(self.engine) as s, s.begin():
+            _serialise(s)
             row = s.get(OutcomeRow, outcome_id)
             if row is None:
                 raise RiskmlError(f"no outcome with id {outcome_id}; see `GET /outcomes`")
@@ -492,6 +510,42 @@ def _expiry(days: float | None) -> datetime | None:
 
 def _is_active(row: TokenRow) -> bool:
     return row.revoked_at is None and (row.expires_at is None or row.expires_at > _now())
+
+
+def _engine(url: str, path: Path | None) -> Engine:
+    """The database engine. A SQLite file is opened in WAL mode (readers do not wait for a
+    write) with a 30 s busy timeout (a write waits for another process's write instead of
+    failing): several service processes share it safely."""
+    if path is None:
+        return create_engine(url, future=True, pool_pre_ping=True)
+    engine = create_engine(url, future=True, pool_pre_ping=True, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _wal(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return engine
+
+
+def _add_write_lock(engine: Engine) -> None:
+    """The row :func:`_serialise` updates (made once; another process may make it first)."""
+    try:
+        with Session(engine) as s, s.begin():
+            if s.get(WriteLockRow, 1) is None:
+                s.add(WriteLockRow(id=1, writes=0))
+    except IntegrityError:
+        pass
+
+
+def _serialise(s: Session) -> None:
+    """Take the store's write lock for the rest of the transaction ``s`` (its first statement):
+    an update of the lock row, which another process's write waits for until this one commits
+    (SQLite: the database's write lock, under the busy timeout; PostgreSQL: the row's lock)."""
+    s.execute(
+        update(WriteLockRow).where(WriteLockRow.id == 1).values(writes=WriteLockRow.writes + 1)
+    )
 
 
 def _add_missing_columns(engine: Engine) -> None:
