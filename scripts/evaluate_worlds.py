@@ -56,7 +56,9 @@ import pandas as pd
 import yaml
 
 from riskml import backtest as bt
+from riskml import io
 from riskml.assessment import ranking_scores
+from riskml.catalog import Catalog
 from riskml.config import Params, load_area_specs, load_params
 from riskml.contract import KEY, RiskmlError
 from riskml.features import model_feature_columns
@@ -104,7 +106,7 @@ def world_dir(work: Path, seed: int, n_items: int) -> Path:
 def build_world(work: Path, seed: int, n_items: int) -> Path:
     """The project folder of one world with its features built by the riskml stages."""
     root = world_dir(work, seed, n_items)
-    if (root / "data/features/features.parquet").exists():
+    if io.dataset_columns(Catalog(root).features):
         return root
     root.mkdir(parents=True, exist_ok=True)
     doc = yaml.safe_load((PROJECT / "params.yaml").read_text(encoding="utf-8"))
