@@ -110,9 +110,29 @@ def bench_single(root: Path, env: dict[str, str], decl: pd.DataFrame, repeats: i
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid`` and its live children so far (Linux
+    ``/proc``; the children: the worker processes of ``--workers N``)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
 
 
 def _load() -> str:
@@ -245,8 +265,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction benchmark")
     ap.add_argument("--single", type=int, default=0, help="in-process 1-row scores (0: none)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="service processes (riskml serve --workers)"
+    )
     args = ap.parse_args()
-    print(f"start: {_load()} on {os.cpu_count()} cores")
+    print(f"start: {_load()} on {os.cpu_count()} cores; {args.workers} service process(es)")
     root = args.root.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="riskml-service-bench-"))
     db = f"sqlite:///{tmp / 'feedback.db'}"
@@ -277,6 +300,7 @@ def main() -> None:
             str(args.port),
             "--database-url",
             db,
+            *(["--workers", str(args.workers)] if args.workers > 1 else []),
         ],
         env=env,
         stdout=subprocess.DEVNULL,

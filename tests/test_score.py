@@ -180,3 +180,83 @@ def test_threshold_is_the_lists_key_at_the_operating_rate(project):
     # the expected recovery alone would put the bar elsewhere
     by_amount = np.sort(scores["expected_recovery"].to_numpy())[::-1][n - 1]
     assert threshold != pytest.approx(by_amount, rel=1e-6)
+
+
+def _json_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as the service builds it from a JSON body (values as JSON gives them)."""
+    import json
+
+    rows = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return pd.DataFrame.from_records(rows)
+
+
+def test_small_batches_scored_together_get_what_each_gets_alone(project):
+    """``check_and_score_many`` (the service's concurrent single declarations in one pass)
+    gives every batch its own result bit for bit: good rows, quarantine (rows counted within
+    the batch), scores, rank keys, selections and model versions; batches that cannot share a
+    pass (a declaration id in two of them, other dtypes) are scored one by one."""
+    scorer = _scorer(project)
+    fresh = new_batch(project, 12)
+    stored = pd.read_parquet(project / "data/interim/declarations.parquet").head(1)
+    bad = fresh.iloc[[5]].assign(declaration_id="BAD1", cif_value=-5.0)  # kept, value missing
+    worse = fresh.iloc[[6]].assign(declaration_id="BAD2", hs_code="12")  # not scored
+    batches = [
+        fresh.iloc[[0]],
+        fresh.iloc[[1, 2]],
+        pd.concat([fresh.iloc[[3]], bad, fresh.iloc[[3]]]),  # a key twice: not scored
+        pd.concat([worse, fresh.iloc[[4]]]),
+        stored,  # already stored: not scored
+        pd.concat([fresh.iloc[7:12], bad.assign(declaration_id="BAD3")]),
+    ]
+    batches = [_json_rows(b.reset_index(drop=True)) for b in batches]
+    from riskml.score import can_share
+
+    assert can_share(batches)
+    together = scorer.check_and_score_many(batches)
+    alone = [scorer.check_and_score(b) for b in batches]
+    for (good, quarantine, result), (good1, quarantine1, result1) in zip(
+        together, alone, strict=True
+    ):
+        pd.testing.assert_frame_equal(good, good1)
+        pd.testing.assert_frame_equal(quarantine, quarantine1)
+        pd.testing.assert_frame_equal(result.scores, result1.scores)
+        pd.testing.assert_frame_equal(result.wide(), result1.wide())
+        assert result.models == result1.models
+    assert together[2][1]["row"].tolist() and set(together[2][1]["row"]) <= {0, 1, 2}
+    assert len(together[4][0]) == 0 and len(together[5][2].wide()) == 6
+    # the same id in two batches, or a float column of text: one by one
+    assert not can_share([batches[0], batches[0]])
+    assert not can_share([batches[0], batches[1].astype({"office": object}).assign(office=1.5)])
+
+
+def test_the_service_queue_scores_concurrent_declarations_in_one_pass(project):
+    """Single declarations that arrive while a pass is due share it (ScoreQueue of
+    ``POST /score``), and each gets its own result: the one it gets alone."""
+    import asyncio
+
+    from riskml.serve.routes.scoring import ScoreQueue
+
+    scorer = _scorer(project)
+    passes: list[int] = []
+
+    class Counting:
+        def check_and_score_many(self, batches):  # type: ignore[no-untyped-def]
+            passes.append(len(batches))
+            return scorer.check_and_score_many(batches)
+
+        def check_and_score(self, batch):  # type: ignore[no-untyped-def]
+            return scorer.check_and_score(batch)
+
+    fresh = new_batch(project, 5)
+    batches = [_json_rows(fresh.iloc[[i]].reset_index(drop=True)) for i in range(5)]
+    queue = ScoreQueue()
+
+    async def all_at_once():  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(queue.score(Counting(), b) for b in batches))
+
+    results = asyncio.run(all_at_once())
+    assert passes == [5]  # one pass for the five
+    for batch, (good, quarantine, result) in zip(batches, results, strict=True):
+        alone = scorer.check_and_score(batch)
+        pd.testing.assert_frame_equal(result.scores, alone[2].scores)
+        assert quarantine.empty and len(good) == 1

@@ -29,7 +29,10 @@ from riskml.config import AreaSpec, Params
 from riskml.contract import (
     KEY,
     NOT_SCORED,
+    SOURCE_ERROR,
+    SOURCE_FILE,
     SOURCE_ROW,
+    TABLES,
     RiskmlError,
     data_quality_list,
     validate,
@@ -248,6 +251,52 @@ class Scorer:
                 good = good[~dup].reset_index(drop=True)
         return good, quarantine
 
+    def check_and_score(
+        self, batch: pd.DataFrame, *, reasons: bool = False
+    ) -> tuple[pd.DataFrame, pd.DataFrame, ScoreResult]:
+        """(good rows, quarantine, scores) of one raw batch: :meth:`check`, then
+        :meth:`score_checked` of the good rows."""
+        good, quarantine = self.check(batch)
+        return good, quarantine, self.score_checked(good, reasons=reasons)
+
+    def check_and_score_many(
+        self, batches: list[pd.DataFrame]
+    ) -> list[tuple[pd.DataFrame, pd.DataFrame, ScoreResult]]:
+        """:meth:`check_and_score` of each batch (without reasons), in one pass over them all
+        when they can share it (:func:`can_share`), else one by one. A contract check and a
+        scoring pass cost tens of milliseconds whatever their size, so small batches sent at
+        the same time (the service's single declarations) are much cheaper together. The result
+        of each batch is the one it gets alone, bit for bit: every check, feature and score is
+        a function of the row alone (the batch-independence rule, docs/service.md), the shared
+        batches have the same columns and dtypes (so the same parsing), no declaration id in
+        two of them (so no duplicate key across them), and quarantine row numbers are counted
+        within each batch (tests/test_score.py)."""
+        if len(batches) < 2 or not can_share(batches):
+            return [self.check_and_score(b) for b in batches]
+        sizes = [len(b) for b in batches]
+        starts = np.cumsum([0, *sizes])
+        good, quarantine, result = self.check_and_score(pd.concat(batches, ignore_index=True))
+        left_out = quarantine.loc[
+            (quarantine["table"] == "declarations") & (quarantine["action"] == NOT_SCORED), "row"
+        ].to_numpy(np.int64)
+        rows = quarantine["row"].to_numpy(np.int64)
+        scores, n_good = result.scores, len(good)
+        part = np.arange(len(scores)) % n_good if n_good else np.zeros(0, np.int64)
+        out, at = [], 0
+        for i, n in enumerate(sizes):
+            lo, hi = starts[i], starts[i + 1]
+            kept = n - len(np.unique(left_out[(left_out >= lo) & (left_out < hi)]))
+            mine = quarantine[(rows >= lo) & (rows < hi)].reset_index(drop=True)
+            mine["row"] = mine["row"] - lo
+            if kept:
+                sub = scores[(part >= at) & (part < at + kept)].reset_index(drop=True)
+                res = ScoreResult(sub, pd.DataFrame(), dict(result.timings), dict(result.models))
+            else:  # as alone: no scores, no models named
+                res = ScoreResult(pd.DataFrame(columns=SCORE_COLUMNS), pd.DataFrame(), {})
+            out.append((good.iloc[at : at + kept].reset_index(drop=True), mine, res))
+            at += kept
+        return out
+
     def features(self, good: pd.DataFrame, *, context: bool = True) -> pd.DataFrame:
         """Causal features of the batch rows from the feature store: each row as of its own date
         from the stored history, whatever its batch companions. ``context=False``: leave out the
@@ -356,6 +405,34 @@ class Scorer:
         selected = part["selected"].astype(bool).to_numpy()
         part["reasons"] = text.fillna("").mask(selected & text.isna(), NO_RAISING_FACT).to_numpy()
         return part
+
+
+#: The contract's float and integer columns: a float dtype there is parsed value by value.
+_NUMERIC = {c.name for c in TABLES["declarations"] if c.dtype in ("float", "int")}
+
+
+def can_share(batches: list[pd.DataFrame]) -> bool:
+    """True when ``batches`` (raw declaration tables) get the same contract check and scores
+    in one concatenated batch as one by one: the same columns with the same dtypes (so the
+    concatenation keeps them), no float dtype outside the numeric columns (text rendering of
+    a float column depends on the column's other values), no row numbers or source columns
+    of an ingest, and no declaration id in two batches (a key repeated across them would be
+    a duplicate of the concatenation only)."""
+    first = batches[0]
+    shape = list(zip(first.columns, first.dtypes, strict=True))
+    seen: set[str] = set()
+    for b in batches:
+        if list(zip(b.columns, b.dtypes, strict=True)) != shape:
+            return False
+        if "declaration_id" not in b.columns:
+            return False
+        ids = {str(v).strip() for v in b["declaration_id"].tolist()}
+        if ids & seen:
+            return False
+        seen |= ids
+    if {SOURCE_ROW, SOURCE_FILE, SOURCE_ERROR} & set(first.columns):
+        return False
+    return all(not pd.api.types.is_float_dtype(dtype) or name in _NUMERIC for name, dtype in shape)
 
 
 def _kept_rows(batch: pd.DataFrame, quarantine: pd.DataFrame) -> np.ndarray:
