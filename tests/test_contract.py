@@ -19,6 +19,7 @@ from riskml.contract import (
     KEY,
     OUTCOME_COLUMNS,
     QUARANTINE_COLUMNS,
+    REPAIRS,
     SOURCE_ROW,
     RiskmlError,
     canonical_dtype,
@@ -181,8 +182,11 @@ BAD_DECLARATION_VALUES = [
     ("item_no", "x", "item_no", "'x' is not an integer", None),
     ("item_no", 1.5, "item_no", "'1.5' is not an integer", None),
     ("item_no", 0, "item_no", "0 is not >= 1", None),
-    ("office", None, "office", "column office: missing value", None),
-    ("office", "  ", "office", "missing value", None),
+    ("office", None, "office", "column office: missing value", "office"),
+    ("office", "  ", "office", "missing value", "office"),
+    ("importer_id", None, "importer_id", "column importer_id: missing value", "importer_id"),
+    ("declarant_id", "", "declarant_id", "missing value", "declarant_id"),
+    ("origin_country", None, "origin_country", "missing value", "origin_country"),
     ("preference_claim", "maybe", "preference_claim", "is not a boolean", "preference_claim"),
 ]
 
@@ -207,7 +211,8 @@ def test_bad_declaration_value_is_quarantined(decl, column, value, where, reason
     else:  # scored on everything else, the bad value missing (the mode unknown)
         assert len(kept) == 1
         value = kept[repaired].iloc[0]
-        assert value == "unknown" if repaired == "transport_mode" else pd.isna(value)
+        # a missing code or party becomes a value of its own, a bad number a missing one
+        assert value == "unknown" if isinstance(REPAIRS[repaired], str) else pd.isna(value)
         assert hit["action"].iloc[0].startswith(f"kept: {repaired} set")
         others = [c for c in column_names("declarations") if c not in (repaired, "net_mass_kg")]
         expect = validate(decl, None, today=TODAY).declarations.iloc[[3]][others]

@@ -38,7 +38,9 @@ BROKEN = [
     (2, "Mode of Transport", "", True),  # scored with an unknown transport mode
     (3, "Date", "2021-02-30", False),  # no date: no history as of a day, period unknown
     (4, "HS6 Code", "12AB", False),  # no goods code
-    (5, "Importer ID", "", False),  # no importer
+    (5, "Importer ID", "", True),  # scored with the importer unknown (a value of its own)
+    (6, "Office ID", "", True),  # likewise the office
+    (7, "Country of Origin", "", True),  # and the origin
 ]
 
 

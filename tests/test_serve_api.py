@@ -224,12 +224,15 @@ def test_score_json_and_csv_batches(service):
 
 def test_score_gives_every_row_a_score_or_a_stated_reason(service):
     """Deliberately broken rows: a bad value the row can be scored without (a number, a
-    transport code) is scored with the value missing and listed; a row that cannot be scored
+    transport code, a missing party or office) is scored with the value missing (or unknown)
+    and listed; a row that cannot be scored
     (no date, no valid HS code, a repeated key) is listed with its reason and areas. Every
     input row is counted once: in the scores or on the data-quality list as not scored."""
     batch = new_batch(service["project"], 12, start=50)
     body = json.loads(batch.to_json(orient="records", date_format="iso"))
     body[3]["cif_value"] = "lots"
+    body[4]["importer_id"] = None  # a missing party: scored with the importer unknown
+    body[5]["office"] = " "
     body[6]["gross_mass_kg"] = -2
     body[7]["transport_mode"] = "camel"
     body[8]["accepted_date"] = "2024-02-30"
@@ -242,8 +245,9 @@ def test_score_gives_every_row_a_score_or_a_stated_reason(service):
         assert r.status_code == 200, r.text
         out = r.json()
         quality = {q["row"]: q for q in out["data_quality"]}  # 1-based rows of the batch
-        assert set(quality) == {4, 7, 8, 9, 10, 11, 12}
-        for row, field in ((4, "cif_value"), (7, "gross_mass_kg"), (8, "transport_mode")):
+        assert set(quality) == {4, 5, 6, 7, 8, 9, 10, 11, 12}
+        repaired = ((4, "cif_value"), (5, "importer_id"), (6, "office"))
+        for row, field in (*repaired, (7, "gross_mass_kg"), (8, "transport_mode")):
             assert quality[row]["scored"] and field in quality[row]["reasons"], quality[row]
             assert quality[row]["areas_not_scored"] == ""
         for row, words in ((9, "not a date"), (10, "not 6 to 10 digits"), (11, "duplicate key")):
@@ -267,7 +271,7 @@ def test_score_gives_every_row_a_score_or_a_stated_reason(service):
         )
         table = pd.read_csv(io.StringIO(r.text), dtype={"item_no": str})
         assert len(table) == len(body)  # one line per input row: scores or the reason
-        assert table["revenue"].isna().sum() == 4 and table["data_quality"].notna().sum() == 7
+        assert table["revenue"].isna().sum() == 4 and table["data_quality"].notna().sum() == 9
         assert (
             c.post(
                 "/score", content=b"[{", headers={"content-type": "application/json"}

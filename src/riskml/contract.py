@@ -213,9 +213,13 @@ QUARANTINE_COLUMNS: list[str] = [
 
 # A declaration whose failures all concern a value it can be scored without is kept, the value
 # set missing (numbers: the features that need it are missing, which LightGBM handles) or
-# `unknown` (the transport mode): it is scored on everything else it carries and listed with
-# its reason. Any other failure (key, date, HS code, parties, office, origin, a duplicate, a
-# code the mapping quarantines) leaves the row out: it cannot be scored, and says why.
+# `unknown` (the transport mode; a missing or unreadable party, office or origin, which becomes
+# a value of its own, as LightGBM treats a missing category: the items that lack it share one
+# history): it is scored on everything else it carries and listed with its reason. Any other
+# failure (key, date, HS code, a duplicate, a code the mapping quarantines) leaves the row out:
+# it cannot be scored (no date: no history as of a day; no goods code: no goods, tariff or
+# price reference), and says why.
+UNKNOWN = "unknown"
 REPAIRS: dict[str, Any] = {
     "quantity": np.nan,
     "gross_mass_kg": np.nan,
@@ -224,7 +228,11 @@ REPAIRS: dict[str, Any] = {
     "cif_value": np.nan,
     "duty_rate": np.nan,
     "duties_paid": np.nan,
-    "transport_mode": "unknown",
+    "transport_mode": UNKNOWN,
+    "office": UNKNOWN,
+    "importer_id": UNKNOWN,
+    "declarant_id": UNKNOWN,
+    "origin_country": UNKNOWN,
     "preference_claim": pd.NA,
 }
 # A failing row rule repaired by setting one of its columns missing.
@@ -330,7 +338,9 @@ def schema(table: str, *, today: date | None = None) -> pa.DataFrameSchema:
             checks.append(pa.Check.str_matches(rf"^{PATTERNS[col.name][0]}$"))
         if col.dtype == "date":
             checks.append(pa.Check.in_range(DATE_MIN, date_max(today)))
-        nullable = not col.required or (table == "declarations" and col.name in REPAIRS)
+        # a repaired number is missing; a repaired code or party is `unknown`, never empty
+        set_missing = col.name in REPAIRS and not isinstance(REPAIRS[col.name], str)
+        nullable = not col.required or (table == "declarations" and set_missing)
         columns[col.name] = pa.Column(canonical_dtype(col), checks, nullable=nullable)
     row_checks = [pa.Check(r.ok, name=r.name) for r in ROW_RULES if r.table == table]
     return pa.DataFrameSchema(
@@ -709,7 +719,7 @@ def _repairs(frame: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Data
     soft = target.notna() & ~failures["pos"].isin(hard)
     for column, pos in failures.loc[soft, "pos"].groupby(target[soft]):
         frame.loc[pos.to_numpy(), column] = REPAIRS[column]
-    word = target.map(lambda c: "unknown" if c == "transport_mode" else "missing")
+    word = target.map(lambda c: UNKNOWN if isinstance(REPAIRS.get(c), str) else "missing")
     failures["action"] = np.where(soft, "kept: " + target.fillna("") + " set " + word, left_out)
     return failures
 
