@@ -1,41 +1,170 @@
-"""Features at scale: in memory, out of core (month by month) and on a 2-worker Dask LocalCluster.
+"""End to end at scale: features, six areas trained, all items scored, explanations of the selected,
+out of core on one machine and on a 2-worker Dask LocalCluster.
 
-Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000] [--modes memory ooc dask]
-                                          [--cache DIR]
+Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
+                                          [--steps features train score explain] [--cache DIR]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
 scale with it; 24 months, seed 42) is simulated once into ``--cache``/<size> (reused when present;
-simulation is not timed). Then each mode runs the ``riskml features`` stage
-(:func:`riskml.features_stage.run_features`, with the area specs) in its own child process on a
-project folder whose ``data/interim`` is that world, and prints:
+simulation is not timed). A temporary project folder gets that world as its ``data/interim``;
+each step then runs in its own child process, as ``dvc repro`` runs each stage in its own
+``riskml`` process:
 
-* wall and CPU time of the stage (CPU: the child's own threads; in dask mode also the workers'
-  CPU, read from each worker process at the end);
-* the peak memory (max RSS) of the child, and in dask mode of each worker process;
-* the items and months written (``data/features/month=YYYY-MM/``).
+* ``features``: the features stage (:func:`riskml.features_stage.run_features`, six area specs);
+* ``train``: one child per area of params.yaml, the train stage
+  (:func:`riskml.train_stage.run_train`: reads the labelled rows it needs month by month, fits,
+  registers in an MLflow store in the temporary folder, writes ``models/<area>/``);
+* ``score``: every item of every month scored by each area's model, month by month
+  (:func:`riskml.compute.write_months` with :func:`riskml.evaluate.score_frame`), written as
+  ``data/scores/<area>/month=YYYY-MM/``;
+* ``explain``: each area's selected items (its capacity in pipelines/, scaled with the items
+  like the entities, the highest rank keys of the test window), read by key from the features
+  partitions, explained with TreeSHAP and turned into reasons (:func:`riskml.reasons.reasons`).
 
-Modes: ``memory`` (``compute.out_of_core: false``: every item's features at once, today's
-default), ``ooc`` (``compute.out_of_core: true``: the history's profiles, then one month at a
-time), ``dask`` (``compute.backend: dask`` on a ``LocalCluster(n_workers=2,
-threads_per_worker=1, processes=True)`` started by the child; one task per month).
+It prints per step the wall time, the CPU time (the child's own; with Dask plus the workers'
+CPU during the step) and the child's peak memory (max RSS); per run the totals, the largest
+peak of any driver process and each worker's peak. Modes: ``ooc`` (``compute.out_of_core:
+true``, local), ``dask`` (``compute.backend: dask`` on ``LocalCluster(n_workers=2,
+threads_per_worker=1, processes=True)`` started by this script, its address given to each
+step as ``compute.scheduler``), ``memory`` (the features of every item at once, the default of
+``params.yaml``; the other steps as ``ooc``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from scaled_world import ROOT, cached_world
+from scaled_world import BASE_ITEMS, ROOT, cached_world
+
+STEPS = ("features", "train", "score", "explain")
 
 
-def _peak_gib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+def _params(mode: str, scheduler: str | None):
+    from riskml.config import ComputeParams, load_params
+
+    params = load_params(ROOT / "params.yaml")
+    if mode == "dask":
+        compute = ComputeParams(backend="dask", scheduler=scheduler)
+    else:
+        compute = ComputeParams(out_of_core=mode != "memory")
+    return params.model_copy(update={"compute": compute})
+
+
+def _specs(params):
+    from riskml.config import load_area_specs
+
+    return {a: s for a, s in load_area_specs(ROOT / "pipelines").items() if a in params.areas}
+
+
+def _trained(root: Path, specs):
+    from riskml.area_model import AreaModel
+    from riskml.catalog import Catalog
+    from riskml.train import split_trained
+
+    trained, _ = split_trained(root, specs)
+    return {a: AreaModel.load(Catalog(root).model(a)) for a in trained}
+
+
+def _score(root: Path, params, specs) -> dict:
+    """Every item of every month scored by each area's model, written by month."""
+    import functools
+
+    from riskml import compute, io
+    from riskml.catalog import Catalog
+    from riskml.evaluate import score_frame
+
+    catalog = Catalog(root)
+    months = io.partition_months(catalog.features)
+    start, end = f"{months[0]}-01", "2100-01-01"
+    done = {}
+    with compute.running_on(params.compute) as client:
+        for area, model in _trained(root, specs).items():
+            score = functools.partial(score_frame, model, start=start, end=end)
+            columns = ["declaration_id", "item_no", "accepted_date", *model.feature_names_]
+            done[area] = compute.write_months(
+                catalog.features, months, score, catalog.scores(area), client=client,
+                columns=columns,
+            )  # fmt: skip
+    return {"scored": done}
+
+
+def _explain(root: Path, params, specs, n_items: int) -> dict:
+    """Each area's selected items of the test window (the highest rank keys, capacity scaled
+    with the items), read by key from the features partitions and explained."""
+    import numpy as np
+    import pandas as pd
+
+    from riskml import io
+    from riskml.catalog import Catalog
+    from riskml.features import catalogue_for
+    from riskml.reasons import reasons
+    from riskml.train import _key_hashes
+
+    catalog = Catalog(root)
+    split = params.split
+    months = io.months_overlapping(catalog.features, split.test_start, split.test_end)
+    catalogue = catalogue_for(specs)
+    out = {}
+    for area, model in _trained(root, specs).items():
+        scores = io.read_partitioned(catalog.scores(area), months=months)
+        dates = pd.to_datetime(scores["accepted_date"])
+        scores = scores[
+            (dates >= pd.Timestamp(split.test_start)) & (dates < pd.Timestamp(split.test_end))
+        ]
+        key = scores["expected_recovery"] if "expected_recovery" in scores else scores["score"]
+        capacity = max(1, round(specs[area].capacity * n_items / BASE_ITEMS))
+        picked = scores.loc[key.sort_values(ascending=False, kind="stable").index[:capacity]]
+        wanted = _key_hashes(picked)
+
+        def chosen(table, wanted=wanted):
+            return np.isin(
+                _key_hashes(table.select(["declaration_id", "item_no"]).to_pandas()), wanted
+            )
+
+        rows = io.read_partitioned(catalog.features, months=months, where=chosen)
+        contrib = model.contributions(rows)
+        table = reasons(rows, contrib, catalogue)
+        out[area] = {"selected": len(rows), "reason_rows": len(table)}
+    return {"explained": out}
+
+
+def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None) -> dict:
+    from riskml.features_stage import run_features
+    from riskml.train_stage import run_train
+
+    params = _params(mode, scheduler)
+    specs = _specs(params)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if step == "features":
+        summary = run_features(root, params, specs)
+        facts = {"months": summary["months"], "items": summary["items"]}
+    elif step.startswith("train:"):
+        area = step.split(":", 1)[1]
+        uri = f"sqlite:///{root}/mlflow.db"
+        summary = run_train(area, root, params, specs[area], tracking_uri=uri)
+        facts = {k: summary[k] for k in ("train_rows", "best_iteration") if k in summary}
+    elif step == "score":
+        facts = _score(root, params, specs)
+    elif step == "explain":
+        facts = _explain(root, params, specs, n_items)
+    else:
+        raise SystemExit(f"unknown step {step!r}")
+    return {
+        "step": step,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "cpu_s": round(time.process_time() - c0, 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        **facts,
+    }
 
 
 def _worker_usage() -> dict:
@@ -45,84 +174,126 @@ def _worker_usage() -> dict:
     return {"peak_rss_gib": round(u.ru_maxrss / 2**20, 2), "cpu_s": u.ru_utime + u.ru_stime}
 
 
-def _one(n_items: int, mode: str, world: Path) -> dict:
-    from riskml.config import ComputeParams, load_area_specs, load_params
-    from riskml.features_stage import run_features
+def _project(world: Path, folder: Path) -> Path:
+    (folder / "data").mkdir(parents=True)
+    (folder / "data/interim").symlink_to(world, target_is_directory=True)
+    (folder / "pipelines").symlink_to(ROOT / "pipelines", target_is_directory=True)
+    return folder
 
-    params = load_params(ROOT / "params.yaml")
-    specs = {a: s for a, s in load_area_specs(ROOT / "pipelines").items() if a in params.areas}
-    out: dict = {"n_items": n_items, "mode": mode}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "data").mkdir()
-        (root / "data/interim").symlink_to(world, target_is_directory=True)
-        cluster = None
-        if mode == "dask":
-            from distributed import Client, LocalCluster
 
-            cluster = LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                host="127.0.0.1", memory_limit=0,
-            )  # fmt: skip
-            compute = ComputeParams(backend="dask", scheduler=cluster.scheduler_address)
-        else:
-            compute = ComputeParams(out_of_core=mode == "ooc")
-        params = params.model_copy(update={"compute": compute})
-        t0, c0 = time.perf_counter(), time.process_time()
-        summary = run_features(root, params, specs)
-        out["features_s"] = round(time.perf_counter() - t0, 1)
-        out["features_cpu_s"] = round(time.process_time() - c0, 1)
-        out["months"] = summary["months"]
-        out["items_written"] = summary["items"]
-        out["peak_rss_gib"] = _peak_gib()
-        if cluster is not None:
-            with Client(cluster) as client:
-                usage = client.run(_worker_usage)
-            out["workers"] = [
-                {"peak_rss_gib": u["peak_rss_gib"], "cpu_s": round(u["cpu_s"], 1)}
-                for u in usage.values()
+def _run(n_items: int, mode: str, world: Path, steps: list[str]) -> dict:
+    """One size and mode end to end: each step a child process; returns the figures."""
+    from riskml.config import load_params
+
+    areas = load_params(ROOT / "params.yaml").areas
+    cluster = client = None
+    scheduler = None
+    if mode == "dask":
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            host="127.0.0.1", memory_limit=0,
+        )  # fmt: skip
+        client = Client(cluster)
+        scheduler = cluster.scheduler_address
+    run = {"n_items": n_items, "mode": mode, "steps": []}
+    tmp = Path(tempfile.mkdtemp(prefix=f"riskml-scale-{n_items}-{mode}-"))
+    try:
+        root = _project(world, tmp / "project")
+        jobs = [s for s in steps if s != "train"]
+        if "train" in steps:
+            at = jobs.index("score") if "score" in jobs else len(jobs)
+            if "features" in jobs:
+                at = jobs.index("features") + 1
+            jobs[at:at] = [f"train:{a}" for a in areas]
+        for step in jobs:
+            before = client.run(_worker_usage) if client else {}
+            cmd = [sys.executable, __file__, "--step", step, str(n_items), mode, str(root)]
+            if scheduler:
+                cmd += ["--scheduler", scheduler]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{n_items:,} {mode} {step}: failed\n{done.stderr[-3000:]}")
+            record = json.loads(done.stdout.strip().splitlines()[-1])
+            if client:
+                after = client.run(_worker_usage)
+                workers = sum(after[w]["cpu_s"] - before[w]["cpu_s"] for w in after)
+                record["workers_cpu_s"] = round(workers, 1)
+            run["steps"].append(record)
+            print(json.dumps(record), flush=True)
+        if client:
+            run["workers_peak_rss_gib"] = [
+                u["peak_rss_gib"] for u in client.run(_worker_usage).values()
             ]
-            out["features_cpu_s"] = round(
-                out["features_cpu_s"] + sum(u["cpu_s"] for u in usage.values()), 1
-            )
+    finally:
+        if client:
+            client.close()
             cluster.close()
-    return out
+        shutil.rmtree(tmp, ignore_errors=True)
+    steps_done = run["steps"]
+    run["wall_s"] = round(sum(s["wall_s"] for s in steps_done), 1)
+    run["cpu_s"] = round(sum(s["cpu_s"] + s.get("workers_cpu_s", 0) for s in steps_done), 1)
+    run["peak_rss_gib"] = max(s["peak_rss_gib"] for s in steps_done)
+    return run
+
+
+def _table(results: list[dict]) -> None:
+    print("\n| items | mode | step | wall (s) | CPU (s) | peak RSS driver (GiB) |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        train = [s for s in r["steps"] if s["step"].startswith("train:")]
+        rows = [s for s in r["steps"] if not s["step"].startswith("train:")]
+        if train:
+            rows.append(
+                {
+                    "step": f"train ({len(train)} areas)",
+                    "wall_s": round(sum(s["wall_s"] for s in train), 1),
+                    "cpu_s": round(sum(s["cpu_s"] for s in train), 1),
+                    "workers_cpu_s": round(sum(s.get("workers_cpu_s", 0) for s in train), 1),
+                    "peak_rss_gib": max(s["peak_rss_gib"] for s in train),
+                }
+            )
+        for s in rows:
+            cpu = f"{s['cpu_s']}" + (
+                f" + {s['workers_cpu_s']} workers" if "workers_cpu_s" in s else ""
+            )
+            head = f"| {r['n_items']:,} | {r['mode']} | {s['step']}"
+            print(f"{head} | {s['wall_s']} | {cpu} | {s['peak_rss_gib']} |")
+        workers = ", ".join(f"{w} GiB" for w in r.get("workers_peak_rss_gib", []))
+        print(
+            f"| {r['n_items']:,} | {r['mode']} | **end to end** | {r['wall_s']} | {r['cpu_s']} | "
+            f"{r['peak_rss_gib']}" + (f" (workers {workers})" if workers else "") + " |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000])
-    parser.add_argument("--modes", nargs="+", default=["memory", "ooc", "dask"])
+    parser.add_argument("--modes", nargs="+", default=["ooc", "dask"])
+    parser.add_argument("--steps", nargs="+", default=list(STEPS))
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "riskml-scale")
-    parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--step", nargs=4, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scheduler", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one is not None:
-        n, mode = int(args.one[0]), args.one[1]
-        print(json.dumps(_one(n, mode, args.cache / str(n))))
+    if args.step is not None:
+        step, n, mode, root = args.step
+        print(json.dumps(_step(step, int(n), mode, Path(root), args.scheduler)))
         return
 
     results = []
     for n in args.sizes:
         t0 = time.perf_counter()
-        _, simulated = cached_world(n, args.cache)
+        world, simulated = cached_world(n, args.cache)
         if simulated:
             print(f"simulated {n:,} items in {time.perf_counter() - t0:.0f} s", flush=True)
         for mode in args.modes:
-            cmd = [sys.executable, __file__, "--one", str(n), mode, "--cache", str(args.cache)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"{n:,} {mode}: failed\n{done.stderr[-2000:]}", flush=True)
-                continue
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(results[-1]), flush=True)
-    print("\n| items | mode | features wall (s) | CPU (s) | peak RSS driver (GiB) | workers |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        workers = ", ".join(f"{w['peak_rss_gib']} GiB" for w in r.get("workers", [])) or "-"
-        print(
-            f"| {r['n_items']:,} | {r['mode']} | {r['features_s']} | {r['features_cpu_s']} | "
-            f"{r['peak_rss_gib']} | {workers} |"
-        )
+            load = os.getloadavg()
+            results.append(_run(n, mode, world, args.steps))
+            end = os.getloadavg()
+            results[-1]["load_average"] = [round(x, 1) for x in (*load, *end)]
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "steps"}), flush=True)
+    _table(results)
 
 
 if __name__ == "__main__":

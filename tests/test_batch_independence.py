@@ -22,6 +22,7 @@ from serve_project import AREAS, LiveServer, built_project, project_env
 from riskml.config import load_area_specs, load_params
 from riskml.contract import KEY
 from riskml.feedback import FeedbackStore
+from riskml.io import read_dataset
 from riskml.score import Scorer
 
 SCORE_FIELDS = ["score", "expected_recovery", "rank_key", "selected", "fired", "flags", "reasons"]
@@ -48,7 +49,7 @@ def batches(project) -> dict[str, pd.DataFrame]:
     them), and the batches of 1,000 and 50,000 holding them, as text (as a CSV arrives)."""
     decl = pd.read_parquet(project / "data/interim/declarations.parquet")
     ranks = [
-        pd.read_parquet(project / "data/scores" / f"{a}.parquet", columns=[*KEY, "score"])
+        read_dataset(project / "data/scores" / a, columns=[*KEY, "score"])
         .set_index(KEY)["score"]
         .rank(pct=True)
         for a in AREAS

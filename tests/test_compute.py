@@ -18,7 +18,7 @@ from riskml.area_model import AreaModel
 from riskml.catalog import FEATURES
 from riskml.config import ComputeParams, Params, load_params
 from riskml.contract import RiskmlError
-from riskml.evaluate import score_frame
+from riskml.evaluate import score_frame, score_months
 from riskml.features import build_features
 from riskml.features_stage import run_features
 from riskml.labels import build_labels
@@ -129,24 +129,35 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, items):
 def test_dask_scoring_by_month_equals_local_scoring_bit_for_bit(
     tmp_path, world, revenue_spec, params, cluster
 ):
-    """Each worker reads its month's partition and scores it with the same model: the scores
-    are the local ones, bit for bit (a prediction is row-wise)."""
+    """Each worker reads its month's partition (the model's columns only) and scores it with
+    the same model: the scores are the local ones on the whole frame, bit for bit (a prediction
+    is row-wise), whether the dataset is sorted by month or keeps its rows' order (``_row``).
+    This is how the evaluate stage scores the test window (:func:`score_months`)."""
     from distributed import Client
 
     model = _fitted(world, revenue_spec, params)
-    folder = tmp_path / "features"
-    # sorted by date, as the pipeline's datasets are (map_months returns the months in order)
-    io.write_partitioned(world["features"].sort_values("accepted_date", kind="stable"), folder)
-    months = io.partition_months(folder)
     start, end = params.split.test_start, params.split.test_end
     score = functools.partial(score_frame, model, start=start, end=end)
-    with Client(cluster) as client:
-        remote = compute.map_months(folder, months, score, client=client)
-    local = score_frame(model, io.read_dataset(folder), start=start, end=end)
-    assert len(local) > 1000
-    pd.testing.assert_frame_equal(remote, local, check_exact=True)
-    # and in this process, month by month
-    pd.testing.assert_frame_equal(compute.map_months(folder, months, score), local)
+    unsorted = world["features"]
+    assert not unsorted["accepted_date"].is_monotonic_increasing
+    for name, frame in (("sorted", unsorted.sort_values("accepted_date", kind="stable")),
+                        ("unsorted", unsorted)):  # fmt: skip
+        folder = tmp_path / name
+        io.write_partitioned(frame, folder)
+        local = score_frame(model, io.read_dataset(folder), start=start, end=end)
+        assert len(local) > 1000
+        with Client(cluster) as client:
+            remote = score_months(model, folder, start=start, end=end, client=client)
+        pd.testing.assert_frame_equal(remote, local, check_exact=True)
+        # and in this process, month by month
+        here = score_months(model, folder, start=start, end=end)
+        pd.testing.assert_frame_equal(here, local, check_exact=True)
+    months = io.partition_months(folder)
+    pd.testing.assert_frame_equal(
+        compute.map_months(folder, months, score).sort_values(["declaration_id", "item_no"])
+        .reset_index(drop=True),
+        local.sort_values(["declaration_id", "item_no"]).reset_index(drop=True),
+    )  # fmt: skip
 
 
 def _fitted(world, spec, params) -> AreaModel:

@@ -24,6 +24,7 @@ from riskml.assessment import (
 )
 from riskml.contract import RiskmlError
 from riskml.evaluate import calibration_table, pr_interpolated_table, run_evaluate
+from riskml.io import read_dataset
 from riskml.labels import build_labels
 from riskml.train import in_window
 from riskml.train_stage import run_train
@@ -137,7 +138,7 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     assert summary["revenue"]["on"] == TRUTH
 
     # Only test-window items are scored: every one of them, nothing else.
-    scores = pd.read_parquet(world_root / "data/scores/revenue.parquet")
+    scores = read_dataset(world_root / "data/scores/revenue")
     split = params.split
     dates = pd.to_datetime(world["features"]["accepted_date"])
     in_test = (dates >= pd.Timestamp(split.test_start)) & (dates < pd.Timestamp(split.test_end))
@@ -325,7 +326,7 @@ def test_run_evaluate_compares_probability_and_expected_recovery_on_test_items(
     run_evaluate(world_root, params, {"revenue": spec}, tracking_uri=tracking_uri)
 
     # the scores carry the recovery model's key for every test item, and only for those
-    scores = pd.read_parquet(world_root / "data/scores/revenue.parquet")
+    scores = read_dataset(world_root / "data/scores/revenue")
     rows = in_window(world["features"], params.split.test_start, params.split.test_end)
     assert len(scores) == len(rows)
     model = AreaModel.load(world_root / "models/revenue")

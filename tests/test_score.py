@@ -14,6 +14,7 @@ from serve_project import AREAS, built_project, new_batch, project_env
 
 from riskml.config import load_area_specs, load_params
 from riskml.contract import KEY
+from riskml.io import read_dataset
 from riskml.score import Scorer
 
 
@@ -53,9 +54,7 @@ def test_rescoring_reproduces_the_pipeline_scores(project, stored):
         result = _scorer(project, history=(decl[~last], known)).score(batch)
         assert result.quarantine.empty
     for area in AREAS:
-        stored_scores = pd.read_parquet(
-            project / "data/scores" / f"{area}.parquet", columns=[*KEY, "score"]
-        )
+        stored_scores = read_dataset(project / "data/scores" / area, columns=[*KEY, "score"])
         mine = result.scores[result.scores["area"] == area].merge(
             stored_scores, on=KEY, suffixes=("", "_p")
         )
@@ -170,7 +169,7 @@ def test_threshold_is_the_lists_key_at_the_operating_rate(project):
     scorer = _scorer(project)
     spec = scorer.specs["revenue"]
     assert spec.rank_by == "expected_recovery" and 0 < spec.recovery_exponent < 1
-    scores = pd.read_parquet(project / "data/scores/revenue.parquet")
+    scores = read_dataset(project / "data/scores/revenue")
     decl = pd.read_parquet(project / "data/interim/declarations.parquet")
     outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
     keys = ranked(scores, decl, outcomes, spec, params.split)["rank_key"].to_numpy()

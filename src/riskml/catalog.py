@@ -127,8 +127,9 @@ class Catalog:
         return self._at(f"{MODELS}/{area}")
 
     def scores(self, area: str) -> Path:
-        """The test window scored by the trained area model (``evaluate``)."""
-        return self._at(f"{SCORES}/{area}.parquet")
+        """Items scored by the trained area model, one partition per acceptance month
+        (``riskml.io``): the test window (``evaluate``)."""
+        return self._at(f"{SCORES}/{area}")
 
     def evaluation(self, area: str) -> Path:
         return self._at(f"{EVALUATION_AREAS}/{area}.json")

@@ -176,8 +176,13 @@ def active_client() -> Any:
     return _CLIENT.get()
 
 
-def _apply_to_month(folder: str, month: str, func: Callable[[pd.DataFrame], pd.DataFrame]):
-    return func(io.read_partitioned(folder, months=[month]))
+def _apply_to_month(
+    folder: str,
+    month: str,
+    func: Callable[[pd.DataFrame], pd.DataFrame],
+    columns: list[str] | None = None,
+):
+    return func(io.read_partitioned(folder, months=[month], columns=columns))
 
 
 def map_months(
@@ -186,20 +191,57 @@ def map_months(
     func: Callable[[pd.DataFrame], pd.DataFrame],
     *,
     client: Any = None,
+    columns: list[str] | None = None,
 ) -> pd.DataFrame:
-    """``func`` applied to each month's partition of the dataset ``folder`` (in this process, or
-    one task per month on ``client``'s cluster, each worker reading its month), the results
-    concatenated in month order. ``func`` must be row-wise (a row's result independent of the
-    other rows: a model's prediction is), so the result equals ``func`` on the whole dataset
-    when that is sorted by month (the pipeline's are; else the same rows in month order)."""
+    """``func`` applied to each month's partition of the dataset ``folder`` (only ``columns``
+    when given; in this process, or one task per month on ``client``'s cluster, each worker
+    reading its month), the results concatenated in month order. ``func`` must be row-wise (a
+    row's result independent of the other rows: a model's prediction is), so the result equals
+    ``func`` on the whole dataset when that is sorted by month (the pipeline's are; else the
+    same rows in month order)."""
     if client is None:
-        parts = [_apply_to_month(str(folder), m, func) for m in months]
+        parts = [_apply_to_month(str(folder), m, func, columns) for m in months]
     else:
         remote = client.scatter(func, broadcast=True)  # the model travels once per worker
         futures = [
-            client.submit(_apply_to_month, str(folder), m, remote, pure=False) for m in months
+            client.submit(_apply_to_month, str(folder), m, remote, columns, pure=False)
+            for m in months
         ]
         parts = client.gather(futures)
     if not parts:
-        return func(io.read_partitioned(folder, months=[]))
+        return func(io.read_partitioned(folder, months=[], columns=columns))
     return pd.concat(parts, ignore_index=True)
+
+
+def _write_month(
+    folder: str,
+    month: str,
+    func: Callable[[pd.DataFrame], pd.DataFrame],
+    columns: list[str] | None,
+    out: str,
+) -> int:
+    result = _apply_to_month(folder, month, func, columns)
+    io.write_partition(result, out, month)
+    return len(result)
+
+
+def write_months(
+    folder: Path,
+    months: list[str],
+    func: Callable[[pd.DataFrame], pd.DataFrame],
+    out: Path,
+    *,
+    client: Any = None,
+    columns: list[str] | None = None,
+) -> int:
+    """:func:`map_months`, each month's result written as that month's partition of the dataset
+    ``out`` where it was computed (by the worker, on ``client``'s cluster) instead of gathered:
+    scoring every item of a history holds one month at a time. Returns the rows written."""
+    if client is None:
+        return sum(_write_month(str(folder), m, func, columns, str(out)) for m in months)
+    remote = client.scatter(func, broadcast=True)
+    futures = [
+        client.submit(_write_month, str(folder), m, remote, columns, str(out), pure=False)
+        for m in months
+    ]
+    return sum(client.gather(futures))

@@ -29,6 +29,7 @@ pure; :func:`run_evaluate` is the stage entry that reads and writes files and lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from datetime import date
@@ -41,7 +42,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import precision_recall_curve
 
-from riskml import io, tracking
+from riskml import compute, io, tracking
 from riskml.assessment import (  # the pure side of evaluation, shared with backtest and promote
     LABELLED,
     NO_RECOVERED,
@@ -93,6 +94,27 @@ def score_frame(model: Any, features: pd.DataFrame, *, start: date, end: date) -
     if model.rank_by == "expected_recovery" and model.recovery_ is not None:
         out["expected_recovery"] = model.rank_key(rows, proba)["expected_recovery"].to_numpy()
     return out
+
+
+def score_months(
+    model: Any, folder: Path, *, start: date, end: date, client: Any = None
+) -> pd.DataFrame:
+    """:func:`score_frame` of every item of ``[start, end)`` of the partitioned features dataset
+    ``folder``, one month at a time (each month read with the model's columns only), in this
+    process or as one task per month on ``client``'s Dask cluster
+    (:func:`riskml.compute.map_months`): the same frame, bit for bit, as :func:`score_frame` on
+    the whole dataset (tests/test_compute.py), with peak memory one month's items."""
+    columns = [*KEY, "accepted_date", *model.feature_names_]
+    months = io.months_overlapping(folder, start, end)
+    score = functools.partial(score_frame, model, start=start, end=end)
+    scored = compute.map_months(folder, months, score, client=client, columns=columns)
+    if io.ROW not in io.dataset_columns(folder):
+        return scored
+    # a dataset not sorted by month: its stored row order, as reading it whole gives
+    order = io.read_partitioned(folder, months=months, columns=list(KEY)).astype(
+        {"declaration_id": "string", "item_no": "int64"}
+    )
+    return order.merge(scored, on=list(KEY), how="inner", validate="one_to_one")
 
 
 def rank_key_headline(comparison: dict[str, Any]) -> dict[str, Any]:
@@ -382,7 +404,10 @@ def evaluate_area(
     model = registry.load_trained(root, spec.name, tracking_uri=tracking_uri)
     reg = model.registration
     split, seed = params.split, params.evaluate.seed
-    scored = score_frame(model, tables["features"], start=split.test_start, end=split.test_end)
+    scored = score_months(
+        model, Catalog(root).features, start=split.test_start, end=split.test_end,
+        client=compute.active_client(),
+    )  # fmt: skip
     if scored.empty:
         raise RiskmlError(
             f"area {spec.name!r}: no item accepted in the test window "
@@ -421,7 +446,7 @@ def evaluate_area(
     scores["model_version"] = (
         model.describe() if reg is None else (f"{reg.registered_model} v{reg.version}")
     )
-    io.write_parquet(scores, catalog.scores(spec.name))
+    io.write_partitioned(scores, catalog.scores(spec.name))
     logged = _log_test_metrics(
         getattr(reg, "run_id", None),
         result,
@@ -450,7 +475,7 @@ def run_evaluate(
     the validated declarations and outcomes and, when present, the simulator's truth
     (:class:`riskml.catalog.Catalog` names each path). Writes ``metrics/areas/<area>.json``,
     ``metrics/summary.json``, the plot data in ``plots/evaluation/<area>/`` and
-    ``data/scores/<area>.parquet``, and logs the test metrics to each area's training run.
+    ``data/scores/<area>/`` (by month), and logs the test metrics to each area's training run.
     """
     root = Path(root).resolve()
     uri = tracking_uri or tracking.default_tracking_uri(root)
@@ -462,12 +487,13 @@ def run_evaluate(
         AreaModel.load(catalog.model(area))
     truth = catalog.truth()
     tables = {
-        "features": io.read_dataset(catalog.features),
         "declarations": io.read_parquet(catalog.declarations),
         "outcomes": io.read_parquet(catalog.outcomes),
         "truth": None if truth is None else io.read_parquet(truth),
     }
-    summary = {area: evaluate_area(root, params, spec, tables, uri) for area, spec in specs.items()}
+    # compute.backend dask: each month of the test window is scored on the cluster
+    with compute.running_on(params.compute):
+        summary = {a: evaluate_area(root, params, spec, tables, uri) for a, spec in specs.items()}
     for area, record in skipped.items():  # not trained: the reason instead of figures
         log.info("evaluate %s %s", area, record["reason"])
         summary[area] = {"skipped": record["reason"], **_skip_facts(record)}

@@ -270,11 +270,14 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
     """Stage entry: explain each area's picks (``data/selection/picks/<area>.parquet``, the
     ``select`` stage's) into ``data/explanations/<area>.parquet``, SHAP images in
     ``plots/explain/<area>/`` and case files in ``data/casefiles/<area>/``."""
+    from riskml import io
     from riskml.features import catalogue_for
-    from riskml.io import read_dataset
     from riskml.train import split_trained
 
-    features = read_dataset(Catalog(root).features)
+    # the picks and the global sample are items of the scored period: its months only
+    folder, split = Catalog(root).features, params.split
+    months = io.months_overlapping(folder, split.test_start, split.test_end)
+    features = io.read_partitioned(folder, months=months)
     catalogue = catalogue_for(specs)
     specs, skipped = split_trained(root, specs)  # areas the train stage skipped: no model
     for area, record in skipped.items():

@@ -145,6 +145,17 @@ def partition_months(folder: str | Path) -> list[str]:
     )
 
 
+def months_overlapping(folder: str | Path, start: Any, end: Any) -> list[str]:
+    """The months stored in the partitioned dataset ``folder`` that overlap the dates
+    ``[start, end)``."""
+    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    return [
+        m
+        for m in partition_months(folder)
+        if pd.Period(m, "M").start_time < last and pd.Period(m, "M").end_time >= first
+    ]
+
+
 def write_partition(
     df: pd.DataFrame, folder: str | Path, month: str, *, rows: np.ndarray | None = None
 ) -> Path:

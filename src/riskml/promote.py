@@ -249,7 +249,11 @@ def run_promote(
     )
     truth = catalog.truth()
     base = {
-        "features": io.read_dataset(catalog.features),
+        # the latest backtest window's months: what list_scores scores
+        "features": io.read_partitioned(
+            catalog.features,
+            months=io.months_overlapping(catalog.features, window.start, window.end),
+        ),
         "declarations": decl,
         "truth": None if truth is None else io.read_parquet(truth),
     }

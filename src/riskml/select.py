@@ -129,9 +129,7 @@ def ranked(
         ratio=ratio,
         duties_paid=frame["duties_paid"].to_numpy(dtype="float64", na_value=np.nan),
     )
-    _log_fallback(
-        spec, source, ratio, where=f"no expected_recovery in data/scores/{spec.name}.parquet"
-    )
+    _log_fallback(spec, source, ratio, where=f"no expected_recovery in data/scores/{spec.name}/")
     frame["expected_recovery"] = expected
     frame["rank_key"] = key
     out = frame.sort_values(
@@ -509,23 +507,31 @@ def list_scores(
     root: Path, spec: AreaSpec, model: Any, features: dict[str, pd.DataFrame] | None = None
 ) -> pd.DataFrame:
     """The scored period as ``model`` (the champion, :func:`riskml.registry.list_model`) scores
-    it: ``data/scores/<area>.parquet`` (the evaluate stage's, scored by ``models/<area>/``) with
+    it: ``data/scores/<area>/`` (the evaluate stage's, scored by ``models/<area>/``) with
     ``score`` and ``expected_recovery`` recomputed by ``model`` when it is another model (a kept
-    champion), and ``model_version`` naming it. ``features``: a dict caching the feature frame
-    (read from the catalog's features when first needed)."""
-    from riskml.io import read_dataset, read_parquet
+    champion), and ``model_version`` naming it. ``features``: a dict caching the features of
+    the scored months (the model's columns only, read from the catalog's features when first
+    needed)."""
+    from riskml import io
+    from riskml.io import read_dataset, read_partitioned
     from riskml.registry import local_registration
 
     catalog = Catalog(root)
-    scores = read_parquet(catalog.scores(spec.name))
+    scores = read_dataset(catalog.scores(spec.name))
     trained = local_registration(root, spec.name).get("content_hash")
     if trained != model.content_hash():
         if features is None:
             features = {}
-        if "frame" not in features:
-            features["frame"] = read_dataset(catalog.features)
+        # the scored months' rows, the model's columns (kept for the next model of the same
+        # columns: an area's champion and challenger)
+        months = sorted(io.month_labels(scores["accepted_date"]).unique())
+        columns = [*KEY, *model.feature_names_]
+        cached = (tuple(months), tuple(columns))
+        if cached not in features:
+            features.clear()
+            features[cached] = read_partitioned(catalog.features, months=months, columns=columns)
         rows = scores[KEY].merge(
-            features["frame"].astype({"declaration_id": scores["declaration_id"].dtype}),
+            features[cached].astype({"declaration_id": scores["declaration_id"].dtype}),
             on=KEY,
             how="left",
             validate="one_to_one",
@@ -592,7 +598,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     declarations = read_parquet(catalog.declarations)
     outcomes = read_parquet(catalog.outcomes)
     profile = load_profile(root / params.select.watchlists)
-    features: dict[str, pd.DataFrame] = {}  # read once, only when a model must rescore
+    features: dict[Any, pd.DataFrame] = {}  # read only when a model must rescore
     out: dict[str, Any] = {"picks": {}, "rank_key": {}, "models": {}, "shadow": {}}
     for area, spec in specs.items():
         model = list_model(root, area)

@@ -881,16 +881,6 @@ def _key_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(_keyed(frame[KEY]), index=False).to_numpy()
 
 
-def window_months(folder: Path, start: date, end: date) -> list[str]:
-    """The months stored in the partitioned dataset ``folder`` that overlap ``[start, end)``."""
-    first, last = pd.Timestamp(start), pd.Timestamp(end)
-    return [
-        m
-        for m in io.partition_months(folder)
-        if pd.Period(m, "M").start_time < last and pd.Period(m, "M").end_time >= first
-    ]
-
-
 def training_features(
     folder: Path, spec: AreaSpec, split: SplitParams, labels: list[pd.DataFrame | None]
 ) -> pd.DataFrame:
@@ -901,7 +891,9 @@ def training_features(
     month, not the history's features; the rows keep the dataset's order and dtypes, so
     training on them equals training on the whole dataset (tests/test_train.py)."""
     schema = io.read_partitioned(folder, months=[])
-    columns = [*KEY, "accepted_date", *feature_columns(schema, spec)]
+    # the excluded features too: naming them is checked on the frame (feature_columns)
+    wanted_columns = {*KEY, "accepted_date", *feature_columns(schema, spec), *spec.exclude_features}
+    columns = [c for c in schema.columns if c in wanted_columns]
     wanted = np.unique(
         np.concatenate(
             [_key_hashes(f[f["label"].notna()]) for f in labels if f is not None]
@@ -915,7 +907,7 @@ def training_features(
         keys = _key_hashes(table.select(list(KEY)).to_pandas())
         return ((dates >= start) & (dates < end)).to_numpy() & np.isin(keys, wanted)
 
-    months = window_months(folder, split.train_start, split.test_start)
+    months = io.months_overlapping(folder, split.train_start, split.test_start)
     return io.read_partitioned(folder, months=months, columns=columns, where=labelled)
 
 

@@ -39,7 +39,6 @@ from riskml.train import (
     in_window,
     label_support,
     model_dir,
-    window_months,
 )
 
 log = logging.getLogger(__name__)
@@ -301,7 +300,7 @@ def period_rank_keys(
     start, end = pd.Timestamp(split.test_start), pd.Timestamp(split.test_end)
     columns = [*KEY, "accepted_date", *model.feature_names_]
     parts = []
-    for month in window_months(folder, split.test_start, split.test_end):
+    for month in io.months_overlapping(folder, split.test_start, split.test_end):
         rows = io.read_partitioned(folder, months=[month], columns=columns)
         dates = pd.to_datetime(rows["accepted_date"])
         rows = rows[(dates >= start) & (dates < end)]

@@ -121,7 +121,7 @@ class ServiceData:
             if not path.exists():
                 path = catalog.scores(area)
             if path.exists():
-                s = pd.read_parquet(path, columns=[*KEY, "score"])
+                s = io.read_dataset(path, columns=[*KEY, "score"])
                 scores.append(s.assign(area=area))
         self.scores = (
             pd.concat(scores, ignore_index=True).set_index("declaration_id").sort_index()
