@@ -3,6 +3,7 @@ out of core on one machine and on a 2-worker Dask LocalCluster.
 
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
                                           [--steps features train score explain] [--cache DIR]
+                                          [--project DIR]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
 scale with it; 24 months, seed 42) is simulated once into ``--cache``/<size> (reused when present;
@@ -181,8 +182,11 @@ def _project(world: Path, folder: Path) -> Path:
     return folder
 
 
-def _run(n_items: int, mode: str, world: Path, steps: list[str]) -> dict:
-    """One size and mode end to end: each step a child process; returns the figures."""
+def _run(
+    n_items: int, mode: str, world: Path, steps: list[str], project: Path | None = None
+) -> dict:
+    """One size and mode end to end: each step a child process; returns the figures.
+    ``project``: a project folder to use and keep (a later call can run the next steps)."""
     from riskml.config import load_params
 
     areas = load_params(ROOT / "params.yaml").areas
@@ -200,7 +204,10 @@ def _run(n_items: int, mode: str, world: Path, steps: list[str]) -> dict:
     run = {"n_items": n_items, "mode": mode, "steps": []}
     tmp = Path(tempfile.mkdtemp(prefix=f"riskml-scale-{n_items}-{mode}-"))
     try:
-        root = _project(world, tmp / "project")
+        if project is None:
+            root = _project(world, tmp / "project")
+        else:
+            root = project if (project / "data").exists() else _project(world, project)
         jobs = [s for s in steps if s != "train"]
         if "train" in steps:
             at = jobs.index("score") if "score" in jobs else len(jobs)
@@ -273,6 +280,10 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["ooc", "dask"])
     parser.add_argument("--steps", nargs="+", default=list(STEPS))
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "riskml-scale")
+    parser.add_argument(
+        "--project", type=Path, default=None,
+        help="keep the project folder here (one size and mode): later runs continue its steps",
+    )  # fmt: skip
     parser.add_argument("--step", nargs=4, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scheduler", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -289,7 +300,7 @@ def main() -> None:
             print(f"simulated {n:,} items in {time.perf_counter() - t0:.0f} s", flush=True)
         for mode in args.modes:
             load = os.getloadavg()
-            results.append(_run(n, mode, world, args.steps))
+            results.append(_run(n, mode, world, args.steps, args.project))
             end = os.getloadavg()
             results[-1]["load_average"] = [round(x, 1) for x in (*load, *end)]
             print(json.dumps({k: v for k, v in results[-1].items() if k != "steps"}), flush=True)

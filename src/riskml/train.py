@@ -214,6 +214,35 @@ def feature_matrix(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return frame[names].astype("float64")
 
 
+#: Column dtypes whose every value float32 holds exactly.
+EXACT_IN_FLOAT32 = frozenset(
+    np.dtype(t) for t in ("float32", "float16", "int8", "int16", "uint8", "uint16", "bool")
+)
+
+
+def feature_array(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The model's input as one numpy matrix, filled column by column (no pandas copy of the
+    frame): float32 when every column is exactly a float32 (the stored features are), else
+    float64. LightGBM bins and predicts float32 values as the same doubles, so a model trained
+    on it is the one trained on :func:`feature_matrix`, tree for tree, in half the memory."""
+    feature_matrix(frame.head(0), names)  # the same check and message for missing columns
+    exact = all(isinstance(d, np.dtype) and d in EXACT_IN_FLOAT32 for d in frame.dtypes[names])
+    dtype = np.float32 if exact else np.float64
+    out = np.empty((len(frame), len(names)), dtype=dtype)
+    for j, name in enumerate(names):
+        out[:, j] = frame[name].to_numpy(dtype=dtype, na_value=np.nan)
+    return out
+
+
+def _dataset(frame: pd.DataFrame, names: list[str], label: str, **kwargs: Any) -> lgb.Dataset:
+    """A LightGBM Dataset of ``frame``'s ``names`` (:func:`feature_array`) and ``label``; the
+    matrix is freed once LightGBM has binned it."""
+    return lgb.Dataset(
+        feature_array(frame, names), label=frame[label].to_numpy(), feature_name=list(names),
+        free_raw_data=True, **kwargs,
+    )  # fmt: skip
+
+
 def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["declaration_id"] = out["declaration_id"].astype("string")
@@ -460,12 +489,8 @@ def _fit(
     client = compute.active_client()
     if client is not None and init_model is None:
         return _fit_dask(client, train, valid, names, config, params, weight)
-    dtrain = lgb.Dataset(
-        feature_matrix(train, names), label=train["label"].to_numpy(), weight=weight
-    )
-    dvalid = lgb.Dataset(
-        feature_matrix(valid, names), label=valid["label"].to_numpy(), reference=dtrain
-    )
+    dtrain = _dataset(train, names, "label", weight=weight)
+    dvalid = _dataset(valid, names, "label", reference=dtrain)
     booster = lgb.train(
         config,
         dtrain,
@@ -504,7 +529,7 @@ def _refit(
     client = compute.active_client()
     if client is not None and init_model is None:  # compute.backend dask (docs/cluster.md)
         return _dask_booster(client, rows, names, config, rounds, weight)
-    data = lgb.Dataset(feature_matrix(rows, names), label=rows["label"].to_numpy(), weight=weight)
+    data = _dataset(rows, names, "label", weight=weight)
     booster = lgb.train(config, data, num_boost_round=rounds, init_model=init_model)
     return lgb.Booster(model_str=booster.model_to_string())
 
