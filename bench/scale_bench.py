@@ -3,7 +3,7 @@ out of core on one machine and on a 2-worker Dask LocalCluster.
 
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
                                           [--steps features train score explain] [--cache DIR]
-                                          [--project DIR]
+                                          [--project DIR] [--areas A ...]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
 scale with it; 24 months, seed 42) is simulated once into ``--cache``/<size> (reused when present;
@@ -72,7 +72,8 @@ def _trained(root: Path, specs):
     from riskml.train import split_trained
 
     trained, _ = split_trained(root, specs)
-    return {a: AreaModel.load(Catalog(root).model(a)) for a in trained}
+    folders = {a: Catalog(root).model(a) for a in trained}  # --areas: the others have none
+    return {a: AreaModel.load(f) for a, f in folders.items() if f.exists()}
 
 
 def _score(root: Path, params, specs) -> dict:
@@ -183,13 +184,18 @@ def _project(world: Path, folder: Path) -> Path:
 
 
 def _run(
-    n_items: int, mode: str, world: Path, steps: list[str], project: Path | None = None
+    n_items: int,
+    mode: str,
+    world: Path,
+    steps: list[str],
+    project: Path | None = None,
+    areas: list[str] | None = None,
 ) -> dict:
     """One size and mode end to end: each step a child process; returns the figures.
     ``project``: a project folder to use and keep (a later call can run the next steps)."""
     from riskml.config import load_params
 
-    areas = load_params(ROOT / "params.yaml").areas
+    areas = areas or load_params(ROOT / "params.yaml").areas
     cluster = client = None
     scheduler = None
     if mode == "dask":
@@ -284,6 +290,7 @@ def main() -> None:
         "--project", type=Path, default=None,
         help="keep the project folder here (one size and mode): later runs continue its steps",
     )  # fmt: skip
+    parser.add_argument("--areas", nargs="+", default=None, help="train only these areas")
     parser.add_argument("--step", nargs=4, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scheduler", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -300,7 +307,7 @@ def main() -> None:
             print(f"simulated {n:,} items in {time.perf_counter() - t0:.0f} s", flush=True)
         for mode in args.modes:
             load = os.getloadavg()
-            results.append(_run(n, mode, world, args.steps, args.project))
+            results.append(_run(n, mode, world, args.steps, args.project, args.areas))
             end = os.getloadavg()
             results[-1]["load_average"] = [round(x, 1) for x in (*load, *end)]
             print(json.dumps({k: v for k, v in results[-1].items() if k != "steps"}), flush=True)
