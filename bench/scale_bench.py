@@ -3,7 +3,7 @@ out of core on one machine and on a 2-worker Dask LocalCluster.
 
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
                                           [--steps features train score explain] [--cache DIR]
-                                          [--project DIR] [--areas A ...]
+                                          [--project DIR] [--areas A ...] [--threads N]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
 scale with it; 24 months, seed 42) is simulated once into ``--cache``/<size> (reused when present;
@@ -28,7 +28,9 @@ peak of any driver process and each worker's peak. Modes: ``ooc`` (``compute.out
 true``, local), ``dask`` (``compute.backend: dask`` on ``LocalCluster(n_workers=2,
 threads_per_worker=1, processes=True)`` started by this script, its address given to each
 step as ``compute.scheduler``), ``memory`` (the features of every item at once, the default of
-``params.yaml``; the other steps as ``ooc``).
+``params.yaml``; the other steps as ``ooc``). ``--threads 1`` trains with one LightGBM thread:
+on a machine shared with other jobs, two OpenMP threads spin-wait for a core and multiply the
+time (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def _params(mode: str, scheduler: str | None):
     from riskml.config import ComputeParams, load_params
 
     params = load_params(ROOT / "params.yaml")
+    threads = os.environ.get("RISKML_BENCH_THREADS")
+    if threads:  # --threads: LightGBM's threads (train.num_threads)
+        train = params.train.model_copy(update={"num_threads": int(threads)})
+        params = params.model_copy(update={"train": train})
     if mode == "dask":
         compute = ComputeParams(backend="dask", scheduler=scheduler)
     else:
@@ -291,6 +297,10 @@ def main() -> None:
         help="keep the project folder here (one size and mode): later runs continue its steps",
     )  # fmt: skip
     parser.add_argument("--areas", nargs="+", default=None, help="train only these areas")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="LightGBM threads of the training (default: train.num_threads of params.yaml)",
+    )  # fmt: skip
     parser.add_argument("--step", nargs=4, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scheduler", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -299,6 +309,8 @@ def main() -> None:
         print(json.dumps(_step(step, int(n), mode, Path(root), args.scheduler)))
         return
 
+    if args.threads:
+        os.environ["RISKML_BENCH_THREADS"] = str(args.threads)  # read by each step's child
     results = []
     for n in args.sizes:
         t0 = time.perf_counter()
