@@ -123,6 +123,30 @@ def test_recency_weighting_changes_the_model_and_keeps_it_deterministic(
     assert a.booster.model_to_string() != plain.booster.model_to_string()
 
 
+def _curves(model, rows: pd.DataFrame, column: str) -> np.ndarray:
+    """Each row's prediction as ``column`` sweeps its range (rows x grid)."""
+    grid = np.linspace(rows[column].min(), rows[column].max(), 25)
+    return np.stack([model.predict(rows.assign(**{column: v})) for v in grid], axis=1)
+
+
+def test_monotone_own_intelligence_keeps_the_score_rising_with_the_area_s_findings(
+    world, revenue_spec, params
+):
+    # a feature named as the area's own past hit rate that the labels tie to a LOWER risk: an
+    # unconstrained model learns the decrease, the constrained one may only rise or stay flat
+    features = world["features"].copy()
+    features["hs4_hr_revenue"] = -features["f_signal"] + 0.1 * features["f_noise"]
+    labels = _labels(world, revenue_spec, params.split.test_start)
+    limited = params.train.model_copy(update={"monotone_own_intelligence": True})
+    free = train_area(features, labels, revenue_spec, params.split, params.train)
+    model = train_area(features, labels, revenue_spec, params.split, limited)
+    rows = features.sample(200, random_state=1)
+    assert (np.diff(_curves(free, rows, "hs4_hr_revenue"), axis=1) < -1e-9).any()
+    assert (np.diff(_curves(model, rows, "hs4_hr_revenue"), axis=1) >= -1e-12).all()
+    assert model.lgb_params["monotone_features"] == ["hs4_hr_revenue"]
+    assert "monotone_constraints" not in free.lgb_params
+
+
 def test_only_train_window_rows_are_trained_on(world, revenue_spec, params):
     labels = _labels(world, revenue_spec, None)  # even if later labels are passed in
     model = train_area(world["features"], labels, revenue_spec, params.split, params.train)

@@ -84,6 +84,11 @@ class TrainParams(_Section):
     # the early-stopped number of trees scaled by the rows gained; false: keep the early-stopped
     # model, which never sees the latest labelled months.
     refit: bool = True
+    # The area's own stage may only raise its score with more of the area's own intelligence:
+    # past findings and hit rates of the area, seizures of the area reported elsewhere, the
+    # area's legacy-rule score (LightGBM monotone constraints, riskml.train.monotone_constraints).
+    # A prior for areas with a few dozen biased labels; see docs/results.md (issue 15).
+    monotone_own_intelligence: bool = False
 
 
 class TuneParams(_Section):

@@ -366,6 +366,31 @@ def lgb_params(params: TrainParams, n_positives: int) -> dict[str, Any]:
     }
 
 
+def own_intelligence(name: str, area: str) -> bool:
+    """True for a feature that counts the area's own intelligence: its past findings and hit
+    rates (``*_n_find_<area>``, ``*_hr_<area>``, ``*_hrd_<area>``), its seizures reported
+    elsewhere (``sz_<area>_*``) and its legacy-rule score (``rule_<area>``)."""
+    return (
+        name.startswith(f"sz_{area}_")
+        or name == f"rule_{area}"
+        or name.endswith((f"_n_find_{area}", f"_hr_{area}", f"_hrd_{area}"))
+    )
+
+
+def monotone_constraints(names: list[str], area: str, params: TrainParams) -> dict[str, Any]:
+    """LightGBM settings that keep the score non-decreasing in the area's own intelligence
+    (:func:`own_intelligence`) when ``params.monotone_own_intelligence``; else none.
+
+    With a few dozen labels drawn by targeting and tip-offs, a tree can learn that more past
+    findings or more seizures elsewhere lower the risk; the constraint rules that out."""
+    if not params.monotone_own_intelligence:
+        return {}
+    return {
+        "monotone_constraints": [int(own_intelligence(n, area)) for n in names],
+        "monotone_constraints_method": "intermediate",
+    }
+
+
 def pool_specs(specs: Mapping[str, AreaSpec], root: Path) -> dict[str, AreaSpec]:
     """``specs``, plus the spec (from ``root/pipelines``) of every area a ``first_stage.pool``
     of theirs names and ``specs`` lacks (``params.yaml`` may train fewer areas than a pool)."""
@@ -715,7 +740,9 @@ def train_area(
         first, first_refit, pretrain = _pretrain(
             features, pretrain_labels, names, spec, split, params, cache=first_stage_cache
         )
-    config = lgb_params(params, train_pos)
+    # the area's own stage only (a first stage is the pool's, shared by its areas)
+    own_limits = monotone_constraints(names, spec.name, params)
+    config = lgb_params(params, train_pos) | own_limits
     booster, best = _fit(train, valid, names, config, params, init_model=first, cut=valid_start)
     valid_score = booster.predict(feature_matrix(valid, names))
     valid_ap = average_precision(valid["label"].to_numpy(), valid_score)
@@ -724,7 +751,7 @@ def train_area(
         every = in_window(rows, split.train_start, split.test_start)
         first_trees = first.num_trees() if first is not None else 0
         own = refit_rounds(best - first_trees, len(train), len(every))
-        refit_config = lgb_params(params, train_pos + valid_pos)
+        refit_config = lgb_params(params, train_pos + valid_pos) | own_limits
         booster = _refit(
             every, names, refit_config, params, own, init_model=first_refit, cut=split.test_start
         )
@@ -744,7 +771,12 @@ def train_area(
         n_valid=len(valid),
         n_valid_positives=valid_pos,
         valid_average_precision=valid_ap,
-        lgb_params=config,
+        lgb_params={k: v for k, v in config.items() if k != "monotone_constraints"}
+        | (
+            {"monotone_features": [n for n in names if own_intelligence(n, spec.name)]}
+            if own_limits
+            else {}
+        ),
         valid_start=valid_start,
         pretrain=pretrain,
         refit=refit_facts,
