@@ -16,6 +16,7 @@ from serve_project import AREAS, LiveServer, built_project, new_batch, project_e
 from riskml.config import load_area_specs, load_params
 from riskml.feedback import FeedbackStore, hash_token
 from riskml.serve import create_app
+from riskml.serve.data import render_json
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,14 @@ def service(tmp_path_factory):
     }
     app = create_app(project, params, specs, store=store)
     with LiveServer(app) as server:
-        yield {"url": server.url, "store": store, "tokens": tokens, "project": project, "db": db}
+        yield {
+            "url": server.url,
+            "store": store,
+            "tokens": tokens,
+            "project": project,
+            "db": db,
+            "app": app,
+        }
     mp.undo()
 
 
@@ -153,6 +161,38 @@ def test_declaration_case_has_scores_reasons_and_peers(service):
             case["peers"][0]
         )
         assert c.get("/declarations/D-NOPE").status_code == 404
+
+
+def test_a_case_is_rendered_once_and_its_recorded_outcomes_stay_current(service):
+    """The stored part of a case is kept rendered (ServiceData.case_json); the outcomes
+    recorded through the service are read on every request: an outcome posted after a case was
+    read shows on the next read, and the rest of the case is byte for byte the same."""
+    cand = _a_candidate(service, "random_control")
+    path = f"/declarations/{cand['declaration_id']}"
+    with _client(service, "auditor") as c:
+        first = c.get(path)
+        assert first.headers["content-type"] == "application/json"
+        body = {
+            "declaration_id": cand["declaration_id"],
+            "item_no": cand["item_no"],
+            "risk_area": cand["area"],
+            "control_kind": "physical",
+            "offence_found": False,
+            "auditor": "C. Cache",
+        }
+        posted = c.post("/outcomes", json=body)
+        assert posted.status_code == 201, posted.text
+        second = c.get(path)
+    before, after = first.json(), second.json()
+    assert len(after["recorded_outcomes"]) == len(before["recorded_outcomes"]) + 1
+    assert after["recorded_outcomes"][-1]["auditor"] == "C. Cache"
+    assert {k: v for k, v in after.items() if k != "recorded_outcomes"} == {
+        k: v for k, v in before.items() if k != "recorded_outcomes"
+    }
+    data = service["app"].state.service.data
+    assert data.case_json(cand["declaration_id"]) is data.case_json(cand["declaration_id"])
+    expected = data.case(cand["declaration_id"]) | {"recorded_outcomes": after["recorded_outcomes"]}
+    assert second.content == render_json(expected).encode("utf-8")
 
 
 def test_outcome_is_stored_with_who_and_bad_input_writes_nothing(service):

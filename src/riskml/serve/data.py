@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,15 @@ ITEM_FIELDS = [
     "duties_paid",
     "preference_claim",
 ]
+
+
+#: Cases kept rendered (:meth:`ServiceData.case_json`); a few KB each.
+CASE_CACHE = 4096
+
+
+def render_json(content: Any) -> str:
+    """JSON text as Starlette's ``JSONResponse`` renders it (compact, UTF-8, no NaN)."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 @dataclass
@@ -160,6 +170,14 @@ class ServiceData:
         self._dates = self.declarations["accepted_date"].to_numpy()
         self._reference = self._feature_reference(catalog.features)
         self._index_for_cases()
+        self.case_json = lru_cache(maxsize=CASE_CACHE)(self._case_json)
+
+    def _case_json(self, declaration_id: str) -> str | None:
+        """:meth:`case` as compact JSON text (as a JSON response renders it), kept for the
+        :data:`CASE_CACHE` cases asked most recently (``case_json``): the stored outputs do not
+        change while the service runs, so a case is built once, not on every request."""
+        case = self.case(declaration_id)
+        return None if case is None else render_json(case)
 
     def _feature_reference(self, path: Path) -> dict[str, np.ndarray] | None:
         """The reference price each stored item's features were computed against (peer group,
