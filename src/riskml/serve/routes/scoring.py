@@ -15,9 +15,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from riskml.contract import RiskmlError, data_quality_list
+from riskml.contract import RiskmlError, data_quality_list, empty_quarantine
 from riskml.serve.deps import ServiceDep, Writer
 from riskml.serve.schemas import JSON_OR_CSV, SCORE_ERRORS, error, score_request_body
+
+#: The data-quality list of a batch without problems.
+NO_PROBLEMS = data_quality_list(empty_quarantine(), [])
 
 #: Batches up to this many rows sent at the same time share one scoring pass (ScoreQueue).
 SHARED_ROWS = 64
@@ -139,8 +142,11 @@ def score_route(max_batch: int) -> APIRouter:
         except RiskmlError as exc:  # the batch as a whole breaks the contract (columns)
             raise error(422, "body", str(exc)) from None
         # every row gets a decision: a score, or on the data-quality list with its reason
-        quality = data_quality_list(quarantine, list(result.models or sc.models))
-        quality["row"] = quality["row"] + 1  # the batch's row, counted from 1
+        if len(quarantine):
+            quality = data_quality_list(quarantine, list(result.models or sc.models))
+            quality["row"] = quality["row"] + 1  # the batch's row, counted from 1
+        else:  # the usual case: the empty list, built once (3 ms a call)
+            quality = NO_PROBLEMS.copy()
         wide = result.wide()
         # the model version and alias that scored each area (riskml.registry.list_model)
         versions = {"X-Riskml-Models": "; ".join(f"{a}={v}" for a, v in result.models.items())}
