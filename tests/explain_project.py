@@ -27,6 +27,7 @@ STAGES = [
     ["validate"],
     ["features"],
     ["train", "--area", AREA],
+    ["register", "--area", AREA],
     ["evaluate"],
     ["select"],
     ["explain"],

@@ -33,6 +33,7 @@ cli.validate(root=root)
 cli.features(root=root)
 for area in {areas!r}:
     cli.train(root=root, area=area)
+    cli.register(root=root, area=area)
 cli.evaluate(root=root)
 cli.select_(root=root)
 cli.explain(root=root)

@@ -21,7 +21,7 @@ from riskml.contract import RiskmlError
 from riskml.io import read_dataset
 from riskml.labels import build_labels
 from riskml.train import in_window
-from riskml.train_stage import run_train
+from riskml.train_stage import train_area_model
 
 
 @pytest.fixture
@@ -88,8 +88,12 @@ def test_load_names_the_missing_file(tmp_path):
 def test_registration_is_idempotent_and_the_alias_gives_the_whole_model(
     world_root, expected_spec, params, tracking_uri
 ):
-    first = run_train("revenue", world_root, params, expected_spec, tracking_uri=tracking_uri)
-    again = run_train("revenue", world_root, params, expected_spec, tracking_uri=tracking_uri)
+    first = train_area_model(
+        "revenue", world_root, params, expected_spec, tracking_uri=tracking_uri
+    )
+    again = train_area_model(
+        "revenue", world_root, params, expected_spec, tracking_uri=tracking_uri
+    )
     assert first["version"] == again["version"] == "1" and again["reused_version"]
     client = mlflow.MlflowClient(tracking_uri)
     assert len(client.search_model_versions("name = 'riskml-revenue'")) == 1
@@ -118,9 +122,11 @@ def test_registration_is_idempotent_and_the_alias_gives_the_whole_model(
     assert reg["version"] == "1" and reg["content_hash"] == local.content_hash()
 
     changed = params.model_copy(update={"train": params.train.model_copy(update={"num_leaves": 7})})
-    other = run_train("revenue", world_root, changed, expected_spec, tracking_uri=tracking_uri)
+    other = train_area_model(
+        "revenue", world_root, changed, expected_spec, tracking_uri=tracking_uri
+    )
     assert other["version"] == "2" and not other["reused_version"]
-    back = run_train("revenue", world_root, params, expected_spec, tracking_uri=tracking_uri)
+    back = train_area_model("revenue", world_root, params, expected_spec, tracking_uri=tracking_uri)
     assert back["version"] == "1" and back["reused_version"]  # same content, same version
     assert registry.aliases(client, "riskml-revenue") == {"champion": "1", "challenger": "1"}
 
@@ -134,7 +140,7 @@ def test_a_copied_project_reads_and_writes_its_own_store(
 ):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    run_train("revenue", world_root, params, revenue_spec)
+    train_area_model("revenue", world_root, params, revenue_spec)
     assert (world_root / "mlartifacts").is_dir()
     copy = tmp_path / "elsewhere" / "copy"
     shutil.copytree(world_root, copy)
@@ -145,7 +151,7 @@ def test_a_copied_project_reads_and_writes_its_own_store(
     exp = client.get_experiment_by_name("riskml")
     assert exp.artifact_location == (copy.resolve() / "mlartifacts").as_uri()
     changed = params.model_copy(update={"train": params.train.model_copy(update={"num_leaves": 7})})
-    run_train("revenue", copy, changed, revenue_spec)
+    train_area_model("revenue", copy, changed, revenue_spec)
     assert not (world_root / "mlartifacts").exists()  # nothing written into the original
     assert registry.load(copy, "revenue", version="2").registration.version == "2"
     assert math.isfinite(model.facts_["valid_average_precision"])

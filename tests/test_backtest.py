@@ -378,3 +378,42 @@ def test_a_window_with_too_few_positives_is_left_out_and_said(
     assert len(doc["per_window"]) == 3
     table = pd.read_csv(root / "plots/backtest/revenue.csv")
     assert set(table["window"]) == {2, 3, 4}
+
+
+def test_the_report_measures_stored_windows_and_reads_the_exponent_without_training(
+    sim, features, specs, params, tmp_path
+):
+    """backtest@<area> stores each window's scored items; the report measures them. A new
+    recovery_exponent changes only the list key's figures, through the report alone: the stored
+    windows are not rewritten (no window is retrained) and the probability figures stay."""
+    from riskml.backtest import run_backtest_area, run_backtest_report
+
+    root = tmp_path
+    (root / "data/interim").mkdir(parents=True)
+    write_partitioned(features, root / "data/features")
+    for name in ("declarations", "outcomes", "truth"):
+        sim[name].to_parquet(root / f"data/interim/{name}.parquet", index=False)
+    spec = specs["revenue"]
+    assert spec.rank_by == "expected_recovery" and spec.recovery_exponent < 1
+    run_backtest_area("revenue", root, params, {"revenue": spec})
+    folder = root / "data/backtest/revenue"
+    stored = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert set(stored) == {"scores.parquet", "windows.json"}
+    first = run_backtest_report(root, params, {"revenue": spec})
+    doc = json.loads((root / "metrics/backtest/areas/revenue.json").read_text())["protocols"]
+    edited = spec.model_copy(update={"recovery_exponent": 1.0})
+    run_backtest_report(root, params, {"revenue": edited})
+    again = json.loads((root / "metrics/backtest/areas/revenue.json").read_text())["protocols"]
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stored
+    assert again[ROLLING]["per_window"] == doc[ROLLING]["per_window"]  # probability: the same
+    assert again[ROLLING]["windows"] == doc[ROLLING]["windows"]  # the same trained windows
+    keys = again[ROLLING][RANK_KEY_COMPARISON]
+    assert doc[ROLLING][RANK_KEY_COMPARISON]["recovery_exponent"] == spec.recovery_exponent
+    assert keys["recovery_exponent"] == 1.0
+    for window in keys["per_window"]:  # exponent 1: the list key is the expected recovery
+        methods = window[TRUTH]["methods"]
+        assert methods["rank_key"]["rates"] == methods["expected_recovery"]["rates"]
+    assert doc[ROLLING][RANK_KEY_COMPARISON]["per_window"] != keys["per_window"]
+    summary = json.loads((root / "metrics/backtest/summary.json").read_text())
+    assert summary["config"]["windows"][-1]["test"] == ["2023-12-01", "2024-01-01"]
+    assert first["revenue.rolling"]["precision"] > 0

@@ -215,12 +215,14 @@ def test_the_train_stage_on_a_dask_cluster_registers_a_model_that_names_its_vers
     """``riskml train`` with ``compute.backend: dask``: the classifier is fitted on the cluster,
     registered and written like a local one (models/<area>/, registration.json)."""
     from riskml.area_model import AreaModel as Model
-    from riskml.train_stage import run_train
+    from riskml.train_stage import train_area_model
 
     on_dask = params.model_copy(
         update={"compute": ComputeParams(backend="dask", scheduler=cluster.scheduler_address)}
     )
-    summary = run_train("revenue", world_root, on_dask, revenue_spec, tracking_uri=tracking_uri)
+    summary = train_area_model(
+        "revenue", world_root, on_dask, revenue_spec, tracking_uri=tracking_uri
+    )
     assert summary["version"] == "1" and summary["best_iteration"] >= 1
     model = Model.load(world_root / "models/revenue")
     assert model.facts_["best_iteration"] == summary["best_iteration"]

@@ -27,7 +27,7 @@ from riskml.evaluate import calibration_table, pr_interpolated_table, run_evalua
 from riskml.io import read_dataset
 from riskml.labels import build_labels
 from riskml.train import in_window
-from riskml.train_stage import run_train
+from riskml.train_stage import train_area_model
 
 
 def _scores(n=2000, seed=0, with_truth=True):
@@ -133,7 +133,9 @@ def test_assemble_scores_joins_rule_label_and_truth(world, revenue_spec):
 def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracking_uri):
     with pytest.raises(RiskmlError, match="train the area first"):
         run_evaluate(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
-    trained = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    trained = train_area_model(
+        "revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri
+    )
     summary = run_evaluate(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
     assert summary["revenue"]["on"] == TRUTH
 
@@ -321,7 +323,7 @@ def test_run_evaluate_compares_probability_and_expected_recovery_on_test_items(
     world_root, world, revenue_spec, params, tracking_uri
 ):
     spec = revenue_spec.model_copy(update={"rank_by": "expected_recovery"})
-    trained = run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    trained = train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     assert (world_root / "models/revenue/recovery.txt").exists()
     run_evaluate(world_root, params, {"revenue": spec}, tracking_uri=tracking_uri)
 

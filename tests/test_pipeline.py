@@ -99,9 +99,10 @@ def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
         doc["policy"]["recovery_exponent"] = 0.5
 
     status = _status_after_editing(dest, env, "revenue", exponent)
-    # revenue's area model holds its rank key: its training reruns, no other area's
-    # explain and lists read select's picks (they rerun when the picks change), not the key
-    assert set(status) == {"train@revenue", "evaluate", "backtest", "promote", "select"}
+    # no training reads the key: revenue's register stage binds it to the trained estimator,
+    # the backtest report measures the stored windows by it; explain and lists read select's
+    # picks (they rerun when the picks change), not the key
+    assert set(status) == {"register@revenue", "evaluate", "backtest_report", "promote", "select"}
     for stage in status.values():  # a stage lists the key, or the whole section it reads
         (change,) = stage
         assert change["changed deps"] in (
@@ -112,7 +113,7 @@ def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
     def leaves(doc):
         doc["training"]["train"] = {"num_leaves": 7}
 
-    assert set(_status_after_editing(dest, env, "ipr", leaves)) == {"train@ipr", "backtest"}
+    assert set(_status_after_editing(dest, env, "ipr", leaves)) == {"train@ipr", "backtest@ipr"}
 
     def capacity(doc):
         doc["policy"]["capacity"] = 77
@@ -122,10 +123,71 @@ def test_a_spec_edit_reruns_only_the_stages_that_read_it(project):
     def rules(doc):
         doc["features"]["legacy_rules"][0]["weight"] = 9.0
 
-    assert {"source", "features", "evaluate", "backtest", "promote", "explain"} == set(
-        _status_after_editing(dest, env, "ipr", rules)
-    )
+    assert {
+        "source", "features", "evaluate", "promote", "explain",
+        *(f"backtest@{a}" for a in AREAS),  # the static protocol's features use every rule
+    } == set(_status_after_editing(dest, env, "ipr", rules))  # fmt: skip
     assert "up to date" in _run(["dvc", "status"], dest, env).stdout
+
+
+def test_an_exponent_edit_binds_the_new_key_to_the_same_training(project):
+    """After a finished repro, revenue's policy.recovery_exponent edited: `dvc repro` reruns
+    register@revenue, the backtest report, evaluate, promote, headline, select, explain and lists;
+    no features, no train@*, no backtest@* (no window retrained). The lists then name the
+    champion that metrics/promotion.json and the registry name: a new version holding the same
+    trained estimator (same files, same estimator hash) under the new key. Going back restores
+    every output from DVC's cache."""
+    import re
+
+    from riskml.area_model import AreaModel
+
+    dest, env = project
+    path = dest / "pipelines/revenue.yaml"
+    original = path.read_text()
+    trained = dest / "models/estimators/revenue"
+    estimator = {f.name: f.read_bytes() for f in trained.iterdir()}
+    before = json.loads((dest / "models/revenue/registration.json").read_text())
+    ipr_before = (dest / "models/ipr/registration.json").read_text()
+    doc = yaml.safe_load(original)
+    assert doc["policy"]["recovery_exponent"] != 0.5
+    doc["policy"]["recovery_exponent"] = 0.5
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        out = _run(["dvc", "repro"], dest, env).stdout
+        ran = set(re.findall(r"Running stage '([^']+)'", out))
+        assert ran == {
+            "register@revenue", "evaluate", "backtest_report", "promote", "headline",
+            "select", "explain", "lists",
+        }, out  # fmt: skip
+        assert {f.name: f.read_bytes() for f in trained.iterdir()} == estimator
+        reg = json.loads((dest / "models/revenue/registration.json").read_text())
+        assert reg["estimator_hash"] == before["estimator_hash"]
+        assert reg["version"] != before["version"]  # a version holds its key: immutable
+        assert (dest / "models/ipr/registration.json").read_text() == ipr_before
+        model = AreaModel.load(dest / "models/revenue")
+        assert model.recovery_exponent == 0.5 and model.estimator_hash() == reg["estimator_hash"]
+        decision = json.loads((dest / "metrics/promotion.json").read_text())["revenue"]
+        assert decision["decision"] == "promoted" and decision["same_estimator"]
+        assert decision["champion_version_after"] == reg["version"]
+        assert _registry_state(dest)["revenue"]["champion"] == reg["version"]
+        name = f"riskml-revenue v{reg['version']} (challenger, champion)"
+        cands = pd.read_csv(dest / "data/candidates/revenue.csv", encoding="utf-8-sig")
+        assert (cands["model_version"] == name).all()
+        assert cands["ranked_by"].str.contains(r"\^0\.5").all()
+        model_rows = cands[cands["selection_kind"] == "model"]
+        assert model_rows["reasons"].fillna("").str.len().gt(0).all()
+        index = (dest / "data/casefiles/revenue/index.html").read_text()
+        assert name in index
+        metrics = json.loads((dest / "metrics/backtest/areas/revenue.json").read_text())
+        assert metrics["protocols"]["rolling"]["rank_key_comparison"]["recovery_exponent"] == 0.5
+    finally:
+        path.write_text(original)
+        out = _run(["dvc", "repro"], dest, env).stdout
+        _riskml(["registry", "sync"], dest, env)
+    assert "Running stage" not in out  # every stage restored from the run cache
+    back = json.loads((dest / "models/revenue/registration.json").read_text())
+    assert back["version"] == before["version"]
+    assert _registry_state(dest)["revenue"]["champion"] == before["version"]
 
 
 def test_mlflow_has_runs_and_registered_models(project):
@@ -396,6 +458,10 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
         loser = f"riskml-{area} v{kept[area]['challenger_version']}"
         assert len(shadow) > 0 and shadow["model_version"].str.startswith(loser).all()
         assert shadow["reasons"].str.startswith("shadow list:").all()
+        # the challenger's own reasons, by the reasons code, naming the challenger
+        by_model = shadow[shadow["selection_kind"] == "model"]
+        assert by_model["reasons"].str.contains(f"Reasons by {loser} ", regex=False).all()
+        assert (dest / "data/explanations" / f"{area}.shadow.parquet").exists()
         cands = pd.read_csv(dest / "data/candidates" / f"{area}.csv", encoding="utf-8-sig")
         assert not cands["reasons"].str.startswith("shadow").any()
 
@@ -444,6 +510,7 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
         names = back.loc[back["area"] == area, "model_version"].unique()
         assert list(names) == [f"riskml-{area} v{first[area]['champion']} (challenger, champion)"]
         assert not (dest / "data/candidates" / f"{area}.shadow.csv").exists()
+        assert not (dest / "data/explanations" / f"{area}.shadow.parquet").exists()
     for area in AREAS:
         assert AreaModel.load(dest / "models" / area).content_hash() == first_hash[area]
         reg = json.loads((dest / "models" / area / "registration.json").read_text())

@@ -1,7 +1,8 @@
 """riskml.promote: the champion alias moves only when the challenger wins by the margin.
 
-Real MLflow store (``tracking_uri`` fixture), real LightGBM models trained by ``run_train`` on the
-synthetic world of ``conftest.py``; a "weak" model is the same area without its signal features.
+Real MLflow store (``tracking_uri`` fixture), real LightGBM models trained and registered by
+``train_area_model`` on the synthetic world of ``conftest.py``; a "weak" model is the same area
+without its signal features.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from riskml.contract import RiskmlError
 from riskml.io import read_dataset
 from riskml.promote import KEPT, PROMOTED, decide, run_promote
 from riskml.train import in_window
-from riskml.train_stage import run_train
+from riskml.train_stage import train_area_model
 
 
 def _aliases(uri: str) -> dict[str, str]:
@@ -61,11 +62,13 @@ def test_promotion_moves_champion_only_when_better_by_margin(
     with pytest.raises(RiskmlError, match="train the area first"):
         run_promote(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
     weak = revenue_spec.model_copy(update={"exclude_features": ["f_signal"]})
-    run_train("revenue", world_root, params, weak, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, weak, tracking_uri=tracking_uri)
     first = _promote(world_root, params, revenue_spec, tracking_uri, margin=0.0)
     assert first["decision"] == KEPT and first["champion_version_after"] == "1"
 
-    strong = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    strong = train_area_model(
+        "revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri
+    )
     assert _aliases(tracking_uri) == {"champion": "1", "challenger": "2"}
 
     # Better, but not by a margin of 0.9: the champion stays.
@@ -87,7 +90,7 @@ def test_promotion_moves_champion_only_when_better_by_margin(
 
     # A worse challenger never takes over; the weak model again is the same content: version 1
     # again, not a new version.
-    again = run_train("revenue", world_root, params, weak, tracking_uri=tracking_uri)
+    again = train_area_model("revenue", world_root, params, weak, tracking_uri=tracking_uri)
     assert again["version"] == "1" and again["reused_version"]
     worse = _promote(world_root, params, revenue_spec, tracking_uri, margin=0.0)
     assert worse["decision"] == KEPT
@@ -103,8 +106,8 @@ def test_promotion_ranks_by_the_list_key(world_root, revenue_spec, params, track
         update={"rank_by": "expected_recovery", "recovery_exponent": 1.0}
     )
     weak = spec.model_copy(update={"exclude_features": ["f_signal"]})
-    run_train("revenue", world_root, params, weak, tracking_uri=tracking_uri)
-    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, weak, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     window = _backtest_output(world_root, params)[-1]
     out = _promote(world_root, params, spec, tracking_uri, margin=0.0)
     assert "recovered duty ** 1" in out["ranked_by"]

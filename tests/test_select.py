@@ -280,6 +280,26 @@ def test_random_picks_carry_no_reasons(world):
     assert reasons[kinds == "random_control"].str.startswith("random control").all()
 
 
+def test_a_shadow_list_carries_the_challengers_reasons_and_says_it_is_a_shadow(world):
+    from riskml.select import SHADOW_NOTE, shadow_list
+
+    decl, scores, outcomes, split = world
+    out = select_candidates(
+        ranked(scores, decl, outcomes, _spec(), split), _spec(), SelectParams(random_share=0.5)
+    )
+    out["model_version"] = "riskml-revenue v2 (challenger)"
+    expl = out[["declaration_id", "item_no"]].assign(
+        direction="raises", rank=1, sentence="importer: 3 findings in 12 audits"
+    )
+    shadow = shadow_list(out, expl)
+    kinds = shadow["selection_kind"].to_numpy()
+    assert shadow["reasons"].str.startswith(SHADOW_NOTE).all()
+    said = f"{SHADOW_NOTE}. Reasons by riskml-revenue v2 (challenger): importer: 3 findings"
+    assert shadow["reasons"][kinds == "model"].str.startswith(said).all()
+    assert shadow["reasons"][kinds == "random_control"].str.contains("random control").all()
+    assert "reasons" not in out.columns  # the picks themselves are not changed
+
+
 # --- rule profiles, watch lists, combined list, importer periods, workbook --------------------
 
 

@@ -29,7 +29,7 @@ from riskml.train import (
     train_area,
     training_labels,
 )
-from riskml.train_stage import run_train
+from riskml.train_stage import train_area_model
 
 
 def _aliases(client) -> dict[str, str]:
@@ -171,7 +171,7 @@ def test_rare_area_raises_naming_area_window_and_count(world, revenue_spec, para
 def test_run_train_writes_files_and_registers_with_aliases(
     world_root, world, revenue_spec, params, tracking_uri
 ):
-    first = run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    first = train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     folder = world_root / "models/revenue"
     assert {p.name for p in folder.iterdir()} == {
         "model.txt",
@@ -203,11 +203,13 @@ def test_run_train_writes_files_and_registers_with_aliases(
 
     # the same content again: no new version; another setting: version 2
     assert (
-        run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)["version"]
+        train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)[
+            "version"
+        ]
         == "1"
     )
     other = params.model_copy(update={"train": params.train.model_copy(update={"seed": 7})})
-    second = run_train("revenue", world_root, other, revenue_spec, tracking_uri=tracking_uri)
+    second = train_area_model("revenue", world_root, other, revenue_spec, tracking_uri=tracking_uri)
     assert second["version"] == "2"
     assert _aliases(client) == {"champion": "1", "challenger": "2"}
     assert (
@@ -256,7 +258,7 @@ def test_run_train_reads_only_labelled_rows_and_equals_training_on_the_whole_fra
     test window month by month for its threshold: the same model, bit for bit, as training on
     the whole in-memory feature frame."""
     from riskml.train import _stage_inputs
-    from riskml.train_stage import fit_area_model
+    from riskml.train_stage import bind_policy, fit_estimator
 
     features, labels, _ = _stage_inputs(world_root, params, revenue_spec)
     window = in_window(world["features"], params.split.train_start, params.split.test_start)
@@ -266,11 +268,15 @@ def test_run_train_reads_only_labelled_rows_and_equals_training_on_the_whole_fra
     names = feature_columns(world["features"], revenue_spec)
     assert list(features.columns) == ["declaration_id", "item_no", "accepted_date", *names]
 
-    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     staged = AreaModel.load(world_root / "models/revenue")
-    whole = fit_area_model(
-        world["features"], _labels(world, revenue_spec, params.split.test_start), params,
-        revenue_spec, declarations=world["declarations"], outcomes=world["outcomes"],
+    whole = bind_policy(
+        fit_estimator(
+            world["features"], _labels(world, revenue_spec, params.split.test_start), params,
+            revenue_spec, declarations=world["declarations"], outcomes=world["outcomes"],
+        ),
+        revenue_spec, params.split, features=world["features"],
+        declarations=world["declarations"],
     )  # fmt: skip
     assert staged.fingerprint_ == whole.fingerprint_
     assert staged.threshold_ == whole.threshold_ and np.isfinite(staged.threshold_)
@@ -281,7 +287,7 @@ def test_run_train_reads_only_labelled_rows_and_equals_training_on_the_whole_fra
 def test_outcomes_known_after_test_start_do_not_change_the_model(
     world_root, world, revenue_spec, params, tracking_uri
 ):
-    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     before = (world_root / "models/revenue/model.txt").read_text()
     # Flip every result that became known on or after test_start.
     outcomes = world["outcomes"].copy()
@@ -289,7 +295,7 @@ def test_outcomes_known_after_test_start_do_not_change_the_model(
     outcomes.loc[late, "offence_found"] = ~outcomes.loc[late, "offence_found"]
     outcomes.loc[late, "risk_area"] = "revenue"
     outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
-    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     assert (world_root / "models/revenue/model.txt").read_text() == before
 
 
@@ -328,7 +334,7 @@ def test_expected_recovery_ranks_by_probability_times_predicted_duty(
     world_root, world, revenue_spec, params, tracking_uri
 ):
     spec = revenue_spec.model_copy(update={"rank_by": "expected_recovery"})
-    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     folder = world_root / "models/revenue"
     assert (folder / "recovery.txt").exists()
     meta = json.loads((folder / "model.json").read_text())
@@ -356,7 +362,7 @@ def test_expected_recovery_ranks_by_probability_times_predicted_duty(
     assert _revenue_share(evaded, true_prob * amount, 0.05) > by_probability + 0.05
 
     # Back to ranking by probability: no recovery model, and the stale file is gone.
-    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     assert not (folder / "recovery.txt").exists()
     assert AreaModel.load(folder).recovery_ is None
 
@@ -534,7 +540,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
         revenue_spec.model_dump() | {"first_stage": {"pool": ["revenue", "ipr"]}}
     )
 
-    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     folder = world_root / "models/revenue"
     pre = json.loads((folder / "model.json").read_text())["facts"]["pretrain"]
     # Independently: revenue's labelled rows and ipr's findings in [train_start, test_start).
@@ -569,5 +575,5 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     outcomes.loc[late, "offence_found"] = True
     outcomes.loc[late, "risk_area"] = "ipr"
     outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
-    run_train("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     assert (folder / "model.txt").read_text() == before

@@ -15,6 +15,16 @@ object *and* the artifact (scikit-learn style: learned attributes end in ``_``):
   files plus ``model.json``), :meth:`content_hash` identifies it: the registry registers one
   version per content (:mod:`riskml.registry`).
 
+Two parts, saved apart by two DVC stages, so that a policy edit refits nothing:
+
+* the **estimator** (what :meth:`fit` learns: classifier, recovery regression, feature list,
+  recovery ratio, calibration, fingerprint, facts), written by the train stage with
+  :meth:`save_estimator` (``estimator.json`` beside the Boosters) and identified by
+  :meth:`estimator_hash`;
+* the **list policy** (``rank_by``, ``recovery_exponent`` and the operating threshold, the rank
+  key at the operating rate), bound to an estimator without refitting by :meth:`with_policy`
+  and :meth:`set_threshold` (the register stage) before the whole model is saved and registered.
+
 Layer: this module sits above the domain (features, labels, metrics, the lists' rank key in
 :mod:`riskml.ranking`, TreeSHAP in :mod:`riskml.reasons`) and below the stages; it does no MLflow
 and reads no project path.
@@ -25,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +60,10 @@ from riskml.train import RecoveryModel, feature_matrix, in_window, labelled_rows
 
 #: Files of a saved area model; :meth:`AreaModel.content_hash` covers these (not the card).
 MODEL_FILE, RECOVERY_FILE, STATE_FILE = "model.txt", "recovery.txt", "model.json"
+#: The fitted estimator's state without the list policy (:meth:`AreaModel.save_estimator`).
+ESTIMATOR_FILE = "estimator.json"
+#: Keys of ``model.json`` that are the list policy, not the estimator.
+POLICY_KEYS = ("rank_by", "recovery_exponent", "threshold", "threshold_basis")
 #: Written beside the model by the train stage (who registered it, as which version).
 CARD_FILE, REGISTRATION_FILE = "model_card.md", "registration.json"
 __all__ = [  # the rank key and TreeSHAP live in the domain layer; re-exported here
@@ -108,6 +122,18 @@ class AreaModel:
     def for_spec(cls, spec: AreaSpec) -> AreaModel:
         """An unfitted model of ``spec``'s area with its ranking rule."""
         return cls(area=spec.name, rank_by=spec.rank_by, recovery_exponent=spec.recovery_exponent)
+
+    def with_policy(self, rank_by: str, recovery_exponent: float) -> AreaModel:
+        """The same fitted estimator (Boosters shared, nothing refitted) under another list
+        policy; its threshold is unset until :meth:`set_threshold`."""
+        return replace(
+            self,
+            rank_by=rank_by,
+            recovery_exponent=float(recovery_exponent),
+            threshold_=math.inf,
+            threshold_basis_={},
+            registration=None,
+        )
 
     def fit(
         self,
@@ -274,18 +300,14 @@ class AreaModel:
 
     # --- persistence -------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """Everything but the Booster files, as saved in ``model.json``."""
+    def estimator_state(self) -> dict[str, Any]:
+        """What :meth:`fit` learnt, without the list policy: ``estimator.json``."""
         rec = self.recovery_
         return {
             "format": FORMAT_VERSION,
             "area": self.area,
             "features": self.feature_names_,
-            "rank_by": self.rank_by,
-            "recovery_exponent": self.recovery_exponent,
             "recovery_ratio": self.recovery_ratio_,
-            "threshold": None if math.isinf(self.threshold_) else self.threshold_,
-            "threshold_basis": self.threshold_basis_,
             "calibration": self.calibration_,
             "fingerprint": self.fingerprint_,
             "facts": self.facts_,
@@ -301,53 +323,72 @@ class AreaModel:
             },
         }
 
-    def _texts(self) -> dict[str, str]:
-        """The saved files' contents, exactly as written (the content hash is over these)."""
-        texts = {
-            MODEL_FILE: self._check_fitted().model_to_string(),
-            STATE_FILE: json.dumps(_plain(self.state()), indent=2, sort_keys=True) + "\n",
+    def state(self) -> dict[str, Any]:
+        """Everything but the Booster files, as saved in ``model.json``: the estimator's state,
+        its hash and the list policy."""
+        return self.estimator_state() | {
+            "estimator_hash": self.estimator_hash(),
+            "rank_by": self.rank_by,
+            "recovery_exponent": self.recovery_exponent,
+            "threshold": None if math.isinf(self.threshold_) else self.threshold_,
+            "threshold_basis": self.threshold_basis_,
         }
+
+    def _boosters(self) -> dict[str, str]:
+        texts = {MODEL_FILE: self._check_fitted().model_to_string()}
         if self.recovery_ is not None:
             texts[RECOVERY_FILE] = self.recovery_.booster.model_to_string()
         return texts
 
+    def _estimator_texts(self) -> dict[str, str]:
+        """The estimator's files as :meth:`save_estimator` writes them."""
+        return self._boosters() | {ESTIMATOR_FILE: _json_text(self.estimator_state())}
+
+    def _texts(self) -> dict[str, str]:
+        """The saved files' contents, exactly as written (the content hash is over these)."""
+        return self._boosters() | {STATE_FILE: _json_text(self.state())}
+
     def content_hash(self) -> str:
         """SHA-256 of the model's files (classifier, recovery regression, ``model.json``): two
         models with the same hash score, rank and explain every row the same."""
-        digest = hashlib.sha256()
-        for name, text in sorted(self._texts().items()):
-            digest.update(name.encode())
-            digest.update(b"\0")
-            digest.update(text.encode())
-            digest.update(b"\0")
-        return digest.hexdigest()
+        return _digest(self._texts())
+
+    def estimator_hash(self) -> str:
+        """SHA-256 of the fitted estimator alone (Boosters and ``estimator.json``): the same for
+        every list policy bound to it, so a registered version shows which training it holds."""
+        return _digest(self._estimator_texts())
 
     def save(self, folder: Path) -> dict[str, Path]:
         """Write the model's files into ``folder`` atomically (a stale ``recovery.txt`` of an
         earlier model is removed); return their paths."""
-        folder = Path(folder)
-        paths = {}
-        for name, text in self._texts().items():
-            paths[name] = io.write_text(text, folder / name)
-        if RECOVERY_FILE not in paths and (folder / RECOVERY_FILE).exists():
-            (folder / RECOVERY_FILE).unlink()
-        return paths
+        return _write(folder, self._texts())
+
+    def save_estimator(self, folder: Path) -> dict[str, Path]:
+        """Write the fitted estimator (Boosters and ``estimator.json``, no list policy) into
+        ``folder``: the train stage's output."""
+        return _write(folder, self._estimator_texts())
 
     @classmethod
-    def load(cls, folder: Path) -> AreaModel:
+    def load_estimator(cls, folder: Path) -> AreaModel:
+        """The estimator saved in ``folder`` by :meth:`save_estimator`, without a list policy
+        (bind one with :meth:`with_policy`)."""
+        return cls.load(folder, state_file=ESTIMATOR_FILE)
+
+    @classmethod
+    def load(cls, folder: Path, *, state_file: str = STATE_FILE) -> AreaModel:
         """The model saved in ``folder`` by :meth:`save`; :class:`RiskmlError` naming the file
         when something is missing."""
         folder = Path(folder)
-        for name in (MODEL_FILE, STATE_FILE):
+        for name in (MODEL_FILE, state_file):
             if not (folder / name).exists():
                 raise RiskmlError(
                     f"{folder / name}: not found; train the area first (`riskml train --area "
                     f"{folder.name}`)"
                 )
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads((folder / state_file).read_text(encoding="utf-8"))
         if state.get("format") != FORMAT_VERSION:
             raise RiskmlError(
-                f"{folder / STATE_FILE}: not an area model of format {FORMAT_VERSION}; retrain "
+                f"{folder / state_file}: not an area model of format {FORMAT_VERSION}; retrain "
                 f"the area (`riskml train --area {folder.name}`)"
             )
         rec = state.get("recovery")
@@ -364,8 +405,8 @@ class AreaModel:
         threshold = state.get("threshold")
         return cls(
             area=state["area"],
-            rank_by=state["rank_by"],
-            recovery_exponent=float(state["recovery_exponent"]),
+            rank_by=state.get("rank_by", "probability"),
+            recovery_exponent=float(state.get("recovery_exponent", 1.0)),
             classifier_=lgb.Booster(model_file=str(folder / MODEL_FILE)),
             feature_names_=list(state["features"]),
             recovery_=recovery,
@@ -425,6 +466,30 @@ def fingerprint(
             pd.util.hash_pandas_object(pre.reset_index(drop=True), index=False).to_numpy().tobytes()
         )
     return digest.hexdigest()
+
+
+def _json_text(state: dict[str, Any]) -> str:
+    return json.dumps(_plain(state), indent=2, sort_keys=True) + "\n"
+
+
+def _digest(texts: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name, text in sorted(texts.items()):
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _write(folder: Path, texts: dict[str, str]) -> dict[str, Path]:
+    """Write ``texts`` (file name → content) into ``folder`` atomically; a stale
+    ``recovery.txt`` of an earlier model is removed."""
+    folder = Path(folder)
+    paths = {name: io.write_text(text, folder / name) for name, text in texts.items()}
+    if RECOVERY_FILE not in paths and (folder / RECOVERY_FILE).exists():
+        (folder / RECOVERY_FILE).unlink()
+    return paths
 
 
 def _plain(obj: Any) -> Any:

@@ -36,8 +36,10 @@ Outcomes without result dates: result dates are the acceptance date plus
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -514,21 +516,22 @@ def headline_intervals(
     }
 
 
-def backtest_area(
-    frames: dict[str, pd.DataFrame],
-    positions: dict[str, np.ndarray],
+def score_area_windows(
+    frames: list[dict[str, pd.DataFrame]],
+    positions: list[dict[str, np.ndarray]],
     tables: dict[str, Any],
     spec: AreaSpec,
     windows: list[Window],
     params: Params,
 ) -> dict[str, Any]:
-    """One protocol's backtest of one area: per-window results, their aggregate, the headline
-    intervals and a long per-window table for plots.
+    """One protocol's windows of one area, trained and scored (the expensive part, which reads
+    no list policy): ``scores`` (one frame per window kept, :func:`window_scores`), ``windows``
+    (each window's description and training facts) and ``left_out`` (windows with too few
+    positives, and why).
 
     ``frames[i]`` / ``positions[i]``: the frames of window ``i`` (see :func:`window_scores`).
     """
-    bt = params.backtest
-    results, scores_list, facts, rows, keys, excluded = [], [], [], [], [], []
+    scores_list, facts, excluded = [], [], []
     for i, window in enumerate(windows):
         log.info(
             "backtest %s: window %d/%d (test %s to %s)",
@@ -541,30 +544,40 @@ def backtest_area(
             log.info("backtest %s: window %d left out: %s", spec.name, i + 1, exc)
             excluded.append(window.describe() | {"left_out": str(exc)})
             continue
+        scores_list.append(scores)
+        facts.append(window.describe() | {"training": fact})
+    return {"scores": scores_list, "windows": facts, "left_out": excluded}
+
+
+def measure_area(
+    scored: dict[str, Any], spec: AreaSpec, params: Params, *, revenue_unavailable: str | None
+) -> dict[str, Any]:
+    """The metrics of one protocol's scored windows (:func:`score_area_windows`): per-window
+    results, their aggregate, the headline intervals, a long per-window table for plots and,
+    for an area ranked by recovery, its list key's figures (``spec.recovery_exponent``: the
+    cheap part, which no training precedes)."""
+    bt = params.backtest
+    results, rows, keys = [], [], []
+    for scores, window in zip(scored["scores"], scored["windows"], strict=True):
         result = evaluate_scores(
-            scores, spec, seed=params.evaluate.seed, revenue_unavailable=tables["revenue_reason"]
+            scores, spec, seed=params.evaluate.seed, revenue_unavailable=revenue_unavailable
         )
         _with_oracle_shares(result)
         results.append(result)
-        scores_list.append(scores)
-        facts.append(window.describe() | {"training": fact})
         rows.extend(_long_rows(result, window))
         comparison = rank_key_comparison(
-            scores,
-            spec,
-            seed=params.evaluate.seed,
-            revenue_unavailable=tables["revenue_reason"],
+            scores, spec, seed=params.evaluate.seed, revenue_unavailable=revenue_unavailable
         )
         if comparison is not None and comparison.get("available"):
             keys.append(_with_oracle_shares(comparison["populations"]))
     if not results:
-        return {"left_out": excluded}
+        return {"left_out": scored["left_out"]}
     intervals = headline_intervals(
-        scores_list, spec, seed=bt.seed, n_boot=bt.n_boot, level=bt.ci_level
+        scored["scores"], spec, seed=bt.seed, n_boot=bt.n_boot, level=bt.ci_level
     )
     out = {
-        "windows": facts,
-        "left_out": excluded,
+        "windows": scored["windows"],
+        "left_out": scored["left_out"],
         "per_window": results,
         "aggregate": aggregate_windows(results),
         "headline": intervals,
@@ -582,15 +595,29 @@ def backtest_area(
     return out
 
 
-def _long_rows(result: dict[str, Any], window: Window) -> list[dict[str, Any]]:
+def backtest_area(
+    frames: list[dict[str, pd.DataFrame]],
+    positions: list[dict[str, np.ndarray]],
+    tables: dict[str, Any],
+    spec: AreaSpec,
+    windows: list[Window],
+    params: Params,
+) -> dict[str, Any]:
+    """One protocol's backtest of one area in memory: :func:`score_area_windows`, then
+    :func:`measure_area`."""
+    scored = score_area_windows(frames, positions, tables, spec, windows, params)
+    return measure_area(scored, spec, params, revenue_unavailable=tables["revenue_reason"])
+
+
+def _long_rows(result: dict[str, Any], window: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for pop, block in result.items():
         for method, mblock in block.get("methods", {}).items():
             for rate, m in mblock["rates"].items():
                 rows.append(
                     {
-                        "window": window.index,
-                        "test_start": str(window.start),
+                        "window": window["window"],
+                        "test_start": window["test"][0],
                         "population": pop,
                         "method": method,
                         "rate": rate,
@@ -704,43 +731,118 @@ def protocol_frames(
     return frames, positions
 
 
-def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
-    """Stage ``riskml backtest``: every protocol × area × window; writes
-    ``metrics/backtest/summary.json``, ``metrics/backtest/areas/<area>.json`` and
-    ``plots/backtest/<area>.csv``; returns the headline means for the CLI."""
+#: Files of ``data/backtest/<area>/`` (``backtest@<area>``): every kept window's scored test
+#: items, and the windows with their training facts (or the area's skip record).
+WINDOW_SCORES, WINDOW_RECORD = "scores.parquet", "windows.json"
+
+
+def run_backtest_area(
+    area: str, root: Path, params: Params, specs: dict[str, AreaSpec]
+) -> dict[str, Any]:
+    """Stage ``riskml backtest --area A`` (``backtest@<area>``): every protocol's windows of
+    one area retrained on their past and scored (probability, raw baseline, predicted
+    recovery); writes ``data/backtest/<area>/``. Reads no list policy: the list key's figures
+    are :func:`run_backtest_report`'s. ``specs``: every area's (static features use them all)."""
+    root = Path(root).resolve()
+    bt = params.backtest
+    spec = specs[area]
+    folder = Catalog(root).backtest_windows(area)
+    windows = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)
+    record: dict[str, Any] = {"area": area}
+    skipped = unsupported_areas(root, params, {area: spec})
+    parts = []
+    if area in skipped:
+        record["skipped"] = skipped[area]
+    else:
+        tables = load_tables(root, params, {area: spec})
+        record |= {
+            "result_dates": tables["result_date_note"] or "from the outcomes",
+            "revenue_unavailable": tables["revenue_reason"],
+            "protocols": {},
+        }
+        for protocol in bt.protocols:
+            tables["first_stage_cache"] = {}  # keyed by frame: never across protocols
+            frames, positions = protocol_frames(protocol, root, tables, windows, params, specs)
+            log.info("backtest %s %s", protocol, area)
+            scored = score_area_windows(frames, positions, tables, spec, windows, params)
+            del frames, positions
+            record["protocols"][protocol] = {
+                "windows": scored["windows"],
+                "left_out": scored["left_out"],
+                # a window may lack a column (no recovery model): read back exactly its own
+                "columns": [list(frame.columns) for frame in scored["scores"]],
+            }
+            for frame, window in zip(scored["scores"], scored["windows"], strict=True):
+                parts.append(frame.assign(protocol=protocol, window=window["window"]))
+    if folder.exists():  # an earlier run's windows must not outlive it
+        shutil.rmtree(folder)
+    if parts:
+        io.write_parquet(pd.concat(parts, ignore_index=True), folder / WINDOW_SCORES)
+    io.write_json(json_safe(record), folder / WINDOW_RECORD)
+    if "skipped" in record:
+        return {"area": area, "skipped": record["skipped"]["reason"]}
+    return {
+        "area": area,
+        **{
+            p: f"{len(r['windows'])} window(s), {len(r['left_out'])} left out"
+            for p, r in record["protocols"].items()
+        },
+    }
+
+
+def read_area_windows(root: Path, area: str) -> dict[str, Any]:
+    """``data/backtest/<area>/`` as :func:`run_backtest_area` wrote it: the record, with each
+    protocol's ``scores`` (one frame per kept window, in window order)."""
+    folder = Catalog(root).backtest_windows(area)
+    path = folder / WINDOW_RECORD
+    if not path.exists():
+        raise RiskmlError(
+            f"{path}: not found; run the area's backtest first (`riskml backtest --area {area}`)"
+        )
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if "skipped" in record:
+        return record
+    table = io.read_parquet(folder / WINDOW_SCORES) if (folder / WINDOW_SCORES).exists() else None
+    for protocol, block in record["protocols"].items():
+        block["scores"] = []
+        for window, columns in zip(block["windows"], block.pop("columns"), strict=True):
+            mask = (table["protocol"] == protocol) & (table["window"] == window["window"])
+            block["scores"].append(table.loc[mask.to_numpy(bool), columns].reset_index(drop=True))
+    return record
+
+
+def run_backtest_report(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
+    """Stage ``riskml backtest-report``: every area's backtest windows (``data/backtest/``)
+    measured, the list key's figures included; writes ``metrics/backtest/summary.json``,
+    ``metrics/backtest/areas/<area>.json`` and ``plots/backtest/<area>.csv``; returns the
+    headline means for the CLI. Trains nothing."""
     root = Path(root).resolve()
     bt = params.backtest
     windows = backtest_windows(params.split, n_windows=bt.n_windows, window_months=bt.window_months)
-    skipped = unsupported_areas(root, params, specs)
-    specs = {a: s for a, s in specs.items() if a not in skipped}
-    tables = load_tables(root, params, specs)
-    results: dict[str, dict[str, Any]] = {a: {} for a in specs}
-    for protocol in bt.protocols:
-        tables["first_stage_cache"] = {}  # keyed by frame: never across protocols
-        frames, positions = protocol_frames(protocol, root, tables, windows, params, specs)
-        for area, spec in specs.items():
-            log.info("backtest %s %s", protocol, area)
-            results[area][protocol] = backtest_area(
-                frames, positions, tables, spec, windows, params
-            )
-        del frames, positions
+    records = {area: read_area_windows(root, area) for area in specs}
+    notes = next((r for r in records.values() if "skipped" not in r), {})
     config = {
         "protocols": {p: PROTOCOLS[p] for p in bt.protocols},
         "windows": [w.describe() for w in windows],
         "n_boot": bt.n_boot,
         "ci_level": bt.ci_level,
-        "result_dates": tables["result_date_note"] or "from the outcomes",
-        "revenue": tables["revenue_reason"] or "recovered amounts from the outcomes",
+        "result_dates": notes.get("result_dates", "from the outcomes"),
+        "revenue": notes.get("revenue_unavailable") or "recovered amounts from the outcomes",
     }
     summary: dict[str, Any] = {"config": config, "areas": {}, "skipped": {}}
-    for area, record in skipped.items():  # the train stage's reason: not backtested
-        summary["skipped"][area] = record["reason"]
-        io.write_json(json_safe({"area": area, **record}), Catalog(root).backtest(area))
     for area, spec in specs.items():
+        record = records[area]
+        if "skipped" in record:  # the train stage's reason: not backtested
+            summary["skipped"][area] = record["skipped"]["reason"]
+            io.write_json(json_safe(record["skipped"]), Catalog(root).backtest(area))
+            continue
         doc = {"area": area, "config": config, "protocols": {}}
         tables_out = []
         summary["areas"][area] = {}
-        for protocol, res in results[area].items():
+        for protocol, block in record["protocols"].items():
+            res = measure_area(
+                block, spec, params, revenue_unavailable=record.get("revenue_unavailable")
+            )
             if "per_window" not in res:  # every window left out: too few positives
                 doc["protocols"][protocol] = {"left_out": res["left_out"]}
                 continue
@@ -757,7 +859,7 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
             tables_out.append(res["table"].assign(protocol=protocol))
         if not tables_out:  # no window of any protocol had enough positives: as skipped
             reason = "every backtest window left out: " + "; ".join(
-                w["left_out"] for res in results[area].values() for w in res["left_out"]
+                w["left_out"] for b in record["protocols"].values() for w in b["left_out"]
             )
             del summary["areas"][area]
             summary["skipped"][area] = reason
@@ -767,6 +869,14 @@ def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict
         write_plot_csv(pd.concat(tables_out, ignore_index=True), Catalog(root).backtest_plot(area))
     io.write_json(json_safe(summary), Catalog(root).backtest_summary)
     return _short(summary)
+
+
+def run_backtest(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
+    """Every area's :func:`run_backtest_area`, then :func:`run_backtest_report` (what
+    ``dvc repro`` runs as ``backtest@<area>`` and ``backtest_report``)."""
+    for area in specs:
+        run_backtest_area(area, root, params, specs)
+    return run_backtest_report(root, params, specs)
 
 
 def unsupported_areas(

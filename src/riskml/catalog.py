@@ -6,8 +6,10 @@ project path. The paths are the DVC outputs of ``dvc.yaml``: change one here and
 
 The stages and what they hand each other::
 
-    source ─► raw ─► validate ─► interim ─► features ─► train ─► models/<area>
-    models ─► evaluate ─► scores, metrics/areas   backtest ─► metrics/backtest
+    source ─► raw ─► validate ─► interim ─► features ─► train ─► models/estimators/<area>
+    estimator ─► register ─► models/<area> (the area model: estimator + list policy)
+    models ─► evaluate ─► scores, metrics/areas
+    features ─► backtest@<area> ─► data/backtest/<area> ─► backtest_report ─► metrics/backtest
     backtest + models ─► promote ─► promotion     promotion ─► select ─► picks, scored period
     picks ─► explain ─► explanations, case files  picks + explanations ─► lists ─► candidates
 """
@@ -23,6 +25,8 @@ EXTERNAL = "data/external"
 INTERIM = "data/interim"
 FEATURES = "data/features"
 MODELS = "models"
+ESTIMATORS = f"{MODELS}/estimators"
+BACKTEST = "data/backtest"
 SCORES = "data/scores"
 SELECTION = "data/selection"
 EXPLANATIONS = "data/explanations"
@@ -122,8 +126,13 @@ class Catalog:
 
     # --- models and their assessment --------------------------------------------------------
 
+    def estimator(self, area: str) -> Path:
+        """The area's fitted estimator, without its list policy (``train`` writes)."""
+        return self._at(f"{ESTIMATORS}/{area}")
+
     def model(self, area: str) -> Path:
-        """The area model's folder (``train`` writes, DVC caches)."""
+        """The area model's folder: the estimator bound to its list policy (``register``
+        writes, DVC caches)."""
         return self._at(f"{MODELS}/{area}")
 
     def scores(self, area: str) -> Path:
@@ -140,6 +149,11 @@ class Catalog:
 
     def evaluation_plots(self, area: str) -> Path:
         return self._at(f"{EVALUATION_PLOTS}/{area}")
+
+    def backtest_windows(self, area: str) -> Path:
+        """The area's backtest windows, trained and scored (``backtest@<area>``): what
+        ``backtest_report`` measures."""
+        return self._at(f"{BACKTEST}/{area}")
 
     @property
     def backtest_summary(self) -> Path:
@@ -174,8 +188,11 @@ class Catalog:
         service's pages show these scores)."""
         return self._at(f"{SELECTION}/scores/{area}.parquet")
 
-    def explanations(self, area: str) -> Path:
-        return self._at(f"{EXPLANATIONS}/{area}.parquet")
+    def explanations(self, area: str, *, shadow: bool = False) -> Path:
+        """The reasons of the area's picks (``explain``); ``shadow``: of the shadow picks, by
+        the challenger that drew them."""
+        suffix = f".{SHADOW}" if shadow else ""
+        return self._at(f"{EXPLANATIONS}/{area}{suffix}.parquet")
 
     def casefiles(self, area: str) -> Path:
         return self._at(f"{CASEFILES}/{area}")

@@ -269,7 +269,8 @@ def train(
     root: RootOpt = Path("."),
     area: Annotated[str | None, typer.Option(help="one risk area (default: every area)")] = None,
 ) -> None:
-    """Train one LightGBM classifier per risk area, tracked and registered in MLflow."""
+    """Fit each risk area's estimator (LightGBM classifier(s), recovery regression) into
+    models/estimators/<area>/, without its list policy: `riskml register` binds and registers."""
     from riskml.train_stage import run_train
 
     params, specs = _config(root)
@@ -283,6 +284,24 @@ def train(
             _done(f"train {name}", started, summary["skipped"])
             continue
         _done(f"train {name}", started, _fmt_counts(summary))
+
+
+@app.command()
+@_handle_errors
+def register(
+    root: RootOpt = Path("."),
+    area: Annotated[str | None, typer.Option(help="one risk area (default: every area)")] = None,
+) -> None:
+    """Bind each area's list policy (rank key, recovery exponent, operating threshold) to its
+    trained estimator without refitting, register the area model in MLflow (once per content)
+    and write models/<area>/."""
+    from riskml.train_stage import run_register
+
+    params, specs = _config(root)
+    for name in _areas(specs, area):
+        started = time.perf_counter()
+        summary = run_register(name, root.resolve(), params, specs[name])
+        _done(f"register {name}", started, summary.get("skipped") or _fmt_counts(summary))
 
 
 @app.command()
@@ -324,11 +343,36 @@ def evaluate(root: RootOpt = Path(".")) -> None:
 
 @app.command()
 @_handle_errors
-def backtest(root: RootOpt = Path(".")) -> None:
-    """Rolling-origin backtests: consecutive test windows, each model trained on its past only."""
-    from riskml.backtest import run_backtest
+def backtest(
+    root: RootOpt = Path("."),
+    area: Annotated[
+        str | None, typer.Option(help="one risk area, windows only (default: every area + report)")
+    ] = None,
+) -> None:
+    """Rolling-origin backtests: consecutive test windows, each model trained on its past only.
+    With --area (the DVC stage backtest@<area>): that area's windows trained and scored into
+    data/backtest/<area>/; without: every area, then the report."""
+    from riskml.backtest import run_backtest, run_backtest_area
 
-    _run_stage("backtest", run_backtest, root)
+    if area is None:
+        _run_stage("backtest", run_backtest, root)
+        return
+    _log_progress()
+    params, specs = _config(root)
+    (name,) = _areas(specs, area)
+    started = time.perf_counter()
+    summary = run_backtest_area(name, root.resolve(), params, specs)
+    _done(f"backtest {name}", started, _fmt_counts(summary))
+
+
+@app.command("backtest-report")
+@_handle_errors
+def backtest_report(root: RootOpt = Path(".")) -> None:
+    """Measure the backtest windows of data/backtest/ (each area's list key included) into
+    metrics/backtest/ and plots/backtest/; no model is trained here."""
+    from riskml.backtest import run_backtest_report
+
+    _run_stage("backtest report", run_backtest_report, root)
 
 
 @app.command()

@@ -188,15 +188,9 @@ def explain_one_area(
     names = model.feature_names_
     check_protected(names, params.fairness.protected_features, where=str(model.registration))
     selected = picks_of(catalog, area, model)
-    # random-control picks carry no reasons: the scored picks (model, rule, watch list) have them
-    top = selected[selected["selection_kind"] != "random_control"]
-    rows = candidate_rows(top, features, names)
-    contrib = model.contributions(rows, chunk_size=p.chunk_size)
-    table = reasons(rows, contrib, catalogue, n_up=p.n_reasons, n_down=p.n_lowering)
-    randoms = no_reason_rows(selected[selected["selection_kind"] == "random_control"])
-    table = pd.concat([table, randoms], ignore_index=True) if len(randoms) else table
-    table = validate_explanations(table, where=str(catalog.explanations(area)))
+    table, rows = explain_picks(model, selected, features, catalogue, params)
     write_parquet(table, catalog.explanations(area))
+    shadow = explain_shadow(root, area, params, features=features, catalogue=catalogue)
 
     plots = catalog.explain_plots(area)
     sample = global_sample(features, params, size=p.global_sample, seed=p.seed)
@@ -237,30 +231,94 @@ def explain_one_area(
     if mlf.get("run_id"):
         folders = {"explain": plots, "explain/casefiles": pages.parent}
         log_to_run(root, mlf["run_id"], folders, area=area)
+    random = selected["selection_kind"] == "random_control"
     return {
-        "explained": len(top),
-        "random_control": len(randoms),
+        "explained": int((~random).sum()),
+        "random_control": int(random.sum()),
         "case_files": len(selected),
         "model": str(model.registration),
+        "shadow": shadow,
     }
 
 
-def picks_of(catalog: Catalog, area: str, model: Any) -> pd.DataFrame:
-    """The area's picks as the ``select`` stage wrote them; a clear error when they are
-    missing or were drawn by another model than ``model`` (the champion)."""
+def explain_picks(
+    model: Any,
+    selected: pd.DataFrame,
+    features: pd.DataFrame,
+    catalogue: Mapping[str, Any],
+    params: Params,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reasons of ``selected`` (picks) by ``model`` (TreeSHAP, :func:`reasons`), validated,
+    and the explained picks' feature rows. Random-control picks carry no reasons: the scored
+    picks (model, rule, watch list) have them."""
+    p = params.explain
+    top = selected[selected["selection_kind"] != "random_control"]
+    rows = candidate_rows(top, features, model.feature_names_)
+    contrib = model.contributions(rows, chunk_size=p.chunk_size)
+    table = reasons(rows, contrib, catalogue, n_up=p.n_reasons, n_down=p.n_lowering)
+    randoms = no_reason_rows(selected[selected["selection_kind"] == "random_control"])
+    table = pd.concat([table, randoms], ignore_index=True) if len(randoms) else table
+    return validate_explanations(table, where=str(model.registration)), rows
+
+
+def explain_shadow(
+    root: Path,
+    area: str,
+    params: Params,
+    *,
+    features: pd.DataFrame,
+    catalogue: Mapping[str, Any],
+) -> str | None:
+    """The reasons of the area's shadow picks (drawn by the challenger that lost its
+    promotion), by that challenger, with the same code as the champion's:
+    ``data/explanations/<area>.shadow.parquet``; the challenger's version, or None when there
+    is no shadow list (a stale file is removed)."""
+    from riskml.fairness import check_protected
+    from riskml.io import write_parquet
+    from riskml.registry import load_trained
+
+    catalog = Catalog(root)
+    out = catalog.explanations(area, shadow=True)
+    if not catalog.picks(area, shadow=True).exists():
+        out.unlink(missing_ok=True)
+        return None
+    challenger = load_trained(root, area)  # models/<area>/: the version the register stage made
+    if challenger.registration is None:
+        from riskml.contract import RiskmlError
+
+        raise RiskmlError(
+            f"{catalog.model(area)}: not in the registry, yet its shadow picks exist; rerun the "
+            f"register and select stages (`riskml register --area {area}`, `riskml select`)"
+        )
+    check_protected(
+        challenger.feature_names_,
+        params.fairness.protected_features,
+        where=str(challenger.registration),
+    )
+    picks = picks_of(catalog, area, challenger, shadow=True)
+    table, _ = explain_picks(challenger, picks, features, catalogue, params)
+    write_parquet(table, out)
+    return str(challenger.registration)
+
+
+def picks_of(catalog: Catalog, area: str, model: Any, *, shadow: bool = False) -> pd.DataFrame:
+    """The area's picks (``shadow``: its shadow picks) as the ``select`` stage wrote them; a
+    clear error when they are missing or were drawn by another model than ``model`` (the
+    champion; for the shadow picks, the challenger)."""
     from riskml.contract import RiskmlError
     from riskml.io import read_parquet
 
-    path = catalog.picks(area)
+    path = catalog.picks(area, shadow=shadow)
     if not path.exists():
         raise RiskmlError(f"{path}: not found; run the select stage first (`riskml select`)")
     picks = read_parquet(path)
     reg = model.registration
-    champion = f"{reg.registered_model} v{reg.version}"
+    expected = f"{reg.registered_model} v{reg.version}"
     drawn_by = {v.split(" (")[0] for v in picks["model_version"].astype(str)}
-    if drawn_by - {champion}:
+    if drawn_by - {expected}:
+        role = "the challenger" if shadow else "the champion"
         raise RiskmlError(
-            f"{path}: drawn by {sorted(drawn_by)}, but the champion is {model.registration}; "
+            f"{path}: drawn by {sorted(drawn_by)}, but {role} is {model.registration}; "
             "rerun the select stage (`riskml select`)"
         )
     return picks

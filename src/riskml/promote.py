@@ -11,6 +11,12 @@ or for revenue probability × predicted recovered duty ** ``recovery_exponent``)
 population (the truth of every item when known, else the labelled rows). The challenger becomes
 champion only when ``challenger > champion + promote.margin``.
 
+A challenger that holds the champion's own estimator (same
+:meth:`~riskml.area_model.AreaModel.estimator_hash`: nothing was retrained, only the list policy
+of ``pipelines/<area>.yaml`` changed, e.g. ``policy.recovery_exponent``) is no contest between
+models: it becomes champion, so that the lists follow the policy the parameters state. The gate
+is for retrained models, not for the policy its owner sets.
+
 The decision and both figures are written to ``metrics/promotion.json`` (a DVC metric: the
 lists, case files and the service use the champion it names, :func:`riskml.registry.list_model`)
 and logged as tags and metrics on the challenger's MLflow run; the aliases end in line with the
@@ -176,8 +182,10 @@ def promote_area(
         uri = client.tracking_uri
         chal = registry.load(root, spec.name, version=challenger, tracking_uri=uri)
         chal_value, pop = window_metric(list_scores(chal, tables, spec, window), spec, metric)
+        same_estimator = False
         try:
             champ = registry.load(root, spec.name, version=champion, tracking_uri=uri)
+            same_estimator = champ.estimator_hash() == chal.estimator_hash()
             champ_scores = list_scores(champ, tables, spec, window)
         except KeyError as exc:
             champ_value, decision = float("nan"), PROMOTED
@@ -187,12 +195,21 @@ def promote_area(
             reason = f"the champion cannot be loaded ({exc})"
         else:
             champ_value, _ = window_metric(champ_scores, spec, metric)
-            decision, reason = decide(chal_value, champ_value, margin=margin)
+            if same_estimator:
+                decision = PROMOTED
+                reason = (
+                    f"the same trained estimator as the champion v{champion} under the list "
+                    f"policy of pipelines/{spec.name}.yaml ({chal.rank_words}): a policy "
+                    "change, not a contest between models"
+                )
+            else:
+                decision, reason = decide(chal_value, champ_value, margin=margin)
         if decision == PROMOTED:
             client.set_registered_model_alias(name, CHAMPION, challenger)
         out |= {
             "decision": decision,
             "reason": reason,
+            "same_estimator": same_estimator,
             "population": pop,
             "challenger_value": chal_value,
             "champion_value": champ_value,

@@ -44,6 +44,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 #: Tag of a model version: the content hash of its area model (idempotent registration).
 HASH_TAG = "content_hash"
+#: Tag of a model version: the hash of its fitted estimator alone, shared by the versions that
+#: bind other list policies to the same training (:meth:`AreaModel.estimator_hash`).
+ESTIMATOR_TAG = "estimator_hash"
 PROMOTION_PATH = catalog.PROMOTION
 INPUT_EXAMPLE_ROWS = 5
 ARTIFACT_KEY = "area_model"
@@ -141,6 +144,7 @@ def _tags(model: AreaModel, content_hash: str) -> dict[str, str]:
     facts = model.facts_
     return {
         HASH_TAG: content_hash,
+        ESTIMATOR_TAG: model.estimator_hash(),
         "area": model.area,
         "rank_by": model.rank_by,
         "recovery_exponent": f"{model.recovery_exponent:g}",
@@ -225,11 +229,11 @@ def _log_and_register(
         out.model = model
         signature = infer_signature(x, out.predict(None, x))
         example = x.head(INPUT_EXAMPLE_ROWS)
-    tags = tracking.run_tags(root, area=model.area, stage="train")
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{model.area}", tags=tags) as run:
+    tags = tracking.run_tags(root, area=model.area, stage="register")
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"model-{model.area}", tags=tags) as run:
         mlflow.log_params(run_params)
         mlflow.log_metrics(run_metrics)
-        mlflow.set_tag(HASH_TAG, content_hash)
+        mlflow.set_tags({HASH_TAG: content_hash, ESTIMATOR_TAG: model.estimator_hash()})
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=AreaPyfunc(),

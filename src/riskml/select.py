@@ -631,6 +631,20 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     return out
 
 
+def shadow_list(picks: pd.DataFrame, explanations: pd.DataFrame) -> pd.DataFrame:
+    """A shadow list's rows: the challenger's picks with the challenger's reasons (the
+    ``explain`` stage's, by the same code as the champion's), each cell opening with
+    :data:`SHADOW_NOTE` so that no row can pass for an audit candidate."""
+    out = picks.copy()
+    found = pd.Series(attach_reasons(out, explanations), index=out.index, dtype="string")
+    by = out["model_version"].astype("string")
+    out["reasons"] = (SHADOW_NOTE + ". Reasons by " + by + ": " + found).where(
+        found != "", SHADOW_NOTE
+    )
+    out["reasons_share"] = reasons_share(out, explanations)
+    return out
+
+
 def period_data_quality(
     quarantine: pd.DataFrame, areas: list[str], *, start: Any, end: Any
 ) -> pd.DataFrame:
@@ -652,8 +666,9 @@ def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[st
     (one sheet per area, the combined list, importer periods, a summary, the data-quality
     list) and ``data_quality.csv`` (the ranked period's declarations that failed a data check:
     reasons, scored or not, areas not scored). A shadow list (the
-    challenger that lost its promotion) is written as ``<area>.shadow.csv``, each row saying so;
-    it has no reasons (only the champion's picks are explained) and enters no other list."""
+    challenger that lost its promotion) is written as ``<area>.shadow.csv`` with the
+    challenger's reasons (:func:`shadow_list`), each row saying it is a shadow; it enters no
+    other list, no workbook sheet and no page of the service."""
     from riskml.io import read_parquet, write_csv
     from riskml.train import split_trained
 
@@ -682,7 +697,10 @@ def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[st
         write_csv(lists[area], catalog.candidate_list(area))
         shadow_csv = catalog.candidate_list(area, shadow=True)
         if catalog.picks(area, shadow=True).exists():
-            shadow = read_parquet(catalog.picks(area, shadow=True)).assign(reasons=SHADOW_NOTE)
+            shadow = shadow_list(
+                read_parquet(catalog.picks(area, shadow=True)),
+                read_parquet(catalog.explanations(area, shadow=True)),
+            )
             write_csv(shadow.reindex(columns=CANDIDATE_COLUMNS), shadow_csv)
             shadows[area] = str(shadow["model_version"].iloc[0]) if len(shadow) else ""
         else:

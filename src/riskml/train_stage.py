@@ -1,16 +1,27 @@
-"""The train stage (``riskml train --area A``): fit the area's
-:class:`~riskml.area_model.AreaModel`, register it in MLflow once per content
-(:func:`riskml.registry.register`: alias ``challenger``; ``champion`` too for the first
-version) and write ``models/<area>/{model.txt, recovery.txt, model.json, model_card.md,
-registration.json}``. The model card is also the registered version's description.
+"""The train and register stages of an area model.
+
+* ``riskml train --area A`` fits the area's estimator (:func:`fit_estimator`: the classifier(s),
+  revenue's recovery regression, the recovery ratio, calibration and fingerprint) and writes it
+  without any list policy to ``models/estimators/<area>/`` (``model.txt``, ``recovery.txt``,
+  ``estimator.json``). It reads no ``recovery_exponent`` and no operating rate.
+* ``riskml register --area A`` binds the area's list policy to that estimator without refitting
+  it (:func:`bind_policy`: ``rank_by``, ``recovery_exponent`` and the operating threshold, the
+  rank key at ``evaluation.operating_rate`` of the test window), registers the whole area model
+  in MLflow once per content (:func:`riskml.registry.register`: alias ``challenger``;
+  ``champion`` too for the first version) and writes ``models/<area>/{model.txt,
+  recovery.txt, model.json, model_card.md, registration.json}``. The model card is also the
+  registered version's description.
+
+An edit of the list policy therefore reruns the register stage (seconds), never a training: the
+new version holds the same estimator (same ``estimator_hash``) under the new key.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +35,6 @@ from riskml.config import (
     AreaSpec,
     Params,
     SplitParams,
-    TrainParams,
     area_train_params,
     describe_overrides,
     train_overrides,
@@ -33,12 +43,12 @@ from riskml.contract import KEY, RiskmlError
 from riskml.fairness import check_protected
 from riskml.train import (
     SIGNATURE_SAMPLE,
+    SKIP_FILE,
     _keyed,
     _stage_inputs,
     feature_columns,
     in_window,
     label_support,
-    model_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -46,18 +56,19 @@ log = logging.getLogger(__name__)
 # --- the train stage: fit the area model, register it, write models/<area>/ -------------------
 
 
-def _run_params(model: Any, spec: AreaSpec, split: SplitParams, params: TrainParams):
+def _run_params(model: Any, spec: AreaSpec):
     facts = model.facts_
-    out: dict[str, Any] = {f"train.{k}": v for k, v in params.model_dump().items()}
-    out.update({f"split.{k}": str(v) for k, v in split.model_dump().items()})
+    out: dict[str, Any] = {f"train.{k}": v for k, v in facts["train_params"].items()}
+    out.update({f"split.{k}": v for k, v in facts["split"].items()})
     out.update(
         {
             "area": spec.name,
             "area.detectable_by": ",".join(spec.detectable_by),
             "area.exclude_features": ",".join(spec.exclude_features) or "none",
-            "area.rank_by": spec.rank_by,
-            "area.recovery_exponent": spec.recovery_exponent,
+            "area.rank_by": model.rank_by,
+            "area.recovery_exponent": model.recovery_exponent,
             "area.operating_rate": spec.operating_rate,
+            "estimator_hash": model.estimator_hash(),
             "lgb.min_child_samples": facts["lgb_params"]["min_child_samples"],
             "n_features": len(model.feature_names_),
             "split.valid_start_used": facts["valid_window"][0],
@@ -122,11 +133,12 @@ def _refit_card(refit: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def model_card(model: Any, spec: AreaSpec, params: Params, registration: Any) -> str:
+def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
     """A short Markdown card: what the model predicts, on which data, how well, and which
-    registered version it is (also the version's description in the MLflow registry)."""
-    s, t = params.split, area_train_params(params, spec)
+    registered version it is (also the version's description in the MLflow registry). The
+    training figures come from the estimator's facts, the policy from the model."""
     facts = model.facts_
+    train_start, t = facts["split"]["train_start"], facts["train_params"]
     vs = facts["valid_window"][0]
     ap = facts["valid_average_precision"]
     prevalence = facts["n_valid_positives"] / facts["n_valid"]
@@ -147,9 +159,9 @@ def model_card(model: Any, spec: AreaSpec, params: Params, registration: Any) ->
             "",
             "| window | dates | labelled items | positives |",
             "|---|---|---|---|",
-            f"| train | [{s.train_start}, {vs}) | {facts['n_train']:,} | "
+            f"| train | [{train_start}, {vs}) | {facts['n_train']:,} | "
             f"{facts['n_train_positives']:,} |",
-            f"| validation (early stopping) | [{vs}, {s.test_start}) | "
+            f"| validation (early stopping) | [{vs}, {facts['labels_known_before']}) | "
             f"{facts['n_valid']:,} | {facts['n_valid_positives']:,} |",
             "",
             "Labelled items are the controlled ones, chosen mostly by targeting: they are not a "
@@ -159,22 +171,25 @@ def model_card(model: Any, spec: AreaSpec, params: Params, registration: Any) ->
             "## Model",
             "",
             f"LightGBM binary classifier, {len(model.feature_names_)} features, "
-            f"{facts['best_iteration']} trees (best iteration), learning rate {t.learning_rate}, "
-            f"{t.num_leaves} leaves, min_child_samples "
-            f"{facts['lgb_params']['min_child_samples']}, seed {t.seed}; no class re-weighting, "
+            f"{facts['best_iteration']} trees (best iteration), learning rate "
+            f"{t['learning_rate']}, {t['num_leaves']} leaves, min_child_samples "
+            f"{facts['lgb_params']['min_child_samples']}, seed {t['seed']}; no class "
+            "re-weighting, "
             "no recalibration (the calibration record in `model.json` is measured on the "
             "early-stopping slice).",
             "",
             *_refit_card(facts.get("refit")),
             f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
             "",
-            f"Settings: {describe_overrides(spec, train_overrides(params, spec))}.",
+            f"Settings: {facts['settings']}.",
             "",
             *_pretrain_card(facts.get("pretrain"), facts["labels_known_before"]),
             *_recovery_card(model, spec),
             *_threshold_card(model),
             f"MLflow: registered model `{reg.registered_model}` version {reg.version} (run "
-            f"`{reg.run_id}`, content hash `{reg.content_hash[:16]}`).",
+            f"`{reg.run_id}`, content hash `{reg.content_hash[:16]}`, estimator "
+            f"`{model.estimator_hash()[:16]}`: the same for every list policy bound to this "
+            "training).",
             "",
         ]
     )
@@ -226,10 +241,10 @@ def _recovery_card(model: Any, spec: AreaSpec) -> list[str]:
     return [
         "## Expected recovery",
         "",
-        "Ranking key: probability × predicted recovered duty ** `policy.recovery_exponent` "
-        f"of `pipelines/{spec.name}.yaml` (`riskml.select.rank_key`, applied when the lists are "
-        "drawn: the trained models do not depend on it; the expected recovery shown to auditors "
-        "is probability × predicted recovered duty). "
+        f"Ranking key: {model.rank_words} (`policy.recovery_exponent` "
+        f"{model.recovery_exponent:g} of `pipelines/{spec.name}.yaml`, bound to the trained "
+        "models by the register stage: they do not depend on it; the expected recovery shown "
+        "to auditors is probability × predicted recovered duty). "
         "The recovered duty comes from a "
         "second LightGBM (gamma regression, `recovery.txt`) trained on the positive rows with a "
         f"recovered amount: {rec.n_train:,} in the train window, {rec.n_valid:,} in the "
@@ -239,7 +254,7 @@ def _recovery_card(model: Any, spec: AreaSpec) -> list[str]:
     ]
 
 
-def fit_area_model(
+def fit_estimator(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     params: Params,
@@ -248,17 +263,18 @@ def fit_area_model(
     pretrain_labels: pd.DataFrame | None = None,
     declarations: pd.DataFrame | None = None,
     outcomes: pd.DataFrame | None = None,
-    period: Callable[[AreaModel], pd.DataFrame] | None = None,
-) -> Any:
-    """The train stage's :class:`riskml.area_model.AreaModel`: fitted on the split's windows,
-    with the recovery-ratio fallback (findings known before ``test_start``, when
-    ``declarations`` and ``outcomes`` are given) and the operating threshold: the rank key at
-    the area's operating rate (``evaluation.operating_rate``) of the test window's items.
-
-    ``period``: given the fitted model, the ``accepted_date`` and ``rank_key`` of every item of
-    the test window (:func:`period_rank_keys`: month by month from the features dataset);
-    without it the test window's items are ``features``' own."""
+) -> AreaModel:
+    """The train stage's estimator: the :class:`riskml.area_model.AreaModel` fitted on the
+    split's windows, with the recovery-ratio fallback (findings known before ``test_start``,
+    when ``declarations`` and ``outcomes`` are given), and no list policy bound yet. Its facts
+    keep the settings it was trained with (the card and the MLflow run report them)."""
     split = params.split
+    train_params = area_train_params(params, spec)
+    check_protected(
+        feature_columns(features, spec),
+        params.fairness.protected_features,  # riskml.fairness: never in a model
+        where=f"area {spec.name!r}",
+    )
     ratio = 0.0
     known = declarations is not None and outcomes is not None
     if spec.rank_by == "expected_recovery" and known and "duties_paid" in declarations.columns:
@@ -270,14 +286,39 @@ def fit_area_model(
         labels,
         spec,
         split,
-        area_train_params(params, spec),
+        train_params,
         pretrain_labels=pretrain_labels,
         recovery_ratio=ratio,
     )
-    if period is not None:
-        keyed = period(model)
+    model.facts_ |= {
+        "train_params": train_params.model_dump(mode="json"),
+        "split": {k: str(v) for k, v in split.model_dump().items()},
+        "settings": describe_overrides(spec, train_overrides(params, spec)),
+    }
+    return model
+
+
+def bind_policy(
+    estimator: AreaModel,
+    spec: AreaSpec,
+    split: SplitParams,
+    *,
+    features: pd.DataFrame | None = None,
+    folder: Path | None = None,
+    declarations: pd.DataFrame | None = None,
+) -> AreaModel:
+    """The area model: ``estimator`` (not refitted) under ``spec``'s list policy (``rank_by``,
+    ``recovery_exponent``) with its operating threshold, the rank key at the area's operating
+    rate (``evaluation.operating_rate``) of the test window's items: those of the features
+    dataset ``folder``, scored month by month (:func:`period_rank_keys`), or of the frame
+    ``features``."""
+    model = estimator.with_policy(spec.rank_by, spec.recovery_exponent)
+    if folder is not None:
+        keyed = period_rank_keys(model, folder, split, declarations)
         n_picks = int(round(spec.operating_rate * len(keyed)))
         return model.set_threshold(keyed, n_picks, keys=keyed["rank_key"].to_numpy())
+    if features is None:
+        raise ValueError("bind_policy needs the test window's items: features or folder")
     rows = in_window(features, split.test_start, split.test_end)
     n_picks = int(round(spec.operating_rate * len(rows)))
     return model.set_threshold(rows, n_picks, duties_paid=_duties_paid(rows, declarations))
@@ -311,6 +352,65 @@ def period_rank_keys(
     return pd.concat(parts, ignore_index=True)
 
 
+def signature_sample(model: AreaModel, folder: Path, split: SplitParams, seed: int) -> pd.DataFrame:
+    """Rows of the last month before ``split.test_start`` (the model's columns) for the MLflow
+    signature and input example: one partition read, not the train window."""
+    months = io.months_overlapping(folder, split.train_start, split.test_start)
+    if not months:
+        return pd.DataFrame(columns=model.feature_names_)
+    rows = io.read_partitioned(folder, months=months[-1:], columns=model.feature_names_)
+    return rows.sample(min(SIGNATURE_SAMPLE, len(rows)), random_state=seed)
+
+
+def register_area_model(
+    model: AreaModel,
+    sample: pd.DataFrame,
+    root: Path,
+    params: Params,
+    spec: AreaSpec,
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Register the bound area model in MLflow once per content
+    (:func:`riskml.registry.register`; ``sample``: rows of the model's features for the
+    signature and input example) and write ``models/<area>/``: the model's files, its card and
+    ``registration.json``; return a summary."""
+    root = Path(root).resolve()
+    facts = model.facts_
+    reg = registry.register(
+        model,
+        root=root,
+        experiment=params.mlflow.experiment,
+        run_params=_run_params(model, spec),
+        run_metrics=_run_metrics(model),
+        card=lambda r: model_card(model, spec, r),
+        tracking_uri=tracking_uri,
+        sample=sample,
+    )
+    folder = Catalog(root).model(spec.name)
+    if folder.exists():  # files of an earlier model (or format) must not outlive it
+        shutil.rmtree(folder)
+    model.save(folder)
+    io.write_text(model_card(model, spec, reg), folder / CARD_FILE)
+    record = reg.as_dict()
+    record.pop("aliases")  # aliases move; the version of this content does not
+    record.pop("reused")
+    io.write_json(record | {"estimator_hash": model.estimator_hash()}, folder / REGISTRATION_FILE)
+    return {
+        "area": spec.name,
+        "rank_key": model.rank_words,
+        "threshold": model.threshold_,
+        "best_iteration": facts["best_iteration"],
+        "valid_average_precision": round(facts["valid_average_precision"], 4),
+        "run_id": reg.run_id,
+        "version": reg.version,
+        "reused_version": reg.reused,
+        "aliases": list(reg.aliases),
+        "estimator_hash": model.estimator_hash()[:16],
+        "model_dir": str(folder),
+    }
+
+
 def train_and_register(
     features: pd.DataFrame,
     labels: pd.DataFrame,
@@ -322,69 +422,76 @@ def train_and_register(
     pretrain_labels: pd.DataFrame | None = None,
     declarations: pd.DataFrame | None = None,
     outcomes: pd.DataFrame | None = None,
-    period: Callable[[AreaModel], pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
-    """Fit the area model (:func:`fit_area_model`), register it in MLflow once per content
-    (:func:`riskml.registry.register`) and write ``models/<area>/``: the model's files, its card
-    and ``registration.json``; return a summary."""
-    root = Path(root).resolve()
-    protected = params.fairness.protected_features  # riskml.fairness: never in a model
-    check_protected(feature_columns(features, spec), protected, where=f"area {spec.name!r}")
-    model = fit_area_model(
+    """Both stages in one call on frames in memory: :func:`fit_estimator`,
+    :func:`bind_policy`, :func:`register_area_model`."""
+    estimator = fit_estimator(
         features, labels, params, spec, pretrain_labels=pretrain_labels,
-        declarations=declarations, outcomes=outcomes, period=period,
+        declarations=declarations, outcomes=outcomes,
     )  # fmt: skip
+    model = bind_policy(estimator, spec, params.split, features=features, declarations=declarations)
     window = in_window(features, params.split.train_start, params.split.test_start)
     sample = window.sample(min(SIGNATURE_SAMPLE, len(window)), random_state=params.train.seed)
-    reg = registry.register(
-        model,
-        root=root,
-        experiment=params.mlflow.experiment,
-        run_params=_run_params(model, spec, params.split, area_train_params(params, spec)),
-        run_metrics=_run_metrics(model),
-        card=lambda r: model_card(model, spec, params, r),
-        tracking_uri=tracking_uri,
-        sample=sample,
-    )
-    folder = model_dir(root, spec.name)
-    if folder.exists():  # files of an earlier model (or format) must not outlive it
+    return register_area_model(model, sample, root, params, spec, tracking_uri=tracking_uri)
+
+
+def write_skip_record(folder: Path, area: str, lacking: dict[str, Any]) -> dict[str, Any]:
+    """``folder`` holding only ``skipped.json`` (the area, why, positives, needed): the data
+    does not support the area, and every later stage skips it and says why."""
+    if folder.exists():  # a model of earlier data must not outlive it
         shutil.rmtree(folder)
-    model.save(folder)
-    io.write_text(model_card(model, spec, params, reg), folder / CARD_FILE)
-    record = reg.as_dict()
-    record.pop("aliases")  # aliases move; the version of this content does not
-    record.pop("reused")
-    io.write_json(record, folder / REGISTRATION_FILE)
+    record = {"area": area, **lacking}
+    io.write_json(record, folder / SKIP_FILE)
+    log.info("%s %s", area, record["reason"])
+    return {"area": area, "skipped": record["reason"]}
+
+
+def run_train(area: str, root: Path, params: Params, spec: AreaSpec) -> dict[str, Any]:
+    """Stage ``riskml train --area <area>``: read features and outcomes, fit the estimator
+    (:func:`fit_estimator`) and write it to ``models/estimators/<area>/``; an area whose labels
+    lack positives (:func:`riskml.train.label_support`) is skipped: ``skipped.json`` there says
+    why.
+
+    Reads the catalog's features and validated declarations and outcomes under ``root`` (and
+    ``pipelines/`` for the specs of a ``first_stage.pool``); labels are built with
+    ``known_before=split.test_start``. No list policy, no MLflow: :func:`run_register` follows.
+    """
+    if spec.name != area:
+        raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
+    root = Path(root).resolve()
+    folder = Catalog(root).estimator(area)
+    features, labels, pretrain = _stage_inputs(root, params, spec)
+    lacking = label_support(features, labels, params.split, area_train_params(params, spec))
+    if lacking is not None:
+        return write_skip_record(folder, area, lacking)
+    catalog = Catalog(root)
+    # what the recovery ratio reads of the declarations: key and duty paid
+    declarations = _declarations(catalog)
+    outcomes = io.read_parquet(catalog.outcomes)
+    # compute.backend dask: the LightGBM fits run on the cluster (riskml.train._fit_dask)
+    with compute.running_on(params.compute):
+        model = fit_estimator(
+            features, labels, params, spec, pretrain_labels=pretrain,
+            declarations=declarations, outcomes=outcomes,
+        )  # fmt: skip
+    if folder.exists():  # files of an earlier estimator must not outlive it
+        shutil.rmtree(folder)
+    model.save_estimator(folder)
     facts = model.facts_
     return {
-        "area": spec.name,
+        "area": area,
         "train_rows": facts["n_train"],
         "train_positives": facts["n_train_positives"],
         "valid_rows": facts["n_valid"],
         "valid_positives": facts["n_valid_positives"],
         "best_iteration": facts["best_iteration"],
         "valid_average_precision": round(facts["valid_average_precision"], 4),
-        "run_id": reg.run_id,
-        "version": reg.version,
-        "reused_version": reg.reused,
-        "aliases": list(reg.aliases),
-        "model_dir": str(folder),
+        "estimator_hash": model.estimator_hash()[:16],
+        "estimator_dir": str(folder),
     }
 
 
-def write_skip_record(root: Path, area: str, lacking: dict[str, Any]) -> dict[str, Any]:
-    """``models/<area>/`` holding only ``skipped.json`` (the area, why, positives, needed): the
-    data does not support the area, and every later stage skips it and says why."""
-    folder = model_dir(root, area)
-    if folder.exists():  # a model of earlier data must not outlive it
-        shutil.rmtree(folder)
-    record = {"area": area, **lacking}
-    io.write_json(record, Catalog(root).skip_record(area))
-    log.info("train %s %s", area, record["reason"])
-    return {"area": area, "skipped": record["reason"]}
-
-
-def run_train(
+def run_register(
     area: str,
     root: Path,
     params: Params,
@@ -392,37 +499,45 @@ def run_train(
     *,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Stage ``riskml train --area <area>``: read features and outcomes, train, register, write
-    ``models/<area>/``; an area whose labels lack positives (:func:`riskml.train.label_support`)
-    is skipped: ``models/<area>/skipped.json`` says why.
-
-    Reads the catalog's features and validated declarations and outcomes
-    under ``root`` (and ``pipelines/`` for the specs of a ``first_stage.pool``); labels are built
-    with ``known_before=split.test_start``.
-    """
+    """Stage ``riskml register --area <area>``: bind the area's list policy to the estimator
+    the train stage wrote (:func:`bind_policy`, nothing refitted), register the area model
+    (once per content) and write ``models/<area>/``. A skipped area's record is carried over
+    to ``models/<area>/skipped.json``, which every later stage reads."""
     if spec.name != area:
         raise RiskmlError(f"area {area!r} does not match the spec's name {spec.name!r}")
     root = Path(root).resolve()
-    features, labels, pretrain = _stage_inputs(root, params, spec)
-    lacking = label_support(features, labels, params.split, area_train_params(params, spec))
-    if lacking is not None:
-        return write_skip_record(root, area, lacking)
     catalog = Catalog(root)
-    # what the recovery ratio and the rank key read of the declarations: key and duty paid
+    source = catalog.estimator(area)
+    if (source / SKIP_FILE).exists():
+        record = json.loads((source / SKIP_FILE).read_text(encoding="utf-8"))
+        record.pop("area", None)
+        return write_skip_record(catalog.model(area), area, record)
+    estimator = AreaModel.load_estimator(source)
+    split = params.split
+    declarations = in_window(_declarations(catalog), split.test_start, split.test_end)
+    model = bind_policy(estimator, spec, split, folder=catalog.features, declarations=declarations)
+    seed = int(model.facts_["train_params"]["seed"])
+    sample = signature_sample(model, catalog.features, split, seed)
+    return register_area_model(model, sample, root, params, spec, tracking_uri=tracking_uri)
+
+
+def _declarations(catalog: Catalog) -> pd.DataFrame:
+    """What the recovery ratio and the rank key read of the declarations: key, date and duty
+    paid (when the data has it)."""
     wanted = [*KEY, "accepted_date", "duties_paid"]
     have = set(io.dataset_columns(catalog.declarations))
-    declarations = io.read_parquet(catalog.declarations, columns=[c for c in wanted if c in have])
-    outcomes = io.read_parquet(catalog.outcomes)
-    split = params.split
-    in_period = in_window(declarations, split.test_start, split.test_end)
+    return io.read_parquet(catalog.declarations, columns=[c for c in wanted if c in have])
 
-    def period(model: AreaModel) -> pd.DataFrame:
-        return period_rank_keys(model, catalog.features, split, in_period)
 
-    # compute.backend dask: the LightGBM fits run on the cluster (riskml.train._fit_dask)
-    with compute.running_on(params.compute):
-        return train_and_register(
-            features, labels, root, params, spec, tracking_uri=tracking_uri,
-            pretrain_labels=pretrain, declarations=declarations, outcomes=outcomes,
-            period=period,
-        )  # fmt: skip
+def train_area_model(
+    area: str,
+    root: Path,
+    params: Params,
+    spec: AreaSpec,
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """``riskml train`` then ``riskml register`` for one area (what ``dvc repro`` runs as
+    ``train@<area>`` and ``register@<area>``); the two summaries in one."""
+    trained = run_train(area, root, params, spec)
+    return trained | run_register(area, root, params, spec, tracking_uri=tracking_uri)
