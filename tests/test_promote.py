@@ -134,3 +134,33 @@ def test_promotion_ranks_by_the_list_key(world_root, revenue_spec, params, track
         np.sort(model.rank_key(rows)["expected_recovery"].to_numpy()),
     )
     assert window_metric(scores, spec, "precision")[0] == pytest.approx(out["challenger_value"])
+
+
+def test_a_new_list_policy_on_the_same_training_is_promoted_without_a_contest(
+    world_root, revenue_spec, params, tracking_uri
+):
+    """An exponent edit refits nothing: the register stage binds the new key to the trained
+    estimator as a new version, and promote, seeing the champion's own estimator, promotes it
+    even with a margin no model could beat (a policy change is not a contest); the old key
+    again gives back the old version, promoted the same way."""
+    from riskml.train_stage import run_register
+
+    spec = revenue_spec.model_copy(update={"rank_by": "expected_recovery"})
+    first = train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    _backtest_output(world_root, params)
+    kept = _promote(world_root, params, spec, tracking_uri, margin=0.0)
+    assert kept["champion_version_after"] == first["version"]  # the first version: champion
+    estimator = (world_root / "models/estimators/revenue/model.txt").read_text()
+    edited = spec.model_copy(update={"recovery_exponent": 0.5})
+    second = run_register("revenue", world_root, params, edited, tracking_uri=tracking_uri)
+    assert second["version"] != first["version"]
+    assert second["estimator_hash"] == first["estimator_hash"]
+    assert (world_root / "models/revenue/model.txt").read_text() == estimator
+    out = _promote(world_root, params, edited, tracking_uri, margin=1.0)
+    assert out["decision"] == PROMOTED and out["same_estimator"], out["reason"]
+    assert out["champion_version_after"] == second["version"]
+    assert "a policy change" in out["reason"] and "^0.5" in out["reason"]
+    back = run_register("revenue", world_root, params, spec, tracking_uri=tracking_uri)
+    assert back["version"] == first["version"] and back["reused_version"]
+    assert _promote(world_root, params, spec, tracking_uri, margin=1.0)["decision"] == PROMOTED
+    assert _aliases(tracking_uri)["champion"] == first["version"]
