@@ -59,8 +59,9 @@ def main() -> None:
         ["validate"],
         ["features"],
         ["train"],
+        ["register"],
         ["evaluate"],
-        ["backtest"],
+        ["backtest"],  # every area's windows, then the report
         ["promote"],
         ["select"],
         ["explain"],
