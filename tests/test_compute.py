@@ -292,3 +292,27 @@ def test_month_inputs_follow_the_causality_rule(items):
     late.loc[pd.to_datetime(late["result_date"]) >= "2023-07-01", "offence_found"] = True
     changed = month_inputs(decl, late, None)
     assert [m for m in base if base[m] != changed[m]] == ["2023-08", "2023-09"]
+
+
+def test_evaluate_stage_on_the_cluster_writes_the_local_scores_and_metrics(
+    world_root, revenue_spec, params, tracking_uri, cluster
+):
+    """``compute.backend: dask``: the evaluate stage scores the test window one month per task
+    on the cluster; its scores and metrics are the local run's, bit for bit."""
+    from riskml.evaluate import run_evaluate
+    from riskml.train_stage import run_train
+
+    specs = {"revenue": revenue_spec}
+    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    run_evaluate(world_root, params, specs, tracking_uri=tracking_uri)
+    local = io.read_dataset(world_root / "data/scores/revenue")
+    metrics = json.loads((world_root / "metrics/areas/revenue.json").read_text())
+    remote = params.model_copy(
+        update={"compute": ComputeParams(backend="dask", scheduler=cluster.scheduler_address)}
+    )
+    run_evaluate(world_root, remote, specs, tracking_uri=tracking_uri)
+    assert len(local) > 1000
+    pd.testing.assert_frame_equal(
+        io.read_dataset(world_root / "data/scores/revenue"), local, check_exact=True
+    )
+    assert json.loads((world_root / "metrics/areas/revenue.json").read_text()) == metrics
