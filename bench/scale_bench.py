@@ -12,9 +12,10 @@ each step then runs in its own child process, as ``dvc repro`` runs each stage i
 ``riskml`` process:
 
 * ``features``: the features stage (:func:`riskml.features_stage.run_features`, six area specs);
-* ``train``: one child per area of params.yaml, the train stage
-  (:func:`riskml.train_stage.run_train`: reads the labelled rows it needs month by month, fits,
-  registers in an MLflow store in the temporary folder, writes ``models/<area>/``);
+* ``train``: one child per area of params.yaml, the train and register stages
+  (:func:`riskml.train_stage.train_area_model`: reads the labelled rows it needs month by month,
+  fits, binds the list policy and threshold, registers in an MLflow store in the temporary
+  folder, writes ``models/<area>/``);
 * ``score``: every item of every month scored by each area's model, month by month
   (:func:`riskml.compute.write_months` with :func:`riskml.evaluate.score_frame`), written as
   ``data/scores/<area>/month=YYYY-MM/``;
@@ -147,7 +148,7 @@ def _explain(root: Path, params, specs, n_items: int) -> dict:
 
 def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None) -> dict:
     from riskml.features_stage import run_features
-    from riskml.train_stage import run_train
+    from riskml.train_stage import train_area_model
 
     params = _params(mode, scheduler)
     specs = _specs(params)
@@ -158,7 +159,7 @@ def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None)
     elif step.startswith("train:"):
         area = step.split(":", 1)[1]
         uri = f"sqlite:///{root}/mlflow.db"
-        summary = run_train(area, root, params, specs[area], tracking_uri=uri)
+        summary = train_area_model(area, root, params, specs[area], tracking_uri=uri)
         facts = {k: summary[k] for k in ("train_rows", "best_iteration") if k in summary}
     elif step == "score":
         facts = _score(root, params, specs)

@@ -300,10 +300,10 @@ def test_evaluate_stage_on_the_cluster_writes_the_local_scores_and_metrics(
     """``compute.backend: dask``: the evaluate stage scores the test window one month per task
     on the cluster; its scores and metrics are the local run's, bit for bit."""
     from riskml.evaluate import run_evaluate
-    from riskml.train_stage import run_train
+    from riskml.train_stage import train_area_model
 
     specs = {"revenue": revenue_spec}
-    run_train("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     run_evaluate(world_root, params, specs, tracking_uri=tracking_uri)
     local = io.read_dataset(world_root / "data/scores/revenue")
     metrics = json.loads((world_root / "metrics/areas/revenue.json").read_text())
