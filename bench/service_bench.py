@@ -20,7 +20,10 @@ database, creates an auditor token, then measures:
 * for each of these latency runs, the server process's CPU time per request (user + system, from
   ``/proc``): on a shared machine the latency depends on what else runs, the CPU time much less;
 * ``--single N``: one new declaration scored N times in this process (``Scorer.score``, no
-  HTTP), median and p99 of the wall time, the CPU time, and the split per step.
+  HTTP), median and p99 of the wall time, the CPU time, and the split per step; then the CPU
+  time of 1, 2 and 4 single declarations checked and scored in one pass (what ``POST /score``
+  does with declarations that arrive together);
+* ``--workers N``: the service runs as N processes (``riskml serve --workers N``).
 
 The load average is printed at the start and at the end: figures taken while other work shares
 the cores are several times those of an idle machine.
@@ -71,11 +74,15 @@ def bench_split(root: Path, env: dict[str, str], decl: pd.DataFrame, sizes: list
     print(f"Scorer start (feature store + champions): {time.perf_counter() - t0:.1f} s")
     for n in sizes:
         batch = new_batch(decl, n).astype(str)  # text, as a CSV body arrives
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = scorer.score(batch)
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
         split = ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())
-        print(f"Scorer.score {n:,}: {total:.2f} s ({split})")
+        print(f"Scorer.score {n:,}: {total:.2f} s, CPU {cpu:.2f} s ({split})")
+        c0 = time.process_time()
+        scorer.score(batch.assign(declaration_id=batch["declaration_id"] + "B"), reasons=False)
+        cpu = time.process_time() - c0
+        print(f"Scorer.score {n:,} without reasons (as POST /score): CPU {cpu:.2f} s")
 
 
 def bench_single(root: Path, env: dict[str, str], decl: pd.DataFrame, repeats: int) -> None:
@@ -107,6 +114,22 @@ def bench_single(root: Path, env: dict[str, str], decl: pd.DataFrame, repeats: i
         f", p99 {np.percentile(walls, 99):.1f} ms; CPU median {np.median(cpus):.1f} ms "
         f"(medians per step: {split})"
     )
+    if not hasattr(scorer, "check_and_score_many"):  # code before the service's shared passes
+        return
+    for k in (1, 2, 4):  # k clients' single declarations in one pass (POST /score's ScoreQueue)
+        cpus = []
+        for i in range(max(repeats // k, 10)):
+            batches = [
+                pd.DataFrame.from_records([dict(row, declaration_id=f"SHARED{k}{i:05d}{j}")])
+                for j in range(k)
+            ]
+            c0 = time.process_time()
+            scorer.check_and_score_many(batches)
+            cpus.append(1000 * (time.process_time() - c0))
+        print(
+            f"{k} single declaration(s) in one pass (check_and_score_many): CPU median "
+            f"{np.median(cpus):.1f} ms, {np.median(cpus) / k:.1f} ms per declaration"
+        )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -165,6 +188,16 @@ def bench_predict(root: Path, env: dict[str, str]) -> dict[str, float]:
         t0 = time.perf_counter()
         predict(model, feats)
         out[area] = len(feats) / (time.perf_counter() - t0)
+        # the trees' own cost: one thread, CPU time (what a busy machine does not distort)
+        rows = feats[model.feature_names_].tail(10_000).to_numpy(np.float32)
+        c0 = time.process_time()
+        model.classifier_.predict(rows, num_threads=1)
+        cpu = time.process_time() - c0
+        print(
+            f"model prediction {area}: {model.classifier_.num_trees()} trees, 10,000 rows on "
+            f"one thread: {cpu:.3f} s CPU ({1e9 * cpu / 10_000 / model.classifier_.num_trees():.0f}"
+            " ns per tree and row)"
+        )
     return out
 
 
