@@ -48,21 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskml import io
-from riskml.assessment import (
-    LABELLED,
-    NO_RECOVERED,
-    RANK_KEY_COMPARISON,
-    RANK_KEY_DESCRIPTION,
-    TRUTH,
-    assemble_scores,
-    evaluate_scores,
-    population_rows,
-    rank_key_comparison,
-    ranking_scores,
-    rate_label,
-    recovered_available,
-)
+from riskml import assessment, io
 from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params, SplitParams, area_train_params
 from riskml.contract import KEY, RiskmlError
@@ -379,13 +365,15 @@ def window_scores(
             f"area {spec.name!r}: no item accepted in backtest window [{window.start}, "
             f"{window.end}); check split.test_end and backtest settings in params.yaml"
         )
-    scores = assemble_scores(scored, decl, tables["labels"][spec.name], spec, tables["truth"])
+    scores = assessment.assemble_scores(
+        scored, decl, tables["labels"][spec.name], spec, tables["truth"]
+    )
     return scores, facts
 
 
 def _with_oracle_shares(result: dict[str, Any]) -> dict[str, Any]:
     """On the truth, add each method's precision and revenue share as a share of the oracle's."""
-    methods = result.get(TRUTH, {}).get("methods", {})
+    methods = result.get(assessment.TRUTH, {}).get("methods", {})
     oracle = methods.get("oracle")
     if oracle is None:
         return result
@@ -475,15 +463,19 @@ def headline_intervals(
     Items are resampled within each window; the interval of the mean averages the windows'
     replicates (same replicate index), so it reflects every window's sampling noise.
     """
-    pop = TRUTH if all(TRUTH in population_rows(s) for s in window_scores_) else LABELLED
+    pop = (
+        assessment.TRUTH
+        if all(assessment.TRUTH in assessment.population_rows(s) for s in window_scores_)
+        else assessment.LABELLED
+    )
     per_method: dict[str, Any] = {}
     for method in methods:
         windows, reps = [], []
         for i, scores in enumerate(window_scores_):
-            ranks = ranking_scores(scores, seed=seed, area=spec.name)
+            ranks = assessment.ranking_scores(scores, seed=seed, area=spec.name)
             if method not in ranks:
                 break
-            mask, y, _ = population_rows(scores)[pop]
+            mask, y, _ = assessment.population_rows(scores)[pop]
             if not mask.any():
                 break
             ci = bootstrap_precision_at_rate(
@@ -508,7 +500,7 @@ def headline_intervals(
             "windows": windows,
         }
     return {
-        "figure": f"precision at {rate_label(spec.operating_rate)} (operating rate)",
+        "figure": f"precision at {assessment.rate_label(spec.operating_rate)} (operating rate)",
         "population": pop,
         "level": level,
         "n_boot": n_boot,
@@ -559,13 +551,13 @@ def measure_area(
     bt = params.backtest
     results, rows, keys = [], [], []
     for scores, window in zip(scored["scores"], scored["windows"], strict=True):
-        result = evaluate_scores(
+        result = assessment.evaluate_scores(
             scores, spec, seed=params.evaluate.seed, revenue_unavailable=revenue_unavailable
         )
         _with_oracle_shares(result)
         results.append(result)
         rows.extend(_long_rows(result, window))
-        comparison = rank_key_comparison(
+        comparison = assessment.rank_key_comparison(
             scores, spec, seed=params.evaluate.seed, revenue_unavailable=revenue_unavailable
         )
         if comparison is not None and comparison.get("available"):
@@ -586,8 +578,8 @@ def measure_area(
     if keys and len(keys) == len(results):
         # areas ranked by recovery: probability vs expected recovery vs the lists' key, per
         # window and over windows (each window's recovery model trained on its own past)
-        out[RANK_KEY_COMPARISON] = {
-            "description": RANK_KEY_DESCRIPTION,
+        out[assessment.RANK_KEY_COMPARISON] = {
+            "description": assessment.RANK_KEY_DESCRIPTION,
             "recovery_exponent": spec.recovery_exponent,
             "per_window": keys,
             "aggregate": aggregate_windows(keys),
@@ -635,7 +627,7 @@ def headline_summary(area_result: dict[str, Any], spec: AreaSpec) -> dict[str, A
     on the headline population, with the bootstrap interval of the mean precision."""
     head = area_result["headline"]
     pop = head["population"]
-    key = rate_label(spec.operating_rate)
+    key = assessment.rate_label(spec.operating_rate)
     methods = area_result["aggregate"].get(pop, {}).get("methods", {})
     out: dict[str, Any] = {"population": pop, "rate": spec.operating_rate, "methods": {}}
     for method, metrics in methods.items():
@@ -647,11 +639,11 @@ def headline_summary(area_result: dict[str, Any], spec: AreaSpec) -> dict[str, A
         if ci:
             entry["precision_ci"] = {"low": ci["low"], "high": ci["high"], "level": head["level"]}
         out["methods"][method] = entry
-    comparison = area_result.get(RANK_KEY_COMPARISON)
+    comparison = area_result.get(assessment.RANK_KEY_COMPARISON)
     if comparison is not None:
         keys = comparison["aggregate"].get(pop, {}).get("methods", {})
         names = ("precision", "revenue_share", "precision_vs_oracle", "revenue_share_vs_oracle")
-        out[RANK_KEY_COMPARISON] = {
+        out[assessment.RANK_KEY_COMPARISON] = {
             "recovery_exponent": comparison["recovery_exponent"],
             "methods": {method: _at_rate(m, key, names) for method, m in keys.items()},
         }
@@ -693,7 +685,9 @@ def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
         "seizures": _read_seizures(root),
         "labels": {a: build_labels(decl, outcomes, s) for a, s in specs.items()},
         "specs": pool_specs(specs, root),  # with the areas of every first_stage.pool
-        "revenue_reason": None if recovered_available(outcomes) else NO_RECOVERED,
+        "revenue_reason": None
+        if assessment.recovered_available(outcomes)
+        else assessment.NO_RECOVERED,
         "result_date_note": note,
     }
 
@@ -854,8 +848,10 @@ def run_backtest_report(root: Path, params: Params, specs: dict[str, AreaSpec]) 
                 "per_window": res["per_window"],
                 "left_out": res["left_out"],
             }
-            if RANK_KEY_COMPARISON in res:
-                doc["protocols"][protocol][RANK_KEY_COMPARISON] = res[RANK_KEY_COMPARISON]
+            if assessment.RANK_KEY_COMPARISON in res:
+                doc["protocols"][protocol][assessment.RANK_KEY_COMPARISON] = res[
+                    assessment.RANK_KEY_COMPARISON
+                ]
             tables_out.append(res["table"].assign(protocol=protocol))
         if not tables_out:  # no window of any protocol had enough positives: as skipped
             reason = "every backtest window left out: " + "; ".join(
