@@ -363,8 +363,9 @@ def evaluate_world(
 def _unit_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     ok = pd.DataFrame([r for r in rows if r.get("status") == "ok" and "precision" in r])
     ok = ok[ok["seed"] >= 0]
+    # a unit's window by its start date: a --windows 1 run numbers its (last) window 1
     return ok.pivot_table(
-        index=["area", "world", "window", "seed"], columns="method", values="precision"
+        index=["area", "world", "test_start", "seed"], columns="method", values="precision"
     )
 
 
