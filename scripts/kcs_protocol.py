@@ -3,11 +3,14 @@
     python scripts/kcs_protocol.py --data ../shared/data/kcs --work data/kcs
 
 Protocol (the dataset's own, one quarter earlier, so that its test quarter stays held out):
-train on items accepted 2020-01..09, early-stop on 2020-10..12, rank 2021-01..03. Every item of
-the file was inspected, so precision is measured on every item of the ranked quarter. No outcome
-of the ranked quarter feeds any feature (features are built with the outcomes whose result date
-is before 2021-01-01, as the static backtest protocol does) and training labels are those known
-before it.
+train on items accepted 2020-01..09, early-stop on 2020-10..12, rank 2021-01..03.
+``--quarter selection`` is the same shape one quarter earlier again (train 2020-01..07,
+early-stop 2020-08..09, rank 2020-10..12): features and settings are chosen there, and the
+development quarter is measured once as the confirmation. Every item of the file was
+inspected, so precision is measured on every item of the ranked quarter. No outcome of the
+ranked quarter feeds any feature (features are built with the outcomes whose result date is
+before the ranked quarter, as the static backtest protocol does) and training labels are those
+known before it.
 
 It runs the package's own stages: ``riskml.ingest.run_ingest`` (mapping ``kcs_synthetic``),
 ``riskml.contract.run_validate``, the features, ``riskml.train.train_area`` per area the mapping
@@ -21,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from riskml.protocol import KCS_DEV_SPLIT, run_protocol
+from riskml.protocol import KCS_SPLITS, run_protocol
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("."), help="holds params.yaml")
     parser.add_argument("--sample", type=int, default=0, help="first N rows of each file")
     parser.add_argument("--seed", type=int, default=None, help="override train.seed")
+    parser.add_argument(
+        "--quarter",
+        choices=sorted(KCS_SPLITS),
+        default="development",
+        help="development: rank 2021-01..03 (the protocol); selection: rank 2020-10..12 "
+        "(train 2020-01..07, early-stop 2020-08..09), where features and settings are chosen",
+    )
     parser.add_argument(
         "--reference",
         choices=["exact-values"],
@@ -46,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         sample=args.sample or None,
         seed=args.seed,
         reference=args.reference,
+        split=KCS_SPLITS[args.quarter],
     )
-    split = KCS_DEV_SPLIT.model_dump(mode="json")
+    split = KCS_SPLITS[args.quarter].model_dump(mode="json")
     print(f"split: {split}")
     for area, block in result["areas"].items():
         if "skipped" in block:

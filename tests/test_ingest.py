@@ -105,6 +105,7 @@ def test_mapping_features(tmp_path):
             "Country of Departure": ["CN", "CN", "US"],
             "Country of Origin": ["CN", "CN", "US"],
             "Tax Rate": ["8", "0", "12.5"],
+            "Tax Type": ["A", "FCN1", "C"],
             "Net Mass": ["10.5", "3", "7"],
             "Item Price": ["1000", "200", "50"],
             "Fraud": ["0", "1", "0"],
@@ -120,6 +121,7 @@ def test_mapping_features(tmp_path):
     assert decl["hs_code"].tolist() == ["010121", "870323", "950300"]
     assert decl["duty_rate"].tolist() == pytest.approx([0.08, 0.0, 0.125])
     assert decl["duties_paid"].tolist() == pytest.approx([80.0, 0.0, 6.25])
+    assert decl["tariff_treatment"].tolist() == ["A", "FCN1", "C"]
     assert decl[SOURCE_ROW].tolist() == [0, 1, 2]
     res = validate(decl, pd.read_parquet(tmp_path / "raw" / "outcomes.parquet"), today=TODAY)
     assert res.quarantine.empty

@@ -93,6 +93,13 @@ DECLARATION_COLUMNS: tuple[Column, ...] = (
     ),
     Column("duties_paid", "float", True, "duties and taxes paid in local currency, >= 0"),
     Column("preference_claim", "bool", False, "a preferential (FTA) origin was claimed"),
+    Column(
+        "tariff_treatment",
+        "string",
+        False,
+        "national code of the tariff treatment applied (basic, WTO, FTA, provisional, relief, "
+        "...), e.g. the KCS Tax Type or an EU preference code",
+    ),
 )
 
 OUTCOME_COLUMNS: tuple[Column, ...] = (

@@ -39,6 +39,16 @@ KCS_DEV_SPLIT = SplitParams(
     test_start=date(2021, 1, 1),
     test_end=date(2021, 4, 1),
 )
+#: The same shape one quarter earlier again, for choices (features, settings): train on
+#: 2020-01..07, early-stop on 2020-08..09, rank 2020-10..12. A choice is made here and the
+#: development quarter (:data:`KCS_DEV_SPLIT`) is then measured once, as a confirmation.
+KCS_SELECTION_SPLIT = SplitParams(
+    train_start=date(2020, 1, 1),
+    valid_start=date(2020, 8, 1),
+    test_start=date(2020, 10, 1),
+    test_end=date(2021, 1, 1),
+)
+KCS_SPLITS = {"development": KCS_DEV_SPLIT, "selection": KCS_SELECTION_SPLIT}
 KCS_FILES = ("df_syn_train_eng.csv", "df_syn_valid_eng.csv")
 RATES = (0.01, 0.02, 0.05, 0.10)
 

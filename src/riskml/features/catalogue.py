@@ -306,6 +306,9 @@ _PROFILE_GROUPS = {
     "declimp": "declarant history",
     "imphs2": "goods history",
     "dephs4": "route history",
+    "hs6r": "route history",
+    "hs6rt": "route history",
+    "hs6tl": "goods history",
 }
 _WHO = {
     "imp": "importer",
@@ -323,6 +326,10 @@ _WHO = {
     "declimp": "this declarant for this importer",
     "imphs2": "this importer in HS chapter {ctx_hs2}",
     "dephs4": "HS heading {ctx_hs4} shipped from {ctx_departure}",
+    "hs6r": "HS {ctx_hs6} from {ctx_origin} shipped from {ctx_departure}",
+    "hs6rt": "HS {ctx_hs6} from {ctx_origin} shipped from {ctx_departure} under this tariff "
+    "treatment",
+    "hs6tl": "HS {ctx_hs6} at this tariff treatment and duty rate",
 }
 
 

@@ -49,6 +49,18 @@ PROFILES: tuple[Profile, ...] = (
     Profile(
         "dephs4", ("departure_country", "hs4"), "areas", "HS heading from this departure country"
     ),
+    # Peer groups of the goods as a risk profile names them (prepare.DERIVED): the subheading
+    # on its route (origin and departure), on its route under the same tariff treatment, and
+    # under the same tariff line (treatment and rate). Undervaluation and origin fraud cluster
+    # in such cells more sharply than in the subheading or the origin alone.
+    Profile("hs6r", ("hs6", "route"), "rates", "HS subheading on this route"),
+    Profile(
+        "hs6rt",
+        ("hs6", "route_treatment"),
+        "rates",
+        "HS subheading on this route under this tariff treatment",
+    ),
+    Profile("hs6tl", ("hs6", "tariff_line"), "rates", "HS subheading at this tariff line"),
 )
 
 _COUNTS = ["n_items", "n_controls", "n_find"]

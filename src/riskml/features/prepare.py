@@ -7,6 +7,7 @@ outcome events are placed in the month their result became known.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +75,49 @@ def month_numbers(dates: pd.Series) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def treatment(decl: pd.DataFrame) -> pd.Series:
+    """The tariff treatment of each row: the declared ``tariff_treatment`` code; where none is
+    given, ``preference`` or ``standard`` from ``preference_claim``; missing when neither is."""
+    claim = optional(decl, "preference_claim", "boolean")
+    fallback = claim.map({True: "preference", False: "standard"}).astype("string")
+    code = optional(decl, "tariff_treatment", "string").str.strip().replace("", pd.NA)
+    return code.fillna(fallback)
+
+
+def _joined(*parts: pd.Series, sep: str) -> pd.Series:
+    """Text of ``parts`` joined by ``sep``; missing where any part is missing."""
+    out = parts[0].astype("string")
+    for part in parts[1:]:
+        out = out + sep + part.astype("string")
+    return out
+
+
+def route(decl: pd.DataFrame) -> pd.Series:
+    """Origin and country of departure of the goods, ``CN>HK`` (missing without a departure)."""
+    return _joined(
+        optional(decl, "origin_country", "string"),
+        optional(decl, "departure_country", "string"),
+        sep=">",
+    )
+
+
+def _rate_text(decl: pd.DataFrame) -> pd.Series:
+    rate = optional(decl, "duty_rate", "float64").round(6)
+    return rate.map(lambda r: f"{r:g}", na_action="ignore").astype("string")
+
+
+#: Key columns derived from declared ones, for entity histories of peers (each a single
+#: column, so that a profile keyed on HS6 and one of them stays a pair, as the feature store's
+#: packed keys need): the route, the route with the tariff treatment, and the tariff line (the
+#: treatment and the ad valorem rate applied: under one HS6, the national subheading and the
+#: regime the declarant chose).
+DERIVED: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+    "route": route,
+    "route_treatment": lambda d: _joined(route(d), treatment(d), sep="|"),
+    "tariff_line": lambda d: _joined(treatment(d), _rate_text(d), sep="@"),
+}
+
+
 @dataclass
 class Prepared:
     """Declaration rows as arrays, and the outcome events known per row and month."""
@@ -87,6 +131,7 @@ class Prepared:
     hs6: pd.Series
     hs2: pd.Series
     codes: dict[str, np.ndarray] = field(default_factory=dict)
+    derived: dict[str, pd.Series] = field(default_factory=dict)  # DERIVED columns, built once
     controls: pd.DataFrame = field(default_factory=pd.DataFrame)  # row, month, kind
     # findings: row, month, day, area, count (first result of an item/control/area), duty
     findings: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -115,6 +160,10 @@ class Prepared:
             return self.hs6
         if name == "hs2":
             return self.hs2
+        if name in DERIVED:
+            if name not in self.derived:
+                self.derived[name] = DERIVED[name](self.declarations)
+            return self.derived[name]
         return optional(self.declarations, name, "string")
 
 
