@@ -168,3 +168,19 @@ def test_two_worker_processes_lose_no_acknowledged_outcome_under_kill_9(tmp_path
     stored = FeedbackStore(db).outcomes()
     assert acknowledged <= set(stored["id"].astype(int))
     assert len(stored) == 12 and not stored["needs_review"].any()
+
+
+def test_workers_whose_models_do_not_load_stop_the_service_with_the_reason(tmp_path_factory):
+    project = built_project(tmp_path_factory.getbasetemp())
+    env = project_env(project)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('none') / 'mlflow.db'}"
+    db = f"sqlite:///{tmp_path_factory.mktemp('failing') / 'feedback.db'}"
+    FeedbackStore(db).create_token("admin-1", "admin")
+    server = _serve(project, env, db, free_port())
+    try:
+        _, err = server.communicate(timeout=240)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert server.returncode != 0
+    assert "no MLflow store" in err  # the worker's reason, once, from the parent

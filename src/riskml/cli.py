@@ -479,17 +479,25 @@ def serve(
         console.print("loading and checking each area's champion ...")
         uvicorn.run(_service_app(root, store), **where, **settings)  # type: ignore[arg-type]
         return
+    import tempfile
+
     store.engine.dispose()
     console.print(f"starting {n} service processes; each loads and checks the champions ...")
-    os.environ[_WORKER_ENV] = json.dumps({"root": str(root), "database_url": database_url})
-    uvicorn.run(
-        "riskml.cli:service_worker",
-        factory=True,
-        workers=n,
-        timeout_worker_healthcheck=60,  # a worker scoring a large batch answers late
-        **where,  # type: ignore[arg-type]
-        **settings,  # type: ignore[arg-type]
-    )
+    with tempfile.TemporaryDirectory(prefix="riskml-serve-") as folder:
+        failed = Path(folder) / "failed"  # a worker whose models do not load writes why here
+        os.environ[_WORKER_ENV] = json.dumps(
+            {"root": str(root), "database_url": database_url, "failed": str(failed)}
+        )
+        uvicorn.run(
+            "riskml.cli:service_worker",
+            factory=True,
+            workers=n,
+            timeout_worker_healthcheck=60,  # a worker scoring a large batch answers late
+            **where,  # type: ignore[arg-type]
+            **settings,  # type: ignore[arg-type]
+        )
+        if failed.exists():  # uvicorn stopped the service: exit non-zero, saying why
+            raise RiskmlError(failed.read_text(encoding="utf-8"))
 
 
 _WORKER_ENV = "RISKML_SERVE_WORKER"
@@ -517,8 +525,8 @@ def service_worker() -> Any:
     try:
         return _service_app(root, _store(root, where["database_url"], create=False))
     except RiskmlError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        sys.exit(3)  # uvicorn.config.STARTUP_FAILURE
+        Path(where["failed"]).write_text(str(exc), encoding="utf-8")
+        sys.exit(3)  # uvicorn.config.STARTUP_FAILURE: the parent stops the service
 
 
 tokens_app = typer.Typer(help="API tokens of the audit service (stored hashed).")
