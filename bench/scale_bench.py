@@ -270,10 +270,11 @@ def _table(results: list[dict]) -> None:
                     "step": f"train ({len(train)} areas)",
                     "wall_s": round(sum(s["wall_s"] for s in train), 1),
                     "cpu_s": round(sum(s["cpu_s"] for s in train), 1),
-                    "workers_cpu_s": round(sum(s.get("workers_cpu_s", 0) for s in train), 1),
                     "peak_rss_gib": max(s["peak_rss_gib"] for s in train),
                 }
             )
+            if any("workers_cpu_s" in s for s in train):
+                rows[-1]["workers_cpu_s"] = round(sum(s["workers_cpu_s"] for s in train), 1)
         for s in rows:
             cpu = f"{s['cpu_s']}" + (
                 f" + {s['workers_cpu_s']} workers" if "workers_cpu_s" in s else ""
