@@ -286,6 +286,8 @@ class World:
                 "duty_rate": v["duty_rate"],
                 "duties_paid": v["duties_paid"],
                 "preference_claim": v["preference_claim"].astype(bool),
+                # the simulated tariff knows two treatments: a preference claimed, or not
+                "tariff_treatment": np.where(v["preference_claim"], "preference", "standard"),
             }
         )
 
