@@ -18,10 +18,11 @@ from riskml.backtest import (
     ROLLING,
     STATIC,
     _positions,
-    backtest_area,
     backtest_windows,
+    measure_area,
     raw_features,
     run_backtest,
+    score_area_windows,
     static_features,
     window_scores,
     with_result_dates,
@@ -135,8 +136,11 @@ def test_backtest_never_trains_on_its_own_test_rows(sim, features, specs, params
     windows = backtest_windows(SPLIT, n_windows=3, window_months=1)
     frames = [{"features": features, "raw": raw}] * 3
     pos = {"features": _positions(features, decl), "raw": _positions(raw, decl)}
-    result = backtest_area(
-        frames, [pos] * 3, _tables(sim, specs), specs["revenue"], windows, params
+    tables = _tables(sim, specs)
+    # what backtest@revenue (trained and scored windows) then backtest_report (metrics) do
+    scored = score_area_windows(frames, [pos] * 3, tables, specs["revenue"], windows, params)
+    result = measure_area(
+        scored, specs["revenue"], params, revenue_unavailable=tables["revenue_reason"]
     )
     dates = pd.to_datetime(decl["accepted_date"])
     for w, facts, per in zip(windows, result["windows"], result["per_window"], strict=True):

@@ -30,8 +30,10 @@ Data without recovered amounts: revenue shares on labelled populations are null 
 Outcomes without result dates: result dates are the acceptance date plus
 ``backtest.label_delay_days`` (said in the output).
 
-:func:`backtest_windows`, :func:`raw_features`, :func:`backtest_area` and
-:func:`aggregate_windows` are pure; :func:`run_backtest` is the stage entry.
+:func:`backtest_windows`, :func:`raw_features`, :func:`score_area_windows` (the windows of one
+area trained and scored), :func:`measure_area` (their metrics) and :func:`aggregate_windows` are
+pure; :func:`run_backtest_area` (``backtest@<area>``) and :func:`run_backtest_report`
+(``backtest_report``) are the stage entries.
 """
 
 from __future__ import annotations
@@ -585,20 +587,6 @@ def measure_area(
             "aggregate": aggregate_windows(keys),
         }
     return out
-
-
-def backtest_area(
-    frames: list[dict[str, pd.DataFrame]],
-    positions: list[dict[str, np.ndarray]],
-    tables: dict[str, Any],
-    spec: AreaSpec,
-    windows: list[Window],
-    params: Params,
-) -> dict[str, Any]:
-    """One protocol's backtest of one area in memory: :func:`score_area_windows`, then
-    :func:`measure_area`."""
-    scored = score_area_windows(frames, positions, tables, spec, windows, params)
-    return measure_area(scored, spec, params, revenue_unavailable=tables["revenue_reason"])
 
 
 def _long_rows(result: dict[str, Any], window: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ new version holds the same estimator (same ``estimator_hash``) under the new key
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -530,14 +531,12 @@ def _declarations(catalog: Catalog) -> pd.DataFrame:
 
 
 def train_area_model(
-    area: str,
-    root: Path,
-    params: Params,
-    spec: AreaSpec,
-    *,
-    tracking_uri: str | None = None,
+    area: str, root: Path, params: Params, spec: AreaSpec, **register: Any
 ) -> dict[str, Any]:
     """``riskml train`` then ``riskml register`` for one area (what ``dvc repro`` runs as
-    ``train@<area>`` and ``register@<area>``); the two summaries in one."""
+    ``train@<area>`` and ``register@<area>``); the two summaries in one. ``register``: the
+    keyword options of :func:`run_register` (``tracking_uri``), which owns them."""
+    # a wrong option fails before the training, not after it
+    inspect.signature(run_register).bind(area, root, params, spec, **register)
     trained = run_train(area, root, params, spec)
-    return trained | run_register(area, root, params, spec, tracking_uri=tracking_uri)
+    return trained | run_register(area, root, params, spec, **register)
