@@ -77,7 +77,7 @@ def month_features(store: FeatureStore, month: str) -> pd.DataFrame:
     """The features of the stored declarations of ``month`` (``YYYY-MM``), in stored order; the
     index is each row's position in the stored declarations."""
     rows = store.declarations[_months(store) == np.datetime64(month, "M")]
-    return store.features(rows)
+    return store.features(rows, consolidate=False)  # written out as it is
 
 
 def write_month_features(

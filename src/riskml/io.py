@@ -165,8 +165,8 @@ def write_partition(
     month (it then keeps them, :data:`ROW`)."""
     folder = Path(folder)
     df = df.reset_index(drop=True)
-    if rows is not None:
-        df[ROW] = np.asarray(rows, dtype=np.int64)
+    if rows is not None:  # added by concat: the frame may be many single-column blocks
+        df = pd.concat([df, pd.DataFrame({ROW: np.asarray(rows, dtype=np.int64)})], axis=1)
     if not (folder / SCHEMA_FILE).exists():
         write_parquet(df.iloc[:0], folder / SCHEMA_FILE)
     elif (ROW in dataset_columns(folder)) != (rows is not None):

@@ -33,6 +33,7 @@ from riskml.features.history import (
     lookup,
     profile_features,
     profile_table,
+    table_stats,
 )
 from riskml.features.novelty import novelty_features
 from riskml.features.prepare import Prepared, prepare
@@ -125,10 +126,13 @@ def assemble(
     context: pd.DataFrame | None,
     specs: Mapping[str, AreaSpec] | None,
     index: pd.Index,
+    *,
+    consolidate: bool = True,
 ) -> pd.DataFrame:
     """The feature frame: key, ``accepted_date``, the features in catalogue order, the ``ctx_``
     columns (with each area's targeting profile when ``specs`` are given), on ``index``.
-    ``context`` None: model features only (no ``ctx_`` columns)."""
+    ``context`` None: model features only (no ``ctx_`` columns). ``consolidate`` False: the
+    features are not copied into one block (same values; for a frame written out as it is)."""
     decl = prep.declarations
     if specs:
         rule_values, rule_context = rule_features(decl, specs)
@@ -146,7 +150,9 @@ def assemble(
     catalogue = catalogue_for(specs)
     ordered = [n for n in catalogue if n in features] + [n for n in features if n not in catalogue]
     # Pop the arrays as they go into the frame: peak memory two copies of the features, not three.
-    values = pd.DataFrame({n: features.pop(n) for n in ordered})
+    # consolidate=False: each array stays its own column instead of being copied into one 2-D
+    # block (for a frame that is only written out: a month of a large history).
+    values = pd.DataFrame({n: features.pop(n) for n in ordered}, copy=consolidate)
     frame = pd.concat([frame, values] + ([] if context is None else [context]), axis=1)
     frame.index = index
     return frame
@@ -197,7 +203,7 @@ def build_features(
     tables: dict[tuple[str, ...], ProfileTable] = {}
     for profile in PROFILES:
         code = prep.code(*profile.columns)
-        tables[profile.columns] = profile_table(code, prep)
+        tables[profile.columns] = profile_table(code, prep, table_stats(profile.stats))
         snap = lookup(tables[profile.columns], code, prep.month)
         features |= profile_features(
             profile, snap, prep.month, prep.day, rates, params.prior_strength, detectable

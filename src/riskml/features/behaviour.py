@@ -68,7 +68,7 @@ def outside_share_cells(
     """
     known = (code >= 0) & ~np.isnan(chapter_share)
     outside = (chapter_share < USUAL_SHARE).astype(np.float64)
-    cell = code[known] * CELL + month[known]
+    cell = code[known].astype(np.int64) * CELL + month[known]
     return pd.Series(outside[known]).groupby(cell).mean()
 
 
@@ -77,7 +77,7 @@ def outside_share_at(cells: pd.Series, code: np.ndarray, month: np.ndarray) -> n
     in ``cells`` (:func:`outside_share_cells`), NaN when there is none."""
     result = np.full(len(code), np.nan)
     keyed = code >= 0
-    want = code[keyed] * CELL + month[keyed] - 1
+    want = code[keyed].astype(np.int64) * CELL + month[keyed] - 1
     result[keyed] = cells.reindex(want).to_numpy(np.float64)
     return result.astype(np.float32)
 

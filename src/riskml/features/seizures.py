@@ -100,9 +100,8 @@ def _window(
     last = cum.shape[1] - 1
     hi = np.clip(month[known] - start, 0, last)
     lo = np.clip(month[known] - width - start, 0, last)
-    rows = cum[code[known]]
-    idx = np.arange(len(rows))
-    out[known] = rows[idx, hi] - rows[idx, lo]
+    key = code[known]
+    out[known] = cum[key, hi] - cum[key, lo]  # two cells per row, not the key's whole row
     return out
 
 

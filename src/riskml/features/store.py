@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,8 @@ from riskml.features.history import (
     lookup,
     profile_features,
     profile_table,
+    table_stats,
+    unique_inverse,
 )
 from riskml.features.novelty import ENTITIES as NOVELTY_ENTITIES
 from riskml.features.novelty import novelty_from_first
@@ -88,33 +91,44 @@ def _value_codes(
     """Per column of ``prep``: the index of its values and each row's value code (-1: missing).
 
     With ``known`` (the stored values), a known value keeps its stored code and a value never
-    stored gets a code after them; without, the values are indexed anew (the stored history).
-    ``known_dict``: the same codes as dicts (value -> code), used for small batches."""
+    stored gets a code after them (numbered in order of first appearance); without, the values
+    are indexed anew in order of first appearance (the stored history: int32 codes, the
+    history's largest arrays while the store is built). ``known_dict``: the same codes as
+    dicts (value -> code), used for small batches. Larger batches and the history code each
+    distinct value once (a column's rows are factorized, not turned into Python strings)."""
     index, codes = {}, {}
     for c in columns:
-        values = prep.column(c).to_numpy(dtype=object, na_value=None)
-        missing = pd.isna(values)
-        if known is None:
-            index[c] = pd.Index(pd.unique(values[~missing]), dtype=object)
-            code = index[c].get_indexer(values)
-        else:
+        column = prep.column(c)
+        if known is not None and known_dict is not None and len(column) <= SMALL_BATCH:
             index[c] = known[c]
-            if known_dict is not None and len(values) <= SMALL_BATCH:
-                get = known_dict[c].get
-                code = np.array([-1 if v is None else get(v, -1) for v in values], np.int64)
-            else:
-                code = known[c].get_indexer(values)
-            new = (code < 0) & ~missing
+            values = column.to_numpy(dtype=object, na_value=None)
+            get = known_dict[c].get
+            code = np.array([-1 if v is None else get(v, -1) for v in values], np.int64)
+            new = (code < 0) & ~pd.isna(values)
             if new.any():
                 code[new] = len(known[c]) + pd.factorize(values[new])[0]
-        code[missing] = -1
-        codes[c] = code.astype(np.int64)
+            codes[c] = code
+            continue
+        local, uniques = pd.factorize(column, use_na_sentinel=True)
+        distinct = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+        if known is None:
+            index[c], mapped = distinct, np.arange(len(distinct), dtype=np.int32)
+        else:
+            index[c] = known[c]
+            mapped = known[c].get_indexer(distinct)
+            new = mapped < 0
+            mapped[new] = len(known[c]) + np.arange(int(new.sum()))
+        dtype = np.int32 if known is None else np.int64
+        code = np.full(len(local), -1, dtype=dtype)
+        present = local >= 0
+        code[present] = mapped[local[present]]
+        codes[c] = code
     return index, codes
 
 
 def _combined(codes: Mapping[str, np.ndarray], columns: Entity) -> np.ndarray:
     """Each row's key of the entity ``columns`` from its value codes; -1 when a part is missing."""
-    key = codes[columns[0]]
+    key = codes[columns[0]].astype(np.int64)
     missing = key < 0
     for c in columns[1:]:
         key = key * RADIX + codes[c]
@@ -153,47 +167,66 @@ class FeatureStore:
         columns = {c for cols in _entities() for c in cols}
         self.values, value_codes = _value_codes(hist, columns)
         self.value_of = {c: {v: i for i, v in enumerate(idx)} for c, idx in self.values.items()}
+        # The text columns are coded: from here on only the codes are needed.
+        hist.derived.clear()
+        # Each entity kind is coded, used by everything built from it, and dropped: the store
+        # keeps the aggregates (profile cells, first days, the reference pool), not a code per
+        # stored item and kind (they were most of its memory on a large history).
+        order = np.argsort(hist.month, kind="stable")  # the reference pool's order: by month
+        profiles = {p.columns: p for p in PROFILES}
+        levels = {cols: level for level, _, cols in LEVELS}
+        counted = {("importer_id",): "imp", ("importer_id", "hs4"): "imphs4"}
+        counted[("importer_id", "hs2")] = "imphs2"
         self.keys: dict[Entity, np.ndarray] = {}
+        self.tables: dict[Entity, ProfileTable] = {}
+        self.first_days: dict[Entity, np.ndarray] = {}
+        self.pool_codes: dict[int, np.ndarray] = {}
+        counts: dict[str, np.ndarray] = {}
+        importer = np.zeros(0, dtype=np.int32)
         for kind in _entities():
             key = _combined(value_codes, kind)
-            self.keys[kind], code = np.unique(key[key >= 0], return_inverse=True)
-            full = np.full(len(key), -1, dtype=np.int64)
-            full[key >= 0] = code
-            hist.codes["×".join(kind)] = full
-        self.tables: dict[Entity, ProfileTable] = {
-            p.columns: profile_table(hist.code(*p.columns), hist) for p in PROFILES
-        }
-        self.first_days: dict[Entity, np.ndarray] = {}
-        for columns in NOVELTY_ENTITIES:
-            code = hist.code(*columns)
-            first = np.full(len(self.keys[columns]), np.inf)
-            np.minimum.at(first, code[code >= 0], hist.day[code >= 0].astype(np.float64))
-            self.first_days[columns] = first
-        rate, pref = applied_rates(hist)
-        self.rate_cells = rate_cells(hist.code("hs6"), rate, pref, hist.month)
+            keyed = key >= 0
+            self.keys[kind], inverse = unique_inverse(key[keyed])
+            code = np.full(len(key), -1, dtype=np.int32)
+            code[keyed] = inverse
+            del key, keyed, inverse
+            if kind in profiles:
+                self.tables[kind] = profile_table(code, hist, table_stats(profiles[kind].stats))
+            if kind in NOVELTY_ENTITIES:
+                first = np.full(len(self.keys[kind]), np.inf)
+                np.minimum.at(first, code[code >= 0], hist.day[code >= 0].astype(np.float64))
+                self.first_days[kind] = first
+            if kind in levels:
+                self.pool_codes[levels[kind]] = code[order]
+            if kind == ("hs6",):
+                rate, pref = applied_rates(hist)
+                self.rate_cells = rate_cells(code.astype(np.int64), rate, pref, hist.month)
+            if kind in counted:
+                n_items = lookup(self.tables[kind], code, hist.month, ["n_items"])["n_items"]
+                counts[f"{counted[kind]}_n_items"] = n_items.astype(np.float32)
+            if kind == ("importer_id",):
+                importer = code
+        del value_codes
         # Reference pool: every stored item's unit values, sorted by month.
-        order = np.argsort(hist.month, kind="stable")
-        self.pool_month = hist.month[order]
-        self.pool_codes = {code: hist.code(*cols)[order] for code, _, cols in LEVELS}
+        self.pool_month = hist.month[order].astype(np.int32)
+        self.pool_codes = {level: self.pool_codes[level] for level, _, _ in LEVELS}
         self.pool_uv = unit_values(hist.declarations).iloc[order].reset_index(drop=True)
+        del order
         # Each importer's monthly share of items outside its usual chapters, over every stored
         # item (the chapter share of an item: its importer's earlier items in the item's chapter).
-        counts = {
-            name: lookup(self.tables[cols], hist.code(*cols), hist.month, ["n_items"])[
-                "n_items"
-            ].astype(np.float32)
-            for name, cols in (
-                ("imp_n_items", ("importer_id",)),
-                ("imphs4_n_items", ("importer_id", "hs4")),
-                ("imphs2_n_items", ("importer_id", "hs2")),
-            )
-        }
         self.outside_cells = outside_share_cells(
-            hist.code("importer_id"), hist.month, pair_shares(counts)["imp_hs2_share"]
+            importer, hist.month, pair_shares(counts)["imp_hs2_share"]
         )
+        del counts, importer
         # Seizure records answer any later month by lookups (reported before the row's month).
         self.intel = SeizureIntel(seizures)
-        self._hist = hist
+        # Kept: the declarations (:attr:`declarations`) and the outcome events (the overall
+        # rates of any month); not the per-row arrays of the build.
+        no_text = pd.Series([], dtype="string")
+        self._hist = replace(
+            hist, day=np.zeros(0, np.int64), month=np.zeros(0, np.int64), hs4=no_text,
+            hs6=no_text, hs2=no_text, codes={}, derived={},
+        )  # fmt: skip
         self._lock = threading.Lock()
         self._no_outcomes = empty_table("outcomes")  # a batch has none (built once)
         self._rates: dict[int, dict[str, np.ndarray]] = {}  # global rates per array size
@@ -263,10 +296,13 @@ class FeatureStore:
                 standard[rows] = mode.reindex(hs6[rows]).to_numpy(np.float64)
         return standard
 
-    def features(self, batch: pd.DataFrame, *, context: bool = True) -> pd.DataFrame:
+    def features(
+        self, batch: pd.DataFrame, *, context: bool = True, consolidate: bool = True
+    ) -> pd.DataFrame:
         """The features of ``batch`` (contract-valid declarations of any date), one row per item
         in input order, each row as of its own date from the stored history alone.
-        ``context=False`` leaves out the ``ctx_`` columns (only reason sentences read them)."""
+        ``context=False`` leaves out the ``ctx_`` columns (only reason sentences read them);
+        ``consolidate=False``: a frame to write out (:func:`riskml.features.assemble`)."""
         params = self.params
         prep = prepare(batch, self._no_outcomes, first_month=self.first_month)
         # Rows dated before the stored months: nothing stored precedes them (month index 0).
@@ -313,4 +349,4 @@ class FeatureStore:
         if context:
             ctx = context_columns(prep, uv, ref, rates, params)
             ctx = pd.concat([ctx, intel_ctx.set_axis(ctx.index)], axis=1)
-        return assemble(prep, features, ctx, self.specs, batch.index)
+        return assemble(prep, features, ctx, self.specs, batch.index, consolidate=consolidate)
