@@ -242,6 +242,53 @@ def test_hit_rate_after_two_findings_in_four_controls():
     assert format_reason("imp_days_since_find", jan) == "importer: no finding on record"
 
 
+def test_profile_tables_hold_exactly_the_totals_known_before_each_month():
+    """The profile tables store counts as int32 and only the statistics a profile kind reads
+    (memory at scale); every snapshot must still equal the definition, counted row by row here:
+    counts exactly, as float64 (what the all-float64 tables gave), recovered duty to 1e-12
+    relative (the order of the sum differs)."""
+    from riskml.contract import CONTROL_KINDS, RISK_AREAS
+    from riskml.features.history import lookup, profile_table, table_stats
+    from riskml.features.prepare import prepare
+
+    decl, outc = make_world(n=1500, months=8, seed=3)
+    prep = prepare(decl, outc)
+    code = prep.code("importer_id")
+    table = profile_table(code, prep)
+    assert table.through["n_items"].dtype == np.int32
+    assert table.through["recovered"].dtype == np.float64
+    counts_only = profile_table(code, prep, table_stats("counts"))
+    assert list(counts_only.through) == ["n_items", "n_controls", "n_find"]
+    snap, small = lookup(table, code, prep.month), lookup(counts_only, code, prep.month)
+
+    ctl, f = prep.controls, prep.findings
+    ctl_code, f_code = code[ctl["row"].to_numpy()], code[f["row"].to_numpy()]
+    for r in np.flatnonzero(code >= 0)[::7]:
+        e, m = code[r], prep.month[r]
+        c = (ctl_code == e) & (ctl["month"].to_numpy() < m)
+        found = (f_code == e) & (f["month"].to_numpy() < m)
+        want = {
+            "n_items": ((code == e) & (prep.month < m)).sum(),
+            "n_controls": c.sum(),
+            "n_find": f["count"].to_numpy()[found].sum(),
+            "recovered": f["duty"].to_numpy()[found].sum(),
+        }
+        want |= {f"n_ctl_{k}": (c & (ctl["kind"] == k).to_numpy()).sum() for k in CONTROL_KINDS}
+        for a in RISK_AREAS:
+            want[f"n_find_{a}"] = f["count"].to_numpy()[found & (f["area"] == a).to_numpy()].sum()
+        for name, value in want.items():
+            assert snap[name][r] == pytest.approx(value, rel=1e-12, abs=0), (name, r)
+            assert snap[name].dtype == np.float64
+        for name in counts_only.through:
+            assert small[name][r] == want[name]
+        days = f["day"].to_numpy()[found]
+        assert (
+            (snap["last_find_day"][r] == days.max())
+            if len(days)
+            else np.isnan(snap["last_find_day"][r])
+        )
+
+
 def test_missing_supplier_gives_missing_supplier_history():
     decl = _decl([{"accepted_date": "2023-01-10", "supplier_id": None}])
     row = build_features(decl, NO_OUTCOMES, FeatureParams()).iloc[0]
