@@ -196,16 +196,21 @@ class SeizureIntel:
             every = pd.Series(np.where(mine, "all", None), dtype="string")
             self.totals[a] = _counts(every, report, reporter, self.start, n).cum
 
-    def _code(self, area: str, kind: str, keys: np.ndarray) -> np.ndarray:
-        """Codes of item ``keys`` (object array, None: missing) in the area's table of
-        ``kind`` (-1: no record, or missing)."""
+    def _code(self, area: str, kind: str, keys: np.ndarray | tuple) -> np.ndarray:
+        """Codes of item ``keys`` in the area's table of ``kind`` (-1: no record, or missing).
+        ``keys``: an object array (None: missing) of a few rows, or a larger batch's keys
+        factorized (each row's distinct-key number, -1 missing; the distinct keys), so that
+        each distinct key is looked up once."""
         table = self.tables[(area, kind)]
-        if len(keys) <= SMALL_BATCH:  # the index's fixed cost is far above a few dict look-ups
+        if not isinstance(keys, tuple):  # the index's fixed cost is far above a few dict look-ups
             get = table.code_of.get
             return np.array([-1 if k is None else get(k, -1) for k in keys], dtype=np.int64)
-        missing = pd.isna(keys)
-        code = table.keys.get_indexer(np.where(missing, "\x00", keys))
-        return np.where(missing, -1, code).astype(np.int64)
+        local, distinct = keys
+        mapped = table.keys.get_indexer(distinct)
+        code = np.full(len(local), -1, dtype=np.int64)
+        present = local >= 0
+        code[present] = mapped[local[present]]
+        return code
 
     def features(self, prep: Prepared) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
         """Per row of ``prep``: the seizure features (float32) and their ``ctx_`` columns (the
@@ -231,11 +236,15 @@ class SeizureIntel:
             "country": (),
             "mode_country": (mode,),
         }
-        keys = {
-            k: [_join(*f, c).to_numpy(dtype=object, na_value=None) for c in (origin, departure)]
-            for k, f in fields.items()
-        }
-        goods_keys = hs4.to_numpy(dtype=object, na_value=None)
+
+        def coded(key: pd.Series) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+            if n <= SMALL_BATCH:
+                return key.to_numpy(dtype=object, na_value=None)
+            local, distinct = pd.factorize(key, use_na_sentinel=True)
+            return local, np.asarray(distinct, dtype=object)
+
+        keys = {k: [coded(_join(*f, c)) for c in (origin, departure)] for k, f in fields.items()}
+        goods_keys = coded(hs4)
         out: dict[str, np.ndarray] = {}
         ctx: dict[str, pd.Series] = {}
         for a in SEIZURE_AREAS:

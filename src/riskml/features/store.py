@@ -47,6 +47,7 @@ from riskml.features import (
 from riskml.features.behaviour import outside_share_at, outside_share_cells, volume_features
 from riskml.features.context import context_columns
 from riskml.features.history import (
+    SORTED_LOOKUP,
     ProfileTable,
     global_rates,
     lookup,
@@ -134,6 +135,17 @@ def _combined(codes: Mapping[str, np.ndarray], columns: Entity) -> np.ndarray:
         key = key * RADIX + codes[c]
         missing = missing | (codes[c] < 0)
     return np.where(missing, -1, key)
+
+
+def _sorted_search(known: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(known, key)``; a large batch's keys are sorted first, so that the
+    searches move forward through a large ``known`` instead of jumping at random."""
+    if len(key) < SORTED_LOOKUP:
+        return np.searchsorted(known, key)
+    order = np.argsort(key)
+    pos = np.empty(len(key), dtype=np.intp)
+    pos[order] = np.searchsorted(known, key[order])
+    return pos
 
 
 class FeatureStore:
@@ -249,7 +261,7 @@ class FeatureStore:
         _, value_codes = _value_codes(prep, set(self.values), self.values, self.value_of)
         for kind, known in self.keys.items():
             key = _combined(value_codes, kind)
-            pos = np.minimum(np.searchsorted(known, key), max(len(known) - 1, 0))
+            pos = np.minimum(_sorted_search(known, key), max(len(known) - 1, 0))
             found = (key >= 0) & (known[pos] == key) if len(known) else np.zeros(len(key), bool)
             code = np.where(found, pos, -1)
             new = (key >= 0) & ~found
