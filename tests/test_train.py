@@ -464,6 +464,15 @@ def test_first_stage_positives_are_pool_findings_and_negatives_the_area_s_own(re
     np.testing.assert_array_equal(
         env_first["label"].to_numpy(), [1.0, 0.0, np.nan, np.nan, 1.0, np.nan, np.nan]
     )
+    # The train stage's labelled rows only (no frame of every item): the same rows and values.
+    for spec, pool, full in ((drugs, {"environment": environment}, first),
+                             (env_pool, {"drugs": drugs}, env_first)):  # fmt: skip
+        own_full = build_labels(declarations, outcomes, spec, known_before=cut)
+        own_only, first_only = training_labels(
+            declarations, outcomes, spec, pool, known_before=cut, labelled_only=True
+        )
+        pd.testing.assert_frame_equal(own_only, own_full[own_full["label"].notna()])
+        pd.testing.assert_frame_equal(first_only, full[full["label"].notna()])
     # Without a first stage: one stage; a pool area without a spec is named.
     assert training_labels(declarations, outcomes, revenue_spec, {}, known_before=cut)[1] is None
     assert first_stage_labels({"revenue": own}, revenue_spec) is None

@@ -95,6 +95,7 @@ def build_labels(
     spec: AreaSpec,
     *,
     known_before: pd.Timestamp | None = None,
+    labelled_only: bool = False,
 ) -> pd.DataFrame:
     """Labels of one risk area, one row per declaration item in the order of ``declarations``.
 
@@ -107,6 +108,10 @@ def build_labels(
 
     ``known_before``: only outcomes whose ``result_date`` is strictly before it count (label
     delay: results not known at training time are missing labels).
+
+    ``labelled_only``: only the rows with a label (0 or 1), the same rows and values as the full
+    frame's with ``label`` not NaN, on the same index; what training reads, without a frame of
+    every item (millions of rows, for a few percent labelled).
 
     Examples
     --------
@@ -122,11 +127,18 @@ def build_labels(
         }
     )
     per_item = _per_item(_area_rows(outcomes, spec, known_before))
-    out = keys.merge(per_item, on=KEY, how="left", validate="many_to_one", sort=False)
+    index = declarations.index
+    if labelled_only:
+        keys["_pos"] = np.arange(len(keys), dtype=np.int64)
+        out = keys.merge(per_item, on=KEY, how="inner", validate="many_to_one", sort=False)
+        out = out.sort_values("_pos", kind="stable").reset_index(drop=True)
+        index = index[out["_pos"].to_numpy()]
+    else:
+        out = keys.merge(per_item, on=KEY, how="left", validate="many_to_one", sort=False)
     out["recovered"] = out["recovered"].fillna(0.0).astype("float64")
     out["label"] = out["label"].astype("float64")
     out["control_kind"] = out["control_kind"].astype("string")
-    out.index = declarations.index
+    out.index = index
     return out[LABEL_COLUMNS]
 
 

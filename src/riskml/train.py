@@ -400,7 +400,9 @@ def pool_specs(specs: Mapping[str, AreaSpec], root: Path) -> dict[str, AreaSpec]
     return load_area_specs(Catalog(root).pipelines) | dict(specs)
 
 
-def first_stage_labels(labels: Mapping[str, pd.DataFrame], spec: AreaSpec) -> pd.DataFrame | None:
+def first_stage_labels(
+    labels: Mapping[str, pd.DataFrame], spec: AreaSpec, *, labelled_only: bool = False
+) -> pd.DataFrame | None:
     """The first-stage labels of ``spec``'s area from the labels of its pool's areas.
 
     ``labels``: area → :func:`riskml.labels.build_labels` frame (same declarations, same
@@ -411,6 +413,10 @@ def first_stage_labels(labels: Mapping[str, pd.DataFrame], spec: AreaSpec) -> pd
     area is no negative of it: a documentary check that cleared an item for health and safety
     says nothing about drugs hidden in it, so it is no negative of drugs' first stage (it is
     one of environment's). ``None`` when ``spec`` has no ``first_stage`` (one-stage training).
+
+    ``labelled_only``: ``labels`` hold only their labelled rows (``build_labels(...,
+    labelled_only=True)``: indexed by the declarations' rows); the result then holds only its
+    labelled rows too, in the declarations' order: the full result's rows with a label.
     """
     if spec.first_stage is None:
         return None
@@ -418,6 +424,8 @@ def first_stage_labels(labels: Mapping[str, pd.DataFrame], spec: AreaSpec) -> pd
         raise RiskmlError(f"first-stage labels of {spec.name!r}: its own labels are missing")
     areas = list(dict.fromkeys([spec.name, *spec.first_stage.pool]))
     frames = [labels[a] for a in areas]
+    if labelled_only:
+        return _first_stage_of_labelled(frames)
     first = frames[0]
     ids = first["declaration_id"].astype("string").to_numpy()
     items = first["item_no"].to_numpy()
@@ -433,6 +441,23 @@ def first_stage_labels(labels: Mapping[str, pd.DataFrame], spec: AreaSpec) -> pd
     return out
 
 
+def _first_stage_of_labelled(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """:func:`first_stage_labels` of labelled-only frames (the area's own first), by their
+    index (the declarations' rows): positive where any frame is, negative where the own frame
+    is and none is positive; the rows of neither are left out (their label would be NaN)."""
+    stacked = pd.concat([f[[*KEY, "label"]] for f in frames])
+    stacked = stacked[~stacked.index.duplicated(keep="first")]  # one key per row
+    positive = pd.concat([f["label"] for f in frames]).eq(1).groupby(level=0).any()
+    own = frames[0]["label"]
+    negative = own[own == 0].index
+    out = stacked.sort_index(kind="stable")[[*KEY]].copy()
+    out["label"] = np.where(
+        positive.reindex(out.index).to_numpy(), 1.0,
+        np.where(out.index.isin(negative), 0.0, np.nan),
+    )  # fmt: skip
+    return out[out["label"].notna()]
+
+
 def training_labels(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
@@ -441,6 +466,7 @@ def training_labels(
     *,
     known_before: date | pd.Timestamp | None,
     cache: dict | None = None,
+    labelled_only: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The labels that train ``spec``'s area: its own (:func:`riskml.labels.build_labels`) and,
     when it has a ``first_stage``, the first stage's (:func:`first_stage_labels`), all from the
@@ -448,14 +474,21 @@ def training_labels(
 
     ``specs`` must hold every area of the pool (:func:`pool_specs`). ``cache``: a dict kept
     across calls on the same declarations and outcomes (the backtest's areas of one window).
+    ``labelled_only``: only the labelled rows of each (what training reads; the train stage).
     """
 
     def labels_of(s: AreaSpec) -> pd.DataFrame:
+        def build() -> pd.DataFrame:
+            return build_labels(
+                declarations, outcomes, s, known_before=known_before, labelled_only=labelled_only
+            )
+
         if cache is None:
-            return build_labels(declarations, outcomes, s, known_before=known_before)
-        key = (s.model_dump_json(), None if known_before is None else pd.Timestamp(known_before))
+            return build()
+        when = None if known_before is None else pd.Timestamp(known_before)
+        key = (s.model_dump_json(), when, labelled_only)
         if key not in cache:
-            cache[key] = build_labels(declarations, outcomes, s, known_before=known_before)
+            cache[key] = build()
         return cache[key]
 
     own = labels_of(spec)
@@ -468,7 +501,7 @@ def training_labels(
             "without a spec; add pipelines/<area>.yaml or take them out of the pool"
         )
     pool = {a: own if a == spec.name else labels_of(specs[a]) for a in spec.first_stage.pool}
-    return own, first_stage_labels(pool | {spec.name: own}, spec)
+    return own, first_stage_labels(pool | {spec.name: own}, spec, labelled_only=labelled_only)
 
 
 #: Mean length of a month in days (ages of training rows in months).
@@ -983,6 +1016,7 @@ def _stage_inputs(
         spec,
         pool_specs({spec.name: spec}, root),
         known_before=params.split.test_start,
+        labelled_only=True,  # training reads the labelled items only: no frame of every item
     )
     del declarations, outcomes
     features = training_features(catalog.features, spec, params.split, [labels, pretrain])
