@@ -376,6 +376,112 @@ def test_without_the_schema_pass_the_result_is_the_same(edits, with_outcomes):
     schema("declarations", today=TODAY).validate(fast.declarations)
 
 
+# --- the row-wise check of a few rows (the scorer's single declarations) ---------------------
+
+#: Values each column may arrive with: clean ones in other forms, and ones that fail a check.
+ROW_VARIANTS: dict[str, list] = {
+    "declaration_id": [" D9 ", "", None, 12, True],
+    "item_no": [2, 2.0, "3", " 3", 0, -1, 1.5, "x", None, 2**60],
+    "accepted_date": [
+        "2024-07-01",
+        "2024-07-01T00:00:00.000",
+        "2024-07-01 10:30",
+        "2024-02-30",
+        "1989-12-31",
+        "2030-01-01",
+        "2024-07-01T00:00:00+02:00",
+        "01/07/2024",
+        "",
+        None,
+        date(2024, 7, 1),
+        pd.Timestamp("2024-07-01 08:00"),
+    ],
+    "office": ["  AB01 ", "", None, 12, "Zürich", "\u202eAB"],
+    "transport_mode": ["SEA", "Sea ", "ship", "", None, "\u212aair"],
+    "hs_code": [
+        "0012345678",
+        "12",
+        "6109100000",
+        870323,
+        "\uff18\uff17\uff10\uff13\uff12\uff13",
+        "870323 ",
+    ],
+    "quantity": [0, -1, "1e3", "1,000", " 5", "inf", "-0", None, "nan"],
+    "gross_mass_kg": [0, 0.0, "0", None, -0.5],
+    "net_mass_kg": [1e9, None, "0"],
+    "cif_value": [0, -5, "abc", None, 1e300, "12.50"],
+    "duty_rate": [1.5, 11, "0.05", "10", None],
+    "duties_paid": [-1, None, "0"],
+    "preference_claim": ["yes", "Y", "0", 1, 0.0, "maybe", None, "", True, 2],
+    "tariff_treatment": ["WTO", None, "", 7],
+    "colour": ["red"],  # unknown column: dropped
+}
+
+
+def _forms(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A batch as it reaches the scorer: typed, as JSON rows (POST /score) and as CSV text."""
+    import io
+
+    rows = json.loads(frame.to_json(orient="records", date_format="iso"))
+    text = frame.to_csv(index=False)
+    return {
+        "typed": frame,
+        "json": pd.DataFrame.from_records(rows),
+        "csv": pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False),
+    }
+
+
+def _same_bits(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for c in a.columns:
+        if a[c].dtype.kind == "f":  # -0.0 == 0.0: the signs too
+            assert (np.signbit(a[c].to_numpy()) == np.signbit(b[c].to_numpy())).all(), c
+
+
+def test_the_row_wise_check_gives_validate_s_good_rows_or_defers():
+    """:func:`validate_rows` (a few rows checked value by value) gives exactly the good rows of
+    :func:`validate` when every row passes, and None (the caller runs ``validate``) whenever a
+    row fails a check, repeats a key or holds a value in a form it does not read: each
+    column's variants (clean in other forms, missing, zero, negative, unknown codes, a rate
+    above 100%, unparseable), single rows and small batches, typed, JSON and CSV."""
+    from riskml.contract import validate_rows
+
+    base = canonical.declarations(8)
+    batches: list[pd.DataFrame] = [base.iloc[[i]] for i in range(8)] + [base, base.head(3)]
+    batches.append(base.drop(columns=[c.name for c in DECLARATION_COLUMNS if not c.required]))
+    batches.append(pd.concat([base.head(2), base.head(1)]))  # a repeated key
+    batches.append(base.head(2).assign(net_mass_kg=[1.0, 5000.0]))  # net above gross
+    text = []  # a text variant's typed form is its JSON form
+    for column, values in ROW_VARIANTS.items():
+        for i, value in enumerate(values):
+            one = base.iloc[[i % 8]].reset_index(drop=True)
+            if column not in one.columns:
+                one[column] = None
+            batches.append(_set(one, 0, column, value))
+            text.append(isinstance(value, str))
+    text = [False] * (len(batches) - len(text)) + text
+    fast_taken = checked = 0
+    for batch, is_text in zip(batches, text, strict=True):
+        for form, frame in _forms(batch.reset_index(drop=True)).items():
+            if is_text and form == "typed":
+                continue
+            full = validate(frame, None, today=TODAY, schema_check=False)
+            fast = validate_rows(frame, today=TODAY)
+            checked += 1
+            if fast is None:
+                continue
+            fast_taken += 1
+            assert full.quarantine.empty, (form, frame.to_dict("records"), full.quarantine)
+            _same_bits(fast, full.declarations)
+    # the clean rows in every form take the row-wise path (not a check that always defers)
+    for form, frame in _forms(base.head(3)).items():
+        assert validate_rows(frame, today=TODAY) is not None, form
+    assert fast_taken > checked / 3
+    with pytest.raises(RiskmlError, match="missing required column"):
+        validate_rows(base.drop(columns=["hs_code"]), today=TODAY)
+    assert validate_rows(canonical.declarations(100), today=TODAY) is None  # not a few rows
+
+
 # --- the stage ------------------------------------------------------------------------------
 
 

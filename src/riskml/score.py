@@ -35,7 +35,9 @@ from riskml.contract import (
     TABLES,
     RiskmlError,
     data_quality_list,
+    empty_quarantine,
     validate,
+    validate_rows,
 )
 from riskml.features.store import FeatureStore
 from riskml.train import feature_matrix, split_trained
@@ -219,7 +221,12 @@ class Scorer:
     def check(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Contract check of a raw batch: (good rows, quarantine). A row with a value it can
         be scored without is kept with the value missing (its quarantine rows say ``kept``);
-        keys already in the history are quarantined too (a new declaration must be new)."""
+        keys already in the history are quarantined too (a new declaration must be new).
+        A few rows that pass every check are checked value by value (:func:`validate_rows`:
+        the same good rows, without the fixed cost of the column-wise check)."""
+        good = validate_rows(batch, source="batch")
+        if good is not None and not self._stored(good):
+            return good, empty_quarantine()
         # the row checks without pandera's second pass (same checks, a fixed ~40 ms a call)
         result = validate(batch, None, source="batch", schema_check=False)
         good, quarantine = result.declarations, result.quarantine
@@ -250,6 +257,12 @@ class Scorer:
                 quarantine = pd.concat([quarantine, again], ignore_index=True)
                 good = good[~dup].reset_index(drop=True)
         return good, quarantine
+
+    def _stored(self, good: pd.DataFrame) -> bool:
+        """Whether a key of the few rows ``good`` is already in the history."""
+        keys = self.stored_keys
+        ids, items = good["declaration_id"].tolist(), good["item_no"].tolist()
+        return any(key in keys for key in zip(ids, items, strict=True))
 
     def check_and_score(
         self, batch: pd.DataFrame, *, reasons: bool = False
