@@ -196,6 +196,36 @@ def test_without_context_the_model_features_are_the_same(world):
     pd.testing.assert_frame_equal(lean, full[list(lean.columns)], check_exact=True)
 
 
+def test_model_inputs_are_the_frame_s_columns_as_float32_bit_for_bit(world):
+    """``model_inputs`` (the scorer's path without reasons: no frame) gives exactly the float32
+    values of the frame's columns, for odd rows (unseen entities, unknown codes, missing
+    optional fields), zero values and masses, rates above 100%, rows before, inside and after
+    the history, alone and in batches; a missing input is the frame's error."""
+    from riskml.contract import RiskmlError
+    from riskml.score import FeatureBlock
+
+    decl, outc = world
+    cut = START + pd.Timedelta(days=200)
+    history, known, batch = _split(decl, outc, cut)
+    store = FeatureStore(history, known, FeatureParams(), _specs())
+    odd = _odd_rows(batch, 3).reset_index(drop=True)
+    odd.loc[:9, "cif_value"] = 0.0
+    odd.loc[10:19, "gross_mass_kg"] = 0.0
+    odd.loc[20:29, "duty_rate"] = 2.5
+    odd.loc[30:39, "net_mass_kg"] = np.nan
+    early = decl.head(20).assign(accepted_date=START - pd.Timedelta(days=40))
+    frame = store.features(batch.head(1), context=False)
+    names = model_feature_columns(frame)[::-1]  # any order
+    for rows in (odd, odd.head(1), odd.iloc[[7]], early, pd.concat([odd, early])):
+        rows = rows.reset_index(drop=True)
+        expect = FeatureBlock(store.features(rows), names).values
+        got = store.model_inputs(rows, names)
+        assert got.dtype == np.float32 and got.shape == expect.shape
+        assert np.array_equal(got.view(np.uint32), expect.view(np.uint32))
+    with pytest.raises(RiskmlError, match="missing model input column"):
+        store.model_inputs(odd.head(2), [*names, "no_such_feature"])
+
+
 def test_a_column_the_history_never_filled_is_answered_from_the_stored_nothing():
     """A history without any departure country (e.g. ingested data lacking the field) has empty
     departure profiles; a batch that declares one gets the rebuild's features (no history)."""

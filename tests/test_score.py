@@ -259,3 +259,82 @@ def test_the_service_queue_scores_concurrent_declarations_in_one_pass(project):
         alone = scorer.check_and_score(batch)
         pd.testing.assert_frame_equal(result.scores, alone[2].scores)
         assert quarantine.empty and len(good) == 1
+
+
+def _edge_rows(project, n: int = 48) -> pd.DataFrame:
+    """New declarations with the cases a lean path could get wrong: unseen importer, unknown
+    HS code, missing optional values, zero value and mass, rates above 100%, upper-case codes,
+    an unknown origin, dates inside and before the history, and two rows that fail checks
+    (one kept without its value, one not scored)."""
+    batch = new_batch(project, n)
+    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    edits = {
+        0: {"importer_id": "IMP-NEVER-SEEN"},
+        1: {"hs_code": "99999999"},
+        2: {"supplier_id": None, "departure_country": None},
+        3: {"cif_value": 0.0},
+        4: {"gross_mass_kg": 0.0, "net_mass_kg": None},
+        5: {"duty_rate": 1.5},
+        6: {"duty_rate": 10.0, "duties_paid": 0.0},
+        7: {"quantity": 1e-6},
+        8: {"cif_value": -1.0},  # fails: scored without the value
+        9: {"hs_code": "12"},  # fails: not scored
+        10: {"transport_mode": "SEA", "office": " " + str(batch.loc[10, "office"])},
+        11: {"origin_country": "ZZ", "preference_claim": None, "tariff_treatment": None},
+        12: {"accepted_date": decl["accepted_date"].quantile(0.5)},
+        13: {"accepted_date": decl["accepted_date"].min() - pd.Timedelta(days=45)},
+        14: {"net_mass_kg": 1e12},  # net above gross: kept without it
+    }
+    batch = batch.astype(object)
+    for row, values in edits.items():
+        for column, value in values.items():
+            batch.at[row, column] = value
+    return _json_rows(batch.infer_objects())
+
+
+def test_a_declaration_alone_gets_what_a_large_batch_gives_it(project):
+    """The lean path of a few rows (row-wise contract check, the model inputs without a
+    feature frame) gives each declaration bit for bit what the column-wise path of a large
+    batch (with reasons: the whole feature frame) gives it: scores, rank keys, selection, rule
+    and watch-list hits, model versions and quarantine decisions; with every optional column
+    and without them."""
+    scorer = _scorer(project)
+    rows = _edge_rows(project)
+    optional = [
+        c for c in ("description", "supplier_id", "departure_country", "fob_value",
+                    "preference_claim", "tariff_treatment", "quantity_unit", "procedure")
+        if c in rows.columns
+    ]  # fmt: skip
+    cases = [rows, rows.head(16).drop(columns=optional)]
+    fields = ["score", "expected_recovery", "rank_key", "selected", "fired", "flags"]
+    for frame in cases:
+        padding = _json_rows(new_batch(project, 80, start=200))[frame.columns]
+        big = pd.concat([frame, padding], ignore_index=True)  # > 64 rows: column-wise
+        good, quarantine, result = scorer.check_and_score(big, reasons=True)
+        together = result.scores.set_index(["declaration_id", "area"])
+        lean_taken = 0
+        for i in range(len(frame)):
+            one = frame.iloc[[i]].reset_index(drop=True)
+            from riskml.contract import validate_rows
+
+            lean_taken += validate_rows(one) is not None
+            g1, q1, r1 = scorer.check_and_score_many([one])[0]
+            mine = quarantine[quarantine["row"] == i].drop(columns="row").reset_index(drop=True)
+            pd.testing.assert_frame_equal(q1.drop(columns="row"), mine)
+            ident = one["declaration_id"].iloc[0]
+            if g1.empty:
+                assert ident not in set(good["declaration_id"])
+                continue
+            alone = r1.scores.set_index(["declaration_id", "area"])
+            expect = together.loc[alone.index]
+            for f in fields:
+                a, b = alone[f].to_numpy(), expect[f].to_numpy()
+                if a.dtype.kind == "f":
+                    assert np.array_equal(a.view(np.int64), b.view(np.int64)), (i, f)
+                else:
+                    assert (a == b).all(), (i, f)
+            assert (alone["model_version"] == expect["model_version"]).all()
+            pd.testing.assert_frame_equal(
+                g1, good[good["declaration_id"] == ident].reset_index(drop=True)
+            )
+        assert lean_taken >= len(frame) - 4  # the clean rows took the row-wise check

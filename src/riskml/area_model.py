@@ -258,12 +258,28 @@ class AreaModel:
         order) when already converted."""
         if proba is None:
             proba = self.predict_proba(X)
-        amount = None
-        if self.rank_by == "expected_recovery" and self.recovery_ is not None:
-            rows = X if recovery_input is None else recovery_input
-            amount = self.recovery_.expected(rows, proba, num_threads=predict_threads(len(X)))
         if duties_paid is None and "duties_paid" in getattr(X, "columns", ()):
             duties_paid = X["duties_paid"].to_numpy(np.float64, na_value=np.nan)
+        expected, key = self.rank_arrays(
+            proba, X if recovery_input is None else recovery_input, duties_paid=duties_paid
+        )
+        return pd.DataFrame({"expected_recovery": expected, "rank_key": key}, index=X.index)
+
+    def rank_arrays(
+        self,
+        proba: np.ndarray,
+        recovery_input: pd.DataFrame | np.ndarray,
+        *,
+        duties_paid: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(expected_recovery, rank_key)`` arrays of :meth:`rank_key` from the rows'
+        probabilities and recovery-regression inputs (a frame, or the matrix of
+        ``recovery_.feature_names``), without a frame."""
+        amount = None
+        if self.rank_by == "expected_recovery" and self.recovery_ is not None:
+            amount = self.recovery_.expected(
+                recovery_input, proba, num_threads=predict_threads(len(proba))
+            )
         expected, key, _ = rank_columns(
             self._rank_spec(),
             proba,
@@ -271,7 +287,7 @@ class AreaModel:
             ratio=self.recovery_ratio_,
             duties_paid=duties_paid,
         )
-        return pd.DataFrame({"expected_recovery": expected, "rank_key": key}, index=X.index)
+        return expected, key
 
     @property
     def rank_words(self) -> str:

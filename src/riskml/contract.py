@@ -837,10 +837,14 @@ def _date_text(value: Any) -> str:
 
 
 def empty_quarantine() -> pd.DataFrame:
-    """A quarantine table with no rows."""
-    return pd.DataFrame(
-        {c: pd.Series(dtype="int64" if c == "row" else "str") for c in QUARANTINE_COLUMNS}
-    )
+    """A quarantine table with no rows (a copy of one built once: building it costs more than
+    checking a declaration)."""
+    return _EMPTY_QUARANTINE.copy()
+
+
+_EMPTY_QUARANTINE = pd.DataFrame(
+    {c: pd.Series(dtype="int64" if c == "row" else "str") for c in QUARANTINE_COLUMNS}
+)
 
 
 def _table_report(

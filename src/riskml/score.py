@@ -132,9 +132,14 @@ class FeatureBlock:
     areas (the features are float32 already, so no value changes); each area takes its columns.
     """
 
-    def __init__(self, features: pd.DataFrame, names: list[str]) -> None:
-        feature_matrix(features.head(0), names)  # same check and message for missing columns
+    def __init__(self, features: pd.DataFrame | np.ndarray, names: list[str]) -> None:
+        """``features``: a feature frame, or the matrix of its ``names`` columns as float32
+        (:meth:`riskml.features.store.FeatureStore.model_inputs`)."""
         self.names = {n: i for i, n in enumerate(names)}
+        if isinstance(features, np.ndarray):
+            self.values = features
+            return
+        feature_matrix(features.head(0), names)  # same check and message for missing columns
         self.values = features[names].to_numpy(np.float32)
 
     def __len__(self) -> int:
@@ -338,12 +343,14 @@ class Scorer:
         if good.empty:
             return ScoreResult(pd.DataFrame(columns=SCORE_COLUMNS), quarantine, timings)
         t0 = time.perf_counter()
-        feats = self.features(good, context=reasons)
+        names = list(dict.fromkeys(n for m in self.models.values() for n in _inputs(m)))
+        if reasons:  # the reasons read the whole frame (context columns included)
+            feats = self.features(good, context=True)
+            block = FeatureBlock(feats, names)
+        else:  # the model inputs alone, without a frame of some 340 columns
+            block = FeatureBlock(self.store.model_inputs(good.reset_index(drop=True), names), names)
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        parts = []
-        names = list(dict.fromkeys(n for m in self.models.values() for n in _inputs(m)))
-        block = FeatureBlock(feats, names)
         columns: dict[str, list[np.ndarray]] = {}
         paid = None
         if "duties_paid" in good.columns:
@@ -356,13 +363,11 @@ class Scorer:
         for area, model in self.models.items():
             prob = predict(model, block)
             recovery = model.recovery_
-            keys = model.rank_key(
-                feats,
+            expected, key = model.rank_arrays(
                 prob,
+                None if recovery is None else block.matrix(recovery.feature_names),
                 duties_paid=paid,
-                recovery_input=None if recovery is None else block.matrix(recovery.feature_names),
             )
-            expected, key = keys["expected_recovery"].to_numpy(), keys["rank_key"].to_numpy()
             fired = hit_names(masks, area, "select", len(good), item=item)
             flags = hit_names(masks, area, "flag", len(good), item=item)
             part = {

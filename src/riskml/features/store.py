@@ -40,6 +40,7 @@ from riskml.features import (
     PROFILES,
     as_float32,
     assemble,
+    model_inputs,
     pair_shares,
     reference_features,
     row_features,
@@ -315,6 +316,19 @@ class FeatureStore:
         in input order, each row as of its own date from the stored history alone.
         ``context=False`` leaves out the ``ctx_`` columns (only reason sentences read them);
         ``consolidate=False``: a frame to write out (:func:`riskml.features.assemble`)."""
+        prep, features, ctx = self._features(batch, context=context)
+        return assemble(prep, features, ctx, self.specs, batch.index, consolidate=consolidate)
+
+    def model_inputs(self, batch: pd.DataFrame, names: list[str]) -> np.ndarray:
+        """The features ``names`` of ``batch`` as one float32 matrix: the values of
+        ``features(batch, context=False)[names]`` as float32, without building the frame."""
+        prep, features, _ = self._features(batch, context=False)
+        return model_inputs(prep, features, self.specs, names)
+
+    def _features(
+        self, batch: pd.DataFrame, *, context: bool
+    ) -> tuple[Prepared, dict[str, np.ndarray], pd.DataFrame | None]:
+        """(prepared batch, feature arrays, ``ctx_`` columns or None) of :meth:`features`."""
         params = self.params
         prep = prepare(batch, self._no_outcomes, first_month=self.first_month)
         # Rows dated before the stored months: nothing stored precedes them (month index 0).
@@ -361,4 +375,4 @@ class FeatureStore:
         if context:
             ctx = context_columns(prep, uv, ref, rates, params)
             ctx = pd.concat([ctx, intel_ctx.set_axis(ctx.index)], axis=1)
-        return assemble(prep, features, ctx, self.specs, batch.index, consolidate=consolidate)
+        return prep, features, ctx

@@ -18,12 +18,13 @@ from riskml.rules import rule_mask
 
 
 def rule_features(
-    declarations: pd.DataFrame, specs: Mapping[str, AreaSpec]
-) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    declarations: pd.DataFrame, specs: Mapping[str, AreaSpec], *, context: bool = True
+) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
     """Per area: ``rule_<area>`` (sum of the weights of the rules that fire) and the context
-    column ``ctx_rules_<area>`` (the names of those rules, joined by ' and ')."""
+    column ``ctx_rules_<area>`` (the names of those rules, joined by ' and '); ``context=False``:
+    no context (None)."""
     values: dict[str, np.ndarray] = {}
-    context = {}
+    sentences = {}
     for area, spec in specs.items():
         score = np.zeros(len(declarations), dtype=np.float32)
         fired = np.zeros(len(declarations), dtype=np.int64)  # bit i: rule i fires
@@ -31,17 +32,19 @@ def rule_features(
             hit = rule_mask(declarations, rule).to_numpy()
             score += np.float32(rule.weight) * hit
             fired |= hit.astype(np.int64) << i
+        values[f"rule_{area}"] = score
+        if not context:
+            continue
         # One sentence per combination of rules that occurs, taken by code (no per-row strings).
         combos, codes = np.unique(fired, return_inverse=True)
         labels = [
             " and ".join(r.name for i, r in enumerate(spec.legacy_rules) if combo >> i & 1)
             for combo in combos
         ]
-        values[f"rule_{area}"] = score
-        context[f"ctx_rules_{area}"] = pd.array(
+        sentences[f"ctx_rules_{area}"] = pd.array(
             np.array(labels, dtype=object)[codes], dtype="string"
         )
-    return values, pd.DataFrame(context, index=declarations.index)
+    return values, pd.DataFrame(sentences, index=declarations.index) if context else None
 
 
 def rule_catalogue(specs: Mapping[str, AreaSpec]) -> dict[str, FeatureInfo]:
