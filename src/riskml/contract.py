@@ -1172,33 +1172,35 @@ def validate_rows(
     if len(declarations) > SMALL_ROWS or set(SOURCE_COLUMNS) & set(declarations.columns):
         return None
     latest = date_max(today)
-    columns: dict[str, pd.Series] = {}
+    columns: dict[str, Any] = {}
     n = len(declarations)
     try:
         for col in DECLARATION_COLUMNS:
             dtype = canonical_dtype(col)
             if col.name not in declarations.columns:
-                columns[col.name] = pd.Series([None] * n, dtype=dtype)
-                continue
-            raw = declarations[col.name]
-            kind = raw.dtype.kind
-            if kind == "M":  # typed dates: the values as they are (naive)
-                raw = _naive(raw).astype("datetime64[ns]")
-            values = [_row_value(col, v, kind, latest) for v in raw.tolist()]
-            if col.dtype == "int":
-                columns[col.name] = pd.Series(values, dtype="float64").astype(dtype)
-            elif col.dtype == "date":
-                columns[col.name] = pd.Series(np.array(values, dtype="datetime64[ns]"))
+                values: list[Any] = [None] * n
             else:
-                columns[col.name] = pd.Series(values, dtype=dtype)
+                raw = declarations[col.name]
+                kind = raw.dtype.kind
+                if kind == "M":  # typed dates: the values as they are (naive)
+                    raw = _naive(raw).astype("datetime64[ns]")
+                values = [_row_value(col, v, kind, latest) for v in raw.tolist()]
+            if col.dtype == "int":
+                columns[col.name] = np.array(values, dtype=np.float64).astype(dtype)
+            elif col.dtype == "float":
+                columns[col.name] = np.array(values, dtype=np.float64)
+            elif col.dtype == "date":
+                columns[col.name] = np.array(values, dtype="datetime64[ns]")
+            else:
+                columns[col.name] = pd.array(values, dtype=dtype)
     except _Unread:
         return None
-    good = pd.DataFrame(columns)
+    if n > 1 and len(set(zip(columns["declaration_id"], columns["item_no"], strict=True))) < n:
+        return None  # a repeated key
+    good = pd.DataFrame(columns, copy=False)
     for rule in ROW_RULES:
         if rule.table == "declarations" and not rule.ok(good).all():
             return None
-    if good.duplicated(KEY).any():
-        return None
     return good
 
 

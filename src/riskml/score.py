@@ -358,7 +358,7 @@ class Scorer:
         # the rule and watch-list matches do not depend on the area: found once per batch
         masks = profile_masks(good, self.profile, list(self.models))
         item = None
-        if good.duplicated(KEY).any():  # rows of one item share its hits
+        if len(good) > 1 and good.duplicated(KEY).any():  # rows of one item share its hits
             item = good.groupby(KEY, sort=False, dropna=False).ngroup().to_numpy()
         for area, model in self.models.items():
             prob = predict(model, block)

@@ -138,6 +138,16 @@ def _join(*parts: pd.Series) -> pd.Series:
     return out
 
 
+def _join_keys(*parts: pd.Series) -> np.ndarray:
+    """:func:`_join`'s keys of a few rows as an object array (None: missing), joined value by
+    value (the same keys without the fixed cost of pandas' string operations)."""
+    cells = [p.astype("string").to_numpy(dtype=object, na_value=None) for p in parts]
+    return np.array(
+        [None if None in row else "|".join(row) for row in zip(*cells, strict=True)],
+        dtype=object,
+    )
+
+
 class SeizureIntel:
     """Seizure counts per area, key and report month, answering lookups for any item."""
 
@@ -212,9 +222,11 @@ class SeizureIntel:
         code[present] = mapped[local[present]]
         return code
 
-    def features(self, prep: Prepared) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    def features(
+        self, prep: Prepared, *, context: bool = True
+    ) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
         """Per row of ``prep``: the seizure features (float32) and their ``ctx_`` columns (the
-        country each route count names)."""
+        country each route count names; None with ``context=False``)."""
         n = len(prep.month)
         names = feature_names()
         if not self.available:
@@ -237,13 +249,13 @@ class SeizureIntel:
             "mode_country": (mode,),
         }
 
-        def coded(key: pd.Series) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        def coded(*parts: pd.Series) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
             if n <= SMALL_BATCH:
-                return key.to_numpy(dtype=object, na_value=None)
-            local, distinct = pd.factorize(key, use_na_sentinel=True)
+                return _join_keys(*parts)
+            local, distinct = pd.factorize(_join(*parts), use_na_sentinel=True)
             return local, np.asarray(distinct, dtype=object)
 
-        keys = {k: [coded(_join(*f, c)) for c in (origin, departure)] for k, f in fields.items()}
+        keys = {k: [coded(*f, c) for c in (origin, departure)] for k, f in fields.items()}
         goods_keys = coded(hs4)
         out: dict[str, np.ndarray] = {}
         ctx: dict[str, pd.Series] = {}
@@ -263,9 +275,10 @@ class SeizureIntel:
             out[f"sz_{a}_route_3m"] = np.where(use_dep, r3[1], r3[0])
             rep = counts("route", WINDOW, "reporters")
             out[f"sz_{a}_route_reporters"] = np.where(use_dep, rep[1], rep[0])
-            ctx[f"ctx_sz_{a}_country"] = pd.Series(
-                np.where(use_dep, departure.to_numpy(object), origin.to_numpy(object))
-            ).astype("string")
+            if context:
+                ctx[f"ctx_sz_{a}_country"] = pd.Series(
+                    np.where(use_dep, departure.to_numpy(object), origin.to_numpy(object))
+                ).astype("string")
             for kind in ("chapter_country", "country", "mode_country"):
                 out[f"sz_{a}_{kind}_12m"] = np.maximum(*counts(kind, WINDOW))
             goods = self.tables[(a, "goods")]
@@ -274,4 +287,4 @@ class SeizureIntel:
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[f"sz_{a}_goods_share"] = np.where(total > 0, in_goods / total, 0.0)
         values = {k: out[k].astype(np.float32) for k in names}
-        return values, pd.DataFrame(ctx)
+        return values, pd.DataFrame(ctx) if context else None

@@ -369,7 +369,7 @@ class FeatureStore:
 
         features |= volume_features(items_before, month, params.reference_months)
         features |= row_features(prep)
-        intel, intel_ctx = self.intel.features(prep)
+        intel, intel_ctx = self.intel.features(prep, context=context)
         features |= intel
         ctx = None
         if context:
