@@ -76,8 +76,13 @@ def _months(store: FeatureStore) -> np.ndarray:
 def month_features(store: FeatureStore, month: str) -> pd.DataFrame:
     """The features of the stored declarations of ``month`` (``YYYY-MM``), in stored order; the
     index is each row's position in the stored declarations."""
-    rows = store.declarations[_months(store) == np.datetime64(month, "M")]
-    return store.features(rows, consolidate=False)  # written out as it is
+    decl = store.declarations
+    rows = np.flatnonzero(_months(store) == np.datetime64(month, "M"))
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # one run (a history sorted by date):
+        batch = decl.iloc[rows[0] : rows[-1] + 1]  # a slice, no copy of the month's columns
+    else:
+        batch = decl.iloc[rows]
+    return store.features(batch, consolidate=False)  # written out as it is
 
 
 def write_month_features(
