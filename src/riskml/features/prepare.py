@@ -110,11 +110,13 @@ def _rate_text(decl: pd.DataFrame) -> pd.Series:
 #: column, so that a profile keyed on HS6 and one of them stays a pair, as the feature store's
 #: packed keys need): the route, the route with the tariff treatment, and the tariff line (the
 #: treatment and the ad valorem rate applied: under one HS6, the national subheading and the
-#: regime the declarant chose).
-DERIVED: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
-    "route": route,
-    "route_treatment": lambda d: _joined(route(d), treatment(d), sep="|"),
-    "tariff_line": lambda d: _joined(treatment(d), _rate_text(d), sep="@"),
+#: regime the declarant chose). Each is built from a :class:`Prepared`'s columns, so that the
+#: parts two of them share (the route, the treatment) are built once per table.
+DERIVED: dict[str, Callable[[Prepared], pd.Series]] = {
+    "route": lambda p: route(p.declarations),
+    "treatment": lambda p: treatment(p.declarations),
+    "route_treatment": lambda p: _joined(p.column("route"), p.column("treatment"), sep="|"),
+    "tariff_line": lambda p: _joined(p.column("treatment"), _rate_text(p.declarations), sep="@"),
 }
 
 
@@ -162,7 +164,7 @@ class Prepared:
             return self.hs2
         if name in DERIVED:
             if name not in self.derived:
-                self.derived[name] = DERIVED[name](self.declarations)
+                self.derived[name] = DERIVED[name](self)
             return self.derived[name]
         return optional(self.declarations, name, "string")
 

@@ -121,6 +121,7 @@ class ServiceData:
         }
         shown = cands.assign(accepted_date=cands["accepted_date"].dt.date.astype(str))
         self._records = json.loads(shown.to_json(orient="records"))
+        self._record_json = [render_json(r) for r in self._records]  # rendered once
         decl = read_parquet(catalog.declarations)
         self.declarations = decl.sort_values(KEY, kind="stable").reset_index(drop=True)
         self._decl_ids = self.declarations["declaration_id"].astype(str).to_numpy()
@@ -274,8 +275,20 @@ class ServiceData:
         start = (q.page - 1) * q.page_size
         return len(hit), hit.iloc[start : start + q.page_size]
 
+    def query_json(self, q: CandidateQuery) -> str:
+        """``{"total", "page", "page_size", "items"}`` of :meth:`query_records` as JSON text (as
+        a JSON response renders it), from the rows rendered once at start-up."""
+        total, rows = self._query_rows(q)
+        head = render_json({"total": total, "page": q.page, "page_size": q.page_size})
+        return head[:-1] + ',"items":[' + ",".join(self._record_json[i] for i in rows) + "]}"
+
     def query_records(self, q: CandidateQuery) -> tuple[int, list[dict[str, Any]]]:
         """Like :meth:`query`, as JSON-ready rows (pre-computed; no DataFrame per request)."""
+        total, rows = self._query_rows(q)
+        return total, [self._records[i] for i in rows]
+
+    def _query_rows(self, q: CandidateQuery) -> tuple[int, np.ndarray]:
+        """(total matching, positions of the requested page's rows) of a candidate query."""
         order = self._orders[q.sort]
         mask = np.ones(len(order), dtype=bool)
         for value, col in ((q.area, "area"), (q.office, "office"), (q.kind, "selection_kind")):
@@ -287,7 +300,7 @@ class ServiceData:
             mask &= self._dates_c[order] <= np.datetime64(q.date_to)
         hit = order[mask]
         start = (q.page - 1) * q.page_size
-        return len(hit), [self._records[i] for i in hit[start : start + q.page_size]]
+        return len(hit), hit[start : start + q.page_size]
 
     def has_item(self, declaration_id: str, item_no: int) -> bool:
         """True when the declaration item is stored."""

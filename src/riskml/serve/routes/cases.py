@@ -61,8 +61,7 @@ async def candidates(
         _, rows = service.data.query(q)
         rows = rows.assign(accepted_date=rows["accepted_date"].dt.date.astype(str))
         return Response(rows.to_csv(index=False), media_type="text/csv")
-    total, items = service.data.query_records(q)
-    return JSONResponse({"total": total, "page": page, "page_size": size, "items": items})
+    return Response(service.data.query_json(q), media_type="application/json")
 
 
 @router.get("/data-quality", tags=["candidates"], responses=JSON_OR_CSV)

@@ -145,8 +145,8 @@ def score_route(max_batch: int) -> APIRouter:
         if len(quarantine):
             quality = data_quality_list(quarantine, list(result.models or sc.models))
             quality["row"] = quality["row"] + 1  # the batch's row, counted from 1
-        else:  # the usual case: the empty list, built once (3 ms a call)
-            quality = NO_PROBLEMS.copy()
+        else:  # the usual case: the empty list, built once (3 ms a call); read, never changed
+            quality = NO_PROBLEMS
         wide = result.wide()
         # the model version and alias that scored each area (riskml.registry.list_model)
         versions = {"X-Riskml-Models": "; ".join(f"{a}={v}" for a, v in result.models.items())}
@@ -168,7 +168,7 @@ def score_route(max_batch: int) -> APIRouter:
             + ', "scores": '
             + wide.to_json(orient="records")
             + ', "data_quality": '
-            + quality.drop(columns=["file"]).to_json(orient="records")
+            + (quality.drop(columns=["file"]).to_json(orient="records") if len(quality) else "[]")
             + "}"
         )
         return Response(body, media_type="application/json", headers=versions)
