@@ -246,3 +246,28 @@ def test_an_empty_batch_gives_an_empty_frame_with_every_column(stored, world):
     empty = store.features(decl.head(0))
     assert empty.empty
     pd.testing.assert_series_equal(empty.dtypes, full.dtypes)
+
+
+def test_sorted_lookups_of_a_large_batch_give_the_same_features(stored, world, monkeypatch):
+    """A batch of at least ``SORTED_LOOKUP`` rows has its profile-table and entity-key look-ups
+    done in sorted key order (faster on a large history); the other tests' batches are smaller.
+    With the threshold at 1 every look-up takes that path: the features must not change, in the
+    store nor in the pipeline's ``build_features``, and the sorted search must equal numpy's."""
+    from riskml.features import history
+    from riskml.features import store as store_module
+
+    store, full = stored
+    decl, outc = world
+    rows = np.random.default_rng(5).permutation(len(decl))
+    monkeypatch.setattr(history, "SORTED_LOOKUP", 1)
+    monkeypatch.setattr(store_module, "SORTED_LOOKUP", 1)
+    pd.testing.assert_frame_equal(
+        store.features(decl.iloc[rows]), full.iloc[rows], check_exact=True
+    )
+    again = build_features(decl, outc, FeatureParams(), specs=_specs())
+    pd.testing.assert_frame_equal(again, full, check_exact=True)
+    known = np.sort(np.random.default_rng(6).integers(0, 1000, 300))
+    keys = np.random.default_rng(7).integers(-5, 1005, 5000)
+    np.testing.assert_array_equal(
+        store_module._sorted_search(known, keys), np.searchsorted(known, keys)
+    )
