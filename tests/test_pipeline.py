@@ -30,6 +30,8 @@ pytestmark = pytest.mark.slow
 
 
 _run = run_checked
+# What the first `dvc repro` printed (stdout and stderr): the stages' progress lines.
+FIRST_REPRO: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,8 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     _run(["git", "init", "-q", "-b", "main"], dest, env)
     _run(["git", "add", "-A"], dest, env)
     _run(["git", "commit", "-qm", "project"], dest, env)
-    _run(["dvc", "repro"], dest, env)
+    proc = _run(["dvc", "repro"], dest, env)
+    FIRST_REPRO["output"] = proc.stdout + proc.stderr
     # A clone has no .venv: the one `make install` built for this checkout provides the template.
     if (ROOT / PLOTS_TEMPLATE).exists():
         (dest / PLOTS_TEMPLATE).parent.mkdir(parents=True)
@@ -69,6 +72,32 @@ def test_repro_leaves_metrics_plots_candidates_and_models(project):
         assert (dest / "data/explanations" / f"{area}.parquet").exists()
     assert (dest / "metrics/validation.json").exists()
     assert any((dest / "plots").rglob("*.csv"))
+
+
+def test_long_stages_show_progress_and_train_states_its_overrides(project):
+    """`dvc repro` shows where the long stages are: one time-stamped line per area (evaluate,
+    explain) and per area and window (backtest); each train stage says which of params.yaml's
+    train settings the area changes, and the model card says the same."""
+    import re
+
+    dest, _ = project
+    out = FIRST_REPRO["output"]
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    n_windows = params["backtest"]["n_windows"]
+    stamp = r"\d\d:\d\d:\d\d "
+    for area in AREAS:
+        for protocol in params["backtest"]["protocols"]:
+            assert re.search(f"{stamp}backtest {protocol} {area}\n", out), protocol
+        for i in range(1, n_windows + 1):
+            assert len(re.findall(f"{stamp}backtest {area}: window {i}/{n_windows} ", out)) == len(
+                params["backtest"]["protocols"]
+            ), (area, i)
+        assert re.search(f"{stamp}evaluate {area}\n", out), area
+        position = AREAS.index(area) + 1
+        assert re.search(f"{stamp}explain {area} \\(area {position}/{len(AREAS)}\\)", out)
+        said = f"pipelines/{area}.yaml overrides no train setting of params.yaml"
+        assert f"train {area}: {said}" in out
+        assert said in (dest / "models" / area / "model_card.md").read_text()
 
 
 def test_second_repro_runs_nothing(project):
@@ -416,13 +445,18 @@ def _lists_name_and_use(dest: Path, version: str) -> None:
         np.testing.assert_allclose(cands["score"], model.predict_proba(rows), rtol=1e-9)
 
 
+def _as_text(path: Path) -> pd.DataFrame:
+    """A CSV output as the text it holds (every cell a string)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+
+
 def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project, tmp_path):
     """Train; change a parameter and the challenger loses: every list, case file, score file
     and service response names and uses the champion, and the challenger's list is written
     beside it as a shadow. Go back to the first parameters (a cached `dvc repro`, which runs no
     code): the first command that loads a model brings the registry's aliases in line with
     metrics/promotion.json, with no manual `riskml registry sync`. A copy of the project scores
-    with its own models."""
+    with its own models. A declaration scored alone gets what it gets in a batch, bit for bit."""
     from serve_project import LiveServer, new_batch
 
     from riskml.area_model import AreaModel
@@ -472,6 +506,15 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
     for area in AREAS:
         names = scored.loc[scored["area"] == area, "model_version"].unique()
         assert list(names) == [f"riskml-{area} v{champion[area]} (champion)"]
+    # a declaration scored alone gets what it gets in the batch, bit for bit (the same text)
+    one = batch["declaration_id"].iloc[3]
+    batch.iloc[[3]].to_csv(tmp_path / "one.csv", index=False)
+    _riskml(["score", str(tmp_path / "one.csv"), "--out", str(tmp_path / "one")], dest, env)
+    alone = _as_text(tmp_path / "one/scores.csv")
+    in_batch = _as_text(tmp_path / "scored/scores.csv")
+    in_batch = in_batch[in_batch["declaration_id"] == one].reset_index(drop=True)
+    assert len(alone) == len(AREAS) and alone["score"].ne("").all()
+    pd.testing.assert_frame_equal(alone, in_batch, check_exact=True)
 
     old_uri = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{dest / 'mlflow.db'}"
@@ -489,6 +532,12 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
                                 "content-type": "text/csv"})  # fmt: skip
         assert r.status_code == 200, r.text
         assert r.json()["models"] == {a: f"riskml-{a} v{champion[a]} (champion)" for a in AREAS}
+        served = pd.DataFrame(r.json()["scores"]).astype({"declaration_id": str})
+        for area in AREAS:  # the service's numbers are the command's (JSON: 10 digits)
+            part = scored[scored["area"] == area].astype({"declaration_id": str})
+            both = part.merge(served, on=["declaration_id", "item_no"], how="inner")
+            assert len(both) == len(batch)
+            np.testing.assert_allclose(both["score"], both[area], rtol=1e-9)
     finally:
         if old_uri is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -511,6 +560,14 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
         assert list(names) == [f"riskml-{area} v{first[area]['champion']} (challenger, champion)"]
         assert not (dest / "data/candidates" / f"{area}.shadow.csv").exists()
         assert not (dest / "data/explanations" / f"{area}.shadow.parquet").exists()
+    # the kept champion scored the batch then: the numbers are those of the first version now
+    # (models/<area>/ held the losing challenger then, the first version now)
+    figures = ["area", "score", "expected_recovery", "rank_key", "selected"]
+    pd.testing.assert_frame_equal(
+        _as_text(tmp_path / "back/scores.csv")[figures],
+        _as_text(tmp_path / "scored/scores.csv")[figures],
+        check_exact=True,
+    )
     for area in AREAS:
         assert AreaModel.load(dest / "models" / area).content_hash() == first_hash[area]
         reg = json.loads((dest / "models" / area / "registration.json").read_text())

@@ -586,3 +586,37 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
     train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     assert (folder / "model.txt").read_text() == before
+
+
+def test_the_train_command_states_the_settings_an_area_overrides(world_root, revenue_spec, params):
+    """`riskml train` says which of params.yaml's train settings the area's spec changes (and
+    to what) before it trains, and the model card of the registered model says the same: an
+    override is reported, never silent."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    spec = revenue_spec.model_copy(update={"train": {"num_leaves": 5, "seed": params.train.seed}})
+    doc = params.model_copy(update={"areas": ["revenue"]}).model_dump(mode="json")
+    (world_root / "params.yaml").write_text(yaml.safe_dump(doc))
+    (world_root / "pipelines").mkdir()
+    (world_root / "pipelines/revenue.yaml").write_text(yaml.safe_dump(spec_document(spec)))
+    riskml = str(Path(sys.executable).parent / "riskml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{world_root / 'mlflow.db'}"
+    said = (
+        "pipelines/revenue.yaml overrides params.yaml's train settings: "
+        f"training.train.num_leaves {params.train.num_leaves} -> 5"
+    )  # the seed equals the global one: not an override
+    for stage in ("train", "register"):
+        proc = subprocess.run(
+            [riskml, stage, "--area", "revenue", "--root", str(world_root)],
+            capture_output=True, text=True, timeout=300, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        if stage == "train":
+            assert f"train revenue: {said}\n" in proc.stdout, proc.stdout
+    assert f"Settings: {said}." in (world_root / "models/revenue/model_card.md").read_text()
