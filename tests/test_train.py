@@ -618,5 +618,5 @@ def test_the_train_command_states_the_settings_an_area_overrides(world_root, rev
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         if stage == "train":
-            assert f"train revenue: {said}\n" in proc.stdout, proc.stdout
+            assert f"train revenue: {said}\n" in proc.stderr, proc.stderr
     assert f"Settings: {said}." in (world_root / "models/revenue/model_card.md").read_text()
