@@ -7,6 +7,7 @@ runs and registered models are in MLflow, and candidate lists carry reasons.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -526,18 +527,21 @@ def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project
         app = create_app(dest, params, specs, store=store)
         import httpx
 
+        headers = {"Authorization": f"Bearer {token}", "content-type": "text/csv"}
+        body = (tmp_path / "batch.csv").read_bytes()
         with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=300) as c:
-            r = c.post("/score", content=(tmp_path / "batch.csv").read_bytes(),
-                       headers={"Authorization": f"Bearer {token}",
-                                "content-type": "text/csv"})  # fmt: skip
+            r = c.post("/score", content=body, headers=headers)
+            as_csv = c.post("/score", params={"format": "csv"}, content=body, headers=headers)
         assert r.status_code == 200, r.text
         assert r.json()["models"] == {a: f"riskml-{a} v{champion[a]} (champion)" for a in AREAS}
-        served = pd.DataFrame(r.json()["scores"]).astype({"declaration_id": str})
-        for area in AREAS:  # the service's numbers are the command's (JSON: 10 digits)
-            part = scored[scored["area"] == area].astype({"declaration_id": str})
-            both = part.merge(served, on=["declaration_id", "item_no"], how="inner")
-            assert len(both) == len(batch)
-            np.testing.assert_allclose(both["score"], both[area], rtol=1e-9)
+        # the service's numbers are the command's, to the last digit (CSV: every digit)
+        assert as_csv.status_code == 200, as_csv.text
+        served = pd.read_csv(io.StringIO(as_csv.text), dtype=str, keep_default_na=False)
+        command = _as_text(tmp_path / "scored/scores.csv")
+        for area in AREAS:
+            part = command[command["area"] == area].merge(served, on=["declaration_id", "item_no"])
+            assert len(part) == len(batch)
+            assert (part["score"] == part[area]).all()
     finally:
         if old_uri is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
