@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from riskml.protocol import KCS_SPLITS, run_protocol
+from riskml.protocol import KCS_SPLITS, REFERENCES, run_protocol
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--reference",
-        choices=["exact-values"],
+        choices=sorted(REFERENCES),
         default=None,
         help="a measured reference, not the shipped features: exact-values adds the history of "
-        "the exact declared value and mass per HS6 (a generator artefact on this file)",
+        "the exact declared value and mass per HS6 (a generator artefact on this file); "
+        "value-bands the history of the HS6 in the item's decade of value and of mass, leaving "
+        "out the items within about 1%% of its own value (riskml.protocol.value_band_history)",
     )
     args = parser.parse_args(argv)
     result = run_protocol(
@@ -66,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         figures = "  ".join(f"P@{r}={v:.3f}" for r, v in block["precision"].items())
         print(f"{area}: {figures}  AP={block['average_precision']:.3f}  n={block['n_ranked']}")
+        ci = block.get("precision_ci95", {})
+        if ci:
+            bounds = "  ".join(f"P@{r}=[{lo:.3f}, {hi:.3f}]" for r, (lo, hi) in ci.items())
+            print(f"{area} 95% bootstrap intervals over the ranked items: {bounds}")
     print(f"written: {args.work / 'kcs_protocol.json'}")
     return 0
 

@@ -96,6 +96,16 @@ def test_valid_tables_pass_with_canonical_dtypes(decl, outc):
     assert res.outcomes["offence_found"].dtype == bool
 
 
+def test_the_canonical_fixture_sets_every_contract_column(decl, outc):
+    """Guard: tests/fixtures/canonical.py writes every declaration and outcome column of the
+    contract, with values (a new optional column once broke test_optional_columns_may_be_absent)."""
+    for table, frame in (("declarations", decl), ("outcomes", outc)):
+        missing = [c for c in column_names(table) if c not in frame.columns]
+        assert not missing, f"tests/fixtures/canonical.py: {table} lacks {missing}"
+    empty = [c for c in column_names("declarations") if decl[c].isna().all()]
+    assert not empty, f"tests/fixtures/canonical.py: no value in declarations column(s) {empty}"
+
+
 def test_text_input_is_parsed(decl, outc):
     text = decl.astype(str)
     text["accepted_date"] = decl["accepted_date"].dt.strftime("%Y-%m-%d")

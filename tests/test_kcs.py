@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -97,6 +98,11 @@ def test_development_protocol_command(kcs_folder, tmp_path):
     # the planted undervaluation and repeat offenders are found well above the base rate
     assert revenue["precision"]["5%"] > base_rate + 0.3
     assert revenue["n_train"] > 0 and revenue["n_valid"] > 0
+    # each rate's figure comes with its bootstrap interval over the ranked items
+    assert set(revenue["precision_ci95"]) == set(revenue["precision"])
+    for rate, (low, high) in revenue["precision_ci95"].items():
+        assert low <= revenue["precision"][rate] <= high
+    assert "revenue 95% bootstrap intervals over the ranked items: P@1%=[" in proc.stdout
     assert "health_safety" in result["areas"]  # measured, or skipped with its reason
 
     flipped = tmp_path / "flipped"
@@ -133,3 +139,30 @@ def test_real_kcs_sample_through_the_protocol(tmp_path):
     # profiles hs6r/hs6rt/hs6tl (0.598 without them, which this bound would fail; about 100
     # items ranked at 5%)
     assert revenue["precision"]["5%"] > 0.65
+
+
+def test_value_band_reference_leaves_out_the_items_near_the_own_value():
+    """``--reference value-bands``: earlier labelled items of the HS6 in the item's decade of
+    declared value, minus those within about 1% of its value (the exact-repeat artefact)."""
+    from riskml.protocol import value_band_history
+
+    decl = pd.DataFrame(
+        {
+            "accepted_date": pd.to_datetime(
+                ["2020-01-05", "2020-01-20", "2020-02-03", "2020-03-01", "2020-02-10"]
+            ),
+            "hs_code": ["392690"] * 5,
+            "cif_value": [2e6, 5e6, 2.01e6, 3e7, 0.0],
+            "net_mass_kg": [10.0, 10.0, 10.0, 10.0, 10.0],
+        }
+    )
+    labels = pd.DataFrame({"label": [1.0, 0.0, 1.0, 0.0, 0.0]})  # overall rate 0.4
+    out = value_band_history(decl, labels)
+    # January: nothing earlier; February's 2.01e6 sees January's two items of its decade, but
+    # not the 2e6 offence within 1% of its value: one clean peer left
+    assert out["hs6vb_n"].tolist()[:4] == [0.0, 0.0, 1.0, 0.0]
+    assert out["hs6vb_hr"].iloc[2] == pytest.approx((0 + 20 * 0.4) / (1 + 20))
+    assert out["hs6vb_hr"].iloc[0] == pytest.approx(0.4)
+    assert np.isnan(out["hs6vb_n"].iloc[4])  # a value of 0 has no decade
+    # the same masses: every earlier peer is within 1%, none is left
+    assert (out["hs6mb_n"] == 0).all()

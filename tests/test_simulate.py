@@ -59,6 +59,16 @@ def test_columns_and_dtypes_follow_the_contract(world):
                 assert pd.api.types.is_string_dtype(s) or s.dtype == object, col.name
 
 
+def test_the_simulator_fills_every_optional_declaration_column(world):
+    """Guard: a new optional contract column must be written by the simulator too, with values
+    (it broke `riskml source` and the default `make run` twice when it was not)."""
+    decl = world["declarations"]
+    optional = [c.name for c in TABLES["declarations"] if not c.required]
+    assert optional, "the contract has optional declaration columns"
+    empty = [c for c in optional if c not in decl.columns or decl[c].isna().all()]
+    assert not empty, f"the simulator writes no value in optional column(s) {empty}"
+
+
 def test_keys_are_unique_and_well_formed(world):
     d, o, t = world["declarations"], world["outcomes"], world["truth"]
     assert not d.duplicated(KEY).any()

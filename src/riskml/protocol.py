@@ -29,7 +29,7 @@ from riskml.config import (
     load_params,
 )
 from riskml.contract import RiskmlError
-from riskml.metrics import average_precision, precision_at_rate
+from riskml.metrics import average_precision, bootstrap_precision_at_rate, precision_at_rate
 
 #: The KCS development protocol: the dataset's protocol one quarter earlier (its test quarter,
 #: 2021-04..06, is held out and not in the files).
@@ -66,10 +66,19 @@ def ranked_window(features: pd.DataFrame, labels: pd.DataFrame, split: SplitPara
     return in_window(labelled_rows(features, labels), split.test_start, split.test_end)
 
 
-def measure(y: np.ndarray, score: np.ndarray, rates: tuple[float, ...] = RATES) -> dict[str, Any]:
-    """Precision at each rate and average precision of ``score`` against labels ``y``."""
+def measure(
+    y: np.ndarray, score: np.ndarray, rates: tuple[float, ...] = RATES, *, n_boot: int = 1000
+) -> dict[str, Any]:
+    """Precision at each rate (with its 95% bootstrap interval over the ranked items, seed 0)
+    and average precision of ``score`` against labels ``y``."""
+    intervals = {}
+    if len(y) and np.any(y):
+        for r in rates:
+            ci = bootstrap_precision_at_rate(y, score, rate=r, n_boot=n_boot, seed=0)
+            intervals[f"{r:.0%}"] = [ci["low"], ci["high"]]
     return {
         "precision": {f"{r:.0%}": precision_at_rate(y, score, rate=r) for r in rates},
+        "precision_ci95": intervals,
         "average_precision": average_precision(y, score),
         "n_ranked": int(len(y)),
         "positive_rate": float(np.mean(y)) if len(y) else float("nan"),
@@ -81,6 +90,25 @@ def measure(y: np.ndarray, score: np.ndarray, rates: tuple[float, ...] = RATES) 
 EXACT_VALUE_KEYS = {"hs6val": ("hs6", "cif_value"), "hs6mass": ("hs6", "net_mass_kg")}
 
 
+def _earlier_labelled(
+    key: pd.Series, month: pd.Series, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the labelled items and the offences among them with the same ``key`` in the
+    months before the row's (``y``: 1, 0 or NaN for unlabelled)."""
+    known = ~np.isnan(y)
+    cells = (
+        pd.DataFrame({"k": key, "m": month, "n": known, "f": np.nan_to_num(y)})
+        .groupby(["k", "m"], sort=True)[["n", "f"]]
+        .sum()
+        .reset_index()
+    )
+    grouped = cells.groupby("k")
+    cells["n_before"] = grouped["n"].cumsum() - cells["n"]
+    cells["f_before"] = grouped["f"].cumsum() - cells["f"]
+    rows = pd.DataFrame({"k": key, "m": month}).merge(cells, on=["k", "m"], how="left")
+    return rows["n_before"].to_numpy(float), rows["f_before"].to_numpy(float)
+
+
 def exact_value_history(
     declarations: pd.DataFrame, labels: pd.DataFrame, *, prior: float = 5.0
 ) -> pd.DataFrame:
@@ -90,26 +118,52 @@ def exact_value_history(
     cut, as :func:`riskml.labels.build_labels` with ``known_before``)."""
     month = pd.to_datetime(declarations["accepted_date"]).dt.to_period("M").astype("int64")
     y = labels["label"].to_numpy(dtype=float)
-    known = ~np.isnan(y)
-    base = float(np.nanmean(y)) if known.any() else 0.0
+    base = float(np.nanmean(y)) if (~np.isnan(y)).any() else 0.0
     out = {}
     for name, (_, col) in EXACT_VALUE_KEYS.items():
         key = declarations["hs_code"].astype("str").str[:6] + "|" + declarations[col].astype("str")
-        cells = (
-            pd.DataFrame({"k": key, "m": month, "n": known, "f": np.nan_to_num(y)})
-            .groupby(["k", "m"], sort=True)[["n", "f"]]
-            .sum()
-            .reset_index()
-        )
-        grouped = cells.groupby("k")
-        cells["n_before"] = grouped["n"].cumsum() - cells["n"]
-        cells["f_before"] = grouped["f"].cumsum() - cells["f"]
-        rows = pd.DataFrame({"k": key, "m": month}).merge(cells, on=["k", "m"], how="left")
-        out[f"{name}_n"] = rows["n_before"].to_numpy(float)
-        out[f"{name}_hr"] = (
-            (rows["f_before"] + prior * base) / (rows["n_before"] + prior)
-        ).to_numpy()
+        n_before, f_before = _earlier_labelled(key, month, y)
+        out[f"{name}_n"] = n_before
+        out[f"{name}_hr"] = (f_before + prior * base) / (n_before + prior)
     return pd.DataFrame(out, index=declarations.index)
+
+
+#: ``--reference value-bands``: history of the HS6 in the item's decade of declared value and
+#: of net mass, leaving out the earlier items within about 1% of the item's own value (mass).
+VALUE_BAND_COLUMNS = {"hs6vb": "cif_value", "hs6mb": "net_mass_kg"}
+#: Width in log10 units of the left-out neighbourhood (0.005: about +-1.2%).
+BAND_LEAVE_OUT = 0.005
+
+
+def value_band_history(
+    declarations: pd.DataFrame, labels: pd.DataFrame, *, prior: float = 20.0
+) -> pd.DataFrame:
+    """Per item, the smoothed offence rate and count of earlier labelled items of the same HS6
+    whose declared value (``hs6vb_*``) or net mass (``hs6mb_*``) lies in the item's decade
+    (1-10 million, 10-100 million, ...), minus those within :data:`BAND_LEAVE_OUT` of the item's
+    own value: a peer group of goods in a value range, which cannot key on a repeated exact
+    value (the generator artefact :func:`exact_value_history` measures). Labels count from the
+    month after acceptance (``labels`` as for :func:`exact_value_history`)."""
+    month = pd.to_datetime(declarations["accepted_date"]).dt.to_period("M").astype("int64")
+    y = labels["label"].to_numpy(dtype=float)
+    base = float(np.nanmean(y)) if (~np.isnan(y)).any() else 0.0
+    hs6 = declarations["hs_code"].astype("str").str[:6]
+    out = {}
+    for name, col in VALUE_BAND_COLUMNS.items():
+        x = declarations[col].astype("float64")
+        log = np.log10(x.where(x > 0))
+        band = hs6 + "|" + np.floor(log).astype("string").fillna("none")
+        near = hs6 + "|" + np.floor(log / BAND_LEAVE_OUT).astype("string").fillna("none")
+        n_band, f_band = _earlier_labelled(band, month, y)
+        n_near, f_near = _earlier_labelled(near, month, y)
+        n_before = np.where(log.notna(), n_band - n_near, np.nan)
+        out[f"{name}_n"] = n_before
+        out[f"{name}_hr"] = (f_band - f_near + prior * base) / (n_before + prior)
+    return pd.DataFrame(out, index=declarations.index)
+
+
+#: Measured references beside the standard features (``scripts/kcs_protocol.py --reference``).
+REFERENCES = {"exact-values": exact_value_history, "value-bands": value_band_history}
 
 
 def exact_repeats(
@@ -160,8 +214,8 @@ def area_result(
     from riskml.train import feature_matrix, train_area
 
     known = build_labels(declarations, outcomes, spec, known_before=pd.Timestamp(split.test_start))
-    if reference == "exact-values":
-        extra = exact_value_history(declarations, known)
+    if reference in REFERENCES:
+        extra = REFERENCES[reference](declarations, known)
         features = pd.concat([features, extra.set_axis(features.index)], axis=1)
     model = train_area(features, known, spec, split, area_train_params(params, spec))
     final = build_labels(declarations, outcomes, spec)
