@@ -175,10 +175,11 @@ def model_inputs(
     missing = [n for n in names if n not in features]
     if missing:  # the same check and message as for a frame
         feature_matrix(pd.DataFrame(columns=list(features)), names)
-    out = np.empty((len(prep.declarations), len(names)), dtype=np.float32)
+    # column by column into a column-major matrix (as a frame's block is): contiguous writes
+    out = np.empty((len(names), len(prep.declarations)), dtype=np.float32)
     for j, name in enumerate(names):
-        out[:, j] = features[name]
-    return out
+        out[j] = features[name]
+    return out.T
 
 
 def build_features(
