@@ -211,6 +211,13 @@ def _precision(y: np.ndarray, score: np.ndarray, rate: float) -> float:
     return float(precision_at_rate(y, score, rate=rate))
 
 
+def _expected(true_prob: np.ndarray, score: np.ndarray, rate: float) -> float:
+    """Mean oracle probability of the items selected at ``rate``: the precision the picks are
+    worth in expectation (development choices: far less noisy than a window's offences)."""
+    k = selection_size(len(score), rate=rate)
+    return float(true_prob[np.argsort(-score, kind="stable")[:k]].mean())
+
+
 def _share(value: np.ndarray, score: np.ndarray, rate: float) -> float:
     """Share of the window's total ``value`` held by the items selected at ``rate``."""
     k = selection_size(len(score), rate=rate)
@@ -229,13 +236,16 @@ def evaluate_world(
     tiers: bool,
     reference: dict[str, str] | None,
     models: bool = True,
+    raw: bool = True,
     train_overrides: dict[str, Any] | None = None,
     log: Any = print,
     on_area: Any = None,
 ) -> list[dict[str, Any]]:
     """Rows (world, window, area, seed, method, precision, status) of one world.
-    ``reference`` None: no truth-trained reference; ``train_overrides``: ``train`` settings
-    changed for every model (development experiments)."""
+    ``reference`` None: no truth-trained reference; ``raw`` False: no raw-column baseline;
+    ``train_overrides``: ``train`` settings changed for every model (development
+    experiments). Each row holds the precision on the truth and ``expected``, the mean
+    oracle probability of the picks."""
     params = load_params(root / "params.yaml")
     if train_overrides:
         params = params.model_copy(
@@ -276,13 +286,17 @@ def evaluate_world(
                     update={"train": params.train.model_copy(update={"seed": seed})}
                 )
                 if models:
-                    tables["first_stage_cache"] = {}
+                    # first stages are shared by the areas of a window (keyed by their labels
+                    # and settings, seed included); the raw cache is not keyed by seed
+                    tables.setdefault("first_stage_cache", {})
                     tables["raw_cache"] = {}
+                    frame = frames[window.index - 1]
+                    pos = positions[window.index - 1]
+                    if not raw:
+                        frame = {"features": frame["features"]}
+                        pos = {"features": pos["features"]}
                     try:
-                        scores, facts = bt.window_scores(
-                            frames[window.index - 1], positions[window.index - 1], tables, spec,
-                            window, seeded,
-                        )  # fmt: skip
+                        scores, facts = bt.window_scores(frame, pos, tables, spec, window, seeded)
                     except RiskmlError as exc:
                         rows.append(unit | {"method": "model", "status": f"too few labels: {exc}"})
                         log(f"world {world} {area} window {window.index} seed {seed}: {exc}")
@@ -305,7 +319,9 @@ def evaluate_world(
                 shares = {}
                 if scores is not None:
                     ranks = ranking_scores(scores, seed=params.evaluate.seed, area=area)
-                    got |= {m: ranks[m] for m in ("model", "raw_lightgbm", "legacy_rules")}
+                    got |= {
+                        m: ranks[m] for m in ("model", "raw_lightgbm", "legacy_rules") if m in ranks
+                    }
                     seed_scores.append(ranks["model"])
                 if scores is not None and "expected_recovery" in scores.columns:
                     # the candidate list's key (revenue), and its share of the evaded duty
@@ -333,9 +349,11 @@ def evaluate_world(
                         tables, spec, window, seeded,
                     )  # fmt: skip
                     got["no_seizures"] = part["score"].to_numpy(float)
+                true_prob = got["oracle"]
                 for method, score in got.items():
                     rows.append(unit | {"method": method, "status": "ok",
                                         "precision": _precision(y, score, rate),
+                                        "expected": _expected(true_prob, score, rate),
                                         "positives": int(y.sum()), "n": len(y)})  # fmt: skip
                 for method, share in shares.items():
                     # a revenue share, in the precision column so that ratios pair alike
@@ -536,6 +554,8 @@ def main() -> None:
     ap.add_argument("--choose-reference", action="store_true",
                     help="development: try every REFERENCE_CANDIDATES setting")  # fmt: skip
     ap.add_argument("--no-reference", action="store_true", help="skip the truth reference")
+    ap.add_argument("--no-raw", action="store_true",
+                    help="development: skip the raw-column LightGBM baseline")  # fmt: skip
     ap.add_argument("--reference-only", action="store_true",
                     help="only the oracle, the truth reference and the tiers (no label-"
                     "trained model): a separate process; --combine merges its --out")  # fmt: skip
@@ -570,9 +590,11 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.train_param)}
     if overrides and args.role != "development":
         ap.error("--train-param is for development worlds only")
+    if args.no_raw and args.role != "development":
+        ap.error("--no-raw is for development worlds only (reports pair with the baseline)")
     kw = dict(
         areas=args.areas, n_windows=args.windows, train_seeds=args.train_seeds,
-        train_overrides=overrides,
+        train_overrides=overrides, raw=not args.no_raw,
     )  # fmt: skip
     if args.choose_reference:
         by_setting = {}

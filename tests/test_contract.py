@@ -120,11 +120,23 @@ def test_optional_columns_may_be_absent(decl, outc):
         for c in column_names("declarations")
         if c not in column_names("declarations", required_only=True)
     ]
-    res = validate(decl.drop(columns=optional), outc.drop(columns=["offence_code"]), today=TODAY)
+    dropped = ["control_reason", "offence_code"]
+    res = validate(decl.drop(columns=optional), outc.drop(columns=dropped), today=TODAY)
     assert res.quarantine.empty
     assert res.declarations[optional].isna().all().all()
     assert res.report["declarations"]["absent_optional_columns"] == optional
+    assert res.report["outcomes"]["absent_optional_columns"] == dropped
+    assert res.outcomes[dropped].isna().all().all()
     schema("declarations", today=TODAY).validate(res.declarations)
+    schema("outcomes", today=TODAY).validate(res.outcomes)
+
+
+def test_control_reason_is_validated_and_case_folded(decl, outc):
+    reasons = ["Intelligence", "random", None, "PROFILE"]
+    res = validate(decl, outc.assign(control_reason=reasons), today=TODAY)
+    assert res.quarantine.empty
+    assert res.outcomes["control_reason"].tolist()[:2] == ["intelligence", "random"]
+    assert pd.isna(res.outcomes["control_reason"].iloc[2])
 
 
 def test_outcomes_none_gives_empty_outcomes(decl):
@@ -271,6 +283,7 @@ def test_source_row_names_the_file_row(decl):
 BAD_OUTCOME_VALUES = [
     ("risk_area", "piracy", "risk_area", "'piracy' is not one of revenue"),
     ("control_kind", "sniffer dog", "control_kind", "is not one of documentary"),
+    ("control_reason", "hunch", "control_reason", "'hunch' is not one of profile"),
     ("risk_area", None, "offence_found, risk_area", "offence found without a risk area"),
     ("additional_duty", -10.0, "additional_duty", "is not >= 0"),
     ("result_date", "2023-13-01", "result_date", "is not a date"),

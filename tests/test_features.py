@@ -758,3 +758,14 @@ def test_simulated_world_leakage():
     past = (decl["accepted_date"] < cutoff).to_numpy()
     pd.testing.assert_frame_equal(base[past], rewritten[past], check_exact=True)
     assert outc["result_date"].ge(cutoff).any()
+
+
+def test_control_reason_reaches_no_feature(world, world_features):
+    # why a control was made is known only for controlled items: no feature may depend on it,
+    # even when it marks every finding (a reason that "explains" the labels)
+    decl, outc = world
+    found = outc["offence_found"].to_numpy(bool)
+    marked = outc.assign(control_reason=np.where(found, "intelligence", "profile"))
+    frame = build_features(decl, marked, FeatureParams(), specs=_specs())
+    pd.testing.assert_frame_equal(frame, world_features)
+    assert not [c for c in frame.columns if "reason" in c]

@@ -351,6 +351,10 @@ def test_control_results_table(tmp_path):
                     "from": "kind",
                     "values": {"DOC": "documentary", "PHY": "physical", "AUD": "pca"},
                 },
+                "control_reason": {
+                    "from": "why",
+                    "values": {"PRF": "profile", "INT": "intelligence", "RND": "random"},
+                },
                 "result_date": {"from": "closed", "date_format": "%d/%m/%Y"},
                 "risk_area": {"from": "area", "values": {"REV": "revenue", "IPR": "ipr"}},
                 "offence_found": "hit",
@@ -363,6 +367,7 @@ def test_control_results_table(tmp_path):
         {
             "sad": ["D1", "D1", "D2", "D5", "D9"],
             "kind": ["DOC", "AUD", "PHY", "XX", "DOC"],
+            "why": ["PRF", "INT", "", "RND", "PRF"],
             "closed": ["05/03/2024", "01/06/2024", "09/03/2024", "10/03/2024", "10/03/2024"],
             "area": ["", "REV", "IPR", "", ""],
             "hit": ["0", "1", "1", "0", "0"],
@@ -378,6 +383,10 @@ def test_control_results_table(tmp_path):
     pca = outc[outc["control_kind"] == "pca"].iloc[0]
     assert pca["risk_area"] == "revenue" and pca["additional_duty"] == 250.5
     assert outc.loc[outc["control_kind"] == "physical", "risk_area"].tolist() == ["ipr"]
+    # why each control was made: mapped from the national codes; an empty code is not recorded
+    reasons = outc.set_index("control_kind")["control_reason"]
+    assert reasons["pca"] == "intelligence" and reasons["documentary"] == "profile"
+    assert pd.isna(reasons["physical"])
     bad = q[q["table"] == "outcomes"].set_index("row")
     assert bad.loc[3, "file"] == str(controls_file)  # unknown control kind: not a canonical one
     assert "'xx' is not one of" in bad.loc[3, "reason"]

@@ -186,3 +186,48 @@ def test_missing_column_is_a_clear_error(declarations, outcomes):
 
     with pytest.raises(RiskmlError, match="control_kind"):
         build_labels(declarations, outcomes.drop(columns="control_kind"), REVENUE)
+
+
+REASONS = {  # the reason of each outcome row of the fixture, in its order
+    ("D1", 1, "documentary"): "intelligence",
+    ("D1", 1, "pca"): "profile",
+    ("D1", 2, "physical"): "profile",
+    ("D2", 1, "scanner"): "intelligence",
+    ("D3", 1, "random"): "random",
+    ("D4", 1, "documentary"): "profile",
+    ("D5", 1, "random"): "random",
+    ("D5", 1, "pca"): "profile",
+    ("D6", 1, "physical"): "intelligence",
+}
+
+
+def test_control_reason_is_the_deciding_control_s_and_only_of_labelled_items(
+    declarations, outcomes
+):
+    keyed = zip(
+        outcomes["declaration_id"], outcomes["item_no"], outcomes["control_kind"], strict=True
+    )
+    with_reason = outcomes.assign(control_reason=[REASONS[k] for k in keyed])
+    got = {}
+    for spec in (REVENUE, DRUGS):
+        labels = build_labels(declarations, with_reason, spec)
+        keys = labels["declaration_id"] + "/" + labels["item_no"].astype(str)
+        reasons = labels["control_reason"].astype(object)
+        got[spec.name] = {k: None if pd.isna(v) else v for k, v in zip(keys, reasons, strict=True)}
+        # a reason is known only where a control labelled the item for the area
+        assert (labels["control_reason"].notna() == labels["label"].notna()).all()
+    # revenue: D1/1 positive by its first finding (documentary, intelligence); D5/1 decided by
+    # its random control although a PCA (profile) found the offence; D6/1 intelligence
+    assert got["revenue"] == {
+        "D1/1": "intelligence", "D1/2": "profile", "D2/1": None, "D3/1": "random",
+        "D4/1": None, "D5/1": "random", "D6/1": "intelligence", "D7/1": None,
+    }  # fmt: skip
+    # drugs: the scanner check (intelligence) decides D2/1; D1/1 is unlabelled
+    assert got["drugs"]["D2/1"] == "intelligence" and got["drugs"]["D1/1"] is None
+    # without the column: today's labels, no reason
+    plain = build_labels(declarations, outcomes, REVENUE)
+    assert plain["control_reason"].isna().all()
+    pd.testing.assert_frame_equal(
+        plain.drop(columns="control_reason"),
+        build_labels(declarations, with_reason, REVENUE).drop(columns="control_reason"),
+    )

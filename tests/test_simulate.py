@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from riskml.config import load_area_specs, load_params
-from riskml.contract import RISK_AREAS, TABLES, column_names
+from riskml.contract import CONTROL_REASONS, RISK_AREAS, TABLES, column_names
 from riskml.simulate import month_plan, run, simulate
 from riskml.simulate.catalogue import load_catalogue
 from riskml.simulate.engine import World
@@ -67,6 +67,31 @@ def test_the_simulator_fills_every_optional_declaration_column(world):
     assert optional, "the contract has optional declaration columns"
     empty = [c for c in optional if c not in decl.columns or decl[c].isna().all()]
     assert not empty, f"the simulator writes no value in optional column(s) {empty}"
+
+
+def test_every_optional_contract_column_is_written(world):
+    # the simulator is the project's reference data: an optional column it leaves empty is a
+    # code path (ingest, features, training) no default run exercises
+    for table in TABLES:
+        empty = [c.name for c in TABLES[table] if world[table][c.name].isna().all()]
+        assert not empty, (table, empty)
+
+
+def test_every_control_says_why_it_was_made(world, truth_wide):
+    o = world["outcomes"]
+    assert set(o["control_reason"]) == set(CONTROL_REASONS) - {"other"}
+    # a random control is a random draw; audits and the ranked legacy score are profiles
+    assert ((o["control_kind"] == "random") == (o["control_reason"] == "random")).all()
+    assert (o.loc[o["control_kind"] == "pca", "control_reason"] == "profile").all()
+    tipped = o[o["control_reason"] == "intelligence"]
+    assert set(tipped["control_kind"]) <= {"documentary", "physical", "scanner"}
+    # tip-offs follow the hidden risk: the items they name carry more of it than the items
+    # the profiles choose (the oracle's mean probability of a rare-area offence)
+    rare = truth_wide["true_prob"][["drugs", "environment", "health_safety", "security"]]
+    risk = rare.sum(axis=1).rename("risk").reset_index()
+    items = o.drop_duplicates([*KEY, "control_reason"]).merge(risk, on=KEY)
+    mean = items.groupby("control_reason")["risk"].mean()
+    assert mean["intelligence"] > 3 * mean["profile"]
 
 
 def test_keys_are_unique_and_well_formed(world):

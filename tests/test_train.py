@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from riskml.area_model import AreaModel
-from riskml.config import AreaSpec, spec_document
-from riskml.contract import RiskmlError
+from riskml.config import AreaSpec, TrainParams, spec_document
+from riskml.contract import KEY, RiskmlError
 from riskml.labels import build_labels
 from riskml.metrics import average_precision
 from riskml.train import (
@@ -28,6 +28,7 @@ from riskml.train import (
     run_tune,
     train_area,
     training_labels,
+    training_weights,
 )
 from riskml.train_stage import train_area_model
 
@@ -620,3 +621,86 @@ def test_the_train_command_states_the_settings_an_area_overrides(world_root, rev
         if stage == "train":
             assert f"train revenue: {said}\n" in proc.stderr, proc.stderr
     assert f"Settings: {said}." in (world_root / "models/revenue/model_card.md").read_text()
+
+
+def _tipped(world) -> dict[str, pd.DataFrame]:
+    """The world plus tip-offs that follow the hidden risk: offences among the uncontrolled
+    items whose ``f_noise`` (a feature unrelated to the risk) is high, each found by a
+    physical control made on an intelligence lead; the other controls are profile or random."""
+    o = world["outcomes"]
+    d, t = world["features"], world["truth"]
+    seen = d["declaration_id"].isin(o["declaration_id"]).to_numpy()
+    tip = ~seen & (d["f_noise"].to_numpy() > 1.0) & t["offence"].to_numpy(bool)
+    tips = pd.DataFrame(
+        {
+            "declaration_id": d["declaration_id"].to_numpy()[tip],
+            "item_no": 1,
+            "control_kind": "physical",
+            "control_reason": "intelligence",
+            "result_date": d["accepted_date"].to_numpy()[tip] + pd.Timedelta(days=30),
+            "risk_area": pd.array(["revenue"] * int(tip.sum()), dtype="string"),
+            "offence_found": True,
+            "additional_duty": t["evaded_duty"].to_numpy()[tip],
+        }
+    )
+    reason = np.where(o["control_kind"] == "random", "random", "profile")
+    outcomes = pd.concat([o.assign(control_reason=reason), tips], ignore_index=True)
+    return world | {"outcomes": outcomes}
+
+
+def _noise_lift(model, world, split) -> float:
+    """Mean score of the test window's high-``f_noise`` items over the others' (1: no lift;
+    both groups have the same true risk)."""
+    test = in_window(world["features"], split.test_start, split.test_end)
+    score = model.predict(test)
+    high = test["f_noise"].to_numpy() > 1.0
+    return float(score[high].mean() / score[~high].mean())
+
+
+def test_reason_weights_undo_the_bias_of_tip_offs(world, revenue_spec, params):
+    tipped = _tipped(world)
+    labels = _labels(tipped, revenue_spec, params.split.test_start)
+    assert (labels["control_reason"] == "intelligence").sum() > 30
+    plain = train_area(world["features"], labels, revenue_spec, params.split, params.train)
+    cured = params.train.model_copy(update={"reason_weights": {"intelligence": 0.0}})
+    model = train_area(world["features"], labels, revenue_spec, params.split, cured)
+    # the tips teach the unweighted model that f_noise means risk; weighted down, they do not
+    assert _noise_lift(plain, world, params.split) > 1.5
+    assert _noise_lift(model, world, params.split) < 1.15
+    truth = in_window(
+        world["features"].merge(world["truth"][[*KEY, "offence"]], on=KEY),
+        params.split.test_start, params.split.test_end,
+    )  # fmt: skip
+    ap = {
+        name: average_precision(truth["offence"].to_numpy(), m.predict(truth))
+        for name, m in (("plain", plain), ("cured", model))
+    }
+    assert ap["cured"] > ap["plain"]
+    # without recorded reasons the setting changes nothing (today's behaviour)
+    bare = labels.drop(columns="control_reason")
+    a = train_area(world["features"], bare, revenue_spec, params.split, params.train)
+    b = train_area(world["features"], bare, revenue_spec, params.split, cured)
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+
+
+def test_training_weights_multiply_recency_and_reason_and_average_one():
+    dates = ["2024-01-01", "2023-12-01", "2024-01-01", "2024-01-01"]
+    rows = pd.DataFrame(
+        {
+            "accepted_date": pd.to_datetime(dates),
+            "control_reason": pd.array(["intelligence", "profile", None, "random"], dtype="string"),
+        }
+    )
+    weights = {"intelligence": 0.25, "random": 2.0}
+    train = TrainParams(reason_weights=weights, recency_half_life_months=1.0)
+    w = training_weights(rows, train, date(2024, 1, 1))
+    recency = recency_weights(rows["accepted_date"], date(2024, 1, 1), 1.0)
+    raw = recency * np.array([0.25, 1.0, 1.0, 2.0])
+    np.testing.assert_allclose(w, raw / raw.mean())
+    assert training_weights(rows, TrainParams(), date(2024, 1, 1)) is None
+    only_reason = training_weights(rows, TrainParams(reason_weights=weights), None)
+    np.testing.assert_allclose(only_reason, np.array([0.25, 1, 1, 2]) / 1.0625)
+    with pytest.raises(RiskmlError, match="every training row weighs 0"):
+        training_weights(rows.iloc[:1], TrainParams(reason_weights={"intelligence": 0}), None)
+    with pytest.raises(ValueError, match="unknown control reason"):
+        TrainParams(reason_weights={"tip": 0.5})

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from riskml.contract import CONTROL_KINDS, RISK_AREAS, RiskmlError
+from riskml.contract import CONTROL_KINDS, CONTROL_REASONS, RISK_AREAS, RiskmlError
 
 
 class _Section(BaseModel):
@@ -89,6 +89,25 @@ class TrainParams(_Section):
     # area's legacy-rule score (LightGBM monotone constraints, riskml.train.monotone_constraints).
     # A prior for areas with a few dozen biased labels; see docs/results.md (issue 15).
     monotone_own_intelligence: bool = False
+    # Weight of a labelled row by why its deciding control was made (outcomes.control_reason:
+    # profile, intelligence, random, other), e.g. {intelligence: 0.25}; a reason not listed, or
+    # not recorded, weighs 1. Tip-offs follow the hidden risk, so their hit rates overstate the
+    # population's; see riskml.train.reason_weights and docs/results.md (issue 15, session 8).
+    reason_weights: dict[str, float] = {}
+
+    @field_validator("reason_weights")
+    @classmethod
+    def _known_reasons(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = sorted(set(v) - set(CONTROL_REASONS))
+        if bad:
+            raise ValueError(
+                f"reason_weights: unknown control reason(s) {bad}; allowed: "
+                f"{', '.join(CONTROL_REASONS)}"
+            )
+        negative = sorted(k for k, w in v.items() if not w >= 0)
+        if negative:
+            raise ValueError(f"reason_weights: weights must be >= 0 (got {negative})")
+        return v
 
 
 class TuneParams(_Section):

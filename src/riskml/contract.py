@@ -41,6 +41,13 @@ RISK_AREAS: tuple[str, ...] = (
 
 CONTROL_KINDS: tuple[str, ...] = ("documentary", "physical", "scanner", "pca", "random")
 
+#: Why a control was made (``outcomes.control_reason``, optional): a risk ``profile`` or rule on
+#: what the declaration shows, an ``intelligence`` lead (tip-off, information from another
+#: agency), a ``random`` draw, or ``other`` (a request, a reviewer's choice, ...). Training uses
+#: it to tell labels that follow observable facts from labels that follow hidden risk
+#: (``train.reason_weights``); no feature may use it (known only for controlled items).
+CONTROL_REASONS: tuple[str, ...] = ("profile", "intelligence", "random", "other")
+
 TRANSPORT_MODES: tuple[str, ...] = ("sea", "air", "road", "rail", "post", "unknown")
 
 KEY: list[str] = ["declaration_id", "item_no"]
@@ -108,6 +115,13 @@ OUTCOME_COLUMNS: tuple[Column, ...] = (
     Column("declaration_id", "string", True, "declaration the control was made on"),
     Column("item_no", "int", True, "goods item the control was made on"),
     Column("control_kind", "string", True, "documentary, physical, scanner, pca or random"),
+    Column(
+        "control_reason",
+        "string",
+        False,
+        "why the item was controlled: profile (risk rules and profiles on declared facts), "
+        "intelligence (a tip-off or lead), random (a random draw) or other; empty: not recorded",
+    ),
     Column("result_date", "date", True, "date the result of the control became known"),
     Column(
         "risk_area",
@@ -271,6 +285,7 @@ BOUNDS: dict[str, tuple[tuple[str, float], ...]] = {
 ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "transport_mode": TRANSPORT_MODES,
     "control_kind": CONTROL_KINDS,
+    "control_reason": CONTROL_REASONS,
     "risk_area": RISK_AREAS,
 }
 # HS chapters run from 01 to 97: a code in chapter 00 is a padded shorter code.

@@ -29,6 +29,7 @@ from riskml.catalog import table_file
 from riskml.contract import (
     ALLOWED_VALUES,
     CONTROL_KINDS,
+    CONTROL_REASONS,
     DECLARATION_COLUMNS,
     KEY,
     OUTCOME_COLUMNS,
@@ -105,6 +106,9 @@ class LabelSpec(_Model):
     additional_duty_scale: float = Field(1.0, gt=0)
     offence_code: str | None = None
     control_kind: str
+    # why the labelled rows were controlled (profile, intelligence, random, other), when the
+    # file says it for all of them; unset: not recorded
+    control_reason: str | None = None
     risk_area: str
     clean_scope: Literal["all_areas", "risk_area"] = "all_areas"
     label_delay_days: int = Field(ge=0)
@@ -119,6 +123,13 @@ class LabelSpec(_Model):
     def _kind(cls, v: str) -> str:
         if v not in CONTROL_KINDS:
             raise ValueError(f"unknown control kind {v!r}; allowed: {', '.join(CONTROL_KINDS)}")
+        return v
+
+    @field_validator("control_reason")
+    @classmethod
+    def _reason(cls, v: str | None) -> str | None:
+        if v is not None and v not in CONTROL_REASONS:
+            raise ValueError(f"unknown control reason {v!r}; allowed: {', '.join(CONTROL_REASONS)}")
         return v
 
     @field_validator("risk_area")
@@ -633,6 +644,8 @@ def _label_rows(
         ).values.to_numpy()
     if spec.offence_code:
         out["offence_code"] = as_text(raw[spec.offence_code]).to_numpy()
+    if spec.control_reason:
+        out["control_reason"] = spec.control_reason
     for extra in (SOURCE_FILE, SOURCE_ROW):
         if extra in declarations.columns:
             out[extra] = declarations[extra].to_numpy()

@@ -19,7 +19,7 @@ import pandas as pd
 from riskml.config import AreaSpec
 from riskml.contract import CONTROL_KINDS, KEY, RiskmlError
 
-LABEL_COLUMNS: list[str] = [*KEY, "label", "control_kind", "recovered"]
+LABEL_COLUMNS: list[str] = [*KEY, "label", "control_kind", "control_reason", "recovered"]
 
 _OUTCOME_NEEDS = [*KEY, "control_kind", "result_date", "risk_area", "offence_found"]
 
@@ -51,11 +51,17 @@ def _area_rows(outcomes: pd.DataFrame, spec: AreaSpec, known_before) -> pd.DataF
     informs = positive | (detects & (clean_here | other_finding))
 
     duty = o["additional_duty"] if "additional_duty" in o.columns else pd.Series(0.0, o.index)
+    reason = (
+        o["control_reason"].astype("string")
+        if "control_reason" in o.columns
+        else pd.Series(pd.NA, index=o.index, dtype="string")
+    )
     rows = pd.DataFrame(
         {
             "declaration_id": o["declaration_id"].astype("string").to_numpy(),
             "item_no": o["item_no"].astype("int64").to_numpy(),
             "control_kind": kind.to_numpy(),
+            "control_reason": reason.to_numpy(),
             "result_date": o["result_date"].to_numpy(),
             "positive": positive,
             "recovered": np.where(positive, duty.astype("float64").fillna(0.0).to_numpy(), 0.0),
@@ -68,25 +74,31 @@ def _area_rows(outcomes: pd.DataFrame, spec: AreaSpec, known_before) -> pd.DataF
 
 
 def _per_item(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per controlled item: label, deciding control kind, recovered duty."""
+    """One row per controlled item: label, deciding control (kind and reason), recovered duty.
+
+    The deciding control is a random one when there is one (the item then belongs to the
+    unbiased sample), else the earliest finding for a positive, the earliest control for a
+    negative."""
     grouped = rows.groupby(KEY, sort=False)
     agg = grouped.agg(
         positive=("positive", "any"),
         recovered=("recovered", "sum"),
     )
-    agg["any_random"] = (
-        (rows["control_kind"] == "random")
-        .groupby([rows["declaration_id"], rows["item_no"]], sort=False)
-        .any()
-    )
-    first_any = rows.drop_duplicates(KEY).set_index(KEY)["control_kind"]
-    first_pos = rows[rows["positive"]].drop_duplicates(KEY).set_index(KEY)["control_kind"]
-    agg["first_any"] = first_any
-    agg["first_pos"] = first_pos
-    deciding = agg["first_pos"].where(agg["positive"], agg["first_any"])
-    agg["control_kind"] = deciding.where(~agg["any_random"].astype(bool), "random")
+    is_random = rows["control_kind"] == "random"
+    agg["any_random"] = is_random.groupby(
+        [rows["declaration_id"], rows["item_no"]], sort=False
+    ).any()
+    control = ["control_kind", "control_reason"]
+    first_any = rows.drop_duplicates(KEY).set_index(KEY)[control]
+    first_pos = rows[rows["positive"]].drop_duplicates(KEY).set_index(KEY)[control]
+    first_random = rows[is_random].drop_duplicates(KEY).set_index(KEY)[control]
+    positive = agg["positive"].to_numpy(bool)
+    random = agg["any_random"].to_numpy(bool)
+    for col in control:
+        deciding = first_pos[col].reindex(agg.index).where(positive, first_any[col])
+        agg[col] = first_random[col].reindex(agg.index).where(random, deciding)
     agg["label"] = agg["positive"].astype("float64")
-    return agg[["label", "control_kind", "recovered"]].reset_index()
+    return agg[["label", *control, "recovered"]].reset_index()
 
 
 def build_labels(
@@ -104,7 +116,9 @@ def build_labels(
     controlled for the area); ``control_kind`` (``"random"`` when a random control was among the
     informative controls, so that random rows form an unbiased sample; otherwise the kind of the
     earliest finding for a positive, of the earliest informative control for a negative; null
-    when unlabelled); ``recovered`` (additional duty of the area's findings, 0 otherwise).
+    when unlabelled); ``control_reason`` (that deciding control's reason: profile,
+    intelligence, random or other; null when unlabelled or not recorded); ``recovered``
+    (additional duty of the area's findings, 0 otherwise).
 
     ``known_before``: only outcomes whose ``result_date`` is strictly before it count (label
     delay: results not known at training time are missing labels).
@@ -138,6 +152,7 @@ def build_labels(
     out["recovered"] = out["recovered"].fillna(0.0).astype("float64")
     out["label"] = out["label"].astype("float64")
     out["control_kind"] = out["control_kind"].astype("string")
+    out["control_reason"] = out["control_reason"].astype("string")
     out.index = index
     return out[LABEL_COLUMNS]
 

@@ -75,6 +75,9 @@ MIN_POSITIVES = 5
 SIGNATURE_SAMPLE = 200
 INPUT_EXAMPLE_ROWS = 5
 NON_FEATURES = (*KEY, "accepted_date")
+#: The labels' column naming why the deciding control was made (riskml.labels): a training
+#: weight (:func:`reason_weights`), never a feature.
+REASON = "control_reason"
 
 
 def model_dir(root: Path, area: str) -> Path:
@@ -251,8 +254,10 @@ def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def labelled_rows(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """Features of the items that have a label (0 or 1), with ``label`` joined on the key."""
-    lab = _keyed(labels[[*KEY, "label"]])
+    """Features of the items that have a label (0 or 1), with ``label`` (and the deciding
+    control's ``control_reason`` when ``labels`` has it: a training weight, never a feature)
+    joined on the key."""
+    lab = _keyed(labels[[*KEY, "label", *(c for c in [REASON] if c in labels.columns)]])
     lab = lab[lab["label"].notna()]
     out = _keyed(features).merge(lab, on=KEY, how="inner", validate="one_to_one")
     out["accepted_date"] = pd.to_datetime(out["accepted_date"])
@@ -438,6 +443,13 @@ def first_stage_labels(
     negative = stacked[:, 0] == 0  # a negative of the area itself
     out = first[KEY].copy()
     out["label"] = np.where(positive, 1.0, np.where(negative, 0.0, np.nan))
+    if all(REASON in f.columns for f in frames):
+        # the reason of the control that decided the label: the first pool area found positive,
+        # else the area's own negative
+        reasons = np.column_stack([f[REASON].astype(object).to_numpy() for f in frames])
+        deciding = np.where(positive, (stacked == 1).argmax(axis=1), 0)
+        reason = reasons[np.arange(len(out)), deciding]
+        out[REASON] = pd.array(np.where(positive | negative, reason, None), dtype="string")
     return out
 
 
@@ -508,6 +520,48 @@ def training_labels(
 DAYS_PER_MONTH = 365.25 / 12
 
 
+def reason_weights(rows: pd.DataFrame, weights: Mapping[str, float]) -> np.ndarray | None:
+    """Each row's weight by the reason of its deciding control (``control_reason``):
+    ``weights[reason]``, 1 for a reason not listed or not recorded; ``None`` (equal weights)
+    when ``weights`` is empty or ``rows`` carry no reason.
+
+    Controls chosen by a risk profile or at random follow what the declaration shows, so among
+    them an item's hit rate given its features is the population's; a tip-off follows what
+    informants know of the hidden risk, so items it names are offences far more often than
+    items that look the same (security, world 42: dual-use goods labelled positive at 5.4%
+    against 0.9% true, docs/results.md). Weighting those rows down keeps their findings in
+    the model without letting them set the rate of every item that looks like them.
+    """
+    if not weights or REASON not in rows.columns:
+        return None
+    reason = rows[REASON].astype("string")
+    out = np.ones(len(rows))
+    for name, w in weights.items():
+        out[(reason == name).fillna(False).to_numpy(bool)] = w
+    return out
+
+
+def training_weights(
+    rows: pd.DataFrame, params: TrainParams, cut: date | pd.Timestamp | None
+) -> np.ndarray | None:
+    """The weights of training rows: :func:`recency_weights` at ``cut`` (none without ``cut``)
+    times :func:`reason_weights`, scaled to mean 1 (``None``: every row weighs the same)."""
+    recency = None
+    if cut is not None:
+        recency = recency_weights(rows["accepted_date"], cut, params.recency_half_life_months)
+    reason = reason_weights(rows, params.reason_weights)
+    if recency is None and reason is None:
+        return None
+    w = np.ones(len(rows)) if recency is None else recency
+    w = w * (1.0 if reason is None else reason)
+    mean = w.mean() if len(w) else 1.0
+    if not mean > 0:
+        raise RiskmlError(
+            "train.reason_weights: every training row weighs 0; give a reason a weight above 0"
+        )
+    return w / mean
+
+
 def recency_weights(
     accepted: pd.Series, cut: date | pd.Timestamp, half_life_months: float
 ) -> np.ndarray | None:
@@ -538,17 +592,17 @@ def _fit(
 ) -> tuple[lgb.Booster, int]:
     """One early-stopped LightGBM fit (continuing ``init_model`` when given), cut at its best
     iteration so that model.txt, the MLflow model and every later predict agree without anyone
-    passing num_iteration. Training rows are weighted by :func:`recency_weights` at ``cut`` (the
-    end of the training window) when ``params.recency_half_life_months`` is set; the
-    early-stopping rows are not weighted. The iteration count includes ``init_model``'s trees."""
-    weight = None
-    if cut is not None:
-        weight = recency_weights(train["accepted_date"], cut, params.recency_half_life_months)
+    passing num_iteration. Training rows are weighted by :func:`training_weights` (recency at
+    ``cut``, the end of the training window, and the control's reason); the early-stopping rows
+    by their reason only, so that early stopping judges the population the weights stand for.
+    The iteration count includes ``init_model``'s trees."""
+    weight = training_weights(train, params, cut)
+    valid_weight = training_weights(valid, params, None)
     client = compute.active_client()
     if client is not None and init_model is None:
         return _fit_dask(client, train, valid, names, config, params, weight)
     dtrain = _dataset(train, names, "label", weight=weight)
-    dvalid = _dataset(valid, names, "label", reference=dtrain)
+    dvalid = _dataset(valid, names, "label", reference=dtrain, weight=valid_weight)
     booster = lgb.train(
         config,
         dtrain,
@@ -581,7 +635,7 @@ def _refit(
 ) -> lgb.Booster:
     """``rounds`` boosting rounds (after ``init_model``'s trees) on ``rows``, no early stopping:
     the refit on every labelled row known before ``cut`` (weighted at ``cut`` like :func:`_fit`)."""
-    weight = recency_weights(rows["accepted_date"], cut, params.recency_half_life_months)
+    weight = training_weights(rows, params, cut)
     if rounds <= 0:
         return init_model
     client = compute.active_client()
@@ -594,7 +648,10 @@ def _refit(
 
 def _labels_digest(labels: pd.DataFrame) -> str:
     values = np.nan_to_num(labels["label"].to_numpy("float64"), nan=-1.0)
-    return hashlib.sha1(values.tobytes()).hexdigest()
+    digest = hashlib.sha1(values.tobytes())
+    if REASON in labels.columns:  # the reasons weigh the rows (train.reason_weights)
+        digest.update(labels[REASON].astype("string").fillna("").str.cat(sep="|").encode())
+    return digest.hexdigest()
 
 
 def _fit_dask(

@@ -212,7 +212,7 @@ class World:
         )
         declarations = self._declarations(batch, values)
         truth = _truth(declarations, offence, values["evaded_duty"], prob)
-        item, kind = select_controls(
+        item, kind, reason = select_controls(
             rng,
             declarations,
             batch,
@@ -227,6 +227,7 @@ class World:
             batch,
             item,
             kind,
+            reason,
             offence,
             offence_codes(batch, self.cat, mechanism),
             values["evaded_duty"],
