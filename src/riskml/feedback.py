@@ -50,7 +50,9 @@ from riskml.contract import CONTROL_KINDS, OUTCOME_KEY, RISK_AREAS, RiskmlError,
 Role = Literal["auditor", "reviewer", "admin"]
 ROLES: tuple[str, ...] = ("auditor", "reviewer", "admin")
 EXPORT_PATH = catalog.FEEDBACK_EXPORT
-OUTCOME_EXPORT_COLUMNS = column_names("outcomes")
+#: the contract's outcome columns the service stores; it records no ``control_reason`` yet
+#: (optional: its outcomes then weigh as every row did before the column existed)
+OUTCOME_EXPORT_COLUMNS = [c for c in column_names("outcomes") if c != "control_reason"]
 #: what a stored outcome says; two posts with the same natural key (``OUTCOME_KEY``) and the
 #: same content are one outcome, with different content a contradiction
 OUTCOME_CONTENT = [
