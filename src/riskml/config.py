@@ -94,19 +94,25 @@ class TrainParams(_Section):
     # not recorded, weighs 1. Tip-offs follow the hidden risk, so their hit rates overstate the
     # population's; see riskml.train.reason_weights and docs/results.md (issue 15, session 8).
     reason_weights: dict[str, float] = {}
+    # How many times as likely a control made for this reason is to find an offence as a
+    # profile control of an item that looks the same, e.g. {intelligence: 6}: its positives
+    # weigh 1 / that (a case-control correction: the weighted odds are the population's).
+    reason_odds: dict[str, float] = {}
 
-    @field_validator("reason_weights")
+    @field_validator("reason_weights", "reason_odds")
     @classmethod
-    def _known_reasons(cls, v: dict[str, float]) -> dict[str, float]:
+    def _known_reasons(cls, v: dict[str, float], info: Any) -> dict[str, float]:
         bad = sorted(set(v) - set(CONTROL_REASONS))
         if bad:
             raise ValueError(
-                f"reason_weights: unknown control reason(s) {bad}; allowed: "
+                f"{info.field_name}: unknown control reason(s) {bad}; allowed: "
                 f"{', '.join(CONTROL_REASONS)}"
             )
-        negative = sorted(k for k, w in v.items() if not w >= 0)
-        if negative:
-            raise ValueError(f"reason_weights: weights must be >= 0 (got {negative})")
+        low = 0.0 if info.field_name == "reason_weights" else 1e-9
+        out_of_range = sorted(k for k, w in v.items() if not w >= low)
+        if out_of_range:
+            sign = ">= 0" if low == 0 else "> 0"
+            raise ValueError(f"{info.field_name}: values must be {sign} (got {out_of_range})")
         return v
 
 

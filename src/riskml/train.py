@@ -520,24 +520,34 @@ def training_labels(
 DAYS_PER_MONTH = 365.25 / 12
 
 
-def reason_weights(rows: pd.DataFrame, weights: Mapping[str, float]) -> np.ndarray | None:
+def reason_weights(
+    rows: pd.DataFrame, weights: Mapping[str, float], odds: Mapping[str, float] | None = None
+) -> np.ndarray | None:
     """Each row's weight by the reason of its deciding control (``control_reason``):
-    ``weights[reason]``, 1 for a reason not listed or not recorded; ``None`` (equal weights)
-    when ``weights`` is empty or ``rows`` carry no reason.
+    ``weights[reason]`` (1 for a reason not listed or not recorded), and a positive row's
+    divided by ``odds[reason]``; ``None`` (equal weights) when neither is set or ``rows`` carry
+    no reason.
 
     Controls chosen by a risk profile or at random follow what the declaration shows, so among
     them an item's hit rate given its features is the population's; a tip-off follows what
     informants know of the hidden risk, so items it names are offences far more often than
     items that look the same (security, world 42: dual-use goods labelled positive at 5.4%
-    against 0.9% true, docs/results.md). Weighting those rows down keeps their findings in
-    the model without letting them set the rate of every item that looks like them.
+    against 0.9% true, docs/results.md). ``weights`` scale such rows' influence (0 drops them;
+    a leaf of tipped rows alone keeps their rate whatever the weight). ``odds`` correct their
+    rate instead, as a case-control study does: with a tip's positives weighing 1/``odds``,
+    the weighted odds of an offence among tipped items are the population's, and their
+    findings still teach the model which goods, routes and parties carry the risk.
     """
-    if not weights or REASON not in rows.columns:
+    odds = odds or {}
+    if not (weights or odds) or REASON not in rows.columns:
         return None
     reason = rows[REASON].astype("string")
+    positive = rows["label"].to_numpy() == 1
     out = np.ones(len(rows))
     for name, w in weights.items():
         out[(reason == name).fillna(False).to_numpy(bool)] = w
+    for name, ratio in odds.items():
+        out[(reason == name).fillna(False).to_numpy(bool) & positive] /= ratio
     return out
 
 
@@ -549,7 +559,7 @@ def training_weights(
     recency = None
     if cut is not None:
         recency = recency_weights(rows["accepted_date"], cut, params.recency_half_life_months)
-    reason = reason_weights(rows, params.reason_weights)
+    reason = reason_weights(rows, params.reason_weights, params.reason_odds)
     if recency is None and reason is None:
         return None
     w = np.ones(len(rows)) if recency is None else recency
