@@ -432,6 +432,10 @@ def test_first_stage_positives_are_pool_findings_and_negatives_the_area_s_own(re
                 dtype="string",
             ),
             "offence_found": [True, False, False, True, True, True, True],
+            "control_reason": [
+                "intelligence", "profile", "random", "profile", "profile", "intelligence",
+                "profile",
+            ],
         }
     )  # fmt: skip
     cut = pd.Timestamp("2024-02-01")
@@ -454,6 +458,10 @@ def test_first_stage_positives_are_pool_findings_and_negatives_the_area_s_own(re
         first["label"].to_numpy(), [1.0, np.nan, 0.0, 0.0, 1.0, np.nan, np.nan]
     )
     assert first[["declaration_id", "item_no"]].equals(own[["declaration_id", "item_no"]])
+    # the reason of the control that decided each first-stage label (none where unlabelled)
+    assert first["control_reason"].astype(object).where(first["label"].notna(), None).tolist() == [
+        "intelligence", None, "random", "profile", "intelligence", None, None,
+    ]  # fmt: skip
     # The same controls seen from environment (here documentary and random detect it): D2 is its
     # negative, the physical controls D3 and D4 are not; D5's drugs finding is a pool positive.
     env_pool = environment.model_copy(

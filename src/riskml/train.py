@@ -467,7 +467,18 @@ def _first_stage_of_labelled(frames: list[pd.DataFrame]) -> pd.DataFrame:
         positive.reindex(out.index).to_numpy(), 1.0,
         np.where(out.index.isin(negative), 0.0, np.nan),
     )  # fmt: skip
-    return out[out["label"].notna()]
+    out = out[out["label"].notna()]
+    if all(REASON in f.columns for f in frames):
+        # as first_stage_labels: the reason of the first pool area found positive, else the
+        # area's own negative's
+        reason = pd.Series(pd.NA, index=out.index, dtype="string")
+        mine = own[own == 0].index.intersection(out.index)
+        reason.loc[mine] = frames[0].loc[mine, REASON].astype("string")
+        for f in reversed(frames):
+            hit = f.index[f["label"].to_numpy() == 1].intersection(out.index)
+            reason.loc[hit] = f.loc[hit, REASON].astype("string")
+        out[REASON] = reason
+    return out
 
 
 def training_labels(
