@@ -66,6 +66,7 @@ from riskml.config import (
     load_area_specs,
 )
 from riskml.contract import KEY, RiskmlError
+from riskml.features import check_model_inputs
 from riskml.labels import build_labels
 from riskml.metrics import average_precision
 
@@ -208,12 +209,7 @@ def feature_columns(frame: pd.DataFrame, spec: AreaSpec) -> list[str]:
 
 def feature_matrix(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The model's input: ``names`` columns of ``frame`` as float64 (the signature's type)."""
-    missing = [c for c in names if c not in frame.columns]
-    if missing:
-        raise RiskmlError(
-            f"features: missing model input column(s) {missing}; rebuild the features "
-            "(`riskml features`) or retrain the model"
-        )
+    check_model_inputs(frame.columns, names)
     return frame[names].astype("float64")
 
 

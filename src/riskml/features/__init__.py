@@ -10,13 +10,13 @@ entity histories and reference prices are snapshots at the start of *t*'s month 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 import pandas as pd
 
 from riskml.config import AreaSpec, FeatureParams
-from riskml.contract import KEY
+from riskml.contract import KEY, RiskmlError
 from riskml.features.behaviour import outside_usual_share, volume_features
 from riskml.features.catalogue import (
     CATALOGUE,
@@ -158,6 +158,17 @@ def assemble(
     return frame
 
 
+def check_model_inputs(columns: Collection[str], names: list[str]) -> None:
+    """Raise :class:`RiskmlError` naming the model inputs ``names`` that ``columns`` lack
+    (:func:`riskml.train.feature_matrix` and :func:`model_inputs` check with it)."""
+    missing = [c for c in names if c not in columns]
+    if missing:
+        raise RiskmlError(
+            f"features: missing model input column(s) {missing}; rebuild the features "
+            "(`riskml features`) or retrain the model"
+        )
+
+
 def model_inputs(
     prep: Prepared,
     features: dict[str, np.ndarray],
@@ -168,13 +179,9 @@ def model_inputs(
     float32 matrix (what :class:`riskml.score.FeatureBlock` takes of that frame, value for
     value), without the frame: a frame of some 340 columns costs milliseconds to build
     whatever its length, more than the features of a few rows."""
-    from riskml.train import feature_matrix
-
     if specs:
         features = features | rule_features(prep.declarations, specs, context=False)[0]
-    missing = [n for n in names if n not in features]
-    if missing:  # the same check and message as for a frame
-        feature_matrix(pd.DataFrame(columns=list(features)), names)
+    check_model_inputs(features, names)  # the same check and message as for a frame
     # column by column into a column-major matrix (as a frame's block is): contiguous writes
     out = np.empty((len(names), len(prep.declarations)), dtype=np.float32)
     for j, name in enumerate(names):
