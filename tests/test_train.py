@@ -285,6 +285,24 @@ def test_run_train_reads_only_labelled_rows_and_equals_training_on_the_whole_fra
     assert staged.content_hash() == whole.content_hash()
 
 
+def test_period_rank_keys_in_slices_equal_one_pass(
+    world_root, world, revenue_spec, params, tracking_uri, monkeypatch
+):
+    """The threshold's rank keys are computed a month at a time, a large month in slices of
+    ``RANK_SLICE`` rows (memory at ten million items): slices of 7 rows give the same keys."""
+    from riskml import train_stage
+    from riskml.catalog import Catalog
+
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    model = AreaModel.load(world_root / "models/revenue")
+    folder = Catalog(world_root).features
+    whole = train_stage.period_rank_keys(model, folder, params.split, world["declarations"])
+    monkeypatch.setattr(train_stage, "RANK_SLICE", 7)
+    sliced = train_stage.period_rank_keys(model, folder, params.split, world["declarations"])
+    assert len(whole) > 7
+    pd.testing.assert_frame_equal(sliced, whole, check_exact=True)
+
+
 def test_outcomes_known_after_test_start_do_not_change_the_model(
     world_root, world, revenue_spec, params, tracking_uri
 ):

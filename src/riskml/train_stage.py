@@ -333,12 +333,17 @@ def _duties_paid(rows: pd.DataFrame, declarations: pd.DataFrame | None) -> np.nd
     return paid["duties_paid"].to_numpy(np.float64, na_value=np.nan)
 
 
+#: Rows scored at once by :func:`period_rank_keys` (a month of ten million items is 420,000).
+RANK_SLICE = 100_000
+
+
 def period_rank_keys(
     model: AreaModel, folder: Path, split: SplitParams, declarations: pd.DataFrame | None
 ) -> pd.DataFrame:
     """``accepted_date`` and ``rank_key`` of every item of the test window ``[test_start,
     test_end)`` of the features dataset ``folder``, scored month by month (the model's columns
-    only), so that peak memory is one month's items, not the window's."""
+    only, a large month in slices of :data:`RANK_SLICE` rows), so that peak memory is one
+    month's items, not the window's."""
     start, end = pd.Timestamp(split.test_start), pd.Timestamp(split.test_end)
     columns = [*KEY, "accepted_date", *model.feature_names_]
     parts = []
@@ -346,8 +351,13 @@ def period_rank_keys(
         rows = io.read_partitioned(folder, months=[month], columns=columns)
         dates = pd.to_datetime(rows["accepted_date"])
         rows = rows[(dates >= start) & (dates < end)]
-        key = model.rank_key(rows, duties_paid=_duties_paid(rows, declarations))["rank_key"]
-        parts.append(pd.DataFrame({"accepted_date": rows["accepted_date"], "rank_key": key}))
+        paid = _duties_paid(rows, declarations)
+        # a large month in slices: the model's input matrix and its predictions are per slice
+        for lo in range(0, max(len(rows), 1), RANK_SLICE):
+            part = rows.iloc[lo : lo + RANK_SLICE]
+            cut = None if paid is None else paid[lo : lo + RANK_SLICE]
+            key = model.rank_key(part, duties_paid=cut)["rank_key"]
+            parts.append(pd.DataFrame({"accepted_date": part["accepted_date"], "rank_key": key}))
     if not parts:
         return pd.DataFrame({"accepted_date": pd.Series(dtype="M8[ns]"), "rank_key": []})
     return pd.concat(parts, ignore_index=True)
