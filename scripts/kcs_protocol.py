@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         "value-bands the history of the HS6 in the item's decade of value and of mass, leaving "
         "out the items within about 1%% of its own value (riskml.protocol.value_band_history)",
     )
+    parser.add_argument(
+        "--area",
+        action="append",
+        default=[],
+        help="train and measure only this area (repeatable; default: every area the mapping "
+        "labels); the features are the same",
+    )
     args = parser.parse_args(argv)
     result = run_protocol(
         args.data,
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         sample=args.sample or None,
         seed=args.seed,
         reference=args.reference,
+        only=tuple(args.area),
         split=KCS_SPLITS[args.quarter],
     )
     split = KCS_SPLITS[args.quarter].model_dump(mode="json")

@@ -131,7 +131,8 @@ def test_real_kcs_files_ingest_whole(tmp_path):
 
 @needs_real
 def test_real_kcs_sample_through_the_protocol(tmp_path):
-    result = run_protocol(REAL, tmp_path, root=REPO, sample=6000)
+    result = run_protocol(REAL, tmp_path, root=REPO, sample=6000, only=("revenue",))
+    assert list(result["areas"]) == ["revenue"]  # only the area asked for is trained
     revenue = result["areas"]["revenue"]
     assert result["validation"]["declarations"]["rows_quarantined"] == 0
     assert revenue["n_ranked"] > 1000

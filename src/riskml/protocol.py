@@ -258,9 +258,11 @@ def run_protocol(
     sample: int | None = None,
     seed: int | None = None,
     reference: str | None = None,
+    only: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Ingest ``files`` of ``data`` through ``mapping`` into ``work``, validate, build the
-    features, train every area the mapping labels and measure it on the ranked window.
+    features, train every area the mapping labels (``only``: those of them; the features are
+    the same) and measure it on the ranked window.
 
     Writes ``work/raw``, ``work/interim``, ``work/features.parquet``, the ranked window's scores
     per area (``work/scores_<area>.parquet``) and ``work/kcs_protocol.json``; returns the
@@ -300,7 +302,12 @@ def run_protocol(
         },
         "areas": {},
     }
+    unknown = sorted(set(only) - set(specs))
+    if unknown:
+        raise RiskmlError(f"--area {unknown}: the mapping {mapping} labels only {sorted(specs)}")
     for area, spec in specs.items():
+        if only and area not in only:
+            continue
         try:
             block = area_result(feats, decl, outcomes, spec, split, params, reference)
         except RiskmlError as exc:  # too few labels of this area in a window
