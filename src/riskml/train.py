@@ -426,7 +426,14 @@ def first_stage_labels(
     areas = list(dict.fromkeys([spec.name, *spec.first_stage.pool]))
     frames = [labels[a] for a in areas]
     if labelled_only:
-        return _first_stage_of_labelled(frames)
+        # labelled-only frames (indexed by the declarations' rows) aligned on the rows any of
+        # them holds, so the rule below reads them as it reads full frames
+        rows = frames[0].index
+        for f in frames[1:]:
+            rows = rows.union(f.index)
+        keys = pd.concat([f[KEY] for f in frames])
+        keys = keys[~keys.index.duplicated(keep="first")].reindex(rows)
+        frames = [f.drop(columns=KEY).reindex(rows).join(keys)[f.columns] for f in frames]
     first = frames[0]
     ids = first["declaration_id"].astype("string").to_numpy()
     items = first["item_no"].to_numpy()
@@ -446,35 +453,7 @@ def first_stage_labels(
         deciding = np.where(positive, (stacked == 1).argmax(axis=1), 0)
         reason = reasons[np.arange(len(out)), deciding]
         out[REASON] = pd.array(np.where(positive | negative, reason, None), dtype="string")
-    return out
-
-
-def _first_stage_of_labelled(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """:func:`first_stage_labels` of labelled-only frames (the area's own first), by their
-    index (the declarations' rows): positive where any frame is, negative where the own frame
-    is and none is positive; the rows of neither are left out (their label would be NaN)."""
-    stacked = pd.concat([f[[*KEY, "label"]] for f in frames])
-    stacked = stacked[~stacked.index.duplicated(keep="first")]  # one key per row
-    positive = pd.concat([f["label"] for f in frames]).eq(1).groupby(level=0).any()
-    own = frames[0]["label"]
-    negative = own[own == 0].index
-    out = stacked.sort_index(kind="stable")[[*KEY]].copy()
-    out["label"] = np.where(
-        positive.reindex(out.index).to_numpy(), 1.0,
-        np.where(out.index.isin(negative), 0.0, np.nan),
-    )  # fmt: skip
-    out = out[out["label"].notna()]
-    if all(REASON in f.columns for f in frames):
-        # as first_stage_labels: the reason of the first pool area found positive, else the
-        # area's own negative's
-        reason = pd.Series(pd.NA, index=out.index, dtype="string")
-        mine = own[own == 0].index.intersection(out.index)
-        reason.loc[mine] = frames[0].loc[mine, REASON].astype("string")
-        for f in reversed(frames):
-            hit = f.index[f["label"].to_numpy() == 1].intersection(out.index)
-            reason.loc[hit] = f.loc[hit, REASON].astype("string")
-        out[REASON] = reason
-    return out
+    return out[out["label"].notna()] if labelled_only else out
 
 
 def training_labels(
