@@ -271,3 +271,56 @@ def test_sorted_lookups_of_a_large_batch_give_the_same_features(stored, world, m
     np.testing.assert_array_equal(
         store_module._sorted_search(known, keys), np.searchsorted(known, keys)
     )
+
+
+def _varied(batch: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``batch`` with the values the value-by-value steps of a few rows read in each of their
+    forms: tariff treatments given, padded, empty or absent under each preference claim; duty
+    rates that need rounding; routes with the departure missing, equal or unknown; transport
+    modes in other cases, padded, unknown or not ASCII; procedures and HS codes that do not
+    start with two ASCII digits."""
+    variants = {
+        "tariff_treatment": [None, "", " quota ", "standard", "preference", "inward\t"],
+        "preference_claim": [True, False, None],
+        "duty_rate": [None, 0.0, 0.075, 1.5e-7, 2.5e-7, 0.1234565, 12.0, 1e-12, 3.0000005, 0.35],
+        "departure_country": [None, "CN", "NL", "ZZ", "VN"],
+        "origin_country": ["CN", "VN", "ZZ", "TR"],
+        "transport_mode": ["sea", " SEA ", "Air", "unknown", "rail\x1f", "ſea", "ship", "post"],
+        "procedure": [None, "4000", " 40 ", "4", "x0", "", "٤٠٠٠", "+1", "1.", "07"],
+        "hs_code": ["610910", "6109", "2204 ", "ab1234", "٦١٠٩٠٠", "220421", "1"],
+    }
+    rng = np.random.default_rng(seed)
+    out = batch.copy()
+    out["preference_claim"] = out["preference_claim"].astype("boolean")
+    for column, values in variants.items():
+        pick = rng.integers(0, len(values), len(out))
+        dtype = out[column].dtype if column in out.columns else "str"
+        out[column] = pd.array([values[i] for i in pick], dtype=dtype)
+    return out
+
+
+def test_a_few_rows_read_value_by_value_get_the_column_wise_features(world):
+    """Up to 64 rows, the text columns, the derived keys (route, treatment, tariff line), the
+    goods and route features and the targeting profiles are read value by value; on rows of
+    every month in every form those steps read, each row alone and 40 together get bit for
+    bit the features a large batch (column-wise) gives them."""
+    from riskml.features.prepare import SMALL_BATCH
+
+    decl, outc = world
+    decl = _varied(decl, seed=3)  # the history holds these forms too: their keys are known
+    cut = START + pd.DateOffset(months=4)
+    history, known, later = _split(decl, outc, cut)
+    store = FeatureStore(history, known, FeatureParams(), _specs())
+    copies = history.sample(n=60, random_state=1)
+    copies = copies.assign(declaration_id=[f"C{i}" for i in range(len(copies))])
+    batch = _varied(pd.concat([later.sample(n=80, random_state=2), copies]), seed=7)
+    assert len(batch) > 2 * SMALL_BATCH
+    big = store.features(batch)
+    pd.testing.assert_frame_equal(store.features(batch.iloc[:40]), big.iloc[:40], check_exact=True)
+    for i in range(40, len(batch), 2):
+        alone = store.features(batch.iloc[[i]])
+        pd.testing.assert_frame_equal(alone, big.iloc[[i]], check_exact=True)
+    names = model_feature_columns(big)
+    few = store.model_inputs(batch.iloc[:50].reset_index(drop=True), names)
+    want = big[names].iloc[:50].to_numpy(np.float32)
+    assert np.array_equal(few.view(np.int32), want.view(np.int32))

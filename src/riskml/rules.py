@@ -19,31 +19,47 @@ SMALL_BATCH = 64
 
 def rule_mask(declarations: pd.DataFrame, rule: Rule) -> pd.Series:
     """Boolean Series: the rows on which every condition of ``rule`` holds."""
-    mask = np.ones(len(declarations), dtype=bool)
-    for column, values in rule.when.items():
-        if column not in declarations.columns:
-            raise RiskmlError(
-                f"rule {rule.name!r}: condition on unknown column {column!r}; "
-                "use a declarations column of the data contract"
-            )
-        mask &= _condition(declarations[column], column, values)
-    return pd.Series(mask, index=declarations.index, name=rule.name)
+    return pd.Series(rule_masks(declarations, [rule])[0], index=declarations.index, name=rule.name)
 
 
-def _condition(col: pd.Series, column: str, values: list) -> np.ndarray:
+def rule_masks(declarations: pd.DataFrame, rules: list[Rule]) -> list[np.ndarray]:
+    """:func:`rule_mask` of each of ``rules``, as boolean arrays; a column the rules share is
+    read once for them all (its values once, for a few rows)."""
+    columns: dict[str, tuple[pd.Series, list]] = {}
+    out = []
+    for rule in rules:
+        mask = np.ones(len(declarations), dtype=bool)
+        for column, values in rule.when.items():
+            if column not in columns:
+                if column not in declarations.columns:
+                    raise RiskmlError(
+                        f"rule {rule.name!r}: condition on unknown column {column!r}; "
+                        "use a declarations column of the data contract"
+                    )
+                columns[column] = (declarations[column], [])
+            col, cells = columns[column]
+            mask &= _condition(col, column, values, cells)
+        out.append(mask)
+    return out
+
+
+def _condition(col: pd.Series, column: str, values: list, cells: list) -> np.ndarray:
     """Where one condition holds: ``hs_code`` by prefix, other columns by value; never on a
-    missing value."""
+    missing value. ``cells``: the column's values as text (None: missing) once read, for the
+    conditions after this one on the same column (empty before)."""
     text = isinstance(col.dtype, pd.StringDtype) and all(isinstance(v, str) for v in values)
+    if len(col) <= SMALL_BATCH and (text or column == "hs_code"):
+        if not cells:
+            as_text = col if isinstance(col.dtype, pd.StringDtype) else col.astype("string")
+            cells.append(as_text.to_numpy(dtype=object, na_value=None))
+        if column == "hs_code":
+            prefixes = tuple(str(v) for v in values)
+            return np.array([c is not None and c.startswith(prefixes) for c in cells[0]], bool)
+        allowed = set(values)
+        return np.array([c is not None and c in allowed for c in cells[0]], bool)
     if column == "hs_code":
         prefixes = tuple(str(v) for v in values)
-        if len(col) <= SMALL_BATCH:
-            cells = col.astype("string").to_numpy(dtype=object, na_value=None)
-            return np.array([c is not None and c.startswith(prefixes) for c in cells], bool)
         return col.astype("string").str.startswith(prefixes).fillna(False).to_numpy(bool)
-    if text and len(col) <= SMALL_BATCH:
-        allowed = set(values)
-        cells = col.to_numpy(dtype=object, na_value=None)
-        return np.array([c is not None and c in allowed for c in cells], bool)
     return col.isin(values).fillna(False).to_numpy(bool)
 
 

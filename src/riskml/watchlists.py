@@ -20,7 +20,7 @@ from pydantic import ValidationError, field_validator
 
 from riskml.config import Rule, _explain, _read_yaml, _Section
 from riskml.contract import KEY, RISK_AREAS, RiskmlError
-from riskml.rules import rule_mask
+from riskml.rules import SMALL_BATCH, rule_mask, rule_masks
 
 HIT_COLUMNS = [*KEY, "kind", "name", "action"]
 WATCH_FIELDS = ("importer_id", "supplier_id", "declarant_id", "hs_code", "route", "origin_country")
@@ -85,6 +85,10 @@ def _route(declarations: pd.DataFrame) -> pd.Series:
 
 def watch_mask(declarations: pd.DataFrame, watch: WatchList) -> np.ndarray:
     """Boolean array: the rows whose ``watch.field`` is on the list (HS codes by prefix)."""
+    if len(declarations) <= SMALL_BATCH and (
+        watch.field == "route" or watch.field in declarations.columns
+    ):
+        return _watch_cells(declarations, watch)
     if watch.field == "route":
         col = _route(declarations)
     elif watch.field in declarations.columns:
@@ -97,6 +101,28 @@ def watch_mask(declarations: pd.DataFrame, watch: WatchList) -> np.ndarray:
     if watch.field == "hs_code":
         return col.str.startswith(tuple(watch.values)).fillna(False).to_numpy(bool)
     return col.isin(watch.values).fillna(False).to_numpy(bool)
+
+
+def _cells(declarations: pd.DataFrame, column: str) -> list[Any]:
+    col = declarations[column]
+    if not isinstance(col.dtype, pd.StringDtype):
+        col = col.astype("string")
+    return col.to_numpy(dtype=object, na_value=None).tolist()
+
+
+def _watch_cells(declarations: pd.DataFrame, watch: WatchList) -> np.ndarray:
+    """:func:`watch_mask` of a few rows, value by value (the same matches)."""
+    if watch.field == "route":
+        origin = _cells(declarations, "origin_country")
+        departure = _cells(declarations, "departure_country")
+        text = [f"{o or ''}>{d or ''}" for o, d in zip(origin, departure, strict=True)]
+    else:
+        text = _cells(declarations, watch.field)
+    if watch.field == "hs_code":
+        prefixes = tuple(watch.values)
+        return np.array([t is not None and t.startswith(prefixes) for t in text], dtype=bool)
+    listed = set(watch.values)
+    return np.array([t is not None and t in listed for t in text], dtype=bool)
 
 
 def profile_hits(declarations: pd.DataFrame, profile: RuleProfile, area: str) -> pd.DataFrame:
@@ -122,11 +148,9 @@ def profile_masks(
     """Each rule and watch list of ``profile`` that applies to one of ``areas`` (rules first,
     in file order, as :func:`profile_hits` lists them) with the rows it matches: matched once
     for all the areas."""
-    masks: list[tuple[TargetRule | WatchList, np.ndarray]] = []
-    for rule in profile.rules:
-        if any(rule.applies_to(a) for a in areas):
-            when = Rule(name=rule.name, when=rule.when)
-            masks.append((rule, rule_mask(declarations, when).to_numpy(bool)))
+    rules = [r for r in profile.rules if any(r.applies_to(a) for a in areas)]
+    matched = rule_masks(declarations, [Rule(name=r.name, when=r.when) for r in rules])
+    masks: list[tuple[TargetRule | WatchList, np.ndarray]] = list(zip(rules, matched, strict=True))
     for watch in profile.watchlists:
         if any(watch.applies_to(a) for a in areas):
             masks.append((watch, watch_mask(declarations, watch)))

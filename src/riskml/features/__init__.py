@@ -113,11 +113,7 @@ def pair_shares(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def row_features(prep: Prepared) -> dict[str, np.ndarray]:
     """The features of each row on its own: goods, route and calendar."""
-    return (
-        as_float32(goods_features(prep))
-        | route_features(prep.declarations)
-        | calendar_features(prep)
-    )
+    return as_float32(goods_features(prep)) | route_features(prep) | calendar_features(prep)
 
 
 def assemble(

@@ -120,6 +120,76 @@ DERIVED: dict[str, Callable[[Prepared], pd.Series]] = {
 }
 
 
+#: Up to this many rows, text columns and the DERIVED keys are read value by value
+#: (:meth:`Prepared.cells`): a pandas string method costs tens of microseconds a call whatever
+#: the length, far more than the values of a scored declaration or a few.
+SMALL_BATCH = 64
+
+
+def text_cells(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The values of ``optional(frame, column, "string")`` as an object array (None: missing)."""
+    if column not in frame.columns:
+        return np.full(len(frame), None, dtype=object)
+    s = frame[column]
+    if not isinstance(s.dtype, pd.StringDtype):  # text of either missing-value kind reads as is
+        s = s.astype("string")
+    return s.to_numpy(dtype=object, na_value=None)
+
+
+def _float_cells(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The values of ``optional(frame, column, "float64")`` (NaN: missing)."""
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    s = frame[column]
+    if not pd.api.types.is_float_dtype(s.dtype):
+        s = s.astype("float64")
+    return s.to_numpy(np.float64, na_value=np.nan)
+
+
+def _joined_cells(*parts: np.ndarray, sep: str) -> np.ndarray:
+    """:func:`_joined` of a few rows' cells, value by value (None where any part is missing)."""
+    rows = zip(*parts, strict=True)
+    return np.array([None if None in row else sep.join(row) for row in rows], dtype=object)
+
+
+def _treatment_cells(decl: pd.DataFrame) -> np.ndarray:
+    """:func:`treatment` of a few rows, value by value (Python's ``strip`` takes the characters
+    pandas' takes: riskml.contract compares every code point)."""
+    claims = (
+        optional(decl, "preference_claim", "boolean").to_numpy(dtype=object, na_value=None)
+        if "preference_claim" in decl.columns
+        else [None] * len(decl)
+    )
+    out = []
+    for code, claim in zip(text_cells(decl, "tariff_treatment"), claims, strict=True):
+        if code is not None:
+            code = code.strip() or None  # empty text is no code
+        if code is None and claim is not None:
+            code = "preference" if claim else "standard"
+        out.append(code)
+    return np.array(out, dtype=object)
+
+
+def _rate_cells(decl: pd.DataFrame) -> np.ndarray:
+    """:func:`_rate_text` of a few rows, value by value (the same rounding: numpy's)."""
+    rate = np.round(_float_cells(decl, "duty_rate"), 6)
+    return np.array([None if r != r else f"{r:g}" for r in rate.tolist()], dtype=object)
+
+
+#: :data:`DERIVED` of a few rows, value by value: the same keys (tests/test_prepare.py compares
+#: both on varied rows) without pandas' per-call cost.
+DERIVED_CELLS: dict[str, Callable[[Prepared], np.ndarray]] = {
+    "route": lambda p: _joined_cells(
+        p.cells("origin_country"), p.cells("departure_country"), sep=">"
+    ),
+    "treatment": lambda p: _treatment_cells(p.declarations),
+    "route_treatment": lambda p: _joined_cells(p.cells("route"), p.cells("treatment"), sep="|"),
+    "tariff_line": lambda p: _joined_cells(
+        p.cells("treatment"), _rate_cells(p.declarations), sep="@"
+    ),
+}
+
+
 @dataclass
 class Prepared:
     """Declaration rows as arrays, and the outcome events known per row and month."""
@@ -134,6 +204,7 @@ class Prepared:
     hs2: pd.Series
     codes: dict[str, np.ndarray] = field(default_factory=dict)
     derived: dict[str, pd.Series] = field(default_factory=dict)  # DERIVED columns, built once
+    derived_cells: dict[str, np.ndarray] = field(default_factory=dict)  # DERIVED_CELLS, once
     controls: pd.DataFrame = field(default_factory=pd.DataFrame)  # row, month, kind
     # findings: row, month, day, area, count (first result of an item/control/area), duty
     findings: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -167,6 +238,17 @@ class Prepared:
                 self.derived[name] = DERIVED[name](self)
             return self.derived[name]
         return optional(self.declarations, name, "string")
+
+    def cells(self, name: str) -> np.ndarray:
+        """The values of :meth:`column` as an object array (None: missing); up to
+        :data:`SMALL_BATCH` rows read and derived value by value (:data:`DERIVED_CELLS`)."""
+        if len(self.declarations) > SMALL_BATCH or name in ("hs4", "hs6", "hs2"):
+            return self.column(name).to_numpy(dtype=object, na_value=None)
+        if name in DERIVED_CELLS:
+            if name not in self.derived_cells:
+                self.derived_cells[name] = DERIVED_CELLS[name](self)
+            return self.derived_cells[name]
+        return text_cells(self.declarations, name)
 
 
 def _attach_rows(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:

@@ -99,11 +99,12 @@ def _value_codes(
     dicts (value -> code), used for small batches. Larger batches and the history code each
     distinct value once (a column's rows are factorized, not turned into Python strings)."""
     index, codes = {}, {}
+    small = known is not None and known_dict is not None and len(prep.day) <= SMALL_BATCH
     for c in columns:
-        column = prep.column(c)
-        if known is not None and known_dict is not None and len(column) <= SMALL_BATCH:
+        if small:
+            assert known is not None and known_dict is not None
             index[c] = known[c]
-            values = column.to_numpy(dtype=object, na_value=None)
+            values = prep.cells(c)  # value by value, the derived keys too
             get = known_dict[c].get
             code = np.array([-1 if v is None else get(v, -1) for v in values], np.int64)
             new = (code < 0) & ~pd.isna(values)
@@ -111,7 +112,7 @@ def _value_codes(
                 code[new] = len(known[c]) + pd.factorize(values[new])[0]
             codes[c] = code
             continue
-        local, uniques = pd.factorize(column, use_na_sentinel=True)
+        local, uniques = pd.factorize(prep.column(c), use_na_sentinel=True)
         distinct = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
         if known is None:
             index[c], mapped = distinct, np.arange(len(distinct), dtype=np.int32)

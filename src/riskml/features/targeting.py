@@ -14,7 +14,7 @@ import pandas as pd
 
 from riskml.config import AreaSpec
 from riskml.features.catalogue import AREA_WORDS, FeatureInfo
-from riskml.rules import rule_mask
+from riskml.rules import rule_masks
 
 
 def rule_features(
@@ -25,11 +25,13 @@ def rule_features(
     no context (None)."""
     values: dict[str, np.ndarray] = {}
     sentences = {}
+    # every area's rules matched in one go: the columns they share are read once
+    hits = iter(rule_masks(declarations, [r for s in specs.values() for r in s.legacy_rules]))
     for area, spec in specs.items():
         score = np.zeros(len(declarations), dtype=np.float32)
         fired = np.zeros(len(declarations), dtype=np.int64)  # bit i: rule i fires
         for i, rule in enumerate(spec.legacy_rules):
-            hit = rule_mask(declarations, rule).to_numpy()
+            hit = next(hits)
             score += np.float32(rule.weight) * hit
             fired |= hit.astype(np.int64) << i
         values[f"rule_{area}"] = score
