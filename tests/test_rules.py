@@ -62,3 +62,24 @@ def test_a_few_rows_match_as_in_a_large_batch():
         one_by_one = [bool(rule_mask(rows.iloc[[i]], rule).iloc[0]) for i in range(len(rows))]
         assert one_by_one == whole.tolist(), rule.name
         assert whole.any() or rule.name != "fruit and coffee from source countries"
+
+
+def test_rules_matched_together_match_as_each_alone():
+    """:func:`rule_masks` reads a column the rules share once: every rule of every area,
+    matched together on a few rows and on many, matches as :func:`rule_mask` alone."""
+    from riskml.config import load_area_specs
+    from riskml.rules import rule_masks
+
+    specs = load_area_specs("pipelines")
+    rows = pd.concat([DECL] * 40, ignore_index=True).astype({"hs_code": "string"})
+    rows.loc[::4, "hs_code"] = pd.NA
+    rules = [
+        Rule(name=r.name, when={c: v for c, v in r.when.items() if c in rows})
+        for s in specs.values()
+        for r in s.legacy_rules
+    ]
+    for frame in (rows.iloc[:7], rows):
+        together = rule_masks(frame, rules)
+        assert [m.tolist() for m in together] == [
+            rule_mask(frame, r).to_numpy().tolist() for r in rules
+        ]

@@ -466,3 +466,35 @@ def test_workbook_has_readable_frozen_filtered_sheets(world, tmp_path):
     header = [c.value for c in ws[1]]
     assert "Declaration" in header and "Selected by" in header and "Risk score" in header
     assert ws.max_row == len(out) + 1
+
+
+def test_watch_lists_of_a_few_rows_match_as_in_a_large_batch(world, tmp_path):
+    """Up to 64 rows the watch lists are matched value by value: each row matches as inside a
+    large batch (routes with a missing country, HS prefixes, padded or missing values)."""
+    from riskml.rules import SMALL_BATCH
+    from riskml.watchlists import watch_mask
+
+    decl = world[0].head(150).reset_index(drop=True)
+    n = len(decl)
+    decl = decl.assign(
+        departure_country=pd.array(np.resize(["AE", "CN", None, ""], n), dtype="str"),
+        origin_country=pd.array(np.resize(["CN", "FR", None], n), dtype="str"),
+        hs_code=pd.array(np.resize(["610910", "2939", None, " 6109"], n), dtype="str"),
+        importer_id=pd.array(np.resize(["I1", "I2", None], n), dtype="str"),
+    )
+    profile = _profile(
+        tmp_path,
+        """
+watchlists:
+  - {name: route, field: route, values: ["CN>AE", "FR>", ">CN", "CN>"]}
+  - {name: goods, field: hs_code, values: ["6109", "29"]}
+  - {name: who, field: importer_id, values: [I2]}
+  - {name: where, field: origin_country, values: [FR]}
+""",
+    )
+    assert n > SMALL_BATCH
+    for watch in profile.watchlists:
+        whole = watch_mask(decl, watch)
+        assert whole.any(), watch.name
+        one_by_one = [bool(watch_mask(decl.iloc[[i]], watch)[0]) for i in range(n)]
+        assert one_by_one == whole.tolist(), watch.name
