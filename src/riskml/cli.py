@@ -507,8 +507,16 @@ def _service_app(root: Path, store: Any) -> Any:
     """The service app on ``root``, its champions loaded and checked (RiskmlError otherwise)."""
     from riskml.serve import create_app
 
+    import gc
+
     params, specs = _config(root)
-    return create_app(root, params, specs, store=store, check_models=True)
+    app = create_app(root, params, specs, store=store, check_models=True)
+    # What is loaded now (history, feature store, models: some 350,000 tracked objects) lives
+    # as long as the process: out of the collector's sight, a full collection no longer walks
+    # it (about 0.4 s with the default run's data, a pause every few hundred requests).
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def service_worker() -> Any:
