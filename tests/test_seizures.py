@@ -248,6 +248,27 @@ def test_the_feature_store_gives_the_seizure_features_of_a_new_batch(sim, featur
     assert want["sz_drugs_country_12m"].sum() > 0
 
 
+def test_a_few_rows_get_the_seizure_features_a_large_batch_gives_them(sim):
+    """Up to 64 rows the item keys are joined value by value: each row alone and 50 together
+    get bit for bit the seizure features and countries of a large batch (departure missing,
+    transport modes in other forms)."""
+    decl, outc = sim["declarations"], sim["outcomes"]
+    cut = pd.Timestamp("2024-11-01")
+    store = FeatureStore(
+        decl[decl["accepted_date"] < cut], outc, FeatureParams(), seizures=sim["seizures"]
+    )
+    batch = decl[decl["accepted_date"] >= cut].sample(n=150, random_state=0)
+    batch.loc[batch.index[::5], "departure_country"] = None
+    batch.loc[batch.index[1::7], "transport_mode"] = " Sea "
+    big = store.features(batch)
+    cols = [*feature_names(), *[f"ctx_sz_{a}_country" for a in SEIZURE_AREAS]]
+    assert (big[feature_names()].to_numpy() > 0).any(axis=0).sum() > 10
+    pd.testing.assert_frame_equal(store.features(batch.iloc[:50])[cols], big[cols].iloc[:50])
+    for i in range(50, len(batch), 2):
+        alone = store.features(batch.iloc[[i]])[cols]
+        pd.testing.assert_frame_equal(alone, big[cols].iloc[[i]], check_exact=True)
+
+
 # --- ingest --------------------------------------------------------------------------------
 
 

@@ -505,9 +505,9 @@ _WORKER_ENV = "RISKML_SERVE_WORKER"
 
 def _service_app(root: Path, store: Any) -> Any:
     """The service app on ``root``, its champions loaded and checked (RiskmlError otherwise)."""
-    from riskml.serve import create_app
-
     import gc
+
+    from riskml.serve import create_app
 
     params, specs = _config(root)
     app = create_app(root, params, specs, store=store, check_models=True)

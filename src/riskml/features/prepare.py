@@ -42,10 +42,23 @@ def check_columns(frame: pd.DataFrame, needed: list[str], table: str) -> None:
         )
 
 
+#: Each dtype name resolved once (:func:`as_dtype` runs for every column of every batch).
+_DTYPES: dict[str, object] = {}
+
+
+def as_dtype(s: pd.Series, dtype: str) -> pd.Series:
+    """``s.astype(dtype)``; ``s`` itself when it has that dtype already (the same values: a
+    conversion costs tens of microseconds whatever the length). The dtype is compared as an
+    object, not by name: the ``str`` dtype equals the name "string" but not the dtype."""
+    if dtype not in _DTYPES:
+        _DTYPES[dtype] = pd.api.types.pandas_dtype(dtype)
+    return s if s.dtype == _DTYPES[dtype] else s.astype(dtype)
+
+
 def optional(frame: pd.DataFrame, column: str, dtype: str) -> pd.Series:
     """``frame[column]`` as ``dtype``, or an all-missing Series when the column is absent."""
     if column in frame.columns:
-        return frame[column].astype(dtype)
+        return as_dtype(frame[column], dtype)
     return pd.Series(pd.NA, index=frame.index, dtype=dtype)
 
 

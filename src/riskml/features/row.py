@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from riskml.contract import TRANSPORT_MODES
-from riskml.features.prepare import SMALL_BATCH, Prepared, optional
+from riskml.features.prepare import SMALL_BATCH, Prepared, as_dtype, optional
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = (
@@ -20,7 +20,7 @@ MONTHS = (
 
 def _positive(series: pd.Series) -> np.ndarray:
     """Float values with non-positive or missing entries as NaN."""
-    x = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    x = as_dtype(series, "float64").to_numpy(dtype=np.float64, na_value=np.nan)
     return np.where(x > 0, x, np.nan)
 
 
@@ -45,7 +45,7 @@ def unit_values(decl: pd.DataFrame) -> pd.DataFrame:
 
 def _is_zero(series: pd.Series) -> np.ndarray:
     """1 where the value is 0, 0 where it is positive, NaN where it is missing."""
-    x = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    x = as_dtype(series, "float64").to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         return np.where(np.isnan(x), np.nan, (x == 0).astype(np.float64))
 
@@ -55,7 +55,7 @@ def value_features(decl: pd.DataFrame) -> dict[str, np.ndarray]:
     claim."""
     cif = _positive(decl["cif_value"])
     fob = _positive(optional(decl, "fob_value", "float64"))
-    duties = decl["duties_paid"].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    duties = as_dtype(decl["duties_paid"], "float64").to_numpy(np.float64, na_value=np.nan)
     pref = optional(decl, "preference_claim", "boolean")
     return {
         "duty_rate": optional(decl, "duty_rate", "float64").to_numpy(np.float64, na_value=np.nan),

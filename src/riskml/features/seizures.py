@@ -20,6 +20,7 @@ Without a seizures table every feature is missing (NaN: no intelligence, not "no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,12 +139,19 @@ def _join(*parts: pd.Series) -> pd.Series:
     return out
 
 
-def _join_keys(*parts: pd.Series) -> np.ndarray:
+def _objects(values: pd.Series | np.ndarray) -> np.ndarray:
+    """A text column's values as an object array (an object array as it is)."""
+    if isinstance(values, np.ndarray):
+        return values
+    return values.to_numpy(object)
+
+
+def _join_keys(*parts: np.ndarray) -> np.ndarray:
     """:func:`_join`'s keys of a few rows as an object array (None: missing), joined value by
-    value (the same keys without the fixed cost of pandas' string operations)."""
-    cells = [p.astype("string").to_numpy(dtype=object, na_value=None) for p in parts]
+    value from their values (:meth:`riskml.features.prepare.Prepared.cells`: the same keys
+    without the fixed cost of pandas' string operations)."""
     return np.array(
-        [None if None in row else "|".join(row) for row in zip(*cells, strict=True)],
+        [None if None in row else "|".join(row) for row in zip(*parts, strict=True)],
         dtype=object,
     )
 
@@ -235,12 +243,21 @@ class SeizureIntel:
             return {k: nan.copy() for k in names}, pd.DataFrame(ctx, index=range(n))
         month = prep.month + prep.first_month - 1  # absolute month of each row
         decl = prep.declarations
-        origin = optional(decl, "origin_country", "string").reset_index(drop=True)
-        departure = optional(decl, "departure_country", "string").reset_index(drop=True)
-        departure = departure.fillna(origin)
-        mode = optional(decl, "transport_mode", "string").reset_index(drop=True)
-        hs4 = prep.hs4.reset_index(drop=True).astype("string")
-        hs2 = prep.hs2.reset_index(drop=True).astype("string")
+        small = n <= SMALL_BATCH  # a few rows: their values as Python objects (None: missing)
+        origin: pd.Series | np.ndarray
+        departure: pd.Series | np.ndarray
+        if small:
+            origin = prep.cells("origin_country")
+            pairs = zip(prep.cells("departure_country"), origin, strict=True)
+            departure = np.array([o if d is None else d for d, o in pairs], dtype=object)
+            mode, hs4, hs2 = prep.cells("transport_mode"), prep.cells("hs4"), prep.cells("hs2")
+        else:
+            origin = optional(decl, "origin_country", "string").reset_index(drop=True)
+            departure = optional(decl, "departure_country", "string").reset_index(drop=True)
+            departure = departure.fillna(origin)
+            mode = optional(decl, "transport_mode", "string").reset_index(drop=True)
+            hs4 = prep.hs4.reset_index(drop=True).astype("string")
+            hs2 = prep.hs2.reset_index(drop=True).astype("string")
         # item keys per kind, for its origin and for its departure country
         fields = {
             "route": (hs4,),
@@ -249,8 +266,8 @@ class SeizureIntel:
             "mode_country": (mode,),
         }
 
-        def coded(*parts: pd.Series) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-            if n <= SMALL_BATCH:
+        def coded(*parts: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+            if small:
                 return _join_keys(*parts)
             local, distinct = pd.factorize(_join(*parts), use_na_sentinel=True)
             return local, np.asarray(distinct, dtype=object)
@@ -277,7 +294,7 @@ class SeizureIntel:
             out[f"sz_{a}_route_reporters"] = np.where(use_dep, rep[1], rep[0])
             if context:
                 ctx[f"ctx_sz_{a}_country"] = pd.Series(
-                    np.where(use_dep, departure.to_numpy(object), origin.to_numpy(object))
+                    np.where(use_dep, _objects(departure), _objects(origin))
                 ).astype("string")
             for kind in ("chapter_country", "country", "mode_country"):
                 out[f"sz_{a}_{kind}_12m"] = np.maximum(*counts(kind, WINDOW))
