@@ -382,12 +382,16 @@ class Scorer:
             }
             for name, values in part.items():
                 columns.setdefault(name, []).append(values)
-        # one frame for all areas (the areas' parts stacked, each in the batch's order)
+        # one frame for all areas (the areas' parts stacked, each in the batch's order), built
+        # in one go: a column added to a frame costs about 0.1 ms whatever its length
         n_areas = len(self.models)
-        scores = pd.concat([good[[*KEY, "accepted_date"]]] * n_areas, ignore_index=True)
-        for name, parts in columns.items():
-            scores[name] = np.concatenate(parts)
-        scores["reasons"] = ""
+        data: dict[str, Any] = {
+            c: pd.array(np.tile(good[c].to_numpy(), n_areas), dtype=good[c].dtype)
+            for c in (*KEY, "accepted_date")
+        }
+        data |= {name: np.concatenate(parts) for name, parts in columns.items()}
+        data["reasons"] = np.full(len(good) * n_areas, "", dtype=object)
+        scores = pd.DataFrame(data)
         timings["predict"] = time.perf_counter() - t0
         if reasons:
             t0 = time.perf_counter()

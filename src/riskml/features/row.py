@@ -151,7 +151,9 @@ def _route_cells(prep: Prepared) -> dict[str, np.ndarray]:
 
 def calendar_features(prep: Prepared) -> dict[str, np.ndarray]:
     """Weekday (0 = Monday) and month of the year (1-12) of acceptance."""
-    month_of_year = prep.declarations["accepted_date"].dt.month.to_numpy()
+    # from the day numbers (the dates' ``.dt.month`` costs a tenth of a millisecond a call)
+    months = prep.day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    month_of_year = months % 12 + 1  # months since 1970-01, which was a January
     return {
         "weekday": ((prep.day + 3) % 7).astype(np.int8),  # 1970-01-01 was a Thursday
         "month_of_year": month_of_year.astype(np.int8),
