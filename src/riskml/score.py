@@ -83,7 +83,10 @@ class ScoreResult:
         if not areas:
             return pd.DataFrame(columns=[*KEY, "selected_areas"])
         n = len(scores) // len(areas)  # the areas' parts are stacked, each in the batch's order
-        out = scores[KEY].iloc[:n].reset_index(drop=True)
+        # built in one go: a column added to a frame costs about 0.1 ms whatever its length
+        out: dict[str, Any] = {
+            c: pd.array(scores[c].to_numpy()[:n], dtype=scores[c].dtype) for c in KEY
+        }
         selected = scores["selected"].to_numpy(bool).reshape(len(areas), n)
         reasons = scores["reasons"].to_numpy(object).reshape(len(areas), n)
         for i, area in enumerate(areas):
@@ -96,7 +99,7 @@ class ScoreResult:
         for i, area in enumerate(areas):
             if (reasons[i] != "").any():
                 out[f"reasons_{area}"] = np.where(selected[i], reasons[i], "")
-        return out
+        return pd.DataFrame(out)
 
 
 def load_champion(
