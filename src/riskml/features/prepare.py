@@ -293,6 +293,16 @@ def _attach_rows(declarations: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataF
     return o.merge(rows, on=KEY, how="inner", sort=False)
 
 
+#: The events of a table without outcomes.
+_NO_CONTROLS = pd.DataFrame(
+    {"row": np.zeros(0, np.int64), "month": np.zeros(0, np.int64), "kind": []}
+)
+_NO_FINDINGS = pd.DataFrame(
+    {c: np.zeros(0, np.int64) for c in ("row", "month", "day")}
+    | {"area": np.zeros(0, object), "count": np.zeros(0), "duty": np.zeros(0)}
+)
+
+
 def prepare(
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
@@ -313,7 +323,8 @@ def prepare(
     if declarations["accepted_date"].isna().any():
         raise RiskmlError("declarations: accepted_date has missing values; validate the data first")
     decl = declarations.reset_index(drop=True)
-    abs_month = month_numbers(decl["accepted_date"])
+    dates = pd.to_datetime(decl["accepted_date"]).to_numpy()  # converted once for both
+    abs_month = dates.astype("datetime64[M]").astype(np.int64)  # as month_numbers
     if first_month is None:
         first_month = int(abs_month.min()) if len(decl) else 0
     first = first_month
@@ -322,7 +333,7 @@ def prepare(
     hs = decl["hs_code"].astype("string").str.strip()
     prepared = Prepared(
         declarations=decl,
-        day=day_numbers(decl["accepted_date"]),
+        day=dates.astype("datetime64[D]").astype(np.int64),  # as day_numbers
         month=month,
         n_months=n_months,
         first_month=first,
@@ -332,13 +343,9 @@ def prepare(
     )
 
     if outcomes.empty:  # new declarations scored against a stored history: no events
-        prepared.controls = pd.DataFrame(
-            {"row": np.zeros(0, np.int64), "month": np.zeros(0, np.int64), "kind": []}
-        )
-        prepared.findings = pd.DataFrame(
-            {c: np.zeros(0, np.int64) for c in ("row", "month", "day")}
-            | {"area": np.zeros(0, object), "count": np.zeros(0), "duty": np.zeros(0)}
-        )
+        # shallow copies of frames built once (read only: a change would copy, not write)
+        prepared.controls = _NO_CONTROLS.copy(deep=False)
+        prepared.findings = _NO_FINDINGS.copy(deep=False)
         return prepared
     o = _attach_rows(decl, outcomes)
     o_month = month_numbers(o["result_date"]) - first + 1
