@@ -2,8 +2,8 @@
 out of core on one machine and on a 2-worker Dask LocalCluster.
 
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
-                                          [--steps features train score explain] [--cache DIR]
-                                          [--project DIR] [--areas A ...] [--threads N]
+            [--steps features train score evaluate select explain] [--cache DIR]
+            [--project DIR] [--areas A ...] [--threads N]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
 scale with it; 24 months, seed 42) is simulated once into ``--cache``/<size> (reused when present;
@@ -16,16 +16,20 @@ each step then runs in its own child process, as ``dvc repro`` runs each stage i
   (:func:`riskml.train_stage.train_area_model`: reads the labelled rows it needs month by month,
   fits, binds the list policy and threshold, registers in an MLflow store in the temporary
   folder, writes ``models/<area>/``);
-* ``score``: every item of every month scored by each area's model, month by month
-  (:func:`riskml.compute.write_months` with :func:`riskml.evaluate.score_frame`), written as
-  ``data/scores/<area>/month=YYYY-MM/``;
-* ``explain``: each area's selected items (its capacity in pipelines/, scaled with the items
-  like the entities, the highest rank keys of the test window), read by key from the features
-  partitions, explained with TreeSHAP and turned into reasons (:func:`riskml.reasons.reasons`).
+* ``score``: every item of every month scored by each area's champion (the registered model
+  the lists use, :func:`riskml.registry.list_model`), month by month with the evaluate stage's
+  :func:`riskml.evaluate.score_frame` (:func:`riskml.compute.write_months`), written as
+  ``data/bench_scores/<area>/month=YYYY-MM/``;
+* ``evaluate``, ``select``, ``explain``: the pipeline's stages themselves
+  (:func:`riskml.evaluate.run_evaluate`: the test window scored, labelled and measured;
+  :func:`riskml.select.run_select`: each area's picks by its champion;
+  :func:`riskml.explain.run_explain`: the picks' reasons by TreeSHAP, SHAP images, case files),
+  each list's capacity scaled with the items like the entities.
 
 It prints per step the wall time, the CPU time (the child's own; with Dask plus the workers'
-CPU during the step) and the child's peak memory (max RSS); per run the totals, the largest
-peak of any driver process and each worker's peak. Modes: ``ooc`` (``compute.out_of_core:
+CPU during the step), the child's peak memory (max RSS) and the 1-minute load average at its
+start and end; per run the totals, the largest peak of any driver process and each worker's
+peak. Modes: ``ooc`` (``compute.out_of_core:
 true``, local), ``dask`` (``compute.backend: dask`` on ``LocalCluster(n_workers=2,
 threads_per_worker=1, processes=True)`` started by this script, its address given to each
 step as ``compute.scheduler``), ``memory`` (the features of every item at once, the default of
@@ -49,7 +53,7 @@ from pathlib import Path
 
 from scaled_world import BASE_ITEMS, ROOT, cached_world
 
-STEPS = ("features", "train", "score", "explain")
+STEPS = ("features", "train", "score", "evaluate", "select", "explain")
 
 
 def _params(mode: str, scheduler: str | None):
@@ -67,94 +71,76 @@ def _params(mode: str, scheduler: str | None):
     return params.model_copy(update={"compute": compute})
 
 
-def _specs(params):
+def _specs(params, n_items: int, *, every: bool = False):
+    """The area specs, each list's capacity scaled with the items like the entities (an
+    administration of ``n_items`` audits proportionally more: the select and explain stages
+    then draw and explain ``capacity * n_items / BASE_ITEMS`` picks per area)."""
     from riskml.config import load_area_specs
 
-    return {a: s for a, s in load_area_specs(ROOT / "pipelines").items() if a in params.areas}
+    specs = load_area_specs(ROOT / "pipelines")
+    areas = params.areas
+    if not every:  # --areas; the features stage builds every area's (their rule_<area> columns)
+        areas = os.environ.get("RISKML_BENCH_AREAS", "").split() or areas
+    return {
+        a: s.model_copy(update={"capacity": max(1, round(s.capacity * n_items / BASE_ITEMS))})
+        for a, s in specs.items()
+        if a in areas
+    }
 
 
-def _trained(root: Path, specs):
-    from riskml.area_model import AreaModel
+def _trained(root: Path, specs) -> dict:
+    """The areas of ``specs`` that have a model (``--areas`` trains only some), as
+    ``dvc repro`` would give the stages after ``score``: their specs."""
     from riskml.catalog import Catalog
     from riskml.train import split_trained
 
     trained, _ = split_trained(root, specs)
-    folders = {a: Catalog(root).model(a) for a in trained}  # --areas: the others have none
-    return {a: AreaModel.load(f) for a, f in folders.items() if f.exists()}
+    return {a: s for a, s in trained.items() if Catalog(root).model(a).exists()}
 
 
 def _score(root: Path, params, specs) -> dict:
-    """Every item of every month scored by each area's model, written by month."""
+    """Every item of every month scored by each area's champion (the registered model the
+    lists and the service use: :func:`riskml.registry.list_model`), month by month with the
+    evaluate stage's :func:`riskml.evaluate.score_frame`, each month written as a partition of
+    ``data/bench_scores/<area>/`` (:func:`riskml.compute.write_months`; the evaluate stage's
+    own ``data/scores`` hold the test window only)."""
     import functools
 
     from riskml import compute, io
     from riskml.catalog import Catalog
     from riskml.evaluate import score_frame
+    from riskml.registry import list_model
 
     catalog = Catalog(root)
     months = io.partition_months(catalog.features)
     start, end = f"{months[0]}-01", "2100-01-01"
-    done = {}
+    done, models = {}, {}
     with compute.running_on(params.compute) as client:
-        for area, model in _trained(root, specs).items():
+        for area in _trained(root, specs):
+            model = list_model(root, area)
             score = functools.partial(score_frame, model, start=start, end=end)
             columns = ["declaration_id", "item_no", "accepted_date", *model.feature_names_]
+            out = root / "data" / "bench_scores" / area
             done[area] = compute.write_months(
-                catalog.features, months, score, catalog.scores(area), client=client,
-                columns=columns,
-            )  # fmt: skip
-    return {"scored": done}
-
-
-def _explain(root: Path, params, specs, n_items: int) -> dict:
-    """Each area's selected items of the test window (the highest rank keys, capacity scaled
-    with the items), read by key from the features partitions and explained."""
-    import numpy as np
-    import pandas as pd
-
-    from riskml import io
-    from riskml.catalog import Catalog
-    from riskml.features import catalogue_for
-    from riskml.reasons import reasons
-    from riskml.train import _key_hashes
-
-    catalog = Catalog(root)
-    split = params.split
-    months = io.months_overlapping(catalog.features, split.test_start, split.test_end)
-    catalogue = catalogue_for(specs)
-    out = {}
-    for area, model in _trained(root, specs).items():
-        scores = io.read_partitioned(catalog.scores(area), months=months)
-        dates = pd.to_datetime(scores["accepted_date"])
-        scores = scores[
-            (dates >= pd.Timestamp(split.test_start)) & (dates < pd.Timestamp(split.test_end))
-        ]
-        key = scores["expected_recovery"] if "expected_recovery" in scores else scores["score"]
-        capacity = max(1, round(specs[area].capacity * n_items / BASE_ITEMS))
-        picked = scores.loc[key.sort_values(ascending=False, kind="stable").index[:capacity]]
-        wanted = _key_hashes(picked)
-
-        def chosen(table, wanted=wanted):
-            return np.isin(
-                _key_hashes(table.select(["declaration_id", "item_no"]).to_pandas()), wanted
+                catalog.features, months, score, out, client=client, columns=columns
             )
-
-        rows = io.read_partitioned(catalog.features, months=months, where=chosen)
-        contrib = model.contributions(rows)
-        table = reasons(rows, contrib, catalogue)
-        out[area] = {"selected": len(rows), "reason_rows": len(table)}
-    return {"explained": out}
+            models[area] = str(model.registration)
+    return {"scored": done, "models": models}
 
 
 def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None) -> dict:
+    from riskml.evaluate import run_evaluate
+    from riskml.explain import run_explain
     from riskml.features_stage import run_features
+    from riskml.select import run_select
     from riskml.train_stage import train_area_model
 
     params = _params(mode, scheduler)
-    specs = _specs(params)
+    specs = _specs(params, n_items)
+    load = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     if step == "features":
-        summary = run_features(root, params, specs)
+        summary = run_features(root, params, _specs(params, n_items, every=True))
         facts = {"months": summary["months"], "items": summary["items"]}
     elif step.startswith("train:"):
         area = step.split(":", 1)[1]
@@ -163,8 +149,12 @@ def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None)
         facts = {k: summary[k] for k in ("train_rows", "best_iteration") if k in summary}
     elif step == "score":
         facts = _score(root, params, specs)
-    elif step == "explain":
-        facts = _explain(root, params, specs, n_items)
+    elif step == "evaluate":  # the stage: the test window scored, labelled and measured
+        facts = {"evaluated": list(run_evaluate(root, params, _trained(root, specs)))}
+    elif step == "select":  # the stage: each area's picks by its champion
+        facts = {"picks": run_select(root, params, _trained(root, specs))["picks"]}
+    elif step == "explain":  # the stage: reasons, SHAP images and case files of the picks
+        facts = {"explained": run_explain(root, params, _trained(root, specs))["explained"]}
     else:
         raise SystemExit(f"unknown step {step!r}")
     return {
@@ -172,6 +162,7 @@ def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None)
         "wall_s": round(time.perf_counter() - t0, 1),
         "cpu_s": round(time.process_time() - c0, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "load_average": [round(load, 1), round(os.getloadavg()[0], 1)],  # 1-min, start and end
         **facts,
     }
 
@@ -264,17 +255,17 @@ def _table(results: list[dict]) -> None:
     for r in results:
         train = [s for s in r["steps"] if s["step"].startswith("train:")]
         rows = [s for s in r["steps"] if not s["step"].startswith("train:")]
-        if train:
-            rows.append(
-                {
-                    "step": f"train ({len(train)} areas)",
-                    "wall_s": round(sum(s["wall_s"] for s in train), 1),
-                    "cpu_s": round(sum(s["cpu_s"] for s in train), 1),
-                    "peak_rss_gib": max(s["peak_rss_gib"] for s in train),
-                }
-            )
+        if train:  # one row in the steps' order, after the features
+            at = next(i for i, s in enumerate(r["steps"]) if s["step"].startswith("train:"))
+            row = {
+                "step": f"train ({len(train)} areas)",
+                "wall_s": round(sum(s["wall_s"] for s in train), 1),
+                "cpu_s": round(sum(s["cpu_s"] for s in train), 1),
+                "peak_rss_gib": max(s["peak_rss_gib"] for s in train),
+            }
             if any("workers_cpu_s" in s for s in train):
-                rows[-1]["workers_cpu_s"] = round(sum(s["workers_cpu_s"] for s in train), 1)
+                row["workers_cpu_s"] = round(sum(s["workers_cpu_s"] for s in train), 1)
+            rows.insert(at, row)
         for s in rows:
             cpu = f"{s['cpu_s']}" + (
                 f" + {s['workers_cpu_s']} workers" if "workers_cpu_s" in s else ""
@@ -298,7 +289,9 @@ def main() -> None:
         "--project", type=Path, default=None,
         help="keep the project folder here (one size and mode): later runs continue its steps",
     )  # fmt: skip
-    parser.add_argument("--areas", nargs="+", default=None, help="train only these areas")
+    parser.add_argument(
+        "--areas", nargs="+", default=None, help="these areas only (every step but features)"
+    )
     parser.add_argument(
         "--threads", type=int, default=None,
         help="LightGBM threads of the training (default: train.num_threads of params.yaml)",
@@ -313,6 +306,8 @@ def main() -> None:
 
     if args.threads:
         os.environ["RISKML_BENCH_THREADS"] = str(args.threads)  # read by each step's child
+    if args.areas:
+        os.environ["RISKML_BENCH_AREAS"] = " ".join(args.areas)
     results = []
     for n in args.sizes:
         t0 = time.perf_counter()

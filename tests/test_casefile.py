@@ -161,3 +161,45 @@ def test_case_file_renders_in_headless_chromium_and_prints_to_pdf(project, tmp_p
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 20_000
     assert b"/Type /Page" in data or b"/Type/Page" in data
+
+
+def test_the_stage_reads_the_picks_and_the_sample_only_and_explains_them_as_from_the_period(
+    project, tmp_path
+):
+    """explain reads the rows of the picks and of the global sample, not the scored period's
+    features of every item; its reasons, sample and case-file rows are those the whole period
+    gives (bit for bit), and the file it wrote is that table."""
+    from riskml import io
+    from riskml.catalog import Catalog
+    from riskml.config import load_area_specs, load_params
+    from riskml.explain import explain_picks, explained_rows, global_sample, picks_of
+    from riskml.features import catalogue_for
+    from riskml.reasons import candidate_rows
+    from riskml.registry import list_model
+
+    params = load_params(project / "params.yaml")
+    catalogue = catalogue_for(load_area_specs(project / "pipelines"))
+    catalog, split, p = Catalog(project), params.split, params.explain
+    months = io.months_overlapping(catalog.features, split.test_start, split.test_end)
+    whole = io.read_partitioned(catalog.features, months=months)
+    features, sample = explained_rows(project, params, [AREA])
+    model = list_model(project, AREA)
+    picks = picks_of(catalog, AREA, model)
+    assert len(picks) + p.global_sample >= len(features)  # those rows only (a few shared)
+    assert len(features) < len(whole) / 5
+
+    expected = global_sample(whole, params, size=p.global_sample, seed=p.seed)
+    assert len(sample) == p.global_sample
+    pd.testing.assert_frame_equal(sample.reset_index(drop=True), expected.reset_index(drop=True))
+    names = model.feature_names_
+    pd.testing.assert_frame_equal(
+        candidate_rows(picks, features, names), candidate_rows(picks, whole, names)
+    )
+    table, rows = explain_picks(model, picks, features, catalogue, params)
+    table_whole, rows_whole = explain_picks(model, picks, whole, catalogue, params)
+    pd.testing.assert_frame_equal(table, table_whole)
+    pd.testing.assert_frame_equal(rows, rows_whole)
+    io.write_parquet(table_whole, tmp_path / "whole.parquet")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(catalog.explanations(AREA)), pd.read_parquet(tmp_path / "whole.parquet")
+    )

@@ -174,9 +174,12 @@ def explain_one_area(
     *,
     features: pd.DataFrame,
     catalogue: Mapping[str, Any],
+    sample: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Explain one area's picks (the ``select`` stage's, by the champion): reasons table, SHAP
-    plots, case files, artifacts in its MLflow run."""
+    plots, case files, artifacts in its MLflow run. ``features``: rows of the scored period
+    holding at least every pick's (:func:`explained_rows`); ``sample``: the global sample
+    (:func:`global_sample` of the whole period), drawn from ``features`` when not given."""
     from riskml import casefile
     from riskml.fairness import check_protected
     from riskml.io import write_parquet
@@ -193,7 +196,8 @@ def explain_one_area(
     shadow = explain_shadow(root, area, params, features=features, catalogue=catalogue)
 
     plots = catalog.explain_plots(area)
-    sample = global_sample(features, params, size=p.global_sample, seed=p.seed)
+    if sample is None:
+        sample = global_sample(features, params, size=p.global_sample, seed=p.seed)
     sample_contrib = model.contributions(sample, chunk_size=p.chunk_size)
     plot_global(shap_explanation(sample_contrib, sample, names), plots, area=area)
     images: dict[str, Path] = {}
@@ -324,22 +328,55 @@ def picks_of(catalog: Catalog, area: str, model: Any, *, shadow: bool = False) -
     return picks
 
 
+def explained_rows(
+    root: Path, params: Params, areas: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the explain stage reads of the scored period's features: the rows of every pick of
+    ``areas`` (the champion's and the shadow's) and of the global sample, read month by month
+    by key (peak memory those rows plus one month, not the period's ~440 columns of every
+    item); and the global sample: the rows, in the order, that :func:`global_sample` draws from
+    the whole period (it draws positions from the period's length alone, so drawing them from
+    the period's keys gives the same rows)."""
+    from riskml import io
+    from riskml.io import read_parquet
+    from riskml.train import _key_hashes
+
+    catalog, split, p = Catalog(root), params.split, params.explain
+    folder = catalog.features
+    months = io.months_overlapping(folder, split.test_start, split.test_end)
+    keys = io.read_partitioned(folder, months=months, columns=[*KEY, "accepted_date"])
+    drawn = global_sample(keys, params, size=p.global_sample, seed=p.seed)[KEY]
+    picks = [
+        read_parquet(path, columns=list(KEY))
+        for area in areas
+        for path in (catalog.picks(area), catalog.picks(area, shadow=True))
+        if path.exists()
+    ]
+    wanted = np.unique(_key_hashes(pd.concat([drawn, *picks], ignore_index=True)))
+    del keys
+
+    def chosen(table: Any) -> np.ndarray:
+        return np.isin(_key_hashes(table.select(list(KEY)).to_pandas()), wanted)
+
+    features = io.read_partitioned(folder, months=months, where=chosen)
+    at = features[KEY].assign(_at=np.arange(len(features)))
+    at = drawn.merge(at, on=KEY, how="left", validate="one_to_one")["_at"].to_numpy()
+    return features, features.iloc[at]
+
+
 def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Stage entry: explain each area's picks (``data/selection/picks/<area>.parquet``, the
     ``select`` stage's) into ``data/explanations/<area>.parquet``, SHAP images in
     ``plots/explain/<area>/`` and case files in ``data/casefiles/<area>/``."""
-    from riskml import io
     from riskml.features import catalogue_for
     from riskml.train import split_trained
 
-    # the picks and the global sample are items of the scored period: its months only
-    folder, split = Catalog(root).features, params.split
-    months = io.months_overlapping(folder, split.test_start, split.test_end)
-    features = io.read_partitioned(folder, months=months)
     catalogue = catalogue_for(specs)
     specs, skipped = split_trained(root, specs)  # areas the train stage skipped: no model
     for area, record in skipped.items():
         log.info("explain %s %s", area, record["reason"])
+    # the picks and the global sample are items of the scored period: those rows only
+    features, sample = explained_rows(root, params, list(specs))
     summary: dict[str, Any] = {}
     models: dict[str, str] = {}
     for i, (area, spec) in enumerate(specs.items()):
@@ -351,6 +388,7 @@ def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[
             params,
             features=features,
             catalogue=catalogue,
+            sample=sample,
         )
         summary[area] = out["explained"]
         models[area] = out["model"]
