@@ -209,6 +209,37 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_run_evaluate_reads_the_test_window_items_and_writes_what_the_whole_tables_give(
+    world_root, world, revenue_spec, params, tracking_uri
+):
+    """The stage keeps the test window's declarations and their truth only (the items it
+    scores): its scores, metrics and plot data are those of the area evaluated on the whole
+    tables, bit for bit."""
+    from riskml.evaluate import evaluate_area, items_of, scored_period
+
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    window = scored_period(world["declarations"], params.split)
+    assert 0 < len(window) < len(world["declarations"]) / 2
+    assert set(items_of(world["truth"], window)["declaration_id"]) == set(window["declaration_id"])
+
+    def outputs():
+        files = sorted((world_root / "plots/evaluation/revenue").glob("*.csv"))
+        return (
+            read_dataset(world_root / "data/scores/revenue"),
+            (world_root / "metrics/areas/revenue.json").read_text(),
+            {f.name: f.read_bytes() for f in files},
+        )
+
+    run_evaluate(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
+    scores, metrics, plots = outputs()
+    whole = {k: world[k] for k in ("declarations", "outcomes", "truth")}
+    evaluate_area(world_root, params, revenue_spec, whole, tracking_uri)
+    scores_whole, metrics_whole, plots_whole = outputs()
+    pd.testing.assert_frame_equal(scores, scores_whole)
+    assert metrics == metrics_whole
+    assert plots == plots_whole and len(plots) >= 6
+
+
 def test_revenue_unavailable_is_null_with_a_reason(revenue_spec):
     result = evaluate_scores(_scores(), revenue_spec, seed=1, revenue_unavailable=NO_RECOVERED)
     for pop in (LABELLED, RANDOM_CONTROL):

@@ -60,7 +60,7 @@ from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.io import json_safe, write_plot_csv
-from riskml.train import in_window, split_trained
+from riskml.train import _key_hashes, in_window, split_trained
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +389,18 @@ def _log_test_metrics(
     return True
 
 
+def scored_period(declarations: pd.DataFrame, split: Any) -> pd.DataFrame:
+    """The declarations' items accepted in the test window ``[test_start, test_end)``: the items
+    :func:`score_months` scores (the same rule, :func:`riskml.train.in_window`)."""
+    return in_window(declarations, split.test_start, split.test_end)
+
+
+def items_of(table: pd.DataFrame, declarations: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` (e.g. the truth, one row per item and area) whose key is one of
+    ``declarations``' items, in ``table``'s order."""
+    return table[np.isin(_key_hashes(table), _key_hashes(declarations))]
+
+
 def evaluate_area(
     root: Path,
     params: Params,
@@ -486,10 +498,14 @@ def run_evaluate(
     for area in specs:  # fail before any work when a model is missing
         AreaModel.load(catalog.model(area))
     truth = catalog.truth()
+    # the scored items' rows only: each declaration's labels, rule score and truth depend on
+    # its own rows, so the test window's rows give the same scores file and metrics as the
+    # whole tables, with memory the window's items instead of the history's (tests/test_evaluate.py)
+    window = scored_period(io.read_parquet(catalog.declarations), params.split)
     tables = {
-        "declarations": io.read_parquet(catalog.declarations),
+        "declarations": window,
         "outcomes": io.read_parquet(catalog.outcomes),
-        "truth": None if truth is None else io.read_parquet(truth),
+        "truth": None if truth is None else items_of(io.read_parquet(truth), window),
     }
     # compute.backend dask: each month of the test window is scored on the cluster
     with compute.running_on(params.compute):
