@@ -135,10 +135,18 @@ class FeatureBlock:
     areas (the features are float32 already, so no value changes); each area takes its columns.
     """
 
-    def __init__(self, features: pd.DataFrame | np.ndarray, names: list[str]) -> None:
+    def __init__(
+        self,
+        features: pd.DataFrame | np.ndarray,
+        names: list[str],
+        positions: dict[tuple[str, ...], list[int]] | None = None,
+    ) -> None:
         """``features``: a feature frame, or the matrix of its ``names`` columns as float32
-        (:meth:`riskml.features.store.FeatureStore.model_inputs`)."""
+        (:meth:`riskml.features.store.FeatureStore.model_inputs`). ``positions``: a cache of
+        :meth:`matrix`'s column positions, kept by the caller for blocks of the same ``names``
+        (a scorer's: the same models on every call)."""
         self.names = {n: i for i, n in enumerate(names)}
+        self.positions = {} if positions is None else positions
         if isinstance(features, np.ndarray):
             self.values = features
             return
@@ -150,7 +158,10 @@ class FeatureBlock:
 
     def matrix(self, names: list[str]) -> np.ndarray:
         """The columns ``names``, in that order."""
-        return self.values[:, [self.names[n] for n in names]]
+        key = tuple(names)
+        if key not in self.positions:
+            self.positions[key] = [self.names[n] for n in names]
+        return self.values[:, self.positions[key]]
 
 
 class Scorer:
@@ -180,6 +191,7 @@ class Scorer:
         self._models = models
         self._store: FeatureStore | None = None
         self._stored_keys: pd.MultiIndex | None = None
+        self._inputs: tuple[dict[str, AreaModel], list[str], dict] | None = None
         self._lock = threading.Lock()
         self.profile = load_profile(root / params.select.watchlists)
 
@@ -221,6 +233,16 @@ class Scorer:
                 keys.get_indexer(keys[:1])  # build the hash engine now, not on a request
                 self._stored_keys = keys
             return self._stored_keys
+
+    def model_inputs(self) -> tuple[list[str], dict[tuple[str, ...], list[int]]]:
+        """Every feature the models read, each once in model order, and the cache of their
+        column positions (:class:`FeatureBlock`): worked out once for the loaded models."""
+        models = self.models
+        inputs = self._inputs
+        if inputs is None or inputs[0] is not models:
+            names = list(dict.fromkeys(n for m in models.values() for n in _inputs(m)))
+            inputs = self._inputs = (models, names, {})
+        return inputs[1], inputs[2]
 
     def warm(self) -> None:
         """Build the feature store and load the champions now (the service does it at start)."""
@@ -346,12 +368,13 @@ class Scorer:
         if good.empty:
             return ScoreResult(pd.DataFrame(columns=SCORE_COLUMNS), quarantine, timings)
         t0 = time.perf_counter()
-        names = list(dict.fromkeys(n for m in self.models.values() for n in _inputs(m)))
+        names, positions = self.model_inputs()
         if reasons:  # the reasons read the whole frame (context columns included)
             feats = self.features(good, context=True)
-            block = FeatureBlock(feats, names)
+            block = FeatureBlock(feats, names, positions)
         else:  # the model inputs alone, without a frame of some 340 columns
-            block = FeatureBlock(self.store.model_inputs(good.reset_index(drop=True), names), names)
+            matrix = self.store.model_inputs(good.reset_index(drop=True), names)
+            block = FeatureBlock(matrix, names, positions)
         timings["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         columns: dict[str, list[np.ndarray]] = {}
