@@ -65,15 +65,17 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true")
     args = parser.parse_args()
 
+    from riskml.catalog import Catalog
     from riskml.config import load_area_specs, load_params
     from riskml.features import build_features
     from riskml.features.store import FeatureStore
+    from riskml.io import read_dataset
 
     root = args.root
     params = load_params(root / "params.yaml")
     specs = {a: s for a, s in load_area_specs(root / "pipelines").items() if a in params.areas}
-    decl = pd.read_parquet(root / "data/interim/declarations.parquet")
-    outc = pd.read_parquet(root / "data/interim/outcomes.parquet")
+    decl = read_dataset(Catalog(root).declarations)
+    outc = read_dataset(Catalog(root).outcomes)
     first, last = decl["accepted_date"].min(), decl["accepted_date"].max()
     print(f"history: {len(decl):,} items, {first.date()} to {last.date()}, {len(outc):,} outcomes")
 

@@ -31,8 +31,9 @@ from pathlib import Path
 
 def _one(n_items: int, cache: Path | None) -> dict:
     import pandas as pd
-    from scaled_world import ROOT, simulate_world
+    from scaled_world import ROOT, as_interim, simulate_world
 
+    from riskml import io
     from riskml.config import area_train_params, load_area_specs, load_params
     from riskml.contract import KEY
     from riskml.features import build_features
@@ -47,7 +48,7 @@ def _one(n_items: int, cache: Path | None) -> dict:
             t0 = time.perf_counter()
             simulate_world(n_items, folder)
             out["simulate_s"] = round(time.perf_counter() - t0, 1)
-        decl = pd.read_parquet(folder / "declarations.parquet")
+        decl = io.read_dataset(as_interim(folder))
         outc = pd.read_parquet(folder / "outcomes.parquet")
 
         t0, c0 = time.perf_counter(), time.process_time()

@@ -37,11 +37,29 @@ def simulate_world(n_items: int, folder: Path) -> None:
     run(folder, scaled_params(n_items), load_area_specs(ROOT / "pipelines"))
 
 
+def as_interim(folder: Path) -> Path:
+    """Store the world's declarations in ``folder`` as the validate stage stores them
+    (partitioned by month: ``riskml.catalog.interim_table``), once, so that a project can take
+    the folder as its ``data/interim``; returns the declarations' path."""
+    import pandas as pd
+
+    from riskml.catalog import interim_table, table_file
+    from riskml.contract import write_interim
+
+    path = interim_table(folder, "declarations")
+    if not path.is_dir():
+        decl = pd.read_parquet(table_file(folder, "declarations"))
+        write_interim(folder, {"declarations": decl})
+    return path
+
+
 def cached_world(n_items: int, cache: Path) -> tuple[Path, bool]:
-    """The scaled world under ``cache``/<n_items>, simulated there unless present; returns the
-    folder and whether it was simulated now."""
+    """The scaled world under ``cache``/<n_items>, simulated there unless present, its
+    declarations stored as in ``data/interim`` (:func:`as_interim`); returns the folder and
+    whether it was simulated now."""
     folder = cache / str(n_items)
-    if (folder / "outcomes.parquet").exists():
-        return folder, False
-    simulate_world(n_items, folder)
-    return folder, True
+    simulated = not (folder / "outcomes.parquet").exists()
+    if simulated:
+        simulate_world(n_items, folder)
+    as_interim(folder)
+    return folder, simulated

@@ -354,7 +354,10 @@ def main() -> None:
             f"server up and ready (models loaded and checked) in {time.perf_counter() - t0:.1f} s"
         )
         areas = httpx.get(f"{url}/health/live").json()["areas"]
-        decl = pd.read_parquet(root / "data/interim/declarations.parquet")
+        from riskml.catalog import Catalog
+        from riskml.io import read_dataset
+
+        decl = read_dataset(Catalog(root).declarations)
         ids = pd.read_csv(root / "data/candidates/all_areas.csv", usecols=["declaration_id"])
         for name, clients, send in (
             ("GET /candidates", args.clients, candidates_request(areas)),

@@ -42,7 +42,7 @@ def main() -> None:
     change, out = json.loads(sys.argv[3]), Path(sys.argv[4])
     params, specs = load_params(root / "params.yaml"), load_area_specs(root / "pipelines")
     cat = Catalog(root)
-    decl = io.read_parquet(cat.declarations, columns=[*KEY, "accepted_date"])
+    decl = io.read_dataset(cat.declarations, columns=[*KEY, "accepted_date"])
     outcomes = io.read_parquet(cat.outcomes)
     truth = io.read_parquet(cat.truth()).astype({"declaration_id": "string"})
     windows = bt.backtest_windows(

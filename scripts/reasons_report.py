@@ -52,17 +52,19 @@ def dump(root: Path, out: Path) -> None:
     """Write ``<out>/<area>.parquet`` (reasons with their features' values) and
     ``<out>/<area>-candidates.parquet`` (base, total, largest bar, other bar)."""
     from riskml import explain
+    from riskml.catalog import Catalog
     from riskml.config import load_area_specs, load_params
     from riskml.features import catalogue_for
-    from riskml.io import read_parquet
+    from riskml.io import read_dataset
     from riskml.registry import list_model
 
     params = load_params(root / "params.yaml")
     specs = load_area_specs(root / "pipelines")
     catalogue = catalogue_for(specs)
-    features = read_parquet(root / "data/features/features.parquet")
-    declarations = read_parquet(root / "data/interim/declarations.parquet")
-    outcomes = read_parquet(root / "data/interim/outcomes.parquet")
+    catalog = Catalog(root)
+    features = read_dataset(catalog.features)
+    declarations = read_dataset(catalog.declarations)
+    outcomes = read_dataset(catalog.outcomes)
     out.mkdir(parents=True, exist_ok=True)
     p = params.explain
     for area, spec in specs.items():

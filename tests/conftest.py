@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from riskml.config import AreaSpec, Params, Rule, SplitParams, TrainParams
+from riskml.contract import write_interim
 from riskml.feedback import _Base
 from riskml.io import write_partitioned
 
@@ -156,9 +157,10 @@ def world_root(tmp_path: Path, world: dict[str, pd.DataFrame]) -> Path:
     root = tmp_path / "repo"
     (root / "data/interim").mkdir(parents=True)
     write_partitioned(world["features"], root / "data/features")
-    world["declarations"].to_parquet(root / "data/interim/declarations.parquet", index=False)
-    world["outcomes"].to_parquet(root / "data/interim/outcomes.parquet", index=False)
-    world["truth"].to_parquet(root / "data/interim/truth.parquet", index=False)
+    write_interim(
+        root / "data/interim",
+        {t: world[t] for t in ("declarations", "outcomes", "truth")},
+    )
     return root
 
 

@@ -131,7 +131,10 @@ def new_batch(project: Path, n: int, *, start: int = 0):  # type: ignore[no-unty
     """``n`` new declaration items: stored ones copied with fresh ids, dated after the data."""
     import pandas as pd
 
-    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    from riskml.catalog import Catalog
+    from riskml.io import read_dataset
+
+    decl = read_dataset(Catalog(project).declarations)
     rows = decl.tail(n + start).head(n).copy()
     rows["declaration_id"] = [f"NEW{start + i:07d}" for i in range(len(rows))]
     rows["item_no"] = 1

@@ -35,6 +35,7 @@ from riskml.config import (
     TrainParams,
     load_area_specs,
 )
+from riskml.contract import write_interim
 from riskml.io import write_partitioned
 from riskml.labels import build_labels
 from riskml.train import feature_matrix, train_area, training_labels
@@ -85,8 +86,7 @@ def sim_root(tmp_path_factory, sim, features) -> Path:
     root = tmp_path_factory.mktemp("backtest-root")
     (root / "data/interim").mkdir(parents=True)
     write_partitioned(features, root / "data/features")
-    for name in ("declarations", "outcomes", "truth"):
-        sim[name].to_parquet(root / f"data/interim/{name}.parquet", index=False)
+    write_interim(root / "data/interim", {t: sim[t] for t in ("declarations", "outcomes", "truth")})
     return root
 
 
@@ -364,7 +364,7 @@ def test_a_window_with_too_few_positives_is_left_out_and_said(
         ["declaration_id", "item_no"],
     ]
     keep = ~outc.set_index(["declaration_id", "item_no"]).index.isin(pd.MultiIndex.from_frame(gone))
-    decl.to_parquet(root / "data/interim/declarations.parquet", index=False)
+    write_interim(root / "data/interim", {"declarations": decl})
     outc[keep].to_parquet(root / "data/interim/outcomes.parquet", index=False)
     sim["truth"].to_parquet(root / "data/interim/truth.parquet", index=False)
     four = params.model_copy(
@@ -395,8 +395,7 @@ def test_the_report_measures_stored_windows_and_reads_the_exponent_without_train
     root = tmp_path
     (root / "data/interim").mkdir(parents=True)
     write_partitioned(features, root / "data/features")
-    for name in ("declarations", "outcomes", "truth"):
-        sim[name].to_parquet(root / f"data/interim/{name}.parquet", index=False)
+    write_interim(root / "data/interim", {t: sim[t] for t in ("declarations", "outcomes", "truth")})
     spec = specs["revenue"]
     assert spec.rank_by == "expected_recovery" and spec.recovery_exponent < 1
     run_backtest_area("revenue", root, params, {"revenue": spec})

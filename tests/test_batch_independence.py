@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from serve_project import AREAS, LiveServer, built_project, project_env
 
+from riskml.catalog import Catalog
 from riskml.config import load_area_specs, load_params
 from riskml.contract import KEY
 from riskml.feedback import FeedbackStore
@@ -47,7 +48,7 @@ def _scorer(project) -> Scorer:
 def batches(project) -> dict[str, pd.DataFrame]:
     """The targets (a late declaration dated inside the stored months, and one dated after
     them), and the batches of 1,000 and 50,000 holding them, as text (as a CSV arrives)."""
-    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    decl = read_dataset(Catalog(project).declarations)
     ranks = [
         read_dataset(project / "data/scores" / a, columns=[*KEY, "score"])
         .set_index(KEY)["score"]

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from explain_project import AREA, small_project
 
+from riskml.catalog import Catalog
+from riskml.io import read_dataset
 from riskml.reasons import NO_REASONS, validate_explanations
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -62,7 +64,7 @@ def test_explanations_file_passes_the_schema_and_covers_the_candidate_list(proje
 def test_a_peer_median_in_a_sentence_matches_the_data(project, explanations):
     """Recompute the reference median of a candidate's unit value per kg from the declarations of
     its peer group in the previous months, and compare with the sentence's numbers."""
-    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    decl = read_dataset(Catalog(project).declarations)
     hits = explanations[
         (explanations["group"] == "declared value") & explanations["sentence"].str.match(SENTENCE)
     ]

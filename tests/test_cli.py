@@ -13,6 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from riskml.catalog import Catalog
+from riskml.io import read_dataset
+
 ROOT = Path(__file__).resolve().parents[1]
 RISKML = str(Path(sys.executable).parent / "riskml")
 
@@ -55,7 +58,7 @@ def test_missing_column_is_a_clear_error_and_leaves_no_output(project):
     assert proc.returncode == 2
     assert "hs_code" in proc.stderr and "declarations" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert not (project / "data/interim/declarations.parquet").exists()
+    assert not Catalog(project).declarations.exists()
     assert not list((project / "data").rglob("*.tmp"))
 
 
@@ -69,7 +72,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_nothing_is_lost(project):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     quarantine = pd.read_parquet(project / "data/interim/quarantine.parquet")
-    kept = pd.read_parquet(project / "data/interim/declarations.parquet")
+    kept = read_dataset(Catalog(project).declarations)
     bad = quarantine[quarantine["table"] == "declarations"]
     reasons = " | ".join(bad["reason"])
     assert "abc" in reasons and "cif_value" in reasons
@@ -98,5 +101,5 @@ def test_unknown_area_and_missing_mapping_are_clear_errors(project):
 def test_a_stage_run_before_its_inputs_exist_says_what_to_run(project):
     proc = _riskml(project, "features")
     assert proc.returncode == 2
-    assert "data/interim/declarations.parquet" in proc.stderr
+    assert "data/interim/declarations: file not found" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -17,7 +17,7 @@ from riskml import compute, io
 from riskml.area_model import AreaModel
 from riskml.catalog import FEATURES
 from riskml.config import ComputeParams, Params, load_params
-from riskml.contract import RiskmlError
+from riskml.contract import RiskmlError, write_interim
 from riskml.evaluate import score_frame, score_months
 from riskml.features import build_features
 from riskml.features_stage import run_features
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _root(tmp: Path, decl: pd.DataFrame, outc: pd.DataFrame) -> Path:
     (tmp / "data/interim").mkdir(parents=True)
-    decl.to_parquet(tmp / "data/interim/declarations.parquet", index=False)
+    write_interim(tmp / "data/interim", {"declarations": decl})
     outc.to_parquet(tmp / "data/interim/outcomes.parquet", index=False)
     return tmp
 
@@ -253,7 +253,7 @@ def test_a_new_month_of_data_recomputes_that_month_only(tmp_path, items):
     months = io.partition_months(folder)
     stamps = {m: io.partition_path(folder, m).stat().st_mtime_ns for m in months}
 
-    decl.to_parquet(root / "data/interim/declarations.parquet", index=False)
+    write_interim(root / "data/interim", {"declarations": decl})
     outc.to_parquet(root / "data/interim/outcomes.parquet", index=False)
     second = run_features(root, params, _specs())
     assert second["months"] == 1 and "1 of 9 months" in second["backend"]
@@ -269,7 +269,7 @@ def test_a_new_month_of_data_recomputes_that_month_only(tmp_path, items):
     fixed = decl.copy()
     june = (fixed["accepted_date"].dt.strftime("%Y-%m") == "2023-06").to_numpy()
     fixed.loc[np.flatnonzero(june)[:3], "cif_value"] = 1e6
-    fixed.to_parquet(root / "data/interim/declarations.parquet", index=False)
+    write_interim(root / "data/interim", {"declarations": fixed})
     third = run_features(root, params, _specs())
     assert third["months"] == 4
     want = build_features(fixed, outc, params.features, specs=_specs())

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskml.catalog import interim_table
 from riskml.contract import (
     DECLARATION_COLUMNS,
     KEY,
@@ -28,6 +29,7 @@ from riskml.contract import (
     schema,
     validate,
 )
+from riskml.io import partition_months, read_dataset
 
 TODAY = date(2026, 1, 1)
 
@@ -530,7 +532,7 @@ def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
     report = run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "metrics" / "v.json")
     interim = tmp_path / "interim"
     assert sorted(p.name for p in interim.iterdir()) == [
-        "declarations.parquet",
+        "declarations",  # partitioned by acceptance month
         "outcomes.parquet",
         "quarantine.parquet",
         "seizures.parquet",
@@ -538,7 +540,10 @@ def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
     ]
     assert not list(tmp_path.rglob("*.tmp"))
     assert json.loads((tmp_path / "metrics" / "v.json").read_text()) == report
-    good = pd.read_parquet(interim / "declarations.parquet")
+    good = read_dataset(interim_table(interim, "declarations"))
+    assert partition_months(interim / "declarations") == sorted(
+        good["accepted_date"].dt.strftime("%Y-%m").unique()
+    )
     schema("declarations").validate(good)
     assert len(good) == len(decl) - 1 == len(pd.read_parquet(interim / "truth.parquet"))
     assert len(pd.read_parquet(interim / "quarantine.parquet")) == 1

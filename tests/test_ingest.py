@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from riskml.catalog import interim_table
 from riskml.contract import SOURCE_ROW, RiskmlError, run_validate, schema, validate
 from riskml.ingest import (
     label_outcomes,
@@ -18,6 +19,7 @@ from riskml.ingest import (
     read_source,
     run_ingest,
 )
+from riskml.io import read_dataset
 
 SAMPLE = Path(__file__).parent / "fixtures" / "date_sample.csv"
 TODAY = date(2026, 1, 1)
@@ -45,7 +47,7 @@ def test_date_sample_ingests_and_validates(tmp_path, sample):
     assert not list(tmp_path.rglob("*.tmp"))
     report = run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
     assert report["quarantine_rows"] == 0
-    decl = pd.read_parquet(tmp_path / "interim" / "declarations.parquet")
+    decl = read_dataset(interim_table(tmp_path / "interim", "declarations"))
     outc = pd.read_parquet(tmp_path / "interim" / "outcomes.parquet")
     schema("declarations").validate(decl)
     schema("outcomes").validate(outc)
@@ -312,7 +314,7 @@ def test_partial_labels_to_several_areas(tmp_path):
     # only the 5-digit HS code is quarantined (not padded into chapter 00), naming the file
     assert q["declaration_id"].tolist() == ["D4"] and q["column"].tolist() == ["hs_code"]
     assert q["file"].tolist() == [str(file)] and q["row"].tolist() == [3]
-    decl = pd.read_parquet(tmp_path / "interim" / "declarations.parquet").set_index(
+    decl = read_dataset(interim_table(tmp_path / "interim", "declarations")).set_index(
         "declaration_id"
     )
     assert decl.loc["D2", "cif_value"] == 0 and decl.loc["D2", "gross_mass_kg"] == 0
@@ -336,7 +338,7 @@ def test_unmapped_code_quarantined_when_the_mapping_says_so(tmp_path):
     assert hit["column"].tolist() == ["transport_mode"]
     assert hit["reason"].iloc[0] == "column transport_mode: '90' is not one of the mapping's values"
     assert hit["file"].iloc[0] == str(file)
-    decl = pd.read_parquet(tmp_path / "interim" / "declarations.parquet")
+    decl = read_dataset(interim_table(tmp_path / "interim", "declarations"))
     assert set(decl["office"]) == {"O1"} and "D3" not in set(decl["declaration_id"])
 
 

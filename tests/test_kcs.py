@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.catalog import interim_table
 from riskml.contract import run_validate
 from riskml.ingest import run_ingest
+from riskml.io import read_dataset
 from riskml.protocol import KCS_DEV_SPLIT, KCS_FILES, run_protocol
 
 _spec = importlib.util.spec_from_file_location("kcs", Path(__file__).parent / "fixtures" / "kcs.py")
@@ -62,7 +64,7 @@ def test_kcs_layout_ingests_without_losing_a_declaration(kcs_folder, tmp_path):
     summary, report = _ingest(kcs_folder, tmp_path)
     _check_every_row_kept(summary, report)
     assert summary["unmapped_codes"]["transport_mode"]["90"] > 0
-    decl = pd.read_parquet(tmp_path / "interim/declarations.parquet")
+    decl = read_dataset(interim_table(tmp_path / "interim", "declarations"))
     assert (decl["duty_rate"] > 1).any() and (decl["cif_value"] == 0).any()
     assert (decl["net_mass_kg"] == 0).any()
     assert set(decl["transport_mode"]) <= {"sea", "air", "post", "road", "rail", "unknown"}
@@ -123,7 +125,7 @@ def test_real_kcs_files_ingest_whole(tmp_path):
     summary, report = _ingest(REAL, tmp_path)
     _check_every_row_kept(summary, report)
     assert summary["rows"] == 37_385 + 8_134
-    decl = pd.read_parquet(tmp_path / "interim/declarations.parquet")
+    decl = read_dataset(interim_table(tmp_path / "interim", "declarations"))
     assert decl["accepted_date"].min() == pd.Timestamp("2020-01-01")
     assert decl["accepted_date"].max() < pd.Timestamp(KCS_DEV_SPLIT.test_end)  # no test quarter
     assert (decl["duty_rate"] > 1).sum() > 100 and (decl["cif_value"] == 0).sum() > 100

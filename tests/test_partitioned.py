@@ -115,6 +115,37 @@ def test_a_rewrite_drops_months_no_longer_there(tmp_path: Path):
     pd.testing.assert_frame_equal(io.read_dataset(folder), late.reset_index(drop=True))
 
 
+def test_a_rewrite_keeps_the_files_of_months_whose_rows_did_not_change(tmp_path: Path):
+    """A new month and a corrected one are written; every other month keeps its stored file
+    (same inode, bytes and modification time), and the dataset reads back as the new frame."""
+    df = _frame()
+    folder = tmp_path / "ds"
+    first = df[df["accepted_date"] < "2024-06-01"]
+    assert io.write_partitioned(first, folder) == io.partition_months(folder)
+    files = {m: io.partition_path(folder, m) for m in io.partition_months(folder)}
+    before = {m: (f.stat().st_ino, f.stat().st_mtime_ns, f.read_bytes()) for m, f in files.items()}
+    fixed = df.copy()
+    fixed.loc[fixed["accepted_date"].dt.strftime("%Y-%m") == "2024-02", "x"] += 1
+    assert io.write_partitioned(fixed, folder) == ["2024-02", "2024-06"]
+    for month, (ino, mtime, data) in before.items():
+        stat = files[month].stat()
+        same = (stat.st_ino, stat.st_mtime_ns, files[month].read_bytes()) == (ino, mtime, data)
+        assert same == (month != "2024-02"), month
+    pd.testing.assert_frame_equal(io.read_dataset(folder), fixed, check_exact=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # nothing left beside it
+    # a frame not sorted by month keeps its rows' places: a row added at the end leaves the
+    # other months' files as they were
+    shuffled = df.sample(frac=1, random_state=0).reset_index(drop=True)
+    io.write_partitioned(shuffled.iloc[:-1], folder)
+    kept = {m: io.partition_path(folder, m).stat().st_mtime_ns for m in io.partition_months(folder)}
+    last = io.month_labels(shuffled["accepted_date"]).iloc[-1]
+    assert io.write_partitioned(shuffled, folder) == [last]
+    assert all(
+        io.partition_path(folder, m).stat().st_mtime_ns == t for m, t in kept.items() if m != last
+    )
+    pd.testing.assert_frame_equal(io.read_dataset(folder), shuffled, check_exact=True)
+
+
 def test_missing_dataset_or_month_names_what_to_do(tmp_path: Path):
     with pytest.raises(RiskmlError, match="run the stage that produces it"):
         io.read_dataset(tmp_path / "nothing")

@@ -7,6 +7,7 @@ runs and registered models are in MLflow, and candidate lists carry reasons.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -35,13 +36,12 @@ _run = run_checked
 FIRST_REPRO: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    dest = tmp_path_factory.mktemp("riskml-project")
+def _git_project(dest: Path, edit) -> dict[str, str]:
+    """A copy of the project in ``dest`` with ``edit(params)`` applied to params.yaml, committed
+    to a new git repository; returns the environment to run git, dvc and riskml in it."""
     copy_project(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["areas"] = AREAS
-    params["simulate"]["n_items"] = 60_000
+    edit(params)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -51,6 +51,18 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     _run(["git", "init", "-q", "-b", "main"], dest, env)
     _run(["git", "add", "-A"], dest, env)
     _run(["git", "commit", "-qm", "project"], dest, env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    dest = tmp_path_factory.mktemp("riskml-project")
+
+    def small_world(params: dict) -> None:
+        params["areas"] = AREAS
+        params["simulate"]["n_items"] = 60_000
+
+    env = _git_project(dest, small_world)
     proc = _run(["dvc", "repro"], dest, env)
     FIRST_REPRO["output"] = proc.stdout + proc.stderr
     # A clone has no .venv: the one `make install` built for this checkout provides the template.
@@ -107,6 +119,73 @@ def test_second_repro_runs_nothing(project):
     assert "Data and pipelines are up to date" in out
     status = _run(["dvc", "status"], dest, env).stdout
     assert "up to date" in status
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Each partition file of a month-partitioned dataset: (inode, modification time, SHA-256
+    of its bytes)."""
+    return {
+        str(f.relative_to(folder)): (
+            f.stat().st_ino,
+            f.stat().st_mtime_ns,
+            hashlib.sha256(f.read_bytes()).hexdigest(),
+        )
+        for f in sorted(folder.glob("month=*/*.parquet"))
+    }
+
+
+def test_a_new_month_of_data_rewrites_that_months_partitions_only(tmp_path):
+    """An administration's extract (DATE layout, `data.source: ingest`) gets a new month
+    appended; `dvc repro features` then rewrites that month's partition of the validated
+    declarations and of the features, every other month's files keep their bytes and time
+    stamps, and both datasets equal those of a run from scratch on the whole extract."""
+    from riskml import io
+    from riskml.catalog import Catalog
+
+    dest = tmp_path / "project"
+    extract = pd.read_csv(ROOT / "tests/fixtures/date_sample.csv", dtype=str)
+    december = extract["sgd.date"].str.startswith("13-12")
+    csv = dest / "data/external/declarations.csv"
+
+    def ingest(params: dict) -> None:
+        params["data"] |= {"source": "ingest", "ingest_file": str(csv.relative_to(dest))}
+        params["data"]["ingest_mapping"] = "src/riskml/mappings/date_bacuda.yaml"
+
+    env = _git_project(dest, ingest)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    extract[~december].to_csv(csv, index=False)
+    _run(["dvc", "repro", "features"], dest, env)
+    catalog = Catalog(dest)
+    interim, features = _files(catalog.declarations), _files(catalog.features)
+    assert len(interim) == len(features) == 11
+
+    # December's declarations arrive at the end of the extract
+    pd.concat([extract[~december], extract[december]]).to_csv(csv, index=False)
+    proc = _run(["dvc", "repro", "features"], dest, env)
+    ran = " ".join((proc.stdout + proc.stderr).split())  # the console wraps long lines
+    assert all(f"Running stage '{s}'" in ran for s in ("source", "validate", "features")), ran
+    assert "1 of 12 months" in ran  # the features stage recomputed one month
+    for before, folder in ((interim, catalog.declarations), (features, catalog.features)):
+        after = _files(folder)
+        new = sorted(set(after) - set(before))
+        assert new == ["month=2013-12/part-0.parquet"]
+        assert {k: after[k] for k in before} == before  # same inode, time stamp and bytes
+    incremental = {
+        "declarations": io.read_dataset(catalog.declarations),
+        "features": io.read_dataset(catalog.features),
+    }
+    assert len(incremental["declarations"]) == len(incremental["features"]) > 0
+    assert incremental["declarations"]["accepted_date"].max() >= pd.Timestamp("2013-12-01")
+    stored = {k: v[2] for k, v in _files(catalog.declarations).items()}
+
+    # from scratch on the same extract: the same datasets, bit for bit
+    shutil.rmtree(catalog.interim)
+    shutil.rmtree(catalog.features)
+    _run(["dvc", "repro", "features"], dest, env)
+    for name, frame in incremental.items():
+        path = getattr(catalog, name)
+        pd.testing.assert_frame_equal(io.read_dataset(path), frame, check_exact=True)
+    assert {k: v[2] for k, v in _files(catalog.declarations).items()} == stored
 
 
 def _status_after_editing(dest: Path, env: dict[str, str], area: str, edit) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from riskml.catalog import Catalog
 from riskml.config import PromoteParams
 from riskml.contract import RiskmlError
 from riskml.io import read_dataset
@@ -119,7 +120,7 @@ def test_promotion_ranks_by_the_list_key(world_root, revenue_spec, params, track
     model = registry.load(world_root, "revenue", version="2", tracking_uri=tracking_uri)
     tables = {
         "features": read_dataset(world_root / "data/features"),
-        "declarations": pd.read_parquet(world_root / "data/interim/declarations.parquet"),
+        "declarations": read_dataset(Catalog(world_root).declarations),
         "truth": pd.read_parquet(world_root / "data/interim/truth.parquet"),
     }
     from riskml.labels import build_labels

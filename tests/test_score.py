@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from serve_project import AREAS, built_project, new_batch, project_env
 
+from riskml.catalog import Catalog
 from riskml.config import load_area_specs, load_params
 from riskml.contract import KEY
 from riskml.io import read_dataset
@@ -39,7 +40,7 @@ def test_rescoring_reproduces_the_pipeline_scores(project, stored):
     pipeline's stored scores (rows of one day never count each other); declarations already
     stored, of the last day and of a month two months earlier (late ones), re-scored through the
     feature store, get them too."""
-    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    decl = read_dataset(Catalog(project).declarations)
     outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
     cut = decl["accepted_date"].max()
     last = (decl["accepted_date"] == cut).to_numpy()
@@ -170,7 +171,7 @@ def test_threshold_is_the_lists_key_at_the_operating_rate(project):
     spec = scorer.specs["revenue"]
     assert spec.rank_by == "expected_recovery" and 0 < spec.recovery_exponent < 1
     scores = read_dataset(project / "data/scores/revenue")
-    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    decl = read_dataset(Catalog(project).declarations)
     outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
     keys = ranked(scores, decl, outcomes, spec, params.split)["rank_key"].to_numpy()
     n = int(round(spec.operating_rate * len(scores)))
@@ -196,7 +197,7 @@ def test_small_batches_scored_together_get_what_each_gets_alone(project):
     pass (a declaration id in two of them, other dtypes) are scored one by one."""
     scorer = _scorer(project)
     fresh = new_batch(project, 12)
-    stored = pd.read_parquet(project / "data/interim/declarations.parquet").head(1)
+    stored = read_dataset(Catalog(project).declarations).head(1)
     bad = fresh.iloc[[5]].assign(declaration_id="BAD1", cif_value=-5.0)  # kept, value missing
     worse = fresh.iloc[[6]].assign(declaration_id="BAD2", hs_code="12")  # not scored
     batches = [
@@ -267,7 +268,7 @@ def _edge_rows(project, n: int = 48) -> pd.DataFrame:
     an unknown origin, dates inside and before the history, and two rows that fail checks
     (one kept without its value, one not scored)."""
     batch = new_batch(project, n)
-    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    decl = read_dataset(Catalog(project).declarations)
     edits = {
         0: {"importer_id": "IMP-NEVER-SEEN"},
         1: {"hs_code": "99999999"},

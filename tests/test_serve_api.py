@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from serve_project import AREAS, LiveServer, built_project, new_batch, project_env
 
+from riskml.catalog import Catalog
 from riskml.config import load_area_specs, load_params
 from riskml.feedback import FeedbackStore, hash_token
+from riskml.io import read_dataset
 from riskml.serve import create_app
 from riskml.serve.data import render_json
 
@@ -373,7 +375,7 @@ def test_outcome_recorded_through_the_api_becomes_a_training_label(service, tmp_
     from riskml.labels import build_labels
 
     project = service["project"]
-    decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+    decl = read_dataset(Catalog(project).declarations)
     spec = load_area_specs(project / "pipelines")["ipr"]
     labels = build_labels(decl, pd.read_parquet(project / "data/interim/outcomes.parquet"), spec)
     unlabelled = decl[labels["label"].isna().to_numpy()].iloc[-1]
@@ -413,7 +415,7 @@ def test_outcome_recorded_through_the_api_becomes_a_training_label(service, tmp_
     assert proc.returncode == 0, proc.stderr
     assert append_feedback(work / "data/raw", work / EXPORT_PATH) >= 1
     run_validate(work / "data/raw", work / "data/interim", work / "metrics/validation.json")
-    new_decl = pd.read_parquet(work / "data/interim/declarations.parquet")
+    new_decl = read_dataset(Catalog(work).declarations)
     new_out = pd.read_parquet(work / "data/interim/outcomes.parquet")
     new_labels = build_labels(new_decl, new_out, spec).set_index(["declaration_id", "item_no"])
     key = (unlabelled["declaration_id"], int(unlabelled["item_no"]))

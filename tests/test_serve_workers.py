@@ -21,7 +21,9 @@ import pytest
 from serve_project import built_project, free_port, project_env
 from sqlalchemy import create_engine
 
+from riskml.catalog import Catalog
 from riskml.feedback import FeedbackStore, _Base
+from riskml.io import read_dataset
 
 BIN = Path(sys.executable).parent
 OUTCOME = {
@@ -154,7 +156,7 @@ def test_two_worker_processes_lose_no_acknowledged_outcome_under_kill_9(tmp_path
         assert all(code in (200, 201) for code, _ in answers), answers
         assert sum(code == 201 for code, _ in answers) == 12  # one stored per item
         # scoring in a worker process names the model version
-        decl = pd.read_parquet(project / "data/interim/declarations.parquet")
+        decl = read_dataset(Catalog(project).declarations)
         day = (decl["accepted_date"].max() + pd.Timedelta(days=1)).date().isoformat()
         row = decl.tail(1).assign(declaration_id="NEWWORKER1", accepted_date=day)
         body = row.astype(str).to_dict("records")

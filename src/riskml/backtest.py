@@ -662,7 +662,7 @@ def _read_seizures(root: Path) -> pd.DataFrame | None:
 
 def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """The stage's inputs: declarations, outcomes (with result dates), truth, full labels."""
-    decl = io.read_parquet(Catalog(root).declarations)
+    decl = io.read_dataset(Catalog(root).declarations)
     outcomes = io.read_parquet(Catalog(root).outcomes)
     outcomes, note = with_result_dates(outcomes, decl, delay_days=params.backtest.label_delay_days)
     return {
@@ -870,7 +870,7 @@ def unsupported_areas(
     (:func:`riskml.train.label_support`, the train stage's own test): area -> record with the
     reason. The backtest skips them, as the train stage does."""
     catalog = Catalog(root)
-    decl = io.read_parquet(catalog.declarations, columns=[*KEY, "accepted_date"])
+    decl = io.read_dataset(catalog.declarations, columns=[*KEY, "accepted_date"])
     outcomes = io.read_parquet(catalog.outcomes)
     out = {}
     for area, spec in specs.items():

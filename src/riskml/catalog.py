@@ -49,11 +49,26 @@ FEEDBACK_EXPORT = f"{EXTERNAL}/feedback_outcomes.parquet"
 SHADOW = "shadow"
 
 
+#: The validated tables stored partitioned by the month of a date column (``riskml.io``:
+#: ``<table>/month=YYYY-MM/part-0.parquet``): the large ones, so that a stage can read a period
+#: or a few columns of them and a new month of data rewrites only that month's files.
+PARTITIONED_TABLES = {"declarations": "accepted_date"}
+
+
 def table_file(folder: str | Path, table: str) -> Path:
     """The file of a canonical table (``declarations``, ``outcomes``, ``truth``, ``seizures``,
-    ``quarantine``) in a folder of them (``data/raw``: source; ``data/interim``: validate).
-    ``simulate``, ``ingest`` and ``validate`` are given their folders and name files by this."""
+    ``quarantine``) in a folder of them (``data/raw``: source). ``simulate`` and ``ingest``
+    are given their folders and name files by this; ``validate`` by :func:`interim_table`."""
     return Path(folder) / f"{table}.parquet"
+
+
+def interim_table(folder: str | Path, table: str) -> Path:
+    """Where ``validate`` stores a canonical table in ``folder`` (``data/interim``): a dataset
+    partitioned by month for the tables of :data:`PARTITIONED_TABLES` (read with
+    ``riskml.io.read_dataset``, all months or some, only the columns needed), else one file."""
+    if table in PARTITIONED_TABLES:
+        return Path(folder) / table
+    return table_file(folder, table)
 
 
 @dataclass(frozen=True)
@@ -87,20 +102,22 @@ class Catalog:
 
     @property
     def declarations(self) -> Path:
-        return table_file(self.interim, "declarations")
+        """The validated declaration items: one partition per acceptance month (read them with
+        ``riskml.io.read_dataset(path, columns, months=...)``)."""
+        return interim_table(self.interim, "declarations")
 
     @property
     def outcomes(self) -> Path:
-        return table_file(self.interim, "outcomes")
+        return interim_table(self.interim, "outcomes")
 
     @property
     def seizures(self) -> Path:
         """Seizure intelligence (optional: only when the source has some)."""
-        return table_file(self.interim, "seizures")
+        return interim_table(self.interim, "seizures")
 
     def truth(self) -> Path | None:
         """The simulator's truth (validated, else raw); ``None`` for real data."""
-        for path in (table_file(self.interim, "truth"), table_file(self.raw, "truth")):
+        for path in (interim_table(self.interim, "truth"), table_file(self.raw, "truth")):
             if path.exists():
                 return path
         return None
@@ -108,7 +125,7 @@ class Catalog:
     @property
     def quarantine(self) -> Path:
         """Every failed data check of the validated tables, with what became of the row."""
-        return table_file(self.interim, "quarantine")
+        return interim_table(self.interim, "quarantine")
 
     @property
     def validation(self) -> Path:

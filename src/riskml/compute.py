@@ -59,7 +59,7 @@ def history_store(
         catalog = Catalog(root)
         seizures = catalog.seizures
         _STORES[key] = FeatureStore(
-            io.read_parquet(catalog.declarations),
+            io.read_dataset(catalog.declarations),
             io.read_parquet(catalog.outcomes),
             params,
             specs,

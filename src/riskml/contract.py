@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from riskml.catalog import table_file
+from riskml.catalog import PARTITIONED_TABLES, interim_table, table_file
 from riskml.errors import RiskmlError  # re-exported: `from riskml.contract import RiskmlError`
 
 RISK_AREAS: tuple[str, ...] = (
@@ -1266,12 +1266,14 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
     """Stage ``validate``: raw tables -> good interim tables, quarantine and report JSON.
 
     Reads ``raw_dir/{declarations,outcomes}.parquet`` (and ``truth.parquet``, ``seizures.parquet``
-    when present), writes ``interim_dir/{declarations,outcomes,quarantine,truth,seizures}.parquet``
-    (truth restricted to kept declarations; truth and seizures empty without a raw file, as for
-    real data without them) and ``report_path``. Quarantined seizure rows join the quarantine.
-    Nothing is written when a whole file is unusable. Returns the report.
+    when present), writes ``interim_dir/{outcomes,quarantine,truth,seizures}.parquet``, the
+    declarations partitioned by acceptance month (:func:`write_interim`: a month whose rows did
+    not change keeps its file; truth restricted to kept declarations; truth and seizures empty
+    without a raw file, as for real data without them) and ``report_path``. Quarantined seizure
+    rows join the quarantine. Nothing is written when a whole file is unusable. Returns the
+    report.
     """
-    from riskml.io import write_json, write_parquet
+    from riskml.io import write_json
 
     raw_dir, interim_dir, report_path = Path(raw_dir), Path(interim_dir), Path(report_path)
     paths = {t: table_file(raw_dir, t) for t in ("declarations", "outcomes")}
@@ -1294,10 +1296,33 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
         if not q_seizures.empty:
             result.quarantine = pd.concat([result.quarantine, q_seizures], ignore_index=True)
             result.report["quarantine_rows"] = len(result.quarantine)
-    write_parquet(result.declarations, table_file(interim_dir, "declarations"))
-    write_parquet(result.outcomes, table_file(interim_dir, "outcomes"))
-    write_parquet(result.quarantine, table_file(interim_dir, "quarantine"))
-    write_parquet(truth, table_file(interim_dir, "truth"))  # empty for real data: fixed DVC outs
-    write_parquet(seizures, table_file(interim_dir, "seizures"))
+    write_interim(
+        interim_dir,
+        {
+            "declarations": result.declarations,
+            "outcomes": result.outcomes,
+            "quarantine": result.quarantine,
+            "truth": truth,  # empty for real data: fixed DVC outs
+            "seizures": seizures,
+        },
+    )
     write_json(result.report, report_path)
     return result.report
+
+
+def write_interim(interim_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, list[str]]:
+    """Store validated canonical tables in ``interim_dir`` where the catalog names them
+    (:func:`riskml.catalog.interim_table`), each atomically: the partitioned ones month by month,
+    a month whose content did not change keeping its stored file (bytes and time stamp,
+    :func:`riskml.io.write_partitioned`). Returns, per partitioned table, the months rewritten."""
+    from riskml.io import write_parquet, write_partitioned
+
+    written = {}
+    for table, frame in tables.items():
+        path = interim_table(interim_dir, table)
+        if table in PARTITIONED_TABLES:
+            written[table] = write_partitioned(frame, path, by=PARTITIONED_TABLES[table])
+            table_file(interim_dir, table).unlink(missing_ok=True)  # an older layout's file
+        else:
+            write_parquet(frame, path)
+    return written

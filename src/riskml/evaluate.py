@@ -501,7 +501,10 @@ def run_evaluate(
     # the scored items' rows only: each declaration's labels, rule score and truth depend on
     # its own rows, so the test window's rows give the same scores file and metrics as the
     # whole tables, with memory the window's items instead of the history's (tests/test_evaluate.py)
-    window = scored_period(io.read_parquet(catalog.declarations), params.split)
+    months = io.months_overlapping(
+        catalog.declarations, params.split.test_start, params.split.test_end
+    )
+    window = scored_period(io.read_dataset(catalog.declarations, months=months), params.split)
     tables = {
         "declarations": window,
         "outcomes": io.read_parquet(catalog.outcomes),

@@ -132,7 +132,7 @@ def run_features(
     root = Path(root)
     catalog = Catalog(root)
     out = catalog.features
-    declarations = io.read_parquet(catalog.declarations)
+    declarations = io.read_dataset(catalog.declarations)
     all_months = sorted(io.month_labels(declarations["accepted_date"]).unique())
     mode = params.compute.backend + (
         " (out of core)" if params.compute.out_of_core and params.compute.backend == "local" else ""

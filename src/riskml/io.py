@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import math
 import os
@@ -218,9 +219,17 @@ def replacing_folder(folder: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def write_partitioned(df: pd.DataFrame, folder: str | Path, *, by: str = "accepted_date") -> Path:
+def write_partitioned(
+    df: pd.DataFrame, folder: str | Path, *, by: str = "accepted_date"
+) -> list[str]:
     """Write ``df`` as a dataset partitioned by the month of its column ``by``, replacing the whole
-    folder (:func:`replacing_folder`)."""
+    folder (:func:`replacing_folder`); returns the months whose partition was (re)written.
+
+    A month whose file comes out byte for byte as the one stored keeps the stored file (the same
+    file, hard-linked into the new folder: same bytes, same modification time), so that a new
+    month of data rewrites that month only and whatever watches the files sees the others
+    unchanged."""
+    folder = Path(folder)
     labels = month_labels(df[by]).to_numpy()
     df = df.reset_index(drop=True)
     if len(labels) and (labels[1:] < labels[:-1]).any():
@@ -229,7 +238,24 @@ def write_partitioned(df: pd.DataFrame, folder: str | Path, *, by: str = "accept
         write_parquet(df.iloc[:0], tmp / SCHEMA_FILE)
         if len(df):
             _write_months(df, labels, tmp)
-    return Path(folder)
+        _keep_unchanged(folder, tmp, SCHEMA_FILE)
+        written = [m for m in partition_months(tmp) if not _keep_unchanged(folder, tmp, m)]
+    return written
+
+
+def _keep_unchanged(old: Path, new: Path, month: str) -> bool:
+    """Put ``old``'s file of ``month`` (or the schema file) in place of ``new``'s when their bytes
+    are equal; whether it did."""
+    name = month if month == SCHEMA_FILE else partition_path("", month)
+    stored, fresh = old / name, new / name
+    if not stored.is_file() or not filecmp.cmp(stored, fresh, shallow=False):
+        return False
+    fresh.unlink()
+    try:
+        os.link(stored, fresh)
+    except OSError:  # a file system without hard links: a copy keeps the time stamps
+        shutil.copy2(stored, fresh)
+    return True
 
 
 def read_partitioned(
@@ -298,9 +324,14 @@ def dataset_columns(path: str | Path) -> list[str]:
     return pq.read_schema(schema).names if schema.exists() else []
 
 
-def read_dataset(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a table stored either as one Parquet file or as a month-partitioned folder."""
+def read_dataset(
+    path: str | Path, columns: list[str] | None = None, *, months: list[str] | None = None
+) -> pd.DataFrame:
+    """Read a table stored either as one Parquet file or as a month-partitioned folder (all
+    months, or only ``months``: those of a partitioned folder), only ``columns`` if given."""
     path = Path(path)
-    if path.is_dir():
-        return read_partitioned(path, columns=columns)
+    if path.is_dir() or (months is not None and not path.exists()):
+        return read_partitioned(path, months=months, columns=columns)
+    if months is not None:
+        raise RiskmlError(f"{path}: one file, not partitioned by month; read it whole")
     return read_parquet(path, columns=columns)

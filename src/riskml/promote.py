@@ -258,7 +258,7 @@ def run_promote(
     catalog = Catalog(root)
     client = tracking.open_store(root, tracking_uri)
     window = latest_window(catalog)
-    decl = io.read_parquet(catalog.declarations)
+    decl = io.read_dataset(catalog.declarations)
     outcomes, _ = with_result_dates(
         io.read_parquet(catalog.outcomes),
         decl,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from riskml.catalog import Catalog, table_file
+from riskml.catalog import Catalog, interim_table
 from riskml.config import (
     AreaSpec,
     Params,
@@ -271,7 +271,7 @@ def run_protocol(
     from riskml.contract import run_validate
     from riskml.features import build_features
     from riskml.ingest import load_mapping, run_ingest
-    from riskml.io import read_parquet, write_json, write_parquet
+    from riskml.io import read_dataset, write_json, write_parquet
 
     data, work = Path(data), Path(work)
     paths = [data / f for f in files]
@@ -280,8 +280,8 @@ def run_protocol(
         raise RiskmlError(f"{', '.join(absent)}: not found; give --data the folder of the files")
     ingest = run_ingest(paths, mapping, work / "raw", sample=sample)
     report = run_validate(work / "raw", work / "interim", work / "validation.json")
-    decl = read_parquet(table_file(work / "interim", "declarations"))
-    outcomes = read_parquet(table_file(work / "interim", "outcomes"))
+    decl = read_dataset(interim_table(work / "interim", "declarations"))
+    outcomes = read_dataset(interim_table(work / "interim", "outcomes"))
     params = load_params(root / "params.yaml")
     if seed is not None:
         params = params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})

@@ -176,13 +176,13 @@ class Scorer:
         history: tuple[pd.DataFrame, pd.DataFrame] | None = None,
         models: dict[str, AreaModel] | None = None,
     ) -> None:
-        from riskml.io import read_parquet
+        from riskml.io import read_dataset, read_parquet
         from riskml.watchlists import load_profile
 
         self.root, self.params, self.specs = root, params, specs
         if history is None:
             history = (
-                read_parquet(Catalog(root).declarations),
+                read_dataset(Catalog(root).declarations),
                 read_parquet(Catalog(root).outcomes),
             )
         self.declarations, self.outcomes = history

@@ -586,7 +586,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     the period as the champion scores and ranks it: the service's pages and the importer-period
     list). After a promotion that kept the champion, the challenger's picks are written beside
     them as a shadow (``<area>.shadow.parquet``)."""
-    from riskml.io import read_parquet, write_parquet
+    from riskml.io import read_dataset, read_parquet, write_parquet
     from riskml.registry import list_model
     from riskml.train import split_trained
     from riskml.watchlists import load_profile
@@ -595,7 +595,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     for area, record in skipped.items():
         log.info("select %s %s", area, record["reason"])
     catalog = Catalog(root)
-    declarations = read_parquet(catalog.declarations)
+    declarations = read_dataset(catalog.declarations)
     outcomes = read_parquet(catalog.outcomes)
     profile = load_profile(root / params.select.watchlists)
     features: dict[Any, pd.DataFrame] = {}  # read only when a model must rescore
@@ -669,14 +669,16 @@ def run_lists(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[st
     challenger that lost its promotion) is written as ``<area>.shadow.csv`` with the
     challenger's reasons (:func:`shadow_list`), each row saying it is a shadow; it enters no
     other list, no workbook sheet and no page of the service."""
-    from riskml.io import read_parquet, write_csv
+    from riskml.io import read_dataset, read_parquet, write_csv
     from riskml.train import split_trained
 
     specs, skipped = split_trained(root, specs)  # areas the train stage skipped: no list
     for area, record in skipped.items():
         log.info("lists %s %s", area, record["reason"])
     catalog = Catalog(root)
-    declarations = read_parquet(catalog.declarations)
+    declarations = read_dataset(
+        catalog.declarations, columns=[*KEY, "importer_id", "accepted_date"]
+    )
     lists: dict[str, pd.DataFrame] = {}
     frames: dict[str, pd.DataFrame] = {}
     capacities: dict[str, int] = {}

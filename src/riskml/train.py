@@ -1061,7 +1061,7 @@ def _stage_inputs(
     (:func:`training_features`), the area's labels and its first stage's (known before
     ``split.test_start``; the pool's specs read from ``pipelines/``)."""
     catalog = Catalog(root)
-    declarations = io.read_parquet(catalog.declarations, columns=list(KEY))
+    declarations = io.read_dataset(catalog.declarations, columns=list(KEY))
     outcomes = io.read_parquet(catalog.outcomes)
     labels, pretrain = training_labels(
         declarations,

@@ -537,7 +537,7 @@ def _declarations(catalog: Catalog) -> pd.DataFrame:
     paid (when the data has it)."""
     wanted = [*KEY, "accepted_date", "duties_paid"]
     have = set(io.dataset_columns(catalog.declarations))
-    return io.read_parquet(catalog.declarations, columns=[c for c in wanted if c in have])
+    return io.read_dataset(catalog.declarations, columns=[c for c in wanted if c in have])
 
 
 def train_area_model(

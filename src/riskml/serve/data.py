@@ -122,7 +122,7 @@ class ServiceData:
         shown = cands.assign(accepted_date=cands["accepted_date"].dt.date.astype(str))
         self._records = json.loads(shown.to_json(orient="records"))
         self._record_json = [render_json(r) for r in self._records]  # rendered once
-        decl = read_parquet(catalog.declarations)
+        decl = io.read_dataset(catalog.declarations)
         self.declarations = decl.sort_values(KEY, kind="stable").reset_index(drop=True)
         self._decl_ids = self.declarations["declaration_id"].astype(str).to_numpy()
         scores = []
