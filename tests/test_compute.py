@@ -275,6 +275,29 @@ def test_a_new_month_of_data_recomputes_that_month_only(tmp_path, items):
     want = build_features(fixed, outc, params.features, specs=_specs())
     pd.testing.assert_frame_equal(io.read_dataset(folder), want, check_exact=True)
 
+    # a late declaration of August at the end of the table: no longer sorted by month, so the
+    # dataset keeps each row's place (riskml.io.ROW): rebuilt whole; then a September item added
+    # at the end recomputes September only, and an item inserted near the top moves the rows of
+    # every month: all recomputed
+    august = fixed.index[fixed["accepted_date"].dt.strftime("%Y-%m") == "2023-08"]
+    late = pd.concat([fixed, fixed.loc[august[:1]].assign(declaration_id="LATE")])
+    late = late.reset_index(drop=True)
+    for table, recomputed in (
+        (late, 9),
+        (pd.concat([late, late.iloc[-2:-1].assign(declaration_id="LAST")]), 1),
+        (
+            pd.concat(
+                [late.iloc[:5], late.iloc[-1:].assign(declaration_id="EARLY"), late.iloc[5:]]
+            ),
+            9,
+        ),
+    ):
+        table = table.reset_index(drop=True)
+        write_interim(root / "data/interim", {"declarations": table})
+        assert run_features(root, params, _specs())["months"] == recomputed
+        want = build_features(table, outc, params.features, specs=_specs())
+        pd.testing.assert_frame_equal(io.read_dataset(folder), want, check_exact=True)
+
     other = params.model_copy(
         update={"features": params.features.model_copy(update={"prior_strength": 5.0})}
     )

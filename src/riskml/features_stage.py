@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from riskml import compute, io
@@ -83,9 +84,16 @@ def month_inputs(
     declarations of months up to *m*, the outcomes whose result is known before *m* and the
     seizure records reported before *m* (the causality rule: nothing later counts). A new month
     of data changes the digest of that month and the later ones only; a corrected month, of it
-    and every later month."""
-    months = sorted(io.month_labels(declarations["accepted_date"]).unique())
-    decl = _by_month(declarations, io.month_labels(declarations["accepted_date"]), months)
+    and every later month. Declarations not sorted by month are stored with each row's place in
+    the table (``riskml.io.ROW``): a month's digest then covers its rows' places too, so a row
+    inserted before them rewrites the month."""
+    labels = io.month_labels(declarations["accepted_date"])
+    months = sorted(labels.unique())
+    decl = _by_month(declarations, labels, months)
+    if not labels.is_monotonic_increasing:
+        values = labels.to_numpy(dtype=object)
+        for m in months:
+            decl[m] += hashlib.sha256(np.flatnonzero(values == m).tobytes()).digest()
     # what became known before the first month counts from the first month on ("0000-00")
     periods = ["0000-00", *months]
     outc = _by_month(outcomes, _known_in(outcomes, "result_date", months), periods)
@@ -100,11 +108,15 @@ def month_inputs(
     return out
 
 
-def _stale_months(out: Path, inputs: dict[str, str], setup: str) -> list[str] | None:
+def _stale_months(
+    out: Path, inputs: dict[str, str], setup: str, *, sorted_by_month: bool
+) -> list[str] | None:
     """The months whose stored partition no longer matches its inputs; None when the dataset
-    cannot be updated in place (missing, no manifest, other settings or code)."""
+    cannot be updated in place (missing, no manifest, other settings or code, or declarations
+    sorted by month where they were not, or the reverse: the rows' places, ``riskml.io.ROW``,
+    are kept by the whole dataset or not at all)."""
     manifest = out / MANIFEST
-    if not manifest.exists():
+    if not manifest.exists() or (io.ROW in io.dataset_columns(out)) == sorted_by_month:
         return None
     try:
         stored = json.loads(manifest.read_text())
@@ -156,7 +168,8 @@ def run_features(
     seizures = io.read_parquet(catalog.seizures) if catalog.seizures.exists() else None
     inputs, setup = month_inputs(declarations, outcomes, seizures), setup_digest(params, specs)
     manifest = {"setup": setup, "months": inputs}
-    stale = _stale_months(out, inputs, setup)
+    ordered = io.month_labels(declarations["accepted_date"]).is_monotonic_increasing
+    stale = _stale_months(out, inputs, setup, sorted_by_month=ordered)
     if stale is not None and len(stale) < len(all_months):
         (out / MANIFEST).unlink()  # until the update is complete
         with _client(params) as client:
