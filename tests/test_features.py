@@ -462,6 +462,72 @@ def test_departure_and_heading_history_keeps_routes_of_one_heading_apart():
     )
 
 
+def test_value_band_history_leaves_out_the_peers_near_the_own_value():
+    """The band of HS 6109 at a value of 1,000-9,999: the peers declared in earlier months in
+    that decade, minus those within about 1% of the item's value, with the results known at the
+    start of the item's month; another decade, another HS6 and a result not yet known stay out.
+    The feature store answers the same for the same rows as new declarations."""
+    t = {"hs_code": "61091000"}
+    decl = _decl(
+        [
+            {"accepted_date": "2023-01-05", "cif_value": 1000.0, **t},  # 0: near (found)
+            {"accepted_date": "2023-01-06", "cif_value": 1005.0, **t},  # 1: near (+0.5%)
+            {"accepted_date": "2023-01-07", "cif_value": 5000.0, **t},  # 2: band, clean
+            {"accepted_date": "2023-01-08", "cif_value": 20000.0, **t},  # 3: next decade
+            {"accepted_date": "2023-01-28", "cif_value": 3000.0, **t},  # 4: found, known Feb 15
+            {"accepted_date": "2023-01-09", "cif_value": 3000.0, "hs_code": "62034200"},  # 5
+            {"accepted_date": "2023-02-10", "cif_value": 1000.0, **t},  # 6: target, February
+            {"accepted_date": "2023-03-10", "cif_value": 1000.0, **t},  # 7: target, March
+            {"accepted_date": "2023-03-10", "cif_value": 0.0, **t},  # 8: no value, no band
+            {"accepted_date": "2023-03-10", "cif_value": 1030.0, **t},  # 9: 3% away: 0, 1, 6 count
+        ]
+    )  # fmt: skip
+    ids = decl["declaration_id"]
+    found = {"risk_area": "revenue", "offence_found": True}
+    outc = _outc(
+        [
+            {"declaration_id": ids[0], "result_date": "2023-01-20", **found},
+            {"declaration_id": ids[2], "result_date": "2023-01-25"},
+            {"declaration_id": ids[3], "result_date": "2023-01-25", **found},
+            {"declaration_id": ids[4], "result_date": "2023-02-15", **found},
+            {"declaration_id": ids[5], "result_date": "2023-01-25", **found},
+        ]
+    )  # fmt: skip
+    frame = build_features(decl, outc, FeatureParams(prior_strength=10.0))
+    feb, mar, zero, away = frame.iloc[6], frame.iloc[7], frame.iloc[8], frame.iloc[9]
+    # February: items 2 and 4 (0 and 1 are near); only 2's control is known, clean
+    assert (feb["hs6vb_n_items"], feb["hs6vb_n_controls"]) == (2, 1)
+    global_feb = 3 / 4  # controls of 0, 2, 3, 5 known before February; 0, 3, 5 found
+    assert feb["hs6vb_hr_revenue"] == pytest.approx((0 + 10 * global_feb) / (1 + 10))
+    # March: item 4's finding is known; item 6 (February, the same value) is near
+    assert (mar["hs6vb_n_items"], mar["hs6vb_n_controls"]) == (2, 2)
+    global_mar = 4 / 5
+    assert mar["hs6vb_hr_revenue"] == pytest.approx((1 + 10 * global_mar) / (2 + 10))
+    # 3% away from 1,000: the near peers of 1,000 are its band peers (0, 1, 6 and 2, 4)
+    assert (away["hs6vb_n_items"], away["hs6vb_n_controls"]) == (5, 3)
+    assert math.isnan(zero["hs6vb_n_items"]) and math.isnan(zero["hs6vb_hr_revenue"])
+    # every item weighs 10 kg: all its mass peers are near, none is left in its mass band
+    assert math.isnan(zero["hs6ub_n_items"]) and zero["hs6mb_n_items"] == 0
+    assert frame.iloc[0]["hs6vb_n_items"] == 0
+    assert format_reason("hs6vb_hr_revenue", mar) == (
+        "HS 6109.10 at a declared value of this order (items within about 1% of it left out): "
+        f"revenue hit rate {mar['hs6vb_hr_revenue']:.1%} over 2 controls against 80.0% overall"
+    )
+    # the store, built on the history before March, answers the March rows the same
+    from riskml.features.store import FeatureStore
+
+    past = (decl["accepted_date"] < pd.Timestamp("2023-03-01")).to_numpy()
+    store = FeatureStore(decl[past], outc, FeatureParams(prior_strength=10.0))
+    batch = store.features(decl[~past])
+    bands = [c for c in frame.columns if c.startswith(("hs6vb_", "hs6mb_", "hs6ub_"))]
+    assert len(bands) == 24
+    pd.testing.assert_frame_equal(
+        batch[bands].reset_index(drop=True),
+        frame.loc[~past, bands].reset_index(drop=True),
+        check_exact=True,
+    )
+
+
 def test_volume_against_the_entitys_own_past():
     months = ["2023-01-10"] * 2 + ["2023-02-10"] * 4 + ["2023-03-10"] * 6 + ["2023-04-10"]
     decl = _decl([{"accepted_date": d} for d in months])

@@ -17,6 +17,7 @@ import pandas as pd
 
 from riskml.config import AreaSpec, FeatureParams
 from riskml.contract import KEY, RiskmlError
+from riskml.features.bands import BAND_STATS, VALUE_BANDS, band_features
 from riskml.features.behaviour import outside_usual_share, volume_features
 from riskml.features.catalogue import (
     CATALOGUE,
@@ -208,7 +209,7 @@ def build_features(
     >>> frame = build_features(declarations, outcomes, FeatureParams())  # doctest: +SKIP
     >>> X = frame[model_feature_columns(frame)]  # doctest: +SKIP
     """
-    total = 5 + len(PROFILES)
+    total = 6 + len(PROFILES)
     step = iter(range(1, total + 1))
 
     def tick() -> None:
@@ -236,6 +237,13 @@ def build_features(
             profile, snap, prep.month, prep.day, rates, params.prior_strength, detectable
         )
         tick()
+    for band in VALUE_BANDS:
+        whole, near = (
+            lookup(profile_table(code, prep, BAND_STATS), code, prep.month)
+            for code in (prep.code(*band.band), prep.code(*band.near))
+        )
+        features |= band_features(band, whole, near, prep.month, rates, params.prior_strength)
+    tick()
     features |= novelty_features(prep)
     features |= pair_shares(features)
     features["imp_outside_usual_share"] = outside_usual_share(

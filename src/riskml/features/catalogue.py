@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from riskml.contract import RISK_AREAS
+from riskml.features.bands import VALUE_BANDS, ValueBand, band_stat_names
 from riskml.features.history import PROFILES, has_rates, stat_names
 from riskml.features.seizures import SEIZURE_AREAS, STATS, WINDOW
 
@@ -494,6 +495,45 @@ def _seizure_info(area: str, stat: str) -> FeatureInfo:
     return FeatureInfo(name, group, description, template, template_zero=zero, none_at_zero=True)
 
 
+def _band_info(band: ValueBand, stat: str) -> FeatureInfo:
+    """Entry of ``<prefix>_<stat>`` of a value band (:mod:`riskml.features.bands`)."""
+    name, prefix = f"{band.prefix}_{stat}", band.prefix
+    who = f"{band.label} (items within about 1% of it left out)"
+    measure = band.measure.replace("_", " ")
+    known = "known at the start of the month, leaving out the peers within about 1% of the item"
+    if stat == "n_items":
+        return FeatureInfo(
+            name, "goods history",
+            f"peers ({' x '.join(band.peers)}) declared in earlier months at a {measure} in the "
+            f"item's decade, leaving out those within about 1% of the item's {measure}",
+            f"{who}: {{{name}:.0f}} items declared before this month",
+            template_zero=f"{who}: no item declared before this month",
+        )  # fmt: skip
+    if stat == "n_controls":
+        return FeatureInfo(
+            name, "goods history",
+            f"controls with a known result of those peers, {known}",
+            f"{who}: controls with a known result: {{{name}:.0f}}",
+            template_zero=f"{who}: never controlled before",
+        )  # fmt: skip
+    area = stat.removeprefix("hr_")
+    words = AREA_WORDS[area]
+    return FeatureInfo(
+        name, "goods history",
+        f"{words} hit rate of those peers, {known}, empirical-Bayes smoothed towards the "
+        "overall rate",
+        f"{who}: {words} hit rate {{{name}:.1%}} over {{{prefix}_n_controls:.0f}} controls "
+        f"against {{ctx_global_hr_{area}:.1%}} overall",
+    )  # fmt: skip
+
+
+def band_catalogue() -> dict[str, FeatureInfo]:
+    """Entries of the value-band features, ``<prefix>_<stat>`` of each of ``VALUE_BANDS``."""
+    return {
+        f"{b.prefix}_{s}": _band_info(b, s) for b in VALUE_BANDS for s in band_stat_names()
+    }
+
+
 def seizure_catalogue() -> dict[str, FeatureInfo]:
     """Entries of the seizure-intelligence features, ``sz_<area>_<stat>``."""
     return {f"sz_{a}_{s}": _seizure_info(a, s) for a in SEIZURE_AREAS for s in STATS}
@@ -505,7 +545,7 @@ def _catalogue() -> dict[str, FeatureInfo]:
         for stat in stat_names(profile.stats):
             info = _profile_info(profile.prefix, stat, profile.stats)
             entries[info.name] = info
-    return entries | seizure_catalogue()
+    return entries | band_catalogue() | seizure_catalogue()
 
 
 CATALOGUE: dict[str, FeatureInfo] = _catalogue()

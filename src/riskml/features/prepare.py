@@ -119,17 +119,69 @@ def _rate_text(decl: pd.DataFrame) -> pd.Series:
     return rate.map(lambda r: f"{r:g}", na_action="ignore").astype("string")
 
 
+#: Near bins of a measure per decade (:func:`measure_bins`): a bin is 1/200 of a decade in log10
+#: units (0.005: about +-1.2% of the value), so a decade holds exactly 200 of them.
+BINS_PER_DECADE = 200
+
+
+def _positive_float(series: pd.Series) -> np.ndarray:
+    x = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(x > 0, x, np.nan)
+
+
+def band_measure(decl: pd.DataFrame, measure: str) -> np.ndarray:
+    """A declared measure of each row, NaN where it is missing or not positive: ``value`` (CIF),
+    ``mass`` (net mass, else gross) or ``unit_value`` (CIF per kg of that mass)."""
+    cif = _positive_float(decl["cif_value"])
+    if measure == "value":
+        return cif
+    net = _positive_float(optional(decl, "net_mass_kg", "float64"))
+    mass = np.where(np.isnan(net), _positive_float(decl["gross_mass_kg"]), net)
+    if measure == "mass":
+        return mass
+    if measure == "unit_value":
+        return cif / mass
+    raise ValueError(f"unknown band measure {measure!r}")
+
+
+def measure_bins(decl: pd.DataFrame, measure: str, *, decade: bool) -> pd.Series:
+    """Each row's near bin of ``measure`` (``floor(log10(x) * BINS_PER_DECADE)``), or with
+    ``decade`` its decade (the near bin floor-divided by ``BINS_PER_DECADE``, so that every near
+    bin lies in exactly one decade); missing where the measure is (a 0 value has no band)."""
+    x = band_measure(decl, measure)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near = np.floor(np.log10(x) * BINS_PER_DECADE)
+    ok = np.isfinite(near)
+    bins = np.zeros(len(x), dtype=np.int64)
+    bins[ok] = near[ok].astype(np.int64)
+    if decade:
+        bins = bins // BINS_PER_DECADE
+    return pd.Series(pd.arrays.IntegerArray(bins, ~ok), index=decl.index)
+
+
+#: The band measures whose bins are derived key columns ``<measure>_decade`` and
+#: ``<measure>_near`` (riskml.features.bands).
+BAND_MEASURES = ("value", "mass", "unit_value")
+
 #: Key columns derived from declared ones, for entity histories of peers (each a single
 #: column, so that a profile keyed on HS6 and one of them stays a pair, as the feature store's
 #: packed keys need): the route, the route with the tariff treatment, and the tariff line (the
 #: treatment and the ad valorem rate applied: under one HS6, the national subheading and the
 #: regime the declarant chose). Each is built from a :class:`Prepared`'s columns, so that the
-#: parts two of them share (the route, the treatment) are built once per table.
+#: parts two of them share (the route, the treatment) are built once per table. And the value
+#: bands' bins of each measure (``<measure>_decade``, ``<measure>_near``: whole numbers).
 DERIVED: dict[str, Callable[[Prepared], pd.Series]] = {
     "route": lambda p: route(p.declarations),
     "treatment": lambda p: treatment(p.declarations),
     "route_treatment": lambda p: _joined(p.column("route"), p.column("treatment"), sep="|"),
     "tariff_line": lambda p: _joined(p.column("treatment"), _rate_text(p.declarations), sep="@"),
+    **{
+        f"{m}_{kind}": lambda p, m=m, d=(kind == "decade"): measure_bins(
+            p.declarations, m, decade=d
+        )
+        for m in BAND_MEASURES
+        for kind in ("decade", "near")
+    },
 }
 
 

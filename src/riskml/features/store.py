@@ -45,6 +45,7 @@ from riskml.features import (
     reference_features,
     row_features,
 )
+from riskml.features.bands import BAND_STATS, VALUE_BANDS, band_features
 from riskml.features.behaviour import outside_share_at, outside_share_cells, volume_features
 from riskml.features.context import context_columns
 from riskml.features.history import (
@@ -71,6 +72,7 @@ Entity = tuple[str, ...]
 def _entities() -> list[Entity]:
     """Every entity kind a batch row needs a code of, once each."""
     kinds: list[Entity] = [p.columns for p in PROFILES]
+    kinds += [cols for band in VALUE_BANDS for cols in (band.band, band.near)]
     kinds += list(NOVELTY_ENTITIES) + [cols for _, _, cols in LEVELS] + [("hs6",)]
     return list(dict.fromkeys(kinds))
 
@@ -187,7 +189,8 @@ class FeatureStore:
         # keeps the aggregates (profile cells, first days, the reference pool), not a code per
         # stored item and kind (they were most of its memory on a large history).
         order = np.argsort(hist.month, kind="stable")  # the reference pool's order: by month
-        profiles = {p.columns: p for p in PROFILES}
+        stats = {p.columns: table_stats(p.stats) for p in PROFILES}
+        stats |= {cols: BAND_STATS for band in VALUE_BANDS for cols in (band.band, band.near)}
         levels = {cols: level for level, _, cols in LEVELS}
         counted = {("importer_id",): "imp", ("importer_id", "hs4"): "imphs4"}
         counted[("importer_id", "hs2")] = "imphs2"
@@ -204,8 +207,8 @@ class FeatureStore:
             code = np.full(len(key), -1, dtype=np.int32)
             code[keyed] = inverse
             del key, keyed, inverse
-            if kind in profiles:
-                self.tables[kind] = profile_table(code, hist, table_stats(profiles[kind].stats))
+            if kind in stats:
+                self.tables[kind] = profile_table(code, hist, stats[kind])
             if kind in NOVELTY_ENTITIES:
                 first = np.full(len(self.keys[kind]), np.inf)
                 np.minimum.at(first, code[code >= 0], hist.day[code >= 0].astype(np.float64))
@@ -358,6 +361,12 @@ class FeatureStore:
             features |= profile_features(
                 profile, snap, month, day, rates, params.prior_strength, self.detectable
             )
+        for band in VALUE_BANDS:
+            whole, near = (
+                lookup(self.tables[cols], prep.code(*cols), month)
+                for cols in (band.band, band.near)
+            )
+            features |= band_features(band, whole, near, month, rates, params.prior_strength)
         features |= novelty_from_first(self._first_days(prep), day)
         features |= pair_shares(features)
         features["imp_outside_usual_share"] = outside_share_at(
