@@ -26,33 +26,85 @@ import numpy as np
 import pandas as pd
 
 SEEDS = (42, 1, 2)
-#: name -> (train overrides, seeds, "each" (mean of the seeds' figures) or "average" (one
-#: score: the seeds' probabilities averaged)).
-VARIANTS: dict[str, tuple[dict[str, Any], tuple[int, ...], str]] = {
-    "shipped": ({}, SEEDS, "each"),
-    "seeds3-avg": ({}, SEEDS, "average"),
-    "seeds5-avg": ({}, (42, 1, 2, 3, 4), "average"),
-    "leaves15": ({"num_leaves": 15}, SEEDS, "each"),
-    "leaves63": ({"num_leaves": 63}, SEEDS, "each"),
-    "lr0.02": ({"learning_rate": 0.02}, SEEDS, "each"),
-    "mcs50": ({"min_child_samples": 50}, SEEDS, "each"),
-    "mcs5": ({"min_child_samples": 5}, SEEDS, "each"),
-    "leaves63-lr0.03-mcs10": (
-        {"num_leaves": 63, "learning_rate": 0.03, "min_child_samples": 10},
-        SEEDS,
-        "each",
+BANDS = ("hs6vb_", "hs6mb_", "hs6ub_")
+
+
+def variant(
+    train: dict[str, Any] | None = None,
+    seeds: tuple[int, ...] = SEEDS,
+    use: str = "each",
+    exclude: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A variant: ``train`` overrides, ``seeds``, ``use`` "each" (the mean of the seeds'
+    figures) or "average" (one score: the seeds' probabilities averaged), and the prefixes of
+    the features it leaves out."""
+    return {"train": train or {}, "seeds": seeds, "use": use, "exclude": exclude}
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "shipped": variant(),
+    "no-bands": variant(exclude=BANDS),
+    "no-unit-value-band": variant(exclude=("hs6ub_",)),
+    "seeds3-avg": variant(use="average"),
+    "seeds5-avg": variant(seeds=(42, 1, 2, 3, 4), use="average"),
+    "leaves15": variant({"num_leaves": 15}),
+    "leaves63": variant({"num_leaves": 63}),
+    "lr0.02": variant({"learning_rate": 0.02}),
+    "mcs50": variant({"min_child_samples": 50}),
+    "mcs5": variant({"min_child_samples": 5}),
+    "leaves63-lr0.03-mcs10": variant(
+        {"num_leaves": 63, "learning_rate": 0.03, "min_child_samples": 10}
     ),
-    "leaves15-lr0.02-mcs50": (
-        {"num_leaves": 15, "learning_rate": 0.02, "min_child_samples": 50},
-        SEEDS,
-        "each",
+    "leaves15-lr0.02-mcs50": variant(
+        {"num_leaves": 15, "learning_rate": 0.02, "min_child_samples": 50}
     ),
-    "ff0.5": ({"feature_fraction": 0.5}, SEEDS, "each"),
-    "monotone": ({"monotone_own_intelligence": True}, SEEDS, "each"),
+    "ff0.5": variant({"feature_fraction": 0.5}),
+    "monotone": variant({"monotone_own_intelligence": True}),
 }
 
 
-def build(data: Path, work: Path, quarter: str, reference: str | None, root: Path):
+def route_treatment_reference(decl: pd.DataFrame, params) -> pd.DataFrame:
+    """Robust peer statistics of the log unit value per kg, log value and log mass against the
+    peers HS6 x route x treatment of the 12 months before (falling back to HS6 x route, then
+    HS6 below ``min_reference_count`` peers): z-score against median and MAD, and the peer
+    count. Declarations only (no outcome), months before the item's."""
+    from riskml.contract import empty_table
+    from riskml.features.prepare import prepare
+    from riskml.features.reference import reference_for, robust_z
+    from riskml.features.row import unit_values
+
+    prep = prepare(decl, empty_table("outcomes"))
+    uv = unit_values(prep.declarations)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = pd.DataFrame(
+            {
+                "uv_kg_log": uv["uv_kg_log"].to_numpy(),
+                "value_log": np.log(prep.declarations["cif_value"].astype(float).to_numpy()),
+                "mass_log": np.log(prep.declarations["gross_mass_kg"].astype(float).to_numpy()),
+            }
+        ).replace(-np.inf, np.nan)
+    codes = {
+        1: prep.code("hs6", "route_treatment"),
+        2: prep.code("hs6", "route"),
+        3: prep.code("hs6"),
+    }
+    f = params.features
+    ref = reference_for(
+        codes, prep.month, logs, codes, prep.month,
+        months=f.reference_months, min_count=f.min_reference_count,
+    )  # fmt: skip
+    out = {f"rt_{c}_rz": robust_z(logs[c].to_numpy(), ref.median[c], ref.mad[c]) for c in logs}
+    out["rt_ref_count"] = ref.count
+    out["rt_ref_level"] = ref.level.astype(float)
+    return pd.DataFrame(out).astype("float32").set_axis(decl.index)
+
+
+EXTRAS = {"rt-reference": route_treatment_reference}
+
+
+def build(
+    data: Path, work: Path, quarter: str, reference: str | None, root: Path, extra: str | None
+):
     """Ingest, validate and build the features of ``quarter``'s cut once (cached in ``work``)."""
     from riskml.catalog import Catalog, table_file
     from riskml.config import load_area_specs, load_params
@@ -82,8 +134,48 @@ def build(data: Path, work: Path, quarter: str, reference: str | None, root: Pat
     if reference:
         extra = REFERENCES[reference](decl, labels)
         feats = pd.concat([feats, extra.set_axis(feats.index)], axis=1)
+    if extra:
+        feats = pd.concat([feats, EXTRAS[extra](decl, params).set_axis(feats.index)], axis=1)
     final = build_labels(decl, outcomes, spec)
     return feats, labels, final, spec, split, params
+
+
+def in_quarter_cv(feats, labels, final, spec, split, params, *, folds: int = 5, seed: int = 42):
+    """The attainable reference of the features: the ranked quarter scored out of fold by
+    models that also learnt from its other folds (``folds``-fold, random), as well as from
+    every labelled row before it. Such a model has the quarter's own labels, which no deployed
+    model has; what it cannot reach, the features cannot separate. Early stopping on a random
+    fifth of the training folds; the score is measured on the pooled out-of-fold scores."""
+    import lightgbm as lgb
+
+    from riskml.config import area_train_params
+    from riskml.protocol import measure, ranked_window
+    from riskml.train import feature_columns, feature_matrix, in_window, labelled_rows, lgb_params
+
+    names = feature_columns(feats, spec)
+    before = in_window(labelled_rows(feats, labels), split.train_start, split.test_start)
+    ranked = ranked_window(feats, final, split)
+    rng = np.random.default_rng(seed)
+    fold = rng.integers(0, folds, len(ranked))
+    score = np.zeros(len(ranked))
+    train_params = area_train_params(params, spec)
+    for k in range(folds):
+        rest = ranked[fold != k]
+        pool = pd.concat([before[[*names, "label"]], rest[[*names, "label"]]])
+        stop = rng.random(len(pool)) < 0.2
+        fit, val = pool[~stop], pool[stop]
+        config = lgb_params(train_params, int(fit["label"].sum()))
+        dfit = lgb.Dataset(feature_matrix(fit, names), fit["label"].to_numpy())
+        dval = lgb.Dataset(feature_matrix(val, names), val["label"].to_numpy(), reference=dfit)
+        booster = lgb.train(
+            config, dfit, num_boost_round=train_params.num_boost_round, valid_sets=[dval],
+            callbacks=[lgb.early_stopping(train_params.early_stopping_rounds, verbose=False)],
+        )  # fmt: skip
+        held = ranked[fold == k]
+        score[fold == k] = booster.predict(
+            feature_matrix(held, names), num_iteration=booster.best_iteration
+        )
+    return measure(ranked["label"].to_numpy(), score)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,26 +189,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("."), help="holds params.yaml")
     parser.add_argument("--quarter", choices=("selection", "development"), default="selection")
     parser.add_argument("--reference", default=None, help="riskml.protocol.REFERENCES key")
+    parser.add_argument("--extra", choices=sorted(EXTRAS), default=None)
+    parser.add_argument(
+        "--cv-reference",
+        action="store_true",
+        help="also the attainable reference: the ranked quarter scored out of fold (5 folds) by "
+        "models that learnt from its other folds too (in_quarter_cv)",
+    )
     parser.add_argument("--variant", action="append", default=[], choices=sorted(VARIANTS))
     args = parser.parse_args(argv)
     from riskml.io import write_json
 
     args.work.mkdir(parents=True, exist_ok=True)
     feats, labels, final, spec, split, params = build(
-        args.data, args.work, args.quarter, args.reference, args.root
+        args.data, args.work, args.quarter, args.reference, args.root, args.extra
     )
     ranked = ranked_window(feats, final, split)
     y = ranked["label"].to_numpy()
-    out: dict[str, Any] = {"quarter": args.quarter, "reference": args.reference, "variants": {}}
-    for name in args.variant or list(VARIANTS):
-        overrides, seeds, use = VARIANTS[name]
+    out: dict[str, Any] = {
+        "quarter": args.quarter,
+        "reference": args.reference,
+        "extra": args.extra,
+        "variants": {},
+    }
+    for name in args.variant or ([] if args.cv_reference else list(VARIANTS)):
+        v = VARIANTS[name]
+        seeds, use = v["seeds"], v["use"]
+        dropped = [c for c in feats.columns if c.startswith(v["exclude"])] if v["exclude"] else []
+        area_spec = spec.model_copy(update={"exclude_features": [*spec.exclude_features, *dropped]})
         started = time.process_time()
         scores, each = [], []
         for seed in seeds:
             train = params.model_copy(
-                update={"train": params.train.model_copy(update=overrides | {"seed": seed})}
+                update={"train": params.train.model_copy(update=v["train"] | {"seed": seed})}
             )
-            model = train_area(feats, labels, spec, split, area_train_params(train, spec))
+            model = train_area(feats, labels, area_spec, split, area_train_params(train, spec))
             score = model.booster.predict(feature_matrix(ranked, model.feature_names))
             scores.append(score)
             each.append(measure(y, score))
@@ -124,12 +231,14 @@ def main(argv: list[str] | None = None) -> int:
             block = measure(y, np.mean(scores, axis=0))
             block["seeds"] = list(seeds)
         else:
+            rates = each[0]["precision"]
             block = {
-                "precision": {
-                    r: float(np.mean([e["precision"][r] for e in each])) for r in each[0]["precision"]
-                },
+                "precision": {r: float(np.mean([e["precision"][r] for e in each])) for r in rates},
                 "average_precision": float(np.mean([e["average_precision"] for e in each])),
                 "per_seed_10%": [e["precision"]["10%"] for e in each],
+                "per_seed": {str(sd): e for sd, e in zip(seeds, each, strict=True)},
+                # the same seeds' probabilities averaged: a seed-averaged model, for free
+                "seed_average": measure(y, np.mean(scores, axis=0))["precision"],
                 "seeds": list(seeds),
             }
         block["cpu_s"] = round(time.process_time() - started, 1)
@@ -137,12 +246,25 @@ def main(argv: list[str] | None = None) -> int:
         figures = "  ".join(f"P@{r}={v:.3f}" for r, v in block["precision"].items())
         extra = block.get("per_seed_10%")
         tail = f"  seeds@10%={[round(v, 3) for v in extra]}" if extra else ""
+        if "seed_average" in block:
+            tail += f"  seed-averaged@10%={block['seed_average']['10%']:.3f}"
+        pd.DataFrame({f"seed{s}": sc for s, sc in zip(seeds, scores, strict=True)}).assign(
+            label=y
+        ).to_parquet(args.work / f"scores-{name}.parquet")
         print(
-            f"{name}: {figures}  AP={block['average_precision']:.3f}{tail}  "
-            f"cpu={block['cpu_s']}s",
+            f"{name}: {figures}  AP={block['average_precision']:.3f}{tail}  cpu={block['cpu_s']}s",
             flush=True,
         )
-        write_json(out, args.work / "kcs_selection.json")
+        write_json(out, args.work / f"kcs_selection{'-' + args.extra if args.extra else ''}.json")
+    if args.cv_reference:
+        started = time.process_time()
+        block = in_quarter_cv(feats, labels, final, spec, split, params)
+        block["cpu_s"] = round(time.process_time() - started, 1)
+        out["in_quarter_cv"] = block
+        figures = "  ".join(f"P@{r}={v:.3f}" for r, v in block["precision"].items())
+        print(f"in-quarter 5-fold CV (attainable reference): {figures}  "
+              f"AP={block['average_precision']:.3f}", flush=True)  # fmt: skip
+        write_json(out, args.work / "kcs_selection-cv.json")
     return 0
 
 

@@ -529,9 +529,7 @@ def _band_info(band: ValueBand, stat: str) -> FeatureInfo:
 
 def band_catalogue() -> dict[str, FeatureInfo]:
     """Entries of the value-band features, ``<prefix>_<stat>`` of each of ``VALUE_BANDS``."""
-    return {
-        f"{b.prefix}_{s}": _band_info(b, s) for b in VALUE_BANDS for s in band_stat_names()
-    }
+    return {f"{b.prefix}_{s}": _band_info(b, s) for b in VALUE_BANDS for s in band_stat_names()}
 
 
 def seizure_catalogue() -> dict[str, FeatureInfo]:
