@@ -528,6 +528,31 @@ def test_value_band_history_leaves_out_the_peers_near_the_own_value():
     )
 
 
+def test_band_bins_of_a_few_rows_equal_the_column_wise_bins():
+    """The value-band bins read value by value for a few rows (the scoring path) are the
+    column-wise ones: decade boundaries, values below 1 (negative bins), zero and missing."""
+    from riskml.features.prepare import BAND_MEASURES, prepare
+
+    values = [1000.0, 999.999, 1005.0, 0.5, 0.0, None, 10.0, 123456.7]
+    masses = [10.0, 0.0, None, 0.25, 3.0, 1.0, 1000.0, 7.0]
+    decl = _decl(
+        [
+            {"accepted_date": "2023-01-05", "cif_value": v, "net_mass_kg": m, "gross_mass_kg": g}
+            for v, m, g in zip(
+                values, masses, [12.0, 2.0, 5.0, 1.0, 3.0, None, 1.0, 8.0], strict=True
+            )
+        ]
+    )  # fmt: skip
+    prep = prepare(decl, NO_OUTCOMES)
+    for measure in BAND_MEASURES:
+        for kind in ("decade", "near"):
+            name = f"{measure}_{kind}"
+            wide = prep.column(name).to_numpy(dtype=object, na_value=None)
+            assert list(prep.cells(name)) == list(wide), name
+    assert list(prep.cells("value_decade")) == [3, 2, 3, -1, None, None, 1, 5]
+    assert prep.cells("value_near")[0] == 600 and prep.cells("value_near")[2] == 600
+
+
 def test_volume_against_the_entitys_own_past():
     months = ["2023-01-10"] * 2 + ["2023-02-10"] * 4 + ["2023-03-10"] * 6 + ["2023-04-10"]
     decl = _decl([{"accepted_date": d} for d in months])

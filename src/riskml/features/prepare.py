@@ -124,23 +124,28 @@ def _rate_text(decl: pd.DataFrame) -> pd.Series:
 BINS_PER_DECADE = 200
 
 
-def _positive_float(series: pd.Series) -> np.ndarray:
-    x = series.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+def positive(series: pd.Series) -> np.ndarray:
+    """Float values with non-positive or missing entries as NaN."""
+    x = as_dtype(series, "float64").to_numpy(dtype=np.float64, na_value=np.nan)
     return np.where(x > 0, x, np.nan)
+
+
+def mass_kg(decl: pd.DataFrame) -> np.ndarray:
+    """The mass of each row: its net mass, else its gross mass (NaN where neither is positive)."""
+    net = positive(optional(decl, "net_mass_kg", "float64"))
+    return np.where(np.isnan(net), positive(decl["gross_mass_kg"]), net)
 
 
 def band_measure(decl: pd.DataFrame, measure: str) -> np.ndarray:
     """A declared measure of each row, NaN where it is missing or not positive: ``value`` (CIF),
-    ``mass`` (net mass, else gross) or ``unit_value`` (CIF per kg of that mass)."""
-    cif = _positive_float(decl["cif_value"])
+    ``mass`` (:func:`mass_kg`) or ``unit_value`` (CIF per kg of that mass)."""
+    cif = positive(decl["cif_value"])
     if measure == "value":
         return cif
-    net = _positive_float(optional(decl, "net_mass_kg", "float64"))
-    mass = np.where(np.isnan(net), _positive_float(decl["gross_mass_kg"]), net)
     if measure == "mass":
-        return mass
+        return mass_kg(decl)
     if measure == "unit_value":
-        return cif / mass
+        return cif / mass_kg(decl)
     raise ValueError(f"unknown band measure {measure!r}")
 
 
@@ -241,6 +246,17 @@ def _rate_cells(decl: pd.DataFrame) -> np.ndarray:
     return np.array([None if r != r else f"{r:g}" for r in rate.tolist()], dtype=object)
 
 
+def _bin_cells(decl: pd.DataFrame, measure: str, *, decade: bool) -> np.ndarray:
+    """:func:`measure_bins` of a few rows, value by value (Python ints; None: no bin)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near = np.floor(np.log10(band_measure(decl, measure)) * BINS_PER_DECADE)
+    bins = [
+        None if not np.isfinite(v) else int(v) // BINS_PER_DECADE if decade else int(v)
+        for v in near.tolist()
+    ]
+    return np.array(bins, dtype=object)
+
+
 #: :data:`DERIVED` of a few rows, value by value: the same keys (tests/test_prepare.py compares
 #: both on varied rows) without pandas' per-call cost.
 DERIVED_CELLS: dict[str, Callable[[Prepared], np.ndarray]] = {
@@ -252,6 +268,11 @@ DERIVED_CELLS: dict[str, Callable[[Prepared], np.ndarray]] = {
     "tariff_line": lambda p: _joined_cells(
         p.cells("treatment"), _rate_cells(p.declarations), sep="@"
     ),
+    **{
+        f"{m}_{kind}": lambda p, m=m, d=(kind == "decade"): _bin_cells(p.declarations, m, decade=d)
+        for m in BAND_MEASURES
+        for kind in ("decade", "near")
+    },
 }
 
 

@@ -9,19 +9,14 @@ import numpy as np
 import pandas as pd
 
 from riskml.contract import TRANSPORT_MODES
-from riskml.features.prepare import SMALL_BATCH, Prepared, as_dtype, optional
+from riskml.features.prepare import SMALL_BATCH, Prepared, as_dtype, mass_kg, optional
+from riskml.features.prepare import positive as _positive
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
-
-
-def _positive(series: pd.Series) -> np.ndarray:
-    """Float values with non-positive or missing entries as NaN."""
-    x = as_dtype(series, "float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.where(x > 0, x, np.nan)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -32,12 +27,10 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def unit_values(decl: pd.DataFrame) -> pd.DataFrame:
     """Log unit value per kg (CIF / net mass, falling back to gross mass) and per quantity unit."""
     cif = _positive(decl["cif_value"])
-    net = _positive(optional(decl, "net_mass_kg", "float64"))
-    mass = np.where(np.isnan(net), _positive(decl["gross_mass_kg"]), net)
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.DataFrame(
             {
-                "uv_kg_log": np.log(cif / mass),
+                "uv_kg_log": np.log(cif / mass_kg(decl)),
                 "uv_q_log": np.log(cif / _positive(decl["quantity"])),
             }
         )
