@@ -1,23 +1,31 @@
 """Development worlds only: an area's model of each rolling backtest window, trained as the
 train stage trains it (only the labelled rows' features are read: under 1 GB for a 300,000-item
-world), with a ``train`` setting changed, scored on the window's truth.
+world), with ``train`` settings changed, scored on the window's truth.
 
 Usage (a world folder built by ``scripts/evaluate_worlds.py``)::
 
+    # one change of the train settings, train seed 42
     python scripts/dev_window_models.py WORLD_DIR security,environment \\
         '{"reason_odds": {"intelligence": 6}}' out.json
+    # several named variants (a change for every area under "all", per area under its name;
+    # "first_stage": the first stage's own train settings), each with train seeds 42 and 1
+    python scripts/dev_window_models.py WORLD_DIR security,drugs \\
+        '{"base": {}, "lr05": {"all": {"learning_rate": 0.05}}}' out.json --variants --seeds 42 1
 
-Per (area, window): ``exp``, the mean oracle probability of the picks at the area's operating
-rate over the oracle's own picks' (expected precision: far less noisy than a window's dozen
-offences), and ``real``, precision on the truth over the oracle's.
+Per (area, window, variant, seed): ``exp``, the mean oracle probability of the picks at the
+area's operating rate over the oracle's own picks' (expected precision: far less noisy than a
+window's dozen offences), ``real``, precision on the truth over the oracle's, the model's tree
+count and the CPU seconds of its training. Each window's labels and training features are read
+once for every variant and seed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,8 +33,8 @@ import pandas as pd
 from riskml import backtest as bt
 from riskml import io
 from riskml.catalog import Catalog
-from riskml.config import area_train_params, load_area_specs, load_params
-from riskml.contract import KEY
+from riskml.config import AreaSpec, area_train_params, load_area_specs, load_params
+from riskml.contract import KEY, RiskmlError
 from riskml.metrics import selection_size
 from riskml.train import (
     feature_matrix,
@@ -37,9 +45,30 @@ from riskml.train import (
 )
 
 
+def variant_of(spec: AreaSpec, variant: dict[str, Any]) -> tuple[AreaSpec, dict[str, Any]]:
+    """The area spec and the ``train`` change of one variant for ``spec``'s area."""
+    change = {**variant.get("all", {}), **variant.get(spec.name, {})}
+    first = change.pop("first_stage", None)
+    if first is not None and spec.first_stage is not None:
+        spec = spec.model_copy(
+            update={"first_stage": spec.first_stage.model_copy(update={"train": first})}
+        )
+    return spec, change
+
+
 def main() -> None:
-    root, areas = Path(sys.argv[1]), sys.argv[2].split(",")
-    change, out = json.loads(sys.argv[3]), Path(sys.argv[4])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("world", type=Path, help="a world folder of scripts/evaluate_worlds.py")
+    ap.add_argument("areas", help="comma-separated areas")
+    ap.add_argument("change", help="JSON: a train change, or with --variants {name: variant}")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--variants", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42], help="train seeds")
+    ap.add_argument("--windows", type=int, nargs="+", help="only these windows (1 = earliest)")
+    args = ap.parse_args()
+    root, areas = args.world, args.areas.split(",")
+    change = json.loads(args.change)
+    variants = change if args.variants else {"change": {"all": change}}
     params, specs = load_params(root / "params.yaml"), load_area_specs(root / "pipelines")
     cat = Catalog(root)
     decl = io.read_dataset(cat.declarations, columns=[*KEY, "accepted_date"])
@@ -51,38 +80,52 @@ def main() -> None:
     pool, rows = pool_specs(specs, root), []
     for area in areas:
         spec = specs[area]
-        train = area_train_params(params, spec).model_copy(update={"num_threads": 1, **change})
         t = truth[truth["risk_area"] == area][[*KEY, "offence", "true_prob"]]
         for w in windows:
-            started = time.time()
+            if args.windows and w.index not in args.windows:
+                continue
             own, first = training_labels(
                 decl, outcomes, spec, pool, known_before=w.start, labelled_only=True
             )
             feats = training_features(cat.features, spec, w.split, [own, first])
-            model = train_area(feats, own, spec, w.split, train, pretrain_labels=first)
             test = io.read_partitioned(
-                cat.features,
-                months=io.months_overlapping(cat.features, w.start, w.end),
-                columns=[*KEY, "accepted_date", *model.feature_names],
+                cat.features, months=io.months_overlapping(cat.features, w.start, w.end)
             )
             d = pd.to_datetime(test["accepted_date"])
             test = test[(d >= pd.Timestamp(w.start)) & (d < pd.Timestamp(w.end))]
-            score = model.booster.predict(feature_matrix(test, model.feature_names))
             keyed = test[KEY].astype({"declaration_id": "string"}).merge(t, on=KEY, how="left")
             p = keyed["true_prob"].fillna(0.0).to_numpy()
             y = keyed["offence"].fillna(False).to_numpy(bool)
-            k = selection_size(len(score), rate=spec.operating_rate)
-            top, best = np.argsort(-score, kind="stable")[:k], np.argsort(-p, kind="stable")[:k]
-            row = {
-                "area": area,
-                "window": w.index,
-                "exp": float(p[top].mean() / p[best].mean()),
-                "real": float(y[top].mean() / max(y[best].mean(), 1e-12)),
-                "seconds": round(time.time() - started),
-            }
-            rows.append(row)
-            print(row, flush=True)
-            out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+            k = selection_size(len(test), rate=spec.operating_rate)
+            best = np.argsort(-p, kind="stable")[:k]
+            for name, variant in variants.items():
+                vspec, vchange = variant_of(spec, variant)
+                for seed in args.seeds:
+                    started = time.process_time()
+                    train = area_train_params(params, vspec).model_copy(
+                        update={"num_threads": 1, "seed": seed, **vchange}
+                    )
+                    row: dict[str, Any] = {
+                        "world": params.simulate.seed, "area": area, "window": w.index,
+                        "variant": name, "seed": seed,
+                    }  # fmt: skip
+                    try:
+                        model = train_area(feats, own, vspec, w.split, train, pretrain_labels=first)
+                    except RiskmlError as exc:
+                        rows.append(row | {"status": str(exc)})
+                        print(rows[-1], flush=True)
+                        continue
+                    score = model.booster.predict(feature_matrix(test, model.feature_names))
+                    top = np.argsort(-score, kind="stable")[:k]
+                    row |= {
+                        "exp": float(p[top].mean() / p[best].mean()),
+                        "real": float(y[top].mean() / max(y[best].mean(), 1e-12)),
+                        "trees": model.booster.num_trees(),
+                        "cpu_seconds": round(time.process_time() - started, 1),
+                    }
+                    rows.append(row)
+                    print(row, flush=True)
+                    args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
