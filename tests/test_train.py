@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
@@ -12,7 +13,15 @@ import pandas as pd
 import pytest
 
 from riskml.area_model import AreaModel
-from riskml.config import AreaSpec, TrainParams, spec_document
+from riskml.config import (
+    AreaSpec,
+    TrainParams,
+    area_train_params,
+    first_stage_train_params,
+    load_area_specs,
+    load_params,
+    spec_document,
+)
 from riskml.contract import KEY, RiskmlError
 from riskml.labels import build_labels
 from riskml.metrics import average_precision
@@ -742,3 +751,25 @@ def test_training_weights_multiply_recency_and_reason_and_average_one():
         TrainParams(reason_weights={"tip": 0.5})
     with pytest.raises(ValueError, match="reason_odds: values must be > 0"):
         TrainParams(reason_odds={"intelligence": 0})
+
+
+def test_shipped_specs_correct_tipped_positives_where_chosen():
+    """The shipped drugs spec (chosen on development worlds, docs/results.md, issue 15 session
+    9): a positive found by a tip-off weighs a third of a profile control's, in both stages;
+    negatives and the other rare areas keep equal weights."""
+    root = Path(__file__).resolve().parents[1]
+    params, specs = load_params(root / "params.yaml"), load_area_specs(root / "pipelines")
+    rows = pd.DataFrame(
+        {
+            "control_reason": pd.array(
+                ["intelligence", "profile", "intelligence", None], dtype="string"
+            ),
+            "label": [1.0, 1.0, 0.0, 0.0],
+        }
+    )
+    drugs = area_train_params(params, specs["drugs"])
+    for stage in (drugs, first_stage_train_params(drugs, specs["drugs"])):
+        w = training_weights(rows, stage, None)
+        np.testing.assert_allclose(w / w[1], [1 / 3, 1, 1, 1])
+    for area in ("security", "environment", "health_safety", "revenue", "ipr"):
+        assert training_weights(rows, area_train_params(params, specs[area]), None) is None
