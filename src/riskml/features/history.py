@@ -269,7 +269,9 @@ def lookup(
     rows = np.flatnonzero(keyed)
     entity = code[rows].astype(np.int64)
     key = entity * CELL + month[rows]
+    every = len(rows) == len(code)  # rows then lists every row, in order (unless sorted)
     if len(key) >= SORTED_LOOKUP:
+        every = False
         order = np.argsort(key)
         rows, entity, key = rows[order], entity[order], key[order]
     pos = np.searchsorted(table.cells, key, side="left") - 1
@@ -284,6 +286,9 @@ def lookup(
         known = np.where(hit, taken, 0.0)
         if name == "last_find_day":
             known = np.where(hit & np.isfinite(known), known, np.nan)
+        if every:  # every row keyed (a scored declaration): no NaN rows to fill in
+            out[name] = known.astype(np.float64, copy=False)
+            continue
         column = np.full(len(code), np.nan)
         column[rows] = known
         out[name] = column
@@ -313,23 +318,23 @@ def profile_features(
     smoothed towards the overall rate of the same kind (``rates["hrd_<area>"]``).
     """
     out: dict[str, np.ndarray] = {}
-    for stat in stat_names(profile.stats):
-        if stat.startswith("hr_"):
-            prior = rates[stat[3:]][month]
-            with np.errstate(invalid="ignore", divide="ignore"):
+    # One error state for the whole profile (entering one costs more than a one-row ratio).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for stat in stat_names(profile.stats):
+            if stat.startswith("hr_"):
+                prior = rates[stat[3:]][month]
                 value = (snap[f"n_find_{stat[3:]}"] + prior_strength * prior) / (
                     snap["n_controls"] + prior_strength
                 )
-        elif stat == "days_since_find":
-            value = day - snap["last_find_day"]
-        else:
-            value = snap[stat]
-        out[f"{profile.prefix}_{stat}"] = value.astype(np.float32)
-    if detectable and has_rates(profile.stats):
-        for area, kinds in detectable.items():
-            det = sum(snap[f"n_ctl_{k}"] for k in kinds if k in CONTROL_KINDS)
-            prior = rates[f"hrd_{area}"][month]
-            with np.errstate(invalid="ignore", divide="ignore"):
+            elif stat == "days_since_find":
+                value = day - snap["last_find_day"]
+            else:
+                value = snap[stat]
+            out[f"{profile.prefix}_{stat}"] = value.astype(np.float32)
+        if detectable and has_rates(profile.stats):
+            for area, kinds in detectable.items():
+                det = sum(snap[f"n_ctl_{k}"] for k in kinds if k in CONTROL_KINDS)
+                prior = rates[f"hrd_{area}"][month]
                 value = (snap[f"n_find_{area}"] + prior_strength * prior) / (det + prior_strength)
-            out[f"{profile.prefix}_hrd_{area}"] = value.astype(np.float32)
+                out[f"{profile.prefix}_hrd_{area}"] = value.astype(np.float32)
     return out

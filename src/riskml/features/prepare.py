@@ -269,9 +269,16 @@ DERIVED_CELLS: dict[str, Callable[[Prepared], np.ndarray]] = {
         p.cells("treatment"), _rate_cells(p.declarations), sep="@"
     ),
     **{
-        f"{m}_{kind}": lambda p, m=m, d=(kind == "decade"): _bin_cells(p.declarations, m, decade=d)
+        f"{m}_near": lambda p, m=m: _bin_cells(p.declarations, m, decade=False)
         for m in BAND_MEASURES
-        for kind in ("decade", "near")
+    },
+    # A decade bin is its near bin's decade: read the measure once for both.
+    **{
+        f"{m}_decade": lambda p, m=m: np.array(
+            [None if b is None else b // BINS_PER_DECADE for b in p.cells(f"{m}_near").tolist()],
+            dtype=object,
+        )
+        for m in BAND_MEASURES
     },
 }
 
