@@ -240,6 +240,29 @@ def test_run_evaluate_reads_the_test_window_items_and_writes_what_the_whole_tabl
     assert plots == plots_whole and len(plots) >= 6
 
 
+def test_score_frame_scores_what_the_model_gives_on_its_float64_frame(world, revenue_spec, params):
+    """The scoring passes the model's columns as one matrix (float32 when every column is, as
+    the stored features are): the same probabilities and expected recoveries, bit for bit, as
+    the model given the frame's float64 columns."""
+    from riskml.evaluate import score_frame
+
+    split = params.split
+    labels = build_labels(
+        world["declarations"], world["outcomes"], revenue_spec, known_before=split.test_start
+    )
+    model = AreaModel.for_spec(revenue_spec).fit(
+        world["features"], labels, revenue_spec, split, params.train
+    )
+    rows = in_window(world["features"], split.test_start, split.test_end)
+    stored = rows.astype({c: "float32" for c in model.feature_names_})  # as data/features
+    for frame in (rows, stored):
+        scored = score_frame(model, frame, start=split.test_start, end=split.test_end)
+        wide = frame[model.feature_names_].astype("float64")
+        assert len(scored) == len(rows) > 100
+        np.testing.assert_array_equal(scored["score"].to_numpy(), model.predict_proba(wide))
+    assert (stored[model.feature_names_].dtypes == "float32").all()
+
+
 def test_revenue_unavailable_is_null_with_a_reason(revenue_spec):
     result = evaluate_scores(_scores(), revenue_spec, seed=1, revenue_unavailable=NO_RECOVERED)
     for pop in (LABELLED, RANDOM_CONTROL):

@@ -17,6 +17,7 @@ from riskml.select import (
     rank_key,
     ranked,
     recovery_ratio,
+    scored_declarations,
     select_candidates,
 )
 from riskml.train import RecoveryModel
@@ -112,6 +113,30 @@ def test_recovery_ratio_uses_only_findings_known_before_the_cut(world):
     ratio = recovery_ratio(decl, outcomes, "revenue", known_before=pd.Timestamp("2024-07-01"))
     paid = decl.loc[decl["declaration_id"] == "D0001", "duties_paid"].iloc[0]
     assert ratio == pytest.approx(50.0 / paid)  # the 1e6 finding of September is not known yet
+
+
+def test_scored_declarations_are_the_whole_tables_join_inside_or_outside_the_scores_dates(world):
+    """The scored items' declaration rows, first looked for among the declarations accepted
+    within the scores' dates: the join of every declaration in every case, including a scored
+    item whose date in the scores lies outside its declaration's (then every declaration)."""
+    decl, scores, _, _ = world
+    history = pd.concat(
+        [decl.assign(accepted_date=decl["accepted_date"] - pd.Timedelta(days=400),
+                     declaration_id="H" + decl["declaration_id"]), decl]
+    ).sample(frac=1.0, random_state=4).reset_index(drop=True)  # fmt: skip
+    some = scores.sample(120, random_state=5).reset_index(drop=True)
+    first = some["accepted_date"] == some["accepted_date"].min()  # their dates said later:
+    moved = some.assign(
+        accepted_date=some["accepted_date"].mask(first, some["accepted_date"].max())
+    )
+    assert first.sum() >= 1
+    for scored in (some, moved, some.iloc[:0], some.drop(columns="accepted_date")):
+        got = scored_declarations(history, scored)
+        whole = history.merge(
+            scored[["declaration_id", "item_no"]], on=["declaration_id", "item_no"]
+        )
+        pd.testing.assert_frame_equal(got, whole)
+        assert len(got) == len(scored)
 
 
 def test_without_a_recovery_model_revenue_falls_back_to_the_ratio_and_says_so(world, caplog):

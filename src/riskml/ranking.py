@@ -29,7 +29,11 @@ def recovery_ratio(
     ]
     if found.empty:
         return 0.0
-    paid = found[KEY].drop_duplicates().merge(declarations[[*KEY, "duties_paid"]], on=KEY)
+    keys = found[KEY].drop_duplicates()
+    # the declarations of the findings' declarations only, then the exact join: the same rows
+    # in the same order as joining every declaration, without hashing the whole history's keys
+    near = declarations["declaration_id"].isin(keys["declaration_id"]).to_numpy(bool)
+    paid = keys.merge(declarations.loc[near, [*KEY, "duties_paid"]], on=KEY)
     total_paid = float(paid["duties_paid"].sum())
     recovered = float(found["additional_duty"].fillna(0).sum())
     return recovered / total_paid if total_paid > 0 else 0.0

@@ -98,12 +98,32 @@ def _model_recovery_column(scores: pd.DataFrame) -> pd.Series | None:
     return col if np.isfinite(col.to_numpy()).all() else None
 
 
+def scored_declarations(declarations: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``declarations`` whose item ``scores`` holds, in the declarations' order:
+    ``declarations.merge(scores[KEY], on=KEY, how="inner")``. The merge is first tried on the
+    declarations accepted between the scores' first and last dates and kept when it finds
+    every scored item (an item is one declaration row: the contract's key is unique), so that
+    it hashes the scored period's keys, not the whole history's (at 10 million items the
+    period is a quarter of them); else on every declaration."""
+    keys = scores[KEY]
+    if len(scores) and "accepted_date" in scores.columns and "accepted_date" in declarations:
+        dates = pd.to_datetime(scores["accepted_date"])
+        accepted = pd.to_datetime(declarations["accepted_date"])
+        inside = ((accepted >= dates.min()) & (accepted <= dates.max())).to_numpy(bool)
+        out = declarations[inside].merge(keys, on=KEY, how="inner")
+        if len(out) == len(scores):
+            return out
+    return declarations.merge(keys, on=KEY, how="inner")
+
+
 def ranked(
     scores: pd.DataFrame,
     declarations: pd.DataFrame,
     outcomes: pd.DataFrame,
     spec: AreaSpec,
     split: SplitParams,
+    *,
+    scored: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Scored items joined to their declaration fields, with ``expected_recovery`` and
     ``rank_key`` (the area's ranking key, :func:`rank_columns`), sorted from the highest key
@@ -113,15 +133,22 @@ def ranked(
     the recovery model's expected recovery, which ``evaluate`` writes into the scores (column
     ``expected_recovery``); without it, of the ratio estimate of :func:`recovery_ratio` (findings
     known before the test window), with a warning in the log.
+
+    ``scored``: :func:`scored_declarations` of ``declarations`` and ``scores`` when already
+    drawn; the scored items' fields are read from it, the ratio from every declaration.
     """
+    if scored is None:
+        scored = scored_declarations(declarations, scores)
     decl_cols = [c for c in DECLARATION_FIELDS if c not in scores.columns or c == "accepted_date"]
     frame = scores.drop(columns=[c for c in decl_cols if c in scores.columns]).merge(
-        declarations[[*KEY, *decl_cols]], on=KEY, how="left", validate="one_to_one"
+        scored[[*KEY, *decl_cols]], on=KEY, how="left", validate="one_to_one"
     )
     model_recovery = _model_recovery_column(frame) if spec.rank_by == "expected_recovery" else None
-    ratio = recovery_ratio(
-        declarations, outcomes, spec.name, known_before=pd.Timestamp(split.test_start)
-    )
+    ratio = 0.0  # unused beside the recovery model's expected recovery (rank_columns)
+    if model_recovery is None:
+        ratio = recovery_ratio(
+            declarations, outcomes, spec.name, known_before=pd.Timestamp(split.test_start)
+        )
     expected, key, source = rank_columns(
         spec,
         frame["score"].to_numpy(),
@@ -167,8 +194,11 @@ def select_candidates(
                 fired=("name", lambda s: "; ".join(dict.fromkeys(s))),
                 kind=("kind", lambda s: "rule" if (s == "rule").any() else "watchlist"),
             )
-            keys = pd.MultiIndex.from_frame(frame[KEY])
-            matched = keys.isin(fired.index)
+            # the exact key test on the rows whose declaration has a hit only (the frame is
+            # the whole scored period; a MultiIndex of it hashes every key)
+            matched = frame["declaration_id"].isin(fired.index.unique(0)).to_numpy(bool, copy=True)
+            near = frame.loc[matched, KEY]
+            matched[matched] = pd.MultiIndex.from_frame(near).isin(fired.index)
             forced = frame[matched].head(n_chosen).copy()
             info = fired.loc[pd.MultiIndex.from_frame(forced[KEY])]
             forced["selection_kind"] = info["kind"].to_numpy()
@@ -495,10 +525,10 @@ def draw_area(
         spec = spec.model_copy(
             update={"rank_by": model.rank_by, "recovery_exponent": model.recovery_exponent}
         )
-    frame = ranked(scores, declarations, outcomes, spec, params.split)
+    scored_decl = scored_declarations(declarations, scores)
+    frame = ranked(scores, declarations, outcomes, spec, params.split, scored=scored_decl)
     capacity = effective_capacity(spec, len(frame))
     area_spec = spec.model_copy(update={"capacity": capacity})
-    scored_decl = declarations.merge(scores[KEY], on=KEY, how="inner")
     hits = profile_hits(scored_decl, profile, spec.name)
     return frame, capacity, select_candidates(frame, area_spec, params.select, hits=hits)
 
