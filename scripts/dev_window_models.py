@@ -16,13 +16,18 @@ Per (area, window, variant, seed): ``exp``, the mean oracle probability of the p
 area's operating rate over the oracle's own picks' (expected precision: far less noisy than a
 window's dozen offences), ``real``, precision on the truth over the oracle's, the model's tree
 count and the CPU seconds of its training. Each window's labels and training features are read
-once for every variant and seed.
+once for every variant and seed. ``--importance N``: also the model's N features of largest
+gain; ``--reference``: also the truth-trained reference of ``scripts/evaluate_worlds.py`` on the
+same features, window and seed (its ``exp``, ``real`` and, with ``--importance``, its gains:
+which features the attainable limit uses that the label-trained model does not; it reads every
+item's features of the window's periods, about 2 GB for a 300,000-item world).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ from riskml import io
 from riskml.catalog import Catalog
 from riskml.config import AreaSpec, area_train_params, load_area_specs, load_params
 from riskml.contract import KEY, RiskmlError
+from riskml.features import model_feature_columns
 from riskml.metrics import selection_size
 from riskml.train import (
     feature_matrix,
@@ -43,6 +49,21 @@ from riskml.train import (
     training_features,
     training_labels,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate_worlds import (  # noqa: E402  (a script beside this one)
+    REFERENCE_CANDIDATES,
+    REFERENCE_SETTINGS,
+    truth_columns,
+    truth_reference,
+)
+
+
+def top_gains(booster: Any, names: list[str], n: int) -> dict[str, float]:
+    """The ``n`` features of largest total gain, as shares of the model's total gain."""
+    gain = pd.Series(booster.feature_importance("gain"), index=names)
+    total = gain.sum()
+    return {k: round(float(v / total), 4) for k, v in gain.nlargest(n).items() if total > 0}
 
 
 def variant_of(spec: AreaSpec, variant: dict[str, Any]) -> tuple[AreaSpec, dict[str, Any]]:
@@ -65,6 +86,8 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42], help="train seeds")
     ap.add_argument("--windows", type=int, nargs="+", help="only these windows (1 = earliest)")
+    ap.add_argument("--importance", type=int, default=0, help="report the top N gains")
+    ap.add_argument("--reference", action="store_true", help="also the truth-trained reference")
     args = ap.parse_args()
     root, areas = args.world, args.areas.split(",")
     change = json.loads(args.change)
@@ -98,6 +121,17 @@ def main() -> None:
             y = keyed["offence"].fillna(False).to_numpy(bool)
             k = selection_size(len(test), rate=spec.operating_rate)
             best = np.argsort(-p, kind="stable")[:k]
+            if args.reference:
+                every = io.read_partitioned(
+                    cat.features,
+                    months=io.months_overlapping(cat.features, w.split.train_start, w.end),
+                )
+                every = every[pd.to_datetime(every["accepted_date"]) < pd.Timestamp(w.end)]
+                names = model_feature_columns(every)
+                X_all = every[names].to_numpy(np.float32)
+                y_all = truth_columns(every, truth, area)["offence"].to_numpy(bool)
+                dates = pd.to_datetime(every["accepted_date"]).reset_index(drop=True)
+                del every
             for name, variant in variants.items():
                 vspec, vchange = variant_of(spec, variant)
                 for seed in args.seeds:
@@ -123,6 +157,22 @@ def main() -> None:
                         "trees": model.booster.num_trees(),
                         "cpu_seconds": round(time.process_time() - started, 1),
                     }
+                    if args.importance:
+                        row["gains"] = top_gains(
+                            model.booster, model.feature_names, args.importance
+                        )
+                    if args.reference and name == next(iter(variants)):
+                        settings = REFERENCE_CANDIDATES[REFERENCE_SETTINGS[area]]
+                        ref, booster = truth_reference(
+                            X_all, y_all, dates, w, settings, seed, params, booster=True
+                        )
+                        if len(ref) != len(p):
+                            raise RuntimeError("the reference scored other rows than the model")
+                        top = np.argsort(-ref, kind="stable")[:k]
+                        row["reference_exp"] = float(p[top].mean() / p[best].mean())
+                        row["reference_real"] = float(y[top].mean() / max(y[best].mean(), 1e-12))
+                        if args.importance:
+                            row["reference_gains"] = top_gains(booster, names, args.importance)
                     rows.append(row)
                     print(row, flush=True)
                     args.out.write_text(json.dumps(rows, indent=1), encoding="utf-8")

@@ -152,9 +152,12 @@ def truth_reference(
     settings: dict[str, Any],
     seed: int,
     params: Params,
-) -> np.ndarray:
+    *,
+    booster: bool = False,
+) -> np.ndarray | tuple[np.ndarray, lgb.Booster]:
     """Scores of the window's test rows by a LightGBM trained on the truth of the window's
-    train period, early-stopped on the next period's, refitted on both (see the module text)."""
+    train period, early-stopped on the next period's, refitted on both (see the module text);
+    with ``booster``, also the refitted model (its feature gains)."""
     s = window.split
     d = dates.to_numpy()
 
@@ -189,7 +192,8 @@ def truth_reference(
     every = np.concatenate([train, valid])
     rounds = refit_rounds(best, len(train), len(every))
     final = lgb.train(config, lgb.Dataset(X[every], y[every]), num_boost_round=rounds)
-    return final.predict(X[test])
+    scores = final.predict(X[test])
+    return (scores, final) if booster else scores
 
 
 def goods_route_columns(columns: list[str]) -> list[str]:
