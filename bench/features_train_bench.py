@@ -30,10 +30,10 @@ from pathlib import Path
 
 
 def _one(n_items: int, cache: Path | None) -> dict:
-    import pandas as pd
     from scaled_world import ROOT, as_interim, simulate_world
 
     from riskml import io
+    from riskml.catalog import stored_table
     from riskml.config import area_train_params, load_area_specs, load_params
     from riskml.contract import KEY
     from riskml.features import build_features
@@ -44,12 +44,13 @@ def _one(n_items: int, cache: Path | None) -> dict:
     out: dict = {"n_items": n_items}
     with tempfile.TemporaryDirectory() as tmp:
         folder = (cache / str(n_items)) if cache else Path(tmp)
-        if not (folder / "outcomes.parquet").exists():
+        outcomes = stored_table(folder, "outcomes")  # one file, or by month (as_interim)
+        if not outcomes.exists():
             t0 = time.perf_counter()
             simulate_world(n_items, folder)
             out["simulate_s"] = round(time.perf_counter() - t0, 1)
         decl = io.read_dataset(as_interim(folder))
-        outc = pd.read_parquet(folder / "outcomes.parquet")
+        outc = io.read_dataset(stored_table(folder, "outcomes"))
 
         t0, c0 = time.perf_counter(), time.process_time()
         features = build_features(decl, outc, params.features, specs=specs)

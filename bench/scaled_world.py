@@ -37,29 +37,40 @@ def simulate_world(n_items: int, folder: Path) -> None:
     run(folder, scaled_params(n_items), load_area_specs(ROOT / "pipelines"))
 
 
-def as_interim(folder: Path) -> Path:
-    """Store the world's declarations in ``folder`` as the validate stage stores them
-    (partitioned by month: ``riskml.catalog.interim_table``), once, so that a project can take
-    the folder as its ``data/interim``; returns the declarations' path."""
+#: The tables a world's folder holds, in the order ``as_interim`` stores them.
+TABLES = ("declarations", "outcomes", "truth", "seizures")
+
+
+def as_interim(folder: Path, tables: tuple[str, ...] = ("declarations",)) -> Path:
+    """Store ``tables`` of the world in ``folder`` as the validate stage stores them
+    (partitioned by month: ``riskml.catalog.interim_table``; outcomes and truth by their items'
+    acceptance month), once each, so that a project can take the folder as its
+    ``data/interim``; returns the declarations' path. A table left as one file is read as it
+    is (``riskml.catalog.stored_table``: a project validated before that table was partitioned),
+    which is how the worlds cached before the outcomes, truth and seizures were partitioned are
+    read: they are not converted in place, since other runs may be reading them."""
     import pandas as pd
 
     from riskml.catalog import interim_table, table_file
     from riskml.contract import write_interim
 
-    path = interim_table(folder, "declarations")
-    if not path.is_dir():
-        decl = pd.read_parquet(table_file(folder, "declarations"))
-        write_interim(folder, {"declarations": decl})
-    return path
+    for table in tables:
+        if not interim_table(folder, table).is_dir() and table_file(folder, table).exists():
+            write_interim(folder, {table: pd.read_parquet(table_file(folder, table))})
+    return interim_table(folder, "declarations")
+
+
+def _simulated(folder: Path) -> bool:
+    return any((folder / name).exists() for name in ("outcomes", "outcomes.parquet"))
 
 
 def cached_world(n_items: int, cache: Path) -> tuple[Path, bool]:
-    """The scaled world under ``cache``/<n_items>, simulated there unless present, its
-    declarations stored as in ``data/interim`` (:func:`as_interim`); returns the folder and
-    whether it was simulated now."""
+    """The scaled world under ``cache``/<n_items>, simulated there unless present, its tables
+    stored as in ``data/interim`` (:func:`as_interim`: every table of a world simulated now, the
+    declarations of one cached before); returns the folder and whether it was simulated now."""
     folder = cache / str(n_items)
-    simulated = not (folder / "outcomes.parquet").exists()
+    simulated = not _simulated(folder)
     if simulated:
         simulate_world(n_items, folder)
-    as_interim(folder)
+    as_interim(folder, TABLES if simulated else ("declarations",))
     return folder, simulated

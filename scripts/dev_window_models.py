@@ -95,8 +95,8 @@ def main() -> None:
     params, specs = load_params(root / "params.yaml"), load_area_specs(root / "pipelines")
     cat = Catalog(root)
     decl = io.read_dataset(cat.declarations, columns=[*KEY, "accepted_date"])
-    outcomes = io.read_parquet(cat.outcomes)
-    truth = io.read_parquet(cat.truth()).astype({"declaration_id": "string"})
+    outcomes = io.read_dataset(cat.outcomes)
+    truth = io.read_dataset(cat.truth()).astype({"declaration_id": "string"})
     windows = bt.backtest_windows(
         params.split, n_windows=3, window_months=params.backtest.window_months
     )

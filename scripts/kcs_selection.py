@@ -106,12 +106,12 @@ def build(
     data: Path, work: Path, quarter: str, reference: str | None, root: Path, extra: str | None
 ):
     """Ingest, validate and build the features of ``quarter``'s cut once (cached in ``work``)."""
-    from riskml.catalog import Catalog, table_file
+    from riskml.catalog import Catalog, interim_table, stored_table
     from riskml.config import load_area_specs, load_params
     from riskml.contract import run_validate
     from riskml.features import build_features
     from riskml.ingest import run_ingest
-    from riskml.io import read_parquet, write_parquet
+    from riskml.io import read_dataset, read_parquet, write_parquet
     from riskml.labels import build_labels
     from riskml.protocol import KCS_FILES, KCS_SPLITS, REFERENCES, protocol_spec
 
@@ -121,8 +121,8 @@ def build(
     if not (work / "interim").exists():
         run_ingest([data / f for f in KCS_FILES], "kcs_synthetic", work / "raw")
         run_validate(work / "raw", work / "interim", work / "validation.json")
-    decl = read_parquet(table_file(work / "interim", "declarations"))
-    outcomes = read_parquet(table_file(work / "interim", "outcomes"))
+    decl = read_dataset(interim_table(work / "interim", "declarations"))
+    outcomes = read_dataset(stored_table(work / "interim", "outcomes"))
     cached = work / f"features-{quarter}.parquet"
     if cached.exists():
         feats = read_parquet(cached)

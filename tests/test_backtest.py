@@ -36,7 +36,7 @@ from riskml.config import (
     load_area_specs,
 )
 from riskml.contract import write_interim
-from riskml.io import write_partitioned
+from riskml.io import read_dataset, write_partitioned
 from riskml.labels import build_labels
 from riskml.train import feature_matrix, train_area, training_labels
 
@@ -233,10 +233,8 @@ def test_result_dates_derived_when_absent(sim):
 def test_run_backtest_files_and_revenue_unavailable(sim_root, params, specs):
     """Outcomes without recovered amounts: labelled revenue shares are null with a reason, the
     truth keeps its evaded duty; files for dvc metrics and plots are written."""
-    outc = pd.read_parquet(sim_root / "data/interim/outcomes.parquet")
-    outc.drop(columns=["additional_duty"]).to_parquet(
-        sim_root / "data/interim/outcomes.parquet", index=False
-    )
+    outc = read_dataset(sim_root / "data/interim/outcomes")
+    write_interim(sim_root / "data/interim", {"outcomes": outc.drop(columns=["additional_duty"])})
     short = run_backtest(sim_root, params, {"revenue": specs["revenue"]})
     assert short["revenue.rolling"]["on"] == TRUTH
     summary = json.loads((sim_root / "metrics/backtest/summary.json").read_text())
@@ -364,9 +362,9 @@ def test_a_window_with_too_few_positives_is_left_out_and_said(
         ["declaration_id", "item_no"],
     ]
     keep = ~outc.set_index(["declaration_id", "item_no"]).index.isin(pd.MultiIndex.from_frame(gone))
-    write_interim(root / "data/interim", {"declarations": decl})
-    outc[keep].to_parquet(root / "data/interim/outcomes.parquet", index=False)
-    sim["truth"].to_parquet(root / "data/interim/truth.parquet", index=False)
+    write_interim(
+        root / "data/interim", {"declarations": decl, "outcomes": outc[keep], "truth": sim["truth"]}
+    )
     four = params.model_copy(
         update={"backtest": params.backtest.model_copy(update={"n_windows": 4})}
     )

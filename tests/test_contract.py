@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskml.catalog import interim_table
+from riskml.catalog import Catalog, interim_table
 from riskml.contract import (
     DECLARATION_COLUMNS,
     KEY,
@@ -28,8 +28,9 @@ from riskml.contract import (
     run_validate,
     schema,
     validate,
+    write_interim,
 )
-from riskml.io import partition_months, read_dataset
+from riskml.io import month_labels, partition_months, partition_path, read_dataset
 
 TODAY = date(2026, 1, 1)
 
@@ -533,10 +534,10 @@ def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
     interim = tmp_path / "interim"
     assert sorted(p.name for p in interim.iterdir()) == [
         "declarations",  # partitioned by acceptance month
-        "outcomes.parquet",
+        "outcomes",  # by the acceptance month of their items
         "quarantine.parquet",
-        "seizures.parquet",
-        "truth.parquet",
+        "seizures",  # by report month
+        "truth",  # by the acceptance month of their items
     ]
     assert not list(tmp_path.rglob("*.tmp"))
     assert json.loads((tmp_path / "metrics" / "v.json").read_text()) == report
@@ -545,7 +546,7 @@ def test_run_validate_writes_outputs_atomically(tmp_path, decl, outc):
         good["accepted_date"].dt.strftime("%Y-%m").unique()
     )
     schema("declarations").validate(good)
-    assert len(good) == len(decl) - 1 == len(pd.read_parquet(interim / "truth.parquet"))
+    assert len(good) == len(decl) - 1 == len(read_dataset(interim / "truth"))
     assert len(pd.read_parquet(interim / "quarantine.parquet")) == 1
 
 
@@ -554,7 +555,7 @@ def test_run_validate_always_writes_quarantine_and_truth(tmp_path, decl, outc):
     run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
     q = pd.read_parquet(tmp_path / "interim" / "quarantine.parquet")
     assert q.empty and list(q.columns) == QUARANTINE_COLUMNS
-    truth = pd.read_parquet(tmp_path / "interim" / "truth.parquet")
+    truth = read_dataset(interim_table(tmp_path / "interim", "truth"))
     assert truth.empty and list(truth.columns) == column_names("truth")
 
 
@@ -595,3 +596,65 @@ def test_validate_is_fast_on_a_realistic_volume():
     elapsed = time.perf_counter() - start
     assert len(res.declarations) == len(decl) - 1 and len(res.outcomes) == len(outc)
     assert elapsed < 30, f"validate took {elapsed:.1f} s"  # ~2-4 s here; catch a blow-up only
+
+
+def test_outcomes_and_truth_are_stored_by_their_items_month_and_a_late_result_rewrites_it(
+    tmp_path, world
+):
+    """Outcome and truth rows go with their item's acceptance month (a partition for every month
+    of the declarations, even without a row), read back identical; a control result that comes
+    late, appended, rewrites its item's month only; a table naming an unknown item is refused."""
+    interim = tmp_path / "interim"
+    tables = {t: world[t] for t in ("declarations", "outcomes", "truth")}
+    write_interim(interim, tables)
+    decl = world["declarations"]
+    keys = zip(decl["declaration_id"], decl["item_no"], strict=True)
+    month_of = dict(zip(keys, month_labels(decl["accepted_date"]), strict=True))
+    months = partition_months(interim / "declarations")
+    for table in ("outcomes", "truth"):
+        assert partition_months(interim / table) == months
+        for month in months:
+            part = read_dataset(interim / table, months=[month])
+            keys = zip(part["declaration_id"], part["item_no"], strict=True)
+            assert {month_of[k] for k in keys} <= {month}
+        pd.testing.assert_frame_equal(
+            read_dataset(interim / table), tables[table].reset_index(drop=True), check_exact=True
+        )
+
+    def stamps(table: str) -> dict[str, tuple[int, int]]:
+        files = {m: partition_path(interim / table, m).stat() for m in months}
+        return {m: (s.st_ino, s.st_mtime_ns) for m, s in files.items()}
+
+    before = {t: stamps(t) for t in tables}
+    late = world["outcomes"].iloc[[0]].assign(result_date=decl["accepted_date"].max())
+    first = month_of[(late["declaration_id"].iloc[0], int(late["item_no"].iloc[0]))]
+    outcomes = pd.concat([world["outcomes"], late], ignore_index=True)
+    written = write_interim(interim, tables | {"outcomes": outcomes})
+    assert written == {"declarations": [], "outcomes": [first], "truth": []}
+    after = {t: stamps(t) for t in tables}
+    assert after["declarations"] == before["declarations"]
+    assert after["truth"] == before["truth"]
+    assert {m for m in months if after["outcomes"][m] != before["outcomes"][m]} == {first}
+    pd.testing.assert_frame_equal(read_dataset(interim / "outcomes"), outcomes, check_exact=True)
+
+    stray = late.assign(declaration_id="NOT-A-DECLARATION")
+    with pytest.raises(RiskmlError, match=r"1 outcomes row\(s\) name an item that is not among"):
+        write_interim(interim, {"outcomes": pd.concat([outcomes, stray], ignore_index=True)})
+
+
+def test_a_project_validated_before_the_partitioning_is_read_whole(tmp_path, world):
+    """An older project's single files (``data/interim/outcomes.parquet``, ...) are read whole,
+    months asked or not, until ``validate`` stores them by month (and removes them)."""
+    interim = tmp_path / "data/interim"
+    write_interim(interim, {"declarations": world["declarations"]})
+    for table in ("outcomes", "truth"):
+        world[table].to_parquet(interim / f"{table}.parquet", index=False)
+    catalog = Catalog(tmp_path)
+    assert catalog.outcomes == interim / "outcomes.parquet"
+    assert catalog.truth() == interim / "truth.parquet"
+    for table, path in (("outcomes", catalog.outcomes), ("truth", catalog.truth())):
+        whole = read_dataset(path, months=partition_months(interim / "declarations")[:1])
+        pd.testing.assert_frame_equal(whole, world[table], check_exact=True)
+    write_interim(interim, {t: world[t] for t in ("outcomes", "truth")})
+    assert not (interim / "outcomes.parquet").exists() and not (interim / "truth.parquet").exists()
+    assert catalog.outcomes == interim / "outcomes" and catalog.truth() == interim / "truth"

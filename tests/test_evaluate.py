@@ -212,7 +212,7 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
 def test_run_evaluate_reads_the_test_window_items_and_writes_what_the_whole_tables_give(
     world_root, world, revenue_spec, params, tracking_uri
 ):
-    """The stage keeps the test window's declarations and their truth only (the items it
+    """The stage keeps the test window's declarations, outcomes and truth only (the items it
     scores): its scores, metrics and plot data are those of the area evaluated on the whole
     tables, bit for bit."""
     from riskml.evaluate import evaluate_area, items_of, scored_period

@@ -48,7 +48,7 @@ def test_date_sample_ingests_and_validates(tmp_path, sample):
     report = run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "v.json")
     assert report["quarantine_rows"] == 0
     decl = read_dataset(interim_table(tmp_path / "interim", "declarations"))
-    outc = pd.read_parquet(tmp_path / "interim" / "outcomes.parquet")
+    outc = read_dataset(interim_table(tmp_path / "interim", "outcomes"))
     schema("declarations").validate(decl)
     schema("outcomes").validate(outc)
     assert len(decl) == len(outc) == len(sample)
@@ -301,7 +301,7 @@ def test_partial_labels_to_several_areas(tmp_path):
     }
     assert summary["labels"]["safety_result -> health_safety"]["not_inspected"] == 4
     assert summary["not_inspected"] == 8 and summary["outcomes"] == 4
-    outc = pd.read_parquet(tmp_path / "interim" / "outcomes.parquet")
+    outc = read_dataset(interim_table(tmp_path / "interim", "outcomes"))
     got = outc.set_index(["declaration_id", "risk_area"])["offence_found"].to_dict()
     assert got == {
         ("D1", "revenue"): True,
@@ -380,7 +380,7 @@ def test_control_results_table(tmp_path):
     controls.to_csv(controls_file, index=False)
     summary, report, q, _ = _ingest_extract(tmp_path, extract, mapping, outcomes_file=controls_file)
     assert summary["control_results"]["rows"] == 5
-    outc = pd.read_parquet(tmp_path / "interim" / "outcomes.parquet")
+    outc = read_dataset(interim_table(tmp_path / "interim", "outcomes"))
     assert len(outc) == 3
     pca = outc[outc["control_kind"] == "pca"].iloc[0]
     assert pca["risk_area"] == "revenue" and pca["additional_duty"] == 250.5

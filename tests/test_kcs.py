@@ -68,7 +68,7 @@ def test_kcs_layout_ingests_without_losing_a_declaration(kcs_folder, tmp_path):
     assert (decl["duty_rate"] > 1).any() and (decl["cif_value"] == 0).any()
     assert (decl["net_mass_kg"] == 0).any()
     assert set(decl["transport_mode"]) <= {"sea", "air", "post", "road", "rail", "unknown"}
-    outc = pd.read_parquet(tmp_path / "interim/outcomes.parquet")
+    outc = read_dataset(interim_table(tmp_path / "interim", "outcomes"))
     src = pd.concat([pd.read_csv(kcs_folder / f, dtype=str) for f in KCS_FILES])
     found = outc[outc["offence_found"]].groupby("risk_area").size().to_dict()
     assert found == {

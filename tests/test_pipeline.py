@@ -137,10 +137,13 @@ def _files(folder: Path) -> dict[str, tuple[int, int, str]]:
 def test_a_new_month_of_data_rewrites_that_months_partitions_only(tmp_path):
     """An administration's extract (DATE layout, `data.source: ingest`) gets a new month
     appended; `dvc repro features` then rewrites that month's partition of the validated
-    declarations and of the features, every other month's files keep their bytes and time
-    stamps, and both datasets equal those of a run from scratch on the whole extract."""
+    declarations, outcomes and truth and of the features, every other month's files keep their
+    bytes and time stamps. A late control result of an earlier month's item (the audit unit's
+    export) then rewrites that item's month of the outcomes only. Every dataset equals those of
+    a run from scratch on the same data."""
     from riskml import io
-    from riskml.catalog import Catalog
+    from riskml.catalog import FEEDBACK_EXPORT, Catalog
+    from riskml.feedback import export_table
 
     dest = tmp_path / "project"
     extract = pd.read_csv(ROOT / "tests/fixtures/date_sample.csv", dtype=str)
@@ -156,8 +159,15 @@ def test_a_new_month_of_data_rewrites_that_months_partitions_only(tmp_path):
     extract[~december].to_csv(csv, index=False)
     _run(["dvc", "repro", "features"], dest, env)
     catalog = Catalog(dest)
-    interim, features = _files(catalog.declarations), _files(catalog.features)
-    assert len(interim) == len(features) == 11
+    datasets = {
+        "declarations": catalog.declarations,
+        "outcomes": catalog.outcomes,
+        "truth": catalog.interim / "truth",  # empty (real data), a partition per month
+        "features": catalog.features,
+    }
+    assert catalog.outcomes == catalog.interim / "outcomes" and catalog.truth() == datasets["truth"]
+    first = {name: _files(folder) for name, folder in datasets.items()}
+    assert {len(files) for files in first.values()} == {11}
 
     # December's declarations arrive at the end of the extract
     pd.concat([extract[~december], extract[december]]).to_csv(csv, index=False)
@@ -165,27 +175,48 @@ def test_a_new_month_of_data_rewrites_that_months_partitions_only(tmp_path):
     ran = " ".join((proc.stdout + proc.stderr).split())  # the console wraps long lines
     assert all(f"Running stage '{s}'" in ran for s in ("source", "validate", "features")), ran
     assert "1 of 12 months" in ran  # the features stage recomputed one month
-    for before, folder in ((interim, catalog.declarations), (features, catalog.features)):
-        after = _files(folder)
+    for name, folder in datasets.items():
+        before, after = first[name], _files(folder)
         new = sorted(set(after) - set(before))
-        assert new == ["month=2013-12/part-0.parquet"]
-        assert {k: after[k] for k in before} == before  # same inode, time stamp and bytes
-    incremental = {
-        "declarations": io.read_dataset(catalog.declarations),
-        "features": io.read_dataset(catalog.features),
+        assert new == ["month=2013-12/part-0.parquet"], name
+        assert {k: after[k] for k in before} == before, name  # same inode, time stamp, bytes
+
+    # a late result: an item of March found in breach by an audit in December
+    second = {name: _files(folder) for name, folder in datasets.items()}
+    march = io.read_dataset(catalog.declarations, months=["2013-03"]).iloc[0]
+    late = {
+        "declaration_id": [march["declaration_id"]],
+        "item_no": [march["item_no"]],
+        "control_kind": ["pca"],
+        "result_date": [pd.Timestamp("2013-12-20")],
+        "risk_area": ["revenue"],
+        "offence_found": [True],
+        "offence_code": [None],
+        "additional_duty": [1234.0],
+        "quantity_seized": [None],
     }
+    (dest / FEEDBACK_EXPORT).parent.mkdir(parents=True, exist_ok=True)
+    export_table(pd.DataFrame(late)).to_parquet(dest / FEEDBACK_EXPORT, index=False)
+    proc = _run(["dvc", "repro", "features"], dest, env)
+    ran = " ".join((proc.stdout + proc.stderr).split())
+    assert all(f"Running stage '{s}'" in ran for s in ("source", "validate")), ran
+    for name, folder in datasets.items():
+        after = _files(folder)
+        changed = sorted(k for k in after if after[k] != second[name].get(k))
+        assert changed == (["month=2013-03/part-0.parquet"] if name == "outcomes" else []), name
+    incremental = {name: io.read_dataset(folder) for name, folder in datasets.items()}
     assert len(incremental["declarations"]) == len(incremental["features"]) > 0
     assert incremental["declarations"]["accepted_date"].max() >= pd.Timestamp("2013-12-01")
-    stored = {k: v[2] for k, v in _files(catalog.declarations).items()}
+    assert incremental["outcomes"]["additional_duty"].iloc[-1] == 1234.0  # appended, last
+    stored = {name: {k: v[2] for k, v in _files(f).items()} for name, f in datasets.items()}
 
-    # from scratch on the same extract: the same datasets, bit for bit
+    # from scratch on the same extract and export: the same datasets, bit for bit
     shutil.rmtree(catalog.interim)
     shutil.rmtree(catalog.features)
     _run(["dvc", "repro", "features"], dest, env)
     for name, frame in incremental.items():
-        path = getattr(catalog, name)
-        pd.testing.assert_frame_equal(io.read_dataset(path), frame, check_exact=True)
-    assert {k: v[2] for k, v in _files(catalog.declarations).items()} == stored
+        pd.testing.assert_frame_equal(io.read_dataset(datasets[name]), frame, check_exact=True)
+        assert {k: v[2] for k, v in _files(datasets[name]).items()} == stored[name], name
 
 
 def _status_after_editing(dest: Path, env: dict[str, str], area: str, edit) -> dict:

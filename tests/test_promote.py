@@ -11,7 +11,6 @@ import json
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 
 from riskml.catalog import Catalog
@@ -121,12 +120,12 @@ def test_promotion_ranks_by_the_list_key(world_root, revenue_spec, params, track
     tables = {
         "features": read_dataset(world_root / "data/features"),
         "declarations": read_dataset(Catalog(world_root).declarations),
-        "truth": pd.read_parquet(world_root / "data/interim/truth.parquet"),
+        "truth": read_dataset(Catalog(world_root).truth()),
     }
     from riskml.labels import build_labels
 
     tables["labels"] = build_labels(
-        tables["declarations"], pd.read_parquet(world_root / "data/interim/outcomes.parquet"), spec
+        tables["declarations"], read_dataset(Catalog(world_root).outcomes), spec
     )
     scores = list_scores(model, tables, spec, window)
     rows = in_window(tables["features"], window.start, window.end)

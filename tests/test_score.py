@@ -41,7 +41,7 @@ def test_rescoring_reproduces_the_pipeline_scores(project, stored):
     stored, of the last day and of a month two months earlier (late ones), re-scored through the
     feature store, get them too."""
     decl = read_dataset(Catalog(project).declarations)
-    outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
+    outcomes = read_dataset(Catalog(project).outcomes)
     cut = decl["accepted_date"].max()
     last = (decl["accepted_date"] == cut).to_numpy()
     if stored:
@@ -172,7 +172,7 @@ def test_threshold_is_the_lists_key_at_the_operating_rate(project):
     assert spec.rank_by == "expected_recovery" and 0 < spec.recovery_exponent < 1
     scores = read_dataset(project / "data/scores/revenue")
     decl = read_dataset(Catalog(project).declarations)
-    outcomes = pd.read_parquet(project / "data/interim/outcomes.parquet")
+    outcomes = read_dataset(Catalog(project).outcomes)
     keys = ranked(scores, decl, outcomes, spec, params.split)["rank_key"].to_numpy()
     n = int(round(spec.operating_rate * len(scores)))
     threshold = scorer.models["revenue"].threshold_

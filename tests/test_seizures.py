@@ -20,6 +20,7 @@ from riskml.contract import (
 from riskml.features import CATALOGUE, build_features, format_reason
 from riskml.features.seizures import SEIZURE_AREAS, feature_names
 from riskml.features.store import FeatureStore
+from riskml.io import read_dataset
 from riskml.simulate import simulate
 from riskml.simulate.geography import ROLES
 from riskml.simulate.offences import goods_masks
@@ -89,12 +90,12 @@ def test_run_validate_writes_seizures_and_an_empty_table_without_them(tmp_path, 
     empty_table("outcomes").to_parquet(raw / "outcomes.parquet")
     report = run_validate(raw, tmp_path / "interim", tmp_path / "v.json")
     assert "seizures" not in report
-    assert pd.read_parquet(tmp_path / "interim/seizures.parquet").empty
+    assert read_dataset(tmp_path / "interim/seizures").empty
 
     records = pd.concat([_records(), _records(seizure_id=["S1", "S8", "S9"])], ignore_index=True)
     records.to_parquet(raw / "seizures.parquet")
     report = run_validate(raw, tmp_path / "interim", tmp_path / "v.json")
-    kept = pd.read_parquet(tmp_path / "interim/seizures.parquet")
+    kept = read_dataset(tmp_path / "interim/seizures")
     assert sorted(kept["seizure_id"]) == ["S2", "S3", "S8", "S9"]
     assert report["seizures"]["rows_quarantined"] == 2
     quarantine = pd.read_parquet(tmp_path / "interim/quarantine.parquet")

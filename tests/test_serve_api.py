@@ -377,7 +377,7 @@ def test_outcome_recorded_through_the_api_becomes_a_training_label(service, tmp_
     project = service["project"]
     decl = read_dataset(Catalog(project).declarations)
     spec = load_area_specs(project / "pipelines")["ipr"]
-    labels = build_labels(decl, pd.read_parquet(project / "data/interim/outcomes.parquet"), spec)
+    labels = build_labels(decl, read_dataset(Catalog(project).outcomes), spec)
     unlabelled = decl[labels["label"].isna().to_numpy()].iloc[-1]
     body = {
         "declaration_id": unlabelled["declaration_id"],
@@ -416,7 +416,7 @@ def test_outcome_recorded_through_the_api_becomes_a_training_label(service, tmp_
     assert append_feedback(work / "data/raw", work / EXPORT_PATH) >= 1
     run_validate(work / "data/raw", work / "data/interim", work / "metrics/validation.json")
     new_decl = read_dataset(Catalog(work).declarations)
-    new_out = pd.read_parquet(work / "data/interim/outcomes.parquet")
+    new_out = read_dataset(Catalog(work).outcomes)
     new_labels = build_labels(new_decl, new_out, spec).set_index(["declaration_id", "item_no"])
     key = (unlabelled["declaration_id"], int(unlabelled["item_no"]))
     assert new_labels.loc[key, "label"] == 1.0

@@ -22,7 +22,7 @@ from riskml.config import (
     load_params,
     spec_document,
 )
-from riskml.contract import KEY, RiskmlError
+from riskml.contract import KEY, RiskmlError, write_interim
 from riskml.labels import build_labels
 from riskml.metrics import average_precision
 from riskml.train import (
@@ -322,7 +322,7 @@ def test_outcomes_known_after_test_start_do_not_change_the_model(
     late = outcomes["result_date"] >= pd.Timestamp(params.split.test_start)
     outcomes.loc[late, "offence_found"] = ~outcomes.loc[late, "offence_found"]
     outcomes.loc[late, "risk_area"] = "revenue"
-    outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
+    write_interim(world_root / "data/interim", {"outcomes": outcomes})
     train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     assert (world_root / "models/revenue/model.txt").read_text() == before
 
@@ -575,7 +575,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
         }
     )
     outcomes = pd.concat([world["outcomes"], documentary], ignore_index=True)
-    outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
+    write_interim(world_root / "data/interim", {"outcomes": outcomes})
     ipr = revenue_spec.model_dump() | {"name": "ipr", "detectable_by": ["scanner"]}
     (world_root / "pipelines").mkdir()
     (world_root / "pipelines/ipr.yaml").write_text(
@@ -619,7 +619,7 @@ def test_run_train_first_stage_reads_the_pool_spec_and_reports_its_rows(
     assert late.sum() > 100
     outcomes.loc[late, "offence_found"] = True
     outcomes.loc[late, "risk_area"] = "ipr"
-    outcomes.to_parquet(world_root / "data/interim/outcomes.parquet", index=False)
+    write_interim(world_root / "data/interim", {"outcomes": outcomes})
     train_area_model("revenue", world_root, params, spec, tracking_uri=tracking_uri)
     assert (folder / "model.txt").read_text() == before
 

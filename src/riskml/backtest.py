@@ -650,26 +650,41 @@ def _at_rate(metrics: dict[str, Any], rate: str, names: tuple[str, ...]) -> dict
 # --- stage entry -------------------------------------------------------------------------------
 
 
-def _read_truth(root: Path) -> pd.DataFrame | None:
+def _read_truth(root: Path, windows: list[Window] | None = None) -> pd.DataFrame | None:
+    """The truth (stored by its items' acceptance months): of ``windows``' test months only when
+    given (what :func:`score_area_windows` joins to a window's scored items), else all."""
     path = Catalog(root).truth()
-    return None if path is None else io.read_parquet(path)
+    if path is None:
+        return None
+    months = None
+    if windows:
+        spans = [io.months_overlapping(path, w.start, w.end) for w in windows]
+        months = sorted({m for span in spans for m in span})
+    return io.read_dataset(path, months=months)
 
 
 def _read_seizures(root: Path) -> pd.DataFrame | None:
     path = Catalog(root).seizures
-    return io.read_parquet(path) if path.exists() else None
+    return io.read_dataset(path) if path.exists() else None
 
 
-def load_tables(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
-    """The stage's inputs: declarations, outcomes (with result dates), truth, full labels."""
+def load_tables(
+    root: Path,
+    params: Params,
+    specs: dict[str, AreaSpec],
+    *,
+    windows: list[Window] | None = None,
+) -> dict[str, Any]:
+    """The stage's inputs: declarations, outcomes (with result dates), truth, full labels.
+    ``windows``: the truth of their test months only (the backtest's; else every month's)."""
     decl = io.read_dataset(Catalog(root).declarations)
-    outcomes = io.read_parquet(Catalog(root).outcomes)
+    outcomes = io.read_dataset(Catalog(root).outcomes)
     outcomes, note = with_result_dates(outcomes, decl, delay_days=params.backtest.label_delay_days)
     return {
         "declarations": decl,
         "outcomes": outcomes,
         "dates": pd.to_datetime(decl["accepted_date"]).reset_index(drop=True),
-        "truth": _read_truth(root),
+        "truth": _read_truth(root, windows),
         "seizures": _read_seizures(root),
         "labels": {a: build_labels(decl, outcomes, s) for a, s in specs.items()},
         "specs": pool_specs(specs, root),  # with the areas of every first_stage.pool
@@ -736,7 +751,7 @@ def run_backtest_area(
     if area in skipped:
         record["skipped"] = skipped[area]
     else:
-        tables = load_tables(root, params, {area: spec})
+        tables = load_tables(root, params, {area: spec}, windows=windows)
         record |= {
             "result_dates": tables["result_date_note"] or "from the outcomes",
             "revenue_unavailable": tables["revenue_reason"],
@@ -871,7 +886,10 @@ def unsupported_areas(
     reason. The backtest skips them, as the train stage does."""
     catalog = Catalog(root)
     decl = io.read_dataset(catalog.declarations, columns=[*KEY, "accepted_date"])
-    outcomes = io.read_parquet(catalog.outcomes)
+    # the labels known before the test window: their items' months (by acceptance) come first
+    outcomes = io.read_dataset(
+        catalog.outcomes, months=io.months_before(catalog.outcomes, params.split.test_start)
+    )
     out = {}
     for area, spec in specs.items():
         labels = build_labels(decl, outcomes, spec, known_before=params.split.test_start)

@@ -49,10 +49,24 @@ FEEDBACK_EXPORT = f"{EXTERNAL}/feedback_outcomes.parquet"
 SHADOW = "shadow"
 
 
-#: The validated tables stored partitioned by the month of a date column (``riskml.io``:
-#: ``<table>/month=YYYY-MM/part-0.parquet``): the large ones, so that a stage can read a period
-#: or a few columns of them and a new month of data rewrites only that month's files.
-PARTITIONED_TABLES = {"declarations": "accepted_date"}
+#: Partition key of the outcome and truth rows: the month of their item's ``accepted_date`` (the
+#: declaration's), not a column of theirs.
+ITEM_MONTH = "item"
+
+#: The validated tables stored partitioned by month (``riskml.io``:
+#: ``<table>/month=YYYY-MM/part-0.parquet``), each by the month of the column named here, or of
+#: its item's acceptance (:data:`ITEM_MONTH`), so that a stage reads the period or the columns it
+#: needs and a new month of data rewrites only the months whose rows changed. Outcomes and truth
+#: go with their item: the labels and the truth of a month's items are in that month's
+#: partition, whenever the result came (a late result rewrites its item's month). Seizure
+#: reports go by ``report_date``: the features of a month read the reports before it. The
+#: quarantine stays one file (small, and a row whose date cannot be read has no month).
+PARTITIONED_TABLES = {
+    "declarations": "accepted_date",
+    "outcomes": ITEM_MONTH,
+    "truth": ITEM_MONTH,
+    "seizures": "report_date",
+}
 
 
 def table_file(folder: str | Path, table: str) -> Path:
@@ -69,6 +83,18 @@ def interim_table(folder: str | Path, table: str) -> Path:
     if table in PARTITIONED_TABLES:
         return Path(folder) / table
     return table_file(folder, table)
+
+
+def stored_table(folder: str | Path, table: str) -> Path:
+    """The stored validated ``table`` to read: :func:`interim_table`, or the one file that a
+    project validated before the table was partitioned holds (``data/interim/outcomes.parquet``,
+    read whole by ``riskml.io.read_dataset``, same rows) while that is all it has; run
+    ``riskml validate`` (``dvc repro validate``) to store it by month."""
+    path = interim_table(folder, table)
+    older = table_file(folder, table)
+    if table in PARTITIONED_TABLES and not path.exists() and older.is_file():
+        return older
+    return path
 
 
 @dataclass(frozen=True)
@@ -108,16 +134,20 @@ class Catalog:
 
     @property
     def outcomes(self) -> Path:
-        return interim_table(self.interim, "outcomes")
+        """The validated control results, one partition per acceptance month of their items
+        (``riskml.io.read_dataset(path, columns, months=...)``; :func:`stored_table`)."""
+        return stored_table(self.interim, "outcomes")
 
     @property
     def seizures(self) -> Path:
-        """Seizure intelligence (optional: only when the source has some)."""
-        return interim_table(self.interim, "seizures")
+        """Seizure intelligence, one partition per month of ``report_date`` (empty when the
+        source has none)."""
+        return stored_table(self.interim, "seizures")
 
     def truth(self) -> Path | None:
-        """The simulator's truth (validated, else raw); ``None`` for real data."""
-        for path in (interim_table(self.interim, "truth"), table_file(self.raw, "truth")):
+        """The simulator's truth (validated: one partition per acceptance month of its items;
+        else raw); ``None`` for real data."""
+        for path in (stored_table(self.interim, "truth"), table_file(self.raw, "truth")):
             if path.exists():
                 return path
         return None

@@ -60,10 +60,10 @@ def history_store(
         seizures = catalog.seizures
         _STORES[key] = FeatureStore(
             io.read_dataset(catalog.declarations),
-            io.read_parquet(catalog.outcomes),
+            io.read_dataset(catalog.outcomes),
             params,
             specs,
-            io.read_parquet(seizures) if seizures.exists() else None,
+            io.read_dataset(seizures) if seizures.exists() else None,
         )
     return _STORES[key]
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from riskml.catalog import PARTITIONED_TABLES, interim_table, table_file
+from riskml.catalog import ITEM_MONTH, PARTITIONED_TABLES, interim_table, table_file
 from riskml.errors import RiskmlError  # re-exported: `from riskml.contract import RiskmlError`
 
 RISK_AREAS: tuple[str, ...] = (
@@ -1292,12 +1292,12 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
     """Stage ``validate``: raw tables -> good interim tables, quarantine and report JSON.
 
     Reads ``raw_dir/{declarations,outcomes}.parquet`` (and ``truth.parquet``, ``seizures.parquet``
-    when present), writes ``interim_dir/{outcomes,quarantine,truth,seizures}.parquet``, the
-    declarations partitioned by acceptance month (:func:`write_interim`: a month whose rows did
-    not change keeps its file; truth restricted to kept declarations; truth and seizures empty
-    without a raw file, as for real data without them) and ``report_path``. Quarantined seizure
-    rows join the quarantine. Nothing is written when a whole file is unusable. Returns the
-    report.
+    when present), writes into ``interim_dir`` the declarations, outcomes, truth and seizures
+    partitioned by month and ``quarantine.parquet`` (:func:`write_interim`: a month whose rows
+    did not change keeps its file; truth restricted to kept declarations; truth and seizures
+    empty without a raw file, as for real data without them) and ``report_path``. Quarantined
+    seizure rows join the quarantine. Nothing is written when a whole file is unusable. Returns
+    the report.
     """
     from riskml.io import write_json
 
@@ -1338,8 +1338,10 @@ def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[st
 
 def write_interim(interim_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, list[str]]:
     """Store validated canonical tables in ``interim_dir`` where the catalog names them
-    (:func:`riskml.catalog.interim_table`), each atomically: the partitioned ones month by month,
-    a month whose content did not change keeping its stored file (bytes and time stamp,
+    (:func:`riskml.catalog.interim_table`), each atomically: the partitioned ones month by month
+    (:data:`riskml.catalog.PARTITIONED_TABLES`: outcomes and truth by their item's acceptance
+    month, from ``tables["declarations"]`` or else the stored declarations), a month whose
+    content did not change keeping its stored file (bytes and time stamp,
     :func:`riskml.io.write_partitioned`). Returns, per partitioned table, the months rewritten."""
     from riskml.io import write_parquet, write_partitioned
 
@@ -1347,8 +1349,46 @@ def write_interim(interim_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[st
     for table, frame in tables.items():
         path = interim_table(interim_dir, table)
         if table in PARTITIONED_TABLES:
-            written[table] = write_partitioned(frame, path, by=PARTITIONED_TABLES[table])
+            by = PARTITIONED_TABLES[table]
+            if by == ITEM_MONTH:  # a partition for each month of the declarations, even empty
+                months, every = item_months(frame, tables, interim_dir, table)
+                written[table] = write_partitioned(
+                    frame,
+                    path,
+                    months=months,
+                    every=every,
+                    # results arrive late, appended: the row positions kept, a late one rewrites
+                    # its item's month only
+                    keep_rows=table == "outcomes",
+                )
+            else:
+                written[table] = write_partitioned(frame, path, by=by)
             table_file(interim_dir, table).unlink(missing_ok=True)  # an older layout's file
         else:
             write_parquet(frame, path)
     return written
+
+
+def item_months(
+    frame: pd.DataFrame, tables: dict[str, pd.DataFrame], interim_dir: Path, table: str
+) -> tuple[np.ndarray, list[str]]:
+    """Each row's partition: the month (``YYYY-MM``) of its item's ``accepted_date``, from
+    ``tables["declarations"]`` or else the declarations stored in ``interim_dir``; and the
+    declarations' months."""
+    from riskml.io import month_labels, read_dataset
+
+    decl = tables.get("declarations")
+    if decl is None:
+        decl = read_dataset(interim_table(interim_dir, "declarations"), [*KEY, "accepted_date"])
+    months = decl[KEY].assign(_month=month_labels(decl["accepted_date"]).to_numpy())
+    found = frame[KEY].merge(months, on=KEY, how="left", validate="many_to_one", sort=False)
+    labels = found["_month"].to_numpy()
+    missing = pd.isna(labels)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise RiskmlError(
+            f"{interim_dir}: {int(missing.sum())} {table} row(s) name an item that is not among "
+            f"the declarations, e.g. row {row} ({frame[KEY].iloc[row].tolist()}); validate the "
+            "declarations and this table together (`riskml validate`)"
+        )
+    return labels, sorted(set(months["_month"]))

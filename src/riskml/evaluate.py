@@ -411,7 +411,7 @@ def evaluate_area(
     root: Path,
     params: Params,
     spec: AreaSpec,
-    tables: dict[str, pd.DataFrame | None],
+    tables: dict[str, Any],
     tracking_uri: str,
 ) -> dict[str, Any]:
     """Score, measure and write the files of one area; return its headline."""
@@ -433,7 +433,10 @@ def evaluate_area(
         )
     labels = build_labels(tables["declarations"], tables["outcomes"], spec)
     scores = assemble_scores(scored, tables["declarations"], labels, spec, tables["truth"])
-    reason = None if recovered_available(tables["outcomes"]) else NO_RECOVERED
+    recovered = tables.get("recovered")  # given by run_evaluate: the whole history's
+    if recovered is None:
+        recovered = recovered_available(tables["outcomes"])
+    reason = None if recovered else NO_RECOVERED
     result = evaluate_scores(scores, spec, seed=seed, revenue_unavailable=reason)
     comparison = rank_key_comparison(scores, spec, seed=seed, revenue_unavailable=reason)
     doc = {
@@ -511,10 +514,14 @@ def run_evaluate(
         catalog.declarations, params.split.test_start, params.split.test_end
     )
     window = scored_period(io.read_dataset(catalog.declarations, months=months), params.split)
+    # outcomes and truth are stored by their item's acceptance month: the window's months hold
+    # every row of the window's items (an older project's single file: all rows, same result)
     tables = {
         "declarations": window,
-        "outcomes": io.read_parquet(catalog.outcomes),
-        "truth": None if truth is None else items_of(io.read_parquet(truth), window),
+        "outcomes": io.read_dataset(catalog.outcomes, months=months),
+        "truth": None if truth is None else items_of(io.read_dataset(truth, months=months), window),
+        # whether the source records recovered duties at all: the history's, not the window's
+        "recovered": recovered_available(io.read_dataset(catalog.outcomes, ["additional_duty"])),
     }
     # compute.backend dask: each month of the test window is scored on the cluster
     with compute.running_on(params.compute):

@@ -164,8 +164,8 @@ def run_features(
         (out / MANIFEST).unlink(missing_ok=True)  # recomputed by hand: next run checks all
         return _summary(out, n, len(set(months)), mode)
 
-    outcomes = io.read_parquet(catalog.outcomes)
-    seizures = io.read_parquet(catalog.seizures) if catalog.seizures.exists() else None
+    outcomes = io.read_dataset(catalog.outcomes)
+    seizures = io.read_dataset(catalog.seizures) if catalog.seizures.exists() else None
     inputs, setup = month_inputs(declarations, outcomes, seizures), setup_digest(params, specs)
     manifest = {"setup": setup, "months": inputs}
     ordered = io.month_labels(declarations["accepted_date"]).is_monotonic_increasing

@@ -157,6 +157,11 @@ def months_overlapping(folder: str | Path, start: Any, end: Any) -> list[str]:
     ]
 
 
+def months_before(folder: str | Path, end: Any) -> list[str]:
+    """The months stored in the partitioned dataset ``folder`` that hold a date before ``end``."""
+    return [m for m in partition_months(folder) if pd.Period(m, "M").start_time < pd.Timestamp(end)]
+
+
 def write_partition(
     df: pd.DataFrame, folder: str | Path, month: str, *, rows: np.ndarray | None = None
 ) -> Path:
@@ -181,15 +186,21 @@ def write_partition(
     return write_parquet(df, partition_path(folder, month))
 
 
-def _write_months(df: pd.DataFrame, labels: np.ndarray, folder: Path) -> None:
-    """Write each month's rows of ``df`` (``labels``: each row's month) as its partition. The frame
-    is converted to Arrow once and cut into zero-copy slices, one per run of equal months."""
+def _write_months(df: pd.DataFrame, labels: np.ndarray, folder: Path, every: list[str]) -> None:
+    """Write each month's rows of ``df`` (``labels``: each row's month) as its partition, and an
+    empty partition for each month of ``every`` without a row. The frame is converted to Arrow
+    once and cut into zero-copy slices, one per run of equal months."""
+    if not len(df) and not every:
+        return
     table = pa.Table.from_pandas(df, preserve_index=False)
-    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
-    ends = np.r_[starts[1:], len(labels)]
     runs: dict[str, list[pa.Table]] = {}
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        runs.setdefault(labels[start], []).append(table.slice(start, end - start))
+    if len(df):
+        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+        ends = np.r_[starts[1:], len(labels)]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            runs.setdefault(labels[start], []).append(table.slice(start, end - start))
+    for month in every:
+        runs.setdefault(month, [table.slice(0, 0)])
     for month, pieces in runs.items():  # a month in several runs: an unsorted frame
         part = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
         path = partition_path(folder, month)
@@ -220,24 +231,41 @@ def replacing_folder(folder: str | Path) -> Iterator[Path]:
 
 
 def write_partitioned(
-    df: pd.DataFrame, folder: str | Path, *, by: str = "accepted_date"
+    df: pd.DataFrame,
+    folder: str | Path,
+    *,
+    by: str = "accepted_date",
+    months: np.ndarray | pd.Series | None = None,
+    every: list[str] | None = None,
+    keep_rows: bool = False,
 ) -> list[str]:
     """Write ``df`` as a dataset partitioned by the month of its column ``by``, replacing the whole
     folder (:func:`replacing_folder`); returns the months whose partition was (re)written.
+
+    ``months``: each row's partition (``YYYY-MM``) instead, for a table whose month is not one of
+    its columns (an outcome or truth row goes with its item's acceptance month). ``every``: months
+    stored even without a row (empty partitions), so that a reader can ask for any of them.
+    ``keep_rows``: store the row positions (:data:`ROW`) even when the frame is sorted by month,
+    for a table that receives rows of earlier months later (a late control result): appending
+    one then rewrites its month only, where the switch from sorted to unsorted would rewrite all.
 
     A month whose file comes out byte for byte as the one stored keeps the stored file (the same
     file, hard-linked into the new folder: same bytes, same modification time), so that a new
     month of data rewrites that month only and whatever watches the files sees the others
     unchanged."""
     folder = Path(folder)
-    labels = month_labels(df[by]).to_numpy()
+    if months is None:
+        labels = month_labels(df[by]).to_numpy()
+    else:
+        labels = np.asarray(months, dtype=object)
+        if len(labels) != len(df):
+            raise ValueError(f"{folder}: {len(labels)} month labels for {len(df)} rows")
     df = df.reset_index(drop=True)
-    if len(labels) and (labels[1:] < labels[:-1]).any():
+    if keep_rows or (len(labels) and (labels[1:] < labels[:-1]).any()):
         df[ROW] = np.arange(len(df), dtype=np.int64)
     with replacing_folder(folder) as tmp:
         write_parquet(df.iloc[:0], tmp / SCHEMA_FILE)
-        if len(df):
-            _write_months(df, labels, tmp)
+        _write_months(df, labels, tmp, every or [])
         _keep_unchanged(folder, tmp, SCHEMA_FILE)
         written = [m for m in partition_months(tmp) if not _keep_unchanged(folder, tmp, m)]
     return written
@@ -327,11 +355,14 @@ def dataset_columns(path: str | Path) -> list[str]:
 def read_dataset(
     path: str | Path, columns: list[str] | None = None, *, months: list[str] | None = None
 ) -> pd.DataFrame:
-    """Read a table stored either as one Parquet file or as a month-partitioned folder (all
-    months, or only ``months``: those of a partitioned folder), only ``columns`` if given."""
+    """Read a table stored either as a month-partitioned folder (all months, or only ``months``)
+    or as one Parquet file, only ``columns`` if given.
+
+    A table stored as one file (a small output, or a validated table of a project built before
+    it was partitioned, :func:`riskml.catalog.Catalog.outcomes`) has no months to choose from:
+    ``months`` then reads all its rows, so a caller that asks for months keeps the rows of its
+    own items (a join on them), which gives the same result from either layout."""
     path = Path(path)
     if path.is_dir() or (months is not None and not path.exists()):
         return read_partitioned(path, months=months, columns=columns)
-    if months is not None:
-        raise RiskmlError(f"{path}: one file, not partitioned by month; read it whole")
     return read_parquet(path, columns=columns)

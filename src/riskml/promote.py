@@ -258,21 +258,21 @@ def run_promote(
     catalog = Catalog(root)
     client = tracking.open_store(root, tracking_uri)
     window = latest_window(catalog)
-    decl = io.read_dataset(catalog.declarations)
+    # the latest backtest window's months: what list_scores scores, with its items' declarations,
+    # outcomes and truth (these two stored by their item's acceptance month; an older project's
+    # single file is read whole: list_scores keeps the window's items either way)
+    months = io.months_overlapping(catalog.features, window.start, window.end)
+    decl = io.read_dataset(catalog.declarations, months=months)
     outcomes, _ = with_result_dates(
-        io.read_parquet(catalog.outcomes),
+        io.read_dataset(catalog.outcomes, months=months),
         decl,
         delay_days=params.backtest.label_delay_days,
     )
     truth = catalog.truth()
     base = {
-        # the latest backtest window's months: what list_scores scores
-        "features": io.read_partitioned(
-            catalog.features,
-            months=io.months_overlapping(catalog.features, window.start, window.end),
-        ),
+        "features": io.read_partitioned(catalog.features, months=months),
         "declarations": decl,
-        "truth": None if truth is None else io.read_parquet(truth),
+        "truth": None if truth is None else io.read_dataset(truth, months=months),
     }
     specs, skipped = split_trained(root, specs)
     result: dict[str, Any] = {}

@@ -176,18 +176,18 @@ class Scorer:
         history: tuple[pd.DataFrame, pd.DataFrame] | None = None,
         models: dict[str, AreaModel] | None = None,
     ) -> None:
-        from riskml.io import read_dataset, read_parquet
+        from riskml.io import read_dataset
         from riskml.watchlists import load_profile
 
         self.root, self.params, self.specs = root, params, specs
         if history is None:
             history = (
                 read_dataset(Catalog(root).declarations),
-                read_parquet(Catalog(root).outcomes),
+                read_dataset(Catalog(root).outcomes),
             )
         self.declarations, self.outcomes = history
         seizures_path = Catalog(root).seizures
-        self.seizures = read_parquet(seizures_path) if seizures_path.exists() else None
+        self.seizures = read_dataset(seizures_path) if seizures_path.exists() else None
         self._models = models
         self._store: FeatureStore | None = None
         self._stored_keys: pd.MultiIndex | None = None

@@ -616,7 +616,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     the period as the champion scores and ranks it: the service's pages and the importer-period
     list). After a promotion that kept the champion, the challenger's picks are written beside
     them as a shadow (``<area>.shadow.parquet``)."""
-    from riskml.io import read_dataset, read_parquet, write_parquet
+    from riskml.io import months_before, read_dataset, write_parquet
     from riskml.registry import list_model
     from riskml.train import split_trained
     from riskml.watchlists import load_profile
@@ -626,7 +626,13 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         log.info("select %s %s", area, record["reason"])
     catalog = Catalog(root)
     declarations = read_dataset(catalog.declarations)
-    outcomes = read_parquet(catalog.outcomes)
+    # the fallback key's findings known before the period (ranking.recovery_ratio): outcomes of
+    # items accepted before it, stored by their items' acceptance months
+    outcomes = read_dataset(
+        catalog.outcomes,
+        [*KEY, "offence_found", "risk_area", "result_date", "additional_duty"],
+        months=months_before(catalog.outcomes, params.split.test_start),
+    )
     profile = load_profile(root / params.select.watchlists)
     features: dict[Any, pd.DataFrame] = {}  # read only when a model must rescore
     out: dict[str, Any] = {"picks": {}, "rank_key": {}, "models": {}, "shadow": {}}

@@ -1062,7 +1062,10 @@ def _stage_inputs(
     ``split.test_start``; the pool's specs read from ``pipelines/``)."""
     catalog = Catalog(root)
     declarations = io.read_dataset(catalog.declarations, columns=list(KEY))
-    outcomes = io.read_parquet(catalog.outcomes)
+    # results known before the test window: of items accepted before it (stored by their month)
+    outcomes = io.read_dataset(
+        catalog.outcomes, months=io.months_before(catalog.outcomes, params.split.test_start)
+    )
     labels, pretrain = training_labels(
         declarations,
         outcomes,

@@ -478,7 +478,7 @@ def run_train(area: str, root: Path, params: Params, spec: AreaSpec) -> dict[str
     catalog = Catalog(root)
     # what the recovery ratio reads of the declarations: key and duty paid
     declarations = _declarations(catalog)
-    outcomes = io.read_parquet(catalog.outcomes)
+    outcomes = io.read_dataset(catalog.outcomes)
     # compute.backend dask: the LightGBM fits run on the cluster (riskml.train._fit_dask)
     with compute.running_on(params.compute):
         model = fit_estimator(

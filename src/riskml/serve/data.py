@@ -88,7 +88,6 @@ class ServiceData:
     """The pipeline's outputs in memory (read once)."""
 
     def __init__(self, root: Path, areas: list[str], *, reference_months: int = 12) -> None:
-        from riskml.io import read_parquet
 
         self.root, self.areas, self.reference_months = root, areas, reference_months
         catalog = Catalog(root)
@@ -150,7 +149,7 @@ class ServiceData:
             else pd.DataFrame()
         )
         self.data_quality = read_data_quality(root)
-        outcomes = read_parquet(catalog.outcomes)
+        outcomes = io.read_dataset(catalog.outcomes)
         self.outcomes = outcomes
         by_importer = outcomes[[*KEY, "result_date", "offence_found"]].merge(
             self.declarations[[*KEY, "importer_id"]], on=KEY, how="inner"
