@@ -92,7 +92,7 @@ def main() -> None:
     params = load_params(args.world / "params.yaml")
     specs = load_area_specs(args.world / "pipelines")
     items = hidden_parts(args.world).astype({"declaration_id": "string"})
-    truth = io.read_parquet(Catalog(args.world).truth()).astype({"declaration_id": "string"})
+    truth = io.read_dataset(Catalog(args.world).truth()).astype({"declaration_id": "string"})
     windows = bt.backtest_windows(
         params.split, n_windows=3, window_months=params.backtest.window_months
     )

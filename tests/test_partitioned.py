@@ -152,3 +152,14 @@ def test_missing_dataset_or_month_names_what_to_do(tmp_path: Path):
     io.write_partitioned(_frame(), tmp_path / "ds")
     with pytest.raises(RiskmlError, match=r"no partition for month\(s\) \['2030-01'\]"):
         io.read_partitioned(tmp_path / "ds", months=["2030-01"])
+
+
+def test_read_parquet_reads_a_partitioned_folder_as_read_dataset_does(tmp_path: Path):
+    """A caller that still reads a validated table with ``io.read_parquet`` (outcomes, truth and
+    seizures were one file each) gets the dataset's frame, not pandas' reading of a folder
+    (an added ``month`` column, months concatenated out of the rows' order)."""
+    df = _frame().sample(frac=1.0, random_state=3).reset_index(drop=True)  # not sorted by month
+    io.write_partitioned(df, tmp_path / "t")
+    pd.testing.assert_frame_equal(io.read_parquet(tmp_path / "t"), df, check_exact=True)
+    cols = list(df.columns[:2])
+    pd.testing.assert_frame_equal(io.read_parquet(tmp_path / "t", cols), df[cols], check_exact=True)

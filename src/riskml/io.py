@@ -74,8 +74,12 @@ def write_text(text: str, path: str | Path) -> Path:
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a Parquet file; a missing file is a :class:`RiskmlError` naming the stage to run."""
+    """Read a Parquet file; a missing file is a :class:`RiskmlError` naming the stage to run.
+    A month-partitioned folder is read as :func:`read_dataset` reads it (its rows in their
+    order, without the partition column), never as a plain Parquet folder."""
     path = Path(path)
+    if path.is_dir() and (path / SCHEMA_FILE).exists():
+        return read_partitioned(path, columns=columns)
     if not path.exists():
         raise RiskmlError(
             f"{path}: file not found; run the stage that produces it first (see `dvc dag`)"
