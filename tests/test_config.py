@@ -35,6 +35,30 @@ def test_bad_param_names_the_entry(tmp_path):
     assert "train.recency_half_life_months" in msg
 
 
+def test_max_rows_per_tree_is_a_row_count_or_null(tmp_path):
+    from riskml.config import area_train_params
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    # shipped off: it lowered security's detection at 10M items (docs/performance.md)
+    assert data["train"]["max_rows_per_tree"] is None
+    for bad in (10, "many"):
+        data["train"]["max_rows_per_tree"] = bad
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(RiskmlError, match="train.max_rows_per_tree"):
+            load_params(path)
+    data["train"]["max_rows_per_tree"] = None
+    path.write_text(yaml.safe_dump(data))
+    params = load_params(path)
+    assert params.train.max_rows_per_tree is None
+    # an area may set its own (pipelines/<area>.yaml training.train)
+    spec = yaml.safe_load((ROOT / "pipelines/security.yaml").read_text())
+    spec["training"]["train"]["max_rows_per_tree"] = 20_000
+    (tmp_path / "security.yaml").write_text(yaml.safe_dump(spec))
+    own = area_train_params(params, load_area_spec(tmp_path / "security.yaml"))
+    assert own.max_rows_per_tree == 20_000
+
+
 def test_unknown_area_and_control_kind_are_refused(tmp_path):
     data = yaml.safe_load((ROOT / "pipelines/revenue.yaml").read_text())
     data["name"] = "smuggling"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from riskml.train import (
     labelled_rows,
     recency_weights,
     refit_rounds,
+    row_sampling,
     run_tune,
     train_area,
     training_labels,
@@ -106,6 +108,64 @@ def test_refit_trains_on_every_labelled_row_with_the_scaled_tree_count(world, re
     # the validation figures are the early-stopped model's, out of sample
     assert refit.valid_average_precision == early.valid_average_precision
     assert refit_rounds(100, 1000, 1500) == 150 and refit_rounds(100, 1000, 900) == 100
+
+
+def _rows_of_each_tree(booster: lgb.Booster) -> list[int]:
+    """The rows each tree was grown on (its root's count: the in-bag rows)."""
+    roots = [t["tree_structure"] for t in booster.dump_model()["tree_info"]]
+    return [r.get("internal_count", r.get("leaf_count")) for r in roots]
+
+
+def test_row_sampling_switches_to_goss_above_the_budget_only():
+    params = TrainParams(bagging_fraction=0.8, max_rows_per_tree=50_000)
+    assert row_sampling(params, 62_500) == {}  # bagging's 50,000 rows fit the budget
+    assert row_sampling(params.model_copy(update={"max_rows_per_tree": None}), 10**7) == {}
+    goss = row_sampling(params, 400_000)
+    assert goss["data_sample_strategy"] == "goss"
+    assert goss["bagging_freq"] == 0 and goss["bagging_fraction"] == 1.0
+    assert goss["top_rate"] == goss["other_rate"]
+    assert (goss["top_rate"] + goss["other_rate"]) * 400_000 == pytest.approx(50_000)
+
+
+def test_max_rows_per_tree_bounds_every_tree_and_keeps_the_model_calibrated(
+    world, revenue_spec, params
+):
+    from riskml.train import _refit, lgb_params
+
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    full = train_area(world["features"], labels, revenue_spec, split, params.train)
+    budget = 400
+    capped = params.train.model_copy(update={"max_rows_per_tree": budget})
+    a = train_area(world["features"], labels, revenue_spec, split, capped)
+    b = train_area(world["features"], labels, revenue_spec, split, capped)
+    assert a.booster.model_to_string() == b.booster.model_to_string()  # deterministic by seed
+    assert a.booster.model_to_string() != full.booster.model_to_string()
+    assert a.lgb_params["data_sample_strategy"] == "goss"
+    assert a.refit["rows_per_tree"] == budget < a.refit["rows"] / 2
+    assert full.refit["rows_per_tree"] == round(0.8 * full.refit["rows"])
+    # each tree's rows (its root's count): LightGBM's GOSS grows the first 1 / learning_rate
+    # trees on every row, then about the budget
+    rows = labelled_rows(world["features"], labels)
+    every = in_window(rows, split.train_start, split.test_start)
+    names = feature_columns(world["features"], revenue_spec)
+    config = lgb_params(capped, int(every["label"].sum()))
+    grown = _rows_of_each_tree(_refit(every, names, config, capped, 60, cut=split.test_start))
+    warm = math.ceil(1 / capped.learning_rate)
+    assert grown[:warm] == [len(every)] * warm
+    assert budget <= max(grown[warm:]) <= 1.1 * budget  # ties at the gradient cut may add a few
+    # the sampled rows are weighted up: the mean probability stays the unsampled model's, and
+    # the capped model still ranks the never-seen test window by the signal
+    test = in_window(world["features"], split.test_start, split.test_end)
+    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
+    y = truth["offence"].to_numpy(float)
+    p_capped, p_full = a.predict(test), full.predict(test)
+    assert p_capped.mean() == pytest.approx(p_full.mean(), rel=0.15)
+    assert average_precision(y, p_capped) > y.mean() + 0.15
+    # a budget above the rows bagging gives each tree changes nothing
+    roomy = params.train.model_copy(update={"max_rows_per_tree": 10**6})
+    same = train_area(world["features"], labels, revenue_spec, split, roomy)
+    assert same.booster.model_to_string() == full.booster.model_to_string()
 
 
 def test_recency_weights_halve_every_half_life_and_average_one():

@@ -84,6 +84,14 @@ class TrainParams(_Section):
     # the early-stopped number of trees scaled by the rows gained; false: keep the early-stopped
     # model, which never sees the latest labelled months.
     refit: bool = True
+    # Rows each tree of a fit is grown on, at most (about): a fit whose trees would see more
+    # (bagging_fraction x its rows) grows each tree on this many by gradient-based one-side
+    # sampling instead of bagging (LightGBM GOSS: the half with the largest gradients, the
+    # positives among them, plus a random half of the others weighted up, so the probabilities
+    # stay unbiased); null: every fit bags bagging_fraction of its rows. Keeps a fit's cost
+    # linear in its rows when more rows let early stopping keep more trees
+    # (riskml.train.row_sampling, docs/performance.md, issue 13).
+    max_rows_per_tree: int | None = Field(None, ge=100)
     # The area's own stage may only raise its score with more of the area's own intelligence:
     # past findings and hit rates of the area, seizures of the area reported elsewhere, the
     # area's legacy-rule score (LightGBM monotone constraints, riskml.train.monotone_constraints).

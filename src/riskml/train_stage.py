@@ -177,7 +177,7 @@ def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
             f"{facts['lgb_params']['min_child_samples']}, seed {t['seed']}; no class "
             "re-weighting, "
             "no recalibration (the calibration record in `model.json` is measured on the "
-            "early-stopping slice).",
+            "early-stopping slice)." + _sampling_card(facts["lgb_params"], t),
             "",
             *_refit_card(facts.get("refit")),
             f"Validation average precision: {ap:.4f} (prevalence {prevalence:.4f}).",
@@ -193,6 +193,18 @@ def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
             "training).",
             "",
         ]
+    )
+
+
+def _sampling_card(lgb: dict[str, Any], t: dict[str, Any]) -> str:
+    """The model card's sentence on the rows each tree saw when ``train.max_rows_per_tree``
+    bound (:func:`riskml.train.row_sampling`); empty otherwise."""
+    if lgb.get("data_sample_strategy") != "goss":
+        return ""
+    return (
+        f" Each tree was grown on about {t['max_rows_per_tree']:,} of the training rows "
+        "(`train.max_rows_per_tree`: gradient-based one-side sampling, the rows of largest "
+        "gradient and a random share of the others weighted up)."
     )
 
 
