@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-unit-value-band": variant(exclude=("hs6ub_",)),
     "seeds3-avg": variant(use="average"),
     "seeds5-avg": variant(seeds=(42, 1, 2, 3, 4), use="average"),
+    "seeds5": variant(seeds=(42, 1, 2, 3, 4)),
     "leaves15": variant({"num_leaves": 15}),
     "leaves63": variant({"num_leaves": 63}),
     "lr0.02": variant({"learning_rate": 0.02}),
@@ -59,6 +60,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         {"num_leaves": 15, "learning_rate": 0.02, "min_child_samples": 50}
     ),
     "ff0.5": variant({"feature_fraction": 0.5}),
+    "ff0.5-leaves63-lr0.02": variant(
+        {"feature_fraction": 0.5, "num_leaves": 63, "learning_rate": 0.02, "num_boost_round": 3000}
+    ),
+    "leaves127-lr0.02-mcs10": variant(
+        {"num_leaves": 127, "learning_rate": 0.02, "min_child_samples": 10, "num_boost_round": 3000}
+    ),
+    "lr0.01": variant(
+        {"learning_rate": 0.01, "num_boost_round": 4000, "early_stopping_rounds": 200}
+    ),
     "monotone": variant({"monotone_own_intelligence": True}),
 }
 
@@ -178,6 +188,85 @@ def in_quarter_cv(feats, labels, final, spec, split, params, *, folds: int = 5, 
     return measure(ranked["label"].to_numpy(), score)
 
 
+def _weighted_precision(order: np.ndarray, y: np.ndarray, w: np.ndarray, rate: float) -> np.ndarray:
+    """Precision at ``rate`` of the ranking ``order`` in each Poisson-weighted resample (rows of
+    ``w``): the ``ceil(rate * n*)`` best drawn items, an item drawn k times counted k times."""
+    cw = np.cumsum(w[:, order], axis=1)
+    cp = np.cumsum(w[:, order] * y[order], axis=1)
+    k = np.ceil(rate * cw[:, -1])
+    at = np.minimum((cw < k[:, None]).sum(axis=1), len(order) - 1)
+    rows = np.arange(len(w))
+    # the item that crosses k counts only for the draws needed to reach k
+    over = cw[rows, at] - k
+    hits = cp[rows, at] - over * y[order][at]
+    return hits / np.maximum(k, 1)
+
+
+def paired_difference(
+    y: np.ndarray,
+    base: list[np.ndarray],
+    other: list[np.ndarray],
+    rates: tuple[float, ...],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """``other`` minus ``base`` (each: the mean over its seeds' scores of precision at each
+    rate), with a 95% paired bootstrap interval: the same Poisson resamples of the ranked items
+    for both, so the interval is that of the difference, not of either figure."""
+    rng = np.random.default_rng(seed)
+    orders = [[np.argsort(-s, kind="stable") for s in scores] for scores in (base, other)]
+    diffs = {r: [] for r in rates}
+    for start in range(0, n_boot, 100):
+        w = rng.poisson(1.0, size=(min(100, n_boot - start), len(y))).astype(np.float64)
+        for r in rates:
+            b, o = (np.mean([_weighted_precision(od, y, w, r) for od in ods], axis=0)
+                    for ods in orders)  # fmt: skip
+            diffs[r].append(o - b)
+    out = {}
+    for r in rates:
+        d = np.concatenate(diffs[r])
+        point = np.mean([precision(y, s, r) for s in other]) - np.mean(
+            [precision(y, s, r) for s in base]
+        )
+        lo, hi = np.quantile(d, [0.025, 0.975])
+        out[f"{round(r * 100)}%"] = {"diff": float(point), "ci95": [float(lo), float(hi)]}
+    return out
+
+
+def precision(y: np.ndarray, score: np.ndarray, rate: float) -> float:
+    from riskml.metrics import precision_at_rate
+
+    return float(precision_at_rate(y, score, rate=rate))
+
+
+def compare(work: Path, base: str, names: list[str]) -> dict[str, Any]:
+    """Each variant's saved scores (``WORK/scores-NAME.parquet``) against ``base``'s, paired
+    (:func:`paired_difference`); a variant of one averaged score is compared as one score."""
+    from riskml.protocol import RATES
+
+    def load(name: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        frame = pd.read_parquet(work / f"scores-{name}.parquet")
+        seeds = [frame[c].to_numpy() for c in frame.columns if c.startswith("seed")]
+        return frame["label"].to_numpy(), seeds
+
+    y, b = load(base)
+    out = {}
+    for name in names:
+        y2, o = load(name)
+        if not np.array_equal(y, y2):
+            raise SystemExit(f"{name}: scored on other items than {base}")
+        if VARIANTS.get(name, {}).get("use") == "average":
+            o = [np.mean(o, axis=0)]
+        out[name] = paired_difference(y, b, o, RATES)
+        cells = "  ".join(
+            f"{r}: {v['diff']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"
+            for r, v in out[name].items()
+        )
+        print(f"{name} - {base}: {cells}", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from riskml.config import area_train_params
     from riskml.protocol import measure, ranked_window
@@ -197,8 +286,20 @@ def main(argv: list[str] | None = None) -> int:
         "models that learnt from its other folds too (in_quarter_cv)",
     )
     parser.add_argument("--variant", action="append", default=[], choices=sorted(VARIANTS))
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="NAME",
+        help="no training: BASE NAME... paired differences of saved scores (scores-NAME.parquet "
+        "in --work, files of earlier runs) against the first, with 95%% paired bootstrap intervals",
+    )
     args = parser.parse_args(argv)
     from riskml.io import write_json
+
+    if args.compare:
+        out = compare(args.work, args.compare[0], args.compare[1:])
+        write_json(out, args.work / f"kcs_compare-{args.compare[0]}.json")
+        return 0
 
     args.work.mkdir(parents=True, exist_ok=True)
     feats, labels, final, spec, split, params = build(
