@@ -169,3 +169,56 @@ def test_value_band_reference_leaves_out_the_items_near_the_own_value():
     assert np.isnan(out["hs6vb_n"].iloc[4])  # a value of 0 has no decade
     # the same masses: every earlier peer is within 1%, none is left
     assert (out["hs6mb_n"] == 0).all()
+
+
+_sel_spec = importlib.util.spec_from_file_location(
+    "kcs_selection", REPO / "scripts" / "kcs_selection.py"
+)
+kcs_selection = importlib.util.module_from_spec(_sel_spec)
+_sel_spec.loader.exec_module(kcs_selection)
+
+
+def test_paired_difference_of_rankings():
+    """The resampled precision equals precision_at_rate without resampling; a ranking against
+    itself differs by exactly 0; a ranking that puts every offence first beats a random one,
+    with an interval above 0."""
+    from riskml.metrics import precision_at_rate
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.2).astype(float)
+    noisy = y + rng.normal(0, 0.8, len(y))
+    order = np.argsort(-noisy, kind="stable")
+    for rate in (0.01, 0.05, 0.1):
+        once = kcs_selection._weighted_precision(order, y, np.ones((1, len(y))), rate)[0]
+        assert once == pytest.approx(precision_at_rate(y, noisy, rate=rate))
+    same = kcs_selection.paired_difference(y, [noisy], [noisy], (0.05,), n_boot=200)
+    assert same["5%"] == {"diff": 0.0, "ci95": [0.0, 0.0]}
+    better = kcs_selection.paired_difference(y, [rng.random(len(y))], [y], (0.1,), n_boot=200)
+    assert better["10%"]["diff"] > 0.6 and better["10%"]["ci95"][0] > 0.5
+
+
+def test_selection_script_on_the_kcs_layout(kcs_folder, tmp_path, capsys):
+    """The selection grid runs the protocol's stages (interim tables as validate stores them),
+    measures each variant on the ranked quarter and compares saved scores, paired."""
+    work = tmp_path / "sel"
+    args = ["--data", str(kcs_folder), "--work", str(work), "--root", str(REPO)]
+    run = [*args, "--quarter", "development", "--seed", "42", "--seed", "1"]
+    assert kcs_selection.main([*run, "--variant", "shipped", "--variant", "leaves15"]) == 0
+    result = json.loads((work / "kcs_selection.json").read_text())
+    block = result["variants"]["leaves15"]
+    assert block["seeds"] == [42, 1] and len(block["per_seed_10%"]) == 2
+    assert result["threads"] == 1
+    scores = pd.read_parquet(work / "scores-shipped.parquet")
+    assert len(scores) == len(pd.read_csv(kcs_folder / KCS_FILES[1]))  # every ranked item
+    assert kcs_selection.main([*args, "--compare", "shipped", "leaves15"]) == 0
+    compared = json.loads((work / "kcs_compare-shipped.json").read_text())["leaves15"]
+    assert set(compared) == {"1%", "2%", "5%", "10%"}
+    for cell in compared.values():
+        assert cell["ci95"][0] <= cell["diff"] <= cell["ci95"][1]
+    assert "leaves15 - shipped: 1%:" in capsys.readouterr().out
+    # the attainable reference: the ranked quarter scored out of fold, one seed
+    cv = [*args, "--quarter", "development", "--seed", "42", "--cv-reference"]
+    assert kcs_selection.main(cv) == 0
+    reference = json.loads((work / "kcs_selection-cv-shipped.json").read_text())["in_quarter_cv"]
+    assert list(reference["per_seed"]) == ["42"]
+    assert 0 < reference["precision"]["10%"] <= 1
