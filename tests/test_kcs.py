@@ -203,22 +203,22 @@ def test_selection_script_on_the_kcs_layout(kcs_folder, tmp_path, capsys):
     work = tmp_path / "sel"
     args = ["--data", str(kcs_folder), "--work", str(work), "--root", str(REPO)]
     run = [*args, "--quarter", "development", "--seed", "42", "--seed", "1"]
-    assert kcs_selection.main([*run, "--variant", "shipped", "--variant", "leaves15"]) == 0
+    assert kcs_selection.main([*run, "--variant", "base", "--variant", "leaves15"]) == 0
     result = json.loads((work / "kcs_selection.json").read_text())
     block = result["variants"]["leaves15"]
     assert block["seeds"] == [42, 1] and len(block["per_seed_10%"]) == 2
     assert result["threads"] == 1
-    scores = pd.read_parquet(work / "scores-shipped.parquet")
+    scores = pd.read_parquet(work / "scores-base.parquet")
     assert len(scores) == len(pd.read_csv(kcs_folder / KCS_FILES[1]))  # every ranked item
-    assert kcs_selection.main([*args, "--compare", "shipped", "leaves15"]) == 0
-    compared = json.loads((work / "kcs_compare-shipped.json").read_text())["leaves15"]
+    assert kcs_selection.main([*args, "--compare", "base", "leaves15"]) == 0
+    compared = json.loads((work / "kcs_compare-base.json").read_text())["leaves15"]
     assert set(compared) == {"1%", "2%", "5%", "10%"}
     for cell in compared.values():
         assert cell["ci95"][0] <= cell["diff"] <= cell["ci95"][1]
-    assert "leaves15 - shipped: 1%:" in capsys.readouterr().out
+    assert "leaves15 - base: 1%:" in capsys.readouterr().out
     # the attainable reference: the ranked quarter scored out of fold, one seed
-    cv = [*args, "--quarter", "development", "--seed", "42", "--cv-reference"]
-    assert kcs_selection.main(cv) == 0
-    reference = json.loads((work / "kcs_selection-cv-shipped.json").read_text())["in_quarter_cv"]
+    cv = [*args, "--quarter", "development", "--seed", "42", "--cv-reference", "--cv-variant"]
+    assert kcs_selection.main([*cv, "base"]) == 0
+    reference = json.loads((work / "kcs_selection-cv-base.json").read_text())["in_quarter_cv"]
     assert list(reference["per_seed"]) == ["42"]
     assert 0 < reference["precision"]["10%"] <= 1

@@ -53,10 +53,26 @@ KCS_FILES = ("df_syn_train_eng.csv", "df_syn_valid_eng.csv")
 RATES = (0.01, 0.02, 0.05, 0.10)
 
 
-def protocol_spec(spec: AreaSpec) -> AreaSpec:
+#: LightGBM settings of the KCS protocol over ``params.yaml``'s ``train`` section (and the
+#: area's own overrides): more, slower-learning trees that each see half of the features. Chosen
+#: on the selection quarter 2020-Q4 among session 10's grid (``scripts/kcs_selection.py``,
+#: variant ``shipped``; docs/results.md "Session 10"); the default world keeps params.yaml's.
+KCS_TRAIN: dict[str, Any] = {
+    "num_leaves": 63,
+    "learning_rate": 0.02,
+    "feature_fraction": 0.5,
+    "num_boost_round": 3000,
+}
+
+
+def protocol_spec(spec: AreaSpec, train: dict[str, Any] | None = None) -> AreaSpec:
     """``spec`` ranked by probability, in one stage: the protocol measures precision, and a
-    research file has no recovered amounts nor the other areas of a first-stage pool."""
-    return spec.model_copy(update={"rank_by": "probability", "first_stage": None})
+    research file has no recovered amounts nor the other areas of a first-stage pool.
+    ``train``: LightGBM settings over the area's (default :data:`KCS_TRAIN`; ``{}``: none)."""
+    train = KCS_TRAIN if train is None else train
+    return spec.model_copy(
+        update={"rank_by": "probability", "first_stage": None, "train": spec.train | train}
+    )
 
 
 def ranked_window(features: pd.DataFrame, labels: pd.DataFrame, split: SplitParams) -> pd.DataFrame:
@@ -234,6 +250,7 @@ def area_result(
         }
     )
     out |= {
+        "train_overrides": dict(spec.train),
         "n_train": model.n_train,
         "n_train_positives": model.n_train_positives,
         "n_valid": model.n_valid,
