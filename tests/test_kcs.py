@@ -20,7 +20,7 @@ from riskml.catalog import interim_table
 from riskml.contract import run_validate
 from riskml.ingest import run_ingest
 from riskml.io import read_dataset
-from riskml.protocol import KCS_DEV_SPLIT, KCS_FILES, run_protocol
+from riskml.protocol import KCS_DEV_SPLIT, KCS_FILES, KCS_TRAIN, run_protocol
 
 _spec = importlib.util.spec_from_file_location("kcs", Path(__file__).parent / "fixtures" / "kcs.py")
 kcs = importlib.util.module_from_spec(_spec)
@@ -100,6 +100,7 @@ def test_development_protocol_command(kcs_folder, tmp_path):
     # the planted undervaluation and repeat offenders are found well above the base rate
     assert revenue["precision"]["5%"] > base_rate + 0.3
     assert revenue["n_train"] > 0 and revenue["n_valid"] > 0
+    assert revenue["train_overrides"] == KCS_TRAIN  # the protocol's own LightGBM settings
     # each rate's figure comes with its bootstrap interval over the ranked items
     assert set(revenue["precision_ci95"]) == set(revenue["precision"])
     for rate, (low, high) in revenue["precision_ci95"].items():
