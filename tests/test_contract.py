@@ -658,3 +658,32 @@ def test_a_project_validated_before_the_partitioning_is_read_whole(tmp_path, wor
     write_interim(interim, {t: world[t] for t in ("outcomes", "truth")})
     assert not (interim / "outcomes.parquet").exists() and not (interim / "truth.parquet").exists()
     assert catalog.outcomes == interim / "outcomes" and catalog.truth() == interim / "truth"
+
+
+def test_an_item_goes_with_its_own_month_when_a_declarations_items_span_months(tmp_path, world):
+    """A declaration whose items were accepted in different months (the contract allows it):
+    each outcome goes with its own item's month, not its declaration's first."""
+    decl = world["declarations"]
+    first = decl.iloc[[0]]
+    later = first.assign(
+        item_no=first["item_no"] + 100, accepted_date=first["accepted_date"] + pd.Timedelta(days=62)
+    )
+    decl = pd.concat([decl, later], ignore_index=True)
+    outcome = world["outcomes"].iloc[[0]]
+    outcomes = pd.concat(
+        [
+            world["outcomes"],
+            outcome.assign(declaration_id=first["declaration_id"].iloc[0], item_no=101),
+            outcome.assign(declaration_id=first["declaration_id"].iloc[0], item_no=1),
+        ],
+        ignore_index=True,
+    )
+    write_interim(tmp_path, {"declarations": decl, "outcomes": outcomes})
+    month = month_labels(later["accepted_date"]).iloc[0]
+    assert month != month_labels(first["accepted_date"]).iloc[0]
+    stored = read_dataset(tmp_path / "outcomes", months=[month])
+    assert first["declaration_id"].iloc[0] in set(stored["declaration_id"])
+    assert set(
+        stored.loc[stored["declaration_id"] == first["declaration_id"].iloc[0], "item_no"]
+    ) == {101}
+    pd.testing.assert_frame_equal(read_dataset(tmp_path / "outcomes"), outcomes, check_exact=True)
