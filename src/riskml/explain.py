@@ -339,7 +339,7 @@ def explained_rows(
     the period's keys gives the same rows)."""
     from riskml import io
     from riskml.io import read_parquet
-    from riskml.train import _key_hashes
+    from riskml.train import _key_hashes, key_in
 
     catalog, split, p = Catalog(root), params.split, params.explain
     folder = catalog.features
@@ -356,7 +356,7 @@ def explained_rows(
     del keys
 
     def chosen(table: Any) -> np.ndarray:
-        return np.isin(_key_hashes(table.select(list(KEY)).to_pandas()), wanted)
+        return key_in(table.select(list(KEY)).to_pandas(), wanted)
 
     features = io.read_partitioned(folder, months=months, where=chosen)
     at = features[KEY].assign(_at=np.arange(len(features)))
