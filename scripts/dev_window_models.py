@@ -11,6 +11,10 @@ Usage (a world folder built by ``scripts/evaluate_worlds.py``)::
     # "first_stage": the first stage's own train settings), each with train seeds 42 and 1
     python scripts/dev_window_models.py WORLD_DIR security,drugs \\
         '{"base": {}, "lr05": {"all": {"learning_rate": 0.05}}}' out.json --variants --seeds 42 1
+    # never-controlled items as weak negatives (labels and rows built once per share)
+    python scripts/dev_window_models.py WORLD_DIR environment \
+        '{"base": {}, "pu": {"all": {"unlabelled_share": 0.1, "unlabelled_weight": 0.3}}}' \
+        out.json --variants --seeds 42 1
 
 Per (area, window, variant, seed): ``exp``, the mean oracle probability of the picks at the
 area's operating rate over the oracle's own picks' (expected precision: far less noisy than a
@@ -66,6 +70,24 @@ def top_gains(booster: Any, names: list[str], n: int) -> dict[str, float]:
     return {k: round(float(v / total), 4) for k, v in gain.nlargest(n).items() if total > 0}
 
 
+def window_inputs(
+    decl: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    cat: Catalog,
+    spec: AreaSpec,
+    pool: dict[str, AreaSpec],
+    w: bt.Window,
+    share: float,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
+    """The window's training labels (own, first stage; ``share`` of the never-controlled items
+    as weak negatives) and the training rows' features, as the train stage reads them."""
+    own, first = training_labels(
+        decl, outcomes, spec, pool, known_before=w.start, labelled_only=True,
+        unlabelled_share=share,
+    )  # fmt: skip
+    return own, first, training_features(cat.features, spec, w.split, [own, first])
+
+
 def variant_of(spec: AreaSpec, variant: dict[str, Any]) -> tuple[AreaSpec, dict[str, Any]]:
     """The area spec and the ``train`` change of one variant for ``spec``'s area."""
     change = {**variant.get("all", {}), **variant.get(spec.name, {})}
@@ -107,10 +129,7 @@ def main() -> None:
         for w in windows:
             if args.windows and w.index not in args.windows:
                 continue
-            own, first = training_labels(
-                decl, outcomes, spec, pool, known_before=w.start, labelled_only=True
-            )
-            feats = training_features(cat.features, spec, w.split, [own, first])
+            inputs: dict[float, Any] = {}  # per share of never-controlled items as negatives
             test = io.read_partitioned(
                 cat.features, months=io.months_overlapping(cat.features, w.start, w.end)
             )
@@ -143,6 +162,10 @@ def main() -> None:
                         "world": params.simulate.seed, "area": area, "window": w.index,
                         "variant": name, "seed": seed,
                     }  # fmt: skip
+                    share = train.unlabelled_share
+                    if share not in inputs:
+                        inputs[share] = window_inputs(decl, outcomes, cat, spec, pool, w, share)
+                    own, first, feats = inputs[share]
                     try:
                         model = train_area(feats, own, vspec, w.split, train, pretrain_labels=first)
                     except RiskmlError as exc:

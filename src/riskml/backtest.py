@@ -240,7 +240,7 @@ def _test_rows(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
 
 
 def _window_labels(
-    tables: dict[str, Any], spec: AreaSpec, window: Window
+    tables: dict[str, Any], spec: AreaSpec, window: Window, params: Params
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The area's training labels for ``window`` as the train stage builds them
     (:func:`riskml.train.training_labels`, known before the window), shared across areas."""
@@ -251,6 +251,7 @@ def _window_labels(
         tables.get("specs") or {spec.name: spec},
         known_before=window.start,
         cache=tables.setdefault("label_cache", {}),
+        unlabelled_share=area_train_params(params, spec).unlabelled_share,
     )
 
 
@@ -305,7 +306,7 @@ def window_scores(
     (as :func:`riskml.evaluate.assemble_scores`, plus ``score_raw``) and facts on the training.
     """
     decl, dates = tables["declarations"], tables["dates"]
-    known, pretrain = _window_labels(tables, spec, window)
+    known, pretrain = _window_labels(tables, spec, window, params)
     own = known["label"].notna().to_numpy()
     facts: dict[str, Any] = {}
     scored = None

@@ -106,6 +106,14 @@ class TrainParams(_Section):
     # profile control of an item that looks the same, e.g. {intelligence: 6}: its positives
     # weigh 1 / that (a case-control correction: the weighted odds are the population's).
     reason_odds: dict[str, float] = {}
+    # Positive-unlabelled learning: this share of the items never controlled for the area (as
+    # known before the cut; a fixed sample by key) join the training rows as negatives, each
+    # weighing unlabelled_weight (a labelled row weighs 1). Offences are rare among items nobody
+    # checked; the sample restores the contrast that selective controls hide (the legacy rules'
+    # goods look no riskier than others among controlled items). 0 = labelled rows only.
+    # riskml.labels.with_unlabelled_negatives; docs/results.md (issue 15, session 11).
+    unlabelled_share: float = Field(0.0, ge=0, le=1)
+    unlabelled_weight: float = Field(1.0, gt=0)
 
     @field_validator("reason_weights", "reason_odds")
     @classmethod

@@ -185,3 +185,78 @@ def with_result_dates(
         f"plus backtest.label_delay_days={delay_days}"
     )
     return out, note
+
+
+#: ``control_reason`` of an item :func:`with_unlabelled_negatives` adds: never controlled for
+#: the area (as known before the cut), taken as a weak negative. Not a contract value.
+UNLABELLED = "unlabelled"
+#: Salt of the sample's key hash, so the sample is not another hash-based choice's.
+_SAMPLE_SALT = "riskml-unlabelled-negatives"
+
+
+def unlabelled_sample(declarations: pd.DataFrame, share: float) -> np.ndarray:
+    """Whether each declaration item belongs to a fixed ``share`` of all items, chosen by a hash
+    of its key alone: the same item is in or out whatever the date, the outcomes or the other
+    rows, so the sample of a cut cannot depend on anything learnt after it."""
+    keys = pd.DataFrame(
+        {
+            "declaration_id": declarations["declaration_id"].astype("string").to_numpy(),
+            "item_no": declarations["item_no"].astype("int64").to_numpy(),
+        }
+    )
+    h = pd.util.hash_pandas_object(keys, index=False, hash_key=_SAMPLE_SALT[:16]).to_numpy()
+    return (h >> np.uint64(11)).astype(np.float64) / float(2**53) < share
+
+
+def with_unlabelled_negatives(
+    labels: pd.DataFrame,
+    declarations: pd.DataFrame,
+    share: float,
+    *,
+    known_before: pd.Timestamp | None,
+    labelled_only: bool = False,
+) -> pd.DataFrame:
+    """``labels`` (:func:`build_labels` of ``declarations``, same ``known_before`` and
+    ``labelled_only``) plus, as negatives, the items of :func:`unlabelled_sample` (``share``
+    of all items) that have no label and were accepted before ``known_before``:
+    ``control_reason`` :data:`UNLABELLED`, ``control_kind`` null (positive-unlabelled learning).
+
+    Controls follow the legacy rules, profiles and tips, so within the labelled items the goods
+    the rules pick look no riskier than the rest; offences are rare among items nobody checked,
+    so a sample of them as negatives (weighted down in training: ``train.unlabelled_weight``)
+    restores the population's contrast. Causal: an item is a candidate when it was accepted
+    before the cut and no result for the area was known before it (``labels`` built with
+    ``known_before``); the sample itself depends on the key only.
+    """
+    if share <= 0:
+        return labels
+    _check_columns(declarations, [*KEY, "accepted_date"], "declarations")
+    candidate = unlabelled_sample(declarations, share)
+    if known_before is not None:
+        accepted = pd.to_datetime(declarations["accepted_date"]).to_numpy()
+        candidate &= accepted < np.datetime64(pd.Timestamp(known_before))
+    if labelled_only:
+        # labels are indexed by the declarations' rows: add the sampled rows without a label
+        labelled = declarations.index.isin(labels.index)
+        pick = np.flatnonzero(candidate & ~labelled)
+        added = pd.DataFrame(
+            {
+                "declaration_id": declarations["declaration_id"].astype("string").to_numpy()[pick],
+                "item_no": declarations["item_no"].astype("int64").to_numpy()[pick],
+            },
+            index=declarations.index[pick],
+        )
+        added["label"] = 0.0
+        added["control_kind"] = pd.array([None] * len(pick), dtype="string")
+        added["control_reason"] = pd.array([UNLABELLED] * len(pick), dtype="string")
+        added["recovered"] = 0.0
+        out = pd.concat([labels, added[LABEL_COLUMNS]])
+        order = np.argsort(declarations.index.get_indexer(out.index), kind="stable")
+        return out.iloc[order]
+    out = labels.copy()
+    pick = candidate & out["label"].isna().to_numpy()
+    out.loc[pick, "label"] = 0.0
+    reason = out["control_reason"].astype("string")
+    reason[pick] = UNLABELLED
+    out["control_reason"] = reason
+    return out

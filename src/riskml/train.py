@@ -67,7 +67,7 @@ from riskml.config import (
 )
 from riskml.contract import KEY, RiskmlError
 from riskml.features import check_model_inputs
-from riskml.labels import build_labels
+from riskml.labels import UNLABELLED, build_labels, with_unlabelled_negatives
 from riskml.metrics import average_precision
 
 #: Fewer positives than this in a window: the area cannot be trained or early-stopped sensibly.
@@ -493,6 +493,7 @@ def training_labels(
     known_before: date | pd.Timestamp | None,
     cache: dict | None = None,
     labelled_only: bool = False,
+    unlabelled_share: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The labels that train ``spec``'s area: its own (:func:`riskml.labels.build_labels`) and,
     when it has a ``first_stage``, the first stage's (:func:`first_stage_labels`), all from the
@@ -501,6 +502,9 @@ def training_labels(
     ``specs`` must hold every area of the pool (:func:`pool_specs`). ``cache``: a dict kept
     across calls on the same declarations and outcomes (the backtest's areas of one window).
     ``labelled_only``: only the labelled rows of each (what training reads; the train stage).
+    ``unlabelled_share`` (``train.unlabelled_share``): that share of the items never controlled
+    for the area join its labels as weak negatives (:func:`riskml.labels.with_unlabelled_negatives`;
+    so they are negatives of the first stage too, unless a pool area found an offence there).
     """
 
     def labels_of(s: AreaSpec) -> pd.DataFrame:
@@ -517,7 +521,10 @@ def training_labels(
             cache[key] = build()
         return cache[key]
 
-    own = labels_of(spec)
+    own = with_unlabelled_negatives(
+        labels_of(spec), declarations, unlabelled_share,
+        known_before=known_before, labelled_only=labelled_only,
+    )  # fmt: skip
     if spec.first_stage is None:
         return own, None
     missing = [a for a in spec.first_stage.pool if a != spec.name and a not in specs]
@@ -569,11 +576,15 @@ def training_weights(
     rows: pd.DataFrame, params: TrainParams, cut: date | pd.Timestamp | None
 ) -> np.ndarray | None:
     """The weights of training rows: :func:`recency_weights` at ``cut`` (none without ``cut``)
-    times :func:`reason_weights`, scaled to mean 1 (``None``: every row weighs the same)."""
+    times :func:`reason_weights` (sampled never-controlled items, ``train.unlabelled_share``,
+    weigh ``train.unlabelled_weight``), scaled to mean 1 (``None``: every row weighs the same)."""
     recency = None
     if cut is not None:
         recency = recency_weights(rows["accepted_date"], cut, params.recency_half_life_months)
-    reason = reason_weights(rows, params.reason_weights, params.reason_odds)
+    weights = dict(params.reason_weights)
+    if params.unlabelled_weight != 1.0:  # sampled never-controlled items (training_labels)
+        weights[UNLABELLED] = params.unlabelled_weight
+    reason = reason_weights(rows, weights, params.reason_odds)
     if recency is None and reason is None:
         return None
     w = np.ones(len(rows)) if recency is None else recency
@@ -1117,7 +1128,10 @@ def _stage_inputs(
     (:func:`training_features`), the area's labels and its first stage's (known before
     ``split.test_start``; the pool's specs read from ``pipelines/``)."""
     catalog = Catalog(root)
-    declarations = io.read_dataset(catalog.declarations, columns=list(KEY))
+    share = area_train_params(params, spec).unlabelled_share
+    # the acceptance date only to sample never-controlled items before the cut
+    columns = [*KEY, "accepted_date"] if share > 0 else list(KEY)
+    declarations = io.read_dataset(catalog.declarations, columns=columns)
     # results known before the test window: of items accepted before it (stored by their month)
     outcomes = io.read_dataset(
         catalog.outcomes, months=io.months_before(catalog.outcomes, params.split.test_start)
@@ -1129,6 +1143,7 @@ def _stage_inputs(
         pool_specs({spec.name: spec}, root),
         known_before=params.split.test_start,
         labelled_only=True,  # training reads the labelled items only: no frame of every item
+        unlabelled_share=share,
     )
     del declarations, outcomes
     features = training_features(catalog.features, spec, params.split, [labels, pretrain])
