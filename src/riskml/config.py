@@ -84,6 +84,13 @@ class TrainParams(_Section):
     # the early-stopped number of trees scaled by the rows gained; false: keep the early-stopped
     # model, which never sees the latest labelled months.
     refit: bool = True
+    # The refit's tree count chosen by this many expanding-window time-series folds instead of
+    # the one early-stopping slice (1: the slice, as before): the last months before the cut,
+    # reaching back until they hold tree_folds x min_valid_positives positives, are cut into
+    # this many blocks of whole months; fold k trains on every labelled row before its block
+    # and validates on it; the folds boost in lockstep and the count is the first maximum of the
+    # average precision of their pooled out-of-fold predictions (riskml.train.fold_tree_count).
+    tree_folds: int = Field(1, ge=1)
     # Rows each tree of a fit is grown on, at most (about): a fit whose trees would see more
     # (bagging_fraction x its rows) grows each tree on this many by gradient-based one-side
     # sampling instead of bagging (LightGBM GOSS: the half with the largest gradients, the

@@ -772,6 +772,116 @@ def _best_iteration(
     return best
 
 
+def tree_count_folds(
+    rows: pd.DataFrame, split: SplitParams, *, n_folds: int, min_positives: int
+) -> list[tuple[date, date]]:
+    """The validation blocks ``[start, end)`` of the expanding-window folds that choose the tree
+    count (``train.tree_folds``): ``n_folds`` consecutive blocks of whole months (fewer when the
+    region has fewer months), the last ending at ``split.test_start``. Their region reaches back
+    like :func:`early_stopping_start`'s slice until it holds ``n_folds x min_positives``
+    positives (at most to half of the train window, keeping :data:`MIN_POSITIVES` positives
+    before it), so it holds at least the slice. Fold k trains on the rows of
+    ``[train_start, start_k)`` and validates on block k: no fold sees a row of its block or
+    later."""
+    region = pd.Timestamp(early_stopping_start(rows, split, min_positives=n_folds * min_positives))
+    end = pd.Timestamp(split.test_start)
+    months = max(1, (end.year - region.year) * 12 + end.month - region.month)
+    sizes = [len(c) for c in np.array_split(np.arange(months), min(n_folds, months))]
+    bounds = [region]
+    for size in sizes[:-1]:
+        bounds.append(bounds[-1] + pd.DateOffset(months=size))
+    bounds.append(end)
+    return [(a.date(), b.date()) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
+
+
+def fold_tree_count(
+    rows: pd.DataFrame,
+    names: list[str],
+    config: dict[str, Any],
+    params: TrainParams,
+    split: SplitParams,
+    folds: list[tuple[date, date]],
+    init_models: Mapping[date, lgb.Booster] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """The number of trees chosen by time-series folds (:func:`tree_count_folds`): one LightGBM
+    per fold on the labelled rows of ``[split.train_start, start)`` (weighted at ``start`` as
+    :func:`_fit` weights at its cut; continuing ``init_models[start]`` when given: a two-stage
+    area's first stage fitted on the same rows' past), all boosted in lockstep; after each round
+    the folds' predictions of their own blocks are pooled and scored by average precision (the
+    blocks' rows weighted by their reason, as :func:`_fit`'s early-stopping rows). The count is
+    the first maximum of that pooled out-of-fold curve, searching until
+    ``early_stopping_rounds`` rounds bring no gain (at most ``num_boost_round``); trees of
+    ``init_models`` are not counted.
+
+    One slice of a rare area holds a handful of positives and its curve peaks wherever two of
+    them happen to rank well (9 to 75 trees in some fits); the pooled curve of several blocks
+    holds every positive of the region. Returns (trees, facts: the folds, the pooled curve's
+    best average precision and the mean training rows of the folds, which the refit scales
+    from, see :func:`refit_rounds`)."""
+    from sklearn.metrics import average_precision_score
+
+    boosters, ys, ws, facts = [], [], [], []
+    for start, end in folds:
+        train = in_window(rows, split.train_start, start)
+        valid = in_window(rows, start, end)
+        init = init_models.get(start) if init_models is not None else None
+        extra: dict[str, Any] = {}
+        extra_valid: dict[str, Any] = {}
+        if init is not None:
+            extra["init_score"] = init.predict(feature_matrix(train, names), raw_score=True)
+            extra_valid["init_score"] = init.predict(feature_matrix(valid, names), raw_score=True)
+        fold_config = config | row_sampling(params, len(train)) | {"metric": "None"}
+        weight = training_weights(train, params, start)
+        dtrain = _dataset(train, names, "label", weight=weight, params=fold_config, **extra)
+        dvalid = _dataset(valid, names, "label", reference=dtrain, **extra_valid)
+        booster = lgb.Booster(fold_config, dtrain)
+        booster.add_valid(dvalid, f"fold {start}")
+        boosters.append(booster)
+        ys.append(valid["label"].to_numpy())
+        valid_weight = training_weights(valid, params, None)
+        ws.append(np.ones(len(valid)) if valid_weight is None else valid_weight)
+        facts.append(
+            {
+                "train": [str(split.train_start), str(start)],
+                "valid": [str(start), str(end)],
+                "n_train": len(train),
+                "n_train_positives": int(train["label"].sum()),
+                "n_valid": len(valid),
+                "n_valid_positives": int(valid["label"].sum()),
+            }
+        )
+    y, w = np.concatenate(ys), np.concatenate(ws)
+    if not (y == 1).any():
+        raise RiskmlError("train.tree_folds: the folds' blocks hold no positive")
+    preds: list[np.ndarray] = [np.empty(0)] * len(boosters)
+
+    def keep(k: int) -> Any:
+        def feval(pred: np.ndarray, _data: lgb.Dataset) -> tuple[str, float, bool]:
+            preds[k] = pred
+            return "oof", 0.0, True
+
+        return feval
+
+    fevals = [keep(k) for k in range(len(boosters))]
+    best, best_score = 1, -np.inf
+    for i in range(params.num_boost_round):
+        for booster, feval in zip(boosters, fevals, strict=True):
+            booster.update()
+            booster.eval_valid(feval=feval)
+        score = float(average_precision_score(y, np.concatenate(preds), sample_weight=w))
+        if score > best_score:
+            best, best_score = i + 1, score
+        elif i + 1 - best >= params.early_stopping_rounds:
+            break
+    mean_train = int(round(np.mean([f["n_train"] for f in facts])))
+    return best, {
+        "folds": facts,
+        "trees": best,
+        "pooled_average_precision": round(best_score, 6),
+        "mean_train_rows": mean_train,
+    }
+
+
 def _pretrain(
     features: pd.DataFrame,
     pretrain_labels: pd.DataFrame,
@@ -781,18 +891,26 @@ def _pretrain(
     params: TrainParams,
     *,
     cache: dict[Any, Any] | None = None,
-) -> tuple[lgb.Booster, lgb.Booster | None, dict[str, Any]]:
+    fold_starts: tuple[date, ...] = (),
+) -> tuple[lgb.Booster, lgb.Booster | None, dict[str, Any], dict[date, lgb.Booster]]:
     """The first stage on ``[train_start, valid_start)`` with ``spec.first_stage.train`` over
     ``params``, early-stopped on the next window (moved back like the area's own, see
     :func:`early_stopping_start`); with ``params.refit``, also its refit on every labelled row
-    before ``test_start``. Returns (early-stopped booster, refit booster or None, facts).
-    ``cache`` (see :func:`train_area`) is keyed by pool, labels, features, settings and split."""
+    before ``test_start`` (its tree count chosen by its own folds with ``tree_folds`` > 1).
+    ``fold_starts``: the starts of the area's own tree-count folds; for each, the first stage
+    fitted on the rows before it only (the refit's count scaled to those rows), which that
+    fold's own stage continues. Returns (early-stopped booster, refit booster or None, facts,
+    {fold start: booster}). ``cache`` (see :func:`train_area`) is keyed by pool, labels,
+    features, settings, split and fold starts."""
     params = first_stage_train_params(params, spec)
     pool = spec.first_stage.pool if spec.first_stage is not None else [spec.name]
-    key = (tuple(pool), _labels_digest(pretrain_labels), tuple(names), repr(params), repr(split))
+    key = (
+        tuple(pool), _labels_digest(pretrain_labels), tuple(names), repr(params), repr(split),
+        fold_starts,
+    )  # fmt: skip
     if cache is not None and key in cache:
-        early, refit, facts = cache[key]
-        return early, refit, dict(facts)
+        early, refit, facts, fold_models = cache[key]
+        return early, refit, dict(facts), fold_models
     rows = labelled_rows(features, pretrain_labels)
     start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
     train = in_window(rows, split.train_start, start)
@@ -815,19 +933,31 @@ def _pretrain(
         "min_child_samples": config["min_child_samples"],
         "rows_per_tree": _rows_per_tree(params, len(train)),
     }
+    trees, n_fit = best, len(train)
+    if params.tree_folds > 1 and (params.refit or fold_starts):
+        folds = tree_count_folds(
+            rows, split, n_folds=params.tree_folds, min_positives=params.min_valid_positives
+        )
+        trees, facts["tree_folds"] = fold_tree_count(rows, names, config, params, split, folds)
+        n_fit = facts["tree_folds"]["mean_train_rows"]
     refit = None
     if params.refit:
         every = in_window(rows, split.train_start, split.test_start)
-        rounds = refit_rounds(best, len(train), len(every))
+        rounds = refit_rounds(trees, n_fit, len(every))
         refit = _refit(every, names, config, params, rounds, cut=split.test_start)
         facts |= {
             "refit_trees": rounds,
             "refit_rows": len(every),
             "refit_rows_per_tree": _rows_per_tree(params, len(every)),
         }
+    fold_models = {}
+    for start in fold_starts:
+        before = in_window(rows, split.train_start, start)
+        rounds = max(1, int(round(trees * len(before) / max(n_fit, 1))))
+        fold_models[start] = _refit(before, names, config, params, rounds, cut=start)
     if cache is not None:
-        cache[key] = (early, refit, facts)
-    return early, refit, dict(facts)
+        cache[key] = (early, refit, facts, fold_models)
+    return early, refit, dict(facts), fold_models
 
 
 def train_area(
@@ -875,11 +1005,18 @@ def train_area(
     train_pos = _check_window(spec.name, "train", split.train_start, valid_start, train)
     valid_pos = _check_window(spec.name, "validation", valid_start, split.test_start, valid)
 
-    first, first_refit, pretrain = None, None, None
-    if pretrain_labels is not None:
-        first, first_refit, pretrain = _pretrain(
-            features, pretrain_labels, names, spec, split, params, cache=first_stage_cache
+    # the refit's tree count from time-series folds (train.tree_folds) instead of the slice
+    folds = []
+    if params.refit and params.tree_folds > 1:
+        folds = tree_count_folds(
+            rows, split, n_folds=params.tree_folds, min_positives=params.min_valid_positives
         )
+    first, first_refit, pretrain, first_of_fold = None, None, None, None
+    if pretrain_labels is not None:
+        first, first_refit, pretrain, first_of_fold = _pretrain(
+            features, pretrain_labels, names, spec, split, params, cache=first_stage_cache,
+            fold_starts=tuple(start for start, _ in folds),
+        )  # fmt: skip
     # the area's own stage only (a first stage is the pool's, shared by its areas)
     own_limits = monotone_constraints(names, spec.name, params)
     config = lgb_params(params, train_pos) | own_limits
@@ -890,7 +1027,13 @@ def train_area(
     if params.refit:
         every = in_window(rows, split.train_start, split.test_start)
         first_trees = first.num_trees() if first is not None else 0
-        own = refit_rounds(best - first_trees, len(train), len(every))
+        own_trees, n_fit, fold_facts = best - first_trees, len(train), None
+        if folds:
+            own_trees, fold_facts = fold_tree_count(
+                rows, names, config, params, split, folds, first_of_fold
+            )
+            n_fit = fold_facts["mean_train_rows"]
+        own = refit_rounds(own_trees, n_fit, len(every))
         refit_config = lgb_params(params, train_pos + valid_pos) | own_limits
         booster = _refit(
             every, names, refit_config, params, own, init_model=first_refit, cut=split.test_start
@@ -902,6 +1045,8 @@ def train_area(
             "trees": booster.num_trees(),
             "window": [str(split.train_start), str(split.test_start)],
         }
+        if fold_facts is not None:
+            refit_facts["tree_folds"] = fold_facts | {"slice_trees": best - first_trees}
     model = TrainedModel(
         area=spec.name,
         booster=booster,
