@@ -31,7 +31,9 @@ from riskml.train import (
     SEARCH_SPACE,
     feature_columns,
     first_stage_labels,
+    fold_tree_count,
     in_window,
+    lgb_params,
     labelled_rows,
     recency_weights,
     refit_rounds,
@@ -40,6 +42,7 @@ from riskml.train import (
     train_area,
     training_labels,
     training_weights,
+    tree_count_folds,
 )
 from riskml.train_stage import train_area_model
 
@@ -108,6 +111,14 @@ def test_refit_trains_on_every_labelled_row_with_the_scaled_tree_count(world, re
     # the validation figures are the early-stopped model's, out of sample
     assert refit.valid_average_precision == early.valid_average_precision
     assert refit_rounds(100, 1000, 1500) == 150 and refit_rounds(100, 1000, 900) == 100
+    # a floor on the refit's trees (train.min_refit_trees); the early stopping is unchanged
+    floor = trees + 37
+    floored = train_area(
+        world["features"], labels, revenue_spec, split,
+        params.train.model_copy(update={"min_refit_trees": floor}),
+    )  # fmt: skip
+    assert floored.best_iteration == early.best_iteration
+    assert floored.booster.num_trees() == floor
 
 
 def _rows_of_each_tree(booster: lgb.Booster) -> list[int]:
@@ -411,6 +422,146 @@ def test_early_stopping_slice_reaches_back_until_it_has_enough_positives():
     late.loc[late["accepted_date"] < pd.Timestamp("2023-07-01"), "label"] = 0.0
     assert MIN_POSITIVES == 5  # July to November stay in training
     assert early_stopping_start(late, split, min_positives=100) == date(2023, 12, 1)
+
+
+def test_tree_count_folds_are_blocks_of_whole_months_ending_at_the_cut():
+    from riskml.config import SplitParams
+    from riskml.train import early_stopping_start
+
+    split = SplitParams(
+        train_start="2023-01-01", valid_start="2024-01-01", test_start="2024-04-01",
+        test_end="2024-07-01",
+    )  # fmt: skip
+    dates = pd.date_range("2023-01-01", "2024-03-31", freq="D")
+    rows = pd.DataFrame({"accepted_date": dates, "label": 0.0})
+    rows.loc[rows["accepted_date"].dt.day == 15, "label"] = 1.0  # one positive a month
+    # 3 folds x 2 positives: the region reaches back to 2023-10 (6 positives), cut into three
+    # blocks of two months
+    assert tree_count_folds(rows, split, n_folds=3, min_positives=2) == [
+        (date(2023, 10, 1), date(2023, 12, 1)),
+        (date(2023, 12, 1), date(2024, 2, 1)),
+        (date(2024, 2, 1), date(2024, 4, 1)),
+    ]
+    folds = tree_count_folds(rows, split, n_folds=3, min_positives=4)
+    region = early_stopping_start(rows, split, min_positives=12)
+    assert region == date(2023, 8, 1)  # at most half of the train window is given up
+    assert folds[0][0] == region and folds[-1][1] == split.test_start
+    assert all(a[1] == b[0] for a, b in zip(folds[:-1], folds[1:], strict=True))
+    assert folds == [
+        (date(2023, 8, 1), date(2023, 11, 1)),
+        (date(2023, 11, 1), date(2024, 2, 1)),
+        (date(2024, 2, 1), date(2024, 4, 1)),
+    ]
+    # a region of fewer months than folds: one block a month
+    short = tree_count_folds(rows, split, n_folds=5, min_positives=0)
+    assert short == [
+        (date(2024, 1, 1), date(2024, 2, 1)),
+        (date(2024, 2, 1), date(2024, 3, 1)),
+        (date(2024, 3, 1), date(2024, 4, 1)),
+    ]
+
+
+def _pooled_best(rows, names, config, folds, split, rounds, patience):
+    """The pooled out-of-fold curve's first maximum, computed another way: each fold fitted by
+    lgb.train on the rows before its block only, its block predicted after every tree."""
+    from sklearn.metrics import average_precision_score
+
+    preds, ys = [], []
+    for start, end in folds:
+        train = in_window(rows, split.train_start, start)
+        valid = in_window(rows, start, end)
+        assert pd.to_datetime(train["accepted_date"]).max() < pd.Timestamp(start)
+        data = lgb.Dataset(train[names].to_numpy(np.float32), label=train["label"].to_numpy())
+        booster = lgb.train(config | {"metric": "None"}, data, num_boost_round=rounds)
+        X = valid[names].to_numpy(np.float32)
+        preds.append([booster.predict(X, num_iteration=i) for i in range(1, rounds + 1)])
+        ys.append(valid["label"].to_numpy())
+    y = np.concatenate(ys)
+    curve = [average_precision_score(y, np.concatenate([p[i] for p in preds]))
+             for i in range(rounds)]  # fmt: skip
+    best = int(np.argmax(curve)) + 1
+    assert all(c < curve[best - 1] for c in curve[best : best + patience])
+    return best, curve[best - 1]
+
+
+def test_tree_folds_choose_the_refit_count_on_pooled_out_of_fold_predictions(
+    world, revenue_spec, params
+):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    train = params.train.model_copy(update={"tree_folds": 3})
+    model = train_area(world["features"], labels, revenue_spec, split, train)
+    slice_only = train_area(world["features"], labels, revenue_spec, split, params.train)
+    chosen = model.refit["tree_folds"]
+    folds = [tuple(date.fromisoformat(d) for d in f["valid"]) for f in chosen["folds"]]
+    # three expanding folds: each trains on every row before its block, the last block ends at
+    # the cut, and none trains on a row of its block or later
+    assert len(folds) == 3 and folds[-1][1] == split.test_start
+    for fold, (start, _) in zip(chosen["folds"], folds, strict=True):
+        assert fold["train"] == [str(split.train_start), str(start)]
+    assert [f["n_train"] for f in chosen["folds"]] == sorted(f["n_train"] for f in chosen["folds"])
+    # the count is the pooled curve's first maximum (recomputed independently), scaled to the
+    # refit's rows; the early stopping and its out-of-sample figures are the slice's, unchanged
+    rows = labelled_rows(world["features"], labels)
+    names = model.feature_names
+    config = lgb_params(train, model.n_train_positives)
+    best, score = _pooled_best(rows, names, config, folds, split, 200, train.early_stopping_rounds)
+    assert chosen["trees"] == best and chosen["pooled_average_precision"] == pytest.approx(score)
+    assert chosen["slice_trees"] == slice_only.best_iteration == model.best_iteration
+    assert model.valid_average_precision == slice_only.valid_average_precision
+    assert model.booster.num_trees() == refit_rounds(
+        best, chosen["mean_train_rows"], model.refit["rows"]
+    )
+
+
+def test_tree_folds_never_use_rows_at_or_after_the_cut(world, revenue_spec, params):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    train = params.train.model_copy(update={"tree_folds": 3})
+    rows = labelled_rows(world["features"], labels)
+    names = feature_columns(world["features"], revenue_spec)
+    config = lgb_params(train, 50)
+    folds = tree_count_folds(rows, split, n_folds=3, min_positives=train.min_valid_positives)
+    # a fold's rows are those before its block's end: scrambling every later row (labels and
+    # features) changes nothing of the first fold's choice
+    first = folds[:1]
+    later = pd.to_datetime(rows["accepted_date"]) >= pd.Timestamp(first[0][1])
+    scrambled = rows.copy()
+    scrambled.loc[later, "label"] = 1.0 - scrambled.loc[later, "label"]
+    scrambled.loc[later, names] = np.random.default_rng(0).normal(size=(int(later.sum()), 4))
+    assert fold_tree_count(rows, names, config, train, split, first) == fold_tree_count(
+        scrambled, names, config, train, split, first
+    )
+    # the whole model: features of items at or after the cut scrambled, the model is the same
+    feats = world["features"].copy()
+    after = feats["accepted_date"] >= pd.Timestamp(split.test_start)
+    feats.loc[after, names] = np.random.default_rng(1).normal(size=(int(after.sum()), 4))
+    a = train_area(world["features"], labels, revenue_spec, split, train)
+    b = train_area(feats, labels, revenue_spec, split, train)
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+    assert a.refit["tree_folds"] == b.refit["tree_folds"]
+
+
+def test_tree_folds_in_two_stages_continue_each_fold_s_own_first_stage(
+    world, revenue_spec, params
+):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    pre = labels.copy()
+    high = world["features"]["f_high_duty"].to_numpy() > 0
+    pre.loc[pre["label"].notna().to_numpy() & high, "label"] = 1.0
+    train = params.train.model_copy(update={"tree_folds": 3})
+    two = train_area(world["features"], labels, revenue_spec, split, train, pretrain_labels=pre)
+    own = two.refit["tree_folds"]
+    first = two.pretrain["tree_folds"]
+    assert len(own["folds"]) == 3 and len(first["folds"]) >= 1
+    # the first stage's refit count from its own folds, the own stage's on top of it
+    assert two.pretrain["refit_trees"] == refit_rounds(
+        first["trees"], first["mean_train_rows"], two.pretrain["refit_rows"]
+    )
+    assert two.booster.num_trees() == two.pretrain["refit_trees"] + refit_rounds(
+        own["trees"], own["mean_train_rows"], two.refit["rows"]
+    )
 
 
 def _revenue_share(evaded: np.ndarray, key: np.ndarray, rate: float) -> float:

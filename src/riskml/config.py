@@ -91,6 +91,9 @@ class TrainParams(_Section):
     # and validates on it; the folds boost in lockstep and the count is the first maximum of the
     # average precision of their pooled out-of-fold predictions (riskml.train.fold_tree_count).
     tree_folds: int = Field(1, ge=1)
+    # The refit grows at least this many trees of its own stage, whatever early stopping or the
+    # folds chose (0: no floor): a slice with a handful of positives can peak after 3 trees.
+    min_refit_trees: int = Field(0, ge=0)
     # Rows each tree of a fit is grown on, at most (about): a fit whose trees would see more
     # (bagging_fraction x its rows) grows each tree on this many by gradient-based one-side
     # sampling instead of bagging (LightGBM GOSS: the half with the largest gradients, the

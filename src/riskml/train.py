@@ -943,7 +943,7 @@ def _pretrain(
     refit = None
     if params.refit:
         every = in_window(rows, split.train_start, split.test_start)
-        rounds = refit_rounds(trees, n_fit, len(every))
+        rounds = max(refit_rounds(trees, n_fit, len(every)), params.min_refit_trees)
         refit = _refit(every, names, config, params, rounds, cut=split.test_start)
         facts |= {
             "refit_trees": rounds,
@@ -953,7 +953,7 @@ def _pretrain(
     fold_models = {}
     for start in fold_starts:
         before = in_window(rows, split.train_start, start)
-        rounds = max(1, int(round(trees * len(before) / max(n_fit, 1))))
+        rounds = max(1, int(round(trees * len(before) / max(n_fit, 1))), params.min_refit_trees)
         fold_models[start] = _refit(before, names, config, params, rounds, cut=start)
     if cache is not None:
         cache[key] = (early, refit, facts, fold_models)
@@ -1033,7 +1033,7 @@ def train_area(
                 rows, names, config, params, split, folds, first_of_fold
             )
             n_fit = fold_facts["mean_train_rows"]
-        own = refit_rounds(own_trees, n_fit, len(every))
+        own = max(refit_rounds(own_trees, n_fit, len(every)), params.min_refit_trees)
         refit_config = lgb_params(params, train_pos + valid_pos) | own_limits
         booster = _refit(
             every, names, refit_config, params, own, init_model=first_refit, cut=split.test_start
