@@ -33,8 +33,8 @@ from riskml.train import (
     first_stage_labels,
     fold_tree_count,
     in_window,
-    lgb_params,
     labelled_rows,
+    lgb_params,
     recency_weights,
     refit_rounds,
     row_sampling,
@@ -542,9 +542,7 @@ def test_tree_folds_never_use_rows_at_or_after_the_cut(world, revenue_spec, para
     assert a.refit["tree_folds"] == b.refit["tree_folds"]
 
 
-def test_tree_folds_in_two_stages_continue_each_fold_s_own_first_stage(
-    world, revenue_spec, params
-):
+def test_tree_folds_in_two_stages_continue_each_fold_s_own_first_stage(world, revenue_spec, params):
     split = params.split
     labels = _labels(world, revenue_spec, split.test_start)
     pre = labels.copy()
