@@ -512,6 +512,12 @@ def test_tree_folds_choose_the_refit_count_on_pooled_out_of_fold_predictions(
     assert model.booster.num_trees() == refit_rounds(
         best, chosen["mean_train_rows"], model.refit["rows"]
     )
+    # the model card says how the count was chosen
+    from riskml.train_stage import _refit_card
+
+    card = " ".join(_refit_card(model.refit))
+    assert "3 time-series folds" in card and f"[{folds[0][0]}, {folds[0][1]})" in card
+    assert f"{best} trees at the best pooled out-of-fold average precision" in card
 
 
 def test_tree_folds_never_use_rows_at_or_after_the_cut(world, revenue_spec, params):

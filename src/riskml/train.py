@@ -26,7 +26,11 @@ stage, ``riskml tune`` and the backtest alike.
 
 Every model is refitted, once early stopping has chosen its number of trees, on every labelled
 row known before the cut (``train.refit``, :func:`refit_rounds`): the early-stopping slice holds
-the latest months and, for a rare area, a third or more of its positives.
+the latest months and, for a rare area, a third or more of its positives. With a handful of
+positives that slice's choice is unstable (3 to 1,400 trees between train seeds of one window);
+``train.tree_folds`` chooses the refit's count instead on several expanding-window time-series
+folds (:func:`tree_count_folds`, :func:`fold_tree_count`: one curve of pooled out-of-fold
+average precision), and ``train.min_refit_trees`` puts a floor under it. Both are opt-in.
 
 The classes are not re-weighted (no ``is_unbalance`` / ``scale_pos_weight``): the model's output
 stays a calibrated-ish probability, which the expected-recovery ranking and the reviewers need;

@@ -123,11 +123,21 @@ def _refit_card(refit: dict[str, Any] | None) -> list[str]:
     if not refit:
         return []
     start, end = refit["window"]
+    folds = refit.get("tree_folds")
+    chosen = "the early-stopped count"
+    if folds:
+        blocks = ", ".join(f"[{a}, {b})" for a, b in (f["valid"] for f in folds["folds"]))
+        chosen = (
+            f"the count chosen by {len(folds['folds'])} time-series folds (`train.tree_folds`: "
+            f"each trained on the labels before its block {blocks}; {folds['trees']} trees at "
+            f"the best pooled out-of-fold average precision, where early stopping alone chose "
+            f"{folds['slice_trees']})"
+        )
     return [
         f"**Refit on every label** (`train.refit`): after early stopping chose the number of "
         f"trees, the model was refitted on every labelled item of [{start}, {end}) "
         f"({refit['rows']:,} items, {refit['positives']:,} positives) with {refit['trees']} "
-        "trees in all (the early-stopped count scaled by the rows gained). The validation "
+        f"trees in all ({chosen}, scaled by the rows gained). The validation "
         "figures above are the early-stopped model's, measured before the refit saw that "
         "slice.",
         "",
