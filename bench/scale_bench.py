@@ -3,7 +3,7 @@ out of core on one machine and on a 2-worker Dask LocalCluster.
 
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
             [--steps features train score evaluate select explain] [--cache DIR]
-            [--project DIR] [--areas A ...] [--threads N]
+            [--project DIR] [--areas A ...] [--threads N] [--train-set KEY=VALUE ...]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
 scale with it; 24 months, seed 42) is simulated once into ``--cache``/<size> (reused when present;
@@ -35,7 +35,9 @@ threads_per_worker=1, processes=True)`` started by this script, its address give
 step as ``compute.scheduler``), ``memory`` (the features of every item at once, the default of
 ``params.yaml``; the other steps as ``ooc``). ``--threads 1`` trains with one LightGBM thread:
 on a machine shared with other jobs, two OpenMP threads spin-wait for a core and multiply the
-time (docs/performance.md).
+time (docs/performance.md). ``--train-set max_training_rows=50000``: train settings over
+params.yaml's for every training step (environment ``RISKML_BENCH_TRAIN``, a JSON object, read
+by each child; ``bench/train_phases.py`` reads it too).
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def _params(mode: str, scheduler: str | None):
     threads = os.environ.get("RISKML_BENCH_THREADS")
     if threads:  # --threads: LightGBM's threads (train.num_threads)
         train = params.train.model_copy(update={"num_threads": int(threads)})
+        params = params.model_copy(update={"train": train})
+    settings = json.loads(os.environ.get("RISKML_BENCH_TRAIN", "{}"))
+    if settings:  # --train-set: train settings over params.yaml's (validated as params.yaml's)
+        from riskml.config import TrainParams
+
+        train = TrainParams.model_validate(params.train.model_dump() | settings)
         params = params.model_copy(update={"train": train})
     if mode == "dask":
         compute = ComputeParams(backend="dask", scheduler=scheduler)
@@ -296,6 +304,10 @@ def main() -> None:
         "--threads", type=int, default=None,
         help="LightGBM threads of the training (default: train.num_threads of params.yaml)",
     )  # fmt: skip
+    parser.add_argument(
+        "--train-set", nargs="+", default=[], metavar="KEY=VALUE",
+        help="train settings over params.yaml's, e.g. max_training_rows=50000 (YAML values)",
+    )  # fmt: skip
     parser.add_argument("--step", nargs=4, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scheduler", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -304,6 +316,11 @@ def main() -> None:
         print(json.dumps(_step(step, int(n), mode, Path(root), args.scheduler)))
         return
 
+    if args.train_set:
+        import yaml
+
+        pairs = (item.split("=", 1) for item in args.train_set)
+        os.environ["RISKML_BENCH_TRAIN"] = json.dumps({k: yaml.safe_load(v) for k, v in pairs})
     if args.threads:
         os.environ["RISKML_BENCH_THREADS"] = str(args.threads)  # read by each step's child
     if args.areas:

@@ -35,6 +35,7 @@ from riskml.train import (
     in_window,
     labelled_rows,
     lgb_params,
+    negative_sampling,
     recency_weights,
     refit_rounds,
     row_sampling,
@@ -177,6 +178,90 @@ def test_max_rows_per_tree_bounds_every_tree_and_keeps_the_model_calibrated(
     roomy = params.train.model_copy(update={"max_rows_per_tree": 10**6})
     same = train_area(world["features"], labels, revenue_spec, split, roomy)
     assert same.booster.model_to_string() == full.booster.model_to_string()
+
+
+def test_negative_sampling_keeps_every_positive_and_weights_the_negatives_it_keeps():
+    n = 20_000
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame(
+        {
+            "declaration_id": [f"D{i:06d}" for i in range(n)],
+            "item_no": np.ones(n, dtype="int64"),
+            "label": (rng.random(n) < 0.02).astype(float),
+        }
+    )
+    params = TrainParams(max_training_rows=5_000)
+    kept, factor, rate = negative_sampling(rows, params)
+    positives = int(rows["label"].sum())
+    assert rate == pytest.approx((5_000 - positives) / (n - positives))
+    assert int(kept["label"].sum()) == positives  # every positive
+    assert len(kept) == pytest.approx(5_000, rel=0.05)
+    negative = kept["label"].to_numpy() == 0
+    assert np.all(factor[~negative] == 1.0) and np.allclose(factor[negative], 1 / rate)
+    # the weighted negatives stand for all of them: the weighted base rate is the rows'
+    assert factor.sum() == pytest.approx(n, rel=0.05)
+    # the same rows whatever their order (a hash of the key and the seed), others by another seed
+    shuffled, _, _ = negative_sampling(rows.sample(frac=1.0, random_state=1), params)
+    assert set(shuffled["declaration_id"]) == set(kept["declaration_id"])
+    reseeded, _, _ = negative_sampling(rows, params.model_copy(update={"seed": 7}))
+    assert set(reseeded["declaration_id"]) != set(kept["declaration_id"])
+    # positives filling the cap: the negatives keep half of it
+    assert len(negative_sampling(rows, TrainParams(max_training_rows=600))[0]) == pytest.approx(
+        positives + 300, abs=60
+    )
+    # at or under the cap, or unset: the rows themselves, unweighted
+    for unbound in (TrainParams(max_training_rows=n), TrainParams()):
+        same, factor, rate = negative_sampling(rows, unbound)
+        assert same is rows and factor is None and rate == 1.0
+
+
+def test_max_training_rows_bounds_each_fit_and_keeps_the_model_calibrated(
+    world, revenue_spec, params
+):
+    from riskml.train import _refit, lgb_params
+
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    full = train_area(world["features"], labels, revenue_spec, split, params.train)
+    cap = 400  # the fixture's fits: 803 train, 166 early-stopping and 969 refit rows
+    capped = params.train.model_copy(update={"max_training_rows": cap})
+    a = train_area(world["features"], labels, revenue_spec, split, capped)
+    b = train_area(world["features"], labels, revenue_spec, split, capped)
+    assert a.booster.model_to_string() == b.booster.model_to_string()  # deterministic by seed
+    assert a.booster.model_to_string() != full.booster.model_to_string()
+    rows = labelled_rows(world["features"], labels)
+    every = in_window(rows, split.train_start, split.test_start)
+    positives = int(every["label"].sum())
+    assert a.refit["rows"] == len(every) > 2 * cap  # the facts keep the labelled rows
+    assert a.refit["sampled_rows"] == pytest.approx(cap, rel=0.1)
+    rate = (cap - positives) / (len(every) - positives)
+    assert a.refit["negative_rate"] == pytest.approx(rate, rel=1e-4)
+    assert a.refit["rows_per_tree"] == round(0.8 * a.refit["sampled_rows"])
+    # every tree of the refit is grown on the sampled rows (bagged), not on the labelled ones
+    names = feature_columns(world["features"], revenue_spec)
+    config = lgb_params(capped, positives)
+    grown = _rows_of_each_tree(_refit(every, names, config, capped, 30, cut=split.test_start))
+    assert max(grown) < a.refit["sampled_rows"] < len(every) / 2
+    assert np.mean(grown) == pytest.approx(0.8 * a.refit["sampled_rows"], rel=0.05)
+    # calibrated: the kept negatives weigh 1 / rate, so the mean probability on the never-seen
+    # test window stays the every-row model's (unweighted, it would be about 2.5 times it), and
+    # the model still ranks by the signal
+    test = in_window(world["features"], split.test_start, split.test_end)
+    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
+    y = truth["offence"].to_numpy(float)
+    p_capped, p_full = a.predict(test), full.predict(test)
+    assert p_capped.mean() == pytest.approx(p_full.mean(), rel=0.1)
+    assert average_precision(y, p_capped) > y.mean() + 0.15
+    # a cap above every fit's rows (the default world's fits at the default size): the same model
+    roomy = params.train.model_copy(update={"max_training_rows": len(every)})
+    same = train_area(world["features"], labels, revenue_spec, split, roomy)
+    assert same.booster.model_to_string() == full.booster.model_to_string()
+    assert "sampled_rows" not in same.refit
+    # the model card says so when it binds, and only then
+    from riskml.train_stage import _refit_card
+
+    assert f"grown on {a.refit['sampled_rows']:,} of those items" in _refit_card(a.refit)[0]
+    assert "max_training_rows" not in _refit_card(full.refit)[0]
 
 
 def test_recency_weights_halve_every_half_life_and_average_one():

@@ -102,6 +102,13 @@ class TrainParams(_Section):
     # linear in its rows when more rows let early stopping keep more trees
     # (riskml.train.row_sampling, docs/performance.md, issue 13).
     max_rows_per_tree: int | None = Field(None, ge=100)
+    # Rows a fit is trained on, at most (about): a fit (train, early-stopping or refit rows) with
+    # more keeps every positive and a random share of its negatives (by key hash and seed), each
+    # kept negative weighted by the inverse of that share, so the gradients, leaf values and
+    # probabilities stay unbiased; null: every labelled row. Bounds the rows and, since early
+    # stopping on as many rows keeps about as many trees, the trees of a fit once the labelled
+    # rows pass it (riskml.train.negative_sampling, docs/performance.md, issue 13).
+    max_training_rows: int | None = Field(None, ge=100)
     # The area's own stage may only raise its score with more of the area's own intelligence:
     # past findings and hit rates of the area, seizures of the area reported elsewhere, the
     # area's legacy-rule score (LightGBM monotone constraints, riskml.train.monotone_constraints).

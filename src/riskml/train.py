@@ -399,6 +399,62 @@ def row_sampling(params: TrainParams, n_rows: int) -> dict[str, Any]:
     }
 
 
+def negative_sampling(
+    rows: pd.DataFrame, params: TrainParams
+) -> tuple[pd.DataFrame, np.ndarray | None, float]:
+    """``rows`` bounded to about ``params.max_training_rows`` (unchanged, weight ``None`` and
+    rate 1 when that is unset or not exceeded): every positive kept, each negative kept with
+    probability ``rate`` (chosen so that positives + rate x negatives = the cap, at least half
+    the cap for the negatives when positives fill more), decided by a hash of its key and
+    ``params.seed`` so that the same row is kept by every fit of the same rate (train,
+    early-stopping and refit rows) whatever its order. Returns (kept rows, their weight factor:
+    1 for a positive, 1 / rate for a negative, rate).
+
+    The weighted sums of gradients and hessians of the kept rows are unbiased estimates of the
+    full rows' (case-control sampling with inverse-probability weights), so leaf values, the
+    regularisation's meaning and the model's probabilities stay those of a fit on every row
+    (calibration matters: the expected-recovery ranking multiplies the probability). Early
+    stopping keeps more trees on more rows (docs/performance.md, issue 13: security 1,069 trees
+    at 1M items, 2,442 at 10M); with the rows bounded, so are the trees, and a fit's cost stops
+    growing with the labelled rows."""
+    cap = params.max_training_rows
+    if cap is None or len(rows) <= cap:
+        return rows, None, 1.0
+    positive = rows["label"].to_numpy(float) > 0
+    n_neg = int((~positive).sum())
+    kept_negatives = max(cap - int(positive.sum()), cap // 2)
+    if n_neg <= kept_negatives:
+        return rows, None, 1.0
+    rate = kept_negatives / n_neg
+    mixed = _key_hashes(rows) ^ np.uint64((params.seed * 0x9E3779B97F4A7C15) % 2**64)
+    mixed = mixed * np.uint64(0xBF58476D1CE4E5B9)  # a multiplicative mix (wraps mod 2**64)
+    uniform = (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
+    keep = positive | (uniform < rate)
+    factor = np.where(positive[keep], 1.0, 1.0 / rate)
+    return rows[keep], factor, rate
+
+
+def _sampled_weights(
+    rows: pd.DataFrame, params: TrainParams, cut: date | pd.Timestamp | None
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`negative_sampling` of ``rows``, then their :func:`training_weights` at ``cut``
+    times the sampling's weight factor: the rows a fit is grown on and their weights."""
+    rows, factor, _ = negative_sampling(rows, params)
+    weight = training_weights(rows, params, cut)
+    if factor is not None:
+        weight = factor if weight is None else weight * factor
+    return rows, weight
+
+
+def sampling_facts(rows: pd.DataFrame, params: TrainParams) -> dict[str, Any]:
+    """The model facts of :func:`negative_sampling` on a fit's ``rows`` (none when it keeps
+    every row): the rows kept and the negatives' rate."""
+    kept, factor, rate = negative_sampling(rows, params)
+    if factor is None:
+        return {}
+    return {"sampled_rows": len(kept), "negative_rate": round(rate, 6)}
+
+
 def own_intelligence(name: str, area: str) -> bool:
     """True for a feature that counts the area's own intelligence: its past findings and hit
     rates (``*_n_find_<area>``, ``*_hr_<area>``, ``*_hrd_<area>``), its seizures reported
@@ -635,9 +691,9 @@ def _fit(
     ``cut``, the end of the training window, and the control's reason); the early-stopping rows
     by their reason only, so that early stopping judges the population the weights stand for.
     The iteration count includes ``init_model``'s trees."""
+    train, weight = _sampled_weights(train, params, cut)
+    valid, valid_weight = _sampled_weights(valid, params, None)
     config = config | row_sampling(params, len(train))
-    weight = training_weights(train, params, cut)
-    valid_weight = training_weights(valid, params, None)
     client = compute.active_client()
     if client is not None and init_model is None:
         return _fit_dask(client, train, valid, names, config, params, weight)
@@ -656,8 +712,10 @@ def _fit(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
 
 
-def _rows_per_tree(params: TrainParams, n_rows: int) -> int:
-    """About how many of ``n_rows`` rows each tree of a fit is grown on (:func:`row_sampling`)."""
+def _rows_per_tree(params: TrainParams, rows: pd.DataFrame) -> int:
+    """About how many of ``rows`` each tree of a fit on them is grown on
+    (:func:`negative_sampling`, then :func:`row_sampling`)."""
+    n_rows = len(negative_sampling(rows, params)[0])
     sampling = row_sampling(params, n_rows)
     if sampling:
         return int(round(n_rows * (sampling["top_rate"] + sampling["other_rate"])))
@@ -683,9 +741,9 @@ def _refit(
 ) -> lgb.Booster:
     """``rounds`` boosting rounds (after ``init_model``'s trees) on ``rows``, no early stopping:
     the refit on every labelled row known before ``cut`` (weighted at ``cut`` like :func:`_fit`)."""
-    weight = training_weights(rows, params, cut)
     if rounds <= 0:
         return init_model
+    rows, weight = _sampled_weights(rows, params, cut)
     config = config | row_sampling(params, len(rows))
     client = compute.active_client()
     if client is not None and init_model is None:  # compute.backend dask (docs/cluster.md)
@@ -935,7 +993,8 @@ def _pretrain(
         "num_leaves": config["num_leaves"],
         "learning_rate": config["learning_rate"],
         "min_child_samples": config["min_child_samples"],
-        "rows_per_tree": _rows_per_tree(params, len(train)),
+        "rows_per_tree": _rows_per_tree(params, train),
+        **sampling_facts(train, params),
     }
     trees, n_fit = best, len(train)
     if params.tree_folds > 1 and (params.refit or fold_starts):
@@ -952,7 +1011,8 @@ def _pretrain(
         facts |= {
             "refit_trees": rounds,
             "refit_rows": len(every),
-            "refit_rows_per_tree": _rows_per_tree(params, len(every)),
+            "refit_rows_per_tree": _rows_per_tree(params, every),
+            **{f"refit_{k}": v for k, v in sampling_facts(every, params).items()},
         }
     fold_models = {}
     for start in fold_starts:
@@ -1044,7 +1104,8 @@ def train_area(
         )
         refit_facts = {
             "rows": len(every),
-            "rows_per_tree": _rows_per_tree(params, len(every)),
+            "rows_per_tree": _rows_per_tree(params, every),
+            **sampling_facts(every, params),
             "positives": train_pos + valid_pos,
             "trees": booster.num_trees(),
             "window": [str(split.train_start), str(split.test_start)],
@@ -1063,7 +1124,9 @@ def train_area(
         valid_average_precision=valid_ap,
         lgb_params={
             k: v
-            for k, v in (config | row_sampling(params, len(train))).items()
+            for k, v in (
+                config | row_sampling(params, len(negative_sampling(train, params)[0]))
+            ).items()
             if k != "monotone_constraints"
         }
         | (

@@ -139,9 +139,22 @@ def _refit_card(refit: dict[str, Any] | None) -> list[str]:
         f"({refit['rows']:,} items, {refit['positives']:,} positives) with {refit['trees']} "
         f"trees in all ({chosen}, scaled by the rows gained). The validation "
         "figures above are the early-stopped model's, measured before the refit saw that "
-        "slice.",
+        "slice." + _negative_sampling_card(refit),
         "",
     ]
+
+
+def _negative_sampling_card(refit: dict[str, Any]) -> str:
+    """The card's sentence on ``train.max_training_rows`` when it bound the refit
+    (:func:`riskml.train.negative_sampling`); empty otherwise."""
+    if "sampled_rows" not in refit:
+        return ""
+    return (
+        f" Above `train.max_training_rows` the fits keep every positive and a share of the "
+        f"negatives: the refit was grown on {refit['sampled_rows']:,} of those items, each "
+        f"negative kept with probability {refit['negative_rate']:.4f} and weighted by its "
+        "inverse (unbiased probabilities)."
+    )
 
 
 def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
