@@ -884,8 +884,11 @@ def fold_tree_count(
 
     boosters, ys, ws, facts = [], [], [], []
     for start, end in folds:
-        train = in_window(rows, split.train_start, start)
-        valid = in_window(rows, start, end)
+        every_train = in_window(rows, split.train_start, start)
+        every_valid = in_window(rows, start, end)
+        # above train.max_training_rows, the fold's rows sampled as _fit samples them
+        train, weight = _sampled_weights(every_train, params, start)
+        valid, valid_weight = _sampled_weights(every_valid, params, None)
         init = init_models.get(start) if init_models is not None else None
         extra: dict[str, Any] = {}
         extra_valid: dict[str, Any] = {}
@@ -893,23 +896,21 @@ def fold_tree_count(
             extra["init_score"] = init.predict(feature_matrix(train, names), raw_score=True)
             extra_valid["init_score"] = init.predict(feature_matrix(valid, names), raw_score=True)
         fold_config = config | row_sampling(params, len(train)) | {"metric": "None"}
-        weight = training_weights(train, params, start)
         dtrain = _dataset(train, names, "label", weight=weight, params=fold_config, **extra)
         dvalid = _dataset(valid, names, "label", reference=dtrain, **extra_valid)
         booster = lgb.Booster(fold_config, dtrain)
         booster.add_valid(dvalid, f"fold {start}")
         boosters.append(booster)
         ys.append(valid["label"].to_numpy())
-        valid_weight = training_weights(valid, params, None)
         ws.append(np.ones(len(valid)) if valid_weight is None else valid_weight)
         facts.append(
             {
                 "train": [str(split.train_start), str(start)],
                 "valid": [str(start), str(end)],
-                "n_train": len(train),
-                "n_train_positives": int(train["label"].sum()),
-                "n_valid": len(valid),
-                "n_valid_positives": int(valid["label"].sum()),
+                "n_train": len(every_train),
+                "n_train_positives": int(every_train["label"].sum()),
+                "n_valid": len(every_valid),
+                "n_valid_positives": int(every_valid["label"].sum()),
             }
         )
     y, w = np.concatenate(ys), np.concatenate(ws)
