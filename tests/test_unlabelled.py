@@ -4,11 +4,19 @@ real fit that recovers the contrast selective controls hide."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from riskml.config import TrainParams
+from riskml.config import (
+    TrainParams,
+    area_train_params,
+    first_stage_train_params,
+    load_area_specs,
+    load_params,
+)
 from riskml.contract import KEY
 from riskml.labels import UNLABELLED, build_labels, unlabelled_sample, with_unlabelled_negatives
 from riskml.metrics import average_precision
@@ -175,3 +183,15 @@ def test_sampled_rows_weigh_the_unlabelled_weight_and_settings_are_checked():
         TrainParams(unlabelled_share=1.5)
     with pytest.raises(ValueError, match="unlabelled_weight"):
         TrainParams(unlabelled_weight=0)
+
+
+def test_shipped_specs_sample_unlabelled_negatives_where_chosen():
+    """Security takes 5% of its never-controlled items as negatives of weight 1 (chosen on
+    the development worlds, docs/results.md, issue 15 session 11); revenue and IPR do not."""
+    root = Path(__file__).resolve().parents[1]
+    params, specs = load_params(root / "params.yaml"), load_area_specs(root / "pipelines")
+    security = area_train_params(params, specs["security"])
+    assert (security.unlabelled_share, security.unlabelled_weight) == (0.05, 1.0)
+    assert first_stage_train_params(security, specs["security"]).unlabelled_share == 0.05
+    for area in ("revenue", "ipr"):
+        assert area_train_params(params, specs[area]).unlabelled_share == 0.0
