@@ -136,6 +136,33 @@ def _score(root: Path, params, specs) -> dict:
     return {"scored": done, "models": models}
 
 
+def _tally_predictions() -> dict:
+    """Count, in this process, LightGBM's predictions (``Booster.predict``: the area models'
+    probabilities, the recovery regressions, TreeSHAP's contributions): their CPU seconds (the
+    process's, so LightGBM's OpenMP threads included) and their work, rows × trees predicted
+    (the booster's trees, or the ``num_iteration`` asked for). A prediction costs about the
+    same per row and tree whatever the item count, so these split a stage's CPU into the
+    model's part (which grows with the items × the trees the training kept) and the stage's
+    own (reads, joins, sorts, metrics, writes). The values predicted are untouched."""
+    import lightgbm as lgb
+
+    tally = {"predict_cpu_s": 0.0, "row_trees": 0, "shap_cpu_s": 0.0, "shap_row_trees": 0}
+    inner = lgb.Booster.predict
+
+    def counted(self, data, *args, **kwargs):
+        c0 = time.process_time()
+        out = inner(self, data, *args, **kwargs)
+        trees = kwargs.get("num_iteration") or self.best_iteration
+        trees = trees if trees and trees > 0 else self.current_iteration()
+        kind = "shap" if kwargs.get("pred_contrib") else "predict"
+        tally[f"{kind}_cpu_s"] += time.process_time() - c0
+        tally["shap_row_trees" if kind == "shap" else "row_trees"] += len(data) * trees
+        return out
+
+    lgb.Booster.predict = counted
+    return tally
+
+
 def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None) -> dict:
     from riskml.evaluate import run_evaluate
     from riskml.explain import run_explain
@@ -145,6 +172,7 @@ def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None)
 
     params = _params(mode, scheduler)
     specs = _specs(params, n_items)
+    tally = _tally_predictions()
     load = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     if step == "features":
@@ -171,6 +199,9 @@ def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None)
         "cpu_s": round(time.process_time() - c0, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "load_average": [round(load, 1), round(os.getloadavg()[0], 1)],  # 1-min, start and end
+        # the predictions' share of the CPU and their work (rows × trees), when any (local
+        # steps: a Dask step predicts on the workers)
+        **{k: round(v, 1) if isinstance(v, float) else v for k, v in tally.items() if v},
         **facts,
     }
 

@@ -139,6 +139,64 @@ def test_scored_declarations_are_the_whole_tables_join_inside_or_outside_the_sco
         assert len(got) == len(scored)
 
 
+def test_select_reads_the_scored_months_and_the_findings_rows_and_draws_as_from_every_row(
+    world, tmp_path
+):
+    """run_select reads, of the declarations stored by month, the scored months' rows and the
+    findings' key and duties paid only: the same scored rows in the same order, the same
+    recovery ratio and so the same ranked frame and picks as from every declaration; a scored
+    item outside its declaration's month (or a table in one file) falls back to every row."""
+    from riskml import io
+    from riskml.config import Params
+    from riskml.select import draw_area, finding_declarations, period_declarations
+    from riskml.watchlists import RuleProfile
+
+    decl, scores, outcomes, split = world
+    older = decl.assign(
+        accepted_date=decl["accepted_date"] - pd.Timedelta(days=400),
+        declaration_id="H" + decl["declaration_id"],
+    )
+    history = pd.concat([older, decl]).sample(frac=1.0, random_state=4).reset_index(drop=True)
+    found = outcomes.assign(declaration_id=["HD0001", "HD0002"], item_no=1)
+    outcomes = pd.concat([outcomes, found], ignore_index=True)
+    folder, single = tmp_path / "declarations", tmp_path / "declarations.parquet"
+    io.write_partitioned(history, folder, keep_rows=True)
+    io.write_parquet(history, single)
+    whole = io.read_dataset(folder)
+    pd.testing.assert_frame_equal(whole, history)
+    ratio_rows = finding_declarations(folder, outcomes)
+    assert len(ratio_rows) == 4 and len(ratio_rows) < len(history)
+    pd.testing.assert_frame_equal(finding_declarations(single, outcomes), ratio_rows)
+    for area in ("revenue", "x"):
+        assert recovery_ratio(
+            ratio_rows, outcomes, area, known_before=pd.Timestamp(split.test_start)
+        ) == recovery_ratio(whole, outcomes, area, known_before=pd.Timestamp(split.test_start))
+    params = Params.model_validate({"split": split.model_dump(mode="json")})
+    spec = _spec(capacity=40)
+    some = scores.sample(150, random_state=5).reset_index(drop=True)
+    late = some["declaration_id"] == some["declaration_id"].min()
+    moved = some.assign(  # its scores' date a month after its declaration's
+        accepted_date=some["accepted_date"].mask(
+            late, some["accepted_date"] + pd.Timedelta(days=40)
+        )
+    )
+    for scored_items in (some, moved, some.iloc[:0]):
+        for stored in (folder, single):
+            cache: dict = {}
+            rows, scored = period_declarations(stored, scored_items, cache)
+            pd.testing.assert_frame_equal(scored, scored_declarations(whole, scored_items))
+            if stored == folder and scored_items is some:
+                assert len(rows) < len(history)  # the scored months only
+            got = draw_area(
+                scored_items, rows, outcomes, spec, params, RuleProfile(),
+                scored=scored, ratio_declarations=ratio_rows,
+            )  # fmt: skip
+            want = draw_area(scored_items, whole, outcomes, spec, params, RuleProfile())
+            pd.testing.assert_frame_equal(got[0], want[0])
+            assert got[1] == want[1]
+            pd.testing.assert_frame_equal(got[2], want[2])
+
+
 def test_without_a_recovery_model_revenue_falls_back_to_the_ratio_and_says_so(world, caplog):
     decl, scores, outcomes, split = world
     with caplog.at_level(logging.WARNING, logger="riskml.select"):

@@ -116,6 +116,51 @@ def scored_declarations(declarations: pd.DataFrame, scores: pd.DataFrame) -> pd.
     return declarations.merge(keys, on=KEY, how="inner")
 
 
+def period_declarations(
+    folder: Path, scores: pd.DataFrame, cache: dict[Any, pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The declarations (the validated table ``folder``) of the months ``scores`` holds items
+    of, and :func:`scored_declarations` of them: every scored item's row, since the
+    declarations are stored by their acceptance month, and the same rows in the same order as
+    from every declaration (at 10 million items the scored period is a quarter of the
+    history). Every declaration when these months miss a scored item (the whole table's join,
+    as before). ``cache``: the months last read, kept for the next area of the same period."""
+    from riskml import io
+
+    stored = set(io.partition_months(folder))
+    months = tuple(sorted(set(io.month_labels(scores["accepted_date"])) & stored))
+    if months not in cache:
+        cache.clear()
+        cache[months] = io.read_dataset(folder, months=list(months))
+    declarations = cache[months]
+    scored = scored_declarations(declarations, scores)
+    if len(scored) != len(scores):  # not partitioned, or an item outside its month
+        declarations = io.read_dataset(folder)
+        scored = scored_declarations(declarations, scores)
+    return declarations, scored
+
+
+def finding_declarations(folder: Path, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The key and ``duties_paid`` of the declarations (the validated table ``folder``) of the
+    items ``outcomes`` found an offence on, in the table's order: every row
+    :func:`recovery_ratio` looks its findings up in (it joins them by key, so these rows give
+    the ratio of every declaration), read three columns of a month at a time."""
+    from riskml import io
+    from riskml.train import _key_hashes, key_in
+
+    columns = [*KEY, "duties_paid"]
+    found = outcomes.loc[outcomes["offence_found"].astype(bool), KEY]
+    wanted = np.unique(_key_hashes(found))
+    if Path(folder).is_dir():
+        return io.read_partitioned(
+            folder,
+            columns=columns,
+            where=lambda table: key_in(table.select(KEY).to_pandas(), wanted),
+        )
+    frame = io.read_dataset(folder, columns)
+    return frame[key_in(frame, wanted)].reset_index(drop=True)
+
+
 def ranked(
     scores: pd.DataFrame,
     declarations: pd.DataFrame,
@@ -124,6 +169,7 @@ def ranked(
     split: SplitParams,
     *,
     scored: pd.DataFrame | None = None,
+    ratio_declarations: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Scored items joined to their declaration fields, with ``expected_recovery`` and
     ``rank_key`` (the area's ranking key, :func:`rank_columns`), sorted from the highest key
@@ -136,6 +182,9 @@ def ranked(
 
     ``scored``: :func:`scored_declarations` of ``declarations`` and ``scores`` when already
     drawn; the scored items' fields are read from it, the ratio from every declaration.
+    ``ratio_declarations``: the declarations the ratio's findings are looked up in (their
+    duties paid), when not ``declarations``: any rows that hold every finding's item
+    (:func:`finding_declarations`) give the same ratio.
     """
     if scored is None:
         scored = scored_declarations(declarations, scores)
@@ -147,7 +196,10 @@ def ranked(
     ratio = 0.0  # unused beside the recovery model's expected recovery (rank_columns)
     if model_recovery is None:
         ratio = recovery_ratio(
-            declarations, outcomes, spec.name, known_before=pd.Timestamp(split.test_start)
+            declarations if ratio_declarations is None else ratio_declarations,
+            outcomes,
+            spec.name,
+            known_before=pd.Timestamp(split.test_start),
         )
     expected, key, source = rank_columns(
         spec,
@@ -510,6 +562,9 @@ def draw_area(
     params: Params,
     profile: Any,
     model: Any = None,
+    *,
+    scored: pd.DataFrame | None = None,
+    ratio_declarations: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, int, pd.DataFrame]:
     """One area's list as the pipeline draws it: the ranked frame, the effective capacity and
     the selection (rule profiles and watch lists of ``profile``, model picks, random share).
@@ -518,6 +573,9 @@ def draw_area(
     challenger trained with another exponent keeps the key it was chosen with, the key
     ``riskml score`` and the service use.
 
+    ``scored`` and ``ratio_declarations``: as :func:`ranked` takes them (``run_select`` gives
+    the scored months' declarations and the findings' rows instead of every declaration).
+
     The single place both ``explain`` and ``select`` get their candidates from."""
     from riskml.watchlists import profile_hits
 
@@ -525,8 +583,11 @@ def draw_area(
         spec = spec.model_copy(
             update={"rank_by": model.rank_by, "recovery_exponent": model.recovery_exponent}
         )
-    scored_decl = scored_declarations(declarations, scores)
-    frame = ranked(scores, declarations, outcomes, spec, params.split, scored=scored_decl)
+    scored_decl = scored_declarations(declarations, scores) if scored is None else scored
+    frame = ranked(
+        scores, declarations, outcomes, spec, params.split,
+        scored=scored_decl, ratio_declarations=ratio_declarations,
+    )  # fmt: skip
     capacity = effective_capacity(spec, len(frame))
     area_spec = spec.model_copy(update={"capacity": capacity})
     hits = profile_hits(scored_decl, profile, spec.name)
@@ -625,7 +686,6 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     for area, record in skipped.items():
         log.info("select %s %s", area, record["reason"])
     catalog = Catalog(root)
-    declarations = read_dataset(catalog.declarations)
     # the fallback key's findings known before the period (ranking.recovery_ratio): outcomes of
     # items accepted before it, stored by their items' acceptance months
     outcomes = read_dataset(
@@ -633,15 +693,21 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
         [*KEY, "offence_found", "risk_area", "result_date", "additional_duty"],
         months=months_before(catalog.outcomes, params.split.test_start),
     )
+    # of the declarations, the rows select joins, not the history's every column: the findings'
+    # duties paid (the ratio) and the scored months' declarations (read once for the areas)
+    ratio_declarations = finding_declarations(catalog.declarations, outcomes)
+    period: dict[Any, pd.DataFrame] = {}
     profile = load_profile(root / params.select.watchlists)
     features: dict[Any, pd.DataFrame] = {}  # read only when a model must rescore
     out: dict[str, Any] = {"picks": {}, "rank_key": {}, "models": {}, "shadow": {}}
     for area, spec in specs.items():
         model = list_model(root, area)
         scores = list_scores(root, spec, model, features)
+        declarations, scored = period_declarations(catalog.declarations, scores, period)
         frame, capacity, selected = draw_area(
-            scores, declarations, outcomes, spec, params, profile, model
-        )
+            scores, declarations, outcomes, spec, params, profile, model,
+            scored=scored, ratio_declarations=ratio_declarations,
+        )  # fmt: skip
         period = frame.assign(model_version=str(model.registration))
         keep = [c for c in PERIOD_SCORE_COLUMNS if c in period.columns]
         write_parquet(period[keep], catalog.scored_period(area))
@@ -657,9 +723,11 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
             shadow_path.unlink(missing_ok=True)
             continue
         shadow_scores = list_scores(root, spec, challenger, features)
+        declarations, scored = period_declarations(catalog.declarations, shadow_scores, period)
         _, _, shadow = draw_area(
-            shadow_scores, declarations, outcomes, spec, params, profile, challenger
-        )
+            shadow_scores, declarations, outcomes, spec, params, profile, challenger,
+            scored=scored, ratio_declarations=ratio_declarations,
+        )  # fmt: skip
         shadow = _as_listed(shadow, area, challenger)
         shadow.attrs = {}
         write_parquet(shadow, shadow_path)
