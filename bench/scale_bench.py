@@ -2,7 +2,7 @@
 out of core on one machine and on a 2-worker Dask LocalCluster.
 
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
-            [--steps features train score evaluate select explain] [--cache DIR]
+            [--steps validate features train score evaluate select explain] [--cache DIR]
             [--project DIR] [--areas A ...] [--threads N] [--train-set KEY=VALUE ...]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
@@ -11,6 +11,9 @@ simulation is not timed). A temporary project folder gets that world as its ``da
 each step then runs in its own child process, as ``dvc repro`` runs each stage in its own
 ``riskml`` process:
 
+* ``validate`` (only when asked for): the validate stage (:func:`riskml.contract.run_validate`)
+  on the project's ``data/raw`` (the world's tables as ``source`` writes them, one file
+  each), written to ``data/validated`` (the project's ``data/interim`` is the cached world);
 * ``features``: the features stage (:func:`riskml.features_stage.run_features`, six area specs);
 * ``train``: one child per area of params.yaml, the train and register stages
   (:func:`riskml.train_stage.train_area_model`: reads the labelled rows it needs month by month,
@@ -55,7 +58,7 @@ from pathlib import Path
 
 from scaled_world import BASE_ITEMS, ROOT, cached_world
 
-STEPS = ("features", "train", "score", "evaluate", "select", "explain")
+STEPS = ("features", "train", "score", "evaluate", "select", "explain")  # validate: when asked
 
 
 def _params(mode: str, scheduler: str | None):
@@ -175,7 +178,17 @@ def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None)
     tally = _tally_predictions()
     load = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
-    if step == "features":
+    if step == "validate":  # the stage on data/raw, written beside data/interim (a shared cache)
+        from riskml.catalog import Catalog
+        from riskml.contract import run_validate
+
+        catalog = Catalog(root)
+        report = run_validate(catalog.raw, root / "data" / "validated", catalog.validation)
+        kept = {
+            t: r["rows_kept"] for t, r in report.items() if isinstance(r, dict) and "rows_kept" in r
+        }
+        facts = {"rows_kept": kept}
+    elif step == "features":
         summary = run_features(root, params, _specs(params, n_items, every=True))
         facts = {"months": summary["months"], "items": summary["items"]}
     elif step.startswith("train:"):

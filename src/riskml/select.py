@@ -696,14 +696,14 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
     # of the declarations, the rows select joins, not the history's every column: the findings'
     # duties paid (the ratio) and the scored months' declarations (read once for the areas)
     ratio_declarations = finding_declarations(catalog.declarations, outcomes)
-    period: dict[Any, pd.DataFrame] = {}
+    read_months: dict[Any, pd.DataFrame] = {}  # the scored months' declarations, last read
     profile = load_profile(root / params.select.watchlists)
     features: dict[Any, pd.DataFrame] = {}  # read only when a model must rescore
     out: dict[str, Any] = {"picks": {}, "rank_key": {}, "models": {}, "shadow": {}}
     for area, spec in specs.items():
         model = list_model(root, area)
         scores = list_scores(root, spec, model, features)
-        declarations, scored = period_declarations(catalog.declarations, scores, period)
+        declarations, scored = period_declarations(catalog.declarations, scores, read_months)
         frame, capacity, selected = draw_area(
             scores, declarations, outcomes, spec, params, profile, model,
             scored=scored, ratio_declarations=ratio_declarations,
@@ -723,7 +723,7 @@ def run_select(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[s
             shadow_path.unlink(missing_ok=True)
             continue
         shadow_scores = list_scores(root, spec, challenger, features)
-        declarations, scored = period_declarations(catalog.declarations, shadow_scores, period)
+        declarations, scored = period_declarations(catalog.declarations, shadow_scores, read_months)
         _, _, shadow = draw_area(
             shadow_scores, declarations, outcomes, spec, params, profile, challenger,
             scored=scored, ratio_declarations=ratio_declarations,
