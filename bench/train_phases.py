@@ -6,9 +6,10 @@ the policy binding that scores the test window, MLflow registration).
 Usage:  nice python bench/train_phases.py AREA N_ITEMS PROJECT
 
 ``RISKML_BENCH_TRAIN='{"max_training_rows": 50000}'``: train settings over params.yaml's (as
-``scale_bench.py --train-set``). ``PROJECT`` as ``scale_bench.py --project`` leaves it (``data/interim`` the scaled world,
-``data/features`` its features). Prints one JSON line: the step's record (wall, CPU, peak RSS,
-load) and ``phases`` (label, CPU and wall seconds, rows, trees), in the order they ended.
+``scale_bench.py --train-set``). ``PROJECT`` as ``scale_bench.py --project`` leaves it
+(``data/interim`` the scaled world, ``data/features`` its features). Prints one JSON line: the
+step's record (wall, CPU, peak RSS, load) and ``phases`` (label, CPU and wall seconds, rows,
+trees), in the order they ended.
 """
 
 from __future__ import annotations
