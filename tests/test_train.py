@@ -139,20 +139,40 @@ def test_row_sampling_switches_to_goss_above_the_budget_only():
     assert (goss["top_rate"] + goss["other_rate"]) * 400_000 == pytest.approx(50_000)
 
 
+def _every_row_and_capped(world, spec, params, capped):
+    """The labels, the every-row model and the model under ``capped`` train settings (trained
+    twice: the same seed gives the same model, and it differs from the every-row one)."""
+    split = params.split
+    labels = _labels(world, spec, split.test_start)
+    full = train_area(world["features"], labels, spec, split, params.train)
+    a = train_area(world["features"], labels, spec, split, capped)
+    b = train_area(world["features"], labels, spec, split, capped)
+    assert a.booster.model_to_string() == b.booster.model_to_string()  # deterministic by seed
+    assert a.booster.model_to_string() != full.booster.model_to_string()
+    return labels, full, a
+
+
+def _assert_calibrated_and_ranking(world, split, capped, full, *, rel: float) -> None:
+    """On the never-seen test window, the capped model's mean probability stays the every-row
+    model's (within ``rel``) and it still ranks by the signal (average precision on the truth
+    well above the base rate)."""
+    test = in_window(world["features"], split.test_start, split.test_end)
+    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
+    y = truth["offence"].to_numpy(float)
+    p_capped, p_full = capped.predict(test), full.predict(test)
+    assert p_capped.mean() == pytest.approx(p_full.mean(), rel=rel)
+    assert average_precision(y, p_capped) > y.mean() + 0.15
+
+
 def test_max_rows_per_tree_bounds_every_tree_and_keeps_the_model_calibrated(
     world, revenue_spec, params
 ):
     from riskml.train import _refit, lgb_params
 
     split = params.split
-    labels = _labels(world, revenue_spec, split.test_start)
-    full = train_area(world["features"], labels, revenue_spec, split, params.train)
     budget = 400
     capped = params.train.model_copy(update={"max_rows_per_tree": budget})
-    a = train_area(world["features"], labels, revenue_spec, split, capped)
-    b = train_area(world["features"], labels, revenue_spec, split, capped)
-    assert a.booster.model_to_string() == b.booster.model_to_string()  # deterministic by seed
-    assert a.booster.model_to_string() != full.booster.model_to_string()
+    labels, full, a = _every_row_and_capped(world, revenue_spec, params, capped)
     assert a.lgb_params["data_sample_strategy"] == "goss"
     assert a.refit["rows_per_tree"] == budget < a.refit["rows"] / 2
     assert full.refit["rows_per_tree"] == round(0.8 * full.refit["rows"])
@@ -168,12 +188,7 @@ def test_max_rows_per_tree_bounds_every_tree_and_keeps_the_model_calibrated(
     assert budget <= max(grown[warm:]) <= 1.1 * budget  # ties at the gradient cut may add a few
     # the sampled rows are weighted up: the mean probability stays the unsampled model's, and
     # the capped model still ranks the never-seen test window by the signal
-    test = in_window(world["features"], split.test_start, split.test_end)
-    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
-    y = truth["offence"].to_numpy(float)
-    p_capped, p_full = a.predict(test), full.predict(test)
-    assert p_capped.mean() == pytest.approx(p_full.mean(), rel=0.15)
-    assert average_precision(y, p_capped) > y.mean() + 0.15
+    _assert_calibrated_and_ranking(world, split, a, full, rel=0.15)
     # a budget above the rows bagging gives each tree changes nothing
     roomy = params.train.model_copy(update={"max_rows_per_tree": 10**6})
     same = train_area(world["features"], labels, revenue_spec, split, roomy)
@@ -221,14 +236,9 @@ def test_max_training_rows_bounds_each_fit_and_keeps_the_model_calibrated(
     from riskml.train import _refit, lgb_params
 
     split = params.split
-    labels = _labels(world, revenue_spec, split.test_start)
-    full = train_area(world["features"], labels, revenue_spec, split, params.train)
     cap = 400  # the fixture's fits: 803 train, 166 early-stopping and 969 refit rows
     capped = params.train.model_copy(update={"max_training_rows": cap})
-    a = train_area(world["features"], labels, revenue_spec, split, capped)
-    b = train_area(world["features"], labels, revenue_spec, split, capped)
-    assert a.booster.model_to_string() == b.booster.model_to_string()  # deterministic by seed
-    assert a.booster.model_to_string() != full.booster.model_to_string()
+    labels, full, a = _every_row_and_capped(world, revenue_spec, params, capped)
     rows = labelled_rows(world["features"], labels)
     every = in_window(rows, split.train_start, split.test_start)
     positives = int(every["label"].sum())
@@ -246,12 +256,7 @@ def test_max_training_rows_bounds_each_fit_and_keeps_the_model_calibrated(
     # calibrated: the kept negatives weigh 1 / rate, so the mean probability on the never-seen
     # test window stays the every-row model's (unweighted, it would be about 2.5 times it), and
     # the model still ranks by the signal
-    test = in_window(world["features"], split.test_start, split.test_end)
-    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
-    y = truth["offence"].to_numpy(float)
-    p_capped, p_full = a.predict(test), full.predict(test)
-    assert p_capped.mean() == pytest.approx(p_full.mean(), rel=0.1)
-    assert average_precision(y, p_capped) > y.mean() + 0.15
+    _assert_calibrated_and_ranking(world, split, a, full, rel=0.1)
     # a cap above every fit's rows (the default world's fits at the default size): the same model
     roomy = params.train.model_copy(update={"max_training_rows": len(every)})
     same = train_area(world["features"], labels, revenue_spec, split, roomy)
@@ -633,12 +638,19 @@ def test_tree_folds_never_use_rows_at_or_after_the_cut(world, revenue_spec, para
     assert a.refit["tree_folds"] == b.refit["tree_folds"]
 
 
-def test_tree_folds_in_two_stages_continue_each_fold_s_own_first_stage(world, revenue_spec, params):
-    split = params.split
-    labels = _labels(world, revenue_spec, split.test_start)
+def _wider_first_stage_labels(world, labels: pd.DataFrame) -> pd.DataFrame:
+    """First-stage labels on a wider positive class: every labelled item with a high-duty flag
+    or a positive label (a stand-in for "a finding of any pooled area")."""
     pre = labels.copy()
     high = world["features"]["f_high_duty"].to_numpy() > 0
     pre.loc[pre["label"].notna().to_numpy() & high, "label"] = 1.0
+    return pre
+
+
+def test_tree_folds_in_two_stages_continue_each_fold_s_own_first_stage(world, revenue_spec, params):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    pre = _wider_first_stage_labels(world, labels)
     train = params.train.model_copy(update={"tree_folds": 3})
     two = train_area(world["features"], labels, revenue_spec, split, train, pretrain_labels=pre)
     own = two.refit["tree_folds"]
@@ -819,11 +831,7 @@ def test_first_stage_positives_are_pool_findings_and_negatives_the_area_s_own(re
 def test_pretrained_model_is_one_booster_continuing_the_first_stage(world, revenue_spec, params):
     split = params.split
     labels = _labels(world, revenue_spec, split.test_start)
-    # First stage on a wider positive class: every labelled item with a high-duty flag or a
-    # positive label (a stand-in for "a finding of any pooled area").
-    pre = labels.copy()
-    high = world["features"]["f_high_duty"].to_numpy() > 0
-    pre.loc[pre["label"].notna().to_numpy() & high, "label"] = 1.0
+    pre = _wider_first_stage_labels(world, labels)
     one = train_area(world["features"], labels, revenue_spec, split, params.train)
     two = train_area(
         world["features"], labels, revenue_spec, split, params.train, pretrain_labels=pre
