@@ -21,7 +21,8 @@ area and each train seed:
   train period (negatives subsampled), early-stopped on the next period's truth, refitted on
   both, same seed: not deployable, the attainable limit of the feature set. Its settings
   (:data:`REFERENCE_SETTINGS`) were chosen on development worlds (``--choose-reference``);
-* ``no_seizures`` (``--ablation``): the area model without the ``sz_`` features;
+* ``no_seizures`` (``--ablation``): the area model without the ``sz_`` features (the first
+  train seed; with ``--no-model`` alone, to pair with another run's models by ``--combine``);
 * ``goods_route`` (``--tiers``): the truth reference restricted to goods, value, route and
   seizure features (no importer, declarant or supplier fact): with ``truth_reference``
   (+ observable entity facts) and ``oracle`` (+ hidden traits), how much of the oracle is
@@ -278,7 +279,8 @@ def evaluate_world(
         rate = spec.operating_rate
         truth = truth_columns(feats, tables["truth"], area)
         y_all = truth["offence"].to_numpy(bool)
-        settings = REFERENCE_CANDIDATES[(reference or {}).get(area, "medium")]
+        # the tiers are the reference's settings on fewer features, with or without the reference
+        settings = REFERENCE_CANDIDATES[(reference or REFERENCE_SETTINGS).get(area, "medium")]
         for window in windows:
             base = {"world": world, "window": window.index, "test_start": str(window.start),
                     "area": area, "rate": rate}  # fmt: skip
@@ -347,11 +349,14 @@ def evaluate_world(
                     got["goods_route"] = truth_reference(
                         X_goods, y_all, dates, window, settings, seed, params
                     )
-                if no_sz is not None and models and first_seed:
+                if no_sz is not None and first_seed:
+                    # also without the model (--no-model): paired with another run's model units
                     part, _ = bt.window_scores(
                         {"features": no_sz}, {"features": positions[window.index - 1]["features"]},
                         tables, spec, window, seeded,
                     )  # fmt: skip
+                    if not np.array_equal(bt._positions(feats, part[KEY]), test_pos):
+                        raise RuntimeError("the ablation and the model scored different rows")
                     got["no_seizures"] = part["score"].to_numpy(float)
                 true_prob = got["oracle"]
                 for method, score in got.items():
@@ -560,9 +565,11 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="skip the truth reference")
     ap.add_argument("--no-raw", action="store_true",
                     help="development: skip the raw-column LightGBM baseline")  # fmt: skip
-    ap.add_argument("--reference-only", action="store_true",
-                    help="only the oracle, the truth reference and the tiers (no label-"
-                    "trained model): a separate process; --combine merges its --out")  # fmt: skip
+    ap.add_argument("--no-model", "--reference-only", dest="no_model", action="store_true",
+                    help="no label-trained model (nor its raw and legacy baselines): only the "
+                    "oracle, the truth reference, the tiers and the ablation, the first train "
+                    "seed's; a separate process, --combine merges its --out with the models' "
+                    "units")  # fmt: skip
     ap.add_argument(
         "--train-param",
         nargs="*",
@@ -629,7 +636,7 @@ def main() -> None:
         done = list(rows)
         rows = done + evaluate_world(
             root, **kw, ablation=args.ablation, tiers=args.tiers, reference=reference,
-            models=not args.reference_only,
+            models=not args.no_model,
             # saved after each area: a long run's figures survive a stop
             on_area=lambda world_rows, done=done: save(done + world_rows),
         )  # fmt: skip
