@@ -553,6 +553,8 @@ def main() -> None:
     ap.add_argument("--combine", type=Path, nargs="*", default=[],
                     help="summarise the units of these --out files together (worlds run as "
                     "separate processes) instead of running worlds")  # fmt: skip
+    ap.add_argument("--only-seeds", type=int, nargs="+",
+                    help="with --combine: only the units of these train seeds")  # fmt: skip
     ap.add_argument("--n-items", type=int, default=300_000)
     ap.add_argument("--work", type=Path, default=Path("worlds"), help="folder of the worlds")
     ap.add_argument("--areas", nargs="+", default=list(AREAS))
@@ -587,6 +589,8 @@ def main() -> None:
         if any(d["role"] != args.role for d in docs):
             ap.error(f"--combine: every file must hold {args.role} worlds")
         rows = [r for d in docs for r in d["units"]]
+        if args.only_seeds:
+            rows = [r for r in rows if r["seed"] in args.only_seeds]
         args.worlds = sorted({w for d in docs for w in d["worlds"]})
         summary = summarise(rows)
         print(f"{args.role} worlds {args.worlds}, from {[str(p) for p in args.combine]}\n")
