@@ -163,3 +163,25 @@ def test_read_parquet_reads_a_partitioned_folder_as_read_dataset_does(tmp_path: 
     pd.testing.assert_frame_equal(io.read_parquet(tmp_path / "t"), df, check_exact=True)
     cols = list(df.columns[:2])
     pd.testing.assert_frame_equal(io.read_parquet(tmp_path / "t", cols), df[cols], check_exact=True)
+
+
+def test_a_project_validated_before_the_monthly_layout_reads_its_one_file(tmp_path: Path):
+    """``catalog.stored_table`` owns the older layout: while a project's ``data/interim`` holds
+    a canonical table as one file only, the catalog names that file and ``read_dataset`` reads
+    it whole (with or without months); once validated by month, the folder."""
+    from riskml.catalog import PARTITIONED_TABLES, Catalog, interim_table, table_file
+
+    catalog = Catalog(tmp_path)
+    catalog.interim.mkdir(parents=True)
+    df = _frame()
+    for table in PARTITIONED_TABLES:
+        io.write_parquet(df, table_file(catalog.interim, table))
+    paths = [catalog.declarations, catalog.outcomes, catalog.seizures]
+    assert paths == [
+        table_file(catalog.interim, t) for t in ("declarations", "outcomes", "seizures")
+    ]
+    for path in paths:
+        pd.testing.assert_frame_equal(io.read_dataset(path, months=["2024-01"]), df)
+    io.write_partitioned(df, interim_table(catalog.interim, "declarations"))
+    assert catalog.declarations == interim_table(catalog.interim, "declarations")
+    assert len(io.read_dataset(catalog.declarations, months=["2024-01"])) < len(df)

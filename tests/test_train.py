@@ -112,6 +112,10 @@ def test_refit_trains_on_every_labelled_row_with_the_scaled_tree_count(world, re
     # the validation figures are the early-stopped model's, out of sample
     assert refit.valid_average_precision == early.valid_average_precision
     assert refit_rounds(100, 1000, 1500) == 150 and refit_rounds(100, 1000, 900) == 100
+    # a tree-count fold's past scales down, to one tree or the floor at least
+    assert refit_rounds(100, 1000, 500, shrink=True) == 50
+    assert refit_rounds(1, 1000, 10, shrink=True) == 1
+    assert refit_rounds(100, 1000, 500, at_least=80, shrink=True) == 80
     # a floor on the refit's trees (train.min_refit_trees); the early stopping is unchanged
     floor = trees + 37
     floored = train_area(
@@ -182,7 +186,9 @@ def test_max_rows_per_tree_bounds_every_tree_and_keeps_the_model_calibrated(
     every = in_window(rows, split.train_start, split.test_start)
     names = feature_columns(world["features"], revenue_spec)
     config = lgb_params(capped, int(every["label"].sum()))
-    grown = _rows_of_each_tree(_refit(every, names, config, capped, 60, cut=split.test_start))
+    grown = _rows_of_each_tree(
+        _refit(negative_sampling(every, capped), names, config, capped, 60, cut=split.test_start)
+    )
     warm = math.ceil(1 / capped.learning_rate)
     assert grown[:warm] == [len(every)] * warm
     assert budget <= max(grown[warm:]) <= 1.1 * budget  # ties at the gradient cut may add a few
@@ -250,7 +256,9 @@ def test_max_training_rows_bounds_each_fit_and_keeps_the_model_calibrated(
     # every tree of the refit is grown on the sampled rows (bagged), not on the labelled ones
     names = feature_columns(world["features"], revenue_spec)
     config = lgb_params(capped, positives)
-    grown = _rows_of_each_tree(_refit(every, names, config, capped, 30, cut=split.test_start))
+    grown = _rows_of_each_tree(
+        _refit(negative_sampling(every, capped), names, config, capped, 30, cut=split.test_start)
+    )
     assert max(grown) < a.refit["sampled_rows"] < len(every) / 2
     assert np.mean(grown) == pytest.approx(0.8 * a.refit["sampled_rows"], rel=0.05)
     # calibrated: the kept negatives weigh 1 / rate, so the mean probability on the never-seen

@@ -129,8 +129,8 @@ class Catalog:
     @property
     def declarations(self) -> Path:
         """The validated declaration items: one partition per acceptance month (read them with
-        ``riskml.io.read_dataset(path, columns, months=...)``)."""
-        return interim_table(self.interim, "declarations")
+        ``riskml.io.read_dataset(path, columns, months=...)``; :func:`stored_table`)."""
+        return stored_table(self.interim, "declarations")
 
     @property
     def outcomes(self) -> Path:

@@ -60,7 +60,7 @@ from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.io import json_safe, write_plot_csv
-from riskml.train import _key_hashes, feature_array, in_window, key_in, split_trained
+from riskml.train import feature_array, in_window, key_hashes, key_in, split_trained
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +401,7 @@ def scored_period(declarations: pd.DataFrame, split: Any) -> pd.DataFrame:
 def items_of(table: pd.DataFrame, declarations: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` (e.g. the truth, one row per item and area) whose key is one of
     ``declarations``' items, in ``table``'s order."""
-    return table[key_in(table, _key_hashes(declarations))]
+    return table[key_in(table, key_hashes(declarations))]
 
 
 def evaluate_area(

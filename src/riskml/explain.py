@@ -339,7 +339,7 @@ def explained_rows(
     the period's keys gives the same rows)."""
     from riskml import io
     from riskml.io import read_parquet
-    from riskml.train import _key_hashes, key_in
+    from riskml.train import key_hashes, key_in
 
     catalog, split, p = Catalog(root), params.split, params.explain
     folder = catalog.features
@@ -352,7 +352,7 @@ def explained_rows(
         for path in (catalog.picks(area), catalog.picks(area, shadow=True))
         if path.exists()
     ]
-    wanted = np.unique(_key_hashes(pd.concat([drawn, *picks], ignore_index=True)))
+    wanted = np.unique(key_hashes(pd.concat([drawn, *picks], ignore_index=True)))
     del keys
 
     def chosen(table: Any) -> np.ndarray:

@@ -123,8 +123,10 @@ def period_declarations(
     of, and :func:`scored_declarations` of them: every scored item's row, since the
     declarations are stored by their acceptance month, and the same rows in the same order as
     from every declaration (at 10 million items the scored period is a quarter of the
-    history). Every declaration when these months miss a scored item (the whole table's join,
-    as before). ``cache``: the months last read, kept for the next area of the same period."""
+    history). A project validated before the monthly layout has one file
+    (:func:`riskml.catalog.stored_table`), which ``read_dataset`` reads whole. Every declaration
+    when the months miss a scored item (a score dated outside its declaration's month).
+    ``cache``: the months last read, kept for the next area of the same period."""
     from riskml import io
 
     stored = set(io.partition_months(folder))
@@ -134,7 +136,7 @@ def period_declarations(
         cache[months] = io.read_dataset(folder, months=list(months))
     declarations = cache[months]
     scored = scored_declarations(declarations, scores)
-    if len(scored) != len(scores):  # not partitioned, or an item outside its month
+    if len(scored) != len(scores):  # an item scored outside its declaration's month
         declarations = io.read_dataset(folder)
         scored = scored_declarations(declarations, scores)
     return declarations, scored
@@ -146,11 +148,11 @@ def finding_declarations(folder: Path, outcomes: pd.DataFrame) -> pd.DataFrame:
     :func:`recovery_ratio` looks its findings up in (it joins them by key, so these rows give
     the ratio of every declaration), read three columns of a month at a time."""
     from riskml import io
-    from riskml.train import _key_hashes, key_in
+    from riskml.train import key_hashes, key_in
 
     columns = [*KEY, "duties_paid"]
     found = outcomes.loc[outcomes["offence_found"].astype(bool), KEY]
-    wanted = np.unique(_key_hashes(found))
+    wanted = np.unique(key_hashes(found))
     if Path(folder).is_dir():
         return io.read_partitioned(
             folder,

@@ -51,7 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightgbm as lgb
 import mlflow
@@ -399,9 +399,39 @@ def row_sampling(params: TrainParams, n_rows: int) -> dict[str, Any]:
     }
 
 
-def negative_sampling(
-    rows: pd.DataFrame, params: TrainParams
-) -> tuple[pd.DataFrame, np.ndarray | None, float]:
+class FitRows(NamedTuple):
+    """The rows one fit is grown on, drawn once per fit by :func:`negative_sampling`: the kept
+    rows, their weight factor (1 for a positive, 1 / rate for a kept negative; ``None`` when
+    every row is kept) and the negatives' rate."""
+
+    rows: pd.DataFrame
+    factor: np.ndarray | None
+    rate: float
+
+    def weights(self, params: TrainParams, cut: date | pd.Timestamp | None) -> np.ndarray | None:
+        """The kept rows' :func:`training_weights` at ``cut`` times the sampling's factor."""
+        weight = training_weights(self.rows, params, cut)
+        if self.factor is not None:
+            weight = self.factor if weight is None else weight * self.factor
+        return weight
+
+    def facts(self) -> dict[str, Any]:
+        """The model facts of the sampling (none when it kept every row): the rows kept and the
+        negatives' rate."""
+        if self.factor is None:
+            return {}
+        return {"sampled_rows": len(self.rows), "negative_rate": round(self.rate, 6)}
+
+    def per_tree(self, params: TrainParams) -> int:
+        """About how many of the kept rows each tree is grown on (:func:`row_sampling`)."""
+        n_rows = len(self.rows)
+        sampling = row_sampling(params, n_rows)
+        if sampling:
+            return int(round(n_rows * (sampling["top_rate"] + sampling["other_rate"])))
+        return int(round(n_rows * (params.bagging_fraction if params.bagging_freq > 0 else 1.0)))
+
+
+def negative_sampling(rows: pd.DataFrame, params: TrainParams) -> FitRows:
     """``rows`` bounded to about ``params.max_training_rows`` (unchanged, weight ``None`` and
     rate 1 when that is unset or not exceeded): every positive kept, each negative kept with
     probability ``rate`` (chosen so that positives + rate x negatives = the cap, at least half
@@ -416,43 +446,22 @@ def negative_sampling(
     (calibration matters: the expected-recovery ranking multiplies the probability). Early
     stopping keeps more trees on more rows (docs/performance.md, issue 13: security 1,069 trees
     at 1M items, 2,442 at 10M); with the rows bounded, so are the trees, and a fit's cost stops
-    growing with the labelled rows."""
+    growing with the labelled rows. Drawn once per fit (:class:`FitRows`)."""
     cap = params.max_training_rows
     if cap is None or len(rows) <= cap:
-        return rows, None, 1.0
+        return FitRows(rows, None, 1.0)
     positive = rows["label"].to_numpy(float) > 0
     n_neg = int((~positive).sum())
     kept_negatives = max(cap - int(positive.sum()), cap // 2)
     if n_neg <= kept_negatives:
-        return rows, None, 1.0
+        return FitRows(rows, None, 1.0)
     rate = kept_negatives / n_neg
-    mixed = _key_hashes(rows) ^ np.uint64((params.seed * 0x9E3779B97F4A7C15) % 2**64)
+    mixed = key_hashes(rows) ^ np.uint64((params.seed * 0x9E3779B97F4A7C15) % 2**64)
     mixed = mixed * np.uint64(0xBF58476D1CE4E5B9)  # a multiplicative mix (wraps mod 2**64)
     uniform = (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
     keep = positive | (uniform < rate)
     factor = np.where(positive[keep], 1.0, 1.0 / rate)
-    return rows[keep], factor, rate
-
-
-def _sampled_weights(
-    rows: pd.DataFrame, params: TrainParams, cut: date | pd.Timestamp | None
-) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """:func:`negative_sampling` of ``rows``, then their :func:`training_weights` at ``cut``
-    times the sampling's weight factor: the rows a fit is grown on and their weights."""
-    rows, factor, _ = negative_sampling(rows, params)
-    weight = training_weights(rows, params, cut)
-    if factor is not None:
-        weight = factor if weight is None else weight * factor
-    return rows, weight
-
-
-def sampling_facts(rows: pd.DataFrame, params: TrainParams) -> dict[str, Any]:
-    """The model facts of :func:`negative_sampling` on a fit's ``rows`` (none when it keeps
-    every row): the rows kept and the negatives' rate."""
-    kept, factor, rate = negative_sampling(rows, params)
-    if factor is None:
-        return {}
-    return {"sampled_rows": len(kept), "negative_rate": round(rate, 6)}
+    return FitRows(rows[keep], factor, rate)
 
 
 def own_intelligence(name: str, area: str) -> bool:
@@ -676,8 +685,8 @@ def recency_weights(
 
 
 def _fit(
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
+    train: FitRows,
+    valid: FitRows,
     names: list[str],
     config: dict[str, Any],
     params: TrainParams,
@@ -690,9 +699,10 @@ def _fit(
     passing num_iteration. Training rows are weighted by :func:`training_weights` (recency at
     ``cut``, the end of the training window, and the control's reason); the early-stopping rows
     by their reason only, so that early stopping judges the population the weights stand for.
-    The iteration count includes ``init_model``'s trees."""
-    train, weight = _sampled_weights(train, params, cut)
-    valid, valid_weight = _sampled_weights(valid, params, None)
+    The iteration count includes ``init_model``'s trees. ``train`` and ``valid``: the rows after
+    :func:`negative_sampling`, drawn once by the caller, whose facts describe the same draw."""
+    weight, valid_weight = train.weights(params, cut), valid.weights(params, None)
+    train, valid = train.rows, valid.rows
     config = config | row_sampling(params, len(train))
     client = compute.active_client()
     if client is not None and init_model is None:
@@ -712,25 +722,20 @@ def _fit(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
 
 
-def _rows_per_tree(params: TrainParams, rows: pd.DataFrame) -> int:
-    """About how many of ``rows`` each tree of a fit on them is grown on
-    (:func:`negative_sampling`, then :func:`row_sampling`)."""
-    n_rows = len(negative_sampling(rows, params)[0])
-    sampling = row_sampling(params, n_rows)
-    if sampling:
-        return int(round(n_rows * (sampling["top_rate"] + sampling["other_rate"])))
-    return int(round(n_rows * (params.bagging_fraction if params.bagging_freq > 0 else 1.0)))
-
-
-def refit_rounds(best: int, n_fit: int, n_all: int) -> int:
+def refit_rounds(
+    best: int, n_fit: int, n_all: int, *, at_least: int = 0, shrink: bool = False
+) -> int:
     """Trees of the refit on ``n_all`` rows when early stopping chose ``best`` on ``n_fit``:
     scaled by the rows gained (more rows support proportionally more trees of the same learning
-    rate), at least ``best``."""
-    return max(best, int(round(best * n_all / max(n_fit, 1))))
+    rate), at least ``best``, and at least ``at_least`` (``train.min_refit_trees``). With
+    ``shrink`` (a fit on fewer rows than ``n_fit``: a tree-count fold's past) the count scales
+    down too, to one tree at least."""
+    scaled = int(round(best * n_all / max(n_fit, 1)))
+    return max(scaled if shrink else max(best, scaled), 1 if shrink else 0, at_least)
 
 
 def _refit(
-    rows: pd.DataFrame,
+    rows: FitRows,
     names: list[str],
     config: dict[str, Any],
     params: TrainParams,
@@ -740,10 +745,11 @@ def _refit(
     cut: date,
 ) -> lgb.Booster:
     """``rounds`` boosting rounds (after ``init_model``'s trees) on ``rows``, no early stopping:
-    the refit on every labelled row known before ``cut`` (weighted at ``cut`` like :func:`_fit`)."""
+    the refit on every labelled row known before ``cut`` (weighted at ``cut`` like :func:`_fit`;
+    ``rows`` after :func:`negative_sampling`)."""
     if rounds <= 0:
         return init_model
-    rows, weight = _sampled_weights(rows, params, cut)
+    weight, rows = rows.weights(params, cut), rows.rows
     config = config | row_sampling(params, len(rows))
     client = compute.active_client()
     if client is not None and init_model is None:  # compute.backend dask (docs/cluster.md)
@@ -887,8 +893,12 @@ def fold_tree_count(
         every_train = in_window(rows, split.train_start, start)
         every_valid = in_window(rows, start, end)
         # above train.max_training_rows, the fold's rows sampled as _fit samples them
-        train, weight = _sampled_weights(every_train, params, start)
-        valid, valid_weight = _sampled_weights(every_valid, params, None)
+        train, valid = (
+            negative_sampling(every_train, params),
+            negative_sampling(every_valid, params),
+        )
+        weight, valid_weight = train.weights(params, start), valid.weights(params, None)
+        train, valid = train.rows, valid.rows
         init = init_models.get(start) if init_models is not None else None
         extra: dict[str, Any] = {}
         extra_valid: dict[str, Any] = {}
@@ -982,7 +992,10 @@ def _pretrain(
     train_pos = _check_window(name, "train", split.train_start, start, train)
     valid_pos = _check_window(name, "validation", start, split.test_start, valid)
     config = lgb_params(params, train_pos)
-    early, best = _fit(train, valid, names, config, params, cut=start)
+    train_rows = negative_sampling(train, params)
+    early, best = _fit(
+        train_rows, negative_sampling(valid, params), names, config, params, cut=start
+    )
     facts = {
         "pool": list(pool),
         "trees": best,
@@ -994,8 +1007,8 @@ def _pretrain(
         "num_leaves": config["num_leaves"],
         "learning_rate": config["learning_rate"],
         "min_child_samples": config["min_child_samples"],
-        "rows_per_tree": _rows_per_tree(params, train),
-        **sampling_facts(train, params),
+        "rows_per_tree": train_rows.per_tree(params),
+        **train_rows.facts(),
     }
     trees, n_fit = best, len(train)
     if params.tree_folds > 1 and (params.refit or fold_starts):
@@ -1007,19 +1020,24 @@ def _pretrain(
     refit = None
     if params.refit:
         every = in_window(rows, split.train_start, split.test_start)
-        rounds = max(refit_rounds(trees, n_fit, len(every)), params.min_refit_trees)
-        refit = _refit(every, names, config, params, rounds, cut=split.test_start)
+        every_rows = negative_sampling(every, params)
+        rounds = refit_rounds(trees, n_fit, len(every), at_least=params.min_refit_trees)
+        refit = _refit(every_rows, names, config, params, rounds, cut=split.test_start)
         facts |= {
             "refit_trees": rounds,
             "refit_rows": len(every),
-            "refit_rows_per_tree": _rows_per_tree(params, every),
-            **{f"refit_{k}": v for k, v in sampling_facts(every, params).items()},
+            "refit_rows_per_tree": every_rows.per_tree(params),
+            **{f"refit_{k}": v for k, v in every_rows.facts().items()},
         }
     fold_models = {}
     for start in fold_starts:
         before = in_window(rows, split.train_start, start)
-        rounds = max(1, int(round(trees * len(before) / max(n_fit, 1))), params.min_refit_trees)
-        fold_models[start] = _refit(before, names, config, params, rounds, cut=start)
+        rounds = refit_rounds(
+            trees, n_fit, len(before), at_least=params.min_refit_trees, shrink=True
+        )
+        fold_models[start] = _refit(
+            negative_sampling(before, params), names, config, params, rounds, cut=start
+        )
     if cache is not None:
         cache[key] = (early, refit, facts, fold_models)
     return early, refit, dict(facts), fold_models
@@ -1085,7 +1103,11 @@ def train_area(
     # the area's own stage only (a first stage is the pool's, shared by its areas)
     own_limits = monotone_constraints(names, spec.name, params)
     config = lgb_params(params, train_pos) | own_limits
-    booster, best = _fit(train, valid, names, config, params, init_model=first, cut=valid_start)
+    train_rows = negative_sampling(train, params)
+    booster, best = _fit(
+        train_rows, negative_sampling(valid, params), names, config, params, init_model=first,
+        cut=valid_start,
+    )  # fmt: skip
     valid_score = booster.predict(feature_matrix(valid, names))
     valid_ap = average_precision(valid["label"].to_numpy(), valid_score)
     refit_facts = None
@@ -1098,15 +1120,17 @@ def train_area(
                 rows, names, config, params, split, folds, first_of_fold
             )
             n_fit = fold_facts["mean_train_rows"]
-        own = max(refit_rounds(own_trees, n_fit, len(every)), params.min_refit_trees)
+        own = refit_rounds(own_trees, n_fit, len(every), at_least=params.min_refit_trees)
         refit_config = lgb_params(params, train_pos + valid_pos) | own_limits
+        every_rows = negative_sampling(every, params)
         booster = _refit(
-            every, names, refit_config, params, own, init_model=first_refit, cut=split.test_start
-        )
+            every_rows, names, refit_config, params, own, init_model=first_refit,
+            cut=split.test_start,
+        )  # fmt: skip
         refit_facts = {
             "rows": len(every),
-            "rows_per_tree": _rows_per_tree(params, every),
-            **sampling_facts(every, params),
+            "rows_per_tree": every_rows.per_tree(params),
+            **every_rows.facts(),
             "positives": train_pos + valid_pos,
             "trees": booster.num_trees(),
             "window": [str(split.train_start), str(split.test_start)],
@@ -1125,9 +1149,7 @@ def train_area(
         valid_average_precision=valid_ap,
         lgb_params={
             k: v
-            for k, v in (
-                config | row_sampling(params, len(negative_sampling(train, params)[0]))
-            ).items()
+            for k, v in (config | row_sampling(params, len(train_rows.rows))).items()
             if k != "monotone_constraints"
         }
         | (
@@ -1291,16 +1313,16 @@ def tune_yaml(area: str, best: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _key_hashes(frame: pd.DataFrame) -> np.ndarray:
+def key_hashes(frame: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each row's key (the same for the same key whatever its dtypes)."""
     return pd.util.hash_pandas_object(_keyed(frame[KEY]), index=False).to_numpy()
 
 
 def key_in(frame: pd.DataFrame, wanted: np.ndarray) -> np.ndarray:
-    """Whether each row's key is one of ``wanted`` (key hashes, :func:`_key_hashes`), by a hash
+    """Whether each row's key is one of ``wanted`` (key hashes, :func:`key_hashes`), by a hash
     table of ``wanted`` (pandas' ``isin``), not numpy's sort of both: at 10 million items the
     tables tested hold tens of millions of rows."""
-    return pd.Series(_key_hashes(frame)).isin(wanted).to_numpy(bool)
+    return pd.Series(key_hashes(frame)).isin(wanted).to_numpy(bool)
 
 
 def training_features(
@@ -1318,7 +1340,7 @@ def training_features(
     columns = [c for c in schema.columns if c in wanted_columns]
     wanted = np.unique(
         np.concatenate(
-            [_key_hashes(f[f["label"].notna()]) for f in labels if f is not None]
+            [key_hashes(f[f["label"].notna()]) for f in labels if f is not None]
             or [np.zeros(0, np.uint64)]
         )
     )
