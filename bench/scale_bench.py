@@ -2,7 +2,8 @@
 out of core on one machine and on a 2-worker Dask LocalCluster.
 
 Usage:  nice python bench/scale_bench.py [--sizes 1000000 3000000 10000000] [--modes ooc dask]
-            [--steps validate features train score evaluate select explain] [--cache DIR]
+            [--steps validate features train register score evaluate select explain]
+            [--cache DIR]
             [--project DIR] [--areas A ...] [--threads N] [--train-set KEY=VALUE ...]
 
 For each size, the default world scaled to that many items (``bench/scaled_world.py``: entities
@@ -19,6 +20,11 @@ each step then runs in its own child process, as ``dvc repro`` runs each stage i
   (:func:`riskml.train_stage.train_area_model`: reads the labelled rows it needs month by month,
   fits, binds the list policy and threshold, registers in an MLflow store in the temporary
   folder, writes ``models/<area>/``);
+* ``register`` (only when asked for): one child per area, the register stage alone
+  (:func:`riskml.train_stage.run_register`: the test window scored for the operating
+  threshold, the model registered, ``models/<area>/`` written with the window's scores, which
+  the evaluate stage then reads instead of predicting them again), on the estimators an
+  earlier ``train`` left;
 * ``score``: every item of every month scored by each area's champion (the registered model
   the lists use, :func:`riskml.registry.list_model`), month by month with the evaluate stage's
   :func:`riskml.evaluate.score_frame` (:func:`riskml.compute.write_months`), written as
@@ -196,6 +202,13 @@ def _step(step: str, n_items: int, mode: str, root: Path, scheduler: str | None)
         uri = f"sqlite:///{root}/mlflow.db"
         summary = train_area_model(area, root, params, specs[area], tracking_uri=uri)
         facts = {k: summary[k] for k in ("train_rows", "best_iteration") if k in summary}
+    elif step.startswith("register:"):
+        from riskml.train_stage import run_register
+
+        area = step.split(":", 1)[1]
+        uri = f"sqlite:///{root}/mlflow.db"
+        summary = run_register(area, root, params, specs[area], tracking_uri=uri)
+        facts = {k: summary[k] for k in ("version", "reused_version") if k in summary}
     elif step == "score":
         facts = _score(root, params, specs)
     elif step == "evaluate":  # the stage: the test window scored, labelled and measured
@@ -264,12 +277,14 @@ def _run(
             root = _project(world, tmp / "project")
         else:
             root = project if (project / "data").exists() else _project(world, project)
-        jobs = [s for s in steps if s != "train"]
-        if "train" in steps:
-            at = jobs.index("score") if "score" in jobs else len(jobs)
-            if "features" in jobs:
-                at = jobs.index("features") + 1
-            jobs[at:at] = [f"train:{a}" for a in areas]
+        jobs = [s for s in steps if s not in ("train", "register")]
+        # one child per area after the features, before the stages that read the models (a
+        # train:<area> child runs the area's register stage too)
+        kind = "train" if "train" in steps else "register" if "register" in steps else None
+        if kind:
+            later = [jobs.index(s) for s in ("score", "evaluate", "select", "explain") if s in jobs]
+            at = jobs.index("features") + 1 if "features" in jobs else min(later, default=len(jobs))
+            jobs[at:at] = [f"{kind}:{a}" for a in areas]
         for step in jobs:
             before = client.run(_worker_usage) if client else {}
             cmd = [sys.executable, __file__, "--step", step, str(n_items), mode, str(root)]
@@ -305,12 +320,13 @@ def _table(results: list[dict]) -> None:
     print("\n| items | mode | step | wall (s) | CPU (s) | peak RSS driver (GiB) |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        train = [s for s in r["steps"] if s["step"].startswith("train:")]
-        rows = [s for s in r["steps"] if not s["step"].startswith("train:")]
+        per_area = ("train:", "register:")
+        train = [s for s in r["steps"] if s["step"].startswith(per_area)]
+        rows = [s for s in r["steps"] if not s["step"].startswith(per_area)]
         if train:  # one row in the steps' order, after the features
-            at = next(i for i, s in enumerate(r["steps"]) if s["step"].startswith("train:"))
+            at = next(i for i, s in enumerate(r["steps"]) if s["step"].startswith(per_area))
             row = {
-                "step": f"train ({len(train)} areas)",
+                "step": f"{train[0]['step'].split(':')[0]} ({len(train)} areas)",
                 "wall_s": round(sum(s["wall_s"] for s in train), 1),
                 "cpu_s": round(sum(s["cpu_s"] for s in train), 1),
                 "peak_rss_gib": max(s["peak_rss_gib"] for s in train),

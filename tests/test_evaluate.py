@@ -415,3 +415,58 @@ def test_run_evaluate_compares_probability_and_expected_recovery_on_test_items(
     run = mlflow.MlflowClient(tracking_uri).get_run(trained["run_id"])
     key = "test.rank_key.truth.expected_recovery.revenue_share_at_5pct"
     assert run.data.metrics[key] == pytest.approx(truth_er["revenue_share"])
+
+
+def test_evaluate_reads_the_register_stages_window_scores_and_writes_what_scoring_gives(
+    world_root, revenue_spec, params, tracking_uri
+):
+    """The register stage scores the test window for the operating threshold and keeps the
+    scores with the model (``models/<area>/window_scores``): they are, bit for bit, what the
+    evaluate stage's own scoring gives, so evaluate reads them instead of predicting every item
+    again and writes the same scores, metrics and plot data. A changed model or a rewritten
+    month of features makes it score again."""
+    import os
+
+    from riskml.catalog import Catalog
+    from riskml.evaluate import (
+        WINDOW_SCORES_RECORD,
+        score_months,
+        stored_window_scores,
+    )
+
+    train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
+    catalog = Catalog(world_root)
+    folder, features = catalog.model("revenue"), catalog.features
+    model = AreaModel.load(folder)
+    window = {"start": params.split.test_start, "end": params.split.test_end}
+    stored = stored_window_scores(folder, model, features, **window)
+    fresh = score_months(model, features, **window)
+    assert stored is not None and "expected_recovery" in stored.columns and len(stored) > 100
+    pd.testing.assert_frame_equal(stored, fresh, check_exact=True)
+
+    def outputs():
+        run_evaluate(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)
+        files = sorted((world_root / "plots/evaluation/revenue").glob("*.csv"))
+        return (
+            read_dataset(world_root / "data/scores/revenue"),
+            (world_root / "metrics/areas/revenue.json").read_text(),
+            {f.name: f.read_bytes() for f in files},
+        )
+
+    scores, metrics, plots = outputs()  # from the stored scores
+    record = (folder / WINDOW_SCORES_RECORD).read_text()
+    (folder / WINDOW_SCORES_RECORD).unlink()
+    assert stored_window_scores(folder, model, features, **window) is None
+    scores_fresh, metrics_fresh, plots_fresh = outputs()  # scored by evaluate itself
+    pd.testing.assert_frame_equal(scores, scores_fresh, check_exact=True)
+    assert metrics == metrics_fresh and plots == plots_fresh and len(plots) >= 6
+
+    (folder / WINDOW_SCORES_RECORD).write_text(record)
+    assert stored_window_scores(folder, model, features, **window) is not None
+    other = AreaModel.load(folder)
+    other.threshold_ = other.threshold_ / 2  # another model content
+    assert stored_window_scores(folder, other, features, **window) is None
+    month = read_dataset(folder / "window_scores")["accepted_date"].max().strftime("%Y-%m")
+    part = features / f"month={month}" / "part-0.parquet"
+    os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 1))
+    assert stored_window_scores(folder, model, features, **window) is None

@@ -81,10 +81,23 @@ SCORE_COLUMNS = [
 # --- pure computations -------------------------------------------------------------------------
 
 
-def score_frame(model: Any, features: pd.DataFrame, *, start: date, end: date) -> pd.DataFrame:
+def score_frame(
+    model: Any,
+    features: pd.DataFrame,
+    *,
+    start: date,
+    end: date,
+    rank_key: bool = False,
+    duties_paid: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Key, ``accepted_date``, ``score`` (probability) of every item accepted in [start, end)
     by ``model`` (an :class:`~riskml.area_model.AreaModel`), and for an area ranked by expected
-    recovery with a recovery model its ``expected_recovery`` (the lists' key needs it)."""
+    recovery with a recovery model its ``expected_recovery`` (the lists' key needs it).
+
+    ``rank_key``: add the lists' key of each item (:meth:`AreaModel.rank_key`, its fallback
+    reading ``duties_paid``: the window's items' duties paid, in their order), from the same
+    prediction (the register stage's operating threshold:
+    :func:`riskml.train_stage.bind_policy`)."""
     rows = in_window(features, start, end)
     out = rows[[*KEY, "accepted_date"]].reset_index(drop=True)
     out["declaration_id"] = out["declaration_id"].astype("string")
@@ -94,8 +107,14 @@ def score_frame(model: Any, features: pd.DataFrame, *, start: date, end: date) -
     # bit (tests/test_evaluate.py), without a float64 copy and a second block of every row
     proba = model.predict_proba(feature_array(rows, model.feature_names_))
     out["score"] = proba
-    if model.rank_by == "expected_recovery" and model.recovery_ is not None:
-        out["expected_recovery"] = model.rank_key(rows, proba)["expected_recovery"].to_numpy()
+    recovery = model.rank_by == "expected_recovery" and model.recovery_ is not None
+    if recovery or rank_key:
+        # with a recovery model the expected recovery is its prediction, whatever duties_paid
+        keyed = model.rank_key(rows, proba, duties_paid=duties_paid)
+        if recovery:
+            out["expected_recovery"] = keyed["expected_recovery"].to_numpy()
+        if rank_key:
+            out["rank_key"] = keyed["rank_key"].to_numpy()
     return out
 
 
@@ -118,6 +137,65 @@ def score_months(
         {"declaration_id": "string", "item_no": "int64"}
     )
     return order.merge(scored, on=list(KEY), how="inner", validate="one_to_one")
+
+
+#: The test window's scores kept with the area model by the register stage (``models/<area>/``):
+#: the scores of :func:`score_frame` it computed for the operating threshold, with the record of
+#: what they were computed from (:func:`write_window_scores`). The evaluate stage reads them
+#: instead of predicting every item of the window a second time (:func:`stored_window_scores`).
+WINDOW_SCORES = "window_scores"
+WINDOW_SCORES_RECORD = "window_scores.json"
+
+
+def _window_sources(model: Any, folder: Path, start: date, end: date) -> dict[str, Any]:
+    """What the window's scores depend on: the model's content, the window, and each stored
+    features partition of the window (file size and modification time: a rewritten month of
+    features is a changed month; :func:`riskml.io.write_partitioned` keeps an unchanged one's
+    file)."""
+    parts = {}
+    for month in io.months_overlapping(folder, start, end):
+        stat = io.partition_path(folder, month).stat()
+        parts[month] = [stat.st_size, stat.st_mtime_ns]
+    return {
+        "content_hash": model.content_hash(),
+        "window": [str(start), str(end)],
+        "feature_partitions": parts,
+    }
+
+
+def write_window_scores(
+    scored: pd.DataFrame, model_folder: Path, model: Any, features: Path, *, start: date, end: date
+) -> None:
+    """Keep ``scored`` (:func:`score_frame`'s columns of every item of ``[start, end)`` of the
+    features dataset ``features``, by ``model`` as saved in ``model_folder``) in
+    ``model_folder``: the register stage, which scored the window for the threshold."""
+    folder = Path(model_folder)
+    (folder / WINDOW_SCORES_RECORD).unlink(missing_ok=True)  # no record: no stale scores read
+    io.write_partitioned(scored.reset_index(drop=True), folder / WINDOW_SCORES)
+    record = _window_sources(model, features, start, end) | {"rows": len(scored)}
+    io.write_json(record, folder / WINDOW_SCORES_RECORD)
+
+
+def stored_window_scores(
+    model_folder: Path, model: Any, features: Path, *, start: date, end: date
+) -> pd.DataFrame | None:
+    """The scores :func:`write_window_scores` kept in ``model_folder``, when they are those
+    :func:`score_months` would compute now: the same model content, window and features
+    partitions (else None: score them). The same frame, bit for bit (tests/test_evaluate.py)."""
+    folder = Path(model_folder)
+    path = folder / WINDOW_SCORES_RECORD
+    if not path.exists() or io.ROW in io.dataset_columns(features):
+        return None  # an unsorted features dataset: score_months restores its row order
+    import json
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    rows = record.pop("rows", None)
+    if record != _window_sources(model, features, start, end):
+        return None
+    scored = io.read_dataset(folder / WINDOW_SCORES)
+    if len(scored) != rows:
+        return None
+    return scored.drop(columns=["rank_key"], errors="ignore")
 
 
 def rank_key_headline(comparison: dict[str, Any]) -> dict[str, Any]:
@@ -419,10 +497,17 @@ def evaluate_area(
     model = registry.load_trained(root, spec.name, tracking_uri=tracking_uri)
     reg = model.registration
     split, seed = params.split, params.evaluate.seed
-    scored = score_months(
-        model, Catalog(root).features, start=split.test_start, end=split.test_end,
-        client=compute.active_client(),
-    )  # fmt: skip
+    catalog = Catalog(root)
+    window = {"start": split.test_start, "end": split.test_end}
+    # the register stage's scores of the window when they are still the model's on these
+    # features (one prediction of every test item per pipeline run, not two)
+    scored = stored_window_scores(catalog.model(spec.name), model, catalog.features, **window)
+    if scored is None:
+        scored = score_months(
+            model, catalog.features, **window, client=compute.active_client()
+        )  # fmt: skip
+    else:
+        log.info("%s: the test window's scores of the register stage", spec.name)
     if scored.empty:
         raise RiskmlError(
             f"area {spec.name!r}: no item accepted in the test window "
@@ -448,7 +533,6 @@ def evaluate_area(
     }
     if comparison is not None:
         doc[RANK_KEY_COMPARISON] = comparison
-    catalog = Catalog(root)
     io.write_json(json_safe(doc), catalog.evaluation(spec.name))
     plots = catalog.evaluation_plots(spec.name)
     curves = rate_curve_table(scores, spec, seed=seed, revenue_unavailable=reason)

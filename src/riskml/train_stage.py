@@ -348,16 +348,32 @@ def bind_policy(
     rate (``evaluation.operating_rate``) of the test window's items: those of the features
     dataset ``folder``, scored month by month (:func:`period_rank_keys`), or of the frame
     ``features``."""
-    model = estimator.with_policy(spec.rank_by, spec.recovery_exponent)
     if folder is not None:
-        keyed = period_rank_keys(model, folder, split, declarations)
-        n_picks = int(round(spec.operating_rate * len(keyed)))
-        return model.set_threshold(keyed, n_picks, keys=keyed["rank_key"].to_numpy())
+        return bind_policy_scored(estimator, spec, split, folder, declarations)[0]
+    model = estimator.with_policy(spec.rank_by, spec.recovery_exponent)
     if features is None:
         raise ValueError("bind_policy needs the test window's items: features or folder")
     rows = in_window(features, split.test_start, split.test_end)
     n_picks = int(round(spec.operating_rate * len(rows)))
     return model.set_threshold(rows, n_picks, duties_paid=_duties_paid(rows, declarations))
+
+
+def bind_policy_scored(
+    estimator: AreaModel,
+    spec: AreaSpec,
+    split: SplitParams,
+    folder: Path,
+    declarations: pd.DataFrame | None,
+) -> tuple[AreaModel, pd.DataFrame]:
+    """:func:`bind_policy` on the test window's items of the features dataset ``folder``, and
+    the window's scores it computed for the threshold (:func:`period_rank_keys`: the evaluate
+    stage's :func:`riskml.evaluate.score_frame` columns and ``rank_key``), which
+    :func:`run_register` keeps with the model for the evaluate stage."""
+    model = estimator.with_policy(spec.rank_by, spec.recovery_exponent)
+    keyed = period_rank_keys(model, folder, split, declarations)
+    n_picks = int(round(spec.operating_rate * len(keyed)))
+    model.set_threshold(keyed, n_picks, keys=keyed["rank_key"].to_numpy())
+    return model, keyed
 
 
 def _duties_paid(rows: pd.DataFrame, declarations: pd.DataFrame | None) -> np.ndarray | None:
@@ -375,25 +391,26 @@ RANK_SLICE = 100_000
 def period_rank_keys(
     model: AreaModel, folder: Path, split: SplitParams, declarations: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """``accepted_date`` and ``rank_key`` of every item of the test window ``[test_start,
-    test_end)`` of the features dataset ``folder``, scored month by month (the model's columns
-    only, a large month in slices of :data:`RANK_SLICE` rows), so that peak memory is one
-    month's items, not the window's."""
-    start, end = pd.Timestamp(split.test_start), pd.Timestamp(split.test_end)
+    """The evaluate stage's scores (:func:`riskml.evaluate.score_frame`: key,
+    ``accepted_date``, ``score`` and for an area ranked by a recovery model
+    ``expected_recovery``) and the ``rank_key`` of every item of the test window
+    ``[test_start, test_end)`` of the features dataset ``folder``, scored month by month (the
+    model's columns only, a large month in slices of :data:`RANK_SLICE` rows), so that peak
+    memory is one month's items, not the window's."""
+    from riskml.evaluate import score_frame
+
+    window = {"start": split.test_start, "end": split.test_end}
     columns = [*KEY, "accepted_date", *model.feature_names_]
     parts = []
     for month in io.months_overlapping(folder, split.test_start, split.test_end):
-        rows = io.read_partitioned(folder, months=[month], columns=columns)
-        dates = pd.to_datetime(rows["accepted_date"])
-        rows = rows[(dates >= start) & (dates < end)]
+        rows = in_window(io.read_partitioned(folder, months=[month], columns=columns), **window)
         paid = _duties_paid(rows, declarations)
         # a large month in slices: the model's input matrix and its predictions are per slice
         for lo in range(0, max(len(rows), 1), RANK_SLICE):
             part = rows.iloc[lo : lo + RANK_SLICE]
             cut = None if paid is None else paid[lo : lo + RANK_SLICE]
-            key = model.rank_key(part, duties_paid=cut)["rank_key"]
-            parts.append(pd.DataFrame({"accepted_date": part["accepted_date"], "rank_key": key}))
-    if not parts:
+            parts.append(score_frame(model, part, **window, rank_key=True, duties_paid=cut))
+    if not parts:  # no month of the window stored
         return pd.DataFrame({"accepted_date": pd.Series(dtype="M8[ns]"), "rank_key": []})
     return pd.concat(parts, ignore_index=True)
 
@@ -416,11 +433,14 @@ def register_area_model(
     spec: AreaSpec,
     *,
     tracking_uri: str | None = None,
+    window_scores: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Register the bound area model in MLflow once per content
     (:func:`riskml.registry.register`; ``sample``: rows of the model's features for the
     signature and input example) and write ``models/<area>/``: the model's files, its card and
-    ``registration.json``; return a summary."""
+    ``registration.json``, and ``window_scores``, the test window's scores of
+    :func:`bind_policy_scored`, for the evaluate stage
+    (:func:`riskml.evaluate.write_window_scores`); return a summary."""
     root = Path(root).resolve()
     facts = model.facts_
     reg = registry.register(
@@ -442,6 +462,13 @@ def register_area_model(
     record.pop("aliases")  # aliases move; the version of this content does not
     record.pop("reused")
     io.write_json(record | {"estimator_hash": model.estimator_hash()}, folder / REGISTRATION_FILE)
+    if window_scores is not None and len(window_scores) and "score" in window_scores.columns:
+        from riskml.evaluate import write_window_scores
+
+        write_window_scores(
+            window_scores, folder, model, Catalog(root).features,
+            start=params.split.test_start, end=params.split.test_end,
+        )  # fmt: skip
     return {
         "area": spec.name,
         "rank_key": model.rank_words,
@@ -561,10 +588,12 @@ def run_register(
     estimator = AreaModel.load_estimator(source)
     split = params.split
     declarations = in_window(_declarations(catalog), split.test_start, split.test_end)
-    model = bind_policy(estimator, spec, split, folder=catalog.features, declarations=declarations)
+    model, scored = bind_policy_scored(estimator, spec, split, catalog.features, declarations)
     seed = int(model.facts_["train_params"]["seed"])
     sample = signature_sample(model, catalog.features, split, seed)
-    return register_area_model(model, sample, root, params, spec, tracking_uri=tracking_uri)
+    return register_area_model(
+        model, sample, root, params, spec, tracking_uri=tracking_uri, window_scores=scored
+    )
 
 
 def _declarations(catalog: Catalog) -> pd.DataFrame:
