@@ -357,6 +357,8 @@ def test_run_train_writes_files_and_registers_with_aliases(
         "model.json",
         "model_card.md",
         "registration.json",
+        "window_scores",  # the test window's scores, for the evaluate stage
+        "window_scores.json",
     }
     meta = json.loads((folder / "model.json").read_text())
     assert meta["area"] == "revenue"

@@ -130,6 +130,12 @@ def score_months(
     months = io.months_overlapping(folder, start, end)
     score = functools.partial(score_frame, model, start=start, end=end)
     scored = compute.map_months(folder, months, score, client=client, columns=columns)
+    return _in_stored_order(scored, folder, months)
+
+
+def _in_stored_order(scored: pd.DataFrame, folder: Path, months: list[str]) -> pd.DataFrame:
+    """``scored`` (the months' items, month after month) in the row order of the features
+    dataset ``folder`` read whole: the same frame unless the dataset is not sorted by month."""
     if io.ROW not in io.dataset_columns(folder):
         return scored
     # a dataset not sorted by month: its stored row order, as reading it whole gives
@@ -184,8 +190,8 @@ def stored_window_scores(
     partitions (else None: score them). The same frame, bit for bit (tests/test_evaluate.py)."""
     folder = Path(model_folder)
     path = folder / WINDOW_SCORES_RECORD
-    if not path.exists() or io.ROW in io.dataset_columns(features):
-        return None  # an unsorted features dataset: score_months restores its row order
+    if not path.exists():
+        return None
     import json
 
     record = json.loads(path.read_text(encoding="utf-8"))
@@ -195,7 +201,8 @@ def stored_window_scores(
     scored = io.read_dataset(folder / WINDOW_SCORES)
     if len(scored) != rows:
         return None
-    return scored.drop(columns=["rank_key"], errors="ignore")
+    scored = scored.drop(columns=["rank_key"])
+    return _in_stored_order(scored, features, list(record["feature_partitions"]))
 
 
 def rank_key_headline(comparison: dict[str, Any]) -> dict[str, Any]:
