@@ -10,7 +10,9 @@
   in MLflow once per content (:func:`riskml.registry.register`: alias ``challenger``;
   ``champion`` too for the first version) and writes ``models/<area>/{model.txt,
   recovery.txt, model.json, model_card.md, registration.json}``. The model card is also the
-  registered version's description.
+  registered version's description. The test window's scores it computed for the threshold
+  stay beside them (``window_scores/``, :func:`riskml.evaluate.write_window_scores`): the
+  evaluate stage reads them instead of scoring every test item again.
 
 An edit of the list policy therefore reruns the register stage (seconds), never a training: the
 new version holds the same estimator (same ``estimator_hash``) under the new key.
