@@ -418,3 +418,50 @@ def test_the_report_measures_stored_windows_and_reads_the_exponent_without_train
     summary = json.loads((root / "metrics/backtest/summary.json").read_text())
     assert summary["config"]["windows"][-1]["test"] == ["2023-12-01", "2024-01-01"]
     assert first["revenue.rolling"]["precision"] > 0
+
+
+def test_the_first_window_reads_the_train_stage_model_instead_of_fitting_it_again(
+    sim, features, specs, params, tmp_path
+):
+    """The rolling protocol's first window has the train stage's split: backtest@<area> reads
+    the train stage's estimator (fitted on two threads) instead of fitting it again, and the
+    window scores every item as the backtest's own one-thread fit does, bit for bit; the other
+    windows, or other train settings, are fitted."""
+    from riskml.backtest import WINDOW_SCORES, run_backtest_area
+    from riskml.train_stage import run_train
+
+    root = tmp_path
+    (root / "data/interim").mkdir(parents=True)
+    write_partitioned(features, root / "data/features")
+    write_interim(root / "data/interim", {t: sim[t] for t in ("declarations", "outcomes", "truth")})
+    spec = specs["revenue"]
+    assert spec.rank_by == "expected_recovery"  # the recovery regression comes along
+    assert params.train.num_threads != params.backtest.num_threads
+    first = backtest_windows(SPLIT, n_windows=3, window_months=1)[0].split
+    assert first.model_copy(update={"test_end": SPLIT.test_end}) == SPLIT  # the stage's split
+
+    def stored() -> tuple[pd.DataFrame, list[dict]]:
+        folder = root / "data/backtest/revenue"
+        doc = json.loads((folder / "windows.json").read_text())
+        scores = pd.read_parquet(folder / WINDOW_SCORES)
+        return scores.sort_values(["window", "declaration_id", "item_no"], ignore_index=True), [
+            w["training"]["features"] for w in doc["protocols"][ROLLING]["windows"]
+        ]
+
+    run_backtest_area("revenue", root, params, {"revenue": spec})  # no estimator: all fitted
+    fitted, fitted_facts = stored()
+    assert not any("from_train_stage" in f for f in fitted_facts)
+    run_train("revenue", root, params, spec)
+    run_backtest_area("revenue", root, params, {"revenue": spec})
+    read, read_facts = stored()
+    assert [f.get("from_train_stage", False) for f in read_facts] == [True, False, False]
+    pd.testing.assert_frame_equal(read, fitted)  # scores and expected recovery, bit for bit
+    assert [{k: v for k, v in f.items() if k != "from_train_stage"} for f in read_facts] == (
+        fitted_facts
+    )
+    # other train settings than the estimator's: the first window is fitted
+    other = params.model_copy(
+        update={"train": params.train.model_copy(update={"lambda_l2": params.train.lambda_l2 + 1})}
+    )
+    run_backtest_area("revenue", root, other, {"revenue": spec})
+    assert not any("from_train_stage" in f for f in stored()[1])

@@ -30,6 +30,10 @@ Data without recovered amounts: revenue shares on labelled populations are null 
 Outcomes without result dates: result dates are the acceptance date plus
 ``backtest.label_delay_days`` (said in the output).
 
+The rolling protocol's first window has the train stage's own split: its model is the train
+stage's estimator (``models/estimators/<area>``), read instead of fitted again when its split,
+settings and training rows are the window's (:func:`train_stage_model`).
+
 :func:`backtest_windows`, :func:`raw_features`, :func:`score_area_windows` (the windows of one
 area trained and scored), :func:`measure_area` (their metrics) and :func:`aggregate_windows` are
 pure; :func:`run_backtest_area` (``backtest@<area>``) and :func:`run_backtest_report`
@@ -51,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from riskml import assessment, io
+from riskml.area_model import ESTIMATOR_FILE, AreaModel, fingerprint
 from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params, SplitParams, area_train_params
 from riskml.contract import KEY, RiskmlError
@@ -60,8 +65,11 @@ from riskml.metrics import bootstrap_precision_at_rate
 from riskml.train import (
     TooFewPositives,
     TrainedModel,
+    feature_columns,
     feature_matrix,
+    in_window,
     label_support,
+    labelled_rows,
     pool_specs,
     train_area,
     training_labels,
@@ -290,6 +298,72 @@ def _window_model(
     return model
 
 
+#: Train settings that do not change a fitted model: LightGBM's deterministic, column-wise fits
+#: give the same trees on any number of threads (the train stage fits on two, the backtest on
+#: one: their models of the same window scored every item alike, max difference 0.0, in a
+#: default run; tests/test_backtest.py).
+MODEL_NEUTRAL_SETTINGS = ("num_threads",)
+
+
+def train_stage_model(
+    estimator: AreaModel | None,
+    rows: pd.DataFrame,
+    labels: pd.DataFrame,
+    pretrain: pd.DataFrame | None,
+    spec: AreaSpec,
+    window: Window,
+    params: Params,
+) -> TrainedModel | None:
+    """The train stage's model of ``spec``'s area (``estimator``: ``models/estimators/<area>``)
+    as ``window``'s model, when it is the very model :func:`_window_model` would fit: the same
+    split (train, early-stopping and test start), the same train settings (but
+    :data:`MODEL_NEUTRAL_SETTINGS`), the same features, the same training rows, labels and
+    first-stage labels (the estimator's :func:`riskml.area_model.fingerprint` of ``rows``
+    labelled by ``labels``), trained in this process's way (``compute.backend`` local: a Dask
+    fit differs within a tolerance). Else None: the window is trained.
+
+    The rolling protocol's first window is the train stage's split shifted by nothing, so a
+    default run fitted the same model twice (four LightGBM fits of a two-stage area)."""
+    if estimator is None or params.compute.backend != "local":
+        return None
+    facts = estimator.facts_
+    split = facts.get("split") or {}
+    for key in ("train_start", "valid_start", "test_start"):
+        if split.get(key) != str(getattr(window.split, key)):
+            return None
+    settings = area_train_params(params, spec).model_dump(mode="json")
+    stored = dict(facts.get("train_params") or {})
+    for key in MODEL_NEUTRAL_SETTINGS:
+        settings.pop(key, None)
+        stored.pop(key, None)
+    if stored != settings:
+        return None
+    names = feature_columns(rows, spec)
+    if names != estimator.feature_names_:
+        return None
+    trained = in_window(labelled_rows(rows, labels), window.split.train_start, window.start)
+    if fingerprint(trained, names, pretrain) != estimator.fingerprint_:
+        return None
+    if pd.to_datetime(rows["accepted_date"]).max() >= pd.Timestamp(window.start):
+        raise RuntimeError(f"backtest window {window.index}: a training row is not before it")
+    return TrainedModel(
+        area=spec.name,
+        booster=estimator.classifier_,
+        feature_names=names,
+        best_iteration=int(facts["best_iteration"]),
+        n_train=int(facts["n_train"]),
+        n_train_positives=int(facts["n_train_positives"]),
+        n_valid=int(facts["n_valid"]),
+        n_valid_positives=int(facts["n_valid_positives"]),
+        valid_average_precision=float(facts["valid_average_precision"]),
+        lgb_params=dict(facts.get("lgb_params") or {}),
+        valid_start=date.fromisoformat(facts["valid_window"][0]),
+        pretrain=facts.get("pretrain"),
+        recovery=estimator.recovery_,
+        refit=facts.get("refit"),
+    )
+
+
 def window_scores(
     frames: dict[str, pd.DataFrame],
     positions: dict[str, np.ndarray],
@@ -328,11 +402,20 @@ def window_scores(
             )
             first, labelled = None, own
         rows = _train_rows(frame, positions[name], labelled, dates, window)
-        # the areas of a pool share one first stage per window and frame (riskml.train)
-        shared = tables.setdefault("first_stage_cache", {}).setdefault(
-            (id(frame), window.index), {}
-        )
-        model = _window_model(rows, known, first, area_spec, window, params, cache=shared)
+        model = None
+        if name == "features":
+            # the train stage's estimator when it is this window's model (the rolling protocol's
+            # first window has the train stage's split): read, not fitted again
+            model = train_stage_model(
+                tables.get("estimator"), rows, known, first, spec, window, params
+            )
+        reused = model is not None
+        if model is None:
+            # the areas of a pool share one first stage per window and frame (riskml.train)
+            shared = tables.setdefault("first_stage_cache", {}).setdefault(
+                (id(frame), window.index), {}
+            )
+            model = _window_model(rows, known, first, area_spec, window, params, cache=shared)
         test = _test_rows(frame, window)
         part = test[[*KEY, "accepted_date"]].reset_index(drop=True)
         part["declaration_id"] = part["declaration_id"].astype("string")
@@ -361,6 +444,8 @@ def window_scores(
         }
         if model.pretrain is not None:
             facts[name]["first_stage"] = model.pretrain
+        if reused:
+            facts[name]["from_train_stage"] = True  # models/estimators/<area>, not refitted
         if name == "raw":
             cache[(spec.name, window.index)] = (part, facts[name])
     if scored is None or scored.empty:
@@ -758,8 +843,12 @@ def run_backtest_area(
             "revenue_unavailable": tables["revenue_reason"],
             "protocols": {},
         }
+        # the train stage's estimator: the rolling protocol's window of the train stage's split
+        # takes it instead of fitting it again (train_stage_model)
+        estimator = _read_estimator(root, area)
         for protocol in bt.protocols:
             tables["first_stage_cache"] = {}  # keyed by frame: never across protocols
+            tables["estimator"] = estimator if protocol == ROLLING else None
             frames, positions = protocol_frames(protocol, root, tables, windows, params, specs)
             log.info("backtest %s %s", protocol, area)
             scored = score_area_windows(frames, positions, tables, spec, windows, params)
@@ -786,6 +875,15 @@ def run_backtest_area(
             for p, r in record["protocols"].items()
         },
     }
+
+
+def _read_estimator(root: Path, area: str) -> AreaModel | None:
+    """The train stage's estimator of ``area`` (``models/estimators/<area>``), None when the
+    train stage has not written one (a backtest run alone, or a skipped area)."""
+    folder = Catalog(root).estimator(area)
+    if not (folder / ESTIMATOR_FILE).exists():
+        return None
+    return AreaModel.load_estimator(folder)
 
 
 def read_area_windows(root: Path, area: str) -> dict[str, Any]:
