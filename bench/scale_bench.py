@@ -27,7 +27,7 @@ each step then runs in its own child process, as ``dvc repro`` runs each stage i
   earlier ``train`` left;
 * ``score``: every item of every month scored by each area's champion (the registered model
   the lists use, :func:`riskml.registry.list_model`), month by month with the evaluate stage's
-  :func:`riskml.evaluate.score_frame` (:func:`riskml.compute.write_months`), written as
+  :func:`riskml.area_model.score_frame` (:func:`riskml.compute.write_months`), written as
   ``data/bench_scores/<area>/month=YYYY-MM/``;
 * ``evaluate``, ``select``, ``explain``: the pipeline's stages themselves
   (:func:`riskml.evaluate.run_evaluate`: the test window scored, labelled and measured;
@@ -118,14 +118,14 @@ def _trained(root: Path, specs) -> dict:
 def _score(root: Path, params, specs) -> dict:
     """Every item of every month scored by each area's champion (the registered model the
     lists and the service use: :func:`riskml.registry.list_model`), month by month with the
-    evaluate stage's :func:`riskml.evaluate.score_frame`, each month written as a partition of
+    evaluate stage's :func:`riskml.area_model.score_frame`, each month written as a partition of
     ``data/bench_scores/<area>/`` (:func:`riskml.compute.write_months`; the evaluate stage's
     own ``data/scores`` hold the test window only)."""
     import functools
 
     from riskml import compute, io
+    from riskml.area_model import score_frame
     from riskml.catalog import Catalog
-    from riskml.evaluate import score_frame
     from riskml.registry import list_model
 
     catalog = Catalog(root)

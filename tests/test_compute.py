@@ -14,11 +14,10 @@ import pytest
 from test_features import _specs, make_world
 
 from riskml import compute, io
-from riskml.area_model import AreaModel
+from riskml.area_model import AreaModel, score_frame, score_months
 from riskml.catalog import FEATURES
 from riskml.config import ComputeParams, Params, load_params
 from riskml.contract import RiskmlError, write_interim
-from riskml.evaluate import score_frame, score_months
 from riskml.features import build_features
 from riskml.features_stage import run_features
 from riskml.labels import build_labels

@@ -244,7 +244,7 @@ def test_score_frame_scores_what_the_model_gives_on_its_float64_frame(world, rev
     """The scoring passes the model's columns as one matrix (float32 when every column is, as
     the stored features are): the same probabilities and expected recoveries, bit for bit, as
     the model given the frame's float64 columns."""
-    from riskml.evaluate import score_frame
+    from riskml.area_model import score_frame
 
     split = params.split
     labels = build_labels(
@@ -427,12 +427,8 @@ def test_evaluate_reads_the_register_stages_window_scores_and_writes_what_scorin
     month of features makes it score again."""
     import os
 
+    from riskml.area_model import WINDOW_SCORES_RECORD, score_months, stored_window_scores
     from riskml.catalog import Catalog
-    from riskml.evaluate import (
-        WINDOW_SCORES_RECORD,
-        score_months,
-        stored_window_scores,
-    )
 
     train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     catalog = Catalog(world_root)

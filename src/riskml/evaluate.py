@@ -29,10 +29,8 @@ pure; :func:`run_evaluate` is the stage entry that reads and writes files and lo
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ from mlflow.exceptions import MlflowException
 from sklearn.metrics import precision_recall_curve
 
 from riskml import compute, io, tracking
+from riskml.area_model import score_months, stored_window_scores
 from riskml.assessment import (  # the pure side of evaluation, shared with backtest and promote
     LABELLED,
     NO_RECOVERED,
@@ -60,7 +59,7 @@ from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY, RiskmlError
 from riskml.io import json_safe, write_plot_csv
-from riskml.train import feature_array, in_window, key_hashes, key_in, split_trained
+from riskml.train import in_window, key_hashes, key_in, split_trained
 
 log = logging.getLogger(__name__)
 
@@ -79,130 +78,6 @@ SCORE_COLUMNS = [
 
 
 # --- pure computations -------------------------------------------------------------------------
-
-
-def score_frame(
-    model: Any,
-    features: pd.DataFrame,
-    *,
-    start: date,
-    end: date,
-    rank_key: bool = False,
-    duties_paid: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Key, ``accepted_date``, ``score`` (probability) of every item accepted in [start, end)
-    by ``model`` (an :class:`~riskml.area_model.AreaModel`), and for an area ranked by expected
-    recovery with a recovery model its ``expected_recovery`` (the lists' key needs it).
-
-    ``rank_key``: add the lists' key of each item (:meth:`AreaModel.rank_key`, its fallback
-    reading ``duties_paid``: the window's items' duties paid, in their order), from the same
-    prediction (the register stage's operating threshold:
-    :func:`riskml.train_stage.bind_policy`)."""
-    rows = in_window(features, start, end)
-    out = rows[[*KEY, "accepted_date"]].reset_index(drop=True)
-    out["declaration_id"] = out["declaration_id"].astype("string")
-    out["item_no"] = out["item_no"].astype("int64")
-    # the model's columns as one matrix, float32 when the stored features are (they are): the
-    # same doubles in LightGBM's trees as the float64 frame, so the same probabilities bit for
-    # bit (tests/test_evaluate.py), without a float64 copy and a second block of every row
-    proba = model.predict_proba(feature_array(rows, model.feature_names_))
-    out["score"] = proba
-    recovery = model.rank_by == "expected_recovery" and model.recovery_ is not None
-    if recovery or rank_key:
-        # with a recovery model the expected recovery is its prediction, whatever duties_paid
-        keyed = model.rank_key(rows, proba, duties_paid=duties_paid)
-        if recovery:
-            out["expected_recovery"] = keyed["expected_recovery"].to_numpy()
-        if rank_key:
-            out["rank_key"] = keyed["rank_key"].to_numpy()
-    return out
-
-
-def score_months(
-    model: Any, folder: Path, *, start: date, end: date, client: Any = None
-) -> pd.DataFrame:
-    """:func:`score_frame` of every item of ``[start, end)`` of the partitioned features dataset
-    ``folder``, one month at a time (each month read with the model's columns only), in this
-    process or as one task per month on ``client``'s Dask cluster
-    (:func:`riskml.compute.map_months`): the same frame, bit for bit, as :func:`score_frame` on
-    the whole dataset (tests/test_compute.py), with peak memory one month's items."""
-    columns = [*KEY, "accepted_date", *model.feature_names_]
-    months = io.months_overlapping(folder, start, end)
-    score = functools.partial(score_frame, model, start=start, end=end)
-    scored = compute.map_months(folder, months, score, client=client, columns=columns)
-    return _in_stored_order(scored, folder, months)
-
-
-def _in_stored_order(scored: pd.DataFrame, folder: Path, months: list[str]) -> pd.DataFrame:
-    """``scored`` (the months' items, month after month) in the row order of the features
-    dataset ``folder`` read whole: the same frame unless the dataset is not sorted by month."""
-    if io.ROW not in io.dataset_columns(folder):
-        return scored
-    # a dataset not sorted by month: its stored row order, as reading it whole gives
-    order = io.read_partitioned(folder, months=months, columns=list(KEY)).astype(
-        {"declaration_id": "string", "item_no": "int64"}
-    )
-    return order.merge(scored, on=list(KEY), how="inner", validate="one_to_one")
-
-
-#: The test window's scores kept with the area model by the register stage (``models/<area>/``):
-#: the scores of :func:`score_frame` it computed for the operating threshold, with the record of
-#: what they were computed from (:func:`write_window_scores`). The evaluate stage reads them
-#: instead of predicting every item of the window a second time (:func:`stored_window_scores`).
-WINDOW_SCORES = "window_scores"
-WINDOW_SCORES_RECORD = "window_scores.json"
-
-
-def _window_sources(model: Any, folder: Path, start: date, end: date) -> dict[str, Any]:
-    """What the window's scores depend on: the model's content, the window, and each stored
-    features partition of the window (file size and modification time: a rewritten month of
-    features is a changed month; :func:`riskml.io.write_partitioned` keeps an unchanged one's
-    file)."""
-    parts = {}
-    for month in io.months_overlapping(folder, start, end):
-        stat = io.partition_path(folder, month).stat()
-        parts[month] = [stat.st_size, stat.st_mtime_ns]
-    return {
-        "content_hash": model.content_hash(),
-        "window": [str(start), str(end)],
-        "feature_partitions": parts,
-    }
-
-
-def write_window_scores(
-    scored: pd.DataFrame, model_folder: Path, model: Any, features: Path, *, start: date, end: date
-) -> None:
-    """Keep ``scored`` (:func:`score_frame`'s columns of every item of ``[start, end)`` of the
-    features dataset ``features``, by ``model`` as saved in ``model_folder``) in
-    ``model_folder``: the register stage, which scored the window for the threshold."""
-    folder = Path(model_folder)
-    (folder / WINDOW_SCORES_RECORD).unlink(missing_ok=True)  # no record: no stale scores read
-    io.write_partitioned(scored.reset_index(drop=True), folder / WINDOW_SCORES)
-    record = _window_sources(model, features, start, end) | {"rows": len(scored)}
-    io.write_json(record, folder / WINDOW_SCORES_RECORD)
-
-
-def stored_window_scores(
-    model_folder: Path, model: Any, features: Path, *, start: date, end: date
-) -> pd.DataFrame | None:
-    """The scores :func:`write_window_scores` kept in ``model_folder``, when they are those
-    :func:`score_months` would compute now: the same model content, window and features
-    partitions (else None: score them). The same frame, bit for bit (tests/test_evaluate.py)."""
-    folder = Path(model_folder)
-    path = folder / WINDOW_SCORES_RECORD
-    if not path.exists():
-        return None
-    import json
-
-    record = json.loads(path.read_text(encoding="utf-8"))
-    rows = record.pop("rows", None)
-    if record != _window_sources(model, features, start, end):
-        return None
-    scored = io.read_dataset(folder / WINDOW_SCORES)
-    if len(scored) != rows:
-        return None
-    scored = scored.drop(columns=["rank_key"])
-    return _in_stored_order(scored, features, list(record["feature_partitions"]))
 
 
 def rank_key_headline(comparison: dict[str, Any]) -> dict[str, Any]:

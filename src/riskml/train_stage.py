@@ -11,7 +11,7 @@
   ``champion`` too for the first version) and writes ``models/<area>/{model.txt,
   recovery.txt, model.json, model_card.md, registration.json}``. The model card is also the
   registered version's description. The test window's scores it computed for the threshold
-  stay beside them (``window_scores/``, :func:`riskml.evaluate.write_window_scores`): the
+  stay beside them (``window_scores/``, :func:`riskml.area_model.write_window_scores`): the
   evaluate stage reads them instead of scoring every test item again.
 
 An edit of the list policy therefore reruns the register stage (seconds), never a training: the
@@ -369,7 +369,7 @@ def bind_policy_scored(
 ) -> tuple[AreaModel, pd.DataFrame]:
     """:func:`bind_policy` on the test window's items of the features dataset ``folder``, and
     the window's scores it computed for the threshold (:func:`period_rank_keys`: the evaluate
-    stage's :func:`riskml.evaluate.score_frame` columns and ``rank_key``), which
+    stage's :func:`riskml.area_model.score_frame` columns and ``rank_key``), which
     :func:`run_register` keeps with the model for the evaluate stage."""
     model = estimator.with_policy(spec.rank_by, spec.recovery_exponent)
     keyed = period_rank_keys(model, folder, split, declarations)
@@ -393,13 +393,13 @@ RANK_SLICE = 100_000
 def period_rank_keys(
     model: AreaModel, folder: Path, split: SplitParams, declarations: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """The evaluate stage's scores (:func:`riskml.evaluate.score_frame`: key,
+    """The evaluate stage's scores (:func:`riskml.area_model.score_frame`: key,
     ``accepted_date``, ``score`` and for an area ranked by a recovery model
     ``expected_recovery``) and the ``rank_key`` of every item of the test window
     ``[test_start, test_end)`` of the features dataset ``folder``, scored month by month (the
     model's columns only, a large month in slices of :data:`RANK_SLICE` rows), so that peak
     memory is one month's items, not the window's."""
-    from riskml.evaluate import score_frame
+    from riskml.area_model import score_frame
 
     window = {"start": split.test_start, "end": split.test_end}
     columns = [*KEY, "accepted_date", *model.feature_names_]
@@ -442,7 +442,7 @@ def register_area_model(
     signature and input example) and write ``models/<area>/``: the model's files, its card and
     ``registration.json``, and ``window_scores``, the test window's scores of
     :func:`bind_policy_scored`, for the evaluate stage
-    (:func:`riskml.evaluate.write_window_scores`); return a summary."""
+    (:func:`riskml.area_model.write_window_scores`); return a summary."""
     root = Path(root).resolve()
     facts = model.facts_
     reg = registry.register(
@@ -465,7 +465,7 @@ def register_area_model(
     record.pop("reused")
     io.write_json(record | {"estimator_hash": model.estimator_hash()}, folder / REGISTRATION_FILE)
     if window_scores is not None and len(window_scores) and "score" in window_scores.columns:
-        from riskml.evaluate import write_window_scores
+        from riskml.area_model import write_window_scores
 
         write_window_scores(
             window_scores, folder, model, Catalog(root).features,
