@@ -88,6 +88,24 @@ def window_inputs(
     return own, first, training_features(cat.features, spec, w.split, [own, first])
 
 
+def test_window(
+    cat: Catalog, truth: pd.DataFrame, w: bt.Window, spec: AreaSpec
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, int, np.ndarray]:
+    """Every item of window ``w`` (features), its truth (``truth``: the area's key, offence and
+    true_prob; a missing row is no offence), the list's size at the area's operating rate and
+    the oracle's picks: (features, true_prob, offence, size, positions of the oracle's picks)."""
+    test = io.read_partitioned(
+        cat.features, months=io.months_overlapping(cat.features, w.start, w.end)
+    )
+    d = pd.to_datetime(test["accepted_date"])
+    test = test[(d >= pd.Timestamp(w.start)) & (d < pd.Timestamp(w.end))]
+    keyed = test[KEY].astype({"declaration_id": "string"}).merge(truth, on=KEY, how="left")
+    p = keyed["true_prob"].fillna(0.0).to_numpy()
+    y = keyed["offence"].fillna(False).to_numpy(bool)
+    k = selection_size(len(test), rate=spec.operating_rate)
+    return test, p, y, k, np.argsort(-p, kind="stable")[:k]
+
+
 def variant_of(spec: AreaSpec, variant: dict[str, Any]) -> tuple[AreaSpec, dict[str, Any]]:
     """The area spec and the ``train`` change of one variant for ``spec``'s area."""
     change = {**variant.get("all", {}), **variant.get(spec.name, {})}
@@ -130,16 +148,7 @@ def main() -> None:
             if args.windows and w.index not in args.windows:
                 continue
             inputs: dict[float, Any] = {}  # per share of never-controlled items as negatives
-            test = io.read_partitioned(
-                cat.features, months=io.months_overlapping(cat.features, w.start, w.end)
-            )
-            d = pd.to_datetime(test["accepted_date"])
-            test = test[(d >= pd.Timestamp(w.start)) & (d < pd.Timestamp(w.end))]
-            keyed = test[KEY].astype({"declaration_id": "string"}).merge(t, on=KEY, how="left")
-            p = keyed["true_prob"].fillna(0.0).to_numpy()
-            y = keyed["offence"].fillna(False).to_numpy(bool)
-            k = selection_size(len(test), rate=spec.operating_rate)
-            best = np.argsort(-p, kind="stable")[:k]
+            test, p, y, k, best = test_window(cat, t, w, spec)
             if args.reference:
                 every = io.read_partitioned(
                     cat.features,

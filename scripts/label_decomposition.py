@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -40,14 +41,10 @@ from riskml import io
 from riskml.catalog import Catalog
 from riskml.config import area_train_params, load_area_specs, load_params
 from riskml.contract import KEY
-from riskml.metrics import selection_size
-from riskml.train import (
-    feature_matrix,
-    pool_specs,
-    train_area,
-    training_features,
-    training_labels,
-)
+from riskml.train import feature_matrix, pool_specs, train_area, training_labels
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dev_window_models import test_window, window_inputs  # noqa: E402  (a script beside this one)
 
 
 def truth_labelled(labels: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
@@ -78,23 +75,12 @@ def main() -> None:
     )
     pool, spec, rows = pool_specs(specs, root), specs[area], []
     for w in windows:
-        test = io.read_partitioned(
-            cat.features, months=io.months_overlapping(cat.features, w.start, w.end)
-        )
-        d = pd.to_datetime(test["accepted_date"])
-        test = test[(d >= pd.Timestamp(w.start)) & (d < pd.Timestamp(w.end))]
-        keyed = test[KEY].astype({"declaration_id": "string"}).merge(t, on=KEY, how="left")
-        p = keyed["true_prob"].fillna(0.0).to_numpy()
-        k = selection_size(len(test), rate=spec.operating_rate)
-        best = np.argsort(-p, kind="stable")[:k]
+        test, p, _, k, best = test_window(cat, t, w, spec)
         own, first = training_labels(
             decl, outcomes, spec, pool, known_before=w.start, labelled_only=True
         )
-        own_pu, first_pu = training_labels(
-            decl, outcomes, spec, pool, known_before=w.start, labelled_only=True,
-            unlabelled_share=args.share,
-        )  # fmt: skip
-        feats = training_features(cat.features, spec, w.split, [own_pu, first_pu])
+        # the weak negatives' labels and the training rows' features (theirs hold own's rows)
+        own_pu, first_pu, feats = window_inputs(decl, outcomes, cat, spec, pool, w, args.share)
         variants = {
             "model": (own, first),
             "truth_labelled": (truth_labelled(own, t), first),
