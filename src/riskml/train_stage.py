@@ -32,7 +32,14 @@ import numpy as np
 import pandas as pd
 
 from riskml import compute, io, registry
-from riskml.area_model import CARD_FILE, REGISTRATION_FILE, AreaModel, recovery_ratio
+from riskml.area_model import (
+    CARD_FILE,
+    REGISTRATION_FILE,
+    AreaModel,
+    recovery_ratio,
+    score_frame,
+    write_window_scores,
+)
 from riskml.catalog import Catalog
 from riskml.config import (
     AreaSpec,
@@ -399,8 +406,6 @@ def period_rank_keys(
     ``[test_start, test_end)`` of the features dataset ``folder``, scored month by month (the
     model's columns only, a large month in slices of :data:`RANK_SLICE` rows), so that peak
     memory is one month's items, not the window's."""
-    from riskml.area_model import score_frame
-
     window = {"start": split.test_start, "end": split.test_end}
     columns = [*KEY, "accepted_date", *model.feature_names_]
     parts = []
@@ -465,8 +470,6 @@ def register_area_model(
     record.pop("reused")
     io.write_json(record | {"estimator_hash": model.estimator_hash()}, folder / REGISTRATION_FILE)
     if window_scores is not None and len(window_scores) and "score" in window_scores.columns:
-        from riskml.area_model import write_window_scores
-
         write_window_scores(
             window_scores, folder, model, Catalog(root).features,
             start=params.split.test_start, end=params.split.test_end,
