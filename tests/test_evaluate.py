@@ -17,13 +17,22 @@ from riskml.assessment import (
     RANK_KEY_COMPARISON,
     TRUTH,
     assemble_scores,
+    assess,
     evaluate_scores,
+    metrics_of,
     rank_key_comparison,
     ranking_scores,
     recovered_available,
 )
 from riskml.contract import RiskmlError
-from riskml.evaluate import calibration_table, pr_interpolated_table, run_evaluate
+from riskml.evaluate import (
+    PLOT_RATES,
+    calibration_table,
+    pr_curve_table,
+    pr_interpolated_table,
+    rate_curve_table,
+    run_evaluate,
+)
 from riskml.io import read_dataset
 from riskml.labels import build_labels
 from riskml.train import in_window
@@ -180,6 +189,14 @@ def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracki
     pr = pd.read_csv(world_root / "plots/evaluation/revenue/pr_curve.csv")
     assert {"population", "method", "recall", "precision"} <= set(pr.columns)
 
+    # the plot's curve and the metrics file say the same at every rate both hold
+    shared = [r for r in PLOT_RATES if r in revenue_spec.inspection_rates]
+    assert len(shared) >= 2
+    for row in curve[curve["rate"].isin(shared)].itertuples():
+        m = pops[row.population]["methods"][row.method]["rates"][f"{row.rate * 100:g}%"]
+        assert (row.precision, row.recall) == pytest.approx((m["precision"], m["recall"]))
+        assert row.revenue_share == pytest.approx(m["revenue_share"], nan_ok=True)
+
     run = mlflow.MlflowClient(tracking_uri).get_run(trained["run_id"])
     key = "test.truth.model.precision_at_5pct"
     assert run.data.metrics[key] == pytest.approx(truth["model"]["rates"]["5%"]["precision"])
@@ -271,6 +288,56 @@ def test_revenue_unavailable_is_null_with_a_reason(revenue_spec):
         assert m["revenue_share"] is None and m["precision"] >= 0
     assert result[TRUTH]["methods"]["model"]["rates"]["5%"]["revenue_share"] > 0
     assert "revenue_unavailable" not in result[TRUTH]
+
+
+@pytest.mark.parametrize("reason", [None, NO_RECOVERED])
+def test_metrics_and_plot_curves_of_one_assessment_agree_with_each_other_and_alone(
+    revenue_spec, reason
+):
+    """evaluate sorts each ranking once (assess) and reads the metrics at the inspection rates,
+    the rate curves and both precision-recall tables from it: the same figures as each public
+    function computing alone, and the curve equals the metrics at every rate both hold."""
+    from riskml.evaluate import pr_curves, pr_interpolated, rate_curves
+
+    scores = _scores(n=3000, seed=5)
+    spec = revenue_spec.model_copy(update={"inspection_rates": [0.01, 0.02, 0.05, 0.1, 0.0725]})
+    assessed = assess(scores, spec, seed=2, revenue_unavailable=reason)
+    result = metrics_of(assessed, spec.inspection_rates)
+    assert result == evaluate_scores(scores, spec, seed=2, revenue_unavailable=reason)
+    curves = rate_curves(assessed)
+    pd.testing.assert_frame_equal(
+        curves, rate_curve_table(scores, spec, seed=2, revenue_unavailable=reason)
+    )
+    pd.testing.assert_frame_equal(pr_curves(assessed), pr_curve_table(scores, spec, seed=2))
+    pd.testing.assert_frame_equal(
+        pr_interpolated(assessed), pr_interpolated_table(scores, spec, seed=2)
+    )
+    shared = [r for r in PLOT_RATES if r in spec.inspection_rates]
+    assert len(shared) == 4  # 7.25% is not a plot rate
+    for row in curves[curves["rate"].isin(shared)].itertuples():
+        m = result[row.population]["methods"][row.method]["rates"][f"{row.rate * 100:g}%"]
+        assert (row.precision, row.recall) == (m["precision"], m["recall"])
+        assert row.revenue_share == m["revenue_share"] or (
+            m["revenue_share"] is None and pd.isna(row.revenue_share)
+        )
+
+
+def test_pr_tables_are_sklearns_curves(revenue_spec):
+    """The precision-recall tables from the sorted rankings equal scikit-learn's curves."""
+    from sklearn.metrics import precision_recall_curve
+
+    scores = _scores(n=1500, seed=3)
+    pr = pr_curve_table(scores, revenue_spec, seed=1, max_points=10**6)
+    methods = ranking_scores(scores, seed=1, area=revenue_spec.name)
+    mask = scores["label"].notna().to_numpy()
+    y = scores["label"].fillna(0).to_numpy(float)
+    for method, score in methods.items():
+        if method == "oracle":
+            continue
+        precision, recall, _ = precision_recall_curve(y[mask], score[mask])
+        got = pr[(pr["population"] == LABELLED) & (pr["method"] == method)]
+        np.testing.assert_array_equal(got["precision"].to_numpy(), precision)
+        np.testing.assert_array_equal(got["recall"].to_numpy(), recall)
 
 
 def test_recovered_available(world):

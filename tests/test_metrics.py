@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from riskml.contract import RiskmlError
 from riskml.metrics import (
     InvalidMetricInput,
+    Ranking,
     average_precision,
     bootstrap_precision_at_rate,
     metrics_at_rates,
@@ -228,3 +229,77 @@ def test_bootstrap_is_seeded_and_validates():
         bootstrap_precision_at_rate(y, s, rate=0.1, level=1.5)
     with pytest.raises(InvalidMetricInput, match="missing labels"):
         bootstrap_precision_at_rate([1.0, np.nan], [0.1, 0.2], rate=0.5)
+
+
+# --- Ranking: one sort for the metrics at every rate, the average precision and the PR curve --
+
+
+def _reference_metrics_at_rates(y, s, rates, v):
+    """metrics_at_rates as written before the Ranking (session 12): a full sort of the gains for
+    the oracle and scikit-learn's average precision."""
+    from sklearn.metrics import average_precision_score
+
+    order = np.argsort(-s, kind="stable")
+    hits = np.cumsum(y[order])
+    best_hits = np.minimum(np.arange(1, s.size + 1), y.sum())
+    gain = v * y
+    got = np.cumsum(gain[order])
+    best = np.cumsum(np.sort(gain)[::-1])
+    out = {}
+    for rate in rates:
+        k = selection_size(s.size, rate=rate)
+        h = float(hits[k - 1])
+        p = float(y.sum())
+        out[float(rate)] = {
+            "n_selected": k,
+            "precision": h / k,
+            "recall": h / p if p > 0 else math.nan,
+            "precision_normalised": h / best_hits[k - 1] if best_hits[k - 1] > 0 else math.nan,
+            "revenue_share": got[k - 1] / gain.sum() if gain.sum() > 0 else math.nan,
+            "revenue_share_normalised": got[k - 1] / best[k - 1] if best[k - 1] > 0 else math.nan,
+        }
+    ap = float(average_precision_score(y, s)) if y.sum() else math.nan
+    return out, ap
+
+
+def _same(a, b):
+    return (isinstance(a, float) and math.isnan(a) and math.isnan(b)) or a == b
+
+
+@settings(max_examples=200, deadline=None)
+@given(labels_and_scores, st.lists(st.floats(0.001, 1.0), min_size=1, max_size=6))
+def test_ranking_gives_the_one_rate_at_a_time_figures_bit_for_bit(data, rates):
+    """The Ranking (one sort, any rates) gives exactly what metrics_at_rates gave before it."""
+    y, s, v = (np.asarray(x, dtype=float) for x in data)
+    s = np.round(s, 1)  # ties
+    want, want_ap = _reference_metrics_at_rates(y, s, rates, v)
+    m = metrics_at_rates(y, s, rates=rates, value=v)
+    assert _same(m["average_precision"], want_ap)
+    assert _same(Ranking(y, s).average_precision, average_precision(y, s))
+    for rate, block in want.items():
+        assert list(m["rates"][rate]) == list(block)
+        for key, value in block.items():
+            assert _same(m["rates"][rate][key], value), (rate, key)
+
+
+@pytest.mark.parametrize("kind", ["distinct", "rounded", "three_values", "signed_zeros"])
+def test_ranking_precision_recall_curve_is_sklearns_bit_for_bit(kind):
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 17, 1_000, 50_000):
+        p = rng.beta(1, 8, n)
+        y = (rng.random(n) < p).astype(float)
+        y[0] = 1.0  # at least one positive
+        s = {
+            "distinct": p,
+            "rounded": np.round(p, 2),
+            "three_values": rng.integers(0, 3, n).astype(float),
+            "signed_zeros": np.where(rng.random(n) < 0.5, 0.0, -0.0),
+        }[kind]
+        ranking = Ranking(y, s)
+        precision, recall, _ = precision_recall_curve(y, s)
+        got_p, got_r = ranking.precision_recall_curve()
+        np.testing.assert_array_equal(got_p, precision)
+        np.testing.assert_array_equal(got_r, recall)
+        assert ranking.average_precision == float(average_precision_score(y, s))

@@ -5,13 +5,15 @@ The pure side of evaluation, shared by the ``evaluate`` stage (the test window),
 items joined to their legacy-rule score, label and truth (:func:`assemble_scores`), the
 populations they are measured on (:func:`population_rows`: labelled, random control, truth),
 the rankings compared (:func:`ranking_scores`: model, raw LightGBM, legacy rules, random,
-oracle) and the metrics per population, method and rate (:func:`evaluate_scores`). No file,
-no MLflow: each stage reads and writes its own datasets.
+oracle), each ranking of each population sorted once (:func:`assess`) and the metrics per
+population, method and rate (:func:`evaluate_scores`, :func:`metrics_of`). No file, no
+MLflow: each stage reads and writes its own datasets.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ import pandas as pd
 
 from riskml.config import AreaSpec
 from riskml.contract import KEY
-from riskml.metrics import metrics_at_rates
+from riskml.metrics import Ranking
 from riskml.ranking import rank_key
 from riskml.rules import rule_score
 
@@ -122,6 +124,90 @@ def recovered_available(outcomes: pd.DataFrame) -> bool:
     return "additional_duty" in outcomes.columns and bool(outcomes["additional_duty"].notna().any())
 
 
+@dataclass(frozen=True)
+class PopulationRankings:
+    """One population of the scored items: its size, positives and each method's ranking."""
+
+    n: int
+    positives: int
+    prevalence: float | None = None
+    rankings: dict[str, Ranking] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assessed:
+    """Every method's ranking of every population, sorted once (:func:`assess`): the metrics at
+    any rates (:func:`metrics_of`) and the precision-recall curves read them."""
+
+    populations: dict[str, PopulationRankings]
+    revenue_unavailable: str | None = None
+
+
+def assess(
+    scores: pd.DataFrame,
+    spec: AreaSpec,
+    *,
+    seed: int,
+    revenue_unavailable: str | None = None,
+    methods: dict[str, np.ndarray] | None = None,
+) -> Assessed:
+    """Each method's ranking of each population of ``scores``, sorted once.
+
+    ``methods``: the rankings (name → score per row); by default :func:`ranking_scores`. The
+    ``oracle`` ranks the truth only. ``revenue_unavailable``: see :func:`evaluate_scores`.
+    """
+    if methods is None:
+        methods = ranking_scores(scores, seed=seed, area=spec.name)
+    pops: dict[str, PopulationRankings] = {}
+    for pop, (mask, y, value) in population_rows(scores).items():
+        n, positives = int(mask.sum()), int(y[mask].sum())
+        if not n:
+            pops[pop] = PopulationRankings(n, positives)
+            continue
+        no_value = revenue_unavailable is not None and pop != TRUTH
+        v = None if no_value else value[mask]
+        rankings = {
+            method: Ranking(y[mask], score[mask], value=v)
+            for method, score in methods.items()
+            if method != "oracle" or pop == TRUTH
+        }
+        pops[pop] = PopulationRankings(n, positives, float(y[mask].mean()), rankings)
+    return Assessed(pops, revenue_unavailable)
+
+
+def metrics_of(assessed: Assessed, rates: list[float]) -> dict[str, Any]:
+    """:func:`evaluate_scores`' metrics of the rankings ``assessed`` at ``rates``."""
+    out: dict[str, Any] = {}
+    for pop, prank in assessed.populations.items():
+        block: dict[str, Any] = {
+            "population": pop,
+            "description": POPULATIONS[pop],
+            "n": prank.n,
+            "positives": prank.positives,
+        }
+        if not prank.n:
+            block["note"] = "no item in this population: no metric"
+            out[pop] = block
+            continue
+        block["prevalence"] = prank.prevalence
+        no_value = assessed.revenue_unavailable is not None and pop != TRUTH
+        if no_value:
+            block["revenue_unavailable"] = assessed.revenue_unavailable
+        block["methods"] = {}
+        for method, ranking in prank.rankings.items():
+            at = ranking.at_rates(rates)
+            if no_value:
+                for r in at.values():
+                    r["revenue_share"] = r["revenue_share_normalised"] = None
+            mblock: dict[str, Any] = {"average_precision": ranking.average_precision}
+            if method == "random":
+                mblock["expected_precision"] = ranking.prevalence
+            mblock["rates"] = {rate_label(r): v for r, v in at.items()}
+            block["methods"][method] = mblock
+        out[pop] = block
+    return out
+
+
 def evaluate_scores(
     scores: pd.DataFrame,
     spec: AreaSpec,
@@ -142,43 +228,13 @@ def evaluate_scores(
     (``revenue_unavailable``), rather than a misleading zero. The truth keeps its evaded duty.
 
     ``methods``: the rankings to measure (name → score per row); by default
-    :func:`ranking_scores`.
+    :func:`ranking_scores`. To measure the same rankings at other rates too, :func:`assess`
+    them once and call :func:`metrics_of`.
     """
-    rates = list(rates or spec.inspection_rates)
-    if methods is None:
-        methods = ranking_scores(scores, seed=seed, area=spec.name)
-    out: dict[str, Any] = {}
-    for pop, (mask, y, value) in population_rows(scores).items():
-        block: dict[str, Any] = {
-            "population": pop,
-            "description": POPULATIONS[pop],
-            "n": int(mask.sum()),
-            "positives": int(y[mask].sum()),
-        }
-        if not mask.any():
-            block["note"] = "no item in this population: no metric"
-            out[pop] = block
-            continue
-        block["prevalence"] = float(y[mask].mean())
-        if revenue_unavailable is not None and pop != TRUTH:
-            block["revenue_unavailable"] = revenue_unavailable
-        block["methods"] = {}
-        for method, score in methods.items():
-            if method == "oracle" and pop != TRUTH:
-                continue
-            no_value = revenue_unavailable is not None and pop != TRUTH
-            v = None if no_value else value[mask]
-            m = metrics_at_rates(y[mask], score[mask], rates=rates, value=v)
-            if no_value:
-                for r in m["rates"].values():
-                    r["revenue_share"] = r["revenue_share_normalised"] = None
-            mblock: dict[str, Any] = {"average_precision": m["average_precision"]}
-            if method == "random":
-                mblock["expected_precision"] = m["prevalence"]
-            mblock["rates"] = {rate_label(r): v for r, v in m["rates"].items()}
-            block["methods"][method] = mblock
-        out[pop] = block
-    return out
+    assessed = assess(
+        scores, spec, seed=seed, revenue_unavailable=revenue_unavailable, methods=methods
+    )
+    return metrics_of(assessed, list(rates or spec.inspection_rates))
 
 
 #: Name of the block comparing the ranking keys of an area that ranks by expected recovery.

@@ -25,6 +25,9 @@ model, the scores file also gets ``expected_recovery`` (:meth:`AreaModel.rank_ke
 
 :func:`score_frame`, :func:`assemble_scores`, :func:`evaluate_scores` and the plot tables are
 pure; :func:`run_evaluate` is the stage entry that reads and writes files and logs to MLflow.
+Each area's rankings are sorted once (:func:`riskml.assessment.assess`) and read by its
+metrics, rate curves and precision-recall curves (:func:`rate_curves`, :func:`pr_curves`,
+:func:`pr_interpolated`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
-from sklearn.metrics import precision_recall_curve
 
 from riskml import compute, io, tracking
 from riskml.area_model import score_months, stored_window_scores
@@ -47,11 +49,11 @@ from riskml.assessment import (  # the pure side of evaluation, shared with back
     NO_RECOVERED,
     RANK_KEY_COMPARISON,
     TRUTH,
+    Assessed,
     assemble_scores,
-    evaluate_scores,
-    population_rows,
+    assess,
+    metrics_of,
     rank_key_comparison,
-    ranking_scores,
     rate_label,
     recovered_available,
 )
@@ -104,11 +106,15 @@ def rate_curve_table(
     revenue_unavailable: str | None = None,
 ) -> pd.DataFrame:
     """Long table for ``dvc plots``: rate, method, population, precision, recall, revenue_share."""
-    result = evaluate_scores(
-        scores, spec, seed=seed, rates=list(rates), revenue_unavailable=revenue_unavailable
-    )
+    assessed = assess(scores, spec, seed=seed, revenue_unavailable=revenue_unavailable)
+    return rate_curves(assessed, rates)
+
+
+def rate_curves(assessed: Assessed, rates: tuple[float, ...] = PLOT_RATES) -> pd.DataFrame:
+    """:func:`rate_curve_table` of the rankings ``assessed`` (:func:`riskml.assessment.assess`):
+    the same figures as the metrics file's at a rate both hold."""
     rows = []
-    for pop, block in result.items():
+    for pop, block in metrics_of(assessed, list(rates)).items():
         for method, mblock in block.get("methods", {}).items():
             for rate in rates:
                 m = mblock["rates"][rate_label(rate)]
@@ -142,15 +148,17 @@ def pr_curve_table(
 ) -> pd.DataFrame:
     """Precision-recall curves (at most ``max_points`` per curve): population, method, recall,
     precision."""
-    methods = ranking_scores(scores, seed=seed, area=spec.name)
+    return pr_curves(assess(scores, spec, seed=seed), max_points=max_points)
+
+
+def pr_curves(assessed: Assessed, *, max_points: int = PR_CURVE_POINTS) -> pd.DataFrame:
+    """:func:`pr_curve_table` of the rankings ``assessed`` (:func:`riskml.assessment.assess`)."""
     parts = []
-    for pop, (mask, y, _) in population_rows(scores).items():
-        if not mask.any() or y[mask].sum() == 0:
+    for pop, prank in assessed.populations.items():
+        if not prank.n or prank.positives == 0:
             continue
-        for method, score in methods.items():
-            if method == "oracle" and pop != TRUTH:
-                continue
-            precision, recall, _ = precision_recall_curve(y[mask], score[mask])
+        for method, ranking in prank.rankings.items():
+            precision, recall = ranking.precision_recall_curve()
             keep = np.unique(
                 np.linspace(0, len(recall) - 1, min(max_points, len(recall))).round().astype(int)
             )
@@ -173,25 +181,23 @@ RECALL_GRID: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(101))
 CALIBRATION_BINS = 10
 
 
-def headline_population_of(scores: pd.DataFrame) -> str:
-    """The truth of every item when known, else the labelled rows."""
-    return TRUTH if TRUTH in population_rows(scores) else LABELLED
-
-
 def pr_interpolated_table(scores: pd.DataFrame, spec: AreaSpec, *, seed: int) -> pd.DataFrame:
     """Interpolated precision (best precision at recall >= r) on :data:`RECALL_GRID`, one column
     per method, on the headline population (truth when known, else labelled rows)."""
-    methods = ranking_scores(scores, seed=seed, area=spec.name)
-    pop = headline_population_of(scores)
-    mask, y, _ = population_rows(scores)[pop]
+    return pr_interpolated(assess(scores, spec, seed=seed))
+
+
+def pr_interpolated(assessed: Assessed) -> pd.DataFrame:
+    """:func:`pr_interpolated_table` of the rankings ``assessed``
+    (:func:`riskml.assessment.assess`)."""
+    pop = TRUTH if TRUTH in assessed.populations else LABELLED
+    prank = assessed.populations[pop]
     grid = np.array(RECALL_GRID)
     out = pd.DataFrame({"recall": grid})
-    if not mask.any() or y[mask].sum() == 0:
+    if not prank.n or prank.positives == 0:
         return out
-    for method, score in methods.items():
-        if method == "oracle" and pop != TRUTH:
-            continue
-        precision, recall, _ = precision_recall_curve(y[mask], score[mask])
+    for method, ranking in prank.rankings.items():
+        precision, recall = ranking.precision_recall_curve()
         # recall is decreasing, so the points with recall >= r are a prefix: the best
         # precision among them is a running max from the start.
         best = np.maximum.accumulate(precision)
@@ -401,7 +407,10 @@ def evaluate_area(
     if recovered is None:
         recovered = recovered_available(tables["outcomes"])
     reason = None if recovered else NO_RECOVERED
-    result = evaluate_scores(scores, spec, seed=seed, revenue_unavailable=reason)
+    # each method's ranking of each population sorted once: the metrics at the inspection
+    # rates, the rate curves and the precision-recall curves all read it
+    assessed = assess(scores, spec, seed=seed, revenue_unavailable=reason)
+    result = metrics_of(assessed, list(spec.inspection_rates))
     comparison = rank_key_comparison(scores, spec, seed=seed, revenue_unavailable=reason)
     doc = {
         "area": spec.name,
@@ -417,12 +426,13 @@ def evaluate_area(
         doc[RANK_KEY_COMPARISON] = comparison
     io.write_json(json_safe(doc), catalog.evaluation(spec.name))
     plots = catalog.evaluation_plots(spec.name)
-    curves = rate_curve_table(scores, spec, seed=seed, revenue_unavailable=reason)
+    curves = rate_curves(assessed)
     write_plot_csv(curves, plots / "precision_at_rate.csv")
     for metric in ("precision", "revenue_share"):
         write_plot_csv(method_columns(curves, metric), plots / f"{metric}.csv")
-    write_plot_csv(pr_curve_table(scores, spec, seed=seed), plots / "pr_curve.csv")
-    pr = pr_interpolated_table(scores, spec, seed=seed)
+    write_plot_csv(pr_curves(assessed), plots / "pr_curve.csv")
+    pr = pr_interpolated(assessed)
+    del assessed
     calibration = calibration_table(scores)
     write_plot_csv(pr, plots / "pr_interpolated.csv")
     write_plot_csv(calibration, plots / "calibration.csv")

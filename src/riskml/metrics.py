@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,6 +27,7 @@ from riskml.contract import RiskmlError
 
 __all__ = [
     "InvalidMetricInput",
+    "Ranking",
     "average_precision",
     "bootstrap_precision_at_rate",
     "metrics_at_rates",
@@ -92,8 +94,9 @@ def _check_labels(y_true: ArrayLike) -> np.ndarray:
             f"y_true has {missing} missing labels (NaN); an unlabelled item is not a negative: "
             "keep only labelled items (label 0 or 1) before computing metrics"
         )
-    bad = np.setdiff1d(np.unique(y), [0.0, 1.0])
-    if bad.size:
+    not_01 = (y != 0.0) & (y != 1.0)
+    if not_01.any():  # np.unique of the offending values only: no sort of every label
+        bad = np.unique(y[not_01])
         raise InvalidMetricInput(
             f"y_true must hold only 0 and 1 (or False/True), found {bad[:5].tolist()}"
         )
@@ -349,37 +352,103 @@ def metrics_at_rates(
     rates = [_check_rate(r) for r in rates]
     if not rates:
         raise InvalidMetricInput("rates must hold at least one rate in (0, 1]")
-    y, s, v = _inputs(y_true, score, value)
-    # One sort for every rate: cumulative hits (and value) down the ranking and for an oracle.
-    order = _order(s)
-    hits = np.cumsum(y[order])
-    best_hits = np.minimum(np.arange(1, s.size + 1), y.sum())
-    if v is not None:
-        gain = v * y
-        got = np.cumsum(gain[order])
-        best = np.cumsum(np.sort(gain)[::-1])
-    positives = float(y.sum())
-    out: dict = {
-        "n": int(s.size),
-        "positives": int(positives),
-        "prevalence": float(y.mean()),
-        "average_precision": average_precision(y, s),
-        "rates": {},
+    ranking = Ranking(y_true, score, value=value)
+    return {
+        "n": ranking.n,
+        "positives": int(ranking.positives),
+        "prevalence": ranking.prevalence,
+        "average_precision": ranking.average_precision,
+        "rates": ranking.at_rates(rates),
     }
-    for rate in rates:
-        k = selection_size(s.size, rate=rate)
-        h = float(hits[k - 1])
-        block = {
-            "n_selected": k,
-            "precision": h / k,
-            "recall": _ratio(h, positives),
-            "precision_normalised": _ratio(h, float(best_hits[k - 1])),
-        }
+
+
+class Ranking:
+    """One ranking of one population, sorted once: its metrics at any inspection rates, its
+    average precision and its precision-recall curve, with no further sort.
+
+    The figures are those of :func:`metrics_at_rates`, :func:`average_precision` and
+    :func:`sklearn.metrics.precision_recall_curve` on the same items, bit for bit: counts down
+    the ranking are exact integers, so the tie groups' order (ties by position here, reversed
+    position in scikit-learn) changes no figure.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Labels 0/1 (or booleans). NaN (unlabelled) is rejected.
+    score : array-like of shape (n,)
+        Higher means more suspicious.
+    value : array-like of shape (n,), optional
+        Recoverable amount per item; only the value of positives counts. Adds the revenue
+        share and its normalised form to :meth:`at_rates`.
+
+    Examples
+    --------
+    >>> r = Ranking([1, 0, 1, 0], [0.9, 0.8, 0.1, 0.2])
+    >>> r.at_rates([0.5])[0.5]["precision"], r.average_precision
+    (0.5, 0.75)
+    """
+
+    def __init__(self, y_true: ArrayLike, score: ArrayLike, *, value: ArrayLike | None = None):
+        y, s, v = _inputs(y_true, score, value)
+        order = _order(s)
+        self.n = int(s.size)
+        self.positives = float(y.sum())
+        self.prevalence = float(y.mean())
+        # hits down the ranking: exact integers
+        self._hits = np.cumsum(y[order], dtype=np.int64)
+        # the last item of each group of equal scores: the thresholds of the PR curve
+        ranked = s[order]
+        self._last_of_tie = np.append(ranked[1:] != ranked[:-1], True)
+        self._value = v is not None
         if v is not None:
-            block["revenue_share"] = _ratio(float(got[k - 1]), float(gain.sum()))
-            block["revenue_share_normalised"] = _ratio(float(got[k - 1]), float(best[k - 1]))
-        out["rates"][rate] = block
-    return out
+            gain = v * y
+            self._got = np.cumsum(gain[order])
+            self._gain_total = float(gain.sum())
+            # the oracle's value: the largest gains first (zeros add nothing to the sums)
+            self._best = np.cumsum(np.sort(gain[gain > 0])[::-1])
+
+    def _best_value(self, k: int) -> float:
+        if not self._best.size:
+            return 0.0
+        return float(self._best[min(k, self._best.size) - 1])
+
+    def at_rates(self, rates: Iterable[float]) -> dict[float, dict]:
+        """The metrics at each rate (a float key), as in :func:`metrics_at_rates`' ``rates``."""
+        out: dict[float, dict] = {}
+        for rate in rates:
+            rate = _check_rate(rate)
+            k = selection_size(self.n, rate=rate)
+            h = float(self._hits[k - 1])
+            block = {
+                "n_selected": k,
+                "precision": h / k,
+                "recall": _ratio(h, self.positives),
+                "precision_normalised": _ratio(h, float(min(k, self.positives))),
+            }
+            if self._value:
+                got = float(self._got[k - 1])
+                block["revenue_share"] = _ratio(got, self._gain_total)
+                block["revenue_share_normalised"] = _ratio(got, self._best_value(k))
+            out[rate] = block
+        return out
+
+    def precision_recall_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(precision, recall)`` as :func:`sklearn.metrics.precision_recall_curve` gives them
+        (one point per distinct score, recall decreasing, ending at precision 1, recall 0)."""
+        idx = np.flatnonzero(self._last_of_tie)
+        tps = self._hits[idx].astype(np.float64)
+        precision = tps / (1.0 + idx)  # tps + fps: the items down to the threshold
+        recall = tps / tps[-1] if tps[-1] else np.ones(tps.shape)
+        return np.concatenate((precision[::-1], [1.0])), np.concatenate((recall[::-1], [0.0]))
+
+    @cached_property
+    def average_precision(self) -> float:
+        """Average precision (the step integral of the curve, as
+        :func:`sklearn.metrics.average_precision_score`), NaN without positives."""
+        if self.positives == 0:
+            return float("nan")
+        precision, recall = self.precision_recall_curve()
+        return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
 
 
 # --- uncertainty -------------------------------------------------------------------------------
