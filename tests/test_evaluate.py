@@ -139,6 +139,37 @@ def test_assemble_scores_joins_rule_label_and_truth(world, revenue_spec):
     ).tolist()
 
 
+def test_assemble_scores_joins_by_position_what_the_key_merge_joins(world, revenue_spec):
+    """Declarations, labels and truth holding the scored items in their order are joined by
+    position; in another order by the key: the same frame either way."""
+    from riskml.assessment import _same_items
+
+    decl = world["declarations"]
+    scored = decl[["declaration_id", "item_no", "accepted_date"]].reset_index(drop=True)
+    scored = scored.astype({"declaration_id": "string", "item_no": "int64"})
+    scored["score"] = np.linspace(0, 1, len(scored))
+    truth = world["truth"]
+    truth = truth[truth["risk_area"] == revenue_spec.name]
+    by_key = truth.set_index(["declaration_id", "item_no"])
+    truth = by_key.loc[list(zip(decl["declaration_id"], decl["item_no"], strict=True))]
+    truth = truth.reset_index()
+    labels = build_labels(decl, world["outcomes"], revenue_spec)
+    assert _same_items(scored, decl) and _same_items(scored, labels)
+    assert _same_items(scored, truth)
+    by_position = assemble_scores(scored, decl, labels, revenue_spec, truth)
+    shuffled = decl.sample(frac=1, random_state=1)
+    assert not _same_items(scored, shuffled)
+    by_merge = assemble_scores(
+        scored,
+        shuffled,
+        build_labels(shuffled, world["outcomes"], revenue_spec),
+        revenue_spec,
+        truth.sample(frac=1, random_state=2),
+    )
+    pd.testing.assert_frame_equal(by_position, by_merge)
+    assert by_position["label"].notna().any() and by_position["offence"].any()
+
+
 def test_run_evaluate_end_to_end(world_root, world, revenue_spec, params, tracking_uri):
     with pytest.raises(RiskmlError, match="train the area first"):
         run_evaluate(world_root, params, {"revenue": revenue_spec}, tracking_uri=tracking_uri)

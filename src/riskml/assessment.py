@@ -54,6 +54,34 @@ def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _same_items(left: pd.DataFrame, right: pd.DataFrame) -> bool:
+    """Whether ``right``'s rows are ``left``'s items, one for one in the same order."""
+    if len(left) != len(right):
+        return False
+    items = left["item_no"].astype("int64").to_numpy()
+    if not np.array_equal(items, right["item_no"].astype("int64").to_numpy()):
+        return False
+    same = (
+        left["declaration_id"].astype("string").array
+        == right["declaration_id"].astype("string").array
+    )
+    return bool(same.fillna(False).all())
+
+
+def _join(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``left`` with ``right``'s ``columns`` of the same item (NaN where it has none): the left
+    merge on the key, or, when ``right`` holds ``left``'s items in the same order (the window's
+    declarations and labels are in the features' order), the columns by position: the same
+    frame, without hashing millions of string keys. The keys are unique (the contract)."""
+    if _same_items(left, right):
+        out = left.reset_index(drop=True)
+        for col in columns:
+            out[col] = right[col].set_axis(out.index)
+        return out
+    other = _keyed(right[[*KEY, *columns]])
+    return left.merge(other, on=KEY, how="left", validate="one_to_one")
+
+
 def assemble_scores(
     scored: pd.DataFrame,
     declarations: pd.DataFrame,
@@ -66,19 +94,19 @@ def assemble_scores(
     ``labels`` from :func:`riskml.labels.build_labels` with every outcome (no ``known_before``);
     ``truth`` in the contract's long form (filtered here to ``spec``'s area).
     """
-    decl = _keyed(declarations)
-    decl = decl.assign(rule_score=rule_score(decl, spec.legacy_rules).to_numpy())
-    out = scored.merge(decl[[*KEY, "rule_score"]], on=KEY, how="left", validate="one_to_one")
-    lab = _keyed(labels[[*KEY, "label", "control_kind", "recovered"]])
-    out = out.merge(lab, on=KEY, how="left", validate="one_to_one")
+    decl = declarations[KEY].assign(
+        rule_score=rule_score(declarations, spec.legacy_rules).to_numpy()
+    )
+    out = _join(scored, decl, ["rule_score"])
+    out = _join(out, labels, ["label", "control_kind", "recovered"])
     out["rule_score"] = out["rule_score"].fillna(0.0)
     out["recovered"] = out["recovered"].fillna(0.0).astype("float64")
     out["label"] = out["label"].astype("float64")
     out["control_kind"] = out["control_kind"].astype("string")
     if truth is not None:
-        t = _keyed(truth[truth["risk_area"] == spec.name][[*KEY, *TRUTH_COLUMNS]])
+        t = truth[truth["risk_area"] == spec.name]
         if len(t):
-            out = out.merge(t, on=KEY, how="left", validate="one_to_one")
+            out = _join(out, t, TRUTH_COLUMNS)
             out["offence"] = out["offence"].astype("boolean")
     return out
 
