@@ -46,6 +46,7 @@ from riskml.config import AreaSpec, area_train_params, load_area_specs, load_par
 from riskml.contract import KEY, RiskmlError
 from riskml.features import model_feature_columns
 from riskml.metrics import selection_size
+from riskml.ranking import rank_key
 from riskml.train import (
     feature_matrix,
     pool_specs,
@@ -106,6 +107,49 @@ def test_window(
     return test, p, y, k, np.argsort(-p, kind="stable")[:k]
 
 
+def evaded_of(test: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """The truth's evaded duty of each row of ``test`` (``truth``: the area's key and
+    ``evaded_duty``; a missing row evaded nothing)."""
+    keyed = (
+        test[KEY]
+        .astype({"declaration_id": "string"})
+        .merge(truth[[*KEY, "evaded_duty"]], on=KEY, how="left")
+    )
+    return keyed["evaded_duty"].fillna(0.0).to_numpy(float)
+
+
+def list_key_figures(
+    model: Any,
+    test: pd.DataFrame,
+    score: np.ndarray,
+    spec: AreaSpec,
+    p: np.ndarray,
+    y: np.ndarray,
+    evaded: np.ndarray,
+    k: int,
+    best: np.ndarray,
+    exponents: list[float],
+) -> dict[str, float]:
+    """An area ranked by expected recovery: the candidate list's key (probability x predicted
+    recovered duty ** exponent, :func:`riskml.ranking.rank_key`) at the spec's exponent
+    (``exp_key``, ``real_key``: as ``exp`` and ``real``; ``rev_key``: the evaded duty of the
+    picks over the oracle's picks') and at each of ``exponents`` (``exp_key_<e>``,
+    ``rev_key_<e>``); empty without a recovery model."""
+    if model.recovery is None:
+        return {}
+    expected = model.recovery.expected(test, score)
+    out: dict[str, float] = {}
+    oracle_evaded = max(evaded[best].sum(), 1e-12)
+    tags = [("", spec.recovery_exponent), *((f"_{e:g}", e) for e in exponents)]
+    for tag, e in tags:
+        top = np.argsort(-rank_key(score, expected, e), kind="stable")[:k]
+        out[f"exp_key{tag}"] = float(p[top].mean() / p[best].mean())
+        out[f"rev_key{tag}"] = float(evaded[top].sum() / oracle_evaded)
+        if not tag:
+            out["real_key"] = float(y[top].mean() / max(y[best].mean(), 1e-12))
+    return out
+
+
 def variant_of(spec: AreaSpec, variant: dict[str, Any]) -> tuple[AreaSpec, dict[str, Any]]:
     """The area spec and the ``train`` change of one variant for ``spec``'s area."""
     change = {**variant.get("all", {}), **variant.get(spec.name, {})}
@@ -128,6 +172,9 @@ def main() -> None:
     ap.add_argument("--windows", type=int, nargs="+", help="only these windows (1 = earliest)")
     ap.add_argument("--importance", type=int, default=0, help="report the top N gains")
     ap.add_argument("--reference", action="store_true", help="also the truth-trained reference")
+    ap.add_argument("--exponents", type=float, nargs="*", default=[],
+                    help="areas ranked by expected recovery: also the list key at these "
+                    "recovery exponents (the spec's is always reported)")  # fmt: skip
     args = ap.parse_args()
     root, areas = args.world, args.areas.split(",")
     change = json.loads(args.change)
@@ -143,12 +190,14 @@ def main() -> None:
     pool, rows = pool_specs(specs, root), []
     for area in areas:
         spec = specs[area]
-        t = truth[truth["risk_area"] == area][[*KEY, "offence", "true_prob"]]
+        t = truth[truth["risk_area"] == area][[*KEY, "offence", "true_prob", "evaded_duty"]]
+        recovery = spec.rank_by == "expected_recovery"
         for w in windows:
             if args.windows and w.index not in args.windows:
                 continue
             inputs: dict[float, Any] = {}  # per share of never-controlled items as negatives
             test, p, y, k, best = test_window(cat, t, w, spec)
+            evaded = evaded_of(test, t) if recovery else None
             if args.reference:
                 every = io.read_partitioned(
                     cat.features,
@@ -176,7 +225,10 @@ def main() -> None:
                         inputs[share] = window_inputs(decl, outcomes, cat, spec, pool, w, share)
                     own, first, feats = inputs[share]
                     try:
-                        model = train_area(feats, own, vspec, w.split, train, pretrain_labels=first)
+                        model = train_area(
+                            feats, own, vspec, w.split, train, pretrain_labels=first,
+                            with_recovery=recovery,
+                        )  # fmt: skip
                     except RiskmlError as exc:
                         rows.append(row | {"status": str(exc)})
                         print(rows[-1], flush=True)
@@ -189,6 +241,10 @@ def main() -> None:
                         "trees": model.booster.num_trees(),
                         "cpu_seconds": round(time.process_time() - started, 1),
                     }
+                    if recovery:
+                        row |= list_key_figures(
+                            model, test, score, spec, p, y, evaded, k, best, args.exponents
+                        )
                     if args.importance:
                         row["gains"] = top_gains(
                             model.booster, model.feature_names, args.importance
