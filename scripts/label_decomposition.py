@@ -178,6 +178,7 @@ def main() -> None:
                     "variant": name, "seed": seed, "rows": len(labels),
                     "positives": int(labels["label"].sum()),
                     "exp": float(p[top].mean() / p[best].mean()),
+                    "real": float(y[top].mean() / max(y[best].mean(), 1e-12)),
                     "trees": model.booster.num_trees(),
                     "cpu_seconds": round(time.process_time() - started, 1),
                 }  # fmt: skip
