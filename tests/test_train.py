@@ -465,22 +465,31 @@ def test_run_train_reads_only_labelled_rows_and_equals_training_on_the_whole_fra
     assert staged.content_hash() == whole.content_hash()
 
 
-def test_period_rank_keys_in_slices_equal_one_pass(
+def test_window_rank_keys_in_slices_equal_one_pass(
     world_root, world, revenue_spec, params, tracking_uri, monkeypatch
 ):
-    """The threshold's rank keys are computed a month at a time, a large month in slices of
-    ``RANK_SLICE`` rows (memory at ten million items): slices of 7 rows give the same keys."""
-    from riskml import train_stage
+    """The threshold's rank keys are computed a month at a time by the evaluate stage's month
+    loop (:func:`riskml.area_model.score_months`), a large month in slices of ``SCORE_SLICE``
+    rows (memory at ten million items): slices of 7 rows give the same keys and scores, and
+    without the rank key the same scores as the evaluate stage's."""
+    from riskml import area_model
     from riskml.catalog import Catalog
 
     train_area_model("revenue", world_root, params, revenue_spec, tracking_uri=tracking_uri)
     model = AreaModel.load(world_root / "models/revenue")
     folder = Catalog(world_root).features
-    whole = train_stage.period_rank_keys(model, folder, params.split, world["declarations"])
-    monkeypatch.setattr(train_stage, "RANK_SLICE", 7)
-    sliced = train_stage.period_rank_keys(model, folder, params.split, world["declarations"])
-    assert len(whole) > 7
+    window = {"start": params.split.test_start, "end": params.split.test_end}
+    decl = world["declarations"]
+    whole = area_model.score_months(model, folder, **window, rank_key=True, declarations=decl)
+    plain = area_model.score_months(model, folder, **window)
+    monkeypatch.setattr(area_model, "SCORE_SLICE", 7)
+    sliced = area_model.score_months(model, folder, **window, rank_key=True, declarations=decl)
+    assert len(whole) > 7 and "rank_key" in whole.columns
     pd.testing.assert_frame_equal(sliced, whole, check_exact=True)
+    pd.testing.assert_frame_equal(
+        area_model.score_months(model, folder, **window), plain, check_exact=True
+    )
+    pd.testing.assert_frame_equal(whole.drop(columns=["rank_key"]), plain, check_exact=True)
 
 
 def test_outcomes_known_after_test_start_do_not_change_the_model(

@@ -60,6 +60,7 @@ from riskml.ranking import (
 from riskml.reasons import check_additivity, contributions
 from riskml.train import (
     RecoveryModel,
+    _keyed,
     feature_array,
     feature_matrix,
     in_window,
@@ -548,8 +549,7 @@ def score_frame(
 
     ``rank_key``: add the lists' key of each item (:meth:`AreaModel.rank_key`, its fallback
     reading ``duties_paid``: the window's items' duties paid, in their order), from the same
-    prediction (the register stage's operating threshold:
-    :func:`riskml.train_stage.bind_policy`)."""
+    prediction (the register stage's operating threshold: :func:`score_months`)."""
     rows = in_window(features, start, end)
     out = rows[[*KEY, "accepted_date"]].reset_index(drop=True)
     out["declaration_id"] = out["declaration_id"].astype("string")
@@ -570,17 +570,66 @@ def score_frame(
     return out
 
 
+#: Rows scored at once by :func:`score_months` (a month of ten million items is 420,000): the
+#: model's input matrix and its predictions are per slice.
+SCORE_SLICE = 100_000
+
+
+def duties_paid_of(rows: pd.DataFrame, declarations: pd.DataFrame | None) -> np.ndarray | None:
+    """Each of ``rows``' duty paid (from ``declarations``, by key); None without the column."""
+    if declarations is None or "duties_paid" not in declarations.columns:
+        return None
+    paid = _keyed(rows[KEY]).merge(_keyed(declarations[[*KEY, "duties_paid"]]), on=KEY, how="left")
+    return paid["duties_paid"].to_numpy(np.float64, na_value=np.nan)
+
+
+def _score_slices(
+    model: Any,
+    rows: pd.DataFrame,
+    *,
+    start: date,
+    end: date,
+    rank_key: bool = False,
+    declarations: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`score_frame` of ``rows``' items of ``[start, end)`` in slices of
+    :data:`SCORE_SLICE` rows (row-wise: the same frame as one pass), with the rank key's duties
+    paid from ``declarations`` when ``rank_key``."""
+    rows = in_window(rows, start, end)
+    paid = duties_paid_of(rows, declarations) if rank_key else None
+    parts = []
+    for lo in range(0, max(len(rows), 1), SCORE_SLICE):
+        cut = None if paid is None else paid[lo : lo + SCORE_SLICE]
+        part = rows.iloc[lo : lo + SCORE_SLICE]
+        parts.append(
+            score_frame(model, part, start=start, end=end, rank_key=rank_key, duties_paid=cut)
+        )
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
 def score_months(
-    model: Any, folder: Path, *, start: date, end: date, client: Any = None
+    model: Any,
+    folder: Path,
+    *,
+    start: date,
+    end: date,
+    client: Any = None,
+    rank_key: bool = False,
+    declarations: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """:func:`score_frame` of every item of ``[start, end)`` of the partitioned features dataset
-    ``folder``, one month at a time (each month read with the model's columns only), in this
-    process or as one task per month on ``client``'s Dask cluster
-    (:func:`riskml.compute.map_months`): the same frame, bit for bit, as :func:`score_frame` on
-    the whole dataset (tests/test_compute.py), with peak memory one month's items."""
+    ``folder``, one month at a time (each month read with the model's columns only, a large
+    month in slices of :data:`SCORE_SLICE` rows), in this process or as one task per month on
+    ``client``'s Dask cluster (:func:`riskml.compute.map_months`): the same frame, bit for bit,
+    as :func:`score_frame` on the whole dataset (tests/test_compute.py), with peak memory one
+    month's items. The evaluate stage's scores; with ``rank_key`` also the lists' key
+    (``declarations``: the window's duties paid, for the key's fallback), which the register
+    stage's threshold reads (:func:`riskml.train_stage.bind_policy`)."""
     columns = [*KEY, "accepted_date", *model.feature_names_]
     months = io.months_overlapping(folder, start, end)
-    score = functools.partial(score_frame, model, start=start, end=end)
+    score = functools.partial(
+        _score_slices, model, start=start, end=end, rank_key=rank_key, declarations=declarations
+    )
     scored = compute.map_months(folder, months, score, client=client, columns=columns)
     return _in_stored_order(scored, folder, months)
 

@@ -28,7 +28,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from riskml import compute, io, registry
@@ -36,8 +35,10 @@ from riskml.area_model import (
     CARD_FILE,
     REGISTRATION_FILE,
     AreaModel,
+    duties_paid_of,
     recovery_ratio,
     score_frame,
+    score_months,
     write_window_scores,
 )
 from riskml.catalog import Catalog
@@ -54,7 +55,6 @@ from riskml.fairness import check_protected
 from riskml.train import (
     SIGNATURE_SAMPLE,
     SKIP_FILE,
-    _keyed,
     _stage_inputs,
     feature_columns,
     in_window,
@@ -355,71 +355,40 @@ def bind_policy(
     """The area model: ``estimator`` (not refitted) under ``spec``'s list policy (``rank_by``,
     ``recovery_exponent``) with its operating threshold, the rank key at the area's operating
     rate (``evaluation.operating_rate``) of the test window's items: those of the features
-    dataset ``folder``, scored month by month (:func:`period_rank_keys`), or of the frame
-    ``features``."""
-    if folder is not None:
-        return bind_policy_scored(estimator, spec, split, folder, declarations)[0]
-    model = estimator.with_policy(spec.rank_by, spec.recovery_exponent)
-    if features is None:
-        raise ValueError("bind_policy needs the test window's items: features or folder")
-    rows = in_window(features, split.test_start, split.test_end)
-    n_picks = int(round(spec.operating_rate * len(rows)))
-    return model.set_threshold(rows, n_picks, duties_paid=_duties_paid(rows, declarations))
+    dataset ``folder``, scored month by month, or of the frame ``features``
+    (:func:`bind_policy_scored`)."""
+    return bind_policy_scored(
+        estimator, spec, split, features=features, folder=folder, declarations=declarations
+    )[0]
 
 
 def bind_policy_scored(
     estimator: AreaModel,
     spec: AreaSpec,
     split: SplitParams,
-    folder: Path,
-    declarations: pd.DataFrame | None,
+    *,
+    features: pd.DataFrame | None = None,
+    folder: Path | None = None,
+    declarations: pd.DataFrame | None = None,
 ) -> tuple[AreaModel, pd.DataFrame]:
-    """:func:`bind_policy` on the test window's items of the features dataset ``folder``, and
-    the window's scores it computed for the threshold (:func:`period_rank_keys`: the evaluate
+    """:func:`bind_policy`, and the window's scores it computed for the threshold (the evaluate
     stage's :func:`riskml.area_model.score_frame` columns and ``rank_key``), which
-    :func:`run_register` keeps with the model for the evaluate stage."""
+    :func:`run_register` keeps with the model for the evaluate stage. The items of the
+    features dataset ``folder`` (:func:`riskml.area_model.score_months`, the evaluate stage's
+    month loop) or of the frame ``features``."""
     model = estimator.with_policy(spec.rank_by, spec.recovery_exponent)
-    keyed = period_rank_keys(model, folder, split, declarations)
+    window = {"start": split.test_start, "end": split.test_end}
+    if folder is not None:
+        keyed = score_months(model, folder, **window, rank_key=True, declarations=declarations)
+    elif features is not None:
+        rows = in_window(features, **window)
+        paid = duties_paid_of(rows, declarations)
+        keyed = score_frame(model, rows, **window, rank_key=True, duties_paid=paid)
+    else:
+        raise ValueError("bind_policy needs the test window's items: features or folder")
     n_picks = int(round(spec.operating_rate * len(keyed)))
     model.set_threshold(keyed, n_picks, keys=keyed["rank_key"].to_numpy())
     return model, keyed
-
-
-def _duties_paid(rows: pd.DataFrame, declarations: pd.DataFrame | None) -> np.ndarray | None:
-    """Each of ``rows``' duty paid (from ``declarations``, by key); None without the column."""
-    if declarations is None or "duties_paid" not in declarations.columns:
-        return None
-    paid = _keyed(rows[KEY]).merge(_keyed(declarations[[*KEY, "duties_paid"]]), on=KEY, how="left")
-    return paid["duties_paid"].to_numpy(np.float64, na_value=np.nan)
-
-
-#: Rows scored at once by :func:`period_rank_keys` (a month of ten million items is 420,000).
-RANK_SLICE = 100_000
-
-
-def period_rank_keys(
-    model: AreaModel, folder: Path, split: SplitParams, declarations: pd.DataFrame | None
-) -> pd.DataFrame:
-    """The evaluate stage's scores (:func:`riskml.area_model.score_frame`: key,
-    ``accepted_date``, ``score`` and for an area ranked by a recovery model
-    ``expected_recovery``) and the ``rank_key`` of every item of the test window
-    ``[test_start, test_end)`` of the features dataset ``folder``, scored month by month (the
-    model's columns only, a large month in slices of :data:`RANK_SLICE` rows), so that peak
-    memory is one month's items, not the window's."""
-    window = {"start": split.test_start, "end": split.test_end}
-    columns = [*KEY, "accepted_date", *model.feature_names_]
-    parts = []
-    for month in io.months_overlapping(folder, split.test_start, split.test_end):
-        rows = in_window(io.read_partitioned(folder, months=[month], columns=columns), **window)
-        paid = _duties_paid(rows, declarations)
-        # a large month in slices: the model's input matrix and its predictions are per slice
-        for lo in range(0, max(len(rows), 1), RANK_SLICE):
-            part = rows.iloc[lo : lo + RANK_SLICE]
-            cut = None if paid is None else paid[lo : lo + RANK_SLICE]
-            parts.append(score_frame(model, part, **window, rank_key=True, duties_paid=cut))
-    if not parts:  # no month of the window stored
-        return pd.DataFrame({"accepted_date": pd.Series(dtype="M8[ns]"), "rank_key": []})
-    return pd.concat(parts, ignore_index=True)
 
 
 def signature_sample(model: AreaModel, folder: Path, split: SplitParams, seed: int) -> pd.DataFrame:
@@ -593,7 +562,9 @@ def run_register(
     estimator = AreaModel.load_estimator(source)
     split = params.split
     declarations = in_window(_declarations(catalog), split.test_start, split.test_end)
-    model, scored = bind_policy_scored(estimator, spec, split, catalog.features, declarations)
+    model, scored = bind_policy_scored(
+        estimator, spec, split, folder=catalog.features, declarations=declarations
+    )
     seed = int(model.facts_["train_params"]["seed"])
     sample = signature_sample(model, catalog.features, split, seed)
     return register_area_model(
