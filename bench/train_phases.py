@@ -60,7 +60,7 @@ for module, name, label in (
     (stage, "_stage_inputs", "read inputs"),
     (stage, "label_support", "label support"),
     (stage, "fit_estimator", "fit_estimator (every fit, calibration)"),
-    (stage, "bind_policy", "bind_policy (the test window scored: threshold)"),
+    (stage, "bind_policy_scored", "bind_policy_scored (the test window scored: threshold)"),
     (stage, "signature_sample", "signature sample"),
     (stage, "register_area_model", "register (MLflow)"),
 ):
