@@ -490,6 +490,11 @@ def test_window_rank_keys_in_slices_equal_one_pass(
         area_model.score_months(model, folder, **window), plain, check_exact=True
     )
     pd.testing.assert_frame_equal(whole.drop(columns=["rank_key"]), plain, check_exact=True)
+    # a window without a features month: no rows, the same columns (the threshold's keys)
+    later = {"start": date(2099, 1, 1), "end": date(2099, 2, 1)}
+    none = area_model.score_months(model, folder, **later, rank_key=True, declarations=decl)
+    assert none.empty and list(none.columns) == list(whole.columns)
+    assert list(area_model.score_months(model, folder, **later).columns) == list(plain.columns)
 
 
 def test_outcomes_known_after_test_start_do_not_change_the_model(

@@ -47,7 +47,7 @@ import pandas as pd
 
 from riskml import compute, io
 from riskml.config import AreaSpec, SplitParams, TrainParams
-from riskml.contract import KEY, RiskmlError
+from riskml.contract import KEY, RiskmlError, keyed
 from riskml.ranking import (
     KEY_PROBABILITY,
     KEY_RECOVERY_MODEL,
@@ -60,7 +60,6 @@ from riskml.ranking import (
 from riskml.reasons import check_additivity, contributions
 from riskml.train import (
     RecoveryModel,
-    _keyed,
     feature_array,
     feature_matrix,
     in_window,
@@ -551,9 +550,7 @@ def score_frame(
     reading ``duties_paid``: the window's items' duties paid, in their order), from the same
     prediction (the register stage's operating threshold: :func:`score_months`)."""
     rows = in_window(features, start, end)
-    out = rows[[*KEY, "accepted_date"]].reset_index(drop=True)
-    out["declaration_id"] = out["declaration_id"].astype("string")
-    out["item_no"] = out["item_no"].astype("int64")
+    out = keyed(rows[[*KEY, "accepted_date"]].reset_index(drop=True))
     # the model's columns as one matrix, float32 when the stored features are (they are): the
     # same doubles in LightGBM's trees as the float64 frame, so the same probabilities bit for
     # bit (tests/test_evaluate.py), without a float64 copy and a second block of every row
@@ -562,11 +559,11 @@ def score_frame(
     recovery = model.rank_by == "expected_recovery" and model.recovery_ is not None
     if recovery or rank_key:
         # with a recovery model the expected recovery is its prediction, whatever duties_paid
-        keyed = model.rank_key(rows, proba, duties_paid=duties_paid)
+        ranked = model.rank_key(rows, proba, duties_paid=duties_paid)
         if recovery:
-            out["expected_recovery"] = keyed["expected_recovery"].to_numpy()
+            out["expected_recovery"] = ranked["expected_recovery"].to_numpy()
         if rank_key:
-            out["rank_key"] = keyed["rank_key"].to_numpy()
+            out["rank_key"] = ranked["rank_key"].to_numpy()
     return out
 
 
@@ -579,7 +576,7 @@ def duties_paid_of(rows: pd.DataFrame, declarations: pd.DataFrame | None) -> np.
     """Each of ``rows``' duty paid (from ``declarations``, by key); None without the column."""
     if declarations is None or "duties_paid" not in declarations.columns:
         return None
-    paid = _keyed(rows[KEY]).merge(_keyed(declarations[[*KEY, "duties_paid"]]), on=KEY, how="left")
+    paid = keyed(rows[KEY]).merge(keyed(declarations[[*KEY, "duties_paid"]]), on=KEY, how="left")
     return paid["duties_paid"].to_numpy(np.float64, na_value=np.nan)
 
 
@@ -640,9 +637,7 @@ def _in_stored_order(scored: pd.DataFrame, folder: Path, months: list[str]) -> p
     if io.ROW not in io.dataset_columns(folder):
         return scored
     # a dataset not sorted by month: its stored row order, as reading it whole gives
-    order = io.read_partitioned(folder, months=months, columns=list(KEY)).astype(
-        {"declaration_id": "string", "item_no": "int64"}
-    )
+    order = keyed(io.read_partitioned(folder, months=months, columns=list(KEY)))
     return order.merge(scored, on=list(KEY), how="inner", validate="one_to_one")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from riskml.config import AreaSpec
-from riskml.contract import KEY
+from riskml.contract import KEY, keyed
 from riskml.metrics import Ranking
 from riskml.ranking import rank_key
 from riskml.rules import rule_score
@@ -47,13 +47,6 @@ def rate_label(rate: float) -> str:
     return f"{rate * 100:g}%"
 
 
-def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    frame["declaration_id"] = frame["declaration_id"].astype("string")
-    frame["item_no"] = frame["item_no"].astype("int64")
-    return frame
-
-
 def _same_items(left: pd.DataFrame, right: pd.DataFrame) -> bool:
     """Whether ``right``'s rows are ``left``'s items, one for one in the same order."""
     if len(left) != len(right):
@@ -78,7 +71,7 @@ def _join(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> pd.Dat
         for col in columns:
             out[col] = right[col].set_axis(out.index)
         return out
-    other = _keyed(right[[*KEY, *columns]])
+    other = keyed(right[[*KEY, *columns]])
     return left.merge(other, on=KEY, how="left", validate="one_to_one")
 
 

@@ -53,6 +53,16 @@ TRANSPORT_MODES: tuple[str, ...] = ("sea", "air", "road", "rail", "post", "unkno
 KEY: list[str] = ["declaration_id", "item_no"]
 
 
+def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with its key columns in one dtype for joining on :data:`KEY`:
+    ``declaration_id`` as string, ``item_no`` as int64 (tables read from different sources may
+    hold them as object or int32)."""
+    out = frame.copy()
+    out["declaration_id"] = out["declaration_id"].astype("string")
+    out["item_no"] = out["item_no"].astype("int64")
+    return out
+
+
 @dataclass(frozen=True)
 class Column:
     """One canonical column: its name, logical dtype, whether it must be present, and meaning."""

@@ -69,7 +69,7 @@ from riskml.config import (
     first_stage_train_params,
     load_area_specs,
 )
-from riskml.contract import KEY, RiskmlError
+from riskml.contract import KEY, RiskmlError, keyed
 from riskml.features import check_model_inputs
 from riskml.labels import UNLABELLED, build_labels, with_unlabelled_negatives
 from riskml.metrics import average_precision
@@ -246,20 +246,13 @@ def _dataset(frame: pd.DataFrame, names: list[str], label: str, **kwargs: Any) -
     )  # fmt: skip
 
 
-def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    out["declaration_id"] = out["declaration_id"].astype("string")
-    out["item_no"] = out["item_no"].astype("int64")
-    return out
-
-
 def labelled_rows(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Features of the items that have a label (0 or 1), with ``label`` (and the deciding
     control's ``control_reason`` when ``labels`` has it: a training weight, never a feature)
     joined on the key."""
-    lab = _keyed(labels[[*KEY, "label", *(c for c in [REASON] if c in labels.columns)]])
+    lab = keyed(labels[[*KEY, "label", *(c for c in [REASON] if c in labels.columns)]])
     lab = lab[lab["label"].notna()]
-    out = _keyed(features).merge(lab, on=KEY, how="inner", validate="one_to_one")
+    out = keyed(features).merge(lab, on=KEY, how="inner", validate="one_to_one")
     out["accepted_date"] = pd.to_datetime(out["accepted_date"])
     return out
 
@@ -1204,8 +1197,8 @@ def train_recovery(
     :data:`MIN_RECOVERY_ROWS` (training) or 5 (stopping) such rows."""
     names = feature_columns(features, spec)
     lab = labels[(labels["label"] == 1) & (labels["recovered"] > 0)]
-    rows = _keyed(features).merge(
-        _keyed(lab[[*KEY, "label", "recovered"]]), on=KEY, how="inner", validate="one_to_one"
+    rows = keyed(features).merge(
+        keyed(lab[[*KEY, "label", "recovered"]]), on=KEY, how="inner", validate="one_to_one"
     )
     rows["accepted_date"] = pd.to_datetime(rows["accepted_date"])
     train = in_window(rows, split.train_start, split.valid_start)
@@ -1315,7 +1308,7 @@ def tune_yaml(area: str, best: dict[str, Any]) -> str:
 
 def key_hashes(frame: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each row's key (the same for the same key whatever its dtypes)."""
-    return pd.util.hash_pandas_object(_keyed(frame[KEY]), index=False).to_numpy()
+    return pd.util.hash_pandas_object(keyed(frame[KEY]), index=False).to_numpy()
 
 
 def key_in(frame: pd.DataFrame, wanted: np.ndarray) -> np.ndarray:
