@@ -340,3 +340,86 @@ def test_evaluate_stage_on_the_cluster_writes_the_local_scores_and_metrics(
         io.read_dataset(world_root / "data/scores/revenue"), local, check_exact=True
     )
     assert json.loads((world_root / "metrics/areas/revenue.json").read_text()) == metrics
+
+
+def test_dask_contributions_equal_the_local_ones_bit_for_bit(world, revenue_spec, params, cluster):
+    """TreeSHAP on the cluster (:meth:`AreaModel.contributions` with a client: tasks of at most
+    ``chunk_size`` rows, one per worker at least) is the local frame, values and index, bit for
+    bit, whatever the rows' order and the task size."""
+    from distributed import Client
+
+    model = _fitted(world, revenue_spec, params)
+    rows = world["features"].sample(1500, random_state=3)  # an index out of order
+    local = model.contributions(rows, chunk_size=400)
+    with Client(cluster) as client:
+        for chunk_size in (400, 2000, 1):
+            remote = model.contributions(rows.iloc[:60] if chunk_size == 1 else rows,
+                                         chunk_size=chunk_size, client=client)  # fmt: skip
+            want = local.iloc[:60] if chunk_size == 1 else local
+            pd.testing.assert_frame_equal(remote, want, check_exact=True)
+        empty = model.contributions(rows.iloc[:0], client=client)
+    pd.testing.assert_frame_equal(empty, local.iloc[:0], check_exact=True)
+
+
+def _files(folders: list[Path], root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for folder in folders
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_the_explain_stage_on_the_cluster_writes_the_local_reasons_and_case_files(
+    tmp_path, cluster, monkeypatch
+):
+    """``compute.backend: dask``: the explain stage computes the TreeSHAP contributions of the
+    picks, of the shadow picks and of the global sample on the cluster (tasks of rows, the model
+    sent once per worker); the reasons tables, case files and images are the local run's, byte
+    for byte. Two exceptions, neither from the contributions: the beeswarm image is left out
+    (shap shuffles and jitters its dots with NumPy's global random state, which the stage does
+    not seed: it differs between two local runs too), and the case files' print date
+    (``casefile.today``, to the minute) is held fixed. The small project
+    has no shadow list (its one model is the champion): its picks are copied as the shadow's,
+    drawn by the same model, so that the shadow's reasons are computed too."""
+    import shutil
+
+    from explain_project import AREA, small_project
+
+    from riskml import casefile
+    from riskml.catalog import Catalog
+    from riskml.config import load_area_specs
+    from riskml.explain import run_explain
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "DVC_EXP_NAME", "DVC_ROOT"):
+        monkeypatch.delenv(name, raising=False)  # the project's own store (mlflow.db)
+    monkeypatch.setattr(casefile, "today", lambda: "2026-01-01 00:00 UTC")
+    root = tmp_path / "project"
+    shutil.copytree(small_project(), root, symlinks=True)
+    catalog = Catalog(root)
+    shutil.copyfile(catalog.picks(AREA), catalog.picks(AREA, shadow=True))
+    params = load_params(root / "params.yaml")
+    specs = load_area_specs(root / "pipelines")
+    outputs = [
+        root / "data/explanations",
+        catalog.casefiles(AREA),
+        catalog.explain_plots(AREA),
+    ]
+
+    def run(on: Params) -> dict[str, bytes]:
+        for folder in outputs:
+            shutil.rmtree(folder, ignore_errors=True)
+        summary = run_explain(root, on, specs)
+        assert summary["explained"][AREA] > 0
+        files = _files(outputs, root)
+        assert f"data/explanations/{AREA}.shadow.parquet" in files
+        return {name: data for name, data in files.items() if not name.endswith("beeswarm.png")}
+
+    local = run(params)
+    remote = run(
+        params.model_copy(
+            update={"compute": ComputeParams(backend="dask", scheduler=cluster.scheduler_address)}
+        )
+    )
+    assert sorted(remote) == sorted(local) and len(local) > 10
+    assert [name for name in local if remote[name] != local[name]] == []

@@ -318,10 +318,20 @@ class AreaModel:
 
         return SimpleNamespace(rank_by=self.rank_by, recovery_exponent=self.recovery_exponent)
 
-    def contributions(self, X: pd.DataFrame, *, chunk_size: int = 2000) -> pd.DataFrame:
+    def contributions(
+        self, X: pd.DataFrame, *, chunk_size: int = 2000, client: Any = None
+    ) -> pd.DataFrame:
         """TreeSHAP contribution of each feature to each row's raw score (log-odds) plus
-        ``bias``, additivity checked per chunk (:func:`contributions`)."""
-        return contributions(self._check_fitted(), X, chunk_size=chunk_size)
+        ``bias``, additivity checked per chunk (:func:`contributions`); in this process, or on
+        ``client``'s Dask cluster in tasks of at most ``chunk_size`` rows, the model sent once
+        per worker with the rows' model columns (:func:`riskml.compute.map_rows`): the same
+        frame, bit for bit (a row's contributions do not depend on the other rows)."""
+        booster = self._check_fitted()
+        explain = functools.partial(contributions, booster, chunk_size=chunk_size)
+        if client is None:
+            return explain(X)
+        sent = [name for name in booster.feature_name() if name in X.columns]  # else: the error
+        return compute.map_rows(X[sent], explain, client=client, rows_per_task=chunk_size)
 
     # --- persistence -------------------------------------------------------------------------
 

@@ -218,6 +218,33 @@ def map_months(
     return pd.concat(parts, ignore_index=True)
 
 
+def _apply(func: Callable[[pd.DataFrame], pd.DataFrame], frame: pd.DataFrame) -> pd.DataFrame:
+    return func(frame)
+
+
+def map_rows(
+    frame: pd.DataFrame,
+    func: Callable[[pd.DataFrame], pd.DataFrame],
+    *,
+    client: Any = None,
+    rows_per_task: int,
+) -> pd.DataFrame:
+    """``func(frame)``: in this process, or on ``client``'s cluster as tasks of consecutive
+    rows (at most ``rows_per_task``, and one per worker at least while the rows allow; ``func``
+    sent once per worker, the rows as they are), the results concatenated in row order.
+    ``func`` must be row-wise (as :func:`map_months`'), so both give the same frame: the work
+    of a few thousand rows that costs much per row (TreeSHAP, :meth:`AreaModel.contributions`)
+    on the workers, the rows read in this process."""
+    if client is None or not len(frame):
+        return func(frame)
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    size = max(1, min(rows_per_task, -(-len(frame) // workers)))
+    remote = client.scatter(func, broadcast=True)
+    pieces = client.scatter([frame.iloc[lo : lo + size] for lo in range(0, len(frame), size)])
+    futures = [client.submit(_apply, remote, piece, pure=False) for piece in pieces]
+    return pd.concat(client.gather(futures))
+
+
 def _write_month(
     folder: str,
     month: str,

@@ -4,6 +4,11 @@ It reads each area's picks (``data/selection/picks/<area>.parquet``, written by 
 stage with the champion) and never draws a selection itself: one stage's output is the next
 one's input. The reasons come from :mod:`riskml.reasons` (TreeSHAP contributions, computed in
 chunks and checked for additivity, turned into plain-language sentences).
+
+With ``compute.backend: dask`` the TreeSHAP contributions (the picks', the shadow picks' and the
+global sample's) are computed on the cluster (:meth:`riskml.area_model.AreaModel.contributions`
+with the stage's client): the same values bit for bit, so the same files (tests/test_compute.py).
+The picks' rows are read, and the sentences, images and case files written, in this process.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskml import compute
 from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params
 from riskml.contract import KEY
@@ -198,7 +204,9 @@ def explain_one_area(
     plots = catalog.explain_plots(area)
     if sample is None:
         sample = global_sample(features, params, size=p.global_sample, seed=p.seed)
-    sample_contrib = model.contributions(sample, chunk_size=p.chunk_size)
+    sample_contrib = model.contributions(
+        sample, chunk_size=p.chunk_size, client=compute.active_client()
+    )
     plot_global(shap_explanation(sample_contrib, sample, names), plots, area=area)
     images: dict[str, Path] = {}
     n_img = min(p.case_images, len(rows))
@@ -252,13 +260,14 @@ def explain_picks(
     catalogue: Mapping[str, Any],
     params: Params,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The reasons of ``selected`` (picks) by ``model`` (TreeSHAP, :func:`reasons`), validated,
-    and the explained picks' feature rows. Random-control picks carry no reasons: the scored
-    picks (model, rule, watch list) have them."""
+    """The reasons of ``selected`` (picks) by ``model`` (TreeSHAP, :func:`reasons`; on the
+    cluster of the enclosing :func:`riskml.compute.running_on`, if any), validated, and the
+    explained picks' feature rows. Random-control picks carry no reasons: the scored picks
+    (model, rule, watch list) have them."""
     p = params.explain
     top = selected[selected["selection_kind"] != "random_control"]
     rows = candidate_rows(top, features, model.feature_names_)
-    contrib = model.contributions(rows, chunk_size=p.chunk_size)
+    contrib = model.contributions(rows, chunk_size=p.chunk_size, client=compute.active_client())
     table = reasons(rows, contrib, catalogue, n_up=p.n_reasons, n_down=p.n_lowering)
     randoms = no_reason_rows(selected[selected["selection_kind"] == "random_control"])
     table = pd.concat([table, randoms], ignore_index=True) if len(randoms) else table
@@ -367,7 +376,13 @@ def explained_rows(
 def run_explain(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     """Stage entry: explain each area's picks (``data/selection/picks/<area>.parquet``, the
     ``select`` stage's) into ``data/explanations/<area>.parquet``, SHAP images in
-    ``plots/explain/<area>/`` and case files in ``data/casefiles/<area>/``."""
+    ``plots/explain/<area>/`` and case files in ``data/casefiles/<area>/``; the TreeSHAP
+    contributions on the Dask cluster of ``params.compute`` when its backend is dask."""
+    with compute.running_on(params.compute):
+        return _explain_areas(root, params, specs)
+
+
+def _explain_areas(root: Path, params: Params, specs: dict[str, AreaSpec]) -> dict[str, Any]:
     from riskml.features import catalogue_for
     from riskml.train import split_trained
 
