@@ -406,6 +406,15 @@ def test_the_explain_stage_on_the_cluster_writes_the_local_reasons_and_case_file
         catalog.explain_plots(AREA),
     ]
 
+    on_cluster = []  # the TreeSHAP sets sent to a cluster (picks, shadow picks, global sample)
+    map_rows = compute.map_rows
+
+    def counted(frame, func, *, client=None, rows_per_task):
+        on_cluster.extend([len(frame)] if client is not None else [])
+        return map_rows(frame, func, client=client, rows_per_task=rows_per_task)
+
+    monkeypatch.setattr(compute, "map_rows", counted)
+
     def run(on: Params) -> dict[str, bytes]:
         for folder in outputs:
             shutil.rmtree(folder, ignore_errors=True)
@@ -416,10 +425,12 @@ def test_the_explain_stage_on_the_cluster_writes_the_local_reasons_and_case_file
         return {name: data for name, data in files.items() if not name.endswith("beeswarm.png")}
 
     local = run(params)
+    assert on_cluster == []
     remote = run(
         params.model_copy(
             update={"compute": ComputeParams(backend="dask", scheduler=cluster.scheduler_address)}
         )
     )
+    assert len(on_cluster) == 3 and min(on_cluster) > 0  # picks, shadow picks, global sample
     assert sorted(remote) == sorted(local) and len(local) > 10
     assert [name for name in local if remote[name] != local[name]] == []
