@@ -22,6 +22,7 @@ from riskml.contract import (
     QUARANTINE_COLUMNS,
     REPAIRS,
     SOURCE_ROW,
+    TRUTH_COLUMNS,
     RiskmlError,
     canonical_dtype,
     column_names,
@@ -687,3 +688,149 @@ def test_an_item_goes_with_its_own_month_when_a_declarations_items_span_months(t
         stored.loc[stored["declaration_id"] == first["declaration_id"].iloc[0], "item_no"]
     ) == {101}
     pd.testing.assert_frame_equal(read_dataset(tmp_path / "outcomes"), outcomes, check_exact=True)
+
+
+def _validate_whole(raw: Path, interim: Path, report_path: Path) -> dict:
+    """The validate stage as it ran before it read the raw tables in batches (main c2fee8b):
+    every table whole through validate(), the truth joined to the kept declarations, then
+    write_interim: the reference the batched stage must repeat file for file."""
+    from riskml.contract import offences_by_area, validate_seizures
+    from riskml.io import write_json
+
+    result = validate(
+        pd.read_parquet(raw / "declarations.parquet"),
+        pd.read_parquet(raw / "outcomes.parquet"),
+        source=str(raw),
+    )
+    truth_in = pd.read_parquet(raw / "truth.parquet")
+    truth = truth_in[column_names("truth")].astype(
+        {c.name: canonical_dtype(c) for c in TRUTH_COLUMNS}
+    )
+    truth = truth.merge(result.declarations[KEY], on=KEY, how="inner")
+    result.report["truth"] = {"rows_in": len(truth_in), "rows_kept": len(truth)}
+    result.report["offences_by_area"] = offences_by_area(result.outcomes)
+    seizures, q_seizures, result.report["seizures"] = validate_seizures(
+        pd.read_parquet(raw / "seizures.parquet"), source=str(raw / "seizures.parquet")
+    )
+    if not q_seizures.empty:
+        result.quarantine = pd.concat([result.quarantine, q_seizures], ignore_index=True)
+        result.report["quarantine_rows"] = len(result.quarantine)
+    write_interim(
+        interim,
+        {
+            "declarations": result.declarations,
+            "outcomes": result.outcomes,
+            "quarantine": result.quarantine,
+            "truth": truth,
+            "seizures": seizures,
+        },
+    )
+    write_json(result.report, report_path)
+    return result.report
+
+
+def _awkward_world(n: int = 60) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Raw tables in acceptance order with a failure of each kind: duplicate keys far apart,
+    repairable and unrepairable values, outcomes of quarantined, unknown and other-batch
+    declarations, an integer column with a null in one place only, truth and seizures."""
+    decl = canonical.declarations(n, seed=3).sort_values("accepted_date", kind="stable")
+    decl = decl.reset_index(drop=True)
+    decl["declaration_id"] = [f"D{i // 2:07d}" for i in range(n)]
+    decl.loc[n - 3, ["declaration_id", "item_no"]] = ["D0000002", 1]  # repeats row 4's key
+    decl.loc[n - 5, ["declaration_id", "item_no"]] = ["D0000000", 1]  # repeats row 0's key
+    outc = canonical.outcomes(decl.drop(index=[7, 17, 29, n - 3, n - 5, 4, 0]), 12, seed=5)
+    decl = _set(decl, 7, "hs_code", "12")  # left out
+    decl = _set(decl, 11, "cif_value", -5.0)  # kept, set missing
+    decl = _set(decl, 12, "transport_mode", "boat")  # kept, unknown
+    decl = _set(decl, 13, "net_mass_kg", 1e9)  # row rule, repaired
+    decl = _set(decl, 17, "accepted_date", "not a date")  # left out
+    decl = _set(decl, 21, "quantity", "abc")  # not a number
+    decl["quantity"] = decl["quantity"].astype(str)  # a text column
+    decl = _set(decl, 22, "office", None)  # missing, unknown
+    decl = _set(decl, 23, "duty_rate", 11.0)  # above 10
+    decl = _set(decl, 29, "hs_code", None)  # missing required
+    decl["accepted_date"] = decl["accepted_date"].astype(str)  # text dates, as ingest leaves them
+    extra = outc.iloc[:5].copy()
+    extra.loc[extra.index[0], ["declaration_id", "item_no"]] = ["D0000003", 2]  # row 7: out
+    extra.loc[extra.index[1], ["declaration_id", "item_no"]] = ["D9999999", 1]  # unknown
+    extra.loc[extra.index[2], ["declaration_id", "item_no"]] = ["D0000002", 1]  # duplicated decl
+    extra.loc[extra.index[3], "result_date"] = pd.Timestamp("2020-01-01")  # before acceptance
+    extra.loc[extra.index[4], "control_kind"] = "xray"
+    outc = pd.concat([outc, outc.iloc[[2]], extra], ignore_index=True)  # + a duplicate key
+    outc["result_date"] = pd.to_datetime(outc["result_date"])
+    dates = pd.to_datetime(decl["accepted_date"], errors="coerce")
+    truth = pd.DataFrame(
+        {
+            "declaration_id": np.repeat(decl["declaration_id"].to_numpy(), 2),
+            "item_no": np.repeat(decl["item_no"].to_numpy(), 2),
+            "risk_area": np.tile(["revenue", "drugs"], n),
+            "offence": np.arange(2 * n) % 7 == 0,
+            "evaded_duty": np.arange(2 * n, dtype=float),
+            "true_prob": 0.01,
+        }
+    )
+    truth = truth.assign(_d=np.repeat(dates.fillna(dates.min()).to_numpy(), 2))
+    truth = truth.sort_values("_d", kind="stable").drop(columns="_d").reset_index(drop=True)
+    decl["item_no"] = decl["item_no"].astype("Int64")
+    decl.loc[33, "item_no"] = pd.NA  # an integer column with one null: read as float whole
+    seizures = pd.DataFrame(
+        {
+            "seizure_id": ["S1", "S2", "S3", "S3"],
+            "seizure_date": pd.to_datetime(["2023-02-01", "2023-03-01", "2023-04-01", "2023-04-02"]),
+            "report_date": pd.to_datetime(["2023-02-10", "2023-02-01", "2023-05-01", "2023-05-01"]),
+            "reporting_country": "DE",
+            "risk_area": "drugs",
+            "commodity": "cocaine",
+        }
+    )
+    return decl, outc, truth, seizures
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("order", ["acceptance", "shuffled"])
+def test_run_validate_in_batches_writes_what_the_whole_tables_give(tmp_path, order):
+    decl, outc, truth, seizures = _awkward_world()
+    if order == "shuffled":  # months held to the end: the row positions kept, as before
+        decl = decl.sample(frac=1, random_state=1).reset_index(drop=True)
+        truth = truth.sample(frac=1, random_state=2).reset_index(drop=True)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, frame in (("declarations", decl), ("outcomes", outc), ("truth", truth)):
+        frame.to_parquet(raw / f"{name}.parquet", row_group_size=9)
+    seizures.to_parquet(raw / "seizures.parquet")
+    whole = _validate_whole(raw, tmp_path / "whole", tmp_path / "whole.json")
+    assert whole["declarations"]["rows_quarantined"] >= 6
+    assert whole["outcomes"]["rows_quarantined"] >= 5 and whole["seizures"]["rows_quarantined"]
+    for rows in (7, 1_000):  # many batches, duplicates and links across them; one batch
+        out = tmp_path / f"batched-{rows}"
+        report = run_validate(raw, out, tmp_path / f"{rows}.json", batch_rows=rows)
+        assert report == whole
+        assert (tmp_path / f"{rows}.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+        assert _files(out) == _files(tmp_path / "whole"), rows
+    q = pd.read_parquet(tmp_path / "whole" / "quarantine.parquet")
+    rows = q.loc[q["table"] == "declarations", "row"]
+    assert rows.is_monotonic_increasing and set(rows) >= {7, 17, 29}  # rows of the raw file
+
+
+def test_run_validate_failing_late_leaves_the_previous_outputs(tmp_path):
+    decl, outc, truth, seizures = _awkward_world()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, frame in (("declarations", decl), ("outcomes", outc), ("truth", truth)):
+        frame.to_parquet(raw / f"{name}.parquet")
+    seizures.to_parquet(raw / "seizures.parquet")
+    run_validate(raw, tmp_path / "interim", tmp_path / "v.json", batch_rows=7)
+    before = _files(tmp_path / "interim")
+    decl.iloc[::-1].to_parquet(raw / "declarations.parquet")  # another content
+    truth.assign(item_no=truth["item_no"].astype(float).where(truth.index != 50)).to_parquet(
+        raw / "truth.parquet"
+    )  # a missing item number: the truth cannot be read
+    with pytest.raises(ValueError):
+        run_validate(raw, tmp_path / "interim", tmp_path / "v.json", batch_rows=7)
+    assert _files(tmp_path / "interim") == before
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]

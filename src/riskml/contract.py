@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -575,34 +575,50 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _convert_column(df: pd.DataFrame, col: Column) -> tuple[pd.Series, pd.Series | None]:
+    """A column of ``df`` as canonical values, and where a present value did not convert (None:
+    the column is absent, its values all missing)."""
+    if col.name not in df.columns:
+        return pd.Series(index=df.index, dtype=canonical_dtype(col)), None
+    if col.dtype == "string":
+        return _to_string(df[col.name], col.name)
+    return _CONVERTERS[col.dtype](df[col.name])
+
+
+def _duplicate_rows(frame: pd.DataFrame, table: str) -> np.ndarray:
+    """Rows of converted ``frame`` whose complete key another row repeats."""
+    key = TABLE_KEYS[table]
+    required_key = [k for k in key if k in column_names(table, required_only=True)]
+    key_ok = frame[required_key].notna().all(axis=1)
+    return (frame.duplicated(key, keep=False) & key_ok).to_numpy()
+
+
 def _convert_table(
-    df: pd.DataFrame, table: str, today: date | None
+    df: pd.DataFrame, table: str, today: date | None, duplicates: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """Canonical columns (missing optional ones as nulls) and the per-row failures found."""
+    """Canonical columns (missing optional ones as nulls) and the per-row failures found, one
+    frame per check in a fixed order (empty when the check found nothing). ``duplicates``:
+    which rows repeat a key, found over the whole table when ``df`` is a part of it."""
     n = len(df)
     conv: dict[str, pd.Series] = {}
     failures: list[pd.DataFrame] = []
     for col in TABLES[table]:
-        if col.name not in df.columns:
-            conv[col.name] = pd.Series(index=df.index, dtype=canonical_dtype(col))
+        values, bad = _convert_column(df, col)
+        if bad is None:
+            conv[col.name] = values
             continue
         raw = df[col.name]
-        if col.dtype == "string":
-            values, bad = _to_string(raw, col.name)
-        else:
-            values, bad = _CONVERTERS[col.dtype](raw)
-        if bad.any():
-            failures.append(
-                _failure(
-                    bad,
-                    col.name,
-                    f"not {_NOT_A[col.dtype]}",
-                    lambda p, c=col, r=raw: [
-                        f"column {c.name}: {t!r} is not {_NOT_A[c.dtype]}"
-                        for t in as_text(r.iloc[p]).tolist()
-                    ],
-                )
+        failures.append(
+            _failure(
+                bad,
+                col.name,
+                f"not {_NOT_A.get(col.dtype, '')}",
+                lambda p, c=col, r=raw: [
+                    f"column {c.name}: {t!r} is not {_NOT_A[c.dtype]}"
+                    for t in as_text(r.iloc[p]).tolist()
+                ],
             )
+        )
         if col.required:
             failures.append(
                 _failure(
@@ -620,11 +636,8 @@ def _convert_table(
             failures.append(
                 _failure(~rule.ok(frame), ", ".join(rule.columns), rule.name, rule.reason)
             )
-    key = TABLE_KEYS[table]
-    required_key = [k for k in key if k in column_names(table, required_only=True)]
-    key_ok = frame[required_key].notna().all(axis=1)
-    dup = frame.duplicated(key, keep=False) & key_ok
-    failures.append(_failure(dup, ", ".join(key), "duplicate key", "duplicate key"))
+    dup = _duplicate_rows(frame, table) if duplicates is None else duplicates
+    failures.append(_failure(dup, ", ".join(TABLE_KEYS[table]), "duplicate key", "duplicate key"))
     return frame, failures
 
 
@@ -793,7 +806,11 @@ def _finalise(frame: pd.DataFrame, table: str, failures: pd.DataFrame) -> pd.Dat
     return good.astype({c: d for c, d in dtypes.items() if good[c].dtype != d})
 
 
-def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame, file: str) -> pd.DataFrame:
+def _quarantine(
+    raw: pd.DataFrame, table: str, failures: pd.DataFrame, file: str, offset: int = 0
+) -> pd.DataFrame:
+    """Quarantine rows of ``failures`` (positions in ``raw``, which starts at row ``offset`` of
+    its file), sorted by row and column."""
     if failures.empty:
         return empty_quarantine()
     failures = failures.sort_values(["pos", "column"], kind="stable").reset_index(drop=True)
@@ -808,7 +825,7 @@ def _quarantine(raw: pd.DataFrame, table: str, failures: pd.DataFrame, file: str
         .split("\n")
     )
     record_of = dict(zip(upos.tolist(), records, strict=True))
-    rows = raw[SOURCE_ROW].to_numpy()[pos] if SOURCE_ROW in raw.columns else pos
+    rows = raw[SOURCE_ROW].to_numpy()[pos] if SOURCE_ROW in raw.columns else pos + offset
     files = (
         as_text(raw[SOURCE_FILE]).fillna(file).to_numpy(dtype=object)[pos]
         if SOURCE_FILE in raw.columns
@@ -895,17 +912,24 @@ _EMPTY_QUARANTINE = pd.DataFrame(
 
 
 def _table_report(
-    raw: pd.DataFrame, good: pd.DataFrame, failures: pd.DataFrame, dropped: list[str], table: str
+    rows_in: int,
+    rows_kept: int,
+    columns: list[str],
+    failures: pd.DataFrame,
+    dropped: list[str],
+    table: str,
 ) -> dict[str, Any]:
+    """A table's report: rows in, kept and quarantined, reasons counted (``failures`` in the
+    order the checks found them: the order of equal counts), columns dropped and absent."""
     reasons = (failures["column"] + ": " + failures["check"]).value_counts()
     kept = failures["action"].str.startswith("kept") if len(failures) else failures["pos"].isna()
     return {
-        "rows_in": len(raw),
-        "rows_kept": len(good),
-        "rows_quarantined": len(raw) - len(good),
+        "rows_in": rows_in,
+        "rows_kept": rows_kept,
+        "rows_quarantined": rows_in - rows_kept,
         "rows_kept_with_repairs": int(failures.loc[kept, "pos"].nunique()),
         "dropped_columns": dropped,
-        "absent_optional_columns": [c for c in column_names(table) if c not in raw.columns],
+        "absent_optional_columns": [c for c in column_names(table) if c not in columns],
         "reasons": {str(k): int(v) for k, v in reasons.items()},
     }
 
@@ -959,6 +983,26 @@ def _source_failures(raw: pd.DataFrame) -> list[pd.DataFrame]:
     ]
 
 
+@dataclass
+class _Checked:
+    """A table (or a part of it) checked: good rows, the failures found (``pos``: position in
+    the part; ``slot``: which check, in the order :func:`_convert_table` runs them), the
+    quarantine rows, the converted frame and the columns dropped."""
+
+    good: pd.DataFrame
+    failures: pd.DataFrame
+    quarantine: pd.DataFrame
+    frame: pd.DataFrame
+    dropped: list[str]
+
+    def kept(self) -> np.ndarray:
+        """Whether each row of the part is among the good rows."""
+        keep = np.ones(len(self.frame), dtype=bool)
+        out = self.failures.loc[~self.failures["action"].str.startswith("kept"), "pos"]
+        keep[out.to_numpy(dtype=np.int64)] = False
+        return keep
+
+
 def _validate_table(
     raw: pd.DataFrame,
     table: str,
@@ -968,16 +1012,38 @@ def _validate_table(
     file: str = "",
     schema_check: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    c = _check_table(raw, table, name, today, extra, file, schema_check)
+    report = _table_report(
+        len(c.frame), len(c.good), list(raw.columns), c.failures, c.dropped, table
+    )
+    return c.good, c.quarantine, report, c.frame
+
+
+def _check_table(
+    raw: pd.DataFrame,
+    table: str,
+    name: str,
+    today: date | None,
+    extra: Callable[[pd.DataFrame], list[pd.DataFrame]] | None = None,
+    file: str = "",
+    schema_check: bool = True,
+    duplicates: np.ndarray | None = None,
+    offset: int = 0,
+) -> _Checked:
+    """Check ``raw``: all of a table, or the part of it starting at row ``offset`` of its file
+    (``duplicates``: its rows whose key the whole table repeats)."""
     dropped = check_columns(raw, table, name=name)
     raw = raw.reset_index(drop=True)
-    frame, failures = _convert_table(raw, table, today)
+    frame, failures = _convert_table(raw, table, today, duplicates)
     source = _source_failures(raw)
     if extra is not None:
         failures.extend(extra(frame))
-    fail = pd.concat([f for f in failures if len(f)] or [_NO_FAILURES], ignore_index=True)
+    failures = [f.assign(slot=i) for i, f in enumerate(failures) if len(f)]
+    fail = pd.concat(failures or [_NO_FAILURES.assign(slot=0)], ignore_index=True)
     if source:  # the code outside the mapping says it all: no second reason for the same value
         marked = set(zip(source[0]["pos"], source[0]["column"], strict=True))
         again = [(p, c) in marked for p, c in zip(fail["pos"], fail["column"], strict=True)]
+        source = [source[0].assign(slot=_SOURCE_SLOT)]
         fail = pd.concat([fail[~np.array(again, dtype=bool)], *source], ignore_index=True)
     fail = _repairs(frame, table, fail)
     good = _finalise(frame, table, fail)
@@ -987,10 +1053,15 @@ def _validate_table(
         kept_pos = np.setdiff1d(np.arange(len(raw)), out)
         schema_fail["pos"] = kept_pos[schema_fail["pos"].to_numpy()]
         schema_fail["action"] = NOT_SCORED if table == "declarations" else LEFT_OUT
+        schema_fail["slot"] = _SOURCE_SLOT + 1
         fail = pd.concat([fail, schema_fail], ignore_index=True)
         good = _finalise(frame, table, fail)
-    quarantine = _quarantine(raw, table, fail, file or name)
-    return good, quarantine, _table_report(raw, good, fail, dropped, table), frame
+    quarantine = _quarantine(raw, table, fail, file or name, offset)
+    return _Checked(good, fail, quarantine, frame, dropped)
+
+
+# the slots of ingest's reasons and of the schema's, after every check of _convert_table's
+_SOURCE_SLOT = 10_000
 
 
 def _table_name(source: str, table: str) -> str:
@@ -1027,41 +1098,67 @@ def validate(
     >>> res.report["declarations"]["rows_quarantined"]  # doctest: +SKIP
     """
 
-    def name(table: str) -> str:
-        return _table_name(source, table)
-
-    def file(table: str) -> str:
-        if source and Path(source).is_dir():  # the stage's raw folder
-            return str(table_file(source, table))
-        return source or table
-
-    check_columns(declarations, "declarations", name=name("declarations"))
+    check_columns(declarations, "declarations", name=_table_name(source, "declarations"))
     if outcomes is not None:
-        check_columns(outcomes, "outcomes", name=name("outcomes"))
+        check_columns(outcomes, "outcomes", name=_table_name(source, "outcomes"))
     decl, q_decl, r_decl, decl_frame = _validate_table(
         declarations,
         "declarations",
-        name("declarations"),
+        _table_name(source, "declarations"),
         today,
-        file=file("declarations"),
+        file=_source_file(source, "declarations"),
         schema_check=schema_check,
     )
+    out, q_out, r_out = _validate_outcomes(
+        outcomes, decl_frame[KEY].dropna(), decl, source, today, schema_check
+    )
+    return _result(decl, out, [q_decl, q_out], r_decl, r_out, source)
+
+
+def _source_file(source: str, table: str) -> str:
+    """How the quarantine names the file ``table`` was read from."""
+    if source and Path(source).is_dir():  # the stage's raw folder
+        return str(table_file(source, table))
+    return source or table
+
+
+def _validate_outcomes(
+    outcomes: pd.DataFrame | None,
+    declarations_in: pd.DataFrame,
+    declarations_ok: pd.DataFrame,
+    source: str,
+    today: date | None,
+    schema_check: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Good outcomes, their quarantine rows and report; each linked to the declarations'
+    converted keys (``declarations_in``: every row's) and good rows (``declarations_ok``:
+    key and ``accepted_date``)."""
     if outcomes is None:  # nothing to check: no per-call work (a scored batch has no outcomes)
-        out, q_out = empty_table("outcomes"), empty_quarantine()
-        r_out = _table_report(out, out, _NO_FAILURES, [], "outcomes")
-    else:
-        decl_in = decl_frame[KEY].dropna()
-        out, q_out, r_out, _ = _validate_table(
-            outcomes,
-            "outcomes",
-            name("outcomes"),
-            today,
-            extra=lambda frame: _outcome_link_failures(frame, decl_in, decl),
-            file=file("outcomes"),
-            schema_check=schema_check,
-        )
+        out = empty_table("outcomes")
+        r_out = _table_report(0, 0, list(out.columns), _NO_FAILURES, [], "outcomes")
+        return out, empty_quarantine(), r_out
+    out, q_out, r_out, _ = _validate_table(
+        outcomes,
+        "outcomes",
+        _table_name(source, "outcomes"),
+        today,
+        extra=lambda frame: _outcome_link_failures(frame, declarations_in, declarations_ok),
+        file=_source_file(source, "outcomes"),
+        schema_check=schema_check,
+    )
+    return out, q_out, r_out
+
+
+def _result(
+    decl: pd.DataFrame,
+    out: pd.DataFrame,
+    quarantines: list[pd.DataFrame],
+    r_decl: dict[str, Any],
+    r_out: dict[str, Any],
+    source: str,
+) -> ValidationResult:
     quarantine = pd.concat(
-        [q for q in (q_decl, q_out) if not q.empty] or [empty_quarantine()], ignore_index=True
+        [q for q in quarantines if not q.empty] or [empty_quarantine()], ignore_index=True
     )
     report = {
         "source": source,
@@ -1284,13 +1381,6 @@ def _read_input(path: Path) -> pd.DataFrame:
         ) from exc
 
 
-def _kept_truth(truth: pd.DataFrame, declarations: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Truth rows of the kept declarations, with canonical dtypes."""
-    check_columns(truth, "truth", name=str(path))
-    truth = truth[column_names("truth")].astype({c.name: canonical_dtype(c) for c in TRUTH_COLUMNS})
-    return truth.merge(declarations[KEY], on=KEY, how="inner")
-
-
 def offences_by_area(outcomes: pd.DataFrame) -> dict[str, int]:
     """Kept outcomes that found an offence, per risk area (0 for an area without any): an area
     without findings cannot be trained on this data."""
@@ -1298,52 +1388,305 @@ def offences_by_area(outcomes: pd.DataFrame) -> dict[str, int]:
     return {area: int(found.get(area, 0)) for area in RISK_AREAS}
 
 
-def run_validate(raw_dir: Path, interim_dir: Path, report_path: Path) -> dict[str, Any]:
+#: Rows of a raw table the validate stage reads and checks at a time: its memory is bounded by
+#: the batch (and one month of each table it writes), not by the length of the history.
+BATCH_ROWS = 500_000
+
+
+def run_validate(
+    raw_dir: Path, interim_dir: Path, report_path: Path, *, batch_rows: int = BATCH_ROWS
+) -> dict[str, Any]:
     """Stage ``validate``: raw tables -> good interim tables, quarantine and report JSON.
 
     Reads ``raw_dir/{declarations,outcomes}.parquet`` (and ``truth.parquet``, ``seizures.parquet``
     when present), writes into ``interim_dir`` the declarations, outcomes, truth and seizures
-    partitioned by month and ``quarantine.parquet`` (:func:`write_interim`: a month whose rows
-    did not change keeps its file; truth restricted to kept declarations; truth and seizures
-    empty without a raw file, as for real data without them) and ``report_path``. Quarantined
-    seizure rows join the quarantine. Nothing is written when a whole file is unusable. Returns
-    the report.
+    partitioned by month and ``quarantine.parquet`` (:func:`write_interim`'s files: a month whose
+    rows did not change keeps its file; truth restricted to kept declarations; truth and
+    seizures empty without a raw file, as for real data without them) and ``report_path``.
+    Quarantined seizure rows join the quarantine. Returns the report.
+
+    The declarations and the truth are read and checked ``batch_rows`` rows at a time, the
+    outcomes and seizures (a few per cent of the items) whole: a first pass reads the
+    declarations' keys and dates (duplicate keys are found over the whole table), the second
+    checks each batch and writes each month once its rows are all in (the raw rows in
+    acceptance order, as ``riskml simulate`` writes them; else held to the end, in memory).
+    The outputs are those of :func:`validate` on the whole tables, row for row and byte for
+    byte (tests/test_contract.py). Everything is written into temporary folders that replace
+    the previous outputs only once all are written: a run that fails leaves them as they were.
     """
-    from riskml.io import write_json
+    from contextlib import ExitStack
+
+    from riskml.io import replacing_folder, write_json, write_parquet
 
     raw_dir, interim_dir, report_path = Path(raw_dir), Path(interim_dir), Path(report_path)
-    paths = {t: table_file(raw_dir, t) for t in ("declarations", "outcomes")}
-    tables = {t: _read_input(p) for t, p in paths.items()}
-    for table, path in paths.items():
-        check_columns(tables[table], table, name=str(path))
-    result = validate(tables["declarations"], tables["outcomes"], source=str(raw_dir))
-    truth_path = table_file(raw_dir, "truth")
-    raw_truth = _read_input(truth_path) if truth_path.exists() else empty_table("truth")
-    truth = _kept_truth(raw_truth, result.declarations, truth_path)
-    result.report["truth"] = {"rows_in": len(raw_truth), "rows_kept": len(truth)}
-    result.report["offences_by_area"] = offences_by_area(result.outcomes)
-    # Seizure intelligence is optional: without a raw file the interim table is empty.
-    seizures_path = table_file(raw_dir, "seizures")
-    seizures = empty_table("seizures")
-    if seizures_path.exists():
-        seizures, q_seizures, result.report["seizures"] = validate_seizures(
-            _read_input(seizures_path), source=str(seizures_path)
+    source = str(raw_dir)
+    paths = {t: table_file(raw_dir, t) for t in TABLES}
+    for table in ("declarations", "outcomes"):
+        check_columns(_raw_columns(paths[table]), table, name=str(paths[table]))
+    outputs = {t: interim_table(interim_dir, t) for t in PARTITIONED_TABLES}
+    with ExitStack() as stack:
+        tmp = {t: stack.enter_context(replacing_folder(p)) for t, p in outputs.items()}
+        decl = _stream_declarations(paths["declarations"], source, outputs, tmp, batch_rows)
+        out, q_out, r_out = _validate_outcomes(
+            _read_input(paths["outcomes"]), decl.keys_in, decl.keys_ok, source, None
         )
-        if not q_seizures.empty:
-            result.quarantine = pd.concat([result.quarantine, q_seizures], ignore_index=True)
-            result.report["quarantine_rows"] = len(result.quarantine)
-    write_interim(
-        interim_dir,
-        {
-            "declarations": result.declarations,
-            "outcomes": result.outcomes,
-            "quarantine": result.quarantine,
-            "truth": truth,  # empty for real data: fixed DVC outs
-            "seizures": seizures,
-        },
-    )
+        result = _result(decl.keys_ok, out, [decl.quarantine, q_out], decl.report, r_out, source)
+        _stage_outcomes(out, decl, outputs["outcomes"], tmp["outcomes"])
+        rows_in, rows_kept = _stream_truth(paths["truth"], decl, outputs, tmp, batch_rows)
+        result.report["truth"] = {"rows_in": rows_in, "rows_kept": rows_kept}
+        result.report["offences_by_area"] = offences_by_area(out)
+        # Seizure intelligence is optional: without a raw file the interim table is empty.
+        seizures = empty_table("seizures")
+        if paths["seizures"].exists():
+            seizures, q_seizures, result.report["seizures"] = validate_seizures(
+                _read_input(paths["seizures"]), source=str(paths["seizures"])
+            )
+            if not q_seizures.empty:
+                result.quarantine = pd.concat([result.quarantine, q_seizures], ignore_index=True)
+                result.report["quarantine_rows"] = len(result.quarantine)
+        _stage(seizures, "seizures", outputs, tmp)
+    # the partitioned tables are in place (replaced together above); then the one-file tables
+    write_parquet(result.quarantine, interim_table(interim_dir, "quarantine"))
+    for table in PARTITIONED_TABLES:
+        table_file(interim_dir, table).unlink(missing_ok=True)  # an older layout's file
     write_json(result.report, report_path)
     return result.report
+
+
+def _stage(frame: pd.DataFrame, table: str, outputs: dict[str, Path], tmp: dict[str, Path]):
+    """A table partitioned by a date column of its own, written into its temporary folder."""
+    from riskml.io import stage_partitioned
+
+    stage_partitioned(frame, outputs[table], tmp[table], by=PARTITIONED_TABLES[table])
+
+
+def _raw_columns(path: Path) -> pd.DataFrame:
+    """A raw Parquet file's columns (no rows), checking that it exists and can be read."""
+    return pd.DataFrame(columns=_parquet(path).schema_arrow.names)
+
+
+def _parquet(path: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise RiskmlError(f"{path}: file not found; run `riskml simulate` or `riskml ingest` first")
+    try:
+        return pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: Exception) -> RiskmlError:
+    return RiskmlError(f"{path}: cannot be read as Parquet ({exc}); re-run the stage that wrote it")
+
+
+def _read_batches(
+    path: Path, rows: int, columns: list[str] | None = None
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(offset, frame)``: the rows of a Parquet file ``rows`` at a time (at least one frame,
+    empty for an empty file), each frame with the dtypes ``pd.read_parquet`` gives the whole
+    file (the pandas dtypes its writer recorded; an integer or boolean column holding a null
+    anywhere is float or object throughout)."""
+    import pyarrow as pyarrow
+
+    file = _parquet(path)
+    names = columns if columns is not None else file.schema_arrow.names
+    meta = file.schema_arrow.metadata
+
+    def frame_of(table: Any) -> pd.DataFrame:
+        return table.replace_schema_metadata(meta).to_pandas().reset_index(drop=True)
+
+    dtypes = _whole_dtypes(file, frame_of(file.schema_arrow.empty_table().select(names)))
+    offset = 0
+    try:
+        for batch in file.iter_batches(batch_size=rows, columns=names):
+            frame = frame_of(pyarrow.Table.from_batches([batch]))
+            yield offset, frame.astype({c: d for c, d in dtypes.items() if frame[c].dtype != d})
+            offset += len(frame)
+    except (OSError, ValueError) as exc:  # a damaged page (pyarrow's errors derive from these)
+        raise _unreadable(path, exc) from exc
+    if offset == 0:
+        yield 0, frame_of(file.schema_arrow.empty_table().select(names))
+
+
+def _whole_dtypes(file: Any, empty: pd.DataFrame) -> dict[str, Any]:
+    """The dtype of each column of ``empty`` (``file``'s columns read without rows) when the
+    whole file is read: a numpy integer or boolean column with a null in it is read as float64
+    or object."""
+    meta = file.metadata
+    names = file.schema_arrow.names
+    out = {}
+    for name, dtype in empty.dtypes.items():
+        if not (isinstance(dtype, np.dtype) and dtype.kind in "iub"):
+            out[name] = dtype
+            continue
+        j = names.index(name)
+        stats = [meta.row_group(g).column(j).statistics for g in range(meta.num_row_groups)]
+        if all(st is not None and st.has_null_count for st in stats):
+            nulls = sum(st.null_count for st in stats)
+        else:
+            nulls = file.read(columns=[name]).column(0).null_count
+        out[name] = dtype if not nulls else np.dtype("float64" if dtype.kind in "iu" else "O")
+    return out
+
+
+@dataclass
+class _Declarations:
+    """The declarations checked by :func:`_stream_declarations`: every row's converted key
+    (``keys_in``, non-null keys), the kept rows' key and date (``keys_ok``), their months,
+    quarantine rows and report."""
+
+    keys_in: pd.DataFrame
+    keys_ok: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        # months as codes into a few labels (one label object per row would cost ~60 bytes)
+        months = self.keys_ok["accepted_date"].to_numpy().astype("datetime64[M]")
+        uniques, self._codes = np.unique(months, return_inverse=True)
+        self._labels = np.array([str(m) for m in uniques], dtype=object)  # YYYY-MM
+
+    def months(self, pos: np.ndarray) -> np.ndarray:
+        """The months (``YYYY-MM``) of the kept declarations at positions ``pos``."""
+        return self._labels[self._codes[pos]]
+
+    def every(self) -> list[str]:
+        """The kept declarations' months, in calendar order."""
+        return self._labels.tolist()
+
+    def index(self) -> _KeyIndex:
+        return _KeyIndex(self.keys_ok["declaration_id"], self.keys_ok["item_no"])
+
+
+class _KeyIndex:
+    """Positions of ``(declaration_id, item_no)`` keys among unique ones, hashed once (a join
+    of each batch with millions of declarations would hash them again each time)."""
+
+    def __init__(self, ids: pd.Series, items: pd.Series) -> None:
+        self.ids = pd.Index(pd.unique(ids.to_numpy(dtype=object)))
+        self.items = pd.Index(pd.unique(items.to_numpy()))
+        self.keys = pd.Index(self._codes(ids, items))
+
+    def _codes(self, ids: pd.Series, items: pd.Series) -> np.ndarray:
+        i = self.ids.get_indexer(ids.to_numpy(dtype=object))
+        j = self.items.get_indexer(items.to_numpy())
+        return np.where((i >= 0) & (j >= 0), i.astype(np.int64) * len(self.items) + j, -1)
+
+    def positions(self, ids: pd.Series, items: pd.Series) -> np.ndarray:
+        """Each key's position among the indexed keys, -1 where it is not one of them."""
+        return self.keys.get_indexer(self._codes(ids, items))
+
+
+def _declaration_keys(path: Path, rows: int) -> pd.DataFrame:
+    """Pass 1: every declaration row's key and acceptance date, converted as the checks
+    convert them."""
+    cols = {c.name: c for c in DECLARATION_COLUMNS if c.name in (*KEY, "accepted_date")}
+    parts = []
+    for _, raw in _read_batches(path, rows, columns=list(cols)):
+        parts.append(pd.DataFrame({n: _convert_column(raw, c)[0] for n, c in cols.items()}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _stream_declarations(
+    path: Path, source: str, outputs: dict[str, Path], tmp: dict[str, Path], rows: int
+) -> _Declarations:
+    """Check the declarations ``rows`` at a time, write the good ones into ``tmp``."""
+    from riskml.io import MonthStream, month_labels, stage_partitioned
+
+    keys = _declaration_keys(path, rows)
+    duplicates = _duplicate_rows(keys, "declarations")
+    dates = keys["accepted_date"].to_numpy()
+    valid = dates[~np.isnat(dates)].astype("datetime64[M]")
+    in_order = bool((valid[1:] >= valid[:-1]).all())  # else the months are held to the end
+    stream = MonthStream(outputs["declarations"], tmp["declarations"])
+    held, failures, quarantine = [], [], []
+    kept = np.zeros(len(keys), dtype=bool)
+    columns: list[str] = []
+    for offset, raw in _read_batches(path, rows):
+        part = _check_table(
+            raw,
+            "declarations",
+            _table_name(source, "declarations"),
+            None,
+            file=_source_file(source, "declarations"),
+            duplicates=duplicates[offset : offset + len(raw)],
+            offset=offset,
+        )
+        kept[offset : offset + len(raw)] = part.kept()
+        if in_order:
+            stream.add(part.good, month_labels(part.good["accepted_date"]).to_numpy())
+        else:
+            held.append(part.good)
+        failures.append(part.failures.assign(pos=part.failures["pos"] + offset))
+        if not part.quarantine.empty:
+            quarantine.append(part.quarantine)
+        columns, dropped = list(raw.columns), part.dropped
+    if in_order:
+        stream.close()
+    else:
+        stage_partitioned(
+            pd.concat(held, ignore_index=True), outputs["declarations"], tmp["declarations"]
+        )
+    failures = pd.concat(failures, ignore_index=True).sort_values("slot", kind="stable")
+    report = _table_report(len(keys), int(kept.sum()), columns, failures, dropped, "declarations")
+    keys_ok = keys.loc[kept, [*KEY, "accepted_date"]].reset_index(drop=True)
+    return _Declarations(
+        keys_in=keys[KEY].dropna(),
+        keys_ok=keys_ok.astype({"item_no": "int64"}),
+        quarantine=pd.concat(quarantine or [empty_quarantine()], ignore_index=True),
+        report=report,
+    )
+
+
+def _stage_outcomes(out: pd.DataFrame, decl: _Declarations, folder: Path, tmp: Path) -> None:
+    """The good outcomes by their items' months (row positions kept: :func:`write_interim`)."""
+    from riskml.io import stage_partitioned
+
+    pos = decl.index().positions(out["declaration_id"], out["item_no"])
+    if (pos < 0).any():  # validate links every good outcome to a good declaration
+        raise RiskmlError(f"{folder}: an outcome without a kept declaration (a bug)")
+    stage_partitioned(out, folder, tmp, months=decl.months(pos), every=decl.every(),
+                      keep_rows=True)  # fmt: skip
+
+
+def _stream_truth(
+    path: Path, decl: _Declarations, outputs: dict[str, Path], tmp: dict[str, Path], rows: int
+) -> tuple[int, int]:
+    """The truth rows of the kept declarations, ``rows`` at a time, by their items' months
+    (the truth is
+    not checked: simulated data); ``(rows in, rows kept)``."""
+    from riskml.io import MonthStream, UnsortedMonths, replacing_folder, stage_partitioned
+
+    index = decl.index()
+    every = decl.every()
+
+    def parts() -> Iterator[tuple[int, pd.DataFrame, np.ndarray]]:
+        batches = _read_batches(path, rows) if path.exists() else [(0, empty_table("truth"))]
+        for _, raw in batches:
+            check_columns(raw, "truth", name=str(path))
+            truth = raw[column_names("truth")].astype(
+                {c.name: canonical_dtype(c) for c in TRUTH_COLUMNS}
+            )
+            pos = index.positions(truth["declaration_id"], truth["item_no"])
+            keep = pos >= 0
+            yield len(raw), truth.loc[keep].reset_index(drop=True), decl.months(pos[keep])
+
+    rows_in = rows_kept = 0
+    try:
+        stream = MonthStream(outputs["truth"], tmp["truth"])
+        for n, truth, labels in parts():
+            stream.add(truth, labels)
+            rows_in, rows_kept = rows_in + n, rows_kept + len(truth)
+        stream.close(every)
+    except UnsortedMonths:  # rows not in month order: the whole table, its row positions kept
+        with replacing_folder(tmp["truth"]) as fresh:  # a clean folder in place of the attempt
+            pieces = list(parts())
+            truth = pd.concat([p[1] for p in pieces], ignore_index=True)
+            rows_in, rows_kept = sum(p[0] for p in pieces), len(truth)
+            labels = np.concatenate([p[2] for p in pieces])
+            stage_partitioned(truth, outputs["truth"], fresh, months=labels, every=every)
+    return rows_in, rows_kept
 
 
 def write_interim(interim_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, list[str]]:

@@ -206,10 +206,14 @@ def _write_months(df: pd.DataFrame, labels: np.ndarray, folder: Path, every: lis
     for month in every:
         runs.setdefault(month, [table.slice(0, 0)])
     for month, pieces in runs.items():  # a month in several runs: an unsorted frame
-        part = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
-        path = partition_path(folder, month)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, path)
+        _write_month(pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces), folder, month)
+
+
+def _write_month(table: pa.Table, folder: Path, month: str) -> None:
+    """One month's file (its bytes depend on the rows, not on how the table is cut in chunks)."""
+    path = partition_path(folder, month)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
 
 
 @contextmanager
@@ -257,6 +261,24 @@ def write_partitioned(
     file, hard-linked into the new folder: same bytes, same modification time), so that a new
     month of data rewrites that month only and whatever watches the files sees the others
     unchanged."""
+    with replacing_folder(folder) as tmp:
+        return stage_partitioned(df, folder, tmp, by=by, months=months, every=every,
+                                 keep_rows=keep_rows)  # fmt: skip
+
+
+def stage_partitioned(
+    df: pd.DataFrame,
+    folder: str | Path,
+    tmp: Path,
+    *,
+    by: str = "accepted_date",
+    months: np.ndarray | pd.Series | None = None,
+    every: list[str] | None = None,
+    keep_rows: bool = False,
+) -> list[str]:
+    """:func:`write_partitioned`'s files written into ``tmp``, the folder that is to replace
+    ``folder`` (:func:`replacing_folder`), for a caller that replaces several datasets only
+    once all are written; returns the months whose partition differs from ``folder``'s."""
     folder = Path(folder)
     if months is None:
         labels = month_labels(df[by]).to_numpy()
@@ -267,12 +289,69 @@ def write_partitioned(
     df = df.reset_index(drop=True)
     if keep_rows or (len(labels) and (labels[1:] < labels[:-1]).any()):
         df[ROW] = np.arange(len(df), dtype=np.int64)
-    with replacing_folder(folder) as tmp:
-        write_parquet(df.iloc[:0], tmp / SCHEMA_FILE)
-        _write_months(df, labels, tmp, every or [])
-        _keep_unchanged(folder, tmp, SCHEMA_FILE)
-        written = [m for m in partition_months(tmp) if not _keep_unchanged(folder, tmp, m)]
-    return written
+    write_parquet(df.iloc[:0], tmp / SCHEMA_FILE)
+    _write_months(df, labels, tmp, every or [])
+    return _unchanged_kept(folder, tmp)
+
+
+def _unchanged_kept(folder: Path, tmp: Path) -> list[str]:
+    """Keep ``folder``'s files whose bytes ``tmp`` repeats (:func:`_keep_unchanged`); the months
+    written anew."""
+    _keep_unchanged(folder, tmp, SCHEMA_FILE)
+    return [m for m in partition_months(tmp) if not _keep_unchanged(folder, tmp, m)]
+
+
+class UnsortedMonths(Exception):
+    """Rows given to a :class:`MonthStream` out of month order."""
+
+
+class MonthStream:
+    """A month-partitioned dataset written as its rows arrive in month order, a month's file
+    as soon as a later month starts: the files :func:`stage_partitioned` writes for the whole
+    frame sorted by month (bytes included), holding one month at a time. Rows of an earlier
+    month than one added raise :class:`UnsortedMonths` (the caller then writes the whole frame,
+    which keeps its row positions, :data:`ROW`)."""
+
+    def __init__(self, folder: str | Path, tmp: Path) -> None:
+        self.folder, self.tmp = Path(folder), tmp
+        self.month: str | None = None
+        self.pieces: list[pd.DataFrame] = []
+        self.empty: pd.DataFrame | None = None
+
+    def add(self, frame: pd.DataFrame, labels: np.ndarray) -> None:
+        """Append ``frame``'s rows, ``labels`` their months (``YYYY-MM``)."""
+        if self.empty is None:
+            self.empty = frame.iloc[:0]
+        if not len(frame):
+            return
+        if (labels[1:] < labels[:-1]).any() or (self.month is not None and labels[0] < self.month):
+            raise UnsortedMonths(f"{self.folder}: rows of {labels.min()} after {self.month}")
+        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+        ends = np.r_[starts[1:], len(labels)]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            if labels[start] != self.month:
+                self._flush()
+                self.month = labels[start]
+            self.pieces.append(frame.iloc[start:end])
+
+    def _flush(self) -> None:
+        if self.pieces:
+            part = pd.concat(self.pieces, ignore_index=True)
+            _write_month(pa.Table.from_pandas(part, preserve_index=False), self.tmp, self.month)
+        self.pieces = []
+
+    def close(self, every: list[str] | None = None) -> list[str]:
+        """Write the last month, the schema and an empty partition for each month of ``every``
+        without a row; returns the months whose partition differs from ``folder``'s."""
+        self._flush()
+        if self.empty is None:
+            raise ValueError(f"{self.folder}: no frame added, not even an empty one")
+        write_parquet(self.empty, self.tmp / SCHEMA_FILE)
+        table = pa.Table.from_pandas(self.empty, preserve_index=False)
+        for month in every or []:
+            if not partition_path(self.tmp, month).exists():
+                _write_month(table, self.tmp, month)
+        return _unchanged_kept(self.folder, self.tmp)
 
 
 def _keep_unchanged(old: Path, new: Path, month: str) -> bool:
