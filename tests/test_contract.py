@@ -776,7 +776,9 @@ def _awkward_world(n: int = 60) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     seizures = pd.DataFrame(
         {
             "seizure_id": ["S1", "S2", "S3", "S3"],
-            "seizure_date": pd.to_datetime(["2023-02-01", "2023-03-01", "2023-04-01", "2023-04-02"]),
+            "seizure_date": pd.to_datetime(
+                ["2023-02-01", "2023-03-01", "2023-04-01", "2023-04-02"]
+            ),
             "report_date": pd.to_datetime(["2023-02-10", "2023-02-01", "2023-05-01", "2023-05-01"]),
             "reporting_country": "DE",
             "risk_area": "drugs",
