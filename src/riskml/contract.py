@@ -1483,10 +1483,12 @@ def _unreadable(path: Path, exc: Exception) -> RiskmlError:
 def _read_batches(
     path: Path, rows: int, columns: list[str] | None = None
 ) -> Iterator[tuple[int, pd.DataFrame]]:
-    """``(offset, frame)``: the rows of a Parquet file ``rows`` at a time (at least one frame,
-    empty for an empty file), each frame with the dtypes ``pd.read_parquet`` gives the whole
-    file (the pandas dtypes its writer recorded; an integer or boolean column holding a null
-    anywhere is float or object throughout)."""
+    """``(offset, frame)``: the rows of a Parquet file about ``rows`` at a time (at least one
+    frame, empty for an empty file), each frame as ``pd.read_parquet`` gives those rows of the
+    whole file: the same dtypes (the pandas dtypes its writer recorded; an integer or boolean
+    column holding a null anywhere is float or object throughout) and the same chunks of Arrow
+    text (a row group's rows in :data:`_SCAN_ROWS` pieces: the chunks decide where a written
+    column's dictionary falls back to plain encoding, hence the written files' bytes)."""
     import pyarrow as pyarrow
 
     file = _parquet(path)
@@ -1497,16 +1499,30 @@ def _read_batches(
         return table.replace_schema_metadata(meta).to_pandas().reset_index(drop=True)
 
     dtypes = _whole_dtypes(file, frame_of(file.schema_arrow.empty_table().select(names)))
-    offset = 0
+    offset, pending = 0, []
+
+    def frame() -> pd.DataFrame:
+        out = frame_of(pyarrow.Table.from_batches(pending))
+        return out.astype({c: d for c, d in dtypes.items() if out[c].dtype != d})
+
     try:
-        for batch in file.iter_batches(batch_size=rows, columns=names):
-            frame = frame_of(pyarrow.Table.from_batches([batch]))
-            yield offset, frame.astype({c: d for c, d in dtypes.items() if frame[c].dtype != d})
-            offset += len(frame)
+        for group in range(file.metadata.num_row_groups):
+            for batch in file.iter_batches(_SCAN_ROWS, row_groups=[group], columns=names):
+                pending.append(batch)
+                if sum(len(b) for b in pending) >= rows:
+                    yield offset, frame()
+                    offset, pending = offset + sum(len(b) for b in pending), []
+        if pending:
+            yield offset, frame()
+            offset += sum(len(b) for b in pending)
     except (OSError, ValueError) as exc:  # a damaged page (pyarrow's errors derive from these)
         raise _unreadable(path, exc) from exc
     if offset == 0:
         yield 0, frame_of(file.schema_arrow.empty_table().select(names))
+
+
+#: The rows of a row group ``pd.read_parquet`` reads at a time (pyarrow.dataset's batch size).
+_SCAN_ROWS = 2**17
 
 
 def _whole_dtypes(file: Any, empty: pd.DataFrame) -> dict[str, Any]:
