@@ -1,5 +1,6 @@
 """Typed configuration: the shipped params and specs load; bad entries give clear errors."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,32 @@ def test_unknown_area_and_control_kind_are_refused(tmp_path):
     path.write_text(yaml.safe_dump(data))
     pattern = "name: .*unknown risk area 'smuggling'.*\n  labels.detectable_by: .*telepathy"
     with pytest.raises(RiskmlError, match=pattern):
+        load_area_spec(path)
+
+
+def test_negative_kinds_are_checked_against_the_area_s_detecting_kinds(tmp_path):
+    data = yaml.safe_load((ROOT / "pipelines/environment.yaml").read_text())
+    path = tmp_path / "environment.yaml"
+    assert load_area_spec(ROOT / "pipelines/environment.yaml").negative_kinds is None
+    data["training"]["negative_kinds"] = ["physical", "random"]
+    path.write_text(yaml.safe_dump(data))
+    assert load_area_spec(path).negative_kinds == ["physical", "random"]
+    for kinds, why in [
+        (["physical", "telepathy"], r"\['telepathy'\] not in labels.detectable_by"),
+        (["scanner"], r"\['scanner'\] not in labels.detectable_by"),  # cannot detect it
+        ([], "no control kind"),
+        (["physical", "physical"], "listed twice"),
+    ]:
+        data["training"]["negative_kinds"] = kinds
+        path.write_text(yaml.safe_dump(data))
+        where = f"{re.escape(str(path))}: invalid configuration"
+        pattern = f"{where}.*\n  training.negative_kinds: .*{why}"
+        with pytest.raises(RiskmlError, match=pattern):
+            load_area_spec(path)
+    data["labels"]["negative_kinds"] = ["physical"]  # a training setting, not a label one
+    del data["training"]["negative_kinds"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RiskmlError, match="labels.negative_kinds: belongs in section training"):
         load_area_spec(path)
 
 
@@ -247,6 +274,8 @@ def test_recovery_exponent_and_operating_rate_reach_only_the_stages_that_read_th
     assert not any(s.startswith(("features", "source", "train@", "backtest@")) for s in exponent)
     assert readers("evaluation.operating_rate") == exponent - {"select"} | {"headline"}
     assert readers("training.train") == {"train@revenue", "backtest@revenue"}
+    # which clean results train as negatives: training only, never the features or a measurement
+    assert readers("training.negative_kinds") == {"train@revenue", "backtest@revenue"}
     assert "features" in readers("features.legacy_rules")
 
 

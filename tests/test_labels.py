@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from riskml.config import AreaSpec
-from riskml.labels import LABEL_COLUMNS, build_labels
+from riskml.config import AreaSpec, load_area_spec, load_area_specs, load_params
+from riskml.labels import LABEL_COLUMNS, build_labels, negative_kinds
+from riskml.simulate import simulate
+from riskml.train import training_labels
 
 
 def _spec(name: str, detectable_by: list[str]) -> AreaSpec:
@@ -231,3 +235,77 @@ def test_control_reason_is_the_deciding_control_s_and_only_of_labelled_items(
         plain.drop(columns="control_reason"),
         build_labels(declarations, with_reason, REVENUE).drop(columns="control_reason"),
     )
+
+
+# --- training.negative_kinds on a simulated world and the shipped specs ----------------------
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def sim_world() -> dict[str, pd.DataFrame]:
+    """A small simulated world of the shipped params and specs (read-only)."""
+    base = load_params(ROOT / "params.yaml").simulate
+    params = base.model_copy(update={"n_items": 30_000, "months": 8, "drift_month": 4})
+    return simulate(params, load_area_specs(ROOT / "pipelines"))
+
+
+def _spec_with(tmp_path: Path, area: str, negative_kinds: list[str]) -> AreaSpec:
+    """The shipped ``pipelines/<area>.yaml`` with ``training.negative_kinds`` set, read back."""
+    doc = yaml.safe_load((ROOT / f"pipelines/{area}.yaml").read_text())
+    doc["training"]["negative_kinds"] = negative_kinds
+    path = tmp_path / f"{area}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return load_area_spec(path)
+
+
+def test_shipped_specs_train_on_the_labels_every_measurement_reads(sim_world):
+    """No shipped spec sets negative_kinds: training's labels (own and first stage) are the
+    labels built without the option, today's, frame for frame."""
+    decl, outc = sim_world["declarations"], sim_world["outcomes"]
+    specs = load_area_specs(ROOT / "pipelines")
+    cut = pd.Timestamp("2023-07-01")
+    for spec in specs.values():
+        assert spec.negative_kinds is None and negative_kinds(spec) == spec.detectable_by
+        for labelled_only in (False, True):
+            today = build_labels(decl, outc, spec, known_before=cut, labelled_only=labelled_only)
+            own, _ = training_labels(
+                decl, outc, spec, specs, known_before=cut, labelled_only=labelled_only
+            )
+            pd.testing.assert_frame_equal(own, today, check_exact=True)
+
+
+def test_negative_kinds_drops_exactly_the_clean_results_of_the_kinds_left_out(sim_world, tmp_path):
+    decl, outc = sim_world["declarations"], sim_world["outcomes"]
+    specs = load_area_specs(ROOT / "pipelines")
+    spec = _spec_with(tmp_path, "environment", ["physical", "random"])
+    assert spec.detectable_by == ["documentary", "physical", "random"]
+    every = build_labels(decl, outc, specs["environment"], labelled_only=True)
+    fewer = build_labels(decl, outc, spec, labelled_only=True, negatives_from=negative_kinds(spec))
+    # the items that keep a label: an environment finding (any kind), or a control of a kind
+    # kept that found nothing of environment (clean, or a finding of another area)
+    area = outc["risk_area"].astype("string")
+    found_here = outc["offence_found"].astype(bool) & (area == "environment").fillna(False)
+    clean_other = ~outc["offence_found"].astype(bool) & area.notna() & (area != "environment")
+    kept_kind = outc["control_kind"].isin(["physical", "random"])
+    keeps = outc[found_here | (kept_kind & ~clean_other)]
+    keys = set(zip(keeps["declaration_id"], keeps["item_no"], strict=True))
+    every_keys = zip(every["declaration_id"], every["item_no"], strict=True)
+    expected = every[[k in keys for k in every_keys]]
+    dropped = every.loc[every.index.difference(expected.index)]
+    assert len(dropped) > 100 and (dropped["label"] == 0).all()
+    assert set(dropped["control_kind"]) == {"documentary"}
+    # the same items, the same labels; a negative's deciding kind is now a kept one
+    assert fewer.index.equals(expected.index)
+    assert (fewer["label"] == expected["label"]).all()
+    assert set(fewer.loc[fewer["label"] == 0, "control_kind"]) <= {"physical", "random"}
+    assert fewer["label"].sum() == every["label"].sum() > 0
+    # training's labels follow the spec, the first stage's negatives with them
+    own, first = training_labels(decl, outc, spec, specs, known_before=None, labelled_only=True)
+    pd.testing.assert_frame_equal(own, fewer)
+    _, first_every = training_labels(
+        decl, outc, specs["environment"], specs, known_before=None, labelled_only=True
+    )
+    gone = first_every.index.difference(first.index)
+    assert len(gone) > 0 and set(gone) <= set(dropped.index)
+    assert (first_every.loc[gone, "label"] == 0).all()

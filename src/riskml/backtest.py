@@ -60,7 +60,7 @@ from riskml.catalog import Catalog
 from riskml.config import AreaSpec, Params, SplitParams, area_train_params
 from riskml.contract import KEY, RiskmlError
 from riskml.io import json_safe, write_plot_csv
-from riskml.labels import build_labels, with_result_dates
+from riskml.labels import build_labels, negative_kinds, with_result_dates
 from riskml.metrics import bootstrap_precision_at_rate
 from riskml.train import (
     TooFewPositives,
@@ -761,7 +761,9 @@ def load_tables(
     *,
     windows: list[Window] | None = None,
 ) -> dict[str, Any]:
-    """The stage's inputs: declarations, outcomes (with result dates), truth, full labels.
+    """The stage's inputs: declarations, outcomes (with result dates), truth, full labels (every
+    detecting kind's clean results as negatives: the labelled population every window is
+    measured on, whatever ``training.negative_kinds`` trains on).
     ``windows``: the truth of their test months only (the backtest's; else every month's)."""
     decl = io.read_dataset(Catalog(root).declarations)
     outcomes = io.read_dataset(Catalog(root).outcomes)
@@ -991,7 +993,10 @@ def unsupported_areas(
     )
     out = {}
     for area, spec in specs.items():
-        labels = build_labels(decl, outcomes, spec, known_before=params.split.test_start)
+        labels = build_labels(
+            decl, outcomes, spec, known_before=params.split.test_start,
+            negatives_from=negative_kinds(spec),
+        )  # fmt: skip
         lacking = label_support(decl, labels, params.split, area_train_params(params, spec))
         if lacking is not None:
             log.info("backtest %s %s", area, lacking["reason"])

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from riskml.contract import CONTROL_KINDS, CONTROL_REASONS, RISK_AREAS, RiskmlError
 
@@ -322,7 +330,7 @@ class FirstStage(_Section):
 SPEC_SECTIONS: dict[str, tuple[str, ...]] = {
     "labels": ("positive", "detectable_by"),
     "features": ("legacy_rules",),
-    "training": ("exclude_features", "train", "first_stage"),
+    "training": ("exclude_features", "negative_kinds", "train", "first_stage"),
     "policy": ("rank_by", "recovery_exponent", "capacity", "capacity_share"),
     "evaluation": ("inspection_rates", "operating_rate"),
 }
@@ -351,6 +359,12 @@ class AreaSpec(_Section):
     legacy_rules: list[Rule] = []
     # training
     exclude_features: list[str] = []
+    # The control kinds whose clean results train the area as negatives; None: every kind of
+    # detectable_by. A kind that misses many of the offences it meets (a documentary check finds
+    # half of environment's) leaves them among its clean results. Training only: the simulated
+    # controls, the features' hit rates and every measurement on labelled rows keep every kind
+    # of detectable_by (riskml.labels.build_labels).
+    negative_kinds: list[str] | None = None
     train: dict[str, Any] = {}  # overrides of params.yaml's train section for this area
     first_stage: FirstStage | None = None  # set: two-stage training (see FirstStage)
     # policy: how the lists are drawn
@@ -392,6 +406,30 @@ class AreaSpec(_Section):
         bad = sorted(set(v) - set(CONTROL_KINDS))
         if bad:
             raise ValueError(f"unknown control kind(s) {bad}; allowed: {', '.join(CONTROL_KINDS)}")
+        return v
+
+    @field_validator("negative_kinds")
+    @classmethod
+    def _negative_kinds(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if v is None:
+            return v
+        detectable = info.data.get("detectable_by")
+        if detectable is None:  # detectable_by itself invalid: reported on its own
+            return v
+        outside = [k for k in v if k not in detectable]
+        if outside:
+            raise ValueError(
+                f"control kind(s) {outside} not in labels.detectable_by {detectable}: only a "
+                "kind that can detect the area gives negatives; allowed: "
+                f"{', '.join(detectable)}"
+            )
+        if not v:
+            raise ValueError(
+                "no control kind: the area would have no negative; leave the key out for every "
+                "kind of labels.detectable_by"
+            )
+        if len(set(v)) != len(v):
+            raise ValueError(f"a control kind is listed twice in {v}")
         return v
 
     @field_validator("inspection_rates")

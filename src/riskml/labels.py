@@ -9,9 +9,17 @@ An outcome row is one control result. It *informs* an area when
 
 A clean row that names another area is a clean result for that area only and says nothing here.
 Items no informative outcome reaches have no label: "not inspected" is not "compliant".
+
+Training may take fewer kinds' clean results as negatives (``training.negative_kinds``, see
+:func:`negative_kinds`): a kind that misses many offences (a documentary check finds half of
+environment's) leaves them among its clean results. Measurements on labelled rows (evaluate,
+promote, the backtest's labelled population) keep every detecting kind's, so that a training
+choice never moves the yardstick it is judged by.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +41,15 @@ def _check_columns(frame: pd.DataFrame, needed: list[str], table: str) -> None:
         )
 
 
-def _area_rows(outcomes: pd.DataFrame, spec: AreaSpec, known_before) -> pd.DataFrame:
+def negative_kinds(spec: AreaSpec) -> list[str]:
+    """The control kinds whose clean results train ``spec``'s area as negatives: its
+    ``training.negative_kinds``, or every kind of ``labels.detectable_by`` when not set."""
+    return list(spec.detectable_by if spec.negative_kinds is None else spec.negative_kinds)
+
+
+def _area_rows(
+    outcomes: pd.DataFrame, spec: AreaSpec, known_before, negatives_from: Sequence[str] | None
+) -> pd.DataFrame:
     """The outcome rows that inform ``spec``'s area, with a positive flag and recovered duty."""
     o = outcomes
     if known_before is not None:
@@ -43,7 +59,10 @@ def _area_rows(outcomes: pd.DataFrame, spec: AreaSpec, known_before) -> pd.DataF
     this_area = (area == spec.name).fillna(False).to_numpy(bool)
     found = o["offence_found"].astype("boolean").fillna(False).to_numpy(bool)
     kind = o["control_kind"].astype("string")
-    detects = kind.isin(spec.detectable_by).fillna(False).to_numpy(bool)
+    detecting = spec.detectable_by
+    if negatives_from is not None:
+        detecting = [k for k in detecting if k in negatives_from]
+    detects = kind.isin(detecting).fillna(False).to_numpy(bool)
 
     positive = found & this_area
     clean_here = ~found & (no_area | this_area)
@@ -108,6 +127,7 @@ def build_labels(
     *,
     known_before: pd.Timestamp | None = None,
     labelled_only: bool = False,
+    negatives_from: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Labels of one risk area, one row per declaration item in the order of ``declarations``.
 
@@ -127,6 +147,11 @@ def build_labels(
     frame's with ``label`` not NaN, on the same index; what training reads, without a frame of
     every item (millions of rows, for a few percent labelled).
 
+    ``negatives_from``: only the controls of these kinds (among ``spec.detectable_by``) give
+    negatives; a finding of the area is a positive whatever its kind. ``None``: every kind of
+    ``detectable_by`` (the labels every measurement reads). Training passes
+    :func:`negative_kinds` of the spec.
+
     Examples
     --------
     >>> labels = build_labels(decl, outc, specs["revenue"], known_before=pd.Timestamp("2024-04-01"))
@@ -140,7 +165,7 @@ def build_labels(
             "item_no": declarations["item_no"].astype("int64").to_numpy(),
         }
     )
-    per_item = _per_item(_area_rows(outcomes, spec, known_before))
+    per_item = _per_item(_area_rows(outcomes, spec, known_before, negatives_from))
     index = declarations.index
     if labelled_only:
         keys["_pos"] = np.arange(len(keys), dtype=np.int64)

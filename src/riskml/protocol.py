@@ -226,10 +226,13 @@ def area_result(
 ) -> dict[str, Any]:
     """Train ``spec``'s area on the split and measure it on the ranked window (``reference``
     ``"exact-values"``: with :func:`exact_value_history` beside the features)."""
-    from riskml.labels import build_labels
+    from riskml.labels import build_labels, negative_kinds
     from riskml.train import feature_matrix, train_area
 
-    known = build_labels(declarations, outcomes, spec, known_before=pd.Timestamp(split.test_start))
+    known = build_labels(
+        declarations, outcomes, spec, known_before=pd.Timestamp(split.test_start),
+        negatives_from=negative_kinds(spec),
+    )  # fmt: skip
     if reference in REFERENCES:
         extra = REFERENCES[reference](declarations, known)
         features = pd.concat([features, extra.set_axis(features.index)], axis=1)

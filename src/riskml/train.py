@@ -71,7 +71,7 @@ from riskml.config import (
 )
 from riskml.contract import KEY, RiskmlError, keyed
 from riskml.features import check_model_inputs
-from riskml.labels import UNLABELLED, build_labels, with_unlabelled_negatives
+from riskml.labels import UNLABELLED, build_labels, negative_kinds, with_unlabelled_negatives
 from riskml.metrics import average_precision
 
 #: Fewer positives than this in a window: the area cannot be trained or early-stopped sensibly.
@@ -559,7 +559,8 @@ def training_labels(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The labels that train ``spec``'s area: its own (:func:`riskml.labels.build_labels`) and,
     when it has a ``first_stage``, the first stage's (:func:`first_stage_labels`), all from the
-    results known before ``known_before`` (label delay: a finding known later is no positive).
+    results known before ``known_before`` (label delay: a finding known later is no positive),
+    with the clean results of the kinds in :func:`riskml.labels.negative_kinds` as negatives.
 
     ``specs`` must hold every area of the pool (:func:`pool_specs`). ``cache``: a dict kept
     across calls on the same declarations and outcomes (the backtest's areas of one window).
@@ -572,8 +573,9 @@ def training_labels(
     def labels_of(s: AreaSpec) -> pd.DataFrame:
         def build() -> pd.DataFrame:
             return build_labels(
-                declarations, outcomes, s, known_before=known_before, labelled_only=labelled_only
-            )
+                declarations, outcomes, s, known_before=known_before,
+                labelled_only=labelled_only, negatives_from=negative_kinds(s),
+            )  # fmt: skip
 
         if cache is None:
             return build()

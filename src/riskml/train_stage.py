@@ -84,6 +84,8 @@ def _run_params(model: Any, spec: AreaSpec):
             "split.valid_start_used": facts["valid_window"][0],
         }
     )
+    if spec.negative_kinds is not None:  # set: fewer kinds' clean results are negatives
+        out["area.negative_kinds"] = ",".join(spec.negative_kinds)
     pre = facts.get("pretrain")
     if pre is not None:
         out["first_stage.pool"] = ",".join(pre["pool"])
@@ -153,6 +155,18 @@ def _refit_card(refit: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _negative_kinds_card(spec: AreaSpec) -> str:
+    """The card's sentence on ``training.negative_kinds`` when set; empty otherwise."""
+    if spec.negative_kinds is None:
+        return ""
+    left = [k for k in spec.detectable_by if k not in spec.negative_kinds]
+    return (
+        f" Training took as negatives only the clean results of {', '.join(spec.negative_kinds)}"
+        f" (`training.negative_kinds`): a clean result of {', '.join(left) or 'no other kind'}"
+        " was no label; the test window's labelled rows keep every kind's."
+    )
+
+
 def _negative_sampling_card(refit: dict[str, Any]) -> str:
     """The card's sentence on ``train.max_training_rows`` when it bound the refit
     (:func:`riskml.train.negative_sampling`); empty otherwise."""
@@ -186,7 +200,7 @@ def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
             "**Label**: 1 when a control found an offence of the area, 0 when a control that "
             f"can detect it ({', '.join(spec.detectable_by)}) found none; items never "
             "controlled for the area have no label and were not used. Only results known "
-            f"before {facts['labels_known_before']} count.",
+            f"before {facts['labels_known_before']} count." + _negative_kinds_card(spec),
             "",
             "## Data",
             "",
