@@ -11,6 +11,10 @@ Usage (a world folder built by ``scripts/evaluate_worlds.py``)::
     # "first_stage": the first stage's own train settings), each with train seeds 42 and 1
     python scripts/dev_window_models.py WORLD_DIR security,drugs \\
         '{"base": {}, "lr05": {"all": {"learning_rate": 0.05}}}' out.json --variants --seeds 42 1
+    # only physical and random clean results as environment's negatives (training.negative_kinds)
+    python scripts/dev_window_models.py WORLD_DIR environment \\
+        '{"base": {}, "nodoc": {"all": {"negative_kinds": ["physical", "random"]}}}' out.json \\
+        --variants --seeds 42 1
     # never-controlled items as weak negatives (labels and rows built once per share)
     python scripts/dev_window_models.py WORLD_DIR environment \
         '{"base": {}, "pu": {"all": {"unlabelled_share": 0.1, "unlabelled_weight": 0.3}}}' \
@@ -151,8 +155,12 @@ def list_key_figures(
 
 
 def variant_of(spec: AreaSpec, variant: dict[str, Any]) -> tuple[AreaSpec, dict[str, Any]]:
-    """The area spec and the ``train`` change of one variant for ``spec``'s area."""
+    """The area spec and the ``train`` change of one variant for ``spec``'s area
+    (``negative_kinds``: the spec's ``training.negative_kinds``, validated as the file's)."""
     change = {**variant.get("all", {}), **variant.get(spec.name, {})}
+    if "negative_kinds" in change:
+        doc = spec.model_dump() | {"negative_kinds": change.pop("negative_kinds")}
+        spec = AreaSpec.model_validate(doc)
     first = change.pop("first_stage", None)
     if first is not None and spec.first_stage is not None:
         spec = spec.model_copy(
@@ -195,7 +203,8 @@ def main() -> None:
         for w in windows:
             if args.windows and w.index not in args.windows:
                 continue
-            inputs: dict[float, Any] = {}  # per share of never-controlled items as negatives
+            # per share of never-controlled items as negatives and kinds giving negatives
+            inputs: dict[tuple[float, tuple[str, ...]], Any] = {}
             test, p, y, k, best = test_window(cat, t, w, spec)
             evaded = evaded_of(test, t) if recovery else None
             if args.reference:
@@ -221,9 +230,12 @@ def main() -> None:
                         "variant": name, "seed": seed,
                     }  # fmt: skip
                     share = train.unlabelled_share
-                    if share not in inputs:
-                        inputs[share] = window_inputs(decl, outcomes, cat, spec, pool, w, share)
-                    own, first, feats = inputs[share]
+                    labels_key = (share, tuple(vspec.negative_kinds or ()))
+                    if labels_key not in inputs:
+                        inputs[labels_key] = window_inputs(
+                            decl, outcomes, cat, vspec, pool, w, share
+                        )
+                    own, first, feats = inputs[labels_key]
                     try:
                         model = train_area(
                             feats, own, vspec, w.split, train, pretrain_labels=first,

@@ -11,9 +11,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -408,6 +411,18 @@ class AreaSpec(_Section):
             raise ValueError(f"unknown control kind(s) {bad}; allowed: {', '.join(CONTROL_KINDS)}")
         return v
 
+    @model_serializer(mode="wrap")
+    def _unset_negative_kinds_left_out(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # Unset, the key is left out of the dump: every digest of a spec (the features' setup,
+        # riskml.features_stage.setup_digest) is what it was before the setting existed; the
+        # features never read it (labels of training only).
+        out = handler(self)
+        if self.negative_kinds is None:
+            out.pop("negative_kinds", None)
+        return out
+
     @field_validator("negative_kinds")
     @classmethod
     def _negative_kinds(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
@@ -445,7 +460,7 @@ def spec_document(spec: AreaSpec) -> dict[str, Any]:
     flat = spec.model_dump(mode="json")
     doc: dict[str, Any] = {k: flat[k] for k in SPEC_TOP_LEVEL}
     for section, fields in SPEC_SECTIONS.items():
-        doc[section] = {f: flat[f] for f in fields}
+        doc[section] = {f: flat[f] for f in fields if f in flat}  # an unset key is left out
     return doc
 
 

@@ -65,11 +65,10 @@ def _known_in(frame: pd.DataFrame, column: str, months: list[str]) -> pd.Series:
 
 def setup_digest(params: Params, specs: Mapping[str, AreaSpec]) -> str:
     """What every month's features depend on besides the data: the feature settings, the areas'
-    specs (targeting profiles, detectable controls) and the code of the features. A spec's
-    ``negative_kinds`` is left out: it changes training's labels only, never a feature."""
+    specs (targeting profiles, detectable controls) and the code of the features."""
     h = hashlib.sha256(params.features.model_dump_json().encode())
     for name in sorted(specs):
-        h.update(specs[name].model_dump_json(exclude={"negative_kinds"}).encode())
+        h.update(specs[name].model_dump_json().encode())
     package = Path(__file__).parent
     for name in CODE:
         path = package / name
