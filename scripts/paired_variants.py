@@ -10,7 +10,8 @@ A unit is (world, window, train seed). Per variant and metric: the mean over uni
 mean change against ``--base`` (same world, window and seed), the units better / worse / equal,
 and the mean change of each (world, seed) cell over its windows: the adoption rule of issue 15's
 development work is a change better in every cell (both worlds, both train seeds, on average
-over the windows). Also the mean training CPU seconds of the variant's fits. Reference rows
+over the windows). Also the paired change's spread over units (``sd``) and a 95% t interval of
+its mean (``ci95``), and the mean training CPU seconds of the variant's fits. Reference rows
 (``reference_exp``) are reported as a variant named ``reference`` when present.
 """
 
@@ -21,6 +22,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 
 def unit_table(paths: list[Path]) -> pd.DataFrame:
@@ -36,6 +38,14 @@ def unit_table(paths: list[Path]) -> pd.DataFrame:
         keep = ["world", "area", "window", "variant", "seed", "exp", "real"]
         out = pd.concat([out, ref[[c for c in keep if c in ref]]], ignore_index=True)
     return out
+
+
+def _t_interval(d: pd.Series) -> str:
+    """95% t interval of the mean of ``d`` (empty with fewer than two units)."""
+    if len(d) < 2:
+        return ""
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / len(d) ** 0.5
+    return f"[{d.mean() - half:+.4f}, {d.mean() + half:+.4f}]"
 
 
 def compare(table: pd.DataFrame, base: str, metric: str, tol: float = 1e-9) -> pd.DataFrame:
@@ -58,6 +68,10 @@ def compare(table: pd.DataFrame, base: str, metric: str, tol: float = 1e-9) -> p
                 "units": len(d),
                 "mean": both["v"].mean(),
                 "change": d.mean(),
+                # spread of the paired change over units, and a t interval of its mean (units
+                # share worlds and windows, so it is a rough guide, not a test)
+                "sd": d.std(ddof=1) if len(d) > 1 else float("nan"),
+                "ci95": _t_interval(d),
                 "better": int((d > tol).sum()),
                 "worse": int((d < -tol).sum()),
                 "equal": int((d.abs() <= tol).sum()),
