@@ -500,8 +500,9 @@ def first_stage_labels(
     ``known_before``) for ``spec``'s area and every area of ``spec.first_stage.pool``. One row
     per item: ``label`` 1.0 when an offence of any pool area was found; 0.0 when the item is a
     negative of ``spec``'s own area (controlled by a kind in its ``detectable_by``, or its
-    ``training.negative_kinds`` when ``labels`` were built so, nothing of it found) and positive for no pool area; NaN otherwise. A control that cannot detect the
-    area is no negative of it: a documentary check that cleared an item for health and safety
+    ``training.negative_kinds`` when ``labels`` were built so, nothing of it found) and
+    positive for no pool area; NaN otherwise. A control that cannot detect the area is no
+    negative of it: a documentary check that cleared an item for health and safety
     says nothing about drugs hidden in it, so it is no negative of drugs' first stage (it is
     one of environment's). ``None`` when ``spec`` has no ``first_stage`` (one-stage training).
 
