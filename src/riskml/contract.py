@@ -1562,6 +1562,7 @@ class _Declarations:
         months = self.keys_ok["accepted_date"].to_numpy().astype("datetime64[M]")
         uniques, self._codes = np.unique(months, return_inverse=True)
         self._labels = np.array([str(m) for m in uniques], dtype=object)  # YYYY-MM
+        self._index: _KeyIndex | None = None
 
     def months(self, pos: np.ndarray) -> np.ndarray:
         """The months (``YYYY-MM``) of the kept declarations at positions ``pos``."""
@@ -1572,7 +1573,10 @@ class _Declarations:
         return self._labels.tolist()
 
     def index(self) -> _KeyIndex:
-        return _KeyIndex(self.keys_ok["declaration_id"], self.keys_ok["item_no"])
+        """The kept declarations' keys hashed, once: the outcomes and the truth look them up."""
+        if self._index is None:
+            self._index = _KeyIndex(self.keys_ok["declaration_id"], self.keys_ok["item_no"])
+        return self._index
 
 
 class _KeyIndex:
