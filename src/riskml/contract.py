@@ -1549,8 +1549,8 @@ def _whole_dtypes(file: Any, empty: pd.DataFrame) -> dict[str, Any]:
 @dataclass
 class _Declarations:
     """The declarations checked by :func:`_stream_declarations`: every row's converted key
-    (``keys_in``, non-null keys), the kept rows' key and date (``keys_ok``), their months,
-    quarantine rows and report."""
+    (``keys_in``, non-null keys), the kept rows' key and date (``keys_ok``) and their items'
+    months (``items``), quarantine rows and report."""
 
     keys_in: pd.DataFrame
     keys_ok: pd.DataFrame
@@ -1558,24 +1558,33 @@ class _Declarations:
     report: dict[str, Any]
 
     def __post_init__(self) -> None:
+        self.items = _ItemMonths(self.keys_ok)
+
+
+class _ItemMonths:
+    """The acceptance month of each declared item, looked up by its key: where an outcome or a
+    truth row is stored (its item's month, :data:`riskml.catalog.ITEM_MONTH`)."""
+
+    def __init__(self, keys: pd.DataFrame) -> None:
         # months as codes into a few labels (one label object per row would cost ~60 bytes)
-        months = self.keys_ok["accepted_date"].to_numpy().astype("datetime64[M]")
+        months = keys["accepted_date"].to_numpy().astype("datetime64[M]")
         uniques, self._codes = np.unique(months, return_inverse=True)
         self._labels = np.array([str(m) for m in uniques], dtype=object)  # YYYY-MM
+        self._keys = keys
         self._index: _KeyIndex | None = None
 
     def months(self, pos: np.ndarray) -> np.ndarray:
-        """The months (``YYYY-MM``) of the kept declarations at positions ``pos``."""
+        """The months (``YYYY-MM``) of the declared items at positions ``pos``."""
         return self._labels[self._codes[pos]]
 
     def every(self) -> list[str]:
-        """The kept declarations' months, in calendar order."""
+        """The declared items' months, in calendar order."""
         return self._labels.tolist()
 
     def index(self) -> _KeyIndex:
-        """The kept declarations' keys hashed, once: the outcomes and the truth look them up."""
+        """The declared items' keys hashed, once: the outcomes and the truth look them up."""
         if self._index is None:
-            self._index = _KeyIndex(self.keys_ok["declaration_id"], self.keys_ok["item_no"])
+            self._index = _KeyIndex(self._keys["declaration_id"], self._keys["item_no"])
         return self._index
 
 
@@ -1663,10 +1672,10 @@ def _stage_outcomes(out: pd.DataFrame, decl: _Declarations, folder: Path, tmp: P
     """The good outcomes by their items' months (row positions kept: :func:`write_interim`)."""
     from riskml.io import stage_partitioned
 
-    pos = decl.index().positions(out["declaration_id"], out["item_no"])
+    pos = decl.items.index().positions(out["declaration_id"], out["item_no"])
     if (pos < 0).any():  # validate links every good outcome to a good declaration
         raise RiskmlError(f"{folder}: an outcome without a kept declaration (a bug)")
-    stage_partitioned(out, folder, tmp, months=decl.months(pos), every=decl.every(),
+    stage_partitioned(out, folder, tmp, months=decl.items.months(pos), every=decl.items.every(),
                       keep_rows=True)  # fmt: skip
 
 
@@ -1678,8 +1687,8 @@ def _stream_truth(
     not checked: simulated data); ``(rows in, rows kept)``."""
     from riskml.io import MonthStream, UnsortedMonths, replacing_folder, stage_partitioned
 
-    index = decl.index()
-    every = decl.every()
+    index = decl.items.index()
+    every = decl.items.every()
 
     def parts() -> Iterator[tuple[int, pd.DataFrame, np.ndarray]]:
         batches = _read_batches(path, rows) if path.exists() else [(0, empty_table("truth"))]
@@ -1690,7 +1699,7 @@ def _stream_truth(
             )
             pos = index.positions(truth["declaration_id"], truth["item_no"])
             keep = pos >= 0
-            yield len(raw), truth.loc[keep].reset_index(drop=True), decl.months(pos[keep])
+            yield len(raw), truth.loc[keep].reset_index(drop=True), decl.items.months(pos[keep])
 
     rows_in = rows_kept = 0
     try:
@@ -1715,7 +1724,11 @@ def write_interim(interim_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[st
     (:data:`riskml.catalog.PARTITIONED_TABLES`: outcomes and truth by their item's acceptance
     month, from ``tables["declarations"]`` or else the stored declarations), a month whose
     content did not change keeping its stored file (bytes and time stamp,
-    :func:`riskml.io.write_partitioned`). Returns, per partitioned table, the months rewritten."""
+    :func:`riskml.io.write_partitioned`). Returns, per partitioned table, the months rewritten.
+
+    The files of :func:`run_validate` for tables already validated and held whole (the
+    benchmarks' scaled worlds, test projects): the same writer and the same item months
+    (:class:`_ItemMonths`); the validate stage itself streams its tables in batches."""
     from riskml.io import write_parquet, write_partitioned
 
     written = {}
@@ -1747,16 +1760,15 @@ def item_months(
 ) -> tuple[np.ndarray, list[str]]:
     """Each row's partition: the month (``YYYY-MM``) of its item's ``accepted_date``, from
     ``tables["declarations"]`` or else the declarations stored in ``interim_dir``; and the
-    declarations' months."""
-    from riskml.io import month_labels, read_dataset
+    declarations' months (the lookup of the validate stage, :class:`_ItemMonths`)."""
+    from riskml.io import read_dataset
 
     decl = tables.get("declarations")
     if decl is None:
         decl = read_dataset(interim_table(interim_dir, "declarations"), [*KEY, "accepted_date"])
-    months = decl[KEY].assign(_month=month_labels(decl["accepted_date"]).to_numpy())
-    found = frame[KEY].merge(months, on=KEY, how="left", validate="many_to_one", sort=False)
-    labels = found["_month"].to_numpy()
-    missing = pd.isna(labels)
+    items = _ItemMonths(decl[[*KEY, "accepted_date"]])
+    pos = items.index().positions(frame["declaration_id"], frame["item_no"])
+    missing = pos < 0
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise RiskmlError(
@@ -1764,4 +1776,4 @@ def item_months(
             f"the declarations, e.g. row {row} ({frame[KEY].iloc[row].tolist()}); validate the "
             "declarations and this table together (`riskml validate`)"
         )
-    return labels, sorted(set(months["_month"]))
+    return items.months(pos), items.every()
