@@ -14,6 +14,8 @@ itself, so the cluster needs the project folder on a shared file system (docs/cl
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import logging
@@ -66,6 +68,23 @@ def history_store(
             io.read_dataset(seizures) if seizures.exists() else None,
         )
     return _STORES[key]
+
+
+def release_stores() -> int:
+    """Drop this process's history stores (:func:`history_store`) and give their memory back:
+    a garbage collection, then, on glibc, ``malloc_trim(0)`` (freed heap pages returned to the
+    system). Returns the number of stores dropped. Run on every worker of a cluster after the
+    features step (:func:`features_by_month`): nothing later uses them, and a long-lived
+    cluster's workers would otherwise keep one each (7.6 GiB at 10M items) into every later
+    stage."""
+    dropped = len(_STORES)
+    _STORES.clear()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps its pages
+        pass
+    return dropped
 
 
 def _months(store: FeatureStore) -> np.ndarray:
@@ -145,7 +164,9 @@ def features_by_month(
     client: Any = None,
 ) -> int:
     """Write the partitions of ``months`` of the features dataset ``out``, one month at a time
-    in this process, or as one task per month on ``client``'s cluster; returns the items done."""
+    in this process, or as one task per month on ``client``'s cluster; returns the items done.
+    On a cluster, every worker then drops the history store its tasks built
+    (:func:`release_stores`), whether the tasks succeeded or not."""
     args = (str(Path(root).resolve()), params, dict(specs or {}))
     if client is None:
         done = 0
@@ -157,7 +178,11 @@ def features_by_month(
         write_month_features, *[[a] * len(months) for a in args], months, [str(out)] * len(months),
         pure=False,
     )  # fmt: skip
-    return sum(client.gather(futures))
+    try:
+        return sum(client.gather(futures))
+    finally:
+        del futures  # a failed step's pending months are dropped
+        client.run(release_stores)
 
 
 @contextmanager

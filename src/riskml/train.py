@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ from riskml.contract import KEY, RiskmlError, keyed
 from riskml.features import check_model_inputs
 from riskml.labels import UNLABELLED, build_labels, negative_kinds, with_unlabelled_negatives
 from riskml.metrics import average_precision
+
+log = logging.getLogger(__name__)
 
 #: Fewer positives than this in a window: the area cannot be trained or early-stopped sensibly.
 MIN_POSITIVES = 5
@@ -702,7 +705,7 @@ def _fit(
     config = config | row_sampling(params, len(train))
     client = compute.active_client()
     if client is not None and init_model is None:
-        return _fit_dask(client, train, valid, names, config, params, weight)
+        return _fit_dask(client, train, valid, names, config, params, weight, valid_weight)
     dtrain = _dataset(train, names, "label", weight=weight)
     dvalid = _dataset(valid, names, "label", reference=dtrain, weight=valid_weight)
     booster = lgb.train(
@@ -771,19 +774,27 @@ def _fit_dask(
     config: dict[str, Any],
     params: TrainParams,
     weight: np.ndarray | None,
+    valid_weight: np.ndarray | None,
 ) -> tuple[lgb.Booster, int]:
     """:func:`_fit` on a Dask cluster with LightGBM's own Dask interface (data-parallel trees:
-    each worker holds a share of the rows, histograms are summed over the network).
-
-    LightGBM's Dask interface has no early stopping (LightGBM issues 3712, 4189), so the fit
-    grows ``num_boost_round`` trees and the best iteration is chosen afterwards here by the same
-    rule as :func:`lightgbm.early_stopping`: the first iteration of highest validation average
-    precision, searching until ``early_stopping_rounds`` iterations bring no gain. The model is
-    cut there, as the local fit is. Trees differ slightly from the local fit's (each worker bins
-    its own rows and bagging draws per worker), so scores match within a tolerance, not bit for
-    bit (tests/test_compute.py)."""
-    booster = _dask_booster(client, train, names, config, params.num_boost_round, weight)
-    best = _best_iteration(booster, valid, names, params.early_stopping_rounds)
+    each worker holds a share of the rows, histograms are summed over the network), early-stopped
+    by the same rule as the local fit: :class:`ValidationStop`, the whole validation set (weighted
+    as :func:`_fit` weights it) shipped inside the callback to every worker, which all hold the
+    same trees after each iteration and so stop at the same one (a distributed ``eval_set``
+    would give each worker a different share and a different stopping point: LightGBM's Dask
+    interface refuses early stopping for that reason, LightGBM issues 3712, 4189). The model is
+    cut at its best iteration, as the local fit is. Trees differ slightly from the local fit's
+    (each worker bins its own rows and bagging draws per worker), so scores and the best
+    iteration match within a tolerance, not bit for bit (tests/test_compute.py)."""
+    stop = ValidationStop(
+        feature_array(valid, names), valid["label"].to_numpy(), valid_weight,
+        params.early_stopping_rounds,
+    )  # fmt: skip
+    booster = _dask_booster(
+        client, train, names, config, params.num_boost_round, weight, callbacks=[stop]
+    )
+    best = int(booster.best_iteration or booster.current_iteration())
+    log.info("Dask fit: %d trees grown, best iteration %d", booster.trees_grown, best)
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best
 
 
@@ -794,9 +805,16 @@ def _dask_booster(
     config: dict[str, Any],
     rounds: int,
     weight: np.ndarray | None,
+    *,
+    callbacks: list[Any] | None = None,
 ) -> lgb.Booster:
-    """``rounds`` boosting rounds on ``rows`` with ``lightgbm.DaskLGBMClassifier`` on
-    ``client``'s workers (the rows split evenly over them), as one local Booster."""
+    """At most ``rounds`` boosting rounds on ``rows`` with ``lightgbm.DaskLGBMClassifier`` on
+    ``client``'s workers (the rows split evenly over them), as one local Booster. ``callbacks``
+    travel pickled to each worker's ``LGBMClassifier.fit`` (one copy per worker); the model
+    returned is the first worker's, which holds the same trees as the others. When a callback
+    stopped the fit (:class:`ValidationStop`), the Booster holds the trees up to its
+    ``best_iteration`` (LightGBM keeps those) and ``trees_grown`` says how many were grown;
+    else every tree (``best_iteration`` 0, ``trees_grown`` the trees)."""
     import dask.dataframe as dd
     from lightgbm import DaskLGBMClassifier
 
@@ -813,27 +831,68 @@ def _dask_booster(
         parts[names],
         parts["__label"],
         sample_weight=parts["__weight"] if weight is not None else None,
+        callbacks=callbacks,
     )
-    return lgb.Booster(model_str=model.to_local().booster_.model_to_string())
+    fitted = model.to_local().booster_
+    booster = lgb.Booster(model_str=fitted.model_to_string(num_iteration=-1))
+    booster.best_iteration = fitted.best_iteration
+    booster.trees_grown = getattr(fitted, "trees_grown", fitted.current_iteration())
+    return booster
 
 
-def _best_iteration(
-    booster: lgb.Booster, valid: pd.DataFrame, names: list[str], rounds: int
-) -> int:
-    """The iteration :func:`lightgbm.early_stopping` would keep on ``valid`` (average precision,
-    higher is better): the first best, searching until ``rounds`` iterations bring no gain."""
-    X = feature_matrix(valid, names).to_numpy()
-    y = valid["label"].to_numpy()
-    raw = np.zeros(len(X))
-    best, best_score = 1, -np.inf
-    for i in range(booster.current_iteration()):
-        raw += booster.predict(X, start_iteration=i, num_iteration=1, raw_score=True)
-        score = average_precision(y, raw)
-        if score > best_score:
-            best, best_score = i + 1, score
-        elif i + 1 - best >= rounds:
-            break
-    return best
+class ValidationStop:
+    """A LightGBM callback that stops a fit as :func:`_fit`'s ``lightgbm.early_stopping`` does:
+    the first iteration of highest validation average precision, searching until ``rounds``
+    iterations bring no gain (the rule is ``lightgbm.early_stopping`` itself, fed here). The
+    average precision is computed on the whole validation set the callback holds (features
+    ``X``, labels ``y``, weights ``weight`` or None) from raw scores that each new tree adds to
+    (the cost stays linear in the trees); it is LightGBM's ``average_precision`` metric (equal
+    to about 1e-9: LightGBM keeps weights as float32).
+
+    Made for data-parallel training on a cluster (:func:`_fit_dask`): every worker receives its
+    own copy with the same rows and holds the same trees after each iteration, so it computes
+    the same score and raises ``lightgbm.callback.EarlyStopException`` at the same iteration as
+    the others: none is left waiting in LightGBM's network. One copy serves one fit at a time
+    (a fit from scratch: no ``init_model``). When it stops the fit, it sets the Booster's
+    ``trees_grown`` (the iterations run; the fit keeps the first ``best_iteration``)."""
+
+    order = 30  # lightgbm.early_stopping's place among the callbacks
+    before_iteration = False
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, rounds: int):
+        self.X, self.y, self.weight, self.rounds = X, y, weight, rounds
+        self._raw = np.zeros(len(y))
+        self._stop: Any = None
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        from sklearn.metrics import average_precision_score
+
+        if env.iteration == env.begin_iteration:
+            self._raw = np.zeros(len(self.y))
+            self._stop = lgb.early_stopping(self.rounds, verbose=False)
+        self._raw += env.model.predict(
+            self.X, start_iteration=env.iteration, num_iteration=1, raw_score=True
+        )
+        score = float(average_precision_score(self.y, self._raw, sample_weight=self.weight))
+        result = ("valid", "average_precision", score, True)
+        try:
+            self._stop(
+                lgb.callback.CallbackEnv(
+                    model=env.model,
+                    params=env.params,
+                    iteration=env.iteration,
+                    begin_iteration=env.begin_iteration,
+                    end_iteration=env.end_iteration,
+                    # lightgbm >= 4.7 reads the fields by name, earlier versions by position
+                    evaluation_result_list=[
+                        lgb.EvalResult(*result) if hasattr(lgb, "EvalResult") else result
+                    ],
+                )
+            )
+        except lgb.callback.EarlyStopException:
+            # the trees grown (the fit keeps only the best ones): travels with the Booster
+            env.model.trees_grown = env.iteration + 1
+            raise
 
 
 def tree_count_folds(
