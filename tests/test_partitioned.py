@@ -82,6 +82,32 @@ def test_an_unsorted_frame_reads_back_identical_and_in_month_order_per_month(tmp
         io.write_partition(df.iloc[rows], folder, "2024-02")
 
 
+def test_month_labels_are_strftime_of_every_row():
+    """io.month_labels formats the distinct months only: the same Series as ``strftime`` of
+    every row (values, dtype, index, name), with missing dates, unsorted rows, another time
+    unit, text dates, time zones, no rows and no date at all."""
+    rng = np.random.default_rng(5)
+    days = pd.to_timedelta(rng.integers(0, 900, 2_000), "D") + pd.to_timedelta(
+        rng.integers(0, 86_400, 2_000), "s"
+    )
+    dates = pd.Series(pd.Timestamp("2019-11-01") + days, index=rng.permutation(2_000) + 7)
+    dates.name = "accepted_date"
+    missing = dates.copy()
+    missing[rng.random(len(missing)) < 0.1] = pd.NaT
+    cases = [
+        dates,
+        missing,
+        dates.dt.as_unit("s"),
+        dates.dt.tz_localize("UTC"),
+        pd.Series(["2021-03-04", None, "1999-12-31"]),
+        dates.iloc[:0],
+        pd.Series([pd.NaT, pd.NaT], dtype="datetime64[ns]"),
+    ]
+    for case in cases:
+        expected = pd.to_datetime(case).dt.strftime("%Y-%m")
+        pd.testing.assert_series_equal(io.month_labels(case), expected, check_exact=True)
+
+
 def test_an_empty_frame_keeps_its_columns_and_dtypes(tmp_path: Path):
     df = _frame().iloc[:0]
     io.write_partitioned(df, tmp_path / "ds")

@@ -128,8 +128,19 @@ ROW = "_row"
 
 
 def month_labels(dates: pd.Series) -> pd.Series:
-    """The partition label ``YYYY-MM`` of each date."""
-    return pd.to_datetime(dates).dt.strftime("%Y-%m")
+    """The partition label ``YYYY-MM`` of each date (missing where the date is).
+
+    The distinct months are formatted, not every row (``strftime`` row by row cost seconds
+    per million rows, three times per features run on the declarations); the same Series
+    (values, dtype, index, name: tests/test_partitioned.py)."""
+    dates = pd.to_datetime(dates)
+    if not (isinstance(dates.dtype, np.dtype) and dates.dtype.kind == "M"):  # tz-aware
+        return dates.dt.strftime("%Y-%m")
+    codes, months = pd.factorize(dates.to_numpy().astype("datetime64[M]"))
+    if not len(months):  # no date at all
+        return dates.dt.strftime("%Y-%m")
+    names = pd.DatetimeIndex(months).strftime("%Y-%m")
+    return pd.Series(names.take(codes, allow_fill=True), index=dates.index, name=dates.name)
 
 
 def partition_path(folder: str | Path, month: str) -> Path:
