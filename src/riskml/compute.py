@@ -89,7 +89,7 @@ def release_stores() -> int:
 
 def _months(store: FeatureStore) -> np.ndarray:
     """Each stored declaration's calendar month, in the history's row order."""
-    return store.declarations["accepted_date"].to_numpy().astype("datetime64[M]")
+    return store.declaration_months
 
 
 def month_features(store: FeatureStore, month: str) -> pd.DataFrame:

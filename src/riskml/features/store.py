@@ -27,6 +27,7 @@ pipeline). docs/features.md gives the trade-off.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
@@ -253,6 +254,12 @@ class FeatureStore:
     def declarations(self) -> pd.DataFrame:
         """The stored declarations, in stored order (their features: :meth:`features`)."""
         return self._hist.declarations
+
+    @functools.cached_property
+    def declaration_months(self) -> np.ndarray:
+        """Each stored declaration's calendar month (``datetime64[M]``), in stored order;
+        computed once (the month-by-month features ask for it per month)."""
+        return self.declarations["accepted_date"].to_numpy().astype("datetime64[M]")
 
     @property
     def last_date(self) -> pd.Timestamp:
