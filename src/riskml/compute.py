@@ -87,16 +87,11 @@ def release_stores() -> int:
     return dropped
 
 
-def _months(store: FeatureStore) -> np.ndarray:
-    """Each stored declaration's calendar month, in the history's row order."""
-    return store.declaration_months
-
-
 def month_features(store: FeatureStore, month: str) -> pd.DataFrame:
     """The features of the stored declarations of ``month`` (``YYYY-MM``), in stored order; the
     index is each row's position in the stored declarations."""
     decl = store.declarations
-    rows = np.flatnonzero(_months(store) == np.datetime64(month, "M"))
+    rows = np.flatnonzero(store.declaration_months == np.datetime64(month, "M"))
     if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # one run (a history sorted by date):
         batch = decl.iloc[rows[0] : rows[-1] + 1]  # a slice, no copy of the month's columns
     else:
@@ -112,7 +107,7 @@ def write_month_features(
     as in this process (paths are strings: they travel to the worker)."""
     store = history_store(Path(root), params, specs)
     frame = month_features(store, month)
-    months = _months(store).astype(np.int64)
+    months = store.declaration_months.astype(np.int64)
     # a history not sorted by month: the dataset keeps each row's place (riskml.io.ROW)
     rows = None if (np.diff(months) >= 0).all() else frame.index.to_numpy()
     io.write_partition(frame, out, month, rows=rows)

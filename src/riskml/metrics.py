@@ -298,8 +298,12 @@ def revenue_at_rate(
     return _ratio(got, den)
 
 
-def average_precision(y_true: ArrayLike, score: ArrayLike) -> float:
-    """Average precision (area under the precision-recall step curve), NaN without positives.
+def average_precision(
+    y_true: ArrayLike, score: ArrayLike, weight: ArrayLike | None = None
+) -> float:
+    """Average precision (area under the precision-recall step curve), NaN without positives;
+    ``weight``: each item's weight (finite, >= 0), as LightGBM's ``average_precision`` metric
+    weighs a weighted validation set.
 
     Wraps :func:`sklearn.metrics.average_precision_score` with this module's validation.
 
@@ -308,10 +312,10 @@ def average_precision(y_true: ArrayLike, score: ArrayLike) -> float:
     >>> average_precision([1, 0, 1, 0], [0.9, 0.8, 0.1, 0.2])
     0.75
     """
-    y, s, _ = _inputs(y_true, score)
+    y, s, w = _inputs(y_true, score, weight)
     if y.sum() == 0:
         return float("nan")
-    return float(average_precision_score(y, s))
+    return float(average_precision_score(y, s, sample_weight=w))
 
 
 def metrics_at_rates(

@@ -865,15 +865,13 @@ class ValidationStop:
         self._stop: Any = None
 
     def __call__(self, env: lgb.callback.CallbackEnv) -> None:
-        from sklearn.metrics import average_precision_score
-
         if env.iteration == env.begin_iteration:
             self._raw = np.zeros(len(self.y))
             self._stop = lgb.early_stopping(self.rounds, verbose=False)
         self._raw += env.model.predict(
             self.X, start_iteration=env.iteration, num_iteration=1, raw_score=True
         )
-        score = float(average_precision_score(self.y, self._raw, sample_weight=self.weight))
+        score = average_precision(self.y, self._raw, self.weight)
         result = ("valid", "average_precision", score, True)
         try:
             self._stop(
@@ -941,7 +939,6 @@ def fold_tree_count(
     holds every positive of the region. Returns (trees, facts: the folds, the pooled curve's
     best average precision and the mean training rows of the folds, which the refit scales
     from, see :func:`refit_rounds`)."""
-    from sklearn.metrics import average_precision_score
 
     boosters, ys, ws, facts = [], [], [], []
     for start, end in folds:
@@ -996,7 +993,7 @@ def fold_tree_count(
         for booster, feval in zip(boosters, fevals, strict=True):
             booster.update()
             booster.eval_valid(feval=feval)
-        score = float(average_precision_score(y, np.concatenate(preds), sample_weight=w))
+        score = average_precision(y, np.concatenate(preds), w)
         if score > best_score:
             best, best_score = i + 1, score
         elif i + 1 - best >= params.early_stopping_rounds:
