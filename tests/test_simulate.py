@@ -371,6 +371,27 @@ def test_oracle_beats_legacy_rules_in_rare_areas(world_2y, specs):
         assert 0.05 <= outside.mean() <= 0.5, (area, outside.mean())
 
 
+def test_revenue_legacy_rules_beat_random_before_and_after_the_drift(world, truth_wide, specs):
+    """Revenue's legacy profiles target the duty at stake (goods at the standard rate, not under
+    a preference, where nothing can be undervalued): on the truth they pick offences at several
+    times the base rate at the operating rate, before and after the drift, as real profiles do.
+    With a blanket "preference claimed" rule lifting preference claims (a third of the items,
+    offending at a third of the base rate) to the top, they tied random selection."""
+    from riskml.metrics import precision_at_rate
+    from riskml.rules import rule_score
+
+    d = world["declarations"]
+    y = truth_wide["offence"]["revenue"].astype(bool).reindex(pd.MultiIndex.from_frame(d[KEY]))
+    score = rule_score(d, specs["revenue"].legacy_rules).to_numpy()
+    after = (d["accepted_date"] >= month_plan(_params())[4].start).to_numpy()
+    jitter = np.random.default_rng(0).random(len(d)) * 1e-6
+    for period in (~after, after):
+        truth = y.to_numpy()[period]
+        rate = specs["revenue"].operating_rate
+        lift = precision_at_rate(truth, score[period] + jitter[period], rate=rate) / truth.mean()
+        assert 2.0 <= lift <= 5.0, lift
+
+
 def test_oracle_probability_averages_out_the_item_noise():
     """E[logistic(z + e)], e ~ N(0, NOISE_SD^2), by quadrature: 1/2 at 0 by symmetry, and the
     Monte Carlo mean of a million draws elsewhere; below the logistic of z for z > 0."""
