@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from riskml.assessment import ranking_scores
 from riskml.config import load_area_specs, load_params
 from riskml.contract import KEY
 from riskml.labels import build_labels
@@ -39,9 +40,11 @@ def _between(dates: pd.Series, lo: str, hi: str) -> np.ndarray:
     return ((dates >= lo) & (dates < hi)).to_numpy()
 
 
-def _precision(y: np.ndarray, score: np.ndarray, rate: float) -> float:
-    jitter = np.random.default_rng(0).random(len(y)) * 1e-6  # ties broken at random
-    return precision_at_rate(y, score + jitter, rate=rate)
+def _precision(y: np.ndarray, score: np.ndarray, rate: float, area: str) -> float:
+    """The legacy baseline's precision as the evaluation ranks it (rule score, ties in a seeded
+    random order: :func:`riskml.assessment.ranking_scores`)."""
+    ranked = ranking_scores(pd.DataFrame({"score": score, "rule_score": score}), seed=0, area=area)
+    return precision_at_rate(y, ranked["legacy_rules"], rate=rate)
 
 
 def world_report(root: Path, seed: int, area: str | None) -> None:
@@ -62,10 +65,10 @@ def world_report(root: Path, seed: int, area: str | None) -> None:
         p = wide["true_prob"][name].to_numpy()
         score = rule_score(d, spec.legacy_rules).to_numpy()
         rate = spec.operating_rate
-        lift = _precision(y[test], score[test], rate) / y[test].mean()
+        lift = _precision(y[test], score[test], rate, name) / y[test].mean()
         of_oracle = np.mean(
             [
-                _precision(y[w], score[w], rate) / precision_at_rate(y[w], p[w], rate=rate)
+                _precision(y[w], score[w], rate, name) / precision_at_rate(y[w], p[w], rate=rate)
                 for w in (_between(date, lo, hi) for lo, hi in windows)
             ]
         )
