@@ -49,7 +49,9 @@ def _check_every_row_kept(summary: dict, report: dict) -> None:
     assert report["declarations"]["rows_quarantined"] == 0, report["declarations"]["reasons"]
     assert report["outcomes"]["rows_quarantined"] == 0, report["outcomes"]["reasons"]
     assert report["declarations"]["rows_kept"] == summary["rows"]
-    assert set(summary["unmapped_codes"]) <= {"transport_mode"}
+    assert set(summary["unmapped_codes"]) <= {"transport_mode", "preference_claim"}
+    # every Tax Type of the files says whether a preference was claimed, but the bare F
+    assert set(summary["unmapped_codes"].get("preference_claim", {})) <= {"F"}
     labels = summary["labels"]
     assert labels["Fraud -> revenue"]["inspected"] == summary["rows"]
     assert labels["Critical Fraud -> health_safety"]["inspected"] == summary["rows"]
@@ -74,6 +76,41 @@ def test_kcs_layout_ingests_without_losing_a_declaration(kcs_folder, tmp_path):
     assert found == {
         "revenue": int((src["Fraud"] == "1").sum()),
         "health_safety": int((src["Critical Fraud"] == "2").sum()),
+    }
+
+
+def test_tax_type_says_whether_a_preference_was_claimed(tmp_path):
+    """The mapping derives ``preference_claim`` from the Tax Type (FTA, APTA and LDC rates:
+    claimed; basic, WTO, adjustment and quota rates: not; a code of unknown meaning: missing)
+    and keeps the code itself as ``tariff_treatment``; revenue's goods profiles then fire on
+    the standard rate and on an unknown code, the preference rule on the claims."""
+    from riskml.config import load_area_specs
+    from riskml.rules import rule_mask
+
+    codes = {
+        "A": False, "C": False, "C3": False, "CIT": False, "W2": False, "L": False,
+        "P1": False, "FCN1": True, "FEU1": True, "FUS5": True, "E1": True, "R": True,
+        "F": None, "ZZ9": None,
+    }  # fmt: skip
+    frame = kcs.kcs_frame(len(codes), "2020-01-01", "2020-01-31", seed=3)
+    frame["Tax Type"] = list(codes)
+    frame["HS6 Code"] = "620342"  # apparel
+    frame.to_csv(tmp_path / "kcs.csv", index=False)
+    summary = run_ingest(tmp_path / "kcs.csv", "kcs_synthetic", tmp_path / "raw")
+    report = run_validate(tmp_path / "raw", tmp_path / "interim", tmp_path / "validation.json")
+    assert report["declarations"]["rows_quarantined"] == 0
+    assert summary["unmapped_codes"]["preference_claim"] == {"F": 1, "ZZ9": 1}
+    decl = read_dataset(interim_table(tmp_path / "interim", "declarations"))
+    decl = decl.set_index(decl["tariff_treatment"].astype(str)).loc[list(codes)]
+    claim = decl["preference_claim"].astype("boolean").astype(object).where(
+        decl["preference_claim"].notna(), None
+    )
+    assert claim.to_dict() == codes
+    rules = {r.name: r for r in load_area_specs(REPO / "pipelines")["revenue"].legacy_rules}
+    apparel = rule_mask(decl, rules["apparel and footwear at the standard rate"])
+    assert apparel.to_dict() == {c: v is not True for c, v in codes.items()}
+    assert rule_mask(decl, rules["preference claimed"]).to_dict() == {
+        c: v is True for c, v in codes.items()
     }
 
 
