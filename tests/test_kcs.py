@@ -102,10 +102,8 @@ def test_tax_type_says_whether_a_preference_was_claimed(tmp_path):
     assert summary["unmapped_codes"]["preference_claim"] == {"F": 1, "ZZ9": 1}
     decl = read_dataset(interim_table(tmp_path / "interim", "declarations"))
     decl = decl.set_index(decl["tariff_treatment"].astype(str)).loc[list(codes)]
-    claim = decl["preference_claim"].astype("boolean").astype(object).where(
-        decl["preference_claim"].notna(), None
-    )
-    assert claim.to_dict() == codes
+    claim = {c: None if pd.isna(v) else bool(v) for c, v in decl["preference_claim"].items()}
+    assert claim == codes
     rules = {r.name: r for r in load_area_specs(REPO / "pipelines")["revenue"].legacy_rules}
     apparel = rule_mask(decl, rules["apparel and footwear at the standard rate"])
     assert apparel.to_dict() == {c: v is not True for c, v in codes.items()}
