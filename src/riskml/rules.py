@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from riskml.config import Rule
-from riskml.contract import DECLARATION_COLUMNS, RiskmlError
+from riskml.contract import RiskmlError, column_names
 
 #: Up to this many rows, text conditions are tested value by value (a scored declaration or a
 #: few): the same result without the fixed cost of pandas' string methods.
@@ -43,7 +43,7 @@ def rule_masks(declarations: pd.DataFrame, rules: list[Rule]) -> list[np.ndarray
     return out
 
 
-_CONTRACT = frozenset(c.name for c in DECLARATION_COLUMNS)
+_CONTRACT = frozenset(column_names("declarations"))
 
 
 def _column(declarations: pd.DataFrame, column: str, rule: Rule) -> pd.Series:
