@@ -10,7 +10,9 @@ Usage (a world folder built by ``scripts/evaluate_worlds.py``)::
 Per rolling backtest window and train seed, four fits of the own stage's labels (the first
 stage keeps its control labels in each):
 
-* ``model``: the control labels (as the train stage);
+* ``model``: the control labels alone (the train stage's, without its weak negatives);
+* ``deployed`` (only for an area whose ``train.unlabelled_share`` is set): the control labels
+  plus that share of the never-controlled items as weak negatives, as the train stage trains;
 * ``truth_labelled``: the same labelled rows, each labelled by the truth: detection misses and
   results not yet known at the cut are corrected, the choice of which items were controlled is
   kept;
@@ -48,7 +50,7 @@ import pandas as pd
 from riskml import backtest as bt
 from riskml import io
 from riskml.catalog import Catalog
-from riskml.config import area_train_params, load_area_specs, load_params
+from riskml.config import AreaSpec, Params, area_train_params, load_area_specs, load_params
 from riskml.contract import KEY
 from riskml.train import (
     feature_matrix,
@@ -101,6 +103,30 @@ def window_facts(
     }
 
 
+def deployed_labels(
+    decl: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    spec: AreaSpec,
+    pool: dict[str, AreaSpec],
+    w: bt.Window,
+    params: Params,
+    share: float,
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """``{"deployed": (own, first)}``, the train stage's labels with its weak negatives, when
+    the area's ``train.unlabelled_share`` is set (else empty). The share's sample is a subset of
+    ``share``'s (a hash threshold), so the rows read for the ``pu`` variants hold its features."""
+    deployed = area_train_params(params, spec).unlabelled_share
+    if deployed <= 0:
+        return {}
+    if deployed > share:
+        raise SystemExit(f"--share {share} is below {spec.name}'s unlabelled_share {deployed}")
+    own, first = training_labels(
+        decl, outcomes, spec, pool, known_before=w.start, labelled_only=True,
+        unlabelled_share=deployed,
+    )  # fmt: skip
+    return {"deployed": (own, first)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("world", type=Path, help="a world folder of scripts/evaluate_worlds.py")
@@ -142,6 +168,7 @@ def main() -> None:
         own_pu, first_pu, feats = window_inputs(decl, outcomes, cat, spec, pool, w, args.share)
         variants = {
             "model": (own, first),
+            **deployed_labels(decl, outcomes, spec, pool, w, params, args.share),
             "truth_labelled": (truth_labelled(own, t), first),
             "truth_labelled_pu": (truth_labelled(own_pu, t), first_pu),
             "pu": (own_pu, first_pu),
