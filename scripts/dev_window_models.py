@@ -83,12 +83,15 @@ def window_inputs(
     pool: dict[str, AreaSpec],
     w: bt.Window,
     share: float,
+    cache: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
     """The window's training labels (own, first stage; ``share`` of the never-controlled items
-    as weak negatives) and the training rows' features, as the train stage reads them."""
+    as weak negatives) and the training rows' features, as the train stage reads them.
+    ``cache``: a label cache of :func:`riskml.train.training_labels` shared with the caller's
+    other label sets of the same window."""
     own, first = training_labels(
         decl, outcomes, spec, pool, known_before=w.start, labelled_only=True,
-        unlabelled_share=share,
+        unlabelled_share=share, cache=cache,
     )  # fmt: skip
     return own, first, training_features(cat.features, spec, w.split, [own, first])
 

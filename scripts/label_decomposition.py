@@ -7,8 +7,8 @@ Usage (a world folder built by ``scripts/evaluate_worlds.py``)::
     python scripts/label_decomposition.py /tmp/smug/dev/world-42-300000 dec42.json \\
         --area environment --seeds 42 1
 
-Per rolling backtest window and train seed, four fits of the own stage's labels (the first
-stage keeps its control labels in each):
+Per rolling backtest window and train seed, one fit per variant of the own stage's labels (the
+first stage keeps its control labels in each):
 
 * ``model``: the control labels alone (the train stage's, without its weak negatives);
 * ``deployed`` (only for an area whose ``train.unlabelled_share`` is set): the control labels
@@ -111,10 +111,12 @@ def deployed_labels(
     w: bt.Window,
     params: Params,
     share: float,
+    cache: dict,
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
     """``{"deployed": (own, first)}``, the train stage's labels with its weak negatives, when
     the area's ``train.unlabelled_share`` is set (else empty). The share's sample is a subset of
-    ``share``'s (a hash threshold), so the rows read for the ``pu`` variants hold its features."""
+    ``share``'s (a hash threshold), so the rows read for the ``pu`` variants hold its features.
+    ``cache``: the window's label cache of :func:`riskml.train.training_labels`."""
     deployed = area_train_params(params, spec).unlabelled_share
     if deployed <= 0:
         return {}
@@ -122,7 +124,7 @@ def deployed_labels(
         raise SystemExit(f"--share {share} is below {spec.name}'s unlabelled_share {deployed}")
     own, first = training_labels(
         decl, outcomes, spec, pool, known_before=w.start, labelled_only=True,
-        unlabelled_share=deployed,
+        unlabelled_share=deployed, cache=cache,
     )  # fmt: skip
     return {"deployed": (own, first)}
 
@@ -156,19 +158,24 @@ def main() -> None:
     for w in windows:
         test, p, y, k, best = test_window(cat, t, w, spec)
         evaded = evaded_of(test, t) if recovery else None
+        # every label set of the window below builds each area's labels once
+        labels_cache: dict = {}
         own, first = training_labels(
-            decl, outcomes, spec, pool, known_before=w.start, labelled_only=True
-        )
+            decl, outcomes, spec, pool, known_before=w.start, labelled_only=True,
+            cache=labels_cache,
+        )  # fmt: skip
         facts = {"world": params.simulate.seed, "area": area, "window": w.index,
                  "variant": "facts", "drift": str(drift.date()),
                  **window_facts(own, t, decl, w, drift)}  # fmt: skip
         rows.append(facts)
         print(facts, flush=True)
         # the weak negatives' labels and the training rows' features (theirs hold own's rows)
-        own_pu, first_pu, feats = window_inputs(decl, outcomes, cat, spec, pool, w, args.share)
+        own_pu, first_pu, feats = window_inputs(
+            decl, outcomes, cat, spec, pool, w, args.share, cache=labels_cache
+        )
         variants = {
             "model": (own, first),
-            **deployed_labels(decl, outcomes, spec, pool, w, params, args.share),
+            **deployed_labels(decl, outcomes, spec, pool, w, params, args.share, labels_cache),
             "truth_labelled": (truth_labelled(own, t), first),
             "truth_labelled_pu": (truth_labelled(own_pu, t), first_pu),
             "pu": (own_pu, first_pu),
