@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from riskml.config import load_area_spec, load_area_specs, load_params
+from riskml.config import area_train_params, load_area_spec, load_area_specs, load_params
 from riskml.contract import RISK_AREAS, RiskmlError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +37,6 @@ def test_bad_param_names_the_entry(tmp_path):
 
 
 def test_max_rows_per_tree_is_a_row_count_or_null(tmp_path):
-    from riskml.config import area_train_params
-
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     # shipped off: it lowered security's detection at 10M items (docs/performance.md)
     assert data["train"]["max_rows_per_tree"] is None
@@ -109,8 +107,6 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_area_train_overrides_apply_and_are_checked(tmp_path):
-    from riskml.config import area_train_params
-
     params = load_params(ROOT / "params.yaml")
     data = yaml.safe_load((ROOT / "pipelines/security.yaml").read_text())
     data["training"]["train"] = {"num_leaves": 5}
@@ -135,6 +131,14 @@ def test_rare_areas_ship_a_first_stage_pooled_over_the_four_of_them():
     for area in rare:
         assert specs[area].first_stage is not None and specs[area].first_stage.pool == rare
     assert specs["revenue"].first_stage is None and specs["ipr"].first_stage is None
+
+
+def test_ipr_ships_a_floor_under_its_refit_trees():
+    """IPR's refit grows at least 200 trees (chosen on development worlds 42-45, docs/results.md,
+    issue 15, session 19); no other area has a floor."""
+    params, specs = load_params(ROOT / "params.yaml"), load_area_specs(ROOT / "pipelines")
+    floors = {a: area_train_params(params, s).min_refit_trees for a, s in specs.items()}
+    assert floors == {a: (200 if a == "ipr" else 0) for a in specs}
 
 
 def test_first_stage_entries_are_checked_naming_file_and_field(tmp_path):
@@ -173,8 +177,6 @@ def test_first_stage_entries_are_checked_naming_file_and_field(tmp_path):
     path.write_text(yaml.safe_dump(bad))
     spec = load_area_spec(path)
     params = load_params(ROOT / "params.yaml")
-    from riskml.config import area_train_params
-
     with pytest.raises(
         RiskmlError, match=r"pipelines/drugs.yaml.*\n  training\.first_stage\.train\.num_leaves"
     ):
