@@ -142,6 +142,11 @@ class TrainParams(_Section):
     # riskml.labels.with_unlabelled_negatives; docs/results.md (issue 15, session 11).
     unlabelled_share: float = Field(0.0, ge=0, le=1)
     unlabelled_weight: float = Field(1.0, gt=0)
+    # Reliable negatives: this share of the sampled never-controlled items, those a first fit
+    # on the labels alone (the same settings, no sample) scores highest, is left out of the
+    # negatives: the items nobody checked that look most like the findings are the ones most
+    # likely to be offences (0 = every sampled item is a negative; riskml.train.screen_unlabelled).
+    unlabelled_screen: float = Field(0.0, ge=0, lt=1)
 
     @field_validator("reason_weights", "reason_odds")
     @classmethod

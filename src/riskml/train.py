@@ -1134,6 +1134,12 @@ def train_area(
     """
     names = feature_columns(features, spec)
     rows = labelled_rows(features, labels)
+    screen_facts = None
+    if params.unlabelled_screen > 0:
+        rows, screen_facts = screen_unlabelled(
+            rows, features, labels, spec, split, params,
+            pretrain_labels=pretrain_labels, first_stage_cache=first_stage_cache,
+        )  # fmt: skip
     valid_start = early_stopping_start(rows, split, min_positives=params.min_valid_positives)
     train = in_window(rows, split.train_start, valid_start)
     valid = in_window(rows, valid_start, split.test_start)
@@ -1189,6 +1195,8 @@ def train_area(
         }
         if fold_facts is not None:
             refit_facts["tree_folds"] = fold_facts | {"slice_trees": best - first_trees}
+        if screen_facts is not None:
+            refit_facts["unlabelled_screen"] = screen_facts
     model = TrainedModel(
         area=spec.name,
         booster=booster,
@@ -1217,6 +1225,52 @@ def train_area(
     if with_recovery and spec.rank_by == "expected_recovery":
         model.recovery = train_recovery(features, labels, spec, split, params)
     return model
+
+
+def screen_unlabelled(
+    rows: pd.DataFrame,
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    spec: AreaSpec,
+    split: SplitParams,
+    params: TrainParams,
+    *,
+    pretrain_labels: pd.DataFrame | None = None,
+    first_stage_cache: dict[Any, Any] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """``rows`` (:func:`labelled_rows`) without the ``params.unlabelled_screen`` share of the
+    sampled never-controlled items (``control_reason`` :data:`riskml.labels.UNLABELLED`) that
+    a first fit scores highest, and the facts of the screen (``None`` when ``rows`` hold no
+    sampled item).
+
+    Positive-unlabelled learning with reliable negatives: an item nobody checked is a negative
+    only by assumption, and the offences among such items are those that look like the
+    findings. The first fit is :func:`train_area` on the labels alone (the same settings and
+    windows, first stage included, no sample), so the screen knows only what the labels before
+    the cut know; the sampled items are not among its training rows, so their scores are out of
+    sample. Its cost is one more fit of the area."""
+    if REASON not in labels.columns or REASON not in rows.columns:
+        return rows, None
+    sampled = rows[REASON].astype("string").eq(UNLABELLED).fillna(False).to_numpy(bool)
+    if not sampled.any():
+        return rows, None
+    own = labels[~labels[REASON].astype("string").eq(UNLABELLED).fillna(False).to_numpy(bool)]
+    first = train_area(
+        features, own, spec, split, params.model_copy(update={"unlabelled_screen": 0.0}),
+        pretrain_labels=pretrain_labels, first_stage_cache=first_stage_cache,
+    )  # fmt: skip
+    score = first.predict(rows[sampled])
+    n_drop = int(round(params.unlabelled_screen * len(score)))
+    drop = np.zeros(len(rows), dtype=bool)
+    if n_drop > 0:
+        order = np.argsort(-score, kind="stable")[:n_drop]
+        drop[np.flatnonzero(sampled)[order]] = True
+    facts = {
+        "sampled": int(sampled.sum()),
+        "left_out": int(drop.sum()),
+        "first_fit_trees": first.booster.num_trees(),
+    }
+    return rows[~drop], facts
 
 
 #: Fewer positive rows with a recovered amount than this: no recovery model (rank by probability).
