@@ -233,6 +233,15 @@ def unlabelled_sample(declarations: pd.DataFrame, share: float) -> np.ndarray:
     return (h >> np.uint64(11)).astype(np.float64) / float(2**53) < share
 
 
+def unlabelled_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Whether each row of ``frame`` (labels, or training rows joined to them) is an item
+    :func:`with_unlabelled_negatives` added (``control_reason`` :data:`UNLABELLED`); all false
+    when ``frame`` carries no ``control_reason``."""
+    if "control_reason" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["control_reason"].astype("string").eq(UNLABELLED).fillna(False).to_numpy(bool)
+
+
 def with_unlabelled_negatives(
     labels: pd.DataFrame,
     declarations: pd.DataFrame,

@@ -72,7 +72,13 @@ from riskml.config import (
 )
 from riskml.contract import KEY, RiskmlError, keyed
 from riskml.features import check_model_inputs
-from riskml.labels import UNLABELLED, build_labels, negative_kinds, with_unlabelled_negatives
+from riskml.labels import (
+    UNLABELLED,
+    build_labels,
+    negative_kinds,
+    unlabelled_rows,
+    with_unlabelled_negatives,
+)
 from riskml.metrics import average_precision
 
 log = logging.getLogger(__name__)
@@ -1249,12 +1255,10 @@ def screen_unlabelled(
     windows, first stage included, no sample), so the screen knows only what the labels before
     the cut know; the sampled items are not among its training rows, so their scores are out of
     sample. Its cost is one more fit of the area."""
-    if REASON not in labels.columns or REASON not in rows.columns:
-        return rows, None
-    sampled = rows[REASON].astype("string").eq(UNLABELLED).fillna(False).to_numpy(bool)
+    sampled = unlabelled_rows(rows)
     if not sampled.any():
         return rows, None
-    own = labels[~labels[REASON].astype("string").eq(UNLABELLED).fillna(False).to_numpy(bool)]
+    own = labels[~unlabelled_rows(labels)]
     first = train_area(
         features, own, spec, split, params.model_copy(update={"unlabelled_screen": 0.0}),
         pretrain_labels=pretrain_labels, first_stage_cache=first_stage_cache,
