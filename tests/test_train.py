@@ -689,6 +689,33 @@ def test_tree_folds_in_two_stages_continue_each_fold_s_own_first_stage(world, re
     )
 
 
+def test_model_tree_floor_tops_up_the_own_stage_only_when_both_stages_are_short(
+    world, revenue_spec, params
+):
+    split = params.split
+    labels = _labels(world, revenue_spec, split.test_start)
+    pre = _wider_first_stage_labels(world, labels)
+
+    def fit(floor: int, first_stage: pd.DataFrame | None = pre):
+        train = params.train.model_copy(update={"min_model_trees": floor})
+        return train_area(
+            world["features"], labels, revenue_spec, split, train, pretrain_labels=first_stage
+        )
+
+    base = fit(0)
+    first, total = base.pretrain["refit_trees"], base.booster.num_trees()
+    # a floor the two stages already reach changes nothing: the same trees
+    assert fit(total).booster.model_to_string() == base.booster.model_to_string()
+    # a floor above them: the own stage grows the missing trees, the first stage is untouched
+    raised = fit(total + 41)
+    assert raised.booster.num_trees() == total + 41
+    assert raised.pretrain["refit_trees"] == first
+    assert raised.best_iteration == base.best_iteration  # early stopping is unchanged
+    # one stage: the floor is the model's trees, as min_refit_trees's
+    alone = fit(0, None).booster.num_trees()
+    assert fit(alone + 41, None).booster.num_trees() == alone + 41
+
+
 def _revenue_share(evaded: np.ndarray, key: np.ndarray, rate: float) -> float:
     top = np.argsort(-key, kind="stable")[: int(round(rate * len(key)))]
     return float(evaded[top].sum() / evaded.sum())

@@ -105,6 +105,11 @@ class TrainParams(_Section):
     # The refit grows at least this many trees of its own stage, whatever early stopping or the
     # folds chose (0: no floor): a slice with a handful of positives can peak after 3 trees.
     min_refit_trees: int = Field(0, ge=0)
+    # The refit model holds at least this many trees, both stages together (0: no floor): the
+    # own stage grows what the first stage's refit leaves missing, so the floor binds only where
+    # both stages stopped early (a collapse of the early-stopping slice), never on an own stage
+    # that is short because its first stage carries the model. A first stage ignores it.
+    min_model_trees: int = Field(0, ge=0)
     # Rows each tree of a fit is grown on, at most (about): a fit whose trees would see more
     # (bagging_fraction x its rows) grows each tree on this many by gradient-based one-side
     # sampling instead of bagging (LightGBM GOSS: the half with the largest gradients, the

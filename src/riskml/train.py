@@ -30,7 +30,9 @@ the latest months and, for a rare area, a third or more of its positives. With a
 positives that slice's choice is unstable (3 to 1,400 trees between train seeds of one window);
 ``train.tree_folds`` chooses the refit's count instead on several expanding-window time-series
 folds (:func:`tree_count_folds`, :func:`fold_tree_count`: one curve of pooled out-of-fold
-average precision), and ``train.min_refit_trees`` puts a floor under it. Both are opt-in.
+average precision), ``train.min_refit_trees`` puts a floor under it, and
+``train.min_model_trees`` one under both stages' trees together (a guard against a collapsed
+slice that leaves a long first stage alone). All are opt-in.
 
 The classes are not re-weighted (no ``is_unbalance`` / ``scale_pos_weight``): the model's output
 stays a calibrated-ish probability, which the expected-recovery ranking and the reviewers need;
@@ -1184,7 +1186,9 @@ def train_area(
                 rows, names, config, params, split, folds, first_of_fold
             )
             n_fit = fold_facts["mean_train_rows"]
-        own = refit_rounds(own_trees, n_fit, len(every), at_least=params.min_refit_trees)
+        first_refit_trees = first_refit.num_trees() if first_refit is not None else 0
+        floor = max(params.min_refit_trees, params.min_model_trees - first_refit_trees)
+        own = refit_rounds(own_trees, n_fit, len(every), at_least=floor)
         refit_config = lgb_params(params, train_pos + valid_pos) | own_limits
         every_rows = negative_sampling(every, params)
         booster = _refit(
