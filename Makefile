@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11 and the package registries):
 #   make run   - set up .venv and run the whole pipeline (dvc repro) on the default simulated data
-#   make test  - set up .venv and run the test suite
+#   make test  - set up .venv and run the test suite (pytest-xdist: whole files on one worker per
+#                core, the files with the most end-to-end tests first; docs/performance.md)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -34,7 +35,7 @@ run: $(STAMP)
 	@echo "Done: metrics in metrics/, plots in plots/, candidates in data/candidates/, MLflow store in mlflow.db (mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db)"
 
 test: $(STAMP)
-	pytest
+	pytest -n auto --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	ruff check src tests bench scripts

@@ -4,6 +4,7 @@ PostgreSQL feedback database (``pg_url``)."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +18,15 @@ from riskml.config import AreaSpec, Params, Rule, SplitParams, TrainParams
 from riskml.contract import write_interim
 from riskml.feedback import _Base
 from riskml.io import write_partitioned
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files holding the most end-to-end tests (marked ``slow``) run first, each file's
+    tests in their order: `make test` hands whole files to parallel workers in this order
+    (pytest-xdist, ``--dist loadfile --no-loadscope-reorder``), and the longest file started
+    last would end alone on one core."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture
@@ -169,15 +179,22 @@ DEFAULT_URL = "postgresql+psycopg://riskml:riskml@127.0.0.1:5432/riskml_test"
 
 @pytest.fixture(scope="module")
 def pg_url():
-    """A fresh PostgreSQL feedback database per module (its tables dropped before and after):
-    ``RISKML_TEST_POSTGRES_URL``, which `.ci/run` sets after starting Debian's cluster; skips,
-    saying why, when no server answers (fails with ``RISKML_REQUIRE_POSTGRES``)."""
+    """A fresh PostgreSQL feedback database per module (its tables dropped before and after; a
+    schema of its own per parallel test worker): ``RISKML_TEST_POSTGRES_URL``, which `.ci/run`
+    sets after starting Debian's cluster; skips, saying why, when no server answers (fails with
+    ``RISKML_REQUIRE_POSTGRES``)."""
     url = os.environ.get("RISKML_TEST_POSTGRES_URL", DEFAULT_URL)
     shown = url.split("@")[-1]
     engine = create_engine(url)
+    # parallel test workers (pytest-xdist, `make test`) share the database: each gets a schema
+    # of its own, so that one module's drop_all never removes another's tables
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            if worker:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "riskml_{worker}"'))
+                conn.commit()
     except Exception as exc:  # no server, no role, no database
         why = f"no PostgreSQL server answers at {shown} ({type(exc).__name__})"
         if os.environ.get("RISKML_REQUIRE_POSTGRES"):
@@ -185,6 +202,11 @@ def pg_url():
         pytest.skip(
             f"{why}; `bash .ci/run` starts Debian's cluster, or set RISKML_TEST_POSTGRES_URL"
         )
+    if worker:
+        engine.dispose()
+        sep = "&" if "?" in url else "?"
+        url = f"{url}{sep}options=-csearch_path%3Driskml_{worker}"
+        engine = create_engine(url)
     _Base.metadata.drop_all(engine)  # a fresh store each run
     yield url
     _Base.metadata.drop_all(engine)
