@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from riskml.config import AreaSpec, Params, Rule, SplitParams, TrainParams
 from riskml.contract import write_interim
@@ -204,8 +204,8 @@ def pg_url():
         )
     if worker:
         engine.dispose()
-        sep = "&" if "?" in url else "?"
-        url = f"{url}{sep}options=-csearch_path%3Driskml_{worker}"
+        search_path = {"options": f"-csearch_path=riskml_{worker}"}
+        url = make_url(url).update_query_dict(search_path).render_as_string(hide_password=False)
         engine = create_engine(url)
     _Base.metadata.drop_all(engine)  # a fresh store each run
     yield url

@@ -561,12 +561,12 @@ def _as_text(path: Path) -> pd.DataFrame:
 
 def test_one_lineage_a_losing_challenger_going_back_and_a_copied_project(project, tmp_path):
     """Train; change a parameter (`dvc exp run -S`, listed by `dvc exp show`) and the
-    challenger loses: every list, case file, score file
-    and service response names and uses the champion, and the challenger's list is written
-    beside it as a shadow. Go back to the first parameters (a cached `dvc repro`, which runs no
-    code): the first command that loads a model brings the registry's aliases in line with
-    metrics/promotion.json, with no manual `riskml registry sync`. A copy of the project scores
-    with its own models. A declaration scored alone gets what it gets in a batch, bit for bit."""
+    challenger loses: every list, case file, score file and service response names and uses
+    the champion, and the challenger's list is written beside it as a shadow. Go back to the
+    first parameters (a cached `dvc repro`, which runs no code): the first command that loads
+    a model brings the registry's aliases in line with metrics/promotion.json, with no manual
+    `riskml registry sync`. A copy of the project scores with its own models. A declaration
+    scored alone gets what it gets in a batch, bit for bit."""
     from serve_project import LiveServer, new_batch
 
     from riskml.area_model import AreaModel
