@@ -613,6 +613,51 @@ def test_standard_duty_rate_and_the_gap_of_a_preference_claim():
     assert format_reason("duty_rate_gap", plain) == "the standard duty rate of HS 6109.10 applied"
 
 
+def test_origin_fraud_traces_a_claim_no_one_from_the_origin_makes_and_a_supplier_off_its_origin():
+    """A preference claimed for goods of an origin whose earlier goods were all declared under
+    the standard treatment (no trade agreement) has a treatment share of 0; a supplier whose
+    earlier goods were all of one origin, declared of another, a supplier-origin share of 0.
+    Both count earlier months only: the same month's rows change nothing."""
+    jan = [{"accepted_date": "2023-01-10"}] * 3 + [
+        {"accepted_date": "2023-01-11", "origin_country": "VN", "supplier_id": "S2"},
+        {"accepted_date": "2023-01-11", "origin_country": "VN", "supplier_id": "S2",
+         "duty_rate": 0.0, "preference_claim": True},
+    ]  # fmt: skip
+    feb = [
+        # CN goods were never declared under a preference: the claim is the first
+        {"accepted_date": "2023-02-03", "duty_rate": 0.0, "preference_claim": True},
+        {"accepted_date": "2023-02-03"},
+        # VN: one of its two earlier items claimed one
+        {"accepted_date": "2023-02-04", "origin_country": "VN", "supplier_id": "S2",
+         "duty_rate": 0.0, "preference_claim": True},
+        # supplier S1's goods (all CN so far) declared of VN origin, with a claim
+        {"accepted_date": "2023-02-05", "origin_country": "VN", "duty_rate": 0.0,
+         "preference_claim": True},
+        {"accepted_date": "2023-02-05", "origin_country": "KR", "supplier_id": "S9"},
+    ]  # fmt: skip
+    frame = build_features(_decl(jan + feb), NO_OUTCOMES, FeatureParams())
+    assert frame["orig_treatment_share"].iloc[:5].isna().all()  # no earlier month
+    assert frame["sup_origin_share"].iloc[:5].isna().all()
+    claim_cn, plain_cn, claim_vn, off_origin, new = (frame.iloc[i] for i in range(5, 10))
+    assert claim_cn["orig_treatment_share"] == 0.0
+    assert plain_cn["orig_treatment_share"] == 1.0
+    assert claim_vn["orig_treatment_share"] == pytest.approx(0.5)
+    assert off_origin["orig_treatment_share"] == pytest.approx(0.5)
+    assert math.isnan(new["orig_treatment_share"])  # no earlier item from KR
+    assert claim_cn["sup_origin_share"] == 1.0 and claim_vn["sup_origin_share"] == 1.0
+    assert off_origin["sup_origin_share"] == 0.0
+    assert math.isnan(new["sup_origin_share"])  # a supplier never seen
+    assert format_reason("orig_treatment_share", claim_cn) == (
+        "the first item from CN declared under this tariff treatment"
+    )
+    assert format_reason("sup_origin_share", off_origin) == (
+        "the first of this supplier's items declared of VN origin"
+    )
+    assert format_reason("orig_treatment_share", claim_vn) == (
+        "50.0% of the earlier items from VN were declared under this tariff treatment"
+    )
+
+
 def test_supplier_age():
     decl = _decl(
         [

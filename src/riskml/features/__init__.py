@@ -112,6 +112,23 @@ def pair_shares(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def origin_shares(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``orig_treatment_share``: the origin's earlier items under the row's tariff treatment
+    over all its earlier items; ``sup_origin_share``: the supplier's earlier items of the row's
+    origin over all its earlier items (NaN when the origin / supplier had none). Both are
+    snapshots at the start of the row's month, as the profiles they divide."""
+    out = {}
+    for name, part, whole in (
+        ("orig_treatment_share", "origtr", "orig"),
+        ("sup_origin_share", "suporig", "sup"),
+    ):
+        n = features[f"{whole}_n_items"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = features[f"{part}_n_items"] / n
+        out[name] = np.where(n > 0, share, np.nan).astype(np.float32)
+    return out
+
+
 def row_features(prep: Prepared) -> dict[str, np.ndarray]:
     """The features of each row on its own: goods, route and calendar."""
     return as_float32(goods_features(prep)) | route_features(prep) | calendar_features(prep)
@@ -245,7 +262,7 @@ def build_features(
         features |= band_features(band, whole, near, prep.month, rates, params.prior_strength)
     tick()
     features |= novelty_features(prep)
-    features |= pair_shares(features)
+    features |= pair_shares(features) | origin_shares(features)
     features["imp_outside_usual_share"] = outside_usual_share(
         prep.code("importer_id"), prep.month, features["imp_hs2_share"]
     )

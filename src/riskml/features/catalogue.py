@@ -214,6 +214,25 @@ _STATIC: list[FeatureInfo] = [
         template_missing="no earlier declaration of this importer", none_at_zero=True,
     ),
     FeatureInfo(
+        "orig_treatment_share", "origin history",
+        "share of the earlier items (before this month) from the origin that were declared "
+        "under this item's tariff treatment (low for a preference the origin's goods rarely "
+        "claim, as outside any trade agreement)",
+        "{orig_treatment_share:.1%} of the earlier items from {ctx_origin} were declared under "
+        "this tariff treatment",
+        template_zero="the first item from {ctx_origin} declared under this tariff treatment",
+        template_missing="no earlier item from {ctx_origin}", zero_is_fact=True,
+    ),
+    FeatureInfo(
+        "sup_origin_share", "supplier history",
+        "share of the supplier's earlier items (before this month) declared of this origin (a "
+        "supplier's goods declared of another origin than usual)",
+        "{sup_origin_share:.0%} of this supplier's earlier items were declared of {ctx_origin} "
+        "origin",
+        template_zero="the first of this supplier's items declared of {ctx_origin} origin",
+        template_missing="no earlier item of this supplier", zero_is_fact=True,
+    ),
+    FeatureInfo(
         "imp_outside_usual_share", "novelty",
         "share of the importer's items of the previous month in chapters holding under 5% of "
         "its items before that month",
@@ -310,6 +329,8 @@ _PROFILE_GROUPS = {
     "hs6r": "route history",
     "hs6rt": "route history",
     "hs6tl": "goods history",
+    "origtr": "origin history",
+    "suporig": "supplier history",
 }
 _WHO = {
     "imp": "importer",
@@ -331,6 +352,8 @@ _WHO = {
     "hs6rt": "HS {ctx_hs6} from {ctx_origin} shipped from {ctx_departure} under this tariff "
     "treatment",
     "hs6tl": "HS {ctx_hs6} at this tariff treatment and duty rate",
+    "origtr": "goods from {ctx_origin} under this tariff treatment",
+    "suporig": "this supplier's goods declared of {ctx_origin} origin",
 }
 
 

@@ -42,6 +42,7 @@ from riskml.features import (
     as_float32,
     assemble,
     model_inputs,
+    origin_shares,
     pair_shares,
     reference_features,
     row_features,
@@ -375,7 +376,7 @@ class FeatureStore:
             )
             features |= band_features(band, whole, near, month, rates, params.prior_strength)
         features |= novelty_from_first(self._first_days(prep), day)
-        features |= pair_shares(features)
+        features |= pair_shares(features) | origin_shares(features)
         features["imp_outside_usual_share"] = outside_share_at(
             self.outside_cells, prep.code("importer_id"), month
         )
