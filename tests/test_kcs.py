@@ -20,7 +20,7 @@ from riskml.catalog import interim_table
 from riskml.contract import run_validate
 from riskml.ingest import run_ingest
 from riskml.io import read_dataset
-from riskml.protocol import KCS_DEV_SPLIT, KCS_FILES, KCS_TRAIN, run_protocol
+from riskml.protocol import KCS_DEV_SPLIT, KCS_FILES, KCS_TRAIN, protocol_spec, run_protocol
 
 _spec = importlib.util.spec_from_file_location("kcs", Path(__file__).parent / "fixtures" / "kcs.py")
 kcs = importlib.util.module_from_spec(_spec)
@@ -110,6 +110,24 @@ def test_tax_type_says_whether_a_preference_was_claimed(tmp_path):
     assert rule_mask(decl, rules["preference claimed"]).to_dict() == {
         c: v is True for c, v in codes.items()
     }
+
+
+def test_the_protocol_leaves_out_the_origin_traces_revenue_takes():
+    """Session 24: revenue's pipeline takes the origin-fraud traces, every other area's and the
+    KCS protocol's model leave them out (the protocol's selection quarter did not gain)."""
+    from riskml.config import load_area_specs
+    from riskml.features import ORIGIN_TRACES
+
+    assert len(ORIGIN_TRACES) == 8
+    specs = load_area_specs(Path(__file__).parents[1] / "pipelines")
+    revenue = specs["revenue"]
+    assert not set(ORIGIN_TRACES) & set(revenue.exclude_features)
+    for area in ("drugs", "ipr", "environment", "health_safety", "security"):
+        assert set(ORIGIN_TRACES) <= set(specs[area].exclude_features), area
+    protocol = protocol_spec(revenue)
+    assert set(ORIGIN_TRACES) <= set(protocol.exclude_features)
+    assert protocol.train == revenue.train | KCS_TRAIN
+    assert protocol_spec(revenue, train={}, exclude=()).exclude_features == revenue.exclude_features
 
 
 def test_development_protocol_command(kcs_folder, tmp_path):

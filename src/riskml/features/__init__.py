@@ -53,6 +53,7 @@ from riskml.features.tariff import standard_rates
 __all__ = [
     "CATALOGUE",
     "GROUPS",
+    "ORIGIN_TRACES",
     "FeatureInfo",
     "build_features",
     "catalogue_for",
@@ -61,6 +62,15 @@ __all__ = [
 ]
 
 ID_COLUMNS: list[str] = [*KEY, "accepted_date"]
+#: The origin-fraud traces (session 24): the origin x tariff treatment and supplier x origin
+#: profiles and their shares (:func:`origin_shares`). Revenue's model takes them; the areas and
+#: protocols they did not improve list them as excluded.
+ORIGIN_TRACES: tuple[str, ...] = (
+    *(f"{p.prefix}_{stat}" for p in PROFILES if p.prefix in ("origtr", "suporig")
+      for stat in ("n_items", "n_controls", "n_find")),
+    "orig_treatment_share",
+    "sup_origin_share",
+)  # fmt: skip
 
 
 def model_feature_columns(frame: pd.DataFrame) -> list[str]:
