@@ -34,6 +34,7 @@ from riskml.features.history import (
     lookup,
     profile_features,
     profile_table,
+    stat_names,
     table_stats,
 )
 from riskml.features.novelty import novelty_features
@@ -63,11 +64,11 @@ __all__ = [
 
 ID_COLUMNS: list[str] = [*KEY, "accepted_date"]
 #: The origin-fraud traces (session 24): the origin x tariff treatment and supplier x origin
-#: profiles and their shares (:func:`origin_shares`). Revenue's model takes them; the areas and
+#: profiles and their shares (:data:`SHARES`). Revenue's model takes them; the areas and
 #: protocols they did not improve list them as excluded.
 ORIGIN_TRACES: tuple[str, ...] = (
     *(f"{p.prefix}_{stat}" for p in PROFILES if p.prefix in ("origtr", "suporig")
-      for stat in ("n_items", "n_controls", "n_find")),
+      for stat in stat_names(p.stats)),
     "orig_treatment_share",
     "sup_origin_share",
 )  # fmt: skip
@@ -109,29 +110,27 @@ def as_float32(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v if v.dtype.kind == "i" else v.astype(np.float32) for k, v in values.items()}
 
 
-def pair_shares(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``imp_hs4_share`` and ``imp_hs2_share``: the importer's earlier items in the row's HS
-    heading / chapter over all its earlier items (NaN when it had none)."""
-    out = {}
-    for pair in ("hs4", "hs2"):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = features[f"imp{pair}_n_items"] / features["imp_n_items"]
-        out[f"imp_{pair}_share"] = np.where(features["imp_n_items"] > 0, share, np.nan).astype(
-            np.float32
-        )
-    return out
+#: Shares of an entity's earlier items (snapshots at the start of the row's month): feature name
+#: -> (profile of the part, profile of the whole). The importer's items in the row's HS heading
+#: and chapter; the origin's items under the row's tariff treatment (a preference the origin's
+#: goods never claim: no trade agreement) and the supplier's items of the row's origin (an
+#: origin the supplier never shipped from): the origin-fraud traces.
+SHARES: dict[str, tuple[str, str]] = {
+    "imp_hs4_share": ("imphs4", "imp"),
+    "imp_hs2_share": ("imphs2", "imp"),
+    "orig_treatment_share": ("origtr", "orig"),
+    "sup_origin_share": ("suporig", "sup"),
+}
 
 
-def origin_shares(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``orig_treatment_share``: the origin's earlier items under the row's tariff treatment
-    over all its earlier items; ``sup_origin_share``: the supplier's earlier items of the row's
-    origin over all its earlier items (NaN when the origin / supplier had none). Both are
-    snapshots at the start of the row's month, as the profiles they divide."""
+def pair_shares(
+    features: dict[str, np.ndarray], names: Collection[str] = tuple(SHARES)
+) -> dict[str, np.ndarray]:
+    """The :data:`SHARES` ``names``: the part's earlier items over the whole's (NaN when the
+    whole had none), from the profiles' ``n_items``."""
     out = {}
-    for name, part, whole in (
-        ("orig_treatment_share", "origtr", "orig"),
-        ("sup_origin_share", "suporig", "sup"),
-    ):
+    for name in names:
+        part, whole = SHARES[name]
         n = features[f"{whole}_n_items"]
         with np.errstate(invalid="ignore", divide="ignore"):
             share = features[f"{part}_n_items"] / n
@@ -272,7 +271,7 @@ def build_features(
         features |= band_features(band, whole, near, prep.month, rates, params.prior_strength)
     tick()
     features |= novelty_features(prep)
-    features |= pair_shares(features) | origin_shares(features)
+    features |= pair_shares(features)
     features["imp_outside_usual_share"] = outside_usual_share(
         prep.code("importer_id"), prep.month, features["imp_hs2_share"]
     )

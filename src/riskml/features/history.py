@@ -63,7 +63,7 @@ PROFILES: tuple[Profile, ...] = (
     Profile("hs6tl", ("hs6", "tariff_line"), "rates", "HS subheading at this tariff line"),
     # Origin fraud leaves traces no hit rate needs labels for: a preference claimed for goods
     # of an origin whose goods are almost never declared under one (no trade agreement), and
-    # an origin this supplier's goods were not declared with before (``origin_shares``).
+    # an origin this supplier's goods were not declared with before (``riskml.features.SHARES``).
     Profile("origtr", ("origin_country", "treatment"), "counts", "origin under this treatment"),
     Profile("suporig", ("supplier_id", "origin_country"), "counts", "supplier with this origin"),
 )

@@ -42,7 +42,6 @@ from riskml.features import (
     as_float32,
     assemble,
     model_inputs,
-    origin_shares,
     pair_shares,
     reference_features,
     row_features,
@@ -234,7 +233,7 @@ class FeatureStore:
         # Each importer's monthly share of items outside its usual chapters, over every stored
         # item (the chapter share of an item: its importer's earlier items in the item's chapter).
         self.outside_cells = outside_share_cells(
-            importer, hist.month, pair_shares(counts)["imp_hs2_share"]
+            importer, hist.month, pair_shares(counts, ["imp_hs2_share"])["imp_hs2_share"]
         )
         del counts, importer
         # Seizure records answer any later month by lookups (reported before the row's month).
@@ -376,7 +375,7 @@ class FeatureStore:
             )
             features |= band_features(band, whole, near, month, rates, params.prior_strength)
         features |= novelty_from_first(self._first_days(prep), day)
-        features |= pair_shares(features) | origin_shares(features)
+        features |= pair_shares(features)
         features["imp_outside_usual_share"] = outside_share_at(
             self.outside_cells, prep.code("importer_id"), month
         )
