@@ -15,6 +15,10 @@ Usage (a world folder built by ``scripts/evaluate_worlds.py``)::
     python scripts/dev_window_models.py WORLD_DIR environment \\
         '{"base": {}, "nodoc": {"all": {"negative_kinds": ["physical", "random"]}}}' out.json \\
         --variants --seeds 42 1
+    # the same models without two feature columns (added to each area's exclude_features)
+    python scripts/dev_window_models.py WORLD_DIR revenue \
+        '{"base": {}, "without": {"all": {"exclude_features": ["sibling_fit"]}}}' out.json \
+        --variants --seeds 42 1
     # never-controlled items as weak negatives (labels and rows built once per share)
     python scripts/dev_window_models.py WORLD_DIR environment \
         '{"base": {}, "pu": {"all": {"unlabelled_share": 0.1, "unlabelled_weight": 0.3}}}' \
@@ -159,11 +163,17 @@ def list_key_figures(
 
 def variant_of(spec: AreaSpec, variant: dict[str, Any]) -> tuple[AreaSpec, dict[str, Any]]:
     """The area spec and the ``train`` change of one variant for ``spec``'s area
-    (``negative_kinds``: the spec's ``training.negative_kinds``, validated as the file's)."""
+    (``negative_kinds``: the spec's ``training.negative_kinds``; ``exclude_features``: more
+    columns left out, added to the spec's ``training.exclude_features``; both validated as the
+    file's)."""
     change = {**variant.get("all", {}), **variant.get(spec.name, {})}
+    fields: dict[str, Any] = {}
     if "negative_kinds" in change:
-        doc = spec.model_dump() | {"negative_kinds": change.pop("negative_kinds")}
-        spec = AreaSpec.model_validate(doc)
+        fields["negative_kinds"] = change.pop("negative_kinds")
+    if "exclude_features" in change:
+        fields["exclude_features"] = [*spec.exclude_features, *change.pop("exclude_features")]
+    if fields:
+        spec = AreaSpec.model_validate(spec.model_dump() | fields)
     first = change.pop("first_stage", None)
     if first is not None and spec.first_stage is not None:
         spec = spec.model_copy(

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riskml.features import MISCLASSIFICATION_TRACES, ORIGIN_TRACES
 from riskml.protocol import KCS_EXCLUDE, KCS_TRAIN
 
 SEEDS = (42, 1, 2)
@@ -55,7 +56,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-bands": variant(exclude=BANDS),
     # the protocol with session 24's origin-fraud traces (origin x tariff treatment, supplier x
     # origin), which it leaves out (riskml.protocol.KCS_EXCLUDE)
-    "shipped-origin-traces": variant(dict(KCS_TRAIN)),
+    "shipped-origin-traces": variant(
+        dict(KCS_TRAIN), exclude=tuple(c for c in KCS_EXCLUDE if c not in ORIGIN_TRACES)
+    ),
+    # the protocol with session 25's misclassification traces (the goods' fit to a dearer code
+    # of their heading)
+    "shipped-sibling-fit": variant(
+        dict(KCS_TRAIN),
+        exclude=tuple(c for c in KCS_EXCLUDE if c not in MISCLASSIFICATION_TRACES),
+    ),
     "no-unit-value-band": variant(exclude=("hs6ub_",)),
     "seeds3-avg": variant(use="average"),
     "seeds5-avg": variant(seeds=(42, 1, 2, 3, 4), use="average"),

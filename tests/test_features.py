@@ -22,6 +22,7 @@ from riskml.features import (
 )
 from riskml.features.catalogue import fill_reason, template_fields
 from riskml.features.reference import MAD_TO_SD, MIN_SCALE
+from riskml.features.store import FeatureStore
 
 START = pd.Timestamp("2023-01-01")
 
@@ -656,6 +657,65 @@ def test_origin_fraud_traces_a_claim_no_one_from_the_origin_makes_and_a_supplier
     assert format_reason("orig_treatment_share", claim_vn) == (
         "50.0% of the earlier items from VN were declared under this tariff treatment"
     )
+
+
+def test_sibling_fit_goods_that_fit_a_dearer_code_of_their_heading():
+    """A misclassification's trace: goods declared under the cheaper code of heading 6109
+    whose value and mass per unit are those of the dearer code's earlier items. The ratio is
+    the two codes' robust normal log-likelihoods (z clipped at 6), against earlier months
+    only; the dearer code itself has no dearer sibling; the feature store agrees."""
+    cheap = {"hs_code": "61091000", "duty_rate": 0.12}
+    dear = {"hs_code": "61099000", "duty_rate": 0.2, "net_mass_kg": 20.0}
+    jan = [
+        {"accepted_date": "2023-01-10", **cheap, "cif_value": v} for v in (90, 95, 100, 105, 110)
+    ]
+    jan += [
+        {"accepted_date": "2023-01-12", **dear, "cif_value": v} for v in (290, 295, 300, 305, 310)
+    ]
+    feb = [
+        # the dearer code's goods (value 30 and 2 kg a unit) declared under the cheaper code
+        {"accepted_date": "2023-02-03", **cheap, "cif_value": 300.0, "net_mass_kg": 20.0},
+        {"accepted_date": "2023-02-03", **cheap, "cif_value": 100.0},  # the cheaper code's goods
+        {"accepted_date": "2023-02-04", **dear, "cif_value": 300.0},  # no dearer sibling
+    ]
+    frame = build_features(_decl(jan + feb), NO_OUTCOMES, FeatureParams())
+    assert frame["sibling_fit"].iloc[:10].isna().all()  # no earlier month
+    misfiled, own, dearer = (frame.iloc[i] for i in range(10, 13))
+
+    def log_likelihood(x: float, peers: list[float]) -> float:
+        logs = np.log(peers)
+        median = np.median(logs)
+        scale = max(MAD_TO_SD * np.median(np.abs(logs - median)), MIN_SCALE)
+        z = np.clip((np.log(x) - median) / scale, -6, 6)
+        return -0.5 * z**2 - np.log(scale)
+
+    def ratio(uv: float, kg: float) -> float:  # dearer code over the declared one
+        dear_ll = log_likelihood(uv, [29, 29.5, 30, 30.5, 31]) + log_likelihood(kg, [2.0] * 5)
+        own_ll = log_likelihood(uv, [9, 9.5, 10, 10.5, 11]) + log_likelihood(kg, [1.0] * 5)
+        return dear_ll - own_ll
+
+    assert misfiled["sibling_fit"] == pytest.approx(ratio(30, 2), rel=1e-5)
+    assert misfiled["sibling_fit"] > 30
+    assert own["sibling_fit"] == pytest.approx(ratio(10, 1), rel=1e-5)
+    assert own["sibling_fit"] < 0
+    assert misfiled["sibling_rate_gap"] == pytest.approx(0.08)
+    assert math.isnan(dearer["sibling_fit"]) and math.isnan(dearer["sibling_rate_gap"])
+    assert format_reason("sibling_fit", misfiled) == (
+        "the goods' value and mass per unit fit HS 6109.90 (standard duty 20.0%) better than "
+        "the declared HS 6109.10"
+    )
+    assert format_reason("sibling_fit", own).startswith("the goods' value and mass per unit fit")
+    assert "less well" in format_reason("sibling_fit", own)
+    assert format_reason("sibling_fit", dearer) == (
+        "no dearer code of heading 6109 to compare the goods with"
+    )
+    # the store, holding January, answers February's rows with the same values
+    decl = _decl(jan + feb)
+    stored = FeatureStore(decl.iloc[:10], NO_OUTCOMES, FeatureParams()).features(decl.iloc[10:])
+    for name in ("sibling_fit", "sibling_rate_gap", "ctx_sibling_hs6", "ctx_sibling_rate"):
+        pd.testing.assert_series_equal(
+            stored[name].reset_index(drop=True), frame[name].iloc[10:].reset_index(drop=True)
+        )
 
 
 def test_supplier_age():

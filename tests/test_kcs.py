@@ -114,18 +114,21 @@ def test_tax_type_says_whether_a_preference_was_claimed(tmp_path):
 
 def test_the_protocol_leaves_out_the_origin_traces_revenue_takes():
     """Session 24: revenue's pipeline takes the origin-fraud traces, every other area's and the
-    KCS protocol's model leave them out (the protocol's selection quarter did not gain)."""
+    KCS protocol's model leave them out (the protocol's selection quarter did not gain).
+    Session 25: the misclassification traces go the same way."""
     from riskml.config import load_area_specs
-    from riskml.features import ORIGIN_TRACES
+    from riskml.features import MISCLASSIFICATION_TRACES, ORIGIN_TRACES
 
     assert len(ORIGIN_TRACES) == 8
     specs = load_area_specs(Path(__file__).parents[1] / "pipelines")
     revenue = specs["revenue"]
-    assert not set(ORIGIN_TRACES) & set(revenue.exclude_features)
-    for area in ("drugs", "ipr", "environment", "health_safety", "security"):
-        assert set(ORIGIN_TRACES) <= set(specs[area].exclude_features), area
+    for traces in (ORIGIN_TRACES, MISCLASSIFICATION_TRACES):
+        assert not set(traces) & set(revenue.exclude_features)
+        for area in ("drugs", "ipr", "environment", "health_safety", "security"):
+            assert set(traces) <= set(specs[area].exclude_features), area
     protocol = protocol_spec(revenue)
     assert set(ORIGIN_TRACES) <= set(protocol.exclude_features)
+    assert set(MISCLASSIFICATION_TRACES) <= set(protocol.exclude_features)
     assert protocol.train == revenue.train | KCS_TRAIN
     assert protocol_spec(revenue, train={}, exclude=()).exclude_features == revenue.exclude_features
 

@@ -289,6 +289,9 @@ _NAME_TOPIC = {
     "duty_rate": "duty",
     "duty_to_cif": "duty",
     "duty_rate_gap": "duty",
+    # the tariff line the goods fit: what a misclassification saves
+    "sibling_fit": "duty",
+    "sibling_rate_gap": "duty",
     "preference_claim": "duty",
     # a property of the tariff line: it says what the goods are, as the HS chapter does
     "duty_rate_standard": "goods",

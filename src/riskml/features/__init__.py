@@ -48,12 +48,14 @@ from riskml.features.row import (
     value_features,
 )
 from riskml.features.seizures import SeizureIntel
+from riskml.features.siblings import sibling_features
 from riskml.features.targeting import rule_catalogue, rule_features
 from riskml.features.tariff import standard_rates
 
 __all__ = [
     "CATALOGUE",
     "GROUPS",
+    "MISCLASSIFICATION_TRACES",
     "ORIGIN_TRACES",
     "FeatureInfo",
     "build_features",
@@ -72,6 +74,10 @@ ORIGIN_TRACES: tuple[str, ...] = (
     "orig_treatment_share",
     "sup_origin_share",
 )  # fmt: skip
+#: The misclassification traces (session 25, :mod:`riskml.features.siblings`): how much better
+#: the goods fit a dearer code of their heading, and that code's extra duty. Taken and left out
+#: as :data:`ORIGIN_TRACES` are.
+MISCLASSIFICATION_TRACES: tuple[str, ...] = ("sibling_fit", "sibling_rate_gap")
 
 
 def model_feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -251,6 +257,10 @@ def build_features(
     )
     features = reference_features(uv, ref) | as_float32(value_features(decl))
     features |= standard_rates(prep, params.reference_months)
+    siblings, sibling_context = sibling_features(
+        prep, uv, months=params.reference_months, min_count=params.min_reference_count
+    )
+    features |= siblings
     tick()
     detectable = {a: list(s.detectable_by) for a, s in specs.items()} if specs else None
     rates = global_rates(prep, detectable)
@@ -287,6 +297,8 @@ def build_features(
     features |= intel
     tick()
     context = context_columns(prep, uv, ref, rates, params)
-    context = pd.concat([context, intel_context.set_axis(context.index)], axis=1)
+    context = pd.concat(
+        [context, *(c.set_axis(context.index) for c in (intel_context, sibling_context))], axis=1
+    )
     tick()
     return assemble(prep, features, context, specs, declarations.index)

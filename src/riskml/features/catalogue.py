@@ -162,6 +162,24 @@ _STATIC: list[FeatureInfo] = [
         template_missing="no standard duty rate known for HS {ctx_hs6}",
     ),
     FeatureInfo(
+        "sibling_fit", "value",
+        "how much better the item's unit value and mass per unit fit the dearer code of its HS "
+        "heading that fits them best than the declared code (log-likelihood ratio against each "
+        "code's declarations of the previous reference months; positive: a misclassification's "
+        "trace)",
+        "the goods' value and mass per unit fit HS {ctx_sibling_hs6} (standard duty "
+        "{ctx_sibling_rate:.1%}) {ctx_sibling_word} than the declared HS {ctx_hs6}",
+        template_missing="no dearer code of heading {ctx_hs4} to compare the goods with",
+    ),
+    FeatureInfo(
+        "sibling_rate_gap", "value",
+        "standard duty rate of the dearer code of the heading that best fits the item's value "
+        "and mass per unit, minus the declared code's (the duty a misclassification saves)",
+        "HS {ctx_sibling_hs6}, the dearer code of the heading closest to the goods, pays "
+        "{sibling_rate_gap:.1%} more duty than the declared HS {ctx_hs6}",
+        template_missing="no dearer code of heading {ctx_hs4} to compare the goods with",
+    ),
+    FeatureInfo(
         "imp_age_days", "novelty", "days since the importer's first declaration",
         "importer first seen {imp_age_days:.0f} days ago",
         template_zero="first declaration of this importer", zero_is_fact=True,

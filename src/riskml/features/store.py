@@ -65,6 +65,7 @@ from riskml.features.prepare import Prepared, prepare
 from riskml.features.reference import LEVELS, reference_for
 from riskml.features.row import unit_values, value_features
 from riskml.features.seizures import SeizureIntel
+from riskml.features.siblings import SiblingPairs, sibling_fit, sibling_values
 from riskml.features.tariff import applied_rates, rate_cells, rate_features, standard_modes
 
 Entity = tuple[str, ...]
@@ -236,6 +237,17 @@ class FeatureStore:
             importer, hist.month, pair_shares(counts, ["imp_hs2_share"])["imp_hs2_share"]
         )
         del counts, importer
+        # Each month's HS6 codes and their dearer siblings, from the same pool (once a month).
+        names = np.asarray(self.values["hs6"], dtype=object)[self.keys[("hs6",)]]
+        self.siblings = SiblingPairs(
+            self.pool_codes[2],
+            self.pool_month,
+            self.pool_uv,
+            names,
+            self._standard_at,
+            months=params.reference_months,
+            min_count=params.min_reference_count,
+        )
         # Seizure records answer any later month by lookups (reported before the row's month).
         self.intel = SeizureIntel(seizures)
         # Kept: the declarations (:attr:`declarations`) and the outcome events (the overall
@@ -303,6 +315,13 @@ class FeatureStore:
                 self._rates[size] = global_rates(self._hist, self.detectable, size=size)
             return self._rates[size]
 
+    def _standard_at(self, m: int) -> pd.Series:
+        """The standard duty rate of each stored HS6 code for rows of month ``m``."""
+        with self._lock:
+            if m not in self._modes:
+                self._modes[m] = standard_modes(self.rate_cells, m, self.params.reference_months)
+            return self._modes[m]
+
     def _standard(self, hs6: np.ndarray, month: np.ndarray) -> np.ndarray:
         """Per row, the standard duty rate of its HS6 in the stored months before its month."""
         standard = np.full(len(hs6), np.nan)
@@ -310,12 +329,7 @@ class FeatureStore:
             rows = np.flatnonzero((month == m) & (hs6 >= 0))
             if len(rows) == 0:
                 continue
-            with self._lock:
-                if m not in self._modes:
-                    self._modes[m] = standard_modes(
-                        self.rate_cells, m, self.params.reference_months
-                    )
-                mode = self._modes[m]
+            mode = self._standard_at(m)
             if len(mode):
                 standard[rows] = mode.reindex(hs6[rows]).to_numpy(np.float64)
         return standard
@@ -361,6 +375,10 @@ class FeatureStore:
         features = reference_features(uv, ref) | as_float32(value_features(decl))
         rate, _ = applied_rates(prep)
         features |= rate_features(self._standard(prep.code("hs6"), month), rate)
+        siblings, sibling_ctx = sibling_fit(
+            self.siblings, prep.code("hs6"), month, sibling_values(uv)
+        )
+        features |= siblings
 
         rates = self._global_rates(month)
         for profile in PROFILES:
@@ -391,5 +409,7 @@ class FeatureStore:
         ctx = None
         if context:
             ctx = context_columns(prep, uv, ref, rates, params)
-            ctx = pd.concat([ctx, intel_ctx.set_axis(ctx.index)], axis=1)
+            ctx = pd.concat(
+                [ctx, *(c.set_axis(ctx.index) for c in (intel_ctx, sibling_ctx))], axis=1
+            )
         return prep, features, ctx
