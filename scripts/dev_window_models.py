@@ -145,7 +145,7 @@ def list_key_figures(
     recovered duty ** exponent, :func:`riskml.ranking.rank_key`) at the spec's exponent
     (``exp_key``, ``real_key``: as ``exp`` and ``real``; ``rev_key``: the evaded duty of the
     picks over the oracle's picks') and at each of ``exponents`` (``exp_key_<e>``,
-    ``rev_key_<e>``); empty without a recovery model."""
+    ``real_key_<e>``, ``rev_key_<e>``); empty without a recovery model."""
     if model.recovery is None:
         return {}
     expected = model.recovery.expected(test, score)
@@ -156,8 +156,7 @@ def list_key_figures(
         top = np.argsort(-rank_key(score, expected, e), kind="stable")[:k]
         out[f"exp_key{tag}"] = float(p[top].mean() / p[best].mean())
         out[f"rev_key{tag}"] = float(evaded[top].sum() / oracle_evaded)
-        if not tag:
-            out["real_key"] = float(y[top].mean() / max(y[best].mean(), 1e-12))
+        out[f"real_key{tag}"] = float(y[top].mean() / max(y[best].mean(), 1e-12))
     return out
 
 
