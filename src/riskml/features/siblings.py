@@ -33,6 +33,9 @@ from riskml.features.tariff import applied_rates, rate_cells, standard_modes
 #: A robust z beyond this counts as this far: one wild value does not decide the ratio.
 Z_CLIP = 6.0
 
+#: One month's (code, dearer sibling) pairs, column by column (:func:`sibling_pairs`).
+Pairs = dict[str, np.ndarray]
+
 #: The two log values compared, per row: (unit value per quantity unit, mass per quantity unit).
 COLUMNS = ("uv_q_log", "kg_q_log")
 
@@ -54,13 +57,14 @@ def sibling_pairs(
     headings: np.ndarray,
     standard: pd.Series,
     min_count: int,
-) -> pd.DataFrame:
+) -> Pairs:
     """The (code, dearer sibling) pairs of one month with both codes' reference.
 
     ``groups``: the HS6 code of each row of the month's window; ``values``: their
     :func:`sibling_values`; ``headings``: the heading of each HS6 code (by code); ``standard``:
-    each code's standard rate (indexed by code). One row per pair: ``code``, ``sibling``,
-    ``gap`` (the rate difference) and each code's median and scale of both columns.
+    each code's standard rate (indexed by code). Arrays with one value per pair, sorted by
+    ``code``: ``code``, ``sibling``, ``gap`` (the rate difference), ``rate_s`` (the sibling's
+    rate) and each code's median and scale of both columns (``m0``, ``s0``, ``m0_s``, ...).
     """
     n_codes = len(headings)
     median, mad, count = _window_stats(groups, values, n_codes)
@@ -80,16 +84,15 @@ def sibling_pairs(
     )
     pairs = table.merge(table, on="heading", suffixes=("", "_s"))
     pairs = pairs[pairs["rate_s"] > pairs["rate"]]
-    return pd.DataFrame(
-        {
-            "code": pairs["code"].to_numpy(np.int64),
-            "sibling": pairs["code_s"].to_numpy(np.int64),
-            "gap": (pairs["rate_s"] - pairs["rate"]).to_numpy(np.float64),
-            "rate_s": pairs["rate_s"].to_numpy(np.float64),
-            **{c: pairs[c].to_numpy(np.float64) for c in ("m0", "m1", "s0", "s1")},
-            **{f"{c}_s": pairs[f"{c}_s"].to_numpy(np.float64) for c in ("m0", "m1", "s0", "s1")},
-        }
-    )
+    pairs = pairs.iloc[np.argsort(pairs["code"].to_numpy(), kind="stable")]
+    return {
+        "code": pairs["code"].to_numpy(np.int64),
+        "sibling": pairs["code_s"].to_numpy(np.int64),
+        "gap": (pairs["rate_s"] - pairs["rate"]).to_numpy(np.float64),
+        "rate_s": pairs["rate_s"].to_numpy(np.float64),
+        **{c: pairs[c].to_numpy(np.float64) for c in ("m0", "m1", "s0", "s1")},
+        **{f"{c}_s": pairs[f"{c}_s"].to_numpy(np.float64) for c in ("m0", "m1", "s0", "s1")},
+    }
 
 
 def _log_likelihood(x: np.ndarray, median: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -98,7 +101,7 @@ def _log_likelihood(x: np.ndarray, median: np.ndarray, scale: np.ndarray) -> np.
 
 
 def _fit(
-    pairs_of: Callable[[int], pd.DataFrame],
+    pairs_of: Callable[[int], Pairs],
     code: np.ndarray,
     month: np.ndarray,
     values: pd.DataFrame,
@@ -115,26 +118,31 @@ def _fit(
         if len(rows) == 0:
             continue
         pairs = pairs_of(m)
-        if pairs.empty:
+        if len(pairs["code"]) == 0:
             continue
-        joined = pd.DataFrame({"row": rows, "code": code[rows]}).merge(pairs, on="code")
-        if joined.empty:
+        # each row's pairs: the slice of its code in the pairs (sorted by code)
+        lo = np.searchsorted(pairs["code"], code[rows], side="left")
+        counts = np.searchsorted(pairs["code"], code[rows], side="right") - lo
+        total = int(counts.sum())
+        if total == 0:
             continue
-        r = joined["row"].to_numpy()
-        llr = np.zeros(len(joined))
+        r = np.repeat(rows, counts)
+        at = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(total)
+        llr = np.zeros(total)
         for j in range(len(COLUMNS)):
             xj = x[r, j]
-            own = _log_likelihood(xj, joined[f"m{j}"].to_numpy(), joined[f"s{j}"].to_numpy())
-            sib = _log_likelihood(xj, joined[f"m{j}_s"].to_numpy(), joined[f"s{j}_s"].to_numpy())
+            own = _log_likelihood(xj, pairs[f"m{j}"][at], pairs[f"s{j}"][at])
+            sib = _log_likelihood(xj, pairs[f"m{j}_s"][at], pairs[f"s{j}_s"][at])
             # a missing value (no quantity) says nothing either way
             llr += np.nan_to_num(sib - own, nan=0.0)
-        joined["llr"] = llr
-        top = joined.sort_values(["row", "llr"], ascending=[True, False]).drop_duplicates("row")
-        at = top["row"].to_numpy()
-        fit[at] = top["llr"].to_numpy()
-        gap[at] = top["gap"].to_numpy()
-        rate[at] = top["rate_s"].to_numpy()
-        best[at] = top["sibling"].to_numpy()
+        # per row its largest ratio (ties: the first pair)
+        order = np.lexsort((-llr, r))
+        first = order[np.r_[True, r[order][1:] != r[order][:-1]]]
+        top, pick = r[first], at[first]
+        fit[top] = llr[first]
+        gap[top] = pairs["gap"][pick]
+        rate[top] = pairs["rate_s"][pick]
+        best[top] = pairs["sibling"][pick]
     features = {
         "sibling_fit": fit.astype(np.float32),
         "sibling_rate_gap": gap.astype(np.float32),
@@ -185,14 +193,14 @@ class SiblingPairs:
         self.names = names
         self.headings = np.array([str(v)[:4] for v in names], dtype=object)
         self.standard, self.months, self.min_count = standard, months, min_count
-        self._cache: dict[int, pd.DataFrame] = {}
+        self._cache: dict[int, Pairs] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, m: int) -> pd.DataFrame:
+    def __call__(self, m: int) -> Pairs:
         with self._lock:
             return self._pairs(m)
 
-    def _pairs(self, m: int) -> pd.DataFrame:
+    def _pairs(self, m: int) -> Pairs:
         if m not in self._cache:
             lo, hi = np.searchsorted(self.month, [m - self.months, m])
             window = np.arange(lo, hi)
