@@ -677,6 +677,7 @@ def test_sibling_fit_goods_that_fit_a_dearer_code_of_their_heading():
         {"accepted_date": "2023-02-03", **cheap, "cif_value": 300.0, "net_mass_kg": 20.0},
         {"accepted_date": "2023-02-03", **cheap, "cif_value": 100.0},  # the cheaper code's goods
         {"accepted_date": "2023-02-04", **dear, "cif_value": 300.0},  # no dearer sibling
+        {"accepted_date": "2023-02-04", **cheap, "quantity": None},  # nothing to compare
     ]
     frame = build_features(_decl(jan + feb), NO_OUTCOMES, FeatureParams())
     assert frame["sibling_fit"].iloc[:10].isna().all()  # no earlier month
@@ -700,6 +701,7 @@ def test_sibling_fit_goods_that_fit_a_dearer_code_of_their_heading():
     assert own["sibling_fit"] < 0
     assert misfiled["sibling_rate_gap"] == pytest.approx(0.08)
     assert math.isnan(dearer["sibling_fit"]) and math.isnan(dearer["sibling_rate_gap"])
+    assert math.isnan(frame["sibling_fit"].iloc[13])
     assert format_reason("sibling_fit", misfiled) == (
         "the goods' value and mass per unit fit HS 6109.90 (standard duty 20.0%) better than "
         "the declared HS 6109.10"

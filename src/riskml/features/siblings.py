@@ -14,8 +14,9 @@ log-likelihood ratio of the two codes' robust normal models (each z clipped at :
 * ``sibling_fit``: the largest ratio (positive: a dearer code fits the goods better);
 * ``sibling_rate_gap``: that sibling's standard rate minus the declared code's.
 
-Both are NaN when the declared code has no reference or no dearer sibling with one. The
-``ctx_sibling_hs6`` and ``ctx_sibling_rate`` columns name the sibling for the reasons.
+Both are NaN when the declared code has no reference or no dearer sibling with one, or the row
+has neither value (no quantity). The ``ctx_sibling_hs6``, ``ctx_sibling_rate`` and
+``ctx_sibling_word`` columns name the sibling and say "better" or "less well" for the reasons.
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ def _fit(
     fit, gap, rate = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     best = np.full(n, -1, dtype=np.int64)
     x = values.to_numpy(np.float64)
+    comparable = (code >= 0) & ~np.isnan(x).all(axis=1)
     for m in np.unique(month).tolist():
-        rows = np.flatnonzero((month == m) & (code >= 0))
+        rows = np.flatnonzero((month == m) & comparable)
         if len(rows) == 0:
             continue
         pairs = pairs_of(m)
