@@ -239,8 +239,9 @@ class FeatureStore:
         del counts, importer
         # Each month's HS6 codes and their dearer siblings, from the same pool (once a month).
         names = np.asarray(self.values["hs6"], dtype=object)[self.keys[("hs6",)]]
+        hs6_level = next(level for level, _, cols in LEVELS if cols == ("hs6",))
         self.siblings = SiblingPairs(
-            self.pool_codes[2],
+            self.pool_codes[hs6_level],
             self.pool_month,
             self.pool_uv,
             names,
