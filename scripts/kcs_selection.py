@@ -48,6 +48,11 @@ def variant(
     return {"train": train or {}, "seeds": seeds, "use": use, "exclude": exclude}
 
 
+def _taking(features: tuple[str, ...]) -> tuple[str, ...]:
+    """The protocol's exclusions less ``features`` (a variant that takes them)."""
+    return tuple(c for c in KCS_EXCLUDE if c not in features)
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     # params.yaml's settings: the KCS protocol's before session 10, the base of every variant
     "base": variant(),
@@ -56,15 +61,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-bands": variant(exclude=BANDS),
     # the protocol with session 24's origin-fraud traces (origin x tariff treatment, supplier x
     # origin), which it leaves out (riskml.protocol.KCS_EXCLUDE)
-    "shipped-origin-traces": variant(
-        dict(KCS_TRAIN), exclude=tuple(c for c in KCS_EXCLUDE if c not in ORIGIN_TRACES)
-    ),
+    "shipped-origin-traces": variant(dict(KCS_TRAIN), exclude=_taking(ORIGIN_TRACES)),
     # the protocol with session 25's misclassification traces (the goods' fit to a dearer code
     # of their heading)
-    "shipped-sibling-fit": variant(
-        dict(KCS_TRAIN),
-        exclude=tuple(c for c in KCS_EXCLUDE if c not in MISCLASSIFICATION_TRACES),
-    ),
+    "shipped-sibling-fit": variant(dict(KCS_TRAIN), exclude=_taking(MISCLASSIFICATION_TRACES)),
     "no-unit-value-band": variant(exclude=("hs6ub_",)),
     "seeds3-avg": variant(use="average"),
     "seeds5-avg": variant(seeds=(42, 1, 2, 3, 4), use="average"),

@@ -50,7 +50,7 @@ from riskml.features.row import (
 from riskml.features.seizures import SeizureIntel
 from riskml.features.siblings import sibling_features
 from riskml.features.targeting import rule_catalogue, rule_features
-from riskml.features.tariff import standard_rates
+from riskml.features.tariff import prepared_rate_cells, standard_rates
 
 __all__ = [
     "CATALOGUE",
@@ -256,9 +256,10 @@ def build_features(
         prep, uv, months=params.reference_months, min_count=params.min_reference_count
     )
     features = reference_features(uv, ref) | as_float32(value_features(decl))
-    features |= standard_rates(prep, params.reference_months)
+    cells = prepared_rate_cells(prep)
+    features |= standard_rates(prep, cells, params.reference_months)
     siblings, sibling_context = sibling_features(
-        prep, uv, months=params.reference_months, min_count=params.min_reference_count
+        prep, uv, cells, months=params.reference_months, min_count=params.min_reference_count
     )
     features |= siblings
     tick()

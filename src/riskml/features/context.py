@@ -16,7 +16,8 @@ from riskml.features.reference import LEVEL_NAMES, Reference
 from riskml.features.row import MONTHS, WEEKDAYS
 
 
-def _hs6_text(hs6: pd.Series) -> pd.Series:
+def hs6_text(hs6: pd.Series) -> pd.Series:
+    """``6109.10`` for HS6 ``610910`` (missing stays missing)."""
     return hs6.str.slice(0, 4) + "." + hs6.str.slice(4, 6)
 
 
@@ -28,8 +29,8 @@ def reference_group(prep: Prepared, level: np.ndarray) -> pd.Categorical:
     origin = prep.column("origin_country")
     builders = {
         1: (prep.code("hs6", "origin_country"),
-            lambda r: "HS " + _hs6_text(prep.hs6.iloc[r]) + " from " + origin.iloc[r]),
-        2: (prep.code("hs6"), lambda r: "HS " + _hs6_text(prep.hs6.iloc[r])),
+            lambda r: "HS " + hs6_text(prep.hs6.iloc[r]) + " from " + origin.iloc[r]),
+        2: (prep.code("hs6"), lambda r: "HS " + hs6_text(prep.hs6.iloc[r])),
         3: (prep.code("hs4"), lambda r: "HS " + prep.hs4.iloc[r]),
     }  # fmt: skip
     labels: list[np.ndarray] = []
@@ -93,7 +94,7 @@ def context_columns(
         "ctx_quantity_unit": unit,
         "ctx_hs2": prep.hs4.str.slice(0, 2),
         "ctx_hs4": prep.hs4,
-        "ctx_hs6": _hs6_text(prep.hs6),
+        "ctx_hs6": hs6_text(prep.hs6),
         "ctx_origin": decl["origin_country"].astype("string"),
         "ctx_departure": optional(decl, "departure_country", "string"),
         "ctx_office": decl["office"].astype("string"),

@@ -27,9 +27,10 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from riskml.features.context import hs6_text
 from riskml.features.prepare import Prepared
 from riskml.features.reference import MAD_TO_SD, MIN_SCALE, _window_stats
-from riskml.features.tariff import applied_rates, rate_cells, standard_modes
+from riskml.features.tariff import standard_modes
 
 #: A robust z beyond this counts as this far: one wild value does not decide the ratio.
 Z_CLIP = 6.0
@@ -157,12 +158,10 @@ def _context(
 ) -> pd.DataFrame:
     """The ``ctx_`` columns: the best sibling as ``6109.10`` text, its standard rate and
     whether it fits the goods better or less well than the declared code."""
-    text = np.full(len(best), None, dtype=object)
-    found = best >= 0
-    text[found] = [f"{c[:4]}.{c[4:6]}" for c in names[best[found]].tolist()]
+    code = pd.Series(np.where(best >= 0, names[np.maximum(best, 0)], None), dtype="string")
     return pd.DataFrame(
         {
-            "ctx_sibling_hs6": pd.array(text, dtype="string"),
+            "ctx_sibling_hs6": hs6_text(code),
             "ctx_sibling_rate": rate,
             "ctx_sibling_word": pd.Categorical(
                 np.where(np.isnan(fit), None, np.where(fit > 0, "better", "less well")),
@@ -235,13 +234,12 @@ def code_names(code: np.ndarray, hs6: pd.Series) -> np.ndarray:
 
 
 def sibling_features(
-    prep: Prepared, uv: pd.DataFrame, *, months: int, min_count: int
+    prep: Prepared, uv: pd.DataFrame, cells: pd.DataFrame, *, months: int, min_count: int
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """The features and ``ctx_`` columns of every row of ``prep`` against the earlier rows
-    (``uv``: the rows' :func:`riskml.features.row.unit_values`)."""
+    (``uv``: the rows' :func:`riskml.features.row.unit_values`; ``cells``: their
+    :func:`riskml.features.tariff.prepared_rate_cells`)."""
     code = prep.code("hs6")
-    rate, pref = applied_rates(prep)
-    cells = rate_cells(code, rate, pref, prep.month)
     order = np.argsort(prep.month, kind="stable")
     pairs = SiblingPairs(
         code[order],

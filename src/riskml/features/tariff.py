@@ -72,10 +72,15 @@ def rate_features(standard: np.ndarray, rate: np.ndarray) -> dict[str, np.ndarra
     }
 
 
-def standard_rates(prep: Prepared, months: int) -> dict[str, np.ndarray]:
-    """``duty_rate_standard`` (NaN when no earlier non-preference declaration of the HS6) and
-    ``duty_rate_gap`` (standard minus applied rate)."""
+def prepared_rate_cells(prep: Prepared) -> pd.DataFrame:
+    """The :func:`rate_cells` of every row of ``prep`` (its HS6 codes and months)."""
     rate, pref = applied_rates(prep)
-    hs6 = prep.code("hs6")
-    cells = rate_cells(hs6, rate, pref, prep.month)
-    return rate_features(standard_for(cells, hs6, prep.month, months), rate)
+    return rate_cells(prep.code("hs6"), rate, pref, prep.month)
+
+
+def standard_rates(prep: Prepared, cells: pd.DataFrame, months: int) -> dict[str, np.ndarray]:
+    """``duty_rate_standard`` (NaN when no earlier non-preference declaration of the HS6) and
+    ``duty_rate_gap`` (standard minus applied rate); ``cells``: the
+    :func:`prepared_rate_cells` of ``prep``."""
+    rate, _ = applied_rates(prep)
+    return rate_features(standard_for(cells, prep.code("hs6"), prep.month, months), rate)
