@@ -288,10 +288,13 @@ def test_train_overrides_name_each_changed_global_setting():
 
     params = load_params(ROOT / "params.yaml")
     specs = load_area_specs(ROOT / "pipelines")
-    assert train_overrides(params, specs["revenue"]) == {}
-    assert "overrides no train setting" in describe_overrides(
-        specs["revenue"], train_overrides(params, specs["revenue"])
-    )
+    plain = specs["revenue"].model_copy(update={"train": {}})
+    assert train_overrides(params, plain) == {}
+    assert "overrides no train setting" in describe_overrides(plain, {})
+    assert train_overrides(params, specs["revenue"]) == {
+        "training.train.learning_rate": (params.train.learning_rate, 0.02),
+        "training.train.early_stopping_rounds": (params.train.early_stopping_rounds, 200),
+    }
     drugs = specs["drugs"]
     first = drugs.first_stage.model_copy(
         update={"train": {"num_leaves": 8, "seed": params.train.seed}}
