@@ -115,7 +115,8 @@ def test_tax_type_says_whether_a_preference_was_claimed(tmp_path):
 def test_the_protocol_leaves_out_the_origin_traces_revenue_takes():
     """Session 24: revenue's pipeline takes the origin-fraud traces, every other area's and the
     KCS protocol's model leave them out (the protocol's selection quarter did not gain).
-    Session 25: the misclassification traces go the same way."""
+    Session 25: the misclassification traces go the same way. Session 26: revenue's learning
+    settings too."""
     from riskml.config import load_area_specs
     from riskml.features import MISCLASSIFICATION_TRACES, ORIGIN_TRACES
 
@@ -129,8 +130,15 @@ def test_the_protocol_leaves_out_the_origin_traces_revenue_takes():
     protocol = protocol_spec(revenue)
     assert set(ORIGIN_TRACES) <= set(protocol.exclude_features)
     assert set(MISCLASSIFICATION_TRACES) <= set(protocol.exclude_features)
-    assert protocol.train == revenue.train | KCS_TRAIN
-    assert protocol_spec(revenue, train={}, exclude=()).exclude_features == revenue.exclude_features
+    # Session 26: revenue's learning rate and patience were chosen on the simulated worlds, not
+    # on the protocol's selection quarter: the protocol trains as it was chosen.
+    assert revenue.train == {"learning_rate": 0.02, "early_stopping_rounds": 200}
+    assert protocol.train == KCS_TRAIN
+    bare = protocol_spec(revenue, train={}, exclude=())
+    assert bare.exclude_features == revenue.exclude_features
+    assert bare.train == {}
+    security = specs["security"]
+    assert protocol_spec(security).train == security.train | KCS_TRAIN  # no setting left out
 
 
 def test_development_protocol_command(kcs_folder, tmp_path):

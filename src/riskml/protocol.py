@@ -75,6 +75,15 @@ KCS_TRAIN: dict[str, Any] = {
 KCS_EXCLUDE: tuple[str, ...] = ORIGIN_TRACES + MISCLASSIFICATION_TRACES
 
 
+#: Train settings an area's pipeline took from the simulated development worlds after the
+#: protocol's own were chosen: the protocol leaves them out (as it leaves out the features of
+#: :data:`KCS_EXCLUDE`), so each area trains as it did when the protocol was chosen on the
+#: selection quarter. Revenue's learning rate and patience (session 26, docs/results.md).
+KCS_IGNORE_TRAIN: dict[str, tuple[str, ...]] = {
+    "revenue": ("learning_rate", "early_stopping_rounds"),
+}
+
+
 def protocol_spec(
     spec: AreaSpec,
     train: dict[str, Any] | None = None,
@@ -82,16 +91,19 @@ def protocol_spec(
 ) -> AreaSpec:
     """``spec`` ranked by probability, in one stage: the protocol measures precision, and a
     research file has no recovered amounts nor the other areas of a first-stage pool.
-    ``train``: LightGBM settings over the area's (default :data:`KCS_TRAIN`; ``{}``: none);
+    ``train``: LightGBM settings over the area's (default :data:`KCS_TRAIN`; ``{}``: none), the
+    area's own less those of :data:`KCS_IGNORE_TRAIN`;
     ``exclude``: features left out besides the area's (default :data:`KCS_EXCLUDE`)."""
     train = KCS_TRAIN if train is None else train
     exclude = KCS_EXCLUDE if exclude is None else exclude
+    ignored = KCS_IGNORE_TRAIN.get(spec.name, ())
+    own = {k: v for k, v in spec.train.items() if k not in ignored}
     dropped = [*spec.exclude_features, *(c for c in exclude if c not in spec.exclude_features)]
     return spec.model_copy(
         update={
             "rank_by": "probability",
             "first_stage": None,
-            "train": spec.train | train,
+            "train": own | train,
             "exclude_features": dropped,
         }
     )
