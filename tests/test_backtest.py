@@ -33,6 +33,7 @@ from riskml.config import (
     SimulateParams,
     SplitParams,
     TrainParams,
+    area_train_params,
     load_area_specs,
 )
 from riskml.contract import write_interim
@@ -278,7 +279,10 @@ def test_window_model_is_trained_as_the_train_stage_trains_it_first_stage_includ
     labels, first = training_labels(
         decl, sim["outcomes"], revenue, pooled, known_before=window.start
     )
-    train_params = params.train.model_copy(update={"num_threads": params.backtest.num_threads})
+    # the area's own settings over params.yaml's, as the train stage reads them
+    train_params = area_train_params(params, revenue).model_copy(
+        update={"num_threads": params.backtest.num_threads}
+    )
     model = train_area(features, labels, revenue, window.split, train_params, pretrain_labels=first)
     test = features[
         (features["accepted_date"] >= pd.Timestamp(window.start))
@@ -308,8 +312,6 @@ def test_first_stage_is_fitted_once_per_pool_and_window_and_changes_nothing(
 ):
     """Two specs whose first stages agree (pool, settings) but whose own stages differ: with a
     shared cache the first stage is fitted once, and each model is the one trained alone."""
-    from riskml.config import area_train_params
-
     pool = {"pool": ["revenue", "ipr"]}
     revenue = type(specs["revenue"]).model_validate(
         specs["revenue"].model_dump()
