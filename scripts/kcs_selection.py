@@ -65,6 +65,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the protocol with session 25's misclassification traces (the goods' fit to a dearer code
     # of their heading)
     "shipped-sibling-fit": variant(dict(KCS_TRAIN), exclude=_taking(MISCLASSIFICATION_TRACES)),
+    # the protocol with revenue's session-26 patience (200 rounds; its learning rate, 0.02, is
+    # the protocol's already), which it leaves out (riskml.protocol.KCS_IGNORE_TRAIN)
+    "shipped-patience200": variant(
+        dict(KCS_TRAIN) | {"early_stopping_rounds": 200}, exclude=KCS_EXCLUDE
+    ),
     "no-unit-value-band": variant(exclude=("hs6ub_",)),
     "seeds3-avg": variant(use="average"),
     "seeds5-avg": variant(seeds=(42, 1, 2, 3, 4), use="average"),
