@@ -50,7 +50,7 @@ from riskml.features.row import (
 from riskml.features.seizures import SeizureIntel
 from riskml.features.siblings import sibling_features
 from riskml.features.targeting import rule_catalogue, rule_features
-from riskml.features.tariff import prepared_rate_cells, standard_rates
+from riskml.features.tariff import applied_rates, rate_cells, rate_features, standard_for
 
 __all__ = [
     "CATALOGUE",
@@ -256,8 +256,11 @@ def build_features(
         prep, uv, months=params.reference_months, min_count=params.min_reference_count
     )
     features = reference_features(uv, ref) | as_float32(value_features(decl))
-    cells = prepared_rate_cells(prep)
-    features |= standard_rates(prep, cells, params.reference_months)
+    # the duty-rate cells, counted once: the standard rates and the siblings' tables read them
+    hs6 = prep.code("hs6")
+    rate, pref = applied_rates(prep)
+    cells = rate_cells(hs6, rate, pref, prep.month)
+    features |= rate_features(standard_for(cells, hs6, prep.month, params.reference_months), rate)
     siblings, sibling_context = sibling_features(
         prep, uv, cells, months=params.reference_months, min_count=params.min_reference_count
     )

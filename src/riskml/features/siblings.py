@@ -238,7 +238,7 @@ def sibling_features(
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """The features and ``ctx_`` columns of every row of ``prep`` against the earlier rows
     (``uv``: the rows' :func:`riskml.features.row.unit_values`; ``cells``: their
-    :func:`riskml.features.tariff.prepared_rate_cells`)."""
+    :func:`riskml.features.tariff.rate_cells`)."""
     code = prep.code("hs6")
     order = np.argsort(prep.month, kind="stable")
     pairs = SiblingPairs(

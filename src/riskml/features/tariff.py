@@ -70,17 +70,3 @@ def rate_features(standard: np.ndarray, rate: np.ndarray) -> dict[str, np.ndarra
         "duty_rate_standard": standard.astype(np.float32),
         "duty_rate_gap": (standard - rate).astype(np.float32),
     }
-
-
-def prepared_rate_cells(prep: Prepared) -> pd.DataFrame:
-    """The :func:`rate_cells` of every row of ``prep`` (its HS6 codes and months)."""
-    rate, pref = applied_rates(prep)
-    return rate_cells(prep.code("hs6"), rate, pref, prep.month)
-
-
-def standard_rates(prep: Prepared, cells: pd.DataFrame, months: int) -> dict[str, np.ndarray]:
-    """``duty_rate_standard`` (NaN when no earlier non-preference declaration of the HS6) and
-    ``duty_rate_gap`` (standard minus applied rate); ``cells``: the
-    :func:`prepared_rate_cells` of ``prep``."""
-    rate, _ = applied_rates(prep)
-    return rate_features(standard_for(cells, prep.code("hs6"), prep.month, months), rate)
