@@ -36,7 +36,7 @@ class Reference:
     mad: dict[str, np.ndarray]
 
 
-def _window_stats(
+def window_stats(
     groups: np.ndarray, values: pd.DataFrame, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, MAD and count of each column of ``values`` per group, as dense (group, column)
@@ -75,7 +75,7 @@ def _median(sorted_values: np.ndarray) -> float:
 def _few_window_stats(
     groups: np.ndarray, values: np.ndarray, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_window_stats` of a window holding a few groups, group by group (the same
+    """:func:`window_stats` of a window holding a few groups, group by group (the same
     medians, deviations and counts: tests/test_feature_store.py compares a few rows' features
     with a large batch's)."""
     shape = (n_groups, values.shape[1])
@@ -156,7 +156,7 @@ def reference_for(
                     array = pool_values.to_numpy(np.float64)
                 med, dev, cnt = _few_window_stats(g[win], array[win], n_groups[code] + 1)
             else:
-                med, dev, cnt = _window_stats(g[win], pool_values.iloc[win], n_groups[code] + 1)
+                med, dev, cnt = window_stats(g[win], pool_values.iloc[win], n_groups[code] + 1)
             found = cnt[rows, 0]
             ok = found >= min_count
             chosen = todo[ok]

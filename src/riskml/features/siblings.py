@@ -29,7 +29,7 @@ import pandas as pd
 
 from riskml.features.context import hs6_text
 from riskml.features.prepare import Prepared
-from riskml.features.reference import MAD_TO_SD, MIN_SCALE, _window_stats
+from riskml.features.reference import MAD_TO_SD, MIN_SCALE, window_stats
 from riskml.features.tariff import standard_modes
 
 #: A robust z beyond this counts as this far: one wild value does not decide the ratio.
@@ -69,7 +69,7 @@ def sibling_pairs(
     rate) and each code's median and scale of both columns (``m0``, ``s0``, ``m0_s``, ...).
     """
     n_codes = len(headings)
-    median, mad, count = _window_stats(groups, values, n_codes)
+    median, mad, count = window_stats(groups, values, n_codes)
     rate = standard.reindex(np.arange(n_codes)).to_numpy(np.float64)
     ok = np.flatnonzero((count[:, 0] >= min_count) & ~np.isnan(rate))
     scale = np.maximum(MAD_TO_SD * np.nan_to_num(mad, nan=0.0), MIN_SCALE)
