@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from riskml import io
 from riskml.contract import RISK_AREAS
 
 
@@ -63,8 +64,8 @@ def main() -> None:
     schema = None
     needed = ["imp_n_find", "imp_n_controls", "imp_12m_n_controls"]
     needed += [f"imp_12m_n_find_{a}" for a in RISK_AREAS]
-    for part in sorted(source.glob("month=*")):
-        table = pq.read_table(part / "part-0.parquet")
+    for month in io.partition_months(source):
+        table = pq.read_table(io.partition_path(source, month))
         col = {n: table.column(n).to_numpy(zero_copy_only=False).astype(float) for n in needed}
         recent = sum(col[f"imp_12m_n_find_{a}"] for a in RISK_AREAS)
         strength = args.prior_strength
@@ -75,14 +76,13 @@ def main() -> None:
         }
         for name, values in new.items():
             table = table.append_column(name, pa.array(values.astype(np.float32)))
-        (target / part.name).mkdir(exist_ok=True)
-        tmp = target / part.name / "part-0.parquet.tmp"
-        pq.write_table(table, tmp)
-        tmp.replace(target / part.name / "part-0.parquet")
+        with io.atomic_path(io.partition_path(target, month)) as tmp:
+            pq.write_table(table, tmp)
         schema = table.schema
     if schema is None:
-        raise SystemExit(f"{source}: no month=* partitions; build the world's features first")
-    pq.write_table(schema.empty_table(), target / "_schema.parquet")
+        raise SystemExit(f"{source}: no month partitions; build the world's features first")
+    with io.atomic_path(target / io.SCHEMA_FILE) as tmp:
+        pq.write_table(schema.empty_table(), tmp)
     print(f"{dst}: {len(new)} columns appended")
 
 
