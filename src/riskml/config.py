@@ -86,6 +86,10 @@ class TrainParams(_Section):
     bagging_fraction: float = Field(0.8, gt=0, le=1)
     bagging_freq: int = Field(1, ge=0)
     lambda_l2: float = Field(1.0, ge=0)
+    # LightGBM's extremely randomised trees: each feature's split threshold is drawn at random
+    # and the best of those kept (a regulariser for a few dozen positives); false: the best
+    # threshold of the histogram, as LightGBM's default.
+    extra_trees: bool = False
     seed: int = 42
     num_threads: int = Field(2, ge=1)
     # Recency weighting: a training row's weight halves every this many months of its age at the

@@ -367,6 +367,7 @@ def lgb_params(params: TrainParams, n_positives: int) -> dict[str, Any]:
         "bagging_fraction": params.bagging_fraction,
         "bagging_freq": params.bagging_freq,
         "lambda_l2": params.lambda_l2,
+        "extra_trees": params.extra_trees,
         "seed": params.seed,
         "num_threads": params.num_threads,
         "deterministic": True,
