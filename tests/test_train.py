@@ -302,6 +302,38 @@ def test_recency_weighting_changes_the_model_and_keeps_it_deterministic(
     assert a.booster.model_to_string() != plain.booster.model_to_string()
 
 
+def test_extra_trees_draws_split_thresholds_and_keeps_the_model_deterministic(
+    world, revenue_spec, params
+):
+    labels = _labels(world, revenue_spec, params.split.test_start)
+    randomised = params.train.model_copy(update={"extra_trees": True})
+    plain = train_area(world["features"], labels, revenue_spec, params.split, params.train)
+    a = train_area(world["features"], labels, revenue_spec, params.split, randomised)
+    b = train_area(world["features"], labels, revenue_spec, params.split, randomised)
+    assert a.lgb_params["extra_trees"] is True and plain.lgb_params["extra_trees"] is False
+    assert a.booster.model_to_string() == b.booster.model_to_string()
+    assert a.booster.model_to_string() != plain.booster.model_to_string()
+    # still a model of the signal, judged on the truth of every item of the unseen test window
+    test = in_window(world["features"], params.split.test_start, params.split.test_end)
+    y = test[["declaration_id"]].merge(world["truth"], on="declaration_id")["offence"]
+    ap = average_precision(y.to_numpy(float), a.predict(test))
+    assert ap > y.mean() + 0.15, (ap, y.mean())
+
+
+def test_shipped_specs_use_extremely_randomised_trees_where_chosen():
+    """Environment, health and safety and security: extra_trees in both stages (session 28,
+    docs/results.md); drugs, revenue and IPR: LightGBM's best thresholds."""
+    root = Path(__file__).resolve().parents[1]
+    params, specs = load_params(root / "params.yaml"), load_area_specs(root / "pipelines")
+    for area, chosen in (("environment", True), ("health_safety", True), ("security", True),
+                         ("drugs", False), ("revenue", False), ("ipr", False)):  # fmt: skip
+        own = area_train_params(params, specs[area])
+        assert lgb_params(own, 50)["extra_trees"] is chosen, area
+        if specs[area].first_stage is not None:
+            first = first_stage_train_params(own, specs[area])
+            assert lgb_params(first, 50)["extra_trees"] is chosen, area
+
+
 def _curves(model, rows: pd.DataFrame, column: str) -> np.ndarray:
     """Each row's prediction as ``column`` sweeps its range (rows x grid)."""
     grid = np.linspace(rows[column].min(), rows[column].max(), 25)
