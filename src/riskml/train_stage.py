@@ -219,7 +219,9 @@ def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
             "",
             f"LightGBM binary classifier, {len(model.feature_names_)} features, "
             f"{facts['best_iteration']} trees (best iteration), learning rate "
-            f"{t['learning_rate']}, {t['num_leaves']} leaves, min_child_samples "
+            f"{t['learning_rate']}, {t['num_leaves']} leaves"
+            + (", extremely randomised (random split thresholds)" if t.get("extra_trees") else "")
+            + ", min_child_samples "
             f"{facts['lgb_params']['min_child_samples']}, seed {t['seed']}; no class "
             "re-weighting, "
             "no recalibration (the calibration record in `model.json` is measured on the "
