@@ -193,8 +193,14 @@ def test_case_waterfall_runs_from_base_to_the_score_in_the_reasons_words(site, b
     # the end is the score the page shows: the same probability, in log-odds on the bars
     caption = table.locator("caption").inner_text()
     area, item = re.match(r"(\w+), item (\d+)", caption).groups()
-    shown = page.locator("#selection tbody tr", has_text=area).first
-    score = shown.locator("td:nth-child(5)").inner_text()
+    # the selection row of the same area and item (a declaration can have several selected)
+    selection = [
+        [c.inner_text() for c in r.locator("td").all()]
+        for r in page.locator("#selection tbody tr").all()
+    ]
+    matching = [cells for cells in selection if cells[0] == area and cells[3] == item]
+    assert len(matching) == 1, (area, item, selection)
+    score = matching[0][4]
     assert f"score {score}" in caption
     assert f"probability {score}" in rows.last.inner_text()
     logodds = [float(t) for t in table.locator("tbody tr td:last-child").all_inner_texts()]
