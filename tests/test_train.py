@@ -66,6 +66,15 @@ def test_feature_columns_skip_keys_context_and_excluded(world, revenue_spec):
         feature_columns(world["features"], spec)
 
 
+def _test_window_truth_ap(world, split, model) -> tuple[float, float]:
+    """The model's average precision on the truth of every item of the test window, and the
+    window's offence rate."""
+    test = in_window(world["features"], split.test_start, split.test_end)
+    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
+    y = truth["offence"].to_numpy(float)
+    return average_precision(y, model.predict(test)), float(y.mean())
+
+
 def test_model_learns_signal_on_a_later_window(world, revenue_spec, params):
     split = params.split
     labels = _labels(world, revenue_spec, split.test_start)
@@ -74,11 +83,8 @@ def test_model_learns_signal_on_a_later_window(world, revenue_spec, params):
     assert model.best_iteration >= 1
     assert model.valid_average_precision > model.n_valid_positives / model.n_valid
     # Judge on the truth of every item of the (never seen) test window.
-    test = in_window(world["features"], split.test_start, split.test_end)
-    truth = test[["declaration_id"]].merge(world["truth"], on="declaration_id")
-    y = truth["offence"].to_numpy(float)
-    ap = average_precision(y, model.predict(test))
-    assert ap > y.mean() + 0.15, (ap, y.mean())
+    ap, base = _test_window_truth_ap(world, split, model)
+    assert ap > base + 0.15, (ap, base)
 
 
 def test_training_is_deterministic(world, revenue_spec, params):
@@ -314,10 +320,8 @@ def test_extra_trees_draws_split_thresholds_and_keeps_the_model_deterministic(
     assert a.booster.model_to_string() == b.booster.model_to_string()
     assert a.booster.model_to_string() != plain.booster.model_to_string()
     # still a model of the signal, judged on the truth of every item of the unseen test window
-    test = in_window(world["features"], params.split.test_start, params.split.test_end)
-    y = test[["declaration_id"]].merge(world["truth"], on="declaration_id")["offence"]
-    ap = average_precision(y.to_numpy(float), a.predict(test))
-    assert ap > y.mean() + 0.15, (ap, y.mean())
+    ap, base = _test_window_truth_ap(world, params.split, a)
+    assert ap > base + 0.15, (ap, base)
 
 
 def test_shipped_specs_use_extremely_randomised_trees_where_chosen():

@@ -186,6 +186,7 @@ def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
     training figures come from the estimator's facts, the policy from the model."""
     facts = model.facts_
     train_start, t = facts["split"]["train_start"], facts["train_params"]
+    randomised = ", extremely randomised (random split thresholds)" if t.get("extra_trees") else ""
     vs = facts["valid_window"][0]
     ap = facts["valid_average_precision"]
     prevalence = facts["n_valid_positives"] / facts["n_valid"]
@@ -219,9 +220,7 @@ def model_card(model: Any, spec: AreaSpec, registration: Any) -> str:
             "",
             f"LightGBM binary classifier, {len(model.feature_names_)} features, "
             f"{facts['best_iteration']} trees (best iteration), learning rate "
-            f"{t['learning_rate']}, {t['num_leaves']} leaves"
-            + (", extremely randomised (random split thresholds)" if t.get("extra_trees") else "")
-            + ", min_child_samples "
+            f"{t['learning_rate']}, {t['num_leaves']} leaves{randomised}, min_child_samples "
             f"{facts['lgb_params']['min_child_samples']}, seed {t['seed']}; no class "
             "re-weighting, "
             "no recalibration (the calibration record in `model.json` is measured on the "
